@@ -1,0 +1,190 @@
+"""DuckDB catalog: manifest, documents, pages, segments and quarantine tables.
+
+Connections are short-lived (open, work, close) so that the CLI, the Dagster daemon, the
+webserver and the HTTP API can share one file; a lock held by another process is retried.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS manifest (
+    source      VARCHAR PRIMARY KEY,   -- path relative to corpus.root (POSIX separators)
+    doc_id      VARCHAR,               -- sha256[:16] of the content; NULL when unreadable
+    sha256      VARCHAR,
+    size        BIGINT,
+    mtime_ns    BIGINT,
+    kind        VARCHAR,               -- pdf | image | audio | video | unsupported
+    status      VARCHAR,               -- ok | duplicate | quarantined
+    reason      VARCHAR,
+    scanned_at  TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS documents (
+    doc_id      VARCHAR PRIMARY KEY,
+    source      VARCHAR NOT NULL,
+    kind        VARCHAR NOT NULL,
+    sha256      VARCHAR NOT NULL,
+    size        BIGINT,
+    n_pages     INTEGER,               -- pages (pdf), 1 (image), keyframes (video), 0 (audio)
+    n_segments  INTEGER,
+    duration_s  DOUBLE,                -- audio / video only
+    status      VARCHAR NOT NULL,      -- ok | partial | quarantined
+    fingerprint VARCHAR,               -- hash of the config sections that produced the rows
+    ingested_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS pages (
+    item_id     VARCHAR PRIMARY KEY,   -- {doc_id}:{page} | {doc_id}:k{t_ms} for video keyframes
+    doc_id      VARCHAR NOT NULL,
+    page        INTEGER NOT NULL,      -- 1-based
+    modality    VARCHAR NOT NULL,      -- page | image (standalone image or video keyframe)
+    image_path  VARCHAR NOT NULL,      -- relative to storage.root
+    thumb_path  VARCHAR,
+    width       INTEGER,
+    height      INTEGER,
+    text        VARCHAR,               -- PDF text layer ('' for images)
+    t_s         DOUBLE                 -- keyframe time, NULL otherwise
+);
+CREATE TABLE IF NOT EXISTS segments (
+    item_id     VARCHAR PRIMARY KEY,   -- {doc_id}:t{start_ms}
+    doc_id      VARCHAR NOT NULL,
+    start_s     DOUBLE NOT NULL,
+    end_s       DOUBLE NOT NULL,
+    text        VARCHAR NOT NULL,
+    n_words     INTEGER
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    source      VARCHAR NOT NULL,      -- relative to corpus.root
+    doc_id      VARCHAR,
+    stage       VARCHAR NOT NULL,      -- scan | render | asr | video | embed | contract
+    reason      VARCHAR NOT NULL,
+    at          TIMESTAMP NOT NULL
+);
+"""
+
+DOC_TABLES = ("pages", "segments", "documents")
+
+
+class Catalog:
+    """Thin wrapper over a DuckDB file; every method opens and closes its own connection."""
+
+    def __init__(self, path: str | Path, *, retries: int = 200, retry_wait_s: float = 0.05):
+        self.path = Path(path)
+        self.retries = retries
+        self.retry_wait_s = retry_wait_s
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.connect() as con:
+            con.execute(SCHEMA)
+
+    @contextlib.contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        for attempt in range(self.retries):
+            try:
+                con = duckdb.connect(str(self.path), read_only=read_only and self.path.exists())
+                break
+            except duckdb.IOException as e:  # "Could not set lock on file": another process writes
+                if "lock" not in str(e).lower() or attempt == self.retries - 1:
+                    raise
+                time.sleep(self.retry_wait_s * min(1 + attempt, 20))
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self.connect(read_only=True) as con:
+            cur = con.execute(sql, list(params))
+            cols = [d[0] for d in cur.description]
+            return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        with self.connect(read_only=True) as con:
+            row = con.execute(sql, list(params)).fetchone()
+            return row[0] if row else None
+
+    # ---- writes ----
+    def replace_manifest(self, rows: list[dict[str, Any]]) -> None:
+        cols = ["source", "doc_id", "sha256", "size", "mtime_ns", "kind", "status", "reason"]
+        with self.connect() as con:
+            con.execute("BEGIN")
+            con.execute("DELETE FROM manifest")
+            if rows:
+                con.executemany(
+                    f"INSERT INTO manifest ({', '.join(cols)}, scanned_at) VALUES ({', '.join('?' * len(cols))}, now())",
+                    [[r.get(c) for c in cols] for r in rows],
+                )
+            con.execute("COMMIT")
+
+    def write_document(
+        self,
+        doc: dict[str, Any],
+        pages: list[dict[str, Any]] | None = None,
+        segments: list[dict[str, Any]] | None = None,
+        quarantine: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """Replace everything known about one document in one transaction (idempotent)."""
+        doc_id = doc["doc_id"]
+        with self.connect() as con:
+            con.execute("BEGIN")
+            for t in DOC_TABLES:
+                con.execute(f"DELETE FROM {t} WHERE doc_id = ?", [doc_id])
+            con.execute("DELETE FROM quarantine WHERE doc_id = ? AND stage <> 'scan'", [doc_id])
+            _insert(con, "documents", [doc], extra={"ingested_at": "now()"})
+            _insert(con, "pages", pages or [])
+            _insert(con, "segments", segments or [])
+            _insert(con, "quarantine", [{**q, "doc_id": doc_id} for q in quarantine or []], extra={"at": "now()"})
+            con.execute("COMMIT")
+
+    def replace_scan_quarantine(self, rows: list[dict[str, Any]]) -> None:
+        with self.connect() as con:
+            con.execute("BEGIN")
+            con.execute("DELETE FROM quarantine WHERE stage = 'scan'")
+            _insert(con, "quarantine", [{**r, "stage": "scan"} for r in rows], extra={"at": "now()"})
+            con.execute("COMMIT")
+
+    def add_quarantine(self, rows: list[dict[str, Any]]) -> None:
+        with self.connect() as con:
+            _insert(con, "quarantine", rows, extra={"at": "now()"})
+
+    def delete_documents(self, doc_ids: Sequence[str]) -> int:
+        if not doc_ids:
+            return 0
+        with self.connect() as con:
+            con.execute("BEGIN")
+            n = con.execute("SELECT count(*) FROM documents WHERE doc_id IN (SELECT unnest(?))", [list(doc_ids)]).fetchone()[0]
+            for t in (*DOC_TABLES, "quarantine"):
+                con.execute(f"DELETE FROM {t} WHERE doc_id IN (SELECT unnest(?))", [list(doc_ids)])
+            con.execute("COMMIT")
+        return int(n)
+
+    # ---- reads ----
+    def document(self, doc_id: str) -> dict[str, Any] | None:
+        rows = self.query("SELECT * FROM documents WHERE doc_id = ?", [doc_id])
+        return rows[0] if rows else None
+
+    def doc_ids(self) -> set[str]:
+        return {r["doc_id"] for r in self.query("SELECT doc_id FROM documents")}
+
+    def manifest_entry(self, doc_id: str) -> dict[str, Any] | None:
+        rows = self.query(
+            "SELECT * FROM manifest WHERE doc_id = ? AND status = 'ok' ORDER BY source LIMIT 1", [doc_id]
+        )
+        return rows[0] if rows else None
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]], extra: dict[str, str] | None = None) -> None:
+    if not rows:
+        return
+    extra = extra or {}
+    cols = [c for c in rows[0] if c not in extra]
+    placeholders = ", ".join(["?"] * len(cols) + list(extra.values()))
+    con.executemany(
+        f"INSERT INTO {table} ({', '.join(cols + list(extra))}) VALUES ({placeholders})",
+        [[r.get(c) for c in cols] for r in rows],
+    )
