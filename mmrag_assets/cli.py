@@ -1,0 +1,161 @@
+"""The ``mmrag`` command line: subcommand, flags, then Hydra overrides (``key=value``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mmrag_assets.config import MmragConfig, load_config
+from mmrag_assets.errors import MmragError
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+HELP: dict[str, str] = {}
+
+
+def command(name: str, help: str):
+    def deco(fn):
+        COMMANDS[name], HELP[name] = fn, help
+        return fn
+
+    return deco
+
+
+def _emit(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _cfg(args: argparse.Namespace, defaults: list[str] | None = None) -> MmragConfig:
+    overrides = list(args.overrides)
+    for d in defaults or []:  # command defaults yield to the user's own overrides
+        if not any(o.split("=", 1)[0] == d.split("=", 1)[0] for o in overrides):
+            overrides.insert(0, d)
+    return load_config(overrides)
+
+
+@command("ingest", "materialise the ingestion assets (manifest, pages, transcripts) through Dagster")
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from mmrag_assets.runner import ingest
+
+    cfg = _cfg(args)
+    summary = ingest(cfg, progress=_say)
+    _print_summary(cfg, summary)
+    return 0
+
+
+@command("status", "print what the catalog holds (documents, pages, segments, quarantine)")
+def cmd_status(args: argparse.Namespace) -> int:
+    from mmrag_assets.lib.status import catalog_status
+
+    cfg = _cfg(args)
+    st = catalog_status(cfg)
+    if args.json:
+        _emit(st)
+    else:
+        _print_status(st)
+    return 0
+
+
+@command("demo", "build the bundled sample corpus, ingest it and print a summary")
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mmrag_assets.lib.sample_corpus import build_sample_corpus
+    from mmrag_assets.runner import ingest
+
+    base = Path(args.dir).resolve()
+    cfg = _cfg(args, [f"corpus.root={base / 'corpus'}", f"storage.root={base / 'storage'}"])
+    files = build_sample_corpus(cfg.corpus_root)
+    _say(f"sample corpus: {len(files)} files in {cfg.corpus_root}")
+    summary = ingest(cfg, progress=_say)
+    _print_summary(cfg, summary)
+    return 0
+
+
+@command("ui", "start the Dagster UI (dagster dev) on the same instance and config as the CLI")
+def cmd_ui(args: argparse.Namespace) -> int:
+    from mmrag_assets.runner import dagster_home
+
+    cfg = _cfg(args)
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home(cfg)), "MMRAG_OVERRIDES": json.dumps(cfg.overrides)}
+    workspace = Path(__file__).resolve().parents[1] / "workspace.yaml"
+    argv = [sys.executable, "-m", "dagster", "dev", "-w", str(workspace)]
+    _say(f"DAGSTER_HOME={env['DAGSTER_HOME']}\n{' '.join(argv)}")
+    os.execvpe(argv[0], argv, env)
+    return 0  # not reached
+
+
+def _print_summary(cfg: MmragConfig, summary: dict[str, Any]) -> None:
+    from mmrag_assets.lib.status import catalog_status
+
+    _say(f"ingested {summary['ingested']} of {summary['documents']} documents in {summary['seconds']} s")
+    _print_status(catalog_status(cfg))
+
+
+def _print_status(st: dict[str, Any]) -> None:
+    docs = ", ".join(f"{n} {k}" for k, n in st["documents"].items())
+    print(f"documents: {docs}\npages: {st['pages']}\nsegments: {st['segments']}")
+    print(f"quarantined: {len(st['quarantined'])}")
+    for q in st["quarantined"]:
+        print(f"  {q['source']}: {q['reason']}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mmrag",
+        description="Multimodal retrieval: PDFs, images and recordings in one late-interaction index.",
+        epilog="Overrides are Hydra key=value pairs, e.g. corpus.root=docs model=colsmol search.k=20",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, fn in COMMANDS.items():
+        sp = sub.add_parser(name, help=HELP[name], description=HELP[name])
+        sp.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Hydra overrides")
+        sp.add_argument("-v", "--verbose", action="store_true", help="show Dagster's own log lines")
+        sp.set_defaults(func=fn)
+        for extra in EXTRA_ARGS.get(name, []):
+            extra(sp)
+    return p
+
+
+def _json_flag(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+
+
+def _dir_flag(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--dir", default="mmrag-demo", help="where the demo corpus and storage go (default: ./mmrag-demo)")
+
+
+EXTRA_ARGS: dict[str, list[Callable[[argparse.ArgumentParser], None]]] = {
+    "status": [_json_flag],
+    "demo": [_dir_flag],
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_intermixed_args(argv)
+    bad = [o for o in args.overrides if "=" not in o]
+    if bad:
+        _say(f"error: {bad[0]!r} is not an override; write key=value (e.g. corpus.root=docs)")
+        return 2
+    if args.verbose:
+        os.environ["MMRAG_DAGSTER_LOG_LEVEL"] = "INFO"
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return args.func(args)
+    except MmragError as e:
+        _say(f"error: {e}")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Assembly only: every asset, check, job, sensor and schedule of mmrag."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import dagster as dg
+
+from mmrag_assets.defs.ingest.assets import corpus_manifest, document_content
+from mmrag_assets.defs.ingest.sensors import (
+    corpus_manifest_job,
+    corpus_reconcile_schedule,
+    corpus_sensor,
+    ingest_job,
+)
+from mmrag_assets.resources.mmrag import MmragResource
+
+ASSETS = [corpus_manifest, document_content]
+ASSET_CHECKS: list = []
+
+
+def build_definitions(overrides: list[str] | None = None) -> dg.Definitions:
+    return dg.Definitions(
+        assets=ASSETS,
+        asset_checks=ASSET_CHECKS,
+        jobs=[corpus_manifest_job, ingest_job],
+        sensors=[corpus_sensor],
+        schedules=[corpus_reconcile_schedule],
+        resources={"mmrag": MmragResource(overrides=list(overrides or []))},
+        executor=dg.in_process_executor,
+    )
+
+
+# `mmrag ui key=value ...` passes its overrides here (a JSON list) so the UI runs the CLI's config.
+defs = build_definitions(json.loads(os.environ.get("MMRAG_OVERRIDES", "[]")))

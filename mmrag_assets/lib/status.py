@@ -1,0 +1,27 @@
+"""What the catalog holds, as one JSON-ready dict (``mmrag status --json``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mmrag_assets.config import MmragConfig
+from mmrag_assets.lib.catalog import Catalog
+
+KINDS = ("pdf", "image", "audio", "video")
+
+
+def catalog_status(cfg: MmragConfig) -> dict[str, Any]:
+    if not cfg.catalog_path.exists():
+        return {"documents": dict.fromkeys(KINDS, 0), "pages": 0, "segments": 0, "quarantined": []}
+    cat = Catalog(cfg.catalog_path)
+    by_kind = {
+        r["kind"]: r["n"]
+        for r in cat.query("SELECT kind, count(*) AS n FROM documents WHERE status <> 'quarantined' GROUP BY kind")
+    }
+    quarantined = cat.query("SELECT DISTINCT source, reason FROM quarantine ORDER BY source, reason")
+    return {
+        "documents": {k: int(by_kind.get(k, 0)) for k in KINDS},
+        "pages": int(cat.scalar("SELECT count(*) FROM pages")),
+        "segments": int(cat.scalar("SELECT count(*) FROM segments")),
+        "quarantined": [{"source": q["source"], "reason": q["reason"]} for q in quarantined],
+    }

@@ -1,0 +1,105 @@
+"""Materialise assets in-process through Dagster (the same code the UI runs) for the CLI and tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from mmrag_assets.config import MmragConfig
+from mmrag_assets.errors import MmragError
+
+INSTANCE_YAML = """\
+# Written by mmrag: the CLI, `mmrag ui` and the daemon share this instance.
+telemetry:
+  enabled: false
+concurrency:
+  runs:
+    max_concurrent_runs: 1   # the DuckDB catalog has one writer at a time
+"""
+
+
+def dagster_home(cfg: MmragConfig) -> Path:
+    """``$DAGSTER_HOME`` if set, else ``<storage.root>/dagster``; created with an instance config."""
+    home = Path(os.environ.get("DAGSTER_HOME") or cfg.dagster_home)
+    home.mkdir(parents=True, exist_ok=True)
+    yaml = home / "dagster.yaml"
+    if not yaml.exists():
+        yaml.write_text(INSTANCE_YAML)
+    return home
+
+
+@contextlib.contextmanager
+def open_instance(cfg: MmragConfig) -> Iterator[dg.DagsterInstance]:
+    with dg.DagsterInstance.from_config(str(dagster_home(cfg))) as instance:
+        yield instance
+
+
+def _quiet_run_config() -> dict[str, Any]:
+    level = os.environ.get("MMRAG_DAGSTER_LOG_LEVEL", "WARNING")
+    return {"loggers": {"console": {"config": {"log_level": level}}}}
+
+
+def materialize(
+    instance: dg.DagsterInstance,
+    overrides: list[str],
+    selection: list[str],
+    partition_key: str | None = None,
+) -> dg.ExecuteInProcessResult:
+    from mmrag_assets.definitions import ASSETS, ASSET_CHECKS
+    from mmrag_assets.resources.mmrag import MmragResource
+
+    result = dg.materialize(
+        [*ASSETS, *ASSET_CHECKS],
+        selection=selection,
+        partition_key=partition_key,
+        instance=instance,
+        resources={"mmrag": MmragResource(overrides=list(overrides))},
+        run_config=_quiet_run_config(),
+        raise_on_error=False,
+    )
+    if not result.success:
+        failures = [e.message for e in result.all_events if e.is_failure and e.message]
+        raise MmragError(f"Dagster run {result.run_id} failed: {failures[-1] if failures else 'see the run log'}")
+    return result
+
+
+def ingest(cfg: MmragConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Manifest first, then one run per document partition that is new, changed or unmaterialised."""
+    from mmrag_assets.lib.catalog import Catalog
+    from mmrag_assets.lib.ingest import fingerprint
+
+    say = progress or (lambda _m: None)
+    t0 = time.perf_counter()
+    with open_instance(cfg) as instance:
+        materialize(instance, cfg.overrides, ["corpus_manifest"])
+        catalog = Catalog(cfg.catalog_path)
+        docs = catalog.query("SELECT doc_id, source, kind, sha256 FROM manifest WHERE status = 'ok' ORDER BY source")
+        have = {r["doc_id"]: r for r in catalog.query("SELECT doc_id, sha256, fingerprint FROM documents")}
+        done = instance.get_materialized_partitions(dg.AssetKey("page_images"))
+        todo = [
+            d for d in docs
+            if d["doc_id"] not in done
+            or d["doc_id"] not in have
+            or have[d["doc_id"]]["fingerprint"] != fingerprint(cfg, d["kind"])
+        ]
+        say(f"{len(docs)} documents, {len(todo)} to ingest")
+        for i, d in enumerate(todo, 1):
+            t = time.perf_counter()
+            materialize(instance, cfg.overrides, ["page_images", "transcript_segments"], partition_key=d["doc_id"])
+            row = catalog.document(d["doc_id"]) or {}
+            say(
+                f"[{i}/{len(todo)}] {d['source']}: {row.get('status')}, {row.get('n_pages', 0)} pages, "
+                f"{row.get('n_segments', 0)} segments ({time.perf_counter() - t:.1f} s)"
+            )
+    return {"documents": len(docs), "ingested": len(todo), "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def stderr_progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
