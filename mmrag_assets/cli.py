@@ -53,6 +53,42 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("index", "materialise everything up to the LanceDB index and search structures (ingesting first)")
+def cmd_index(args: argparse.Namespace) -> int:
+    from mmrag_assets.runner import index
+
+    cfg = _cfg(args)
+    summary = index(cfg, progress=_say)
+    _print_summary(cfg, summary)
+    return 0
+
+
+@command("search", "search the index: ranked pages, images and moments of audio")
+def cmd_search(args: argparse.Namespace) -> int:
+    from mmrag_assets.lib.search import search
+
+    cfg = _cfg(args)
+    filters = {}
+    if args.modality:
+        filters["modality"] = args.modality
+    if args.source:
+        filters["source_prefix"] = args.source
+    resp = search(args.query, k=args.k, filters=filters or None, cfg=cfg)
+    if args.json:
+        _emit(resp.to_json())
+    else:
+        _print_results(resp.to_json())
+    return 0
+
+
+@command("serve", "start the HTTP API (POST /search, GET /healthz, page images, /docs)")
+def cmd_serve(args: argparse.Namespace) -> int:
+    from mmrag_assets.api import serve
+
+    serve(_cfg(args), host=args.host, port=args.port)
+    return 0
+
+
 @command("status", "print what the catalog holds (documents, pages, segments, quarantine)")
 def cmd_status(args: argparse.Namespace) -> int:
     from mmrag_assets.lib.status import catalog_status
@@ -93,6 +129,19 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+def _print_results(resp: dict[str, Any]) -> None:
+    print(f"query: {resp['query']}")
+    for w in resp["warnings"]:
+        print(f"warning: {w}")
+    for r in resp["results"]:
+        where = f"p.{r['page']}" if r["page"] is not None else f"{r['start_s']:.1f}-{r['end_s']:.1f} s"
+        print(f"{r['rank']:>3}. {r['score']:7.3f}  {r['modality']:<8} {r['source']} ({where})")
+        if r["snippet"]:
+            print(f"       {r['snippet'][:110]}")
+    t = resp["timings_ms"]
+    print(f"({len(resp['results'])} results, {resp['dropped_below_threshold']} below threshold, {t.get('total_ms', 0):.0f} ms)")
+
+
 def _print_summary(cfg: MmragConfig, summary: dict[str, Any]) -> None:
     from mmrag_assets.lib.status import catalog_status
 
@@ -117,16 +166,29 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, fn in COMMANDS.items():
         sp = sub.add_parser(name, help=HELP[name], description=HELP[name])
+        for extra in EXTRA_ARGS.get(name, []):
+            extra(sp)
         sp.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Hydra overrides")
         sp.add_argument("-v", "--verbose", action="store_true", help="show Dagster's own log lines")
         sp.set_defaults(func=fn)
-        for extra in EXTRA_ARGS.get(name, []):
-            extra(sp)
     return p
 
 
 def _json_flag(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+
+
+def _search_flags(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("query", help="the question, in words")
+    sp.add_argument("--k", type=int, default=None, help="results to return (default: search.k)")
+    sp.add_argument("--modality", action="append", help="page, image or segment (repeatable)")
+    sp.add_argument("--source", action="append", help="only sources under this prefix (repeatable)")
+    _json_flag(sp)
+
+
+def _serve_flags(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--host", default=None, help="bind address (default: search.host, 127.0.0.1)")
+    sp.add_argument("--port", type=int, default=None, help="port (default: search.port)")
 
 
 def _dir_flag(sp: argparse.ArgumentParser) -> None:
@@ -135,12 +197,19 @@ def _dir_flag(sp: argparse.ArgumentParser) -> None:
 
 EXTRA_ARGS: dict[str, list[Callable[[argparse.ArgumentParser], None]]] = {
     "status": [_json_flag],
+    "search": [_search_flags],
+    "serve": [_serve_flags],
     "demo": [_dir_flag],
 }
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_intermixed_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)  # overrides may also follow the flags
+    flags = [e for e in extra if e.startswith("-")]
+    if flags:
+        parser.error(f"unrecognized arguments: {' '.join(flags)}")
+    args.overrides = [*args.overrides, *extra]
     bad = [o for o in args.overrides if "=" not in o]
     if bad:
         _say(f"error: {bad[0]!r} is not an override; write key=value (e.g. corpus.root=docs)")

@@ -92,7 +92,7 @@ class SearchConfig:
     thresholds: dict[str, float] = field(
         default_factory=lambda: {"text_page": 0.0, "text_image": 0.0, "text_segment": 0.0}
     )
-    pool_rows: int = 38  # pooled strategy: vectors kept per item
+    prebuild: list[str] = field(default_factory=lambda: ["binary", "pooled"])  # first stages built at index time
     queries_file: str | None = None  # search_results asset: one query a line
     host: str = "127.0.0.1"
     port: int = 8000

@@ -7,6 +7,7 @@ import os
 
 import dagster as dg
 
+from mmrag_assets.defs.index.assets import item_embeddings, search_index
 from mmrag_assets.defs.ingest.assets import corpus_manifest, document_content
 from mmrag_assets.defs.ingest.sensors import (
     corpus_manifest_job,
@@ -16,7 +17,7 @@ from mmrag_assets.defs.ingest.sensors import (
 )
 from mmrag_assets.resources.mmrag import MmragResource
 
-ASSETS = [corpus_manifest, document_content]
+ASSETS = [corpus_manifest, document_content, item_embeddings, search_index]
 ASSET_CHECKS: list = []
 
 

@@ -65,8 +65,12 @@ def materialize(
         raise_on_error=False,
     )
     if not result.success:
-        failures = [e.message for e in result.all_events if e.is_failure and e.message]
-        raise MmragError(f"Dagster run {result.run_id} failed: {failures[-1] if failures else 'see the run log'}")
+        errors = [
+            e.event_specific_data.error.message.strip()
+            for e in result.all_events
+            if e.is_step_failure and e.event_specific_data and e.event_specific_data.error
+        ]
+        raise MmragError(f"Dagster run {result.run_id} failed: {errors[0] if errors else 'see the run log'}")
     return result
 
 
@@ -99,6 +103,38 @@ def ingest(cfg: MmragConfig, progress: Callable[[str], None] | None = None) -> d
                 f"{row.get('n_segments', 0)} segments ({time.perf_counter() - t:.1f} s)"
             )
     return {"documents": len(docs), "ingested": len(todo), "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def index(cfg: MmragConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Ingest where needed, embed every document (unchanged ones are skipped), then build the
+    table-level indexes and the search sidecar."""
+    from mmrag_assets.lib.catalog import Catalog
+
+    say = progress or (lambda _m: None)
+    summary = ingest(cfg, progress)
+    t0 = time.perf_counter()
+    with open_instance(cfg) as instance:
+        docs = Catalog(cfg.catalog_path).query(
+            "SELECT doc_id, source FROM documents WHERE status <> 'quarantined' ORDER BY source"
+        )
+        for i, d in enumerate(docs, 1):
+            t = time.perf_counter()
+            r = materialize(instance, cfg.overrides, ["item_embeddings"], partition_key=d["doc_id"])
+            meta = _metadata(r, "item_embeddings")
+            what = "unchanged" if meta.get("skipped") else f"{meta.get('items_embedded', 0)} items embedded"
+            say(f"[{i}/{len(docs)}] embed {d['source']}: {what} ({time.perf_counter() - t:.1f} s)")
+        r = materialize(instance, cfg.overrides, ["search_index"])
+        meta = _metadata(r, "search_index")
+    say(f"index {meta.get('index_table')} v{meta.get('index_version')}: {meta.get('index_rows')} items")
+    return {**summary, "embedded_documents": len(docs), "index_seconds": round(time.perf_counter() - t0, 2), "index": meta}
+
+
+def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
+    for ev in result.get_asset_materialization_events():
+        mat = ev.materialization
+        if mat.asset_key.to_user_string() == asset:
+            return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+    return {}
 
 
 def stderr_progress(msg: str) -> None:

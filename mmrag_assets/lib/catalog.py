@@ -64,7 +64,7 @@ CREATE TABLE IF NOT EXISTS quarantine (
     doc_id      VARCHAR,
     stage       VARCHAR NOT NULL,      -- scan | render | asr | video | embed | contract
     reason      VARCHAR NOT NULL,
-    at          TIMESTAMP NOT NULL
+    quarantined_at TIMESTAMP NOT NULL
 );
 """
 
@@ -138,19 +138,26 @@ class Catalog:
             _insert(con, "documents", [doc], extra={"ingested_at": "now()"})
             _insert(con, "pages", pages or [])
             _insert(con, "segments", segments or [])
-            _insert(con, "quarantine", [{**q, "doc_id": doc_id} for q in quarantine or []], extra={"at": "now()"})
+            _insert(con, "quarantine", [{**q, "doc_id": doc_id} for q in quarantine or []], extra={"quarantined_at": "now()"})
             con.execute("COMMIT")
 
     def replace_scan_quarantine(self, rows: list[dict[str, Any]]) -> None:
         with self.connect() as con:
             con.execute("BEGIN")
             con.execute("DELETE FROM quarantine WHERE stage = 'scan'")
-            _insert(con, "quarantine", [{**r, "stage": "scan"} for r in rows], extra={"at": "now()"})
+            _insert(con, "quarantine", [{**r, "stage": "scan"} for r in rows], extra={"quarantined_at": "now()"})
+            con.execute("COMMIT")
+
+    def replace_quarantine(self, doc_id: str, stage: str, rows: list[dict[str, Any]]) -> None:
+        with self.connect() as con:
+            con.execute("BEGIN")
+            con.execute("DELETE FROM quarantine WHERE doc_id = ? AND stage = ?", [doc_id, stage])
+            _insert(con, "quarantine", [{**r, "doc_id": doc_id, "stage": stage} for r in rows], extra={"quarantined_at": "now()"})
             con.execute("COMMIT")
 
     def add_quarantine(self, rows: list[dict[str, Any]]) -> None:
         with self.connect() as con:
-            _insert(con, "quarantine", rows, extra={"at": "now()"})
+            _insert(con, "quarantine", rows, extra={"quarantined_at": "now()"})
 
     def delete_documents(self, doc_ids: Sequence[str]) -> int:
         if not doc_ids:

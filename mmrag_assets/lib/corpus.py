@@ -70,10 +70,7 @@ def purge_documents(cfg: MmragConfig, catalog: Catalog, doc_ids: set[str] | list
     n = catalog.delete_documents(doc_ids)
     for d in doc_ids:
         shutil.rmtree(cfg.pages_dir / d, ignore_errors=True)
-    for hook in PURGE_HOOKS:
-        hook(cfg, doc_ids)
+    from mmrag_assets.lib.index import delete_documents
+
+    delete_documents(cfg, doc_ids)
     return n
-
-
-# Later stages (the LanceDB index) register functions (cfg, doc_ids) -> None here.
-PURGE_HOOKS: list = []

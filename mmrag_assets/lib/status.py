@@ -12,7 +12,7 @@ KINDS = ("pdf", "image", "audio", "video")
 
 def catalog_status(cfg: MmragConfig) -> dict[str, Any]:
     if not cfg.catalog_path.exists():
-        return {"documents": dict.fromkeys(KINDS, 0), "pages": 0, "segments": 0, "quarantined": []}
+        return {"documents": dict.fromkeys(KINDS, 0), "pages": 0, "segments": 0, "quarantined": [], "index": None}
     cat = Catalog(cfg.catalog_path)
     by_kind = {
         r["kind"]: r["n"]
@@ -24,4 +24,19 @@ def catalog_status(cfg: MmragConfig) -> dict[str, Any]:
         "pages": int(cat.scalar("SELECT count(*) FROM pages")),
         "segments": int(cat.scalar("SELECT count(*) FROM segments")),
         "quarantined": [{"source": q["source"], "reason": q["reason"]} for q in quarantined],
+        "index": index_status(cfg),
     }
+
+
+def index_status(cfg: MmragConfig) -> dict[str, Any] | None:
+    """The LanceDB table of the configured embedding version, or None before `mmrag index`."""
+    from mmrag_assets.lib import index as lx
+    from mmrag_assets.lib.embedding import version_key_for
+
+    if not cfg.lancedb_dir.exists():
+        return None
+    db = lx.connect(cfg)
+    name = lx.table_name(version_key_for(cfg.model))
+    if name not in lx.list_item_tables(db):
+        return None
+    return lx.table_stats(db.open_table(name))

@@ -12,9 +12,7 @@ from mmrag_assets.lib.corpus import scan, scan_cache
 from mmrag_assets.resources.mmrag import MmragResource
 
 corpus_manifest_job = dg.define_asset_job("corpus_manifest_job", selection=["corpus_manifest"])
-ingest_job = dg.define_asset_job(
-    "ingest_job", selection=["page_images", "transcript_segments"], partitions_def=documents_partitions
-)
+ingest_job = dg.define_asset_job("ingest_job", selection=["page_images", "transcript_segments"])
 
 
 @dg.sensor(

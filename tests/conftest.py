@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from mmrag_assets.config import MmragConfig, load_config
+
+# No test may reach a model hub: fail fast instead of hanging on the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("MMRAG_FORCE_CPU", "1")
+os.environ.pop("DAGSTER_HOME", None)  # each test gets its own instance under its storage root
+
+
+@pytest.fixture(autouse=True)
+def _isolated_caches(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path_factory.getbasetemp() / "hf-cache"
+    monkeypatch.setenv("HF_HOME", str(cache))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path) -> Callable[..., MmragConfig]:
+    """Compose a config whose corpus and storage live under this test's tmp_path."""
+
+    def make(*overrides: str, corpus: Path | None = None, storage: Path | None = None) -> MmragConfig:
+        corpus = corpus or tmp_path / "corpus"
+        storage = storage or tmp_path / "storage"
+        corpus.mkdir(parents=True, exist_ok=True)
+        return load_config([f"corpus.root={corpus}", f"storage.root={storage}", *overrides])
+
+    return make

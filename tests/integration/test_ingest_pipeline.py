@@ -1,0 +1,177 @@
+"""Real Dagster runs on real files: the sample corpus next to every hostile input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pymupdf
+import pytest
+
+from mmrag_assets.config import load_config
+from mmrag_assets.lib.catalog import Catalog
+from mmrag_assets.lib.status import catalog_status
+from mmrag_assets.runner import ingest, open_instance
+
+pytestmark = pytest.mark.integration
+
+
+def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mmrag_assets.cli", *args], capture_output=True, text=True, cwd=cwd,
+        env={**os.environ}, timeout=600,
+    )
+
+
+def test_every_good_file_is_processed_and_every_bad_one_quarantined(ingested, hostile_corpus) -> None:
+    cfg, summary = ingested
+    _, _, expected = hostile_corpus
+    st = catalog_status(cfg)
+    reasons = {}
+    for q in st["quarantined"]:
+        reasons.setdefault(q["source"], []).append(q["reason"])
+    for source, want in expected.items():
+        if want in ("ok", "silence"):
+            assert source not in reasons, f"{source} should not be quarantined: {reasons.get(source)}"
+        else:
+            assert source in reasons, f"{source} was not quarantined"
+            assert any(want in r for r in reasons[source]), f"{source}: {reasons[source]} lacks {want!r}"
+    cat = Catalog(cfg.catalog_path)
+    # every good PDF page was rendered, with its text layer and an image on disk
+    assert max(len(p["text"]) for p in cat.query("SELECT text FROM pages")) > 300
+    for d in cat.query("SELECT * FROM documents WHERE kind = 'pdf' AND status = 'ok'"):
+        with pymupdf.open(cfg.corpus_root / d["source"]) as pdf:
+            assert d["n_pages"] == pdf.page_count
+        pages = cat.query("SELECT * FROM pages WHERE doc_id = ? ORDER BY page", [d["doc_id"]])
+        assert [p["page"] for p in pages] == list(range(1, d["n_pages"] + 1))
+        assert all((cfg.storage_root / p["image_path"]).is_file() for p in pages)
+        assert all(p["item_id"] == f"{d['doc_id']}:{p['page']}" for p in pages)
+        assert all(p["text"] for p in pages)
+    assert st["documents"]["pdf"] >= 3 and st["documents"]["image"] >= 2 and st["documents"]["audio"] >= 1
+    # speech became timestamped windows; silence became zero segments without an error
+    speech = cat.query("SELECT d.source, s.* FROM segments s JOIN documents d USING (doc_id) WHERE d.kind = 'audio'")
+    assert speech and all(0 <= s["start_s"] < s["end_s"] for s in speech)
+    words = " ".join(s["text"].lower() for s in speech)
+    assert "router" in words or "firmware" in words
+    silent = [s for s, w in expected.items() if w == "silence"]
+    for s in silent:
+        row = cat.query("SELECT * FROM documents WHERE source = ?", [s])
+        assert row and row[0]["status"] == "ok" and row[0]["n_segments"] == 0
+
+
+def test_rerun_is_idempotent(ingested) -> None:
+    cfg, _ = ingested
+    cat = Catalog(cfg.catalog_path)
+    before = cat.query("SELECT item_id, image_path, width FROM pages ORDER BY item_id")
+    mtimes = {p["image_path"]: (cfg.storage_root / p["image_path"]).stat().st_mtime_ns for p in before}
+    again = ingest(cfg)
+    assert again["ingested"] == 0
+    assert cat.query("SELECT item_id, image_path, width FROM pages ORDER BY item_id") == before
+    assert {k: (cfg.storage_root / k).stat().st_mtime_ns for k in mtimes} == mtimes
+
+
+def test_status_json_is_one_object_with_relative_sources(ingested) -> None:
+    cfg, _ = ingested
+    r = _cli("status", "--json", f"corpus.root={cfg.corpus.root}", f"storage.root={cfg.storage.root}")
+    assert r.returncode == 0, r.stderr
+    obj = json.loads(r.stdout)  # exactly one JSON document on stdout
+    assert set(obj) >= {"documents", "pages", "segments", "quarantined"}
+    assert set(obj["documents"]) == {"pdf", "image", "audio", "video"}
+    assert obj["pages"] > 0 and obj["segments"] > 0
+    assert obj["quarantined"] and all(not q["source"].startswith("/") for q in obj["quarantined"])
+
+
+def test_change_and_delete_replace_rows(make_cfg, tmp_path: Path) -> None:
+    from mmrag_assets.lib.sample_corpus import build_sample_corpus
+
+    corpus = tmp_path / "corpus"
+    files = build_sample_corpus(corpus, video=False)
+    for f in files:  # keep two PDFs only: this test is about bookkeeping, not decoding
+        if f.suffix != ".pdf":
+            f.unlink()
+    pdfs = sorted(corpus.rglob("*.pdf"))
+    cfg = make_cfg(corpus=corpus)
+    ingest(cfg)
+    cat = Catalog(cfg.catalog_path)
+    old = {d["source"]: d["doc_id"] for d in cat.query("SELECT source, doc_id FROM documents")}
+    changed, deleted = pdfs
+    rel_changed = changed.relative_to(corpus).as_posix()
+    with pymupdf.open(changed) as doc:
+        doc.new_page().insert_text((72, 72), "An appended page about tidal turbines.")
+        data = doc.tobytes()
+    changed.write_bytes(data)
+    deleted.unlink()
+    summary = ingest(cfg)
+    assert summary["ingested"] == 1
+    docs = {d["source"]: d for d in cat.query("SELECT * FROM documents")}
+    assert set(docs) == {rel_changed}
+    new_id = docs[rel_changed]["doc_id"]
+    assert new_id != old[rel_changed]
+    assert cat.scalar("SELECT count(*) FROM pages WHERE doc_id NOT IN (SELECT doc_id FROM documents)") == 0
+    assert "tidal turbines" in cat.query("SELECT text FROM pages WHERE doc_id = ? ORDER BY page DESC LIMIT 1", [new_id])[0]["text"]
+    assert not (cfg.pages_dir / old[rel_changed]).exists()
+    with open_instance(cfg) as instance:
+        assert set(instance.get_dynamic_partitions("documents")) == {new_id}
+
+
+def test_dpi_override_changes_rendering(make_cfg, tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    doc = pymupdf.open()
+    doc.new_page(width=612, height=792).insert_text((72, 72), "DPI test page")
+    doc.save(corpus / "one.pdf")
+    widths = {}
+    for dpi in (72, 144):
+        cfg = make_cfg(f"ingest.dpi={dpi}", corpus=corpus)
+        ingest(cfg)
+        widths[dpi] = Catalog(cfg.catalog_path).scalar("SELECT width FROM pages")
+    assert widths == {72: 612, 144: 1224}
+
+
+def test_sensor_adds_and_removes_partitions(make_cfg, tmp_path: Path) -> None:
+    from mmrag_assets.defs.ingest.sensors import corpus_sensor
+    from mmrag_assets.resources.mmrag import MmragResource
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name in ("a", "b"):
+        d = pymupdf.open()
+        d.new_page().insert_text((72, 72), f"document {name}")
+        d.save(corpus / f"{name}.pdf")
+    cfg = make_cfg(corpus=corpus)
+    with open_instance(cfg) as instance:
+        res = MmragResource(overrides=list(cfg.overrides))
+        r1 = corpus_sensor(dg.build_sensor_context(instance=instance, resources={"mmrag": res}))
+        added = [k for req in r1.dynamic_partitions_requests if isinstance(req, dg.AddDynamicPartitionsRequest) for k in req.partition_keys]
+        assert len(added) == 2
+        jobs = sorted(rr.job_name for rr in r1.run_requests)
+        assert jobs == ["corpus_manifest_job", "ingest_job", "ingest_job"]
+        instance.add_dynamic_partitions("documents", added)
+        (corpus / "a.pdf").unlink()
+        r2 = corpus_sensor(dg.build_sensor_context(instance=instance, resources={"mmrag": res}, cursor=r1.cursor))
+        removed = [k for req in r2.dynamic_partitions_requests if isinstance(req, dg.DeleteDynamicPartitionsRequest) for k in req.partition_keys]
+        assert len(removed) == 1 and removed[0] in added
+        assert [rr.job_name for rr in r2.run_requests] == ["corpus_manifest_job", "ingest_job"]  # b: still unmaterialised
+        r3 = corpus_sensor(dg.build_sensor_context(instance=instance, resources={"mmrag": res}, cursor=r2.cursor))
+        assert not r3.dynamic_partitions_requests[0].partition_keys and "corpus_manifest_job" not in [rr.job_name for rr in r3.run_requests]
+
+
+def test_cli_ingest_exits_zero_with_quarantined_inputs(tmp_path: Path) -> None:
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    (corpus / "fake.pdf").write_text("not a pdf")
+    (corpus / "empty.wav").write_bytes(b"")
+    d = pymupdf.open()
+    d.new_page().insert_text((72, 72), "good")
+    d.save(corpus / "good (1) #é.pdf")
+    r = _cli("ingest", f"corpus.root={corpus}", f"storage.root={tmp_path / 's'}")
+    assert r.returncode == 0, r.stderr
+    assert "quarantined: 2" in r.stdout
+    bad = _cli("ingest", f"corpus.root={tmp_path / 'missing'}", f"storage.root={tmp_path / 's'}")
+    assert bad.returncode == 2 and "is not a directory" in bad.stderr
+    shutil.rmtree(tmp_path / "s")
