@@ -83,7 +83,7 @@ class ModelConfig:
 class SearchConfig:
     k: int = 10
     candidates: int = 200
-    first_stage: str = "binary"  # binary | lance_ann | pooled | brute
+    first_stage: str = "plaid"  # plaid | binary | pooled | muvera | lance
     reranker: str = "maxsim"  # maxsim | none
     lexical: bool = True  # BM25 channel fused by reciprocal rank fusion
     rrf_k: int = 60
@@ -92,7 +92,7 @@ class SearchConfig:
     thresholds: dict[str, float] = field(
         default_factory=lambda: {"text_page": 0.0, "text_image": 0.0, "text_segment": 0.0}
     )
-    prebuild: list[str] = field(default_factory=lambda: ["binary", "pooled"])  # first stages built at index time
+    prebuild: list[str] = field(default_factory=lambda: ["plaid", "binary", "pooled", "muvera"])  # first stages built at index time
     queries_file: str | None = None  # search_results asset: one query a line
     host: str = "127.0.0.1"
     port: int = 8000

@@ -235,7 +235,9 @@ def analytics(tbl, dim: int) -> list[dict[str, Any]]:
     """Counts by modality, tokens and vector bytes per item: DuckDB straight over the Lance dataset."""
     import duckdb
 
-    ds = tbl.to_lance()  # noqa: F841 - referenced by name in the SQL
+    # DuckDB's Arrow scan has no float16 type, so it gets a projected Lance scanner (the vector
+    # column never leaves Lance); n_tokens already says how many vectors each item holds.
+    ds = tbl.to_lance().scanner(columns=["item_id", "doc_id", "modality", "page", "n_tokens"]).to_reader()  # noqa: F841
     con = duckdb.connect()
     try:
         cur = con.execute(ANALYTICS_SQL.format(dim=int(dim)))

@@ -191,7 +191,7 @@ class Searcher:
         t = time.perf_counter()
         q = self.embedder.embed_queries([query])[0]  # (Tq, dim)
         timings["encode_ms"] = _ms(t)
-        if len(q) >= self.embedder.query_max_tokens:
+        if self.embedder.token_counts([query])[0] > self.embedder.query_max_tokens:
             warnings.append(f"query truncated to the model's query limit of {self.embedder.query_max_tokens} tokens")
         if len(q) == 0:
             raise QueryError("query has no tokens the model can embed")

