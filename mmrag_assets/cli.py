@@ -16,14 +16,38 @@ from mmrag_assets.errors import MmragError
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 HELP: dict[str, str] = {}
+EXTRA_ARGS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], ...]] = {}
 
 
-def command(name: str, help: str):
+def command(name: str, help: str, *extra_args: Callable[[argparse.ArgumentParser], None]):
+    """Register ``mmrag NAME``; ``extra_args`` add the command's own flags to its parser."""
+
     def deco(fn):
-        COMMANDS[name], HELP[name] = fn, help
+        COMMANDS[name], HELP[name], EXTRA_ARGS[name] = fn, help, extra_args
         return fn
 
     return deco
+
+
+def json_flag(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+
+
+def search_flags(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("query", help="the question, in words")
+    sp.add_argument("--k", type=int, default=None, help="results to return (default: search.k)")
+    sp.add_argument("--modality", action="append", help="page, image or segment (repeatable)")
+    sp.add_argument("--source", action="append", help="only sources under this prefix (repeatable)")
+    json_flag(sp)
+
+
+def serve_flags(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--host", default=None, help="bind address (default: search.host, 127.0.0.1)")
+    sp.add_argument("--port", type=int, default=None, help="port (default: search.port)")
+
+
+def dir_flag(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--dir", default="mmrag-demo", help="where the demo corpus and storage go (default: ./mmrag-demo)")
 
 
 def _emit(obj: Any) -> None:
@@ -63,7 +87,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("search", "search the index: ranked pages, images and moments of audio")
+@command("search", "search the index: ranked pages, images and moments of audio", search_flags)
 def cmd_search(args: argparse.Namespace) -> int:
     from mmrag_assets.lib.search import search
 
@@ -81,7 +105,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("serve", "start the HTTP API (POST /search, GET /healthz, page images, /docs)")
+@command("serve", "start the HTTP API (POST /search, GET /healthz, page images, /docs)", serve_flags)
 def cmd_serve(args: argparse.Namespace) -> int:
     from mmrag_assets.api import serve
 
@@ -89,7 +113,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("status", "print what the catalog holds (documents, pages, segments, quarantine)")
+@command("status", "print what the catalog holds (documents, pages, segments, quarantine, index)", json_flag)
 def cmd_status(args: argparse.Namespace) -> int:
     from mmrag_assets.lib.status import catalog_status
 
@@ -102,7 +126,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("demo", "build the bundled sample corpus, ingest it and print a summary")
+@command("demo", "build the bundled sample corpus, index it, run sample queries", dir_flag)
 def cmd_demo(args: argparse.Namespace) -> int:
     from mmrag_assets.lib.sample_corpus import build_sample_corpus
     from mmrag_assets.runner import ingest
@@ -158,6 +182,9 @@ def _print_status(st: dict[str, Any]) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import mmrag_assets.cli_eval  # noqa: F401 - registers `eval`
+    import mmrag_assets.cli_quality  # noqa: F401 - registers `checks`, `baseline`
+
     p = argparse.ArgumentParser(
         prog="mmrag",
         description="Multimodal retrieval: PDFs, images and recordings in one late-interaction index.",
@@ -166,41 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, fn in COMMANDS.items():
         sp = sub.add_parser(name, help=HELP[name], description=HELP[name])
-        for extra in EXTRA_ARGS.get(name, []):
+        for extra in EXTRA_ARGS[name]:
             extra(sp)
         sp.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Hydra overrides")
         sp.add_argument("-v", "--verbose", action="store_true", help="show Dagster's own log lines")
         sp.set_defaults(func=fn)
     return p
-
-
-def _json_flag(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
-
-
-def _search_flags(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("query", help="the question, in words")
-    sp.add_argument("--k", type=int, default=None, help="results to return (default: search.k)")
-    sp.add_argument("--modality", action="append", help="page, image or segment (repeatable)")
-    sp.add_argument("--source", action="append", help="only sources under this prefix (repeatable)")
-    _json_flag(sp)
-
-
-def _serve_flags(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("--host", default=None, help="bind address (default: search.host, 127.0.0.1)")
-    sp.add_argument("--port", type=int, default=None, help="port (default: search.port)")
-
-
-def _dir_flag(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("--dir", default="mmrag-demo", help="where the demo corpus and storage go (default: ./mmrag-demo)")
-
-
-EXTRA_ARGS: dict[str, list[Callable[[argparse.ArgumentParser], None]]] = {
-    "status": [_json_flag],
-    "search": [_search_flags],
-    "serve": [_serve_flags],
-    "demo": [_dir_flag],
-}
 
 
 def main(argv: list[str] | None = None) -> int:

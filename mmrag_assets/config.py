@@ -101,18 +101,21 @@ class SearchConfig:
 
 @dataclass
 class ChecksConfig:
-    severity: str = "error"
-    sample_size: int = 256
-    permutations: int = 200
+    severity: str = "error"  # severity of failed contract checks (blocking)
+    sample_size: int = 256  # drift: baseline sample of pooled vectors
+    permutations: int = 200  # drift: MMD permutation test (>= 1/alpha)
     seed: int = 0
-    thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
-    probe_queries: list[str] = field(default_factory=list)
+    # drift thresholds: {"default": {metric: {warn, error}}, "<modality>": {...overrides}}
+    thresholds: dict[str, Any] = field(default_factory=dict)
+    contracts: dict[str, Any] = field(default_factory=dict)  # data_contracts.ContractParams values
+    probe_queries: list[str] = field(default_factory=list)  # modality-gap monitor and calibration
 
 
 @dataclass
 class EvalConfig:
     queries: str | None = None  # JSON Lines query set; None: the bundled sample set
     report_dir: str | None = None  # None: <storage.root>/reports
+    ks: list[int] = field(default_factory=lambda: [5, 10, 100])
 
 
 @dataclass

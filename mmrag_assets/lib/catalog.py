@@ -59,6 +59,20 @@ CREATE TABLE IF NOT EXISTS segments (
     text        VARCHAR NOT NULL,
     n_words     INTEGER
 );
+CREATE TABLE IF NOT EXISTS search_results (
+    run_id      VARCHAR NOT NULL,      -- the Dagster run that produced the row
+    qid         VARCHAR NOT NULL,
+    query       VARCHAR NOT NULL,
+    rank        INTEGER NOT NULL,
+    score       DOUBLE,
+    modality    VARCHAR,
+    source      VARCHAR,
+    page        INTEGER,
+    start_s     DOUBLE,
+    end_s       DOUBLE,
+    snippet     VARCHAR,
+    item_id     VARCHAR
+);
 CREATE TABLE IF NOT EXISTS quarantine (
     source      VARCHAR NOT NULL,      -- relative to corpus.root
     doc_id      VARCHAR,
@@ -153,6 +167,13 @@ class Catalog:
             con.execute("BEGIN")
             con.execute("DELETE FROM quarantine WHERE doc_id = ? AND stage = ?", [doc_id, stage])
             _insert(con, "quarantine", [{**r, "doc_id": doc_id, "stage": stage} for r in rows], extra={"quarantined_at": "now()"})
+            con.execute("COMMIT")
+
+    def replace_search_results(self, rows: list[dict[str, Any]]) -> None:
+        with self.connect() as con:
+            con.execute("BEGIN")
+            con.execute("DELETE FROM search_results")
+            _insert(con, "search_results", rows)
             con.execute("COMMIT")
 
     def add_quarantine(self, rows: list[dict[str, Any]]) -> None:

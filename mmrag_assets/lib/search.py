@@ -268,6 +268,24 @@ def rrf(rankings: list[np.ndarray], k: int, n: int) -> tuple[np.ndarray, np.ndar
     return np.array([i for i, _ in items], dtype=np.int64), np.array([v for _, v in items], dtype=np.float32)
 
 
+def read_queries(path: str | Path) -> list[tuple[str, str]]:
+    """(qid, query) pairs from a text file (one query a line) or JSON Lines (``qid``, ``query``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise NotFound(f"queries file {p} does not exist")
+    out = []
+    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("{"):
+            obj = json.loads(line)
+            out.append((str(obj.get("qid", n)), str(obj["query"])))
+        else:
+            out.append((str(n), line))
+    return out
+
+
 def _ms(t0: float) -> float:
     return round((time.perf_counter() - t0) * 1000, 2)
 

@@ -1,0 +1,3 @@
+"""``mmrag checks`` and ``mmrag baseline`` (data quality)."""
+
+from __future__ import annotations
