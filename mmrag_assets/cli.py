@@ -128,15 +128,20 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 @command("demo", "build the bundled sample corpus, index it, run sample queries", dir_flag)
 def cmd_demo(args: argparse.Namespace) -> int:
-    from mmrag_assets.lib.sample_corpus import build_sample_corpus
-    from mmrag_assets.runner import ingest
+    from mmrag_assets.lib.sample_corpus import DEMO_QUERIES, build_sample_corpus
+    from mmrag_assets.lib.search import search
+    from mmrag_assets.runner import index
 
     base = Path(args.dir).resolve()
     cfg = _cfg(args, [f"corpus.root={base / 'corpus'}", f"storage.root={base / 'storage'}"])
     files = build_sample_corpus(cfg.corpus_root)
     _say(f"sample corpus: {len(files)} files in {cfg.corpus_root}")
-    summary = ingest(cfg, progress=_say)
+    summary = index(cfg, progress=_say)
     _print_summary(cfg, summary)
+    for q in DEMO_QUERIES:
+        print()
+        _print_results(search(q, k=3, cfg=cfg).to_json())
+    print(f"\nnext: mmrag search \"your question\" corpus.root={cfg.corpus.root} storage.root={cfg.storage.root}")
     return 0
 
 

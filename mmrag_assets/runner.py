@@ -106,27 +106,34 @@ def ingest(cfg: MmragConfig, progress: Callable[[str], None] | None = None) -> d
 
 
 def index(cfg: MmragConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Ingest where needed, embed every document (unchanged ones are skipped), then build the
-    table-level indexes and the search sidecar."""
+    """Ingest where needed, embed every document whose rows are missing or stale (one Dagster run
+    each; up-to-date documents are not even launched), then build the table-level indexes and the
+    search sidecar."""
+    from mmrag_assets.lib import index as lx
     from mmrag_assets.lib.catalog import Catalog
+    from mmrag_assets.lib.embedding import get_embedder
 
     say = progress or (lambda _m: None)
     summary = ingest(cfg, progress)
     t0 = time.perf_counter()
+    catalog = Catalog(cfg.catalog_path)
+    embedder = get_embedder(cfg.model, cfg.models_dir)  # loaded once: the runs below reuse it
+    tbl = lx.open_table(cfg, embedder.version_key, embedder.dim)
+    docs = catalog.query("SELECT doc_id, source FROM documents WHERE status <> 'quarantined' ORDER BY source")
     with open_instance(cfg) as instance:
-        docs = Catalog(cfg.catalog_path).query(
-            "SELECT doc_id, source FROM documents WHERE status <> 'quarantined' ORDER BY source"
-        )
-        for i, d in enumerate(docs, 1):
+        done = instance.get_materialized_partitions(dg.AssetKey("item_embeddings"))
+        todo = [d for d in docs if d["doc_id"] not in done or not lx.plan_document(catalog, tbl, embedder, d["doc_id"])[1]]
+        say(f"{len(docs)} documents, {len(todo)} to embed with {embedder.version_key}")
+        for i, d in enumerate(todo, 1):
             t = time.perf_counter()
             r = materialize(instance, cfg.overrides, ["item_embeddings"], partition_key=d["doc_id"])
             meta = _metadata(r, "item_embeddings")
             what = "unchanged" if meta.get("skipped") else f"{meta.get('items_embedded', 0)} items embedded"
-            say(f"[{i}/{len(docs)}] embed {d['source']}: {what} ({time.perf_counter() - t:.1f} s)")
+            say(f"[{i}/{len(todo)}] embed {d['source']}: {what} ({time.perf_counter() - t:.1f} s)")
         r = materialize(instance, cfg.overrides, ["search_index"])
         meta = _metadata(r, "search_index")
     say(f"index {meta.get('index_table')} v{meta.get('index_version')}: {meta.get('index_rows')} items")
-    return {**summary, "embedded_documents": len(docs), "index_seconds": round(time.perf_counter() - t0, 2), "index": meta}
+    return {**summary, "embedded": len(todo), "index_seconds": round(time.perf_counter() - t0, 2), "index": meta}
 
 
 def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:

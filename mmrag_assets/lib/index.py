@@ -101,6 +101,13 @@ def document_items(catalog, doc_id: str) -> list[dict[str, Any]]:
     return items
 
 
+def plan_document(catalog, tbl, embedder, doc_id: str) -> tuple[list[dict[str, Any]], bool]:
+    """The embeddable items of a document, and whether the table already holds exactly them."""
+    items = [it for it in document_items(catalog, doc_id) if embeddable(it, embedder)]
+    unchanged = existing_state(tbl, doc_id) == {it["item_id"]: it["ingest_fp"] for it in items}
+    return items, unchanged
+
+
 def existing_state(tbl, doc_id: str) -> dict[str, str]:
     """item_id -> ingest fingerprint for the rows of one document already in the table."""
     rows = tbl.search().where(f"doc_id = '{_hex(doc_id)}'").select(["item_id", "ingest_fp"]).limit(None).to_list()

@@ -49,6 +49,13 @@ class SampleFact:
     query: str  # a natural question this item answers
 
 
+# What `mmrag demo` asks once the sample corpus is indexed: one question per modality.
+DEMO_QUERIES = (
+    "what does inverter error code E04 mean",
+    "revenue by region in the third quarter",
+    "how do I reset my wireless router",
+)
+
 SAMPLE_FACTS: tuple[SampleFact, ...] = (
     SampleFact(
         MANUAL,

@@ -147,7 +147,7 @@ class Searcher:
     def lexical(self, query: str, n: int, mask: np.ndarray | None) -> np.ndarray:
         """BM25 over the text column (LanceDB full-text index), as item indices, best first."""
         try:
-            rows = self.table.search(query, query_type="fts").select(["item_id"]).limit(n * 4 if mask is not None else n).to_list()
+            rows = self.table.search(query, query_type="fts").select(["item_id", "_score"]).limit(n * 4 if mask is not None else n).to_list()
         except Exception:  # noqa: BLE001 - no FTS index yet or a query the tokenizer rejects
             return np.empty(0, dtype=np.int64)
         idx = [self.index_of[r["item_id"]] for r in rows if r["item_id"] in self.index_of]

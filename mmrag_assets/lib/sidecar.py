@@ -44,18 +44,21 @@ def read_meta(d: Path) -> dict[str, Any]:
 
 
 def build_sidecar(cfg: MmragConfig, tbl, embedder, *, force: bool = False) -> dict[str, Any]:
-    """(Re)build the sidecar for the table's current version; a no-op when it is up to date."""
+    """Refresh the table's full-text and scalar indexes, then (re)build the sidecar for the
+    resulting table version; a no-op (nothing written, version unchanged) when up to date."""
     from mmrag_assets.lib.first_stage import build_first_stage
+    from mmrag_assets.lib.index import ensure_table_indexes
     from mmrag_assets.lib.vecstore import VecStore
 
     strategies = list(cfg.search.prebuild)
-    version = int(tbl.version)
     cur = current_dir(cfg, tbl.name)
     if cur is not None and not force:
         meta = read_meta(cur)
-        if meta["table_version"] == version and set(strategies) <= set(meta["strategies"]):
+        if meta["table_version"] == int(tbl.version) and set(strategies) <= set(meta["strategies"]):
             return {**meta, "rebuilt": False}
     t0 = time.perf_counter()
+    ensure_table_indexes(tbl)  # moves the table version: the sidecar records the version after it
+    version = int(tbl.version)
     root = sidecar_root(cfg, tbl.name)
     out = root / f"v{version}"
     shutil.rmtree(out, ignore_errors=True)

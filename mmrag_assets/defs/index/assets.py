@@ -30,10 +30,9 @@ def item_embeddings(context: AssetExecutionContext, mmrag: MmragResource) -> dg.
     doc_id = context.partition_key
     embedder = get_embedder(cfg.model, cfg.models_dir)
     tbl = lx.open_table(cfg, embedder.version_key, embedder.dim)
-    items = [it for it in lx.document_items(catalog, doc_id) if lx.embeddable(it, embedder)]
-    have = lx.existing_state(tbl, doc_id)
+    items, unchanged = lx.plan_document(catalog, tbl, embedder, doc_id)
     base = {"table": tbl.name, "model_id": embedder.model_id, "revision": embedder.revision, **config_metadata(cfg)}
-    if have == {it["item_id"]: it["ingest_fp"] for it in items}:
+    if unchanged:
         return dg.MaterializeResult(
             metadata={"skipped": "unchanged", "items": len(items), "table_version": int(tbl.version), **base}
         )
@@ -73,7 +72,6 @@ def search_index(context: AssetExecutionContext, mmrag: MmragResource) -> dg.Mat
     embedder = get_embedder(cfg.model, cfg.models_dir)
     tbl = lx.open_table(cfg, embedder.version_key, embedder.dim)
     t0 = time.perf_counter()
-    lx.ensure_table_indexes(tbl)
     info = build_sidecar(cfg, tbl, embedder)
     stats = lx.table_stats(tbl)
     return dg.MaterializeResult(
