@@ -60,10 +60,11 @@ class SearchReply(BaseModel):
 
 
 def create_app(cfg: MmragConfig) -> FastAPI:
-    """The index is loaded once, at start-up, not per request."""
+    """The index is loaded at start-up, once per index version: a request only checks (one small
+    file read) whether `mmrag index` has published a newer sidecar, and then swaps it in."""
     from mmrag_assets.lib.search import get_searcher
 
-    searcher = get_searcher(cfg)
+    get_searcher(cfg)  # fail at start-up, not at the first request, when there is no index
     app = FastAPI(title="mmrag", version="0.1.0", description="Multimodal late-interaction search over pages, images and audio.")
     bearer = HTTPBearer(auto_error=False)
 
@@ -74,7 +75,7 @@ def create_app(cfg: MmragConfig) -> FastAPI:
 
     @app.exception_handler(QueryError)
     async def _bad_query(_req: Request, e: QueryError) -> JSONResponse:
-        return JSONResponse(status_code=422 if "filter" in str(e) or "k=" in str(e) else 400, content={"detail": str(e)})
+        return JSONResponse(status_code=400 if e.field == "query" else 422, content={"detail": str(e), "field": e.field})
 
     @app.exception_handler(NotFound)
     async def _not_found(_req: Request, e: NotFound) -> JSONResponse:
@@ -86,18 +87,19 @@ def create_app(cfg: MmragConfig) -> FastAPI:
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
+        searcher = get_searcher(cfg)
         return {"status": "ok", "index": {"table": searcher.table.name, "version": searcher.meta["table_version"], "items": searcher.store.n_items}}
 
     @app.post("/search", response_model=SearchReply, dependencies=[Depends(auth)])
     def search(req: SearchRequest) -> dict[str, Any]:
         filters = req.filters.model_dump(exclude_none=True) if req.filters else None
-        resp = searcher.search(req.query, k=req.k, filters=filters, first_stage=req.first_stage, reranker=req.reranker)
+        resp = get_searcher(cfg).search(req.query, k=req.k, filters=filters, first_stage=req.first_stage, reranker=req.reranker)
         return resp.to_json()
 
     @app.get("/items/{item_id}/image", dependencies=[Depends(auth)], response_class=FileResponse)
     def item_image(item_id: str, thumbnail: bool = False) -> FileResponse:
         """The page image (or its thumbnail) of a result."""
-        return FileResponse(searcher.image_path(item_id, thumb=thumbnail))
+        return FileResponse(get_searcher(cfg).image_path(item_id, thumb=thumbnail))
 
     @app.get("/pages/{path:path}", dependencies=[Depends(auth)], response_class=FileResponse)
     def page_file(path: str) -> FileResponse:

@@ -24,7 +24,15 @@ class ModelUnavailable(MmragError, RuntimeError):
 
 
 class QueryError(MmragError, ValueError):
-    """A search request is invalid (empty query, bad k, unknown filter...)."""
+    """A search request is invalid (empty query, bad k, unknown filter...).
+
+    ``field`` names the offending request field: ``query`` (HTTP 400) or a parameter such as
+    ``k``, ``filters``, ``first_stage`` (HTTP 422).
+    """
+
+    def __init__(self, message: str, field: str = "query"):
+        super().__init__(message)
+        self.field = field
 
 
 class NotFound(MmragError, KeyError):

@@ -73,14 +73,14 @@ def validate_filters(filters: dict[str, Any] | None) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for key, value in (filters or {}).items():
         if key not in FILTER_KEYS:
-            raise QueryError(f"unknown filter {key!r}; use one of {', '.join(FILTER_KEYS)}")
+            raise QueryError(f"unknown filter {key!r}; use one of {', '.join(FILTER_KEYS)}", "filters")
         values = [value] if isinstance(value, str) else list(value or [])
         if not values or not all(isinstance(v, str) for v in values):
-            raise QueryError(f"filter {key!r} needs a string or a list of strings")
+            raise QueryError(f"filter {key!r} needs a string or a list of strings", "filters")
         if key == "modality":
             bad = [v for v in values if v not in MODALITIES]
             if bad:
-                raise QueryError(f"unknown modality {bad[0]!r}; use one of {', '.join(MODALITIES)}")
+                raise QueryError(f"unknown modality {bad[0]!r}; use one of {', '.join(MODALITIES)}", "filters")
         out[key] = values
     return out
 
@@ -126,7 +126,8 @@ class Searcher:
                 if not path.exists():
                     raise QueryError(
                         f"first stage {name!r} was not built for this index (built: {', '.join(self.meta['strategies'])}); "
-                        f"add it to search.prebuild and run `mmrag index`"
+                        f"add it to search.prebuild and run `mmrag index`",
+                        "first_stage",
                     )
                 self._first_stages[name] = load_first_stage(path)
             return self._first_stages[name]
@@ -181,7 +182,7 @@ class Searcher:
             raise QueryError(f"query is {len(query):,} characters, over search.max_query_chars={s.max_query_chars:,}")
         k = s.k if k is None else k
         if isinstance(k, bool) or not isinstance(k, int) or not (1 <= k <= s.max_k):
-            raise QueryError(f"k={k!r} must be an integer within 1..{s.max_k}")
+            raise QueryError(f"k={k!r} must be an integer within 1..{s.max_k}", "k")
         fl = validate_filters(filters)
         fs_name, rr_name = first_stage or s.first_stage, reranker or s.reranker
         use_lex = s.lexical if lexical is None else lexical
@@ -291,6 +292,7 @@ def _ms(t0: float) -> float:
 
 
 _SEARCHERS: dict[tuple, Searcher] = {}
+_SEARCHERS_LOCK = threading.Lock()
 
 
 def get_searcher(cfg: MmragConfig) -> Searcher:
@@ -298,12 +300,12 @@ def get_searcher(cfg: MmragConfig) -> Searcher:
     from mmrag_assets.lib.sidecar import current_dir
 
     key = (cfg.storage.root, cfg.model.name, cfg.model.arch, cfg.model.model_id, cfg.model.pool_factor)
-    s = _SEARCHERS.get(key)
-    if s is not None and s.dir == current_dir(cfg, s.table.name):
+    with _SEARCHERS_LOCK:
+        s = _SEARCHERS.get(key)
+        if s is None or s.dir != current_dir(cfg, s.table.name):
+            s = _SEARCHERS[key] = Searcher(cfg)
         s.cfg = cfg  # search knobs (k, thresholds...) may differ between calls
         return s
-    s = _SEARCHERS[key] = Searcher(cfg)
-    return s
 
 
 def search(query: str, k: int | None = None, filters: dict[str, Any] | None = None, *, cfg: MmragConfig | None = None, overrides: list[str] | None = None) -> SearchResponse:

@@ -29,3 +29,15 @@ def ingested(hostile_corpus) -> tuple[MmragConfig, dict]:
     cfg = load_config([f"corpus.root={corpus}", f"storage.root={storage}", "ingest.max_image_pixels=3000000"])
     summary = ingest(cfg)
     return cfg, summary
+
+
+@pytest.fixture(scope="session")
+def indexed(tmp_path_factory: pytest.TempPathFactory) -> MmragConfig:
+    """The sample corpus indexed with the bundled lite tier through real Dagster runs."""
+    from mmrag_assets.runner import index
+
+    base = tmp_path_factory.mktemp("indexed")
+    build_sample_corpus(base / "corpus")
+    cfg = load_config([f"corpus.root={base / 'corpus'}", f"storage.root={base / 'storage'}", "model=lite"])
+    index(cfg)
+    return cfg

@@ -1,0 +1,191 @@
+"""Two-stage search through its four doors: Python, CLI, HTTP (a real server) and Dagster."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mmrag_assets.config import load_config
+from mmrag_assets.errors import QueryError
+from mmrag_assets.lib.catalog import Catalog
+from mmrag_assets.lib.search import SearchResult, search
+
+pytestmark = pytest.mark.integration
+
+
+def test_python_search_finds_each_modality(indexed) -> None:
+    cfg = indexed
+    page = search("what does inverter error code E04 mean", k=3, cfg=cfg)
+    assert isinstance(page.results[0], SearchResult)
+    assert page.results[0].source.startswith("manuals/") and page.results[0].page == 4
+    audio = search("how do I reset my wireless router", k=3, filters={"modality": "segment"}, cfg=cfg)
+    assert audio.results and all(r.modality == "segment" for r in audio.results)
+    assert all(r.page is None and 0 <= r.start_s < r.end_s for r in audio.results)
+    assert set(page.timings_ms) >= {"encode_ms", "first_stage_ms", "rerank_ms", "total_ms"}
+    only_reports = search("revenue", k=10, filters={"source_prefix": "reports/"}, cfg=cfg)
+    assert only_reports.results and all(r.source.startswith("reports/") for r in only_reports.results)
+
+
+@pytest.mark.parametrize("first_stage", ["plaid", "binary", "pooled", "muvera"])
+def test_every_prebuilt_first_stage_answers(indexed, first_stage: str) -> None:
+    cfg = load_config([*indexed.overrides, f"search.first_stage={first_stage}"])
+    r = search("what does inverter error code E04 mean", k=1, cfg=cfg)
+    assert r.first_stage == first_stage and r.results[0].page == 4
+
+
+def test_thresholds_drop_and_count(indexed) -> None:
+    strict = load_config([*indexed.overrides, "search.thresholds.text_page=100", "search.thresholds.text_segment=100"])
+    r = search("inverter", k=10, cfg=strict)
+    assert r.results == [] and r.dropped_below_threshold > 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"query": "   "}, "query is empty"),
+        ({"query": "x" * 20_001}, "over search.max_query_chars"),
+        ({"query": "ok", "k": 0}, "k=0"),
+        ({"query": "ok", "k": -3}, "k=-3"),
+        ({"query": "ok", "k": 1001}, "k=1001"),
+        ({"query": "ok", "filters": {"modality": "hologram"}}, "unknown modality"),
+        ({"query": "ok", "filters": {"colour": "red"}}, "unknown filter"),
+    ],
+)
+def test_bad_queries_raise_query_error(indexed, kwargs, message) -> None:
+    with pytest.raises(QueryError, match=message):
+        search(cfg=indexed, **kwargs)
+
+
+def test_long_query_is_truncated_with_a_warning(indexed) -> None:
+    r = search("inverter error code " * 500, k=3, cfg=indexed)  # 10,000 characters
+    assert r.results and any("truncated" in w for w in r.warnings)
+
+
+def test_cli_search_json(indexed) -> None:
+    cfg = indexed
+    r = subprocess.run(
+        [sys.executable, "-m", "mmrag_assets.cli", "search", "how do I reset my wireless router", "--k", "4", "--json", *cfg.overrides],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    obj = json.loads(r.stdout)
+    assert obj["query"] == "how do I reset my wireless router"
+    assert 1 <= len(obj["results"]) <= 4 and "total_ms" in obj["timings_ms"]
+    for i, res in enumerate(obj["results"], 1):
+        assert set(res) == {"rank", "score", "modality", "source", "page", "start_s", "end_s", "snippet", "item_id"}
+        assert res["rank"] == i and not res["source"].startswith("/")
+        assert (res["page"] is None) == (res["modality"] == "segment")
+    bad = subprocess.run(
+        [sys.executable, "-m", "mmrag_assets.cli", "search", "ok", "--k", "0", *cfg.overrides],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert bad.returncode == 2 and "k=0" in bad.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(indexed):
+    """A real `mmrag serve` process on a free loopback port, with a bearer token."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mmrag_assets.cli", "serve", "--port", str(port), *indexed.overrides, "search.token=s3cret"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ},
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+        assert proc.poll() is None, proc.stdout.read().decode()
+    else:
+        proc.kill()
+        pytest.fail("server did not start")
+    yield url, {"Authorization": "Bearer s3cret"}
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_http_search_and_images(server) -> None:
+    url, auth = server
+    assert httpx.post(f"{url}/search", json={"query": "inverter"}, timeout=30).status_code == 401
+    assert httpx.post(f"{url}/search", json={"query": "inverter"}, headers={"Authorization": "Bearer nope"}, timeout=30).status_code == 401
+    r = httpx.post(f"{url}/search", json={"query": "what does inverter error code E04 mean", "k": 2}, headers=auth, timeout=30)
+    assert r.status_code == 200, r.text
+    top = r.json()["results"][0]
+    assert top["modality"] == "page" and top["page"] == 4
+    img = httpx.get(f"{url}/items/{top['item_id']}/image", headers=auth, timeout=30)
+    assert img.status_code == 200 and img.content[:4] == b"\x89PNG"
+    thumb = httpx.get(f"{url}/items/{top['item_id']}/image", params={"thumbnail": True}, headers=auth, timeout=30)
+    assert thumb.status_code == 200 and thumb.content[:3] == b"\xff\xd8\xff"
+    assert httpx.get(f"{url}/docs", timeout=30).status_code == 200
+    assert "/search" in httpx.get(f"{url}/openapi.json", timeout=30).json()["paths"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"query": ""}, 400),
+        ({"query": "   \n\t "}, 400),
+        ({"query": "x" * 20_001}, 400),
+        ({"query": "ok", "k": 0}, 422),
+        ({"query": "ok", "k": -1}, 422),
+        ({"query": "ok", "k": 1001}, 422),
+        ({"query": "ok", "k": "ten"}, 422),
+        ({"query": "ok", "filters": {"modality": "hologram"}}, 422),
+        ({"query": "ok", "filters": {"modality": "page'; DROP TABLE pages; --"}}, 422),
+        ({"query": "ok", "filters": {"unknown": "x"}}, 422),
+        ({"query": "ok", "reranker": "magic"}, 422),
+        ({"query": "ok", "first_stage": "nope"}, 422),
+        ({"k": 3}, 422),
+        ({"query": "ok", "extra": 1}, 422),
+    ],
+)
+def test_http_bad_requests_get_4xx_and_the_server_keeps_serving(server, body, status) -> None:
+    url, auth = server
+    r = httpx.post(f"{url}/search", json=body, headers=auth, timeout=30)
+    assert r.status_code == status, r.text
+    assert "detail" in r.json()
+    assert httpx.get(f"{url}/healthz", timeout=30).status_code == 200
+
+
+def test_http_hostile_values_are_answered(server) -> None:
+    url, auth = server
+    sqlish = {"query": "inverter", "filters": {"source_prefix": "x' OR '1'='1", "doc_id": "\"; DROP TABLE documents; --"}}
+    r = httpx.post(f"{url}/search", json=sqlish, headers=auth, timeout=30)
+    assert r.status_code == 200 and r.json()["results"] == []
+    long = httpx.post(f"{url}/search", json={"query": "router reset " * 800}, headers=auth, timeout=60)
+    assert long.status_code == 200 and any("truncated" in w for w in long.json()["warnings"])
+    assert httpx.get(f"{url}/items/deadbeef:1/image", headers=auth, timeout=30).status_code == 404
+    for path in ("../catalog.duckdb", "..%2F..%2Fetc%2Fpasswd", "../../../../etc/passwd", "/etc/passwd"):
+        assert httpx.get(f"{url}/pages/{path}", headers=auth, timeout=30).status_code == 404
+    assert httpx.get(f"{url}/healthz", timeout=30).json()["status"] == "ok"
+
+
+def test_search_results_asset_writes_duckdb(indexed, tmp_path: Path) -> None:
+    from mmrag_assets.runner import materialize, open_instance
+
+    qfile = tmp_path / "queries.txt"
+    qfile.write_text("how do I reset my wireless router\n# a comment\n\nrevenue by region\n   \n")
+    overrides = [*indexed.overrides, f"search.queries_file={qfile}", "search.k=3"]
+    cfg = load_config(overrides)
+    with open_instance(cfg) as instance:
+        materialize(instance, overrides, ["search_results"])
+    rows = Catalog(cfg.catalog_path).query("SELECT qid, query, rank, source FROM search_results ORDER BY qid, rank")
+    assert {r["query"] for r in rows} == {"how do I reset my wireless router", "revenue by region"}
+    assert max(r["rank"] for r in rows) <= 3
