@@ -1,3 +1,147 @@
-"""``mmrag eval`` (retrieval evaluation and config-swap experiments)."""
+"""``mmrag eval``: retrieval evaluation, config-swap experiments and threshold calibration.
+
+    mmrag eval [queries=PATH] [overrides]                  one run: one JSON object on stdout
+    mmrag eval -m model=lite,tiny search.first_stage=plaid,binary [overrides]
+                                                           a Hydra grid: comparison table, plot, report
+    mmrag eval --calibrate NAME [--keep 0.95] [queries=PATH] [overrides]
+                                                           propose thresholds -> conf/search/NAME.yaml
+
+A config whose index (or first-stage structure) is missing is indexed first, through the same
+Dagster assets as ``mmrag index`` (``eval.index_missing=false`` fails instead). An index that
+exists is used as it is: run ``mmrag index`` after the corpus changes.
+"""
 
 from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from mmrag_assets.cli import command, json_flag
+from mmrag_assets.config import MmragConfig, load_config
+from mmrag_assets.errors import ConfigError
+
+
+def _emit(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def eval_flags(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "-m", "--multirun", action="store_true",
+        help="Hydra multirun: expand sweeps (a=x,y  choice()  range()  glob()) and compare every config",
+    )
+    sp.add_argument("--name", default=None, help="multirun report name (default: sweep-<sweep id>)")
+    sp.add_argument(
+        "--calibrate", metavar="NAME", default=None,
+        help="instead of scoring: propose per-modality-pair thresholds and write conf/search/NAME.yaml (use: search=NAME)",
+    )
+    sp.add_argument("--keep", type=float, default=None, help="--calibrate: share of relevant hits to keep (default: eval.calibration_keep)")
+    json_flag(sp)
+
+
+def _index(cfg: MmragConfig) -> Any:
+    from mmrag_assets.runner import index, stderr_progress
+
+    return index(cfg, progress=stderr_progress)
+
+
+@command(
+    "eval",
+    "evaluate retrieval on a labelled query set; -m compares a Hydra sweep of configs; --calibrate NAME proposes thresholds",
+    eval_flags,
+)
+def cmd_eval(args: argparse.Namespace) -> int:
+    from mmrag_assets.lib.sweep import is_sweep
+
+    if args.calibrate and args.multirun:
+        raise ConfigError("--calibrate proposes thresholds for one config: drop -m")
+    if args.calibrate:
+        return _calibrate(args)
+    if args.multirun:
+        return _multirun(args)
+    if is_sweep(args.overrides):
+        raise ConfigError(f"{' '.join(args.overrides)} sweeps over several values: add -m to run the grid")
+    from mmrag_assets.lib.evaluation import summary
+    from mmrag_assets.lib.experiments import run_experiment
+
+    cfg = load_config(args.overrides)
+    record = run_experiment(cfg, ensure_index=_index, progress=_say)
+    out = summary(record)
+    if args.json:
+        _emit(out)
+    else:
+        sys.stdout.write(json.dumps(out, indent=2, ensure_ascii=False, default=str) + "\n")
+    return 0
+
+
+def _multirun(args: argparse.Namespace) -> int:
+    from mmrag_assets.lib import report
+    from mmrag_assets.lib.evaluation import summary
+    from mmrag_assets.lib.experiments import run_grid
+
+    out = run_grid(args.overrides, ensure_index=_index, name=args.name, progress=_say)
+    runs, failed = out.pop("runs"), out["failed"]
+    if args.json:
+        _emit({**out, "runs": [summary(r) for r in runs]})
+    else:
+        if runs:
+            print(report.text_table(runs))
+            for line in report.summary_lines(runs):
+                print(line)
+            print(f"report: {out['report']}\nplot: {out['plot']}")
+            print(f"runs: {', '.join(r['run_id'] for r in runs)} (DuckDB table experiments, sweep_id {out['sweep_id']})")
+        for f in failed:
+            print(f"failed: {f['label']}: {f['error']}")
+    return 1 if failed else 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from mmrag_assets.lib import calibrate_thresholds as ct
+    from mmrag_assets.lib.experiments import open_searcher
+    from mmrag_assets.lib.query_set import load_query_set
+
+    cfg = load_config(args.overrides)
+    keep = cfg.eval.calibration_keep if args.keep is None else args.keep
+    if not 0 < keep <= 1:
+        raise ConfigError(f"--keep={keep} must be within (0, 1]")
+    if cfg.search.reranker != "maxsim":
+        raise ConfigError("thresholds apply to calibrated MaxSim scores: calibrate with search.reranker=maxsim")
+    ct.check_name(args.calibrate, _conf_dir())
+    query_set = load_query_set(cfg.eval.queries)
+    searcher = open_searcher(cfg, _index, _say)
+    scores = ct.collect_scores(cfg, searcher, query_set, progress=_say)
+    proposal = ct.propose(scores, keep, cfg.search.thresholds)
+    provenance = (
+        f"From {query_set.path.name} (sha256 {query_set.sha256}, {len(query_set)} queries), model={cfg.model.name} "
+        f"arch={cfg.model.arch}, first_stage={cfg.search.first_stage}, overrides: {' '.join(cfg.overrides) or '(none)'}"
+    )
+    path = ct.write_threshold_option(cfg, args.calibrate, proposal, keep=keep, provenance=provenance)
+    out = {
+        "name": args.calibrate, "path": str(path), "use": f"search={args.calibrate}", "keep": keep,
+        "thresholds": {pair: p["threshold"] for pair, p in proposal.items()}, "pairs": proposal,
+        "queries": str(query_set.path),
+    }
+    if args.json:
+        _emit(out)
+    else:
+        for pair, p in proposal.items():
+            what = (
+                f"keeps {p['kept_relevant']:.0%} of {p['relevant_hits']} relevant hits, drops {p['dropped_other'] or 0:.0%} of {p['other_hits']} others"
+                if p["relevant_hits"] else p["source"]
+            )
+            print(f"{pair:<13} {p['threshold']:>8.3f}  ({what})")
+        print(f"wrote {path}\nuse it: mmrag search \"...\" search={args.calibrate}")
+    return 0
+
+
+def _conf_dir():
+    from mmrag_assets import config
+
+    return config.CONF_DIR

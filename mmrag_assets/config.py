@@ -109,6 +109,7 @@ class ChecksConfig:
     thresholds: dict[str, Any] = field(default_factory=dict)
     contracts: dict[str, Any] = field(default_factory=dict)  # data_contracts.ContractParams values
     probe_queries: list[str] = field(default_factory=list)  # modality-gap monitor and calibration
+    gap_warn: float = 0.1  # modality gap: WARN when a centroid distance moved this far from its reference
 
 
 @dataclass
@@ -116,6 +117,10 @@ class EvalConfig:
     queries: str | None = None  # JSON Lines query set; None: the bundled sample set
     report_dir: str | None = None  # None: <storage.root>/reports
     ks: list[int] = field(default_factory=lambda: [5, 10, 100])
+    warmup: int = 1  # unmeasured searches before latency is recorded (lazy loads, caches)
+    apply_thresholds: bool = True  # score the search as served; false: before search.thresholds
+    calibration_keep: float = 0.95  # `mmrag calibrate`: share of relevant hits each threshold keeps
+    index_missing: bool = True  # index a config whose index or sidecar is missing before evaluating it
 
 
 @dataclass

@@ -73,12 +73,80 @@ CREATE TABLE IF NOT EXISTS search_results (
     snippet     VARCHAR,
     item_id     VARCHAR
 );
+CREATE TABLE IF NOT EXISTS experiments (
+    run_id      VARCHAR PRIMARY KEY,   -- sortable: yyyymmdd-hhmmss-<random>
+    created_at  TIMESTAMP NOT NULL,
+    sweep_id    VARCHAR,               -- groups the runs of one multirun (NULL: a single run)
+    origin      VARCHAR,               -- cli | dagster:<run id>
+    queries     VARCHAR,               -- query set path
+    queries_sha256 VARCHAR,            -- of the query set's bytes: same hash, same judgements
+    overrides   JSON,                  -- the Hydra overrides of this run (list)
+    config      JSON,                  -- the resolved config
+    metrics     JSON,                  -- first_stage/reranked metrics, by_channel, latency_ms
+    per_query   JSON                   -- one object per query: metrics, timings, top results
+);
 CREATE TABLE IF NOT EXISTS quarantine (
     source      VARCHAR NOT NULL,      -- relative to corpus.root
     doc_id      VARCHAR,
     stage       VARCHAR NOT NULL,      -- scan | render | asr | video | embed | contract
     reason      VARCHAR NOT NULL,
     quarantined_at TIMESTAMP NOT NULL
+);
+-- Data quality (lib/baseline_store.py). Append-only: the newest baseline of a (version, modality) is live.
+CREATE TABLE IF NOT EXISTS drift_baselines (
+    baseline_id   VARCHAR NOT NULL,    -- {version_key}:{modality}:{created_at, microseconds}
+    version_key   VARCHAR NOT NULL,    -- embedding version (LanceDB table items__<version_key>)
+    modality      VARCHAR NOT NULL,    -- page | image | segment
+    n_items       INTEGER NOT NULL,
+    dim           INTEGER NOT NULL,
+    table_version BIGINT,              -- LanceDB table version the baseline was taken from
+    payload       JSON NOT NULL,       -- lib/drift.Baseline.to_dict()
+    created_at    TIMESTAMP NOT NULL,
+    created_by    VARCHAR NOT NULL,
+    reason        VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS drift_baseline_items (
+    baseline_id   VARCHAR NOT NULL,    -- the items a baseline summarises: "new since baseline" = the rest
+    item_id       VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS baseline_log (
+    logged_at     TIMESTAMP NOT NULL,  -- who set or rotated which baseline, when and why
+    version_key   VARCHAR NOT NULL,
+    modality      VARCHAR NOT NULL,
+    action        VARCHAR NOT NULL,    -- set (first for this version and modality) | rotate
+    baseline_id   VARCHAR NOT NULL,
+    previous_id   VARCHAR,
+    n_items       INTEGER,
+    user_name     VARCHAR NOT NULL,
+    reason        VARCHAR NOT NULL,
+    run_id        VARCHAR              -- the Dagster run that did it
+);
+CREATE TABLE IF NOT EXISTS drift_history (
+    checked_at    TIMESTAMP NOT NULL,
+    run_id        VARCHAR,
+    version_key   VARCHAR NOT NULL,
+    modality      VARCHAR NOT NULL,
+    scope         VARCHAR NOT NULL,    -- all (the whole table) | new (items not in the baseline)
+    baseline_id   VARCHAR,
+    table_version BIGINT,
+    severity      VARCHAR NOT NULL,    -- OK | WARN | ERROR
+    n_batch       INTEGER,
+    n_baseline    INTEGER,
+    metrics       JSON,
+    notes         VARCHAR,
+    plot_path     VARCHAR              -- relative to storage.root
+);
+CREATE TABLE IF NOT EXISTS modality_gap_history (
+    measured_at   TIMESTAMP NOT NULL,
+    run_id        VARCHAR,
+    version_key   VARCHAR NOT NULL,
+    modality      VARCHAR NOT NULL,    -- the item modality compared with the probe queries
+    centroid_distance DOUBLE NOT NULL, -- |mean unit query vector - mean unit item vector|
+    cosine        DOUBLE NOT NULL,
+    n_probes      INTEGER NOT NULL,
+    n_items       INTEGER NOT NULL,
+    table_version BIGINT,
+    baseline_id   VARCHAR              -- set when measured while setting a baseline (the reference)
 );
 """
 
