@@ -9,6 +9,7 @@ from dagster import AssetExecutionContext
 
 from mmrag_assets.defs.ingest.assets import config_metadata
 from mmrag_assets.defs.ingest.partitions import documents_partitions
+from mmrag_assets.defs.quality.automation import EMBEDDINGS_AUTOMATION, INDEX_AUTOMATION
 from mmrag_assets.lib import index as lx
 from mmrag_assets.lib.catalog import Catalog
 from mmrag_assets.resources.mmrag import MmragResource
@@ -19,6 +20,7 @@ from mmrag_assets.resources.mmrag import MmragResource
     deps=["page_images", "transcript_segments"],
     group_name="index",
     kinds={"lancedb", "pytorch"},
+    automation_condition=EMBEDDINGS_AUTOMATION,
 )
 def item_embeddings(context: AssetExecutionContext, mmrag: MmragResource) -> dg.MaterializeResult:
     """Late-interaction multi-vectors of one document's pages, images and transcript windows,
@@ -61,7 +63,7 @@ def item_embeddings(context: AssetExecutionContext, mmrag: MmragResource) -> dg.
     )
 
 
-@dg.asset(deps=[item_embeddings], group_name="index", kinds={"lancedb"})
+@dg.asset(deps=[item_embeddings], group_name="index", kinds={"lancedb"}, automation_condition=INDEX_AUTOMATION)
 def search_index(context: AssetExecutionContext, mmrag: MmragResource) -> dg.MaterializeResult:
     """Table-level structures of the current embedding version: BM25 full-text index, scalar
     indexes on modality and document id, the first-stage search sidecar and score calibration."""
