@@ -223,9 +223,11 @@ def ensure_table_indexes(tbl) -> None:
     """BM25 full-text index on ``text``; BITMAP on ``modality``; BTREE on ``doc_id``."""
     if tbl.count_rows() == 0:
         return
-    tbl.create_fts_index("text", replace=True)
-    tbl.create_scalar_index("modality", index_type="BITMAP", replace=True)
-    tbl.create_scalar_index("doc_id", index_type="BTREE", replace=True)
+    from lancedb.index import FTS, Bitmap, BTree
+
+    tbl.create_index("text", config=FTS(), replace=True)
+    tbl.create_index("modality", config=Bitmap(), replace=True)
+    tbl.create_index("doc_id", config=BTree(), replace=True)
 
 
 ANALYTICS_SQL = """
