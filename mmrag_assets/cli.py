@@ -74,7 +74,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     cfg = _cfg(args)
     summary = ingest(cfg, progress=_say)
     _print_summary(cfg, summary)
-    return 0
+    return _exit_code(summary)
 
 
 @command("index", "materialise everything up to the LanceDB index and search structures (ingesting first)")
@@ -84,7 +84,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     cfg = _cfg(args)
     summary = index(cfg, progress=_say)
     _print_summary(cfg, summary)
-    return 0
+    return _exit_code(summary)
 
 
 @command("search", "search the index: ranked pages, images and moments of audio", search_flags)
@@ -171,10 +171,18 @@ def _print_results(resp: dict[str, Any]) -> None:
     print(f"({len(resp['results'])} results, {resp['dropped_below_threshold']} below threshold, {t.get('total_ms', 0):.0f} ms)")
 
 
+def _exit_code(summary: dict[str, Any]) -> int:
+    """Quarantined inputs are expected (exit 0); a document whose run failed (a blocking contract
+    check, a bug) is not: exit 1 after every other document was processed."""
+    return 1 if summary.get("failed") else 0
+
+
 def _print_summary(cfg: MmragConfig, summary: dict[str, Any]) -> None:
     from mmrag_assets.lib.status import catalog_status
 
     _say(f"ingested {summary['ingested']} of {summary['documents']} documents in {summary['seconds']} s")
+    for f in summary.get("failed", []):
+        _say(f"FAILED {f['source']}: {f['error']} (details: mmrag checks)")
     _print_status(catalog_status(cfg))
 
 
@@ -230,4 +238,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m mmrag_assets.cli` runs this file as __main__: use the package module, where the
+    # commands of cli_eval / cli_quality register themselves.
+    from mmrag_assets.cli import main as _main
+
+    sys.exit(_main())

@@ -94,15 +94,24 @@ def ingest(cfg: MmragConfig, progress: Callable[[str], None] | None = None) -> d
             or have[d["doc_id"]]["fingerprint"] != fingerprint(cfg, d["kind"])
         ]
         say(f"{len(docs)} documents, {len(todo)} to ingest")
+        failed: list[dict[str, str]] = []
         for i, d in enumerate(todo, 1):
             t = time.perf_counter()
-            materialize(instance, cfg.overrides, ["page_images", "transcript_segments"], partition_key=d["doc_id"])
+            try:
+                materialize(instance, cfg.overrides, ["page_images", "transcript_segments"], partition_key=d["doc_id"])
+            except MmragError as e:  # a failed contract blocks this document, not the corpus
+                failed.append({"source": d["source"], "error": str(e)})
+                say(f"[{i}/{len(todo)}] {d['source']}: FAILED: {e}")
+                continue
             row = catalog.document(d["doc_id"]) or {}
             say(
                 f"[{i}/{len(todo)}] {d['source']}: {row.get('status')}, {row.get('n_pages', 0)} pages, "
                 f"{row.get('n_segments', 0)} segments ({time.perf_counter() - t:.1f} s)"
             )
-    return {"documents": len(docs), "ingested": len(todo), "seconds": round(time.perf_counter() - t0, 2)}
+    return {
+        "documents": len(docs), "ingested": len(todo) - len(failed), "failed": failed,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
 
 
 def index(cfg: MmragConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -124,16 +133,26 @@ def index(cfg: MmragConfig, progress: Callable[[str], None] | None = None) -> di
         done = instance.get_materialized_partitions(dg.AssetKey("item_embeddings"))
         todo = [d for d in docs if d["doc_id"] not in done or not lx.plan_document(catalog, tbl, embedder, d["doc_id"])[1]]
         say(f"{len(docs)} documents, {len(todo)} to embed with {embedder.version_key}")
+        failed = list(summary["failed"])
         for i, d in enumerate(todo, 1):
             t = time.perf_counter()
-            r = materialize(instance, cfg.overrides, ["item_embeddings"], partition_key=d["doc_id"])
+            try:
+                r = materialize(instance, cfg.overrides, ["item_embeddings"], partition_key=d["doc_id"])
+            except MmragError as e:
+                failed.append({"source": d["source"], "error": str(e)})
+                say(f"[{i}/{len(todo)}] embed {d['source']}: FAILED: {e}")
+                continue
             meta = _metadata(r, "item_embeddings")
             what = "unchanged" if meta.get("skipped") else f"{meta.get('items_embedded', 0)} items embedded"
             say(f"[{i}/{len(todo)}] embed {d['source']}: {what} ({time.perf_counter() - t:.1f} s)")
-        r = materialize(instance, cfg.overrides, ["search_index"])
-        meta = _metadata(r, "search_index")
+        try:
+            meta = _metadata(materialize(instance, cfg.overrides, ["search_index"]), "search_index")
+        except MmragError as e:  # e.g. a blocking embeddings contract upstream is failing
+            failed.append({"source": "(search_index)", "error": str(e)})
+            meta = {}
     say(f"index {meta.get('index_table')} v{meta.get('index_version')}: {meta.get('index_rows')} items")
-    return {**summary, "embedded": len(todo), "index_seconds": round(time.perf_counter() - t0, 2), "index": meta}
+    embedded = len(todo) - (len(failed) - len(summary["failed"]))
+    return {**summary, "failed": failed, "embedded": embedded, "index_seconds": round(time.perf_counter() - t0, 2), "index": meta}
 
 
 def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
