@@ -93,3 +93,22 @@ def text_length_check(suite: ExpectationSuite, params: ContractParams, column: s
         min_value=0,
         max_value=params.max_text_chars,
     )
+
+
+def time_span_checks(suite: ExpectationSuite, *, row_condition: Any = None, null_check: str = "{col}_not_null") -> None:
+    """``start_s``/``end_s`` present, ``start_s >= 0`` and ``start_s < end_s`` (where ``row_condition`` holds)."""
+    cond = {} if row_condition is None else {"row_condition": row_condition}
+    for col in ("start_s", "end_s"):
+        add(suite, "ExpectColumnValuesToNotBeNull", null_check.format(col=col), col, column=col, **cond)
+    add(suite, "ExpectColumnValuesToBeBetween", "start_s_non_negative", "start_s", column="start_s", min_value=0)
+    add(
+        suite,
+        "ExpectColumnPairValuesAToBeGreaterThanB",
+        "start_lt_end",
+        "end_s",
+        column_A="end_s",
+        column_B="start_s",
+        or_equal=False,
+        ignore_row_if="either_value_is_missing",
+        **cond,
+    )

@@ -10,7 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from data_contracts._expect import add, doc_ref_checks, id_checks, new_suite, rows_where, text_length_check
+from data_contracts._expect import (
+    add,
+    doc_ref_checks,
+    id_checks,
+    new_suite,
+    rows_where,
+    text_length_check,
+    time_span_checks,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -105,33 +113,7 @@ def build_suite(params: ContractParams) -> ExpectationSuite:
         suite, "ExpectColumnValuesToNotBeNull", "visual_has_page", "page", column="page", row_condition=visual
     )
     add(suite, "ExpectColumnValuesToBeBetween", "page_ge_1", "page", column="page", min_value=1)
-    for col in ("start_s", "end_s"):
-        add(
-            suite,
-            "ExpectColumnValuesToNotBeNull",
-            f"segment_has_{col}",
-            col,
-            column=col,
-            row_condition=rows_where("modality", ("segment",)),
-        )
-    add(
-        suite,
-        "ExpectColumnValuesToBeBetween",
-        "start_s_non_negative",
-        "start_s",
-        column="start_s",
-        min_value=0,
-    )
-    add(
-        suite,
-        "ExpectColumnPairValuesAToBeGreaterThanB",
-        "start_lt_end",
-        "end_s",
-        column_A="end_s",
-        column_B="start_s",
-        or_equal=False,
-        ignore_row_if="either_value_is_missing",
-        row_condition=rows_where("modality", ("segment",)),
-    )  # keyframes may carry t_s twice
+    # segments only: keyframes may carry t_s twice
+    time_span_checks(suite, row_condition=rows_where("modality", ("segment",)), null_check="segment_has_{col}")
     text_length_check(suite, params)
     return suite

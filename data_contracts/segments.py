@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from data_contracts._expect import add, doc_ref_checks, id_checks, new_suite, text_length_check
+from data_contracts._expect import add, doc_ref_checks, id_checks, new_suite, text_length_check, time_span_checks
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,26 +35,7 @@ def build_suite(params: ContractParams) -> ExpectationSuite:
     suite = new_suite(SUITE_NAME, SUITE_VERSION, params)
     id_checks(suite, "item_id")
     doc_ref_checks(suite, params)
-    for col in ("start_s", "end_s"):
-        add(suite, "ExpectColumnValuesToNotBeNull", f"{col}_not_null", col, column=col)
-    add(
-        suite,
-        "ExpectColumnValuesToBeBetween",
-        "start_s_non_negative",
-        "start_s",
-        column="start_s",
-        min_value=0,
-    )
-    add(
-        suite,
-        "ExpectColumnPairValuesAToBeGreaterThanB",
-        "start_lt_end",
-        "end_s",
-        column_A="end_s",
-        column_B="start_s",
-        or_equal=False,
-        ignore_row_if="either_value_is_missing",
-    )
+    time_span_checks(suite)
     add(
         suite,
         "ExpectColumnValuesToNotBeNull",
