@@ -161,6 +161,17 @@ def test_sensor_adds_and_removes_partitions(make_cfg, tmp_path: Path) -> None:
         assert not r3.dynamic_partitions_requests[0].partition_keys and "corpus_manifest_job" not in [rr.job_name for rr in r3.run_requests]
 
 
+def test_sensor_skips_with_a_reason_when_the_corpus_is_missing(make_cfg, tmp_path: Path) -> None:
+    from mmrag_assets.defs.ingest.sensors import corpus_sensor
+    from mmrag_assets.resources.mmrag import MmragResource
+
+    cfg = make_cfg()
+    res = MmragResource(overrides=[f"corpus.root={tmp_path / 'nowhere'}", f"storage.root={cfg.storage.root}"])
+    with open_instance(cfg) as instance:
+        out = corpus_sensor(dg.build_sensor_context(instance=instance, resources={"mmrag": res}))
+    assert isinstance(out, dg.SkipReason) and "is not a directory" in out.skip_message
+
+
 def test_cli_ingest_exits_zero_with_quarantined_inputs(tmp_path: Path) -> None:
     corpus = tmp_path / "c"
     corpus.mkdir()

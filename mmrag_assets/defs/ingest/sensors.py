@@ -8,6 +8,7 @@ import dagster as dg
 from dagster import SensorEvaluationContext
 
 from mmrag_assets.defs.ingest.partitions import documents_partitions
+from mmrag_assets.errors import ConfigError
 from mmrag_assets.lib.corpus import scan, scan_cache
 from mmrag_assets.resources.mmrag import MmragResource
 
@@ -20,13 +21,16 @@ ingest_job = dg.define_asset_job("ingest_job", selection=["page_images", "transc
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
-def corpus_sensor(context: SensorEvaluationContext, mmrag: MmragResource) -> dg.SensorResult:
+def corpus_sensor(context: SensorEvaluationContext, mmrag: MmragResource) -> dg.SensorResult | dg.SkipReason:
     """Notices new, changed and deleted files: adds/removes ``documents`` partitions, requests a
     manifest run (which purges deleted documents) and one ingest run per unprocessed document."""
     cfg = mmrag.config()
     state = json.loads(context.cursor) if context.cursor else {}
     cache = {k: tuple(v) for k, v in state.get("cache", {}).items()}
-    result = scan(cfg, cache=cache)
+    try:
+        result = scan(cfg, cache=cache)
+    except ConfigError as e:  # no corpus yet: say so on every tick instead of erroring
+        return dg.SkipReason(str(e))
     current = set(result.docs)
     registered = set(context.instance.get_dynamic_partitions(documents_partitions.name))
     added, removed = sorted(current - registered), sorted(registered - current)
