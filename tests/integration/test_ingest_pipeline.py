@@ -28,19 +28,38 @@ def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     )
 
 
+HOSTILE = [
+    "empty.pdf", "truncated.pdf", "encrypted.pdf", "not-really.pdf", "noise.wav", "silence.wav",
+    "big.png", "bomb.png", "notes.xyz", "link-to-outside.pdf", "Ça va #1 (draft).pdf",
+]
+
+
+def _reasons(cfg) -> dict[str, list[str]]:
+    reasons: dict[str, list[str]] = {}
+    for q in catalog_status(cfg)["quarantined"]:
+        reasons.setdefault(q["source"], []).append(q["reason"])
+    return reasons
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_each_hostile_input_gets_its_specific_outcome(ingested, hostile_corpus, name: str) -> None:
+    cfg, _ = ingested
+    source = f"hostile/{name}"
+    want = hostile_corpus[2][source]
+    reasons = _reasons(cfg)
+    if want in ("ok", "silence"):
+        assert source not in reasons, f"{source} should not be quarantined: {reasons.get(source)}"
+        doc = Catalog(cfg.catalog_path).query("SELECT * FROM documents WHERE source = ?", [source])
+        assert doc and doc[0]["status"] == "ok"
+    else:
+        assert source in reasons, f"{source} was not quarantined"
+        assert any(want in r for r in reasons[source]), f"{source}: {reasons[source]} lacks {want!r}"
+
+
 def test_every_good_file_is_processed_and_every_bad_one_quarantined(ingested, hostile_corpus) -> None:
     cfg, summary = ingested
-    _, _, expected = hostile_corpus
+    assert sorted(hostile_corpus[2]) == sorted(f"hostile/{n}" for n in HOSTILE)
     st = catalog_status(cfg)
-    reasons = {}
-    for q in st["quarantined"]:
-        reasons.setdefault(q["source"], []).append(q["reason"])
-    for source, want in expected.items():
-        if want in ("ok", "silence"):
-            assert source not in reasons, f"{source} should not be quarantined: {reasons.get(source)}"
-        else:
-            assert source in reasons, f"{source} was not quarantined"
-            assert any(want in r for r in reasons[source]), f"{source}: {reasons[source]} lacks {want!r}"
     cat = Catalog(cfg.catalog_path)
     # every good PDF page was rendered, with its text layer and an image on disk
     assert max(len(p["text"]) for p in cat.query("SELECT text FROM pages")) > 300
@@ -58,7 +77,7 @@ def test_every_good_file_is_processed_and_every_bad_one_quarantined(ingested, ho
     assert speech and all(0 <= s["start_s"] < s["end_s"] for s in speech)
     words = " ".join(s["text"].lower() for s in speech)
     assert "router" in words or "firmware" in words
-    silent = [s for s, w in expected.items() if w == "silence"]
+    silent = [s for s, w in hostile_corpus[2].items() if w == "silence"]
     for s in silent:
         row = cat.query("SELECT * FROM documents WHERE source = ?", [s])
         assert row and row[0]["status"] == "ok" and row[0]["n_segments"] == 0
