@@ -76,7 +76,6 @@ class EmbedOutcome:
     quarantined: list[dict[str, Any]] = field(default_factory=list)
     tokens: list[int] = field(default_factory=list)
     seconds: float = 0.0
-    unchanged: bool = False
     bytes_written: int = 0
 
 

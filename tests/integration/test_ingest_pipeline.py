@@ -13,7 +13,6 @@ import dagster as dg
 import pymupdf
 import pytest
 
-from mmrag_assets.config import load_config
 from mmrag_assets.lib.catalog import Catalog
 from mmrag_assets.lib.status import catalog_status
 from mmrag_assets.runner import ingest, open_instance
