@@ -19,6 +19,7 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import numpy as np
 
@@ -39,7 +40,9 @@ def _npy_header(n_rows: int, dim: int) -> bytes:
     pad = _HEADER_LEN - 10 - len(body) - 1
     if pad < 0:
         raise VecStoreError(f"shape ({n_rows}, {dim}) does not fit a {_HEADER_LEN}-byte .npy header")
-    return b"\x93NUMPY\x01\x00" + (_HEADER_LEN - 10).to_bytes(2, "little") + (body + " " * pad + "\n").encode()
+    return (
+        b"\x93NUMPY\x01\x00" + (_HEADER_LEN - 10).to_bytes(2, "little") + (body + " " * pad + "\n").encode()
+    )
 
 
 class VecStoreWriter:
@@ -106,7 +109,7 @@ class VecStoreWriter:
         self._closed = True
         return VecStore.open(self.dir)
 
-    def __enter__(self) -> VecStoreWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

@@ -101,9 +101,7 @@ class FirstStageIndex(ABC):
         return np.asarray(idx, dtype=np.int64), np.asarray(scores, dtype=np.float32)
 
     @abstractmethod
-    def _search(
-        self, q: np.ndarray, n: int, allowed: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]: ...
+    def _search(self, q: np.ndarray, n: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]: ...
 
     @property
     @abstractmethod
@@ -134,9 +132,15 @@ def masked_topk(scores: np.ndarray, n: int, allowed: np.ndarray | None) -> tuple
     return idx, scores[idx].astype(np.float32)
 
 
-def segment_max_np(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """(T, sum n) -> (T, len(offsets)-1): max over column segments; segments must be non-empty."""
-    return np.maximum.reduceat(values, offsets[:-1], axis=1)
+def csr_rows(ptr: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the CSR rows ``idx`` concatenated, and their (len(idx)+1,) offsets."""
+    idx = np.asarray(idx, dtype=np.int64)
+    starts = ptr[idx]
+    lens = ptr[idx + 1] - starts
+    off = np.zeros(len(idx) + 1, dtype=np.int64)
+    np.cumsum(lens, out=off[1:])
+    pos = np.arange(off[-1], dtype=np.int64) - np.repeat(off[:-1] - starts, lens)
+    return pos, off
 
 
 def save_array(out: Path, name: str, a: np.ndarray) -> None:

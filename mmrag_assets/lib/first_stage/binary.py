@@ -19,6 +19,7 @@ import numpy as np
 from mmrag_assets.lib.first_stage.base import (
     FirstStageError,
     FirstStageIndex,
+    csr_rows,
     load_array,
     masked_topk,
     save_array,
@@ -127,9 +128,7 @@ class BinaryIndex(FirstStageIndex):
         if items is None:
             h = hamming_min(self.codes64, q64, self.offsets)
         else:
-            starts, ends = self.offsets[items], self.offsets[items + 1]
-            rows = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends, strict=True)])
-            off = np.concatenate([[0], np.cumsum(ends - starts)])
+            rows, off = csr_rows(self.offsets, items)
             h = hamming_min(self.codes64[rows], q64, off, threads=1)
         return self.lut[h].sum(0)
 

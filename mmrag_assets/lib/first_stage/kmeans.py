@@ -91,13 +91,14 @@ class TwoLevelCodebook:
         """Leaf id of each row of ``x`` (n, d): best leaf under the ``probe`` best coarse cells."""
         import torch
 
-        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-        coarse = torch.from_numpy(self.coarse)
-        leaves = torch.from_numpy(self.leaves)
+        dt = torch.float32  # bfloat16 measured no faster here and moved ~20% of tokens to a near leaf
+        xt = torch.from_numpy(np.array(x, dtype=np.float32))  # a copy: x may be a read-only memmap
+        coarse = torch.from_numpy(self.coarse).to(dt)
+        leaves = torch.from_numpy(self.leaves).to(dt)
         probe = min(probe, coarse.shape[0])
         n = xt.shape[0]
         top = (xt @ coarse.T).topk(probe, dim=1).indices  # (n, probe)
-        best = torch.full((n,), float("-inf"))
+        best = torch.full((n,), float("-inf"), dtype=dt)
         code = torch.zeros(n, dtype=torch.int64)
         for p in range(probe):
             # sort rows by coarse cell so that each cell's rows are one contiguous slice
@@ -105,14 +106,14 @@ class TwoLevelCodebook:
             order = torch.argsort(cp)
             xs = xt[order]
             bounds = np.concatenate([[0], np.cumsum(torch.bincount(cp, minlength=coarse.shape[0]).numpy())])
-            s_sorted = torch.empty(n)
+            s_sorted = torch.empty(n, dtype=dt)
             c_sorted = torch.empty(n, dtype=torch.int64)
             for c in np.flatnonzero(np.diff(bounds)):
                 lo, hi = int(self.ptr[c]), int(self.ptr[c + 1])
                 s, a = (xs[bounds[c] : bounds[c + 1]] @ leaves[lo:hi].T).max(1)
                 s_sorted[bounds[c] : bounds[c + 1]] = s
                 c_sorted[bounds[c] : bounds[c + 1]] = a + lo
-            s_p = torch.empty(n).index_copy_(0, order, s_sorted)
+            s_p = torch.empty(n, dtype=dt).index_copy_(0, order, s_sorted)
             c_p = torch.empty(n, dtype=torch.int64).index_copy_(0, order, c_sorted)
             better = s_p > best
             best = torch.where(better, s_p, best)

@@ -1,9 +1,10 @@
 """``lance``: LanceDB's native multivector search, flat or over an IVF_PQ index.
 
 The table holds ``idx`` (item index in the store) and ``mv``: list<fixed_size_list<float16, d>>.
-LanceDB supports only the cosine metric for multivector columns and returns
-``_distance`` = sum over query tokens of (1 - max cosine), so MaxSim = Tq - _distance (the
-vectors are unit norm). With an index the search is XTR-style (one ANN search per query token,
+LanceDB supports only the cosine metric for multivector columns. Measured with lancedb 0.40
+on unit vectors, ``_distance`` = sum over query tokens of 2 * (1 - max cosine) (twice what
+one might expect; the ranking is the same), so MaxSim = Tq - _distance / 2. Queries are
+normalised first: with a non-unit query the distance of an exact match is not 0. With an index the search is XTR-style (one ANN search per query token,
 missing tokens imputed), so its scores are approximate and the rerank matters.
 """
 
@@ -72,9 +73,7 @@ class LanceIndex(FirstStageIndex):
             raise FirstStageError(f"lance: unknown parameters {sorted(unknown)}")
         if index not in ("none", "ivf_pq"):
             raise FirstStageError(f"lance: index must be 'none' or 'ivf_pq', got {index!r}")
-        schema = pa.schema(
-            [("idx", pa.int32()), ("mv", pa.list_(pa.list_(pa.float16(), store.dim)))]
-        )
+        schema = pa.schema([("idx", pa.int32()), ("mv", pa.list_(pa.list_(pa.float16(), store.dim)))])
         db = lancedb.connect(str(out / "db"))
         tbl = db.create_table(TABLE, data=cls._batches(store), schema=schema, mode="overwrite")
         params: dict[str, Any] = {"index": index, "nprobes": nprobes, "refine_factor": refine_factor}
@@ -98,7 +97,8 @@ class LanceIndex(FirstStageIndex):
         return cls(directory, meta["params"], meta["n_items"], meta["dim"])
 
     def _search(self, q: np.ndarray, n: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        query = self.table.search(q, vector_column_name="mv").select(["idx"])
+        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+        query = self.table.search(q, vector_column_name="mv").select(["idx", "_distance"])
         if not self.indexed:
             query = query.bypass_vector_index()
         else:
@@ -117,7 +117,7 @@ class LanceIndex(FirstStageIndex):
                 limit = min(self.n_items, int(np.ceil(n / max(allowed.mean(), 1e-3))) + n)
         res = query.limit(limit).to_arrow()
         idx = res["idx"].to_numpy().astype(np.int64)
-        scores = (len(q) - res["_distance"].to_numpy()).astype(np.float32)
+        scores = (len(q) - res["_distance"].to_numpy() / 2).astype(np.float32)
         if post is not None:
             keep = post[idx]
             idx, scores = idx[keep], scores[keep]

@@ -17,6 +17,7 @@ import numpy as np
 from mmrag_assets.lib.first_stage.base import (
     FirstStageError,
     FirstStageIndex,
+    csr_rows,
     load_array,
     masked_topk,
     save_array,
@@ -54,7 +55,9 @@ def pool_kmeans(x: np.ndarray, m: int, iters: int = 4) -> np.ndarray:
 class PooledIndex(FirstStageIndex):
     name = "pooled"
 
-    def __init__(self, directory: Path, params: dict[str, Any], flat: np.ndarray, offsets: np.ndarray, dim: int):
+    def __init__(
+        self, directory: Path, params: dict[str, Any], flat: np.ndarray, offsets: np.ndarray, dim: int
+    ):
         super().__init__(directory, params, len(offsets) - 1, dim)
         self.flat = flat  # (sum m_i, d) float16 pooled vectors
         self.offsets = offsets
@@ -91,14 +94,18 @@ class PooledIndex(FirstStageIndex):
 
     @classmethod
     def _load(cls, directory: Path, meta: dict[str, Any]) -> Self:
-        return cls(directory, meta["params"], load_array(directory, "flat"), load_array(directory, "offsets"), meta["dim"])
+        return cls(
+            directory,
+            meta["params"],
+            load_array(directory, "flat"),
+            load_array(directory, "offsets"),
+            meta["dim"],
+        )
 
     def _search(self, q: np.ndarray, n: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         if allowed is not None and allowed.mean() < 0.25:
             items = np.flatnonzero(allowed)
-            starts, ends = self.offsets[items], self.offsets[items + 1]
-            rows = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends, strict=True)])
-            off = np.concatenate([[0], np.cumsum(ends - starts)])
+            rows, off = csr_rows(self.offsets, items)
             idx, sc = masked_topk(maxsim_ragged(q, self.flat[rows], off), n, None)
             return items[idx], sc
         return masked_topk(maxsim_ragged(q, self.flat, self.offsets), n, allowed)

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mmrag_assets.errors import QueryError
+from mmrag_assets.lib.rerank import (
+    RERANKERS,
+    RerankerError,
+    exact_maxsim_all,
+    get_reranker,
+    maxsim_ragged,
+    rerank_maxsim,
+)
+from mmrag_assets.lib.vecstore import VecStore
+
+
+def naive_maxsim(q: np.ndarray, d: np.ndarray) -> float:
+    return float((q.astype(np.float64) @ d.astype(np.float64).T).max(axis=1).sum())
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> VecStore:
+    rng = np.random.default_rng(0)
+    arrays = [_unit(rng.standard_normal((int(rng.integers(1, 40)), 32))) for _ in range(60)]
+    return VecStore.write(tmp_path / "s", [f"i{i}" for i in range(60)], arrays)
+
+
+def test_maxsim_ragged_matches_naive(store: VecStore) -> None:
+    rng = np.random.default_rng(1)
+    q = _unit(rng.standard_normal((7, 32)))
+    want = np.array([naive_maxsim(q, store.get(i)) for i in range(store.n_items)])
+    got = maxsim_ragged(q, store.flat, store.offsets)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    got_chunked = maxsim_ragged(q, store.flat, store.offsets, chunk_rows=17)  # many ragged chunks
+    np.testing.assert_allclose(got_chunked, want, rtol=1e-5, atol=1e-5)
+
+
+def test_multi_query_and_all_items(store: VecStore) -> None:
+    rng = np.random.default_rng(2)
+    qs = [_unit(rng.standard_normal((n, 32))) for n in (3, 9, 1)]  # different query lengths
+    s = exact_maxsim_all(qs, store, chunk_items=7)
+    assert s.shape == (store.n_items, 3)
+    for j, q in enumerate(qs):
+        np.testing.assert_allclose(s[:, j], [naive_maxsim(q, store.get(i)) for i in range(store.n_items)],
+                                   rtol=1e-5, atol=1e-5)  # fmt: skip
+
+
+def test_rerank_returns_exact_topk(store: VecStore) -> None:
+    rng = np.random.default_rng(3)
+    q = _unit(rng.standard_normal((5, 32)))
+    cand = np.array([10, 3, 3, 50, 7, 22, 41, 0, 59])  # duplicates are scored once
+    idx, scores = rerank_maxsim(q, store, cand, k=4)
+    exact = {int(i): naive_maxsim(q, store.get(int(i))) for i in set(cand.tolist())}
+    best = sorted(exact, key=lambda i: -exact[i])[:4]
+    assert idx.tolist() == best
+    np.testing.assert_allclose(scores, [exact[i] for i in best], rtol=1e-5)
+    assert idx.dtype == np.int64 and scores.dtype == np.float32
+    assert np.all(np.diff(scores) <= 0)
+    empty_idx, empty_scores = rerank_maxsim(q, store, np.array([], dtype=np.int64), k=4)
+    assert empty_idx.size == 0 and empty_scores.size == 0
+
+
+def test_float16_screen_returns_the_exact_topk(tmp_path: Path) -> None:
+    """Near-duplicate items (ties within float16 error) must still come back in exact order."""
+    rng = np.random.default_rng(7)
+    base = _unit(rng.standard_normal((30, 64)))
+    arrays = [_unit(base + 1e-3 * rng.standard_normal(base.shape)) for _ in range(80)]
+    arrays += [_unit(rng.standard_normal((30, 64))) for _ in range(40)]
+    store = VecStore.write(tmp_path / "s", [f"i{i}" for i in range(len(arrays))], arrays)
+    for j in range(5):
+        q = _unit(base[rng.integers(0, 30, 6)] + 0.3 * rng.standard_normal((6, 64)))
+        cand = rng.permutation(len(arrays))
+        a_idx, a_sc = rerank_maxsim(q, store, cand, 10, screen=False)
+        b_idx, b_sc = rerank_maxsim(q, store, cand, 10, screen=True)
+        assert a_idx.tolist() == b_idx.tolist()
+        np.testing.assert_array_equal(a_sc, b_sc)  # the returned scores are the float32 ones
+        exact = [naive_maxsim(q, store.get(int(i))) for i in a_idx]
+        np.testing.assert_allclose(a_sc, exact, rtol=1e-5)
+
+
+def test_reranker_registry(store: VecStore) -> None:
+    assert {"maxsim", "none"} <= set(RERANKERS)
+    rng = np.random.default_rng(4)
+    q = _unit(rng.standard_normal((5, 32)))
+    cand = np.array([4, 8, 15, 16, 23])
+    approx = np.array([0.1, 0.9, 0.5, 0.7, 0.2], np.float32)
+    idx, sc = get_reranker("none").rerank(q, store, cand, 3, approx)
+    assert idx.tolist() == [8, 16, 15] and sc.tolist() == pytest.approx([0.9, 0.7, 0.5])
+    idx2, _ = get_reranker("maxsim").rerank(q, store, cand, 3, approx)
+    assert idx2.tolist() == rerank_maxsim(q, store, cand, 3)[0].tolist()
+    with pytest.raises(RerankerError):
+        get_reranker("colbert-v9")
+
+
+def test_bad_queries_are_rejected(store: VecStore) -> None:
+    with pytest.raises(QueryError, match="NaN"):
+        rerank_maxsim(np.full((2, 32), np.nan, np.float32), store, np.array([1]), 1)
+    with pytest.raises(QueryError, match="dim"):
+        rerank_maxsim(np.ones((2, 16), np.float32), store, np.array([1]), 1)
+    with pytest.raises(QueryError):
+        rerank_maxsim(np.ones((0, 32), np.float32), store, np.array([1]), 1)
