@@ -140,7 +140,8 @@ def topk(scores: np.ndarray, k: int) -> np.ndarray:
 
 # Bound on |float16 similarity - float32 similarity| for unit vectors, float32 accumulation:
 # output rounding (2^-12 below 1) + query rounding (2^-11 by Cauchy-Schwarz) = 7.3e-4; measured
-# max 2e-4. The max over doc tokens moves by no more than the largest similarity error.
+# max 2e-4. It scales with |q_t| * |d_j| for other norms. The max over doc tokens moves by no
+# more than the largest similarity error.
 SCREEN_EPS = 1e-3
 
 
@@ -155,11 +156,12 @@ def rerank_maxsim(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact MaxSim of ``candidates`` (item indices) -> (top-k item indices int64, scores float32).
 
-    ``screen=True`` (default) first scores every candidate with a float16 matmul, then rescores in float32
-    only the items whose screened score is within 2 * Tq * SCREEN_EPS of the k-th best: any item
-    left out is provably below all of the screened top-k, so the result is the same exact top-k
-    with the same exact scores, for a fraction of the upcast and float32 work. If a rescored item
-    ever differs from its screen by more than the bound, everything is rescored in float32.
+    ``screen=True`` (default) first scores every candidate with a float16 matmul, then rescores
+    in float32 only the items whose screened score is within 2 * eps of the k-th best (eps =
+    Tq * SCREEN_EPS for unit vectors): any item left out is provably below all of the screened
+    top-k, so the result is the same exact top-k with the same float32 scores, for a fraction of
+    the upcast and float32 work. If a rescored item ever differs from its screen by more than
+    eps (a platform whose float16 matmul accumulates in float16), everything is rescored.
     """
     q = as_query(q, store.dim)
     candidates = np.unique(np.asarray(candidates, dtype=np.int64))  # dedupe; also sorts = disk order
@@ -168,7 +170,8 @@ def rerank_maxsim(
     flat, off = store.gather_ragged(candidates)
     if screen and len(candidates) > k:
         approx = maxsim_ragged(q, flat, off, device=device, compute="float16")
-        eps = SCREEN_EPS * len(q)  # per item: at most eps per query token
+        q_norm = float(np.linalg.norm(q, axis=1).max())
+        eps = SCREEN_EPS * max(1.0, q_norm * store.max_norm) * len(q)  # per item, all tokens
         kth = np.partition(approx, len(approx) - k)[len(approx) - k]
         keep = np.flatnonzero(approx >= kth - 2 * eps)
         pos = np.concatenate([np.arange(off[i], off[i + 1]) for i in keep])

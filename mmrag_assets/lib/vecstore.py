@@ -5,7 +5,7 @@ Layout of a store directory::
     flat.npy      float16 (sum n_i, d)   every item's token vectors, item after item (memory-mapped)
     offsets.npy   int64   (n_items + 1,) item i owns rows offsets[i]:offsets[i+1]
     ids.json      [str]   item ids (content keys such as ``{doc_id}:{page}``), position = item index
-    meta.json     {"dim", "n_items", "n_vectors", "dtype", "version"}
+    meta.json     {"dim", "n_items", "n_vectors", "dtype", "version", "max_norm"}
 
 ``flat.npy`` is a plain .npy file, so ``np.load(path, mmap_mode="r")`` opens it anywhere; it is
 written with a fixed 128-byte header so that :class:`VecStoreWriter` can stream items whose total
@@ -62,6 +62,7 @@ class VecStoreWriter:
         self._fh.write(_npy_header(0, self.dim))
         self._ids: list[str] = []
         self._lengths: list[int] = []
+        self._max_norm = 0.0
         self._closed = False
 
     def add(self, item_id: str, vectors: np.ndarray) -> None:
@@ -80,7 +81,13 @@ class VecStoreWriter:
             if self.normalize:
                 a = a.astype(np.float32, copy=False)
                 a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-            self._fh.write(np.ascontiguousarray(a, dtype=_DTYPE).tobytes())
+            with np.errstate(over="ignore"):  # overflow becomes inf, rejected just below
+                a16 = np.ascontiguousarray(a, dtype=_DTYPE)
+            if not np.isfinite(a16).all():
+                raise VecStoreError(f"item {item_id!r} has NaN/inf values (or overflows float16)")
+            # the largest row norm bounds float16 rounding errors in the reranker's screen
+            self._max_norm = max(self._max_norm, float(np.linalg.norm(a16.astype(np.float32), axis=1).max()))
+            self._fh.write(a16.tobytes())
             self._ids.append(str(item_id))
             self._lengths.append(a.shape[0])
 
@@ -103,6 +110,7 @@ class VecStoreWriter:
             "n_vectors": n_vectors,
             "dtype": "float16",
             "version": FORMAT_VERSION,
+            "max_norm": self._max_norm,
         }
         (self.dir / "meta.json").write_text(json.dumps(meta))
         os.replace(self._tmp, self.dir / "flat.npy")
@@ -125,11 +133,19 @@ class VecStoreWriter:
 class VecStore:
     """Read side of a store: memory-mapped, so opening a 100k-page store costs nothing."""
 
-    def __init__(self, directory: Path, flat: np.ndarray, offsets: np.ndarray, ids: list[str]) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        flat: np.ndarray,
+        offsets: np.ndarray,
+        ids: list[str],
+        max_norm: float | None = None,
+    ) -> None:
         self.dir = directory
         self.flat = flat  # (sum n_i, d) float16, memory-mapped
         self.offsets = offsets  # (n_items + 1,) int64
         self.ids = ids
+        self._max_norm = max_norm
         self._index: dict[str, int] | None = None
 
     # ---------------------------------------------------------------- construction
@@ -180,7 +196,7 @@ class VecStore:
         ids = json.loads((d / "ids.json").read_text())
         if flat.shape != (meta["n_vectors"], meta["dim"]) or len(offsets) != len(ids) + 1:
             raise VecStoreError(f"store {d} is inconsistent with its meta.json; rebuild it")
-        return cls(d, flat, offsets, ids)
+        return cls(d, flat, offsets, ids, meta.get("max_norm"))
 
     # ---------------------------------------------------------------- properties
     @property
@@ -198,6 +214,18 @@ class VecStore:
     @property
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)  # (n_items,) int64
+
+    @property
+    def max_norm(self) -> float:
+        """Largest row norm in the store (1.0 for unit vectors); recorded at write time."""
+        if self._max_norm is None:  # a store written without it: one pass, then remembered
+            step = 1 << 20
+            self._max_norm = max(
+                (float(np.linalg.norm(self.flat[s : s + step].astype(np.float32), axis=1).max())
+                 for s in range(0, self.n_vectors, step)),
+                default=0.0,
+            )  # fmt: skip
+        return self._max_norm
 
     @property
     def nbytes(self) -> int:

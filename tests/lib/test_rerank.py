@@ -85,6 +85,20 @@ def test_float16_screen_returns_the_exact_topk(tmp_path: Path) -> None:
         np.testing.assert_allclose(a_sc, exact, rtol=1e-5)
 
 
+def test_float16_screen_with_non_unit_vectors(tmp_path: Path) -> None:
+    """Unnormalised embeddings (norm ~20) widen the screen's error bound instead of breaking it."""
+    rng = np.random.default_rng(8)
+    base = 20 * _unit(rng.standard_normal((30, 64)))
+    arrays = [base + 0.02 * rng.standard_normal(base.shape) for _ in range(60)]
+    store = VecStore.write(tmp_path / "s", [f"i{i}" for i in range(60)], arrays)
+    assert store.max_norm > 19
+    q = 3 * _unit(base[:6] + 2 * rng.standard_normal((6, 64)))
+    a = rerank_maxsim(q, store, np.arange(60), 10, screen=False)
+    b = rerank_maxsim(q, store, np.arange(60), 10, screen=True)
+    assert a[0].tolist() == b[0].tolist()
+    np.testing.assert_array_equal(a[1], b[1])
+
+
 def test_reranker_registry(store: VecStore) -> None:
     assert {"maxsim", "none"} <= set(RERANKERS)
     rng = np.random.default_rng(4)

@@ -87,7 +87,14 @@ def test_bad_input_is_rejected_and_leaves_no_store(tmp_path: Path) -> None:
         VecStore.open(tmp_path / "missing")
 
 
-def test_normalize_option(tmp_path: Path) -> None:
+def test_normalize_option_and_max_norm(tmp_path: Path) -> None:
     x = np.array([[3.0, 4.0], [0.0, 2.0]], np.float32)
     store = VecStore.write(tmp_path / "s", ["a"], [x], normalize=True)
     np.testing.assert_allclose(np.linalg.norm(store.get(0).astype(np.float32), axis=1), 1.0, atol=1e-3)
+    assert store.max_norm == pytest.approx(1.0, abs=1e-3)
+    raw = VecStore.write(tmp_path / "r", ["a"], [x])
+    assert raw.max_norm == pytest.approx(5.0)
+    with pytest.raises(VecStoreError, match="NaN"):
+        VecStore.write(tmp_path / "n", ["a"], [np.array([[np.nan, 1.0]])])
+    with pytest.raises(VecStoreError, match="float16"):
+        VecStore.write(tmp_path / "o", ["a"], [np.array([[1e6, 1.0]])])  # overflows float16
