@@ -75,7 +75,6 @@ class EmbedOutcome:
     skipped_no_vectors: int = 0
     quarantined: list[dict[str, Any]] = field(default_factory=list)
     tokens: list[int] = field(default_factory=list)
-    seconds: float = 0.0
     bytes_written: int = 0
 
 

@@ -64,7 +64,7 @@ def ingest_document(cfg: MmragConfig, *, source: str, doc_id: str, kind: str, sh
         elif kind == "image":
             _image(cfg, path, out_dir, res)
         elif kind == "audio":
-            _audio(cfg, path, res)
+            _transcribe(cfg, path, res)
         elif kind == "video":
             _video(cfg, path, out_dir, res)
         else:
@@ -143,10 +143,6 @@ def _transcribe(cfg: MmragConfig, path: Path, res: DocResult) -> None:
         }
         for s in window_words(tr.words, cfg.asr.window_s, cfg.asr.overlap_s)
     ]
-
-
-def _audio(cfg: MmragConfig, path: Path, res: DocResult) -> None:
-    _transcribe(cfg, path, res)
 
 
 def _video(cfg: MmragConfig, path: Path, out_dir: Path, res: DocResult) -> None:
