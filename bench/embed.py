@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._report import table, write_section
 from mmrag_assets.config import load_config
-from mmrag_assets.lib.embedding import get_embedder
+from mmrag_assets.lib.index.embedding import get_embedder
 
 SENTENCES = [
     "The quarterly revenue grew by five percent compared with the same period last year.",

@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._report import table, write_section
 from mmrag_assets.config import AsrConfig
-from mmrag_assets.lib.render import render_pdf
-from mmrag_assets.lib.sample_corpus import MANUAL, REPORT, SPEECH_AUDIO, build_sample_corpus
+from mmrag_assets.fixtures.sample_corpus import MANUAL, REPORT, SPEECH_AUDIO, build_sample_corpus
+from mmrag_assets.lib.ingest.render import render_pdf
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 RENDER_TARGET = 1.5  # x pdftoppm pages/s at 150 DPI
@@ -161,7 +161,7 @@ def bench_render(pdfs: list[tuple[Path, int]], dpi: int, reps: int) -> dict[str,
 
 
 def bench_asr(reps: int) -> dict[str, Any]:
-    from mmrag_assets.lib import asr
+    from mmrag_assets.lib.ingest import asr
 
     cfg = AsrConfig(device="cpu", compute_type="int8")
     t = time.perf_counter()

@@ -36,10 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a pack
 import synth
 from _report import table, write_section
 
-from mmrag_assets.lib.first_stage import build_first_stage, load_first_stage
-from mmrag_assets.lib.first_stage.base import FirstStageIndex, read_meta
-from mmrag_assets.lib.rerank import exact_maxsim_all, maxsim_ragged, rerank_maxsim, topk
-from mmrag_assets.lib.vecstore import VecStore
+from mmrag_assets.lib.index.first_stage import build_first_stage, load_first_stage
+from mmrag_assets.lib.index.first_stage.base import FirstStageIndex, read_meta
+from mmrag_assets.lib.index.vecstore import VecStore
+from mmrag_assets.lib.search.rerank import exact_maxsim_all, maxsim_ragged, rerank_maxsim, topk
 
 K = 10
 GT_KEEP = 200  # ground-truth ranks kept per query (enough for recall@200 diagnostics)

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmrag_assets.lib.vecstore import VecStore
+from mmrag_assets.lib.index.vecstore import VecStore
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 CHUNK_PAGES = 256

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from data_contracts._expect import add, doc_ref_checks, id_checks, new_suite, text_length_check, time_span_checks
+from data_contracts._expect import (
+    add,
+    doc_ref_checks,
+    id_checks,
+    new_suite,
+    text_length_check,
+    time_span_checks,
+)
 
 if TYPE_CHECKING:
     import pandas as pd

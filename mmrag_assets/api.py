@@ -62,7 +62,7 @@ class SearchReply(BaseModel):
 def create_app(cfg: MmragConfig) -> FastAPI:
     """The index is loaded at start-up, once per index version: a request only checks (one small
     file read) whether `mmrag index` has published a newer sidecar, and then swaps it in."""
-    from mmrag_assets.lib.search import get_searcher
+    from mmrag_assets.lib.search.searcher import get_searcher
 
     get_searcher(cfg)  # fail at start-up, not at the first request, when there is no index
     app = FastAPI(title="mmrag", version="0.1.0", description="Multimodal late-interaction search over pages, images and audio.")

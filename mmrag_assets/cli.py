@@ -89,7 +89,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 @command("search", "search the index: ranked pages, images and moments of audio", search_flags)
 def cmd_search(args: argparse.Namespace) -> int:
-    from mmrag_assets.lib.search import search
+    from mmrag_assets.lib.search.searcher import search
 
     cfg = _cfg(args)
     filters = {}
@@ -128,8 +128,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 @command("demo", "build the bundled sample corpus, index it, run sample queries", dir_flag)
 def cmd_demo(args: argparse.Namespace) -> int:
-    from mmrag_assets.lib.sample_corpus import DEMO_QUERIES, build_sample_corpus
-    from mmrag_assets.lib.search import search
+    from mmrag_assets.fixtures.sample_corpus import DEMO_QUERIES, build_sample_corpus
+    from mmrag_assets.lib.search.searcher import search
     from mmrag_assets.runner import index
 
     base = Path(args.dir).resolve()

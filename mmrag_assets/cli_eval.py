@@ -58,7 +58,7 @@ def _index(cfg: MmragConfig) -> Any:
     eval_flags,
 )
 def cmd_eval(args: argparse.Namespace) -> int:
-    from mmrag_assets.lib.sweep import is_sweep
+    from mmrag_assets.lib.evaluation.sweep import is_sweep
 
     if args.calibrate and args.multirun:
         raise ConfigError("--calibrate proposes thresholds for one config: drop -m")
@@ -68,8 +68,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return _multirun(args)
     if is_sweep(args.overrides):
         raise ConfigError(f"{' '.join(args.overrides)} sweeps over several values: add -m to run the grid")
-    from mmrag_assets.lib.evaluation import summary
-    from mmrag_assets.lib.experiments import run_experiment
+    from mmrag_assets.lib.evaluation.evaluate import summary
+    from mmrag_assets.lib.evaluation.experiments import run_experiment
 
     cfg = load_config(args.overrides)
     record = run_experiment(cfg, ensure_index=_index, progress=_say)
@@ -82,9 +82,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _multirun(args: argparse.Namespace) -> int:
-    from mmrag_assets.lib import report
-    from mmrag_assets.lib.evaluation import summary
-    from mmrag_assets.lib.experiments import run_grid
+    from mmrag_assets.lib.evaluation import report
+    from mmrag_assets.lib.evaluation.evaluate import summary
+    from mmrag_assets.lib.evaluation.experiments import run_grid
 
     out = run_grid(args.overrides, ensure_index=_index, name=args.name, progress=_say)
     runs, failed = out.pop("runs"), out["failed"]
@@ -103,9 +103,9 @@ def _multirun(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from mmrag_assets.lib import calibrate_thresholds as ct
-    from mmrag_assets.lib.experiments import open_searcher
-    from mmrag_assets.lib.query_set import load_query_set
+    from mmrag_assets.lib.evaluation import calibrate as ct
+    from mmrag_assets.lib.evaluation.experiments import open_searcher
+    from mmrag_assets.lib.evaluation.query_set import load_query_set
 
     cfg = load_config(args.overrides)
     keep = cfg.eval.calibration_keep if args.keep is None else args.keep

@@ -39,9 +39,9 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
     from mmrag_assets.definitions import ASSET_CHECKS, ASSETS
     from mmrag_assets.errors import MmragError
-    from mmrag_assets.lib.baseline_store import baseline_log
     from mmrag_assets.lib.catalog import Catalog
-    from mmrag_assets.lib.embedding import version_key_for
+    from mmrag_assets.lib.index.embedding import version_key_for
+    from mmrag_assets.lib.quality.baselines import baseline_log
     from mmrag_assets.resources.mmrag import MmragResource
     from mmrag_assets.runner import _quiet_run_config, open_instance
 

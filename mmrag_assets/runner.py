@@ -52,7 +52,7 @@ def materialize(
     selection: list[str],
     partition_key: str | None = None,
 ) -> dg.ExecuteInProcessResult:
-    from mmrag_assets.definitions import ASSETS, ASSET_CHECKS
+    from mmrag_assets.definitions import ASSET_CHECKS, ASSETS
     from mmrag_assets.resources.mmrag import MmragResource
 
     result = dg.materialize(
@@ -77,7 +77,7 @@ def materialize(
 def ingest(cfg: MmragConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Manifest first, then one run per document partition that is new, changed or unmaterialised."""
     from mmrag_assets.lib.catalog import Catalog
-    from mmrag_assets.lib.ingest import fingerprint
+    from mmrag_assets.lib.ingest.document import fingerprint
 
     say = progress or (lambda _m: None)
     t0 = time.perf_counter()
@@ -118,9 +118,9 @@ def index(cfg: MmragConfig, progress: Callable[[str], None] | None = None) -> di
     """Ingest where needed, embed every document whose rows are missing or stale (one Dagster run
     each; up-to-date documents are not even launched), then build the table-level indexes and the
     search sidecar."""
-    from mmrag_assets.lib import index as lx
     from mmrag_assets.lib.catalog import Catalog
-    from mmrag_assets.lib.embedding import get_embedder
+    from mmrag_assets.lib.index import table as lx
+    from mmrag_assets.lib.index.embedding import get_embedder
 
     say = progress or (lambda _m: None)
     summary = ingest(cfg, progress)

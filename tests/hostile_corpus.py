@@ -4,7 +4,7 @@
 where the expectation is ``"ok"``, ``"silence"`` (ingests, zero words) or a substring of the
 quarantine reason the pipeline records: the corpus scanner's (content sniffing, unknown
 extensions, symlinks leaving the corpus) where it refuses a file first, otherwise the one
-``mmrag_assets.lib.render`` / ``asr`` raise (truncated, password, pixel cap, bomb).
+``mmrag_assets.lib.ingest.render`` / ``asr`` raise (truncated, password, pixel cap, bomb).
 """
 
 from __future__ import annotations

@@ -30,8 +30,8 @@ def catalog_status(cfg: MmragConfig) -> dict[str, Any]:
 
 def index_status(cfg: MmragConfig) -> dict[str, Any] | None:
     """The LanceDB table of the configured embedding version, or None before `mmrag index`."""
-    from mmrag_assets.lib import index as lx
-    from mmrag_assets.lib.embedding import version_key_for
+    from mmrag_assets.lib.index import table as lx
+    from mmrag_assets.lib.index.embedding import version_key_for
 
     if not cfg.lancedb_dir.exists():
         return None

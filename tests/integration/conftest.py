@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from mmrag_assets.config import MmragConfig, load_config
-from mmrag_assets.lib.sample_corpus import build_sample_corpus
+from mmrag_assets.fixtures.sample_corpus import build_sample_corpus
 from tests.hostile_corpus import make_hostile_files
 
 

@@ -13,8 +13,8 @@ import pytest
 from mmrag_assets import config
 from mmrag_assets.cli import main
 from mmrag_assets.config import load_config
-from mmrag_assets.lib.experiments import load_experiments
-from mmrag_assets.lib.sample_corpus import VIDEO, build_sample_corpus
+from mmrag_assets.fixtures.sample_corpus import VIDEO, build_sample_corpus
+from mmrag_assets.lib.evaluation.experiments import load_experiments
 
 pytestmark = pytest.mark.integration
 

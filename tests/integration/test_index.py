@@ -12,9 +12,9 @@ import pymupdf
 import pytest
 
 from mmrag_assets.config import load_config
-from mmrag_assets.lib import index as lx
 from mmrag_assets.lib.catalog import Catalog
-from mmrag_assets.lib.embedding import version_key_for
+from mmrag_assets.lib.index import table as lx
+from mmrag_assets.lib.index.embedding import version_key_for
 from mmrag_assets.runner import index
 
 pytestmark = pytest.mark.integration
@@ -78,7 +78,7 @@ def test_tiny_visual_tiers_index_every_page_and_image(indexed, arch: str) -> Non
     assert tbl.count_rows() == n_items  # visual tiers embed images without text too
     modalities = set(tbl.to_lance().to_table(columns=["modality"]).column("modality").to_pylist())
     assert modalities == {"page", "image", "segment"}
-    from mmrag_assets.lib.search import search
+    from mmrag_assets.lib.search.searcher import search
 
     resp = search("lighthouse at dusk", k=5, cfg=cfg)
     assert resp.results and all(r.score == r.score for r in resp.results)  # no NaN scores
@@ -109,7 +109,7 @@ def test_change_reembeds_only_that_document_and_delete_removes_rows(make_cfg, tm
 
 
 def test_nan_vectors_are_quarantined_not_written(make_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from mmrag_assets.lib.embedding.lite import LiteEmbedder
+    from mmrag_assets.lib.index.embedding.lite import LiteEmbedder
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()

@@ -105,7 +105,7 @@ def test_status_json_is_one_object_with_relative_sources(ingested) -> None:
 
 
 def test_change_and_delete_replace_rows(make_cfg, tmp_path: Path) -> None:
-    from mmrag_assets.lib.sample_corpus import build_sample_corpus
+    from mmrag_assets.fixtures.sample_corpus import build_sample_corpus
 
     corpus = tmp_path / "corpus"
     files = build_sample_corpus(corpus, video=False)

@@ -213,8 +213,8 @@ def test_baseline_records_who_when_why_and_an_unchanged_index_passes(
     drift_index: MmragConfig, capsys
 ) -> None:
     from mmrag_assets.cli import main
-    from mmrag_assets.lib.baseline_store import baseline_log
-    from mmrag_assets.lib.embedding import version_key_for
+    from mmrag_assets.lib.index.embedding import version_key_for
+    from mmrag_assets.lib.quality.baselines import baseline_log
 
     cfg = drift_index
     vk = version_key_for(cfg.model)
@@ -251,7 +251,7 @@ def test_baseline_records_who_when_why_and_an_unchanged_index_passes(
 def test_drift_check_flags_a_switched_model_tier_until_a_baseline_accepts_it(
     drift_index: MmragConfig,
 ) -> None:
-    from mmrag_assets.lib.embedding import version_key_for
+    from mmrag_assets.lib.index.embedding import version_key_for
     from mmrag_assets.runner import index
 
     old_vk = version_key_for(drift_index.model)
@@ -283,8 +283,8 @@ def test_drift_check_flags_a_switched_model_tier_until_a_baseline_accepts_it(
 def rotate_vectors_in_place(cfg: MmragConfig) -> None:
     import pyarrow as pa
 
-    from mmrag_assets.lib import index as lx
-    from mmrag_assets.lib.embedding import version_key_for
+    from mmrag_assets.lib.index import table as lx
+    from mmrag_assets.lib.index.embedding import version_key_for
 
     d = cfg.model.dim
     tbl = lx.open_table(cfg, version_key_for(cfg.model), d, create=False)
@@ -302,7 +302,7 @@ def rotate_vectors_in_place(cfg: MmragConfig) -> None:
 def test_new_corpus_file_becomes_searchable_through_sensor_and_automation(tmp_path: Path) -> None:
     from mmrag_assets.definitions import build_definitions
     from mmrag_assets.defs.ingest.sensors import corpus_sensor
-    from mmrag_assets.lib.search import search
+    from mmrag_assets.lib.search.searcher import search
     from mmrag_assets.resources.mmrag import MmragResource
 
     corpus = tmp_path / "corpus"

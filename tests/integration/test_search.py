@@ -16,7 +16,7 @@ import pytest
 from mmrag_assets.config import load_config
 from mmrag_assets.errors import QueryError
 from mmrag_assets.lib.catalog import Catalog
-from mmrag_assets.lib.search import SearchResult, search
+from mmrag_assets.lib.search.searcher import SearchResult, search
 
 pytestmark = pytest.mark.integration
 

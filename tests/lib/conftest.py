@@ -13,8 +13,8 @@ from mmrag_assets.config import ModelConfig, load_config
 @pytest.fixture(scope="session")
 def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``models/tiny-<arch>`` for every visual arch, built once per test session."""
-    from mmrag_assets.lib.embedding import tiny_model_dir
-    from mmrag_assets.lib.embedding.tiny import TINY_ARCHS, build_tiny_model
+    from mmrag_assets.fixtures.tiny_models import TINY_ARCHS, build_tiny_model
+    from mmrag_assets.lib.index.embedding import tiny_model_dir
 
     models = tmp_path_factory.mktemp("models")
     for arch in TINY_ARCHS:

@@ -6,9 +6,17 @@ import pytest
 
 from mmrag_assets.config import AsrConfig
 from mmrag_assets.errors import CorruptInput, ModelUnavailable
-from mmrag_assets.lib import asr
-from mmrag_assets.lib.asr import Segment, Transcript, Word, join_words, load_whisper, transcribe, window_words
-from mmrag_assets.lib.sample_corpus import SAMPLE_FACTS, SPEECH_AUDIO, SPEECH_TEXT, build_sample_corpus
+from mmrag_assets.fixtures.sample_corpus import SAMPLE_FACTS, SPEECH_AUDIO, SPEECH_TEXT, build_sample_corpus
+from mmrag_assets.lib.ingest import asr
+from mmrag_assets.lib.ingest.asr import (
+    Segment,
+    Transcript,
+    Word,
+    join_words,
+    load_whisper,
+    transcribe,
+    window_words,
+)
 from tests.hostile_corpus import make_hostile_files, make_mute_video
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from mmrag_assets.errors import ConfigError
-from mmrag_assets.lib.drift import (
+from mmrag_assets.lib.quality.drift import (
     Baseline,
     DriftThresholds,
     ItemSample,
@@ -25,7 +25,7 @@ from mmrag_assets.lib.drift import (
     drift_plot,
     modality_gap,
 )
-from mmrag_assets.lib.two_sample import auc_mann_whitney, fit_logistic, mmd2_permutation
+from mmrag_assets.lib.quality.two_sample import auc_mann_whitney, fit_logistic, mmd2_permutation
 
 LATENT, DIM, N_POP = 24, 128, 3000
 SAMPLE, BATCH, PERMUTATIONS = 256, 256, 100

@@ -5,7 +5,7 @@ import random
 import pytest
 import torch
 
-from mmrag_assets.lib.embedding.base import EmbedStats, make_version_key, run_batches
+from mmrag_assets.lib.index.embedding.base import EmbedStats, make_version_key, run_batches
 
 
 class FakeModel:

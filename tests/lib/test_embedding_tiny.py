@@ -13,13 +13,19 @@ import torch
 
 from mmrag_assets.config import ModelConfig
 from mmrag_assets.errors import ModelUnavailable
-from mmrag_assets.lib.embedding import get_embedder, tiny_model_dir
-from mmrag_assets.lib.embedding.tiny import MARKER, TINY_ARCHS, WEIGHTS, build_in_memory, build_tiny_model
-from mmrag_assets.lib.embedding.visual import VisualEmbedder
-from mmrag_assets.lib.maxsim import maxsim_many, nonfinite_rows
+from mmrag_assets.fixtures.tiny_models import MARKER, TINY_ARCHS, WEIGHTS, build_in_memory, build_tiny_model
+from mmrag_assets.lib.index.embedding import get_embedder, tiny_model_dir
+from mmrag_assets.lib.index.embedding.visual import VisualEmbedder
+from mmrag_assets.lib.search.rerank import maxsim_ragged
 
 TEXTS = ["The quarterly revenue grew by five percent.", "Install the package with pip."]
 CfgFactory = Callable[..., ModelConfig]
+
+def maxsim_many(queries, docs):
+    """(n_queries, n_docs) MaxSim through the product's scorer."""
+    offsets = np.concatenate([[0], np.cumsum([len(d) for d in docs])])
+    return maxsim_ragged(list(queries), np.concatenate(docs), offsets).T
+
 
 
 @pytest.mark.parametrize("arch", TINY_ARCHS)
@@ -35,11 +41,11 @@ def test_embeds_images_texts_and_queries(
     for a in arrays:
         assert a.dtype == np.float32 and a.ndim == 2 and a.shape[0] > 0 and a.shape[1] == 128
         np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
-    assert nonfinite_rows(arrays) == []
+    assert all(np.isfinite(a).all() for a in arrays)
     assert images[0].shape[0] != texts[1].shape[0]  # padding removed: lengths differ per item
     scores = maxsim_many(queries, images + texts)
     assert scores.shape == (1, 4) and np.isfinite(scores).all()
-    meta = e.describe()
+    meta = e.stats.as_metadata()
     assert meta["image_items"] == 2 and meta["text_items"] == 2 and meta["query_items"] == 1
 
 

@@ -11,11 +11,17 @@ from typing import Any
 import pytest
 
 from mmrag_assets.errors import ConfigError, QueryError
-from mmrag_assets.lib import report, sweep
-from mmrag_assets.lib.evaluation import evaluate, judgeable, judgement_channels, latency_summary, summary
-from mmrag_assets.lib.experiments import load_experiments, store_experiment
-from mmrag_assets.lib.metrics import is_relevant
-from mmrag_assets.lib.query_set import load_query_set
+from mmrag_assets.lib.evaluation import report, sweep
+from mmrag_assets.lib.evaluation.evaluate import (
+    evaluate,
+    judgeable,
+    judgement_channels,
+    latency_summary,
+    summary,
+)
+from mmrag_assets.lib.evaluation.experiments import load_experiments, store_experiment
+from mmrag_assets.lib.evaluation.metrics import is_relevant
+from mmrag_assets.lib.evaluation.query_set import load_query_set
 
 P1 = {"source": "m.pdf", "page": 1, "modality": "page", "item_id": "d:1"}
 P2 = {"source": "m.pdf", "page": 2, "modality": "page", "item_id": "d:2"}

@@ -10,8 +10,8 @@ import pytest
 from mmrag_assets import config
 from mmrag_assets.config import load_config
 from mmrag_assets.errors import ConfigError
-from mmrag_assets.lib import calibrate_thresholds as ct
-from mmrag_assets.lib.query_set import load_query_set
+from mmrag_assets.lib.evaluation import calibrate as ct
+from mmrag_assets.lib.evaluation.query_set import load_query_set
 from tests.lib.test_evaluation import Response
 
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from mmrag_assets.lib import sample_corpus as sc
-from mmrag_assets.lib.query_set import BUNDLED_QUERIES, QuerySetError, load_query_set
+from mmrag_assets.fixtures import sample_corpus as sc
+from mmrag_assets.lib.evaluation.query_set import BUNDLED_QUERIES, QuerySetError, load_query_set
 
 MANUAL = {"source": "manuals/m.pdf", "page": 2}
 

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 
 from mmrag_assets.errors import QueryError
-from mmrag_assets.lib.first_stage import (
+from mmrag_assets.lib.index.first_stage import (
     STRATEGIES,
     FirstStageError,
     build_first_stage,
     load_first_stage,
 )
-from mmrag_assets.lib.first_stage.base import csr_rows
-from mmrag_assets.lib.rerank import exact_maxsim_all, rerank_maxsim, topk
-from mmrag_assets.lib.vecstore import VecStore
+from mmrag_assets.lib.index.first_stage.base import csr_rows
+from mmrag_assets.lib.index.vecstore import VecStore
+from mmrag_assets.lib.search.rerank import exact_maxsim_all, rerank_maxsim, topk
 
 DIM = 64
 N_ITEMS = 500

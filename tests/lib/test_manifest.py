@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from mmrag_assets.errors import ConfigError
-from mmrag_assets.lib.manifest import cache_of, documents, scan_corpus, sha256_file
+from mmrag_assets.lib.ingest.manifest import cache_of, documents, scan_corpus, sha256_file
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from mmrag_assets.lib.metrics import (
+from mmrag_assets.lib.evaluation.metrics import (
     aggregate,
     credited_grades,
     evaluate_query,

@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from mmrag_assets.errors import CorruptInput, UnsupportedInput
-from mmrag_assets.lib import render
-from mmrag_assets.lib.render import normalise_image, render_pdf, thumb_size
-from mmrag_assets.lib.sample_corpus import MANUAL, PHOTO, REPORT, SAMPLE_FACTS, build_sample_corpus
+from mmrag_assets.fixtures.sample_corpus import MANUAL, PHOTO, REPORT, SAMPLE_FACTS, build_sample_corpus
+from mmrag_assets.lib.ingest import render
+from mmrag_assets.lib.ingest.render import normalise_image, render_pdf, thumb_size
 from tests.hostile_corpus import SMALL_PIXEL_CAP, make_hostile_files
 
 PDF_KW = {

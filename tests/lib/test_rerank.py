@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from mmrag_assets.errors import QueryError
-from mmrag_assets.lib.rerank import (
+from mmrag_assets.lib.index.vecstore import VecStore
+from mmrag_assets.lib.search.rerank import (
     RERANKERS,
     RerankerError,
     exact_maxsim_all,
@@ -14,7 +15,6 @@ from mmrag_assets.lib.rerank import (
     maxsim_ragged,
     rerank_maxsim,
 )
-from mmrag_assets.lib.vecstore import VecStore
 
 
 def naive_maxsim(q: np.ndarray, d: np.ndarray) -> float:

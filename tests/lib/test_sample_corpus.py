@@ -7,9 +7,9 @@ import pymupdf
 import pytest
 from PIL import Image
 
-from mmrag_assets.lib import sample_corpus as sc
-from mmrag_assets.lib.sample_corpus import SAMPLE_FACTS, SPEECH_AUDIO, SPEECH_TEXT, build_sample_corpus
-from mmrag_assets.lib.video import probe_media
+from mmrag_assets.fixtures import sample_corpus as sc
+from mmrag_assets.fixtures.sample_corpus import SAMPLE_FACTS, SPEECH_AUDIO, SPEECH_TEXT, build_sample_corpus
+from mmrag_assets.lib.ingest.video import probe_media
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from mmrag_assets.lib.sniff import sniff_bytes
+from mmrag_assets.lib.ingest.sniff import sniff_bytes
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 20
 WAV = b"RIFF\x24\x00\x00\x00WAVEfmt "

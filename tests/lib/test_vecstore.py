@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mmrag_assets.errors import NotFound
-from mmrag_assets.lib.vecstore import VecStore, VecStoreError
+from mmrag_assets.lib.index.vecstore import VecStore, VecStoreError
 
 
 def _items(rng: np.random.Generator, n: int = 7, d: int = 16) -> list[np.ndarray]:
@@ -53,7 +53,7 @@ def test_flat_is_a_plain_memmappable_npy(tmp_path: Path) -> None:
     np.testing.assert_array_equal(store.get(3), arrays[3][:3].astype(np.float16))
 
 
-def test_gather_keeps_requested_order_and_pads(tmp_path: Path) -> None:
+def test_gather_keeps_requested_order(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     arrays = _items(rng)
     store = VecStore.write(tmp_path / "s", [str(i) for i in range(len(arrays))], arrays)
@@ -62,12 +62,6 @@ def test_gather_keeps_requested_order_and_pads(tmp_path: Path) -> None:
     assert off.tolist() == [0, *np.cumsum([len(arrays[i]) for i in want]).tolist()]
     for j, i in enumerate(want):
         np.testing.assert_array_equal(flat[off[j] : off[j + 1]], arrays[i].astype(np.float16))
-    padded, mask = store.gather(want)
-    assert padded.shape == (4, max(len(arrays[i]) for i in want), 16)
-    for j, i in enumerate(want):
-        assert mask[j].sum() == len(arrays[i])
-        np.testing.assert_array_equal(padded[j][mask[j]], arrays[i].astype(np.float16))
-        assert not padded[j][~mask[j]].any()
     with pytest.raises(NotFound):
         store.gather_ragged([len(arrays)])
 

@@ -6,8 +6,8 @@ import pytest
 from PIL import Image, ImageChops, ImageStat
 
 from mmrag_assets.errors import CorruptInput
-from mmrag_assets.lib.sample_corpus import AUDIO, PHOTO, VIDEO, build_sample_corpus
-from mmrag_assets.lib.video import MediaInfo, probe_media, sample_keyframes
+from mmrag_assets.fixtures.sample_corpus import AUDIO, PHOTO, VIDEO, build_sample_corpus
+from mmrag_assets.lib.ingest.video import MediaInfo, probe_media, sample_keyframes
 from tests.hostile_corpus import make_mute_video
 
 KW = {

@@ -8,7 +8,7 @@ import dagster as dg
 from dagster import AssetExecutionContext
 from pydantic import Field
 
-from mmrag_assets.lib.evaluation import HEADLINE
+from mmrag_assets.lib.evaluation.evaluate import HEADLINE
 from mmrag_assets.resources.mmrag import MmragResource
 
 
@@ -28,8 +28,8 @@ def retrieval_experiments(
     config of the sweep on the labelled query set ``eval.queries``, one row per config appended
     to the DuckDB table ``experiments``, plus a Markdown report and a quality-vs-latency plot.
     Configs must be indexed already (``mmrag index`` with their overrides)."""
-    from mmrag_assets.lib import report
-    from mmrag_assets.lib.experiments import run_grid
+    from mmrag_assets.lib.evaluation import report
+    from mmrag_assets.lib.evaluation.experiments import run_grid
 
     out = run_grid(
         [*mmrag.overrides, *config.sweep],

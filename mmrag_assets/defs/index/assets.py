@@ -10,8 +10,8 @@ from dagster import AssetExecutionContext
 from mmrag_assets.defs.ingest.assets import config_metadata
 from mmrag_assets.defs.ingest.partitions import documents_partitions
 from mmrag_assets.defs.quality.automation import EMBEDDINGS_AUTOMATION, INDEX_AUTOMATION
-from mmrag_assets.lib import index as lx
 from mmrag_assets.lib.catalog import Catalog
+from mmrag_assets.lib.index import table as lx
 from mmrag_assets.resources.mmrag import MmragResource
 
 
@@ -25,7 +25,7 @@ from mmrag_assets.resources.mmrag import MmragResource
 def item_embeddings(context: AssetExecutionContext, mmrag: MmragResource) -> dg.MaterializeResult:
     """Late-interaction multi-vectors of one document's pages, images and transcript windows,
     upserted by item id into the LanceDB table of the configured embedding version."""
-    from mmrag_assets.lib.embedding import get_embedder
+    from mmrag_assets.lib.index.embedding import get_embedder
 
     cfg = mmrag.config()
     catalog = Catalog(cfg.catalog_path)
@@ -67,8 +67,8 @@ def item_embeddings(context: AssetExecutionContext, mmrag: MmragResource) -> dg.
 def search_index(context: AssetExecutionContext, mmrag: MmragResource) -> dg.MaterializeResult:
     """Table-level structures of the current embedding version: BM25 full-text index, scalar
     indexes on modality and document id, the first-stage search sidecar and score calibration."""
-    from mmrag_assets.lib.embedding import get_embedder
-    from mmrag_assets.lib.sidecar import build_sidecar
+    from mmrag_assets.lib.index.embedding import get_embedder
+    from mmrag_assets.lib.index.sidecar import build_sidecar
 
     cfg = mmrag.config()
     embedder = get_embedder(cfg.model, cfg.models_dir)

@@ -8,8 +8,8 @@ from dagster import AssetExecutionContext
 
 from mmrag_assets.defs.ingest.partitions import documents_partitions, reconcile_partitions
 from mmrag_assets.lib.catalog import Catalog
-from mmrag_assets.lib.corpus import locate, purge_documents, record_scan, scan
-from mmrag_assets.lib.ingest import fingerprint, ingest_document
+from mmrag_assets.lib.ingest.corpus import locate, purge_documents, record_scan, scan
+from mmrag_assets.lib.ingest.document import fingerprint, ingest_document
 from mmrag_assets.resources.mmrag import MmragResource
 
 

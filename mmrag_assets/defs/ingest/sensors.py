@@ -9,7 +9,7 @@ from dagster import SensorEvaluationContext
 
 from mmrag_assets.defs.ingest.partitions import documents_partitions
 from mmrag_assets.errors import ConfigError
-from mmrag_assets.lib.corpus import scan, scan_cache
+from mmrag_assets.lib.ingest.corpus import scan, scan_cache
 from mmrag_assets.resources.mmrag import MmragResource
 
 corpus_manifest_job = dg.define_asset_job("corpus_manifest_job", selection=["corpus_manifest"])

@@ -84,7 +84,7 @@ def catalog_contracts(context: dg.AssetCheckExecutionContext, mmrag: MmragResour
     """One step for the three catalog tables a document run writes (a step per check cost ~1 s each)."""
     from data_contracts import validate_table
     from mmrag_assets.lib.catalog import Catalog
-    from mmrag_assets.lib.quality import catalog_frame, contract_params
+    from mmrag_assets.lib.quality.frames import catalog_frame, contract_params
 
     cfg = mmrag.config()
     catalog, params, severity = Catalog(cfg.catalog_path), contract_params(cfg), severity_of(cfg)
@@ -114,9 +114,9 @@ with warnings.catch_warnings():
         context: dg.AssetCheckExecutionContext, mmrag: MmragResource
     ) -> dg.AssetCheckResult:
         from data_contracts import validate_table
-        from mmrag_assets.lib import index as lx
-        from mmrag_assets.lib.embedding import version_key_for
-        from mmrag_assets.lib.quality import contract_params, embeddings_frame
+        from mmrag_assets.lib.index import table as lx
+        from mmrag_assets.lib.index.embedding import version_key_for
+        from mmrag_assets.lib.quality.frames import contract_params, embeddings_frame
 
         cfg = mmrag.config()
         doc_id = context.partition_key

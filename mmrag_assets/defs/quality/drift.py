@@ -32,12 +32,12 @@ def _severity(s: str) -> dg.AssetCheckSeverity:
 
 @dg.multi_asset_check(specs=[DRIFT, GAP], name="index_quality", can_subset=False)
 def index_quality(context: dg.AssetCheckExecutionContext, mmrag: MmragResource):
-    from mmrag_assets.lib import baseline_store as bs
-    from mmrag_assets.lib import index as lx
     from mmrag_assets.lib.catalog import Catalog
-    from mmrag_assets.lib.drift_monitor import drift_table_md, evaluate_drift, png_markdown
-    from mmrag_assets.lib.embedding import get_embedder, version_key_for
-    from mmrag_assets.lib.quality import measure_gap, summarize_table
+    from mmrag_assets.lib.index import table as lx
+    from mmrag_assets.lib.index.embedding import get_embedder, version_key_for
+    from mmrag_assets.lib.quality import baselines as bs
+    from mmrag_assets.lib.quality.frames import measure_gap, summarize_table
+    from mmrag_assets.lib.quality.monitor import drift_table_md, evaluate_drift, png_markdown
 
     cfg = mmrag.config()
     vk = version_key_for(cfg.model)
@@ -147,10 +147,10 @@ def drift_baselines(
     ``drift_baselines``): centroid, per-dimension mean and variance, norm and tokens-per-item
     quantiles and a fixed random sample of pooled vectors. Materialised on purpose only (``mmrag
     baseline``, ``drift_baseline_job``); every set or rotation is logged with who, when and why."""
-    from mmrag_assets.lib import index as lx
     from mmrag_assets.lib.catalog import Catalog
-    from mmrag_assets.lib.drift_monitor import set_baselines
-    from mmrag_assets.lib.embedding import get_embedder, version_key_for
+    from mmrag_assets.lib.index import table as lx
+    from mmrag_assets.lib.index.embedding import get_embedder, version_key_for
+    from mmrag_assets.lib.quality.monitor import set_baselines
 
     cfg = mmrag.config()
     vk = version_key_for(cfg.model)

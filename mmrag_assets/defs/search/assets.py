@@ -7,7 +7,7 @@ from dagster import AssetExecutionContext
 
 from mmrag_assets.defs.ingest.assets import config_metadata
 from mmrag_assets.lib.catalog import Catalog
-from mmrag_assets.lib.search import get_searcher, read_queries
+from mmrag_assets.lib.search.searcher import get_searcher, read_queries
 from mmrag_assets.resources.mmrag import MmragResource
 
 

@@ -1,0 +1,102 @@
+"""Multivector embedders: one entry point, ``get_embedder(cfg.model, cfg.models_dir)``.
+
+- ``lite``: wordllama static token embeddings, text only, CPU, bundled (``lite.py``).
+- ``colqwen2_5`` / ``colpali`` / ``colsmol``: colpali-engine visual retrievers (``visual.py``).
+- ``name == "tiny"``: a tiny random model of ``cfg.arch`` built offline into
+  ``models_dir/tiny-<arch>`` (``tiny.py``) and loaded through the same ``from_pretrained`` path
+  as real weights; its ``version_key`` keeps the tiny config's model id and revision.
+
+Embedders are cached per process: asking twice for the same settings returns the same object.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mmrag_assets.errors import ConfigError
+from mmrag_assets.lib.index.embedding.base import Embedder, EmbedStats, make_version_key, run_batches
+
+if TYPE_CHECKING:
+    from mmrag_assets.config import ModelConfig
+
+__all__ = ["EmbedStats", "Embedder", "get_embedder", "make_version_key", "run_batches", "tiny_model_dir"]
+
+_LOCK = threading.Lock()
+_EMBEDDERS: dict[tuple[object, ...], Embedder] = {}
+
+
+def tiny_model_dir(models_dir: Path, arch: str) -> Path:
+    return Path(models_dir) / f"tiny-{arch}"
+
+
+def _tiny_seed(revision: str) -> int:
+    m = re.search(r"seed(\d+)", revision)
+    return int(m.group(1)) if m else 0
+
+
+def _build(cfg: ModelConfig, models_dir: Path) -> Embedder:
+    if cfg.arch == "lite":
+        if cfg.name == "tiny":
+            raise ConfigError("model=tiny needs a visual model.arch: colqwen2_5, colpali or colsmol")
+        from mmrag_assets.lib.index.embedding.lite import LiteEmbedder
+
+        return LiteEmbedder(
+            model_id=cfg.model_id,
+            revision=cfg.revision,
+            dim=cfg.dim,
+            batch_size=cfg.batch_size,
+            query_max_tokens=cfg.query_max_tokens,
+            doc_max_tokens=cfg.doc_max_tokens,
+        )
+    if cfg.arch not in ("colqwen2_5", "colpali", "colsmol"):
+        raise ConfigError(f"model.arch={cfg.arch!r} must be lite, colqwen2_5, colpali or colsmol")
+    from mmrag_assets.lib.index.embedding.visual import VisualEmbedder
+
+    path = cfg.path
+    if cfg.name == "tiny" and not path:
+        from mmrag_assets.fixtures.tiny_models import build_tiny_model
+
+        path = str(
+            build_tiny_model(cfg.arch, tiny_model_dir(models_dir, cfg.arch), seed=_tiny_seed(cfg.revision))
+        )  # type: ignore[arg-type]
+    return VisualEmbedder(
+        arch=cfg.arch,
+        model_id=cfg.model_id,
+        revision=cfg.revision,  # type: ignore[arg-type]
+        path=path,
+        device=cfg.device,
+        dtype=cfg.dtype,
+        dim=cfg.dim,
+        pool_factor=cfg.pool_factor,
+        batch_size=cfg.batch_size,
+        query_max_tokens=cfg.query_max_tokens,
+        doc_max_tokens=cfg.doc_max_tokens,
+        image_max_pixels=cfg.image_max_pixels,
+    )
+
+
+def get_embedder(cfg: ModelConfig, models_dir: Path) -> Embedder:
+    """The embedder for ``cfg`` (``MmragConfig.model``), created once per process."""
+    key = (*dataclasses.astuple(cfg), str(Path(models_dir).resolve()))
+    with _LOCK:
+        if key not in _EMBEDDERS:
+            _EMBEDDERS[key] = _build(cfg, Path(models_dir))
+        return _EMBEDDERS[key]
+
+
+def clear_embedders() -> None:
+    """Forget cached embedders (and the visual models they hold)."""
+    with _LOCK:
+        _EMBEDDERS.clear()
+    from mmrag_assets.lib.index.embedding import visual
+
+    visual.clear_cache()
+
+
+def version_key_for(cfg: ModelConfig) -> str:
+    """The embedding version (LanceDB table key) ``cfg`` produces, without loading the model."""
+    return make_version_key(cfg.arch, cfg.model_id, cfg.revision, cfg.pool_factor, cfg.dim)

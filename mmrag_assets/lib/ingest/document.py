@@ -1,0 +1,162 @@
+"""Turn one corpus document into catalog rows: rendered pages, image pages, transcript windows.
+
+Every failure becomes a quarantine row with a specific reason; nothing here raises for bad
+input, so one bad file never fails a run.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmrag_assets.config import MmragConfig
+from mmrag_assets.errors import MmragError
+
+log = logging.getLogger(__name__)
+
+# config sections whose values change what a document of each kind produces
+FINGERPRINT_SECTIONS = {"pdf": ("ingest",), "image": ("ingest",), "audio": ("asr",), "video": ("ingest", "asr")}
+
+
+@dataclass
+class DocResult:
+    doc: dict[str, Any]
+    pages: list[dict[str, Any]] = field(default_factory=list)
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    quarantine: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def status(self) -> str:
+        return self.doc["status"]
+
+
+def fingerprint(cfg: MmragConfig, kind: str) -> str:
+    return cfg.fingerprint(*FINGERPRINT_SECTIONS.get(kind, ("ingest",)))
+
+
+def segment_id(doc_id: str, start_s: float, end_s: float) -> str:
+    """Content key of a transcript window: its time span, never its position."""
+    return f"{doc_id}:t{round(start_s * 1000)}-{round(end_s * 1000)}"
+
+
+def ingest_document(cfg: MmragConfig, *, source: str, doc_id: str, kind: str, sha256: str, size: int) -> DocResult:
+    t0 = time.perf_counter()
+    path = cfg.corpus_root / source
+    out_dir = cfg.pages_dir / doc_id
+    shutil.rmtree(out_dir, ignore_errors=True)  # a re-ingest (new DPI, changed file) replaces old images
+    res = DocResult(
+        doc={
+            "doc_id": doc_id, "source": source, "kind": kind, "sha256": sha256, "size": size,
+            "n_pages": 0, "n_segments": 0, "duration_s": None, "status": "ok",
+            "fingerprint": fingerprint(cfg, kind),
+        }
+    )
+    stage = {"pdf": "render", "image": "render", "audio": "asr", "video": "video"}.get(kind, "scan")
+    try:
+        if kind == "pdf":
+            _pdf(cfg, path, out_dir, res)
+        elif kind == "image":
+            _image(cfg, path, out_dir, res)
+        elif kind == "audio":
+            _transcribe(cfg, path, res)
+        elif kind == "video":
+            _video(cfg, path, out_dir, res)
+        else:
+            raise MmragError(f"kind {kind!r} is not ingestible")
+    except MmragError as e:
+        _quarantine(res, source, stage, str(e))
+    except Exception as e:  # noqa: BLE001 - a decoder bug must not fail the whole run
+        log.error("unexpected error ingesting %s:\n%s", source, traceback.format_exc())
+        _quarantine(res, source, stage, f"unexpected {type(e).__name__} while decoding: {e}")
+    if res.status == "quarantined":
+        shutil.rmtree(out_dir, ignore_errors=True)
+        res.pages, res.segments = [], []
+    res.doc["n_pages"] = len(res.pages)
+    res.doc["n_segments"] = len(res.segments)
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _quarantine(res: DocResult, source: str, stage: str, reason: str, *, whole: bool = True) -> None:
+    res.quarantine.append({"source": source, "stage": stage, "reason": reason})
+    if whole:
+        res.doc["status"] = "quarantined"
+    elif res.doc["status"] == "ok":
+        res.doc["status"] = "partial"
+
+
+def _page_row(cfg: MmragConfig, doc_id: str, rp: Any, modality: str, item_id: str) -> dict[str, Any]:
+    root = cfg.storage_root
+    return {
+        "item_id": item_id, "doc_id": doc_id, "page": rp.page, "modality": modality,
+        "image_path": Path(rp.image_path).relative_to(root).as_posix(),
+        "thumb_path": Path(rp.thumb_path).relative_to(root).as_posix() if rp.thumb_path else None,
+        "width": rp.width, "height": rp.height, "text": rp.text or "", "t_s": rp.t_s,
+    }
+
+
+def _image_kwargs(cfg: MmragConfig) -> dict[str, Any]:
+    i = cfg.ingest
+    return {"image_format": i.image_format, "jpeg_quality": i.jpeg_quality, "thumbnail_px": i.thumbnail_px}
+
+
+def _pdf(cfg: MmragConfig, path: Path, out_dir: Path, res: DocResult) -> None:
+    from mmrag_assets.lib.ingest.render import render_pdf
+
+    r = render_pdf(
+        path, out_dir, dpi=cfg.ingest.dpi, max_pages=cfg.ingest.max_pages,
+        target_pixels=cfg.ingest.image_target_pixels, **_image_kwargs(cfg),
+    )
+    doc_id = res.doc["doc_id"]
+    res.pages = [_page_row(cfg, doc_id, p, "page", f"{doc_id}:{p.page}") for p in r.pages]
+    for w in r.warnings:
+        _quarantine(res, res.doc["source"], "render", w, whole=False)
+
+
+def _image(cfg: MmragConfig, path: Path, out_dir: Path, res: DocResult) -> None:
+    from mmrag_assets.lib.ingest.render import normalise_image
+
+    p = normalise_image(
+        path, out_dir, max_source_pixels=cfg.ingest.max_image_pixels,
+        target_pixels=cfg.ingest.image_target_pixels, **_image_kwargs(cfg),
+    )
+    doc_id = res.doc["doc_id"]
+    res.pages = [_page_row(cfg, doc_id, p, "image", f"{doc_id}:1")]
+
+
+def _transcribe(cfg: MmragConfig, path: Path, res: DocResult) -> None:
+    from mmrag_assets.lib.ingest.asr import transcribe, window_words
+
+    tr = transcribe(path, cfg.asr)
+    res.doc["duration_s"] = tr.duration_s
+    doc_id = res.doc["doc_id"]
+    res.segments = [
+        {
+            "item_id": segment_id(doc_id, s.start_s, s.end_s), "doc_id": doc_id,
+            "start_s": s.start_s, "end_s": s.end_s, "text": s.text, "n_words": s.n_words,
+        }
+        for s in window_words(tr.words, cfg.asr.window_s, cfg.asr.overlap_s)
+    ]
+
+
+def _video(cfg: MmragConfig, path: Path, out_dir: Path, res: DocResult) -> None:
+    from mmrag_assets.lib.ingest.video import probe_media, sample_keyframes
+
+    info = probe_media(path)
+    res.doc["duration_s"] = info.duration_s
+    doc_id = res.doc["doc_id"]
+    if info.has_video:
+        frames = sample_keyframes(
+            path, out_dir, interval_s=cfg.ingest.keyframe_interval_s, max_keyframes=cfg.ingest.max_keyframes,
+            target_pixels=cfg.ingest.image_target_pixels, **_image_kwargs(cfg),
+        )
+        res.pages = [_page_row(cfg, doc_id, f, "image", f"{doc_id}:k{round((f.t_s or 0) * 1000)}") for f in frames]
+    if info.has_audio:
+        _transcribe(cfg, path, res)
+        res.doc["duration_s"] = info.duration_s
