@@ -3,6 +3,7 @@
     mmrag eval [queries=PATH] [overrides]                  one run: one JSON object on stdout
     mmrag eval -m model=lite,tiny search.first_stage=plaid,binary [overrides]
                                                            a Hydra grid: comparison table, plot, report
+    mmrag eval --by channel --by kind [overrides]          metrics broken down by query tags
     mmrag eval --calibrate NAME [--keep 0.95] [queries=PATH] [overrides]
                                                            propose thresholds -> conf/search/NAME.yaml
 
@@ -42,6 +43,10 @@ def eval_flags(sp: argparse.ArgumentParser) -> None:
         "--calibrate", metavar="NAME", default=None,
         help="instead of scoring: propose per-modality-pair thresholds and write conf/search/NAME.yaml (use: search=NAME)",
     )
+    sp.add_argument(
+        "--by", action="append", default=[], metavar="TAG",
+        help="break the metrics down by the values of a query tag (repeatable): mixed ranking and restricted view",
+    )
     sp.add_argument("--keep", type=float, default=None, help="--calibrate: share of relevant hits to keep (default: eval.calibration_keep)")
     json_flag(sp)
 
@@ -72,7 +77,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from mmrag_assets.lib.evaluation.experiments import run_experiment
 
     cfg = load_config(args.overrides)
-    record = run_experiment(cfg, ensure_index=_index, progress=_say)
+    record = run_experiment(cfg, ensure_index=_index, progress=_say, by=args.by)
     out = summary(record)
     if args.json:
         _emit(out)
@@ -86,7 +91,7 @@ def _multirun(args: argparse.Namespace) -> int:
     from mmrag_assets.lib.evaluation.evaluate import summary
     from mmrag_assets.lib.evaluation.experiments import run_grid
 
-    out = run_grid(args.overrides, ensure_index=_index, name=args.name, progress=_say)
+    out = run_grid(args.overrides, ensure_index=_index, name=args.name, progress=_say, by=args.by)
     runs, failed = out.pop("runs"), out["failed"]
     if args.json:
         _emit({**out, "runs": [summary(r) for r in runs]})

@@ -73,6 +73,35 @@ def test_single_eval_prints_one_json_object_and_stores_the_run(env: list[str], s
     assert row["sweep_id"] is None and row["overrides"][-1] == "search.k=5"
 
 
+def test_eval_breaks_down_by_tags_of_the_query_file(env: list[str], sweep, tmp_path: Path, capsys) -> None:
+    """The bundled set, each query tagged with its source's top folder: `--by` groups the real run."""
+    from mmrag_assets.lib.evaluation.query_set import BUNDLED_QUERIES
+
+    tagged = tmp_path / "tagged.jsonl"
+    lines = []
+    for line in BUNDLED_QUERIES.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            q = json.loads(line)
+            q["folder"] = sorted({j["source"].split("/")[0] for j in q["relevant"]}) or "unjudged"
+            lines.append(json.dumps(q))
+    tagged.write_text("\n".join(lines) + "\n")
+    assert main(["eval", "--json", "--by", "folder", *env, f"queries={tagged}"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    folders = out["by_tag"]["folder"]
+    assert "unjudged" in folders and sum(g["n_queries"] for g in folders.values()) >= out["n_queries"]
+    for group in folders.values():
+        for view in ("mixed", "restricted"):
+            m = group[view]["reranked"]
+            assert m["n_queries"] == group["n_queries"]
+            assert m["mrr"] is None or 0.0 <= m["mrr"] <= 1.0
+    pdfs = [g for name, g in folders.items() if name not in ("unjudged",) and g["mixed"]["reranked"]["mrr"]]
+    assert pdfs  # some folder's queries are answered
+    # restricting to the answer's modality can only move relevant items up
+    for g in folders.values():
+        if g["mixed"]["reranked"]["mrr"] is not None:
+            assert g["restricted"]["reranked"]["mrr"] >= g["mixed"]["reranked"]["mrr"] - 1e-9
+
+
 def test_eval_refuses_a_sweep_without_multirun(env: list[str], capsys) -> None:
     assert main(["eval", *env, "search.first_stage=plaid,binary"]) == 2
     assert "add -m" in capsys.readouterr().err

@@ -209,3 +209,42 @@ def test_report_writes_markdown_and_png(tmp_path: Path) -> None:
     assert "![quality against latency](sweep-x.png)" in text and "`r-a`, `r-b`" in text
     assert "best nDCG@10: b (0.800)" in text and "fastest (p50): a (10.0)" in text
     assert "| a | 0.500 (n=2) | - | - |" in text
+
+
+def test_breakdown_by_tags_mixed_and_restricted(make_cfg, tmp_path: Path) -> None:
+    """The mixed ranking buries the segment under two pages; the restricted view drops the pages."""
+    rows = [
+        {"qid": "p", "query": "page two", "relevant": [{"source": "m.pdf", "page": 2}], "channel": "page", "kind": "literal"},
+        {"qid": "a", "query": "the recording", "relevant": [{"source": "a.ogg", "start_s": 0, "end_s": 5}],
+         "channel": "audio", "kind": ["literal", "paraphrase"]},
+        {"qid": "n", "query": "nothing", "relevant": [{"source": "m.pdf", "page": 1}]},
+    ]
+    p = tmp_path / "tags.jsonl"
+    p.write_text("\n".join(json.dumps(r) for r in rows))
+    fake = FakeSearcher({"page two": ([P1, P2], [P2, P1]), "the recording": ([P1], [P1, P2, SEG]), "nothing": ([P2], [P2])})
+    cfg = make_cfg(f"queries={p}")
+    rec = evaluate(cfg, fake, load_query_set(p), kinds={"m.pdf": "pdf", "a.ogg": "audio"}, by=["channel", "kind", "kind"])
+    by = rec["by_tag"]
+    assert list(by) == ["channel", "kind"]  # a repeated tag is broken down once
+    assert set(by["channel"]) == {"page", "audio", "(none)"}
+    audio = by["channel"]["audio"]
+    assert audio["n_queries"] == 1
+    assert audio["mixed"]["reranked"]["mrr"] == pytest.approx(1 / 3)  # third, behind two pages
+    assert audio["restricted"]["reranked"]["mrr"] == 1.0  # first among segments
+    assert audio["mixed"]["first_stage"]["recall@10"] == 0.0 == audio["restricted"]["first_stage"]["recall@10"]
+    page = by["channel"]["page"]
+    assert page["mixed"]["reranked"]["mrr"] == 1.0 and page["mixed"]["first_stage"]["mrr"] == 0.5
+    assert by["channel"]["(none)"]["mixed"]["reranked"]["mrr"] == 0.0
+    # a list tag counts the query in each of its values
+    assert by["kind"]["literal"]["n_queries"] == 2 and by["kind"]["paraphrase"]["n_queries"] == 1
+    assert by["kind"]["literal"]["mixed"]["reranked"]["mrr"] == pytest.approx((1 + 1 / 3) / 2)
+    # the mixed figures of all queries together are the run's metrics
+    assert rec["metrics"]["reranked"]["mrr"] == pytest.approx((1 + 1 / 3 + 0) / 3)
+    (a,) = [q for q in rec["per_query"] if q["qid"] == "a"]
+    assert a["tags"] == {"channel": "audio", "kind": ["literal", "paraphrase"]}
+    db = tmp_path / "catalog.duckdb"
+    rec["label"] = "tags"
+    store_experiment(db, rec)
+    (row,) = load_experiments(db)
+    assert row["metrics"]["by_tag"]["channel"]["audio"]["restricted"]["reranked"]["mrr"] == 1.0
+    json.dumps(summary(rec), allow_nan=False)

@@ -97,3 +97,33 @@ def test_missing_empty_and_non_utf8_files(tmp_path: Path) -> None:
 def test_query_set_error_is_a_value_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         load_query_set(write(tmp_path, "{"))
+
+
+def test_extra_keys_are_tags(tmp_path: Path) -> None:
+    p = write(
+        tmp_path,
+        {"qid": "a", "query": "x", "relevant": [MANUAL], "channel": "scanned", "kind": "literal", "difficulty": 3},
+        {"qid": "b", "query": "y", "relevant": [], "channel": ["audio", "video"], "hard": True},
+        {"qid": "c", "query": "z", "relevant": [MANUAL]},
+    )
+    a, b, c = load_query_set(p).queries
+    assert a.tags == {"channel": "scanned", "kind": "literal", "difficulty": 3}
+    assert a.tag_values("difficulty") == ("3",) and a.tag_values("kind") == ("literal",)
+    assert b.tag_values("channel") == ("audio", "video") and b.tag_values("hard") == ("true",)
+    assert c.tags == {} and c.tag_values("channel") == ()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"relevent": []}, r"unknown key 'relevent' \(did you mean 'relevant'\?\)"),
+        ({"note": "n"}, r"did you mean 'notes'"),
+        ({"channel": {"a": 1}}, r"tag 'channel' must be a string, number or boolean"),
+        ({"channel": []}, r"tag 'channel' must be"),
+        ({"channel": [1, [2]]}, r"tag 'channel' must be"),
+        ({"channel": None}, r"tag 'channel' must be"),
+    ],
+)
+def test_tag_typos_and_bad_values_fail(tmp_path: Path, extra: dict, message: str) -> None:
+    with pytest.raises(QuerySetError, match=message):
+        load_query_set(write(tmp_path, {"qid": "a", "query": "x", "relevant": [MANUAL], **extra}))

@@ -10,6 +10,11 @@ Both rankings are cut at ``max(eval.ks)`` results and scored by ``lib/metrics.py
 gains, ties, credit-once and unjudged queries hold here). Per-channel figures restrict the ranking to
 one modality and the judgements to those that modality can satisfy (see ``judgement_channels``);
 latency percentiles come from the reranked searches, after ``eval.warmup`` unmeasured ones.
+
+``by`` (``mmrag eval --by TAG``) breaks the metrics down by the values of query tags (see
+``query_set``): for each value, the **mixed** ranking a user sees (every modality competing, the
+same figures as ``metrics``) and the **restricted** view (the ranking cut to the modalities that
+can satisfy the query's judgements, the per-channel view), for both stages.
 """
 
 from __future__ import annotations
@@ -125,6 +130,40 @@ def channel_breakdown(
     return out
 
 
+MISSING_TAG = "(none)"  # the group of queries that do not carry the tag
+
+
+def restricted(ranking: Sequence[Mapping[str, Any]], relevant: Sequence[Mapping[str, Any]], kinds: Mapping[str, str]) -> list[Mapping[str, Any]]:
+    """``ranking`` cut to the modalities whose items can satisfy one of the judgements."""
+    allowed = set().union(*(judgement_channels(j, kinds) for j in relevant)) if relevant else set(CHANNELS)
+    return [r for r in ranking if r.get("modality") in allowed]
+
+
+def tag_breakdown(
+    per_query: Sequence[Mapping[str, Any]], by: Sequence[str], kinds: Mapping[str, str], ks: Sequence[int]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{tag: {value: {"n_queries", "mixed": {stage: metrics}, "restricted": {stage: metrics}}}}``.
+    A query with a list tag counts in each of its values; one without the tag in ``(none)``."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for tag in by:
+        groups: dict[str, list[Mapping[str, Any]]] = {}
+        for q in per_query:
+            for value in q["tags_str"].get(tag) or (MISSING_TAG,):
+                groups.setdefault(value, []).append(q)
+        out[tag] = {}
+        for value in sorted(groups):
+            qs = groups[value]
+            out[tag][value] = {
+                "n_queries": len(qs),
+                "mixed": {s: aggregate([q[s] for q in qs]) for s in ("first_stage", "reranked")},
+                "restricted": {
+                    s: aggregate([score_ranking(restricted(q["_rankings"][s], q["relevant"], kinds), q["relevant"], ks) for q in qs])
+                    for s in ("first_stage", "reranked")
+                },
+            }
+    return out
+
+
 def headline(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return {k: metrics.get(k) for k in HEADLINE}
 
@@ -139,9 +178,11 @@ def evaluate(
     *,
     kinds: Mapping[str, str] | None = None,
     progress: Callable[[str], None] | None = None,
+    by: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Run every query of ``query_set`` through ``searcher`` (a ``lib.search.Searcher``) and
-    return the experiment record: metrics, per-channel metrics, latency, per-query results."""
+    return the experiment record: metrics, per-channel metrics, the breakdown by the tags in ``by``,
+    latency, per-query results."""
     ks = sorted({int(k) for k in cfg.eval.ks})
     if not ks or ks[0] < 1:
         raise MmragError(f"eval.ks={cfg.eval.ks} must be positive integers")
@@ -170,6 +211,7 @@ def evaluate(
         "k": k,
         "metrics": metrics,
         "by_channel": channel_breakdown(per_query, kinds, ks),
+        "by_tag": tag_breakdown(per_query, list(dict.fromkeys(by)), kinds, ks),
         "latency_ms": latency_summary([q["timings_ms"] for q in ok]),
         "first_stage_latency_ms": latency_summary([q["first_stage_timings_ms"] for q in ok]),
         "sources_not_in_corpus": missing,
@@ -178,7 +220,7 @@ def evaluate(
         "config": cfg.to_dict(),
     }
     for q in per_query:
-        del q["_rankings"]
+        del q["_rankings"], q["tags_str"]
     record["per_query"] = per_query
     return record
 
@@ -210,6 +252,8 @@ def _evaluate_one(q: LabelledQuery, searcher: SearcherLike, k: int, ks: Sequence
         "qid": q.qid,
         "query": q.query,
         "relevant": [dict(j) for j in q.relevant],
+        "tags": {t: list(v) if isinstance(v, tuple) else v for t, v in q.tags.items()},
+        "tags_str": {t: q.tag_values(t) for t in q.tags},
         "first_stage": score_ranking(rankings["first_stage"], q.relevant, ks),
         "reranked": score_ranking(rankings["reranked"], q.relevant, ks),
         "timings_ms": timings["reranked"],

@@ -16,7 +16,7 @@ from mmrag_assets.config import MmragConfig
 from mmrag_assets.errors import ConfigError, NotFound
 from mmrag_assets.lib.catalog import Catalog
 
-METRIC_SECTIONS = ("by_channel", "latency_ms", "first_stage_latency_ms")
+METRIC_SECTIONS = ("by_channel", "by_tag", "latency_ms", "first_stage_latency_ms")
 _COLUMNS = ("run_id", "created_at", "sweep_id", "origin", "queries", "queries_sha256", "overrides", "config", "metrics", "per_query")
 
 
@@ -140,14 +140,16 @@ def run_experiment(
     sweep_id: str | None = None,
     origin: str = "cli",
     progress: Callable[[str], None] | None = None,
+    by: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Evaluate ``cfg`` on ``eval.queries`` and store the run in the ``experiments`` table."""
+    """Evaluate ``cfg`` on ``eval.queries`` (metrics broken down by the query tags in ``by``) and
+    store the run in the ``experiments`` table."""
     from mmrag_assets.lib.evaluation.evaluate import evaluate
     from mmrag_assets.lib.evaluation.query_set import load_query_set
 
     query_set = load_query_set(cfg.eval.queries)
     searcher = open_searcher(cfg, ensure_index, progress)
-    record = evaluate(cfg, searcher, query_set, kinds=source_kinds(cfg), progress=progress)
+    record = evaluate(cfg, searcher, query_set, kinds=source_kinds(cfg), progress=progress, by=by)
     record["label"] = label or " ".join(cfg.overrides) or "(defaults)"
     meta = getattr(searcher, "meta", {})
     record["index"] = {"table": meta.get("table"), "version": meta.get("table_version"), "items": meta.get("items")}
@@ -162,6 +164,7 @@ def run_grid(
     origin: str = "cli",
     name: str | None = None,
     progress: Callable[[str], None] | None = None,
+    by: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Expand Hydra multirun ``overrides``, evaluate every config (a failing one is reported, the
     others still run), store each run, and write the comparison report and plot under
@@ -183,7 +186,9 @@ def run_grid(
         label = sweep.label(run, keys)
         say(f"[{i}/{len(grid)}] {label}")
         try:
-            runs.append(run_experiment(cfg, label=label, ensure_index=ensure_index, sweep_id=sweep_id, origin=origin, progress=say))
+            runs.append(
+                run_experiment(cfg, label=label, ensure_index=ensure_index, sweep_id=sweep_id, origin=origin, progress=say, by=by)
+            )
         except MmragError as e:
             say(f"[{i}/{len(grid)}] {label} failed: {e}")
             failed.append({"label": label, "overrides": run, "error": str(e)})

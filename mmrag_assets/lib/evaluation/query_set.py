@@ -9,12 +9,18 @@
   ``start_s``/``end_s`` in seconds (audio and video: transcript windows that overlap it and
   keyframes that lie inside it match). Neither: any item of the source matches.
 - ``grade`` (number >= 0, default 1) gives graded relevance (gain 2**grade - 1).
-- Blank lines and lines starting with ``#`` are skipped; any other key is an error, so that a
-  typo (``"pgae": 3``) fails loudly instead of silently widening a judgement.
+- Any other key of a query is a **tag** (``"channel": "audio"``, ``"kind": "paraphrase"``,
+  ``"difficulty": 3``): a string, number or boolean, or a list of those (the query then belongs to
+  each value). ``mmrag eval --by TAG`` breaks the metrics down by a tag's values. A tag whose name is
+  one letter or two off a reserved key (``"qery"``, ``"relevent"``) is taken for a typo and refused.
+- Keys of a judgement are never tags: an unknown one is an error, so that a typo (``"pgae": 3``)
+  fails loudly instead of silently widening a judgement.
+- Blank lines and lines starting with ``#`` are skipped.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import math
@@ -26,6 +32,8 @@ from mmrag_assets.errors import MmragError
 
 BUNDLED_QUERIES = Path(__file__).resolve().parents[2] / "fixtures" / "sample_data" / "queries.jsonl"
 QUERY_KEYS = {"qid", "query", "relevant", "notes"}
+TYPO_CUTOFF = 0.8  # difflib ratio: 'qery'/'query' 0.89, 'relevnt'/'relevant' 0.93, 'kind'/'qid' 0.57
+TagValue = str | int | float | bool
 JUDGEMENT_KEYS = {"source", "page", "start_s", "end_s", "grade"}
 
 
@@ -40,6 +48,14 @@ class LabelledQuery:
     relevant: tuple[dict[str, Any], ...]  # judgements, as metrics.is_relevant reads them
     line: int = 0  # line number in the file, for messages
     notes: str = ""
+    tags: dict[str, TagValue | tuple[TagValue, ...]] = field(default_factory=dict)
+
+    def tag_values(self, tag: str) -> tuple[str, ...]:
+        """The query's values of ``tag`` as strings (several for a list tag); () when it has none."""
+        v = self.tags.get(tag)
+        if v is None:
+            return ()
+        return tuple(_tag_str(x) for x in v) if isinstance(v, tuple) else (_tag_str(v),)
 
 
 @dataclass(frozen=True)
@@ -92,9 +108,7 @@ def parse_query_line(s: str, *, where: str = "line", line: int = 0) -> LabelledQ
         raise QuerySetError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from e
     if not isinstance(obj, dict):
         raise QuerySetError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-    unknown = sorted(set(obj) - QUERY_KEYS)
-    if unknown:
-        raise QuerySetError(f"{where}: unknown key {unknown[0]!r}; a query has {', '.join(sorted(QUERY_KEYS))}")
+    tags = {key: _tag(key, obj[key], where) for key in obj if key not in QUERY_KEYS}
     for key in ("qid", "query", "relevant"):
         if key not in obj:
             raise QuerySetError(f"{where}: missing {key!r}")
@@ -109,7 +123,29 @@ def parse_query_line(s: str, *, where: str = "line", line: int = 0) -> LabelledQ
     notes = obj.get("notes", "")
     if not isinstance(notes, str):
         raise QuerySetError(f"{where}: 'notes' must be a string")
-    return LabelledQuery(qid=str(qid), query=query, relevant=judgements, line=line, notes=notes)
+    return LabelledQuery(qid=str(qid), query=query, relevant=judgements, line=line, notes=notes, tags=tags)
+
+
+def _tag(key: str, value: Any, where: str) -> TagValue | tuple[TagValue, ...]:
+    near = difflib.get_close_matches(key, sorted(QUERY_KEYS), n=1, cutoff=TYPO_CUTOFF)
+    if near:
+        raise QuerySetError(f"{where}: unknown key {key!r} (did you mean {near[0]!r}?); a query has "
+                            f"{', '.join(sorted(QUERY_KEYS))}, any other key is a tag")
+    if not key.strip():
+        raise QuerySetError(f"{where}: a tag needs a non-empty name")
+    if isinstance(value, list) and value and all(_scalar(v) for v in value):
+        return tuple(value)
+    if _scalar(value):
+        return value
+    raise QuerySetError(f"{where}: tag {key!r} must be a string, number or boolean, or a non-empty list of those")
+
+
+def _scalar(v: Any) -> bool:
+    return isinstance(v, str | bool | int) or (isinstance(v, float) and math.isfinite(v))
+
+
+def _tag_str(v: TagValue) -> str:
+    return str(v).lower() if isinstance(v, bool) else str(v)
 
 
 def _judgement(j: Any, where: str) -> dict[str, Any]:
