@@ -33,7 +33,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._report import table, write_section
-from mmrag_assets.config import AsrConfig
+from mmrag_assets.config import section
 from mmrag_assets.fixtures.sample_corpus import MANUAL, REPORT, SPEECH_AUDIO, build_sample_corpus
 from mmrag_assets.lib.ingest.render import render_pdf
 
@@ -163,7 +163,7 @@ def bench_render(pdfs: list[tuple[Path, int]], dpi: int, reps: int) -> dict[str,
 def bench_asr(reps: int) -> dict[str, Any]:
     from mmrag_assets.lib.ingest import asr
 
-    cfg = AsrConfig(device="cpu", compute_type="int8")
+    cfg = section("asr", device="cpu", compute_type="int8")
     t = time.perf_counter()
     asr.load_whisper(cfg)
     load_s = time.perf_counter() - t
@@ -173,7 +173,7 @@ def bench_asr(reps: int) -> dict[str, Any]:
     # VAD on and off alternate within each repetition so that both see the same machine load.
     for _ in range(reps):
         for vad in (True, False):
-            c = AsrConfig(device="cpu", compute_type="int8", vad=vad)
+            c = section("asr", device="cpu", compute_type="int8", vad=vad)
             t = time.perf_counter()
             tr = asr.transcribe(SPEECH_AUDIO, c)
             walls[vad].append(time.perf_counter() - t)

@@ -14,18 +14,20 @@ from mmrag_assets.errors import ConfigError
 class ContractParams:
     """Every number and allowed set the suites check against (frozen: suites are cached per value)."""
 
-    dim: int = 128  # embedding dimension of the model tier (ModelConfig.dim)
-    min_tokens: int = 1  # fewest vectors one embedded item may hold
-    max_tokens: int = 2048  # most vectors one embedded item may hold (ModelConfig.doc_max_tokens or more)
-    max_text_chars: int = 200_000  # longest text of one page, segment or embedded item
-    duration_tolerance_s: float = 0.5  # a segment may end this far past the recording's duration
+    # configured (conf/checks/ contracts, plus the model tier's dim): no defaults here
+    dim: int  # embedding dimension of the model tier (ModelConfig.dim)
+    min_tokens: int  # fewest vectors one embedded item may hold
+    max_tokens: int  # most vectors one embedded item may hold (ModelConfig.doc_max_tokens or more)
+    max_text_chars: int  # longest text of one page, segment or embedded item
+    duration_tolerance_s: float  # a segment may end this far past the recording's duration
+    max_offending_ids: int  # ids listed per failed expectation; `count` always holds the total
+    # facts of the catalog schema, not knobs
     doc_id_regex: str = r"^[0-9a-f]{16}$"  # doc_id is sha256[:16] of the content
     sha256_regex: str = r"^[0-9a-f]{64}$"
     doc_kinds: tuple[str, ...] = ("pdf", "image", "audio", "video")
     doc_statuses: tuple[str, ...] = ("ok", "partial", "quarantined")
     page_modalities: tuple[str, ...] = ("page", "image")
     embedding_modalities: tuple[str, ...] = ("page", "image", "segment")
-    max_offending_ids: int = 50  # ids listed per failed expectation; `count` always holds the total
 
     def __post_init__(self) -> None:
         if self.dim <= 0:

@@ -91,9 +91,8 @@ def _batch_definition(name: str) -> Any:
         return _batch_definitions[name]
 
 
-def validate_table(name: str, df: pd.DataFrame, params: ContractParams | None = None) -> ContractResult:
+def validate_table(name: str, df: pd.DataFrame, params: ContractParams) -> ContractResult:
     """Validate ``df`` (the rows of table ``name``, with the joined columns the suite needs)."""
-    params = params or ContractParams()
     module = suite_module(name)
     t0 = time.perf_counter()
     missing = [c for c in module.REQUIRED_COLUMNS if c not in df.columns]

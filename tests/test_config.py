@@ -33,6 +33,15 @@ def test_overrides_and_groups() -> None:
         ("ingest.dpi=5", "ingest.dpi=5 must be within"),
         ("asr.overlap_s=40", "asr.overlap_s=40.0 must be"),
         ("search.k=0", "search.k=0"),
+        ("search.first_stage=hnsw", "search.first_stage=hnsw is not valid: choose one of plaid, binary"),
+        ("search.reranker=magic", "search.reranker=magic is not valid: choose one of maxsim, none"),
+        ("+search.kk=3", "search.kk is not a config key; did you mean search.k?"),
+        ("search.k=abc", "search.k=abc is not valid: expected integer"),
+        ("search.prebuild=[plaid,hnsw]", "search.prebuild"),
+        ("model=colbert", "choose one of colpali, colqwen2_5, colsmol, lite, tiny"),
+        ("checks.contracts.max_tokenz=1", "did you mean checks.contracts.max_tokens?"),
+        ("~search.k", "cannot be deleted"),
+        ("search.k", "not an override"),
     ],
 )
 def test_bad_config_fails_at_compose_time(override: str, message: str) -> None:
@@ -49,11 +58,50 @@ def test_fingerprint_tracks_only_named_sections() -> None:
 def test_yaml_typo_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import shutil
 
-    import mmrag_assets.config as config
+    from mmrag_assets import config
 
     conf = tmp_path / "conf"
     shutil.copytree(config.CONF_DIR, conf)
     (conf / "ingest" / "default.yaml").write_text("dpi: 150\nmax_pagez: 3\n")
     monkeypatch.setattr(config, "CONF_DIR", conf)
     with pytest.raises(ConfigError, match="max_pagez"):
+        load_config([])
+
+
+def test_yaml_is_the_only_source_of_defaults() -> None:
+    """Schemas give types only: a default in a dataclass would be a second source that can disagree."""
+    from dataclasses import MISSING as NO_DEFAULT
+    from dataclasses import fields, is_dataclass
+    from typing import get_type_hints
+
+    from omegaconf import MISSING
+
+    from mmrag_assets.config import MmragConfig
+
+    def walk(t: type) -> list[str]:
+        out = []
+        hints = get_type_hints(t)
+        for f in fields(t):
+            if f.name == "overrides":
+                continue
+            if f.default not in (MISSING, NO_DEFAULT) or f.default_factory is not NO_DEFAULT:
+                out.append(f"{t.__name__}.{f.name}")
+            if is_dataclass(hints[f.name]):
+                out += walk(hints[f.name])
+        return out
+
+    assert walk(MmragConfig) == []
+
+
+def test_a_key_missing_from_yaml_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from mmrag_assets import config
+
+    conf = tmp_path / "conf"
+    shutil.copytree(config.CONF_DIR, conf)
+    text = (conf / "search" / "default.yaml").read_text()
+    (conf / "search" / "default.yaml").write_text("\n".join(l for l in text.splitlines() if not l.startswith("k:")))
+    monkeypatch.setattr(config, "CONF_DIR", conf)
+    with pytest.raises(ConfigError, match="search.k has no value"):
         load_config([])

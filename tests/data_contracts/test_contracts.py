@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import numpy as np
@@ -12,7 +13,9 @@ from data_contracts.params import ContractParams
 from data_contracts.runner import TABLES, ContractResult, get_suite, validate_table
 from mmrag_assets.errors import ConfigError, NotFound
 
-PARAMS = ContractParams(dim=8, min_tokens=2, max_tokens=64, max_text_chars=200)
+PARAMS = ContractParams(
+    dim=8, min_tokens=2, max_tokens=64, max_text_chars=200, duration_tolerance_s=0.5, max_offending_ids=50
+)
 
 
 def _doc_id(n: int) -> str:
@@ -236,7 +239,7 @@ def test_wrong_dim() -> None:
     df.loc[3, "dim"] = 16
     f = _failed(validate_table("embeddings", df, PARAMS), "dim_matches_tier")
     assert f["offending_ids"] == [f"{AUDIO}:t0"]
-    assert validate_table("embeddings", good_embeddings(), ContractParams(dim=16)).passed is False
+    assert validate_table("embeddings", good_embeddings(), dataclasses.replace(PARAMS, dim=16)).passed is False
 
 
 def test_vector_column_is_tolerated() -> None:
@@ -309,7 +312,7 @@ def test_offending_ids_are_capped_but_counted() -> None:
             "doc_n_pages": 3,
         }
     )
-    f = _failed(validate_table("pages", df, ContractParams(max_offending_ids=50)), "page_le_doc_n_pages")
+    f = _failed(validate_table("pages", df, dataclasses.replace(PARAMS, max_offending_ids=50)), "page_le_doc_n_pages")
     assert f["count"] == n - 3 and len(f["offending_ids"]) == 50 and f["offending_ids"][0] == f"{PDF}:4"
 
 
@@ -325,8 +328,8 @@ def test_unknown_table_and_bad_params() -> None:
     with pytest.raises(ConfigError, match="unknown"):
         ContractParams.from_mapping({"dims": 3})
     with pytest.raises(ConfigError):
-        ContractParams(min_tokens=10, max_tokens=5)
-    assert ContractParams.from_mapping({"doc_kinds": ["pdf"]}).doc_kinds == ("pdf",)
+        dataclasses.replace(PARAMS, min_tokens=10, max_tokens=5)
+    assert ContractParams.from_mapping({**PARAMS.to_dict(), "doc_kinds": ["pdf"]}).doc_kinds == ("pdf",)
 
 
 def test_vector_stats_ragged_and_empty() -> None:

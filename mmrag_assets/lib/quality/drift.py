@@ -54,23 +54,29 @@ class Level:
 
 @dataclass(frozen=True)
 class DriftThresholds:
-    """Warn/error levels per metric; defaults calibrated on synthetic clustered embeddings (tests/lib)."""
+    """Warn/error levels per metric and the gates; the values live in ``conf/checks/`` (thresholds)."""
 
-    centroid_shift: Level = field(default_factory=lambda: Level(0.02, 0.05))
-    mmd2: Level = field(default_factory=lambda: Level(0.02, 0.05))
-    domain_auc: Level = field(default_factory=lambda: Level(0.70, 0.85))
-    ks_norms: Level = field(default_factory=lambda: Level(0.25, 0.40))
-    ks_tokens: Level = field(default_factory=lambda: Level(0.25, 0.40))
-    variance_ratio: Level = field(default_factory=lambda: Level(0.5, 1.0))  # |log2 ratio|: 1.41x, 2x
-    alpha: float = 0.01  # a metric may alarm only when its p-value is below this
-    min_items: int = 20  # fewer batch (or baseline) items: "insufficient data", severity OK
+    centroid_shift: Level
+    mmd2: Level
+    domain_auc: Level
+    ks_norms: Level
+    ks_tokens: Level
+    variance_ratio: Level  # |log2 ratio|
+    alpha: float  # a metric may alarm only when its p-value is below this
+    min_items: int  # fewer batch (or baseline) items: "insufficient data", severity OK
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Mapping[str, float]] | None) -> DriftThresholds:
-        """From ``checks.thresholds``: ``{metric: {warn, error}, "gates": {alpha, min_items}}`` (partial)."""
-        base = cls()
+    def from_mapping(
+        cls, values: Mapping[str, Mapping[str, float]] | None, base: DriftThresholds | None = None
+    ) -> DriftThresholds:
+        """From ``checks.thresholds.<block>``: ``{metric: {warn, error}, "gates": {alpha, min_items}}``.
+
+        Without ``base`` every metric and both gates must be given; with it, ``values`` overrides
+        ``base`` key by key (a per-modality block over the default block)."""
         levels = {f.name for f in dataclasses.fields(cls) if f.type in ("Level", Level)}
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = dataclasses.asdict(base) if base is not None else {}
+        for k in levels & set(kwargs):
+            kwargs[k] = Level(**kwargs[k])
         for key, spec in (values or {}).items():
             spec = dict(spec)
             if key == "gates":
@@ -78,8 +84,12 @@ class DriftThresholds:
                 kwargs.update({k: (int(v) if k == "min_items" else float(v)) for k, v in spec.items()})
             elif key in levels:
                 unknown = set(spec) - {"warn", "error"}
-                cur: Level = getattr(base, key)
-                kwargs[key] = Level(float(spec.get("warn", cur.warn)), float(spec.get("error", cur.error)))
+                cur = kwargs.get(key)
+                if cur is None and not {"warn", "error"} <= set(spec):
+                    raise ConfigError(f"drift threshold {key} needs both warn and error")
+                kwargs[key] = Level(
+                    float(spec.get("warn", cur.warn if cur else 0)), float(spec.get("error", cur.error if cur else 0))
+                )
                 if kwargs[key].warn > kwargs[key].error:
                     raise ConfigError(
                         f"drift threshold {key}: warn {kwargs[key].warn} > error {kwargs[key].error}"
@@ -88,7 +98,10 @@ class DriftThresholds:
                 raise ConfigError(f"unknown drift threshold {key!r}; known: {sorted(levels | {'gates'})}")
             if unknown:
                 raise ConfigError(f"unknown key(s) {sorted(unknown)} under drift threshold {key!r}")
-        return dataclasses.replace(base, **kwargs)
+        missing = sorted({f.name for f in dataclasses.fields(cls)} - set(kwargs))
+        if missing:
+            raise ConfigError(f"drift thresholds lack {missing}: set them in checks.thresholds.default")
+        return cls(**kwargs)
 
     def to_dict(self) -> dict[str, dict[str, float]]:
         out = {k: dataclasses.asdict(v) for k, v in vars(self).items() if isinstance(v, Level)}

@@ -9,6 +9,7 @@ before normalising (how coherent the tokens are); ``tokens`` is ``n_tokens``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -32,7 +33,7 @@ def contract_params(cfg: MmragConfig) -> ContractParams:
     """``checks.contracts`` plus the model tier's dim."""
     from data_contracts.params import ContractParams
 
-    return ContractParams.from_mapping(dict(cfg.checks.contracts), dim=cfg.model.dim)
+    return ContractParams.from_mapping(dataclasses.asdict(cfg.checks.contracts), dim=cfg.model.dim)
 
 
 def catalog_frame(catalog: Catalog, table: str, doc_id: str | None = None) -> pd.DataFrame:

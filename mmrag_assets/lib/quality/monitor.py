@@ -110,10 +110,8 @@ def set_baselines(
 # ---------------------------------------------------------------- drift
 def thresholds_for(thresholds: Mapping[str, Any], modality: str) -> DriftThresholds:
     """``checks.thresholds.default`` overridden metric by metric by ``checks.thresholds.<modality>``."""
-    merged: dict[str, dict[str, float]] = {k: dict(v) for k, v in (thresholds.get("default") or {}).items()}
-    for k, v in (thresholds.get(modality) or {}).items():
-        merged[k] = {**merged.get(k, {}), **dict(v)}
-    return DriftThresholds.from_mapping(merged)
+    base = DriftThresholds.from_mapping(thresholds.get("default"))
+    return DriftThresholds.from_mapping(thresholds.get(modality), base=base)
 
 
 @dataclass
