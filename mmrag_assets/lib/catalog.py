@@ -48,8 +48,33 @@ CREATE TABLE IF NOT EXISTS pages (
     thumb_path  VARCHAR,
     width       INTEGER,
     height      INTEGER,
-    text        VARCHAR,               -- PDF text layer ('' for images)
+    text        VARCHAR,               -- the item's text: PDF text layer and/or OCR text
     t_s         DOUBLE                 -- keyframe time, NULL otherwise
+);
+-- where pages.text came from: layer | ocr | layer+ocr | none (no text layer, OCR off)
+ALTER TABLE pages ADD COLUMN IF NOT EXISTS text_source VARCHAR;
+CREATE TABLE IF NOT EXISTS page_ocr (
+    item_id     VARCHAR PRIMARY KEY,   -- the pages row this OCR belongs to
+    doc_id      VARCHAR NOT NULL,
+    width       INTEGER NOT NULL,      -- size of the stored page image the boxes refer to
+    height      INTEGER NOT NULL,
+    regions     JSON,                  -- [[x0,y0,x1,y1], ...] OCRed regions; NULL: the whole image
+    n_lines     INTEGER NOT NULL,
+    n_words     INTEGER NOT NULL,
+    mean_score  DOUBLE,                -- mean line confidence (NULL without lines)
+    text        VARCHAR NOT NULL,      -- OCR text as it entered pages.text, one line per line
+    lines       JSON NOT NULL,         -- [{text, score, box: [x0,y0,x1,y1], quad: [[x,y] x4],
+                                       --   words: [{text, score, box}]}], pixels, y down
+    engine_key  VARCHAR NOT NULL       -- OCR settings + model files that produced it
+);
+CREATE TABLE IF NOT EXISTS ocr_cache (
+    cache_key   VARCHAR PRIMARY KEY,   -- {sha256 of the decoded pixels}:{engine_key}; kept across re-ingests
+    engine_key  VARCHAR NOT NULL,
+    width       INTEGER NOT NULL,
+    height      INTEGER NOT NULL,
+    seconds     DOUBLE,                -- engine time it took
+    result      JSON NOT NULL,         -- lib/ingest/ocr.OcrResult.to_dict(), unfiltered
+    created_at  TIMESTAMP NOT NULL
 );
 CREATE TABLE IF NOT EXISTS segments (
     item_id     VARCHAR PRIMARY KEY,   -- {doc_id}:t{start_ms}
@@ -88,7 +113,7 @@ CREATE TABLE IF NOT EXISTS experiments (
 CREATE TABLE IF NOT EXISTS quarantine (
     source      VARCHAR NOT NULL,      -- relative to corpus.root
     doc_id      VARCHAR,
-    stage       VARCHAR NOT NULL,      -- scan | render | asr | video | embed | contract
+    stage       VARCHAR NOT NULL,      -- scan | render | ocr | asr | video | embed | contract
     reason      VARCHAR NOT NULL,
     quarantined_at TIMESTAMP NOT NULL
 );
@@ -150,7 +175,7 @@ CREATE TABLE IF NOT EXISTS modality_gap_history (
 );
 """
 
-DOC_TABLES = ("pages", "segments", "documents")
+DOC_TABLES = ("pages", "page_ocr", "segments", "documents")
 
 
 class Catalog:
@@ -209,6 +234,7 @@ class Catalog:
         pages: list[dict[str, Any]] | None = None,
         segments: list[dict[str, Any]] | None = None,
         quarantine: list[dict[str, Any]] | None = None,
+        ocr: list[dict[str, Any]] | None = None,
     ) -> None:
         """Replace everything known about one document in one transaction (idempotent)."""
         doc_id = doc["doc_id"]
@@ -220,6 +246,7 @@ class Catalog:
             _insert(con, "documents", [doc], extra={"ingested_at": "now()"})
             _insert(con, "pages", pages or [])
             _insert(con, "segments", segments or [])
+            _insert(con, "page_ocr", ocr or [])
             _insert(con, "quarantine", [{**q, "doc_id": doc_id} for q in quarantine or []], extra={"quarantined_at": "now()"})
             con.execute("COMMIT")
 
@@ -259,7 +286,26 @@ class Catalog:
             con.execute("COMMIT")
         return int(n)
 
+    def put_ocr_cache(self, rows: list[dict[str, Any]]) -> None:
+        """Content-addressed OCR results; a key already present is left as it is."""
+        if not rows:
+            return
+        cols = ["cache_key", "engine_key", "width", "height", "seconds", "result"]
+        with self.connect() as con:
+            con.executemany(
+                f"INSERT OR IGNORE INTO ocr_cache ({', '.join(cols)}, created_at) VALUES ({', '.join('?' * len(cols))}, now())",
+                [[r[c] for c in cols] for r in rows],
+            )
+
     # ---- reads ----
+    def ocr_cache(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        if not keys:
+            return {}
+        rows = self.query(
+            "SELECT cache_key, seconds, result FROM ocr_cache WHERE cache_key IN (SELECT unnest(?))", [list(keys)]
+        )
+        return {r["cache_key"]: r for r in rows}
+
     def document(self, doc_id: str) -> dict[str, Any] | None:
         rows = self.query("SELECT * FROM documents WHERE doc_id = ?", [doc_id])
         return rows[0] if rows else None
