@@ -42,8 +42,10 @@ def search_flags(sp: argparse.ArgumentParser) -> None:
 
 
 def serve_flags(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("--host", default=None, help="bind address (default: search.host, 127.0.0.1)")
-    sp.add_argument("--port", type=int, default=None, help="port (default: search.port)")
+    sp.add_argument("--host", default=None, help="bind address (default: serve.host, 127.0.0.1)")
+    sp.add_argument("--port", type=int, default=None, help="port (default: serve.port)")
+    sp.add_argument("--allow-public-without-token", action="store_true",
+                    help="bind a non-loopback address even without serve.token (anyone on the network can read the corpus)")
 
 
 def dir_flag(sp: argparse.ArgumentParser) -> None:
@@ -105,11 +107,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("serve", "start the HTTP API (POST /search, GET /healthz, page images, /docs)", serve_flags)
+@command("serve", "start the search page and the HTTP API (/, /search, /readyz, images, media, /docs)", serve_flags)
 def cmd_serve(args: argparse.Namespace) -> int:
     from mmrag_assets.api import serve
 
-    serve(_cfg(args), host=args.host, port=args.port)
+    serve(_cfg(args), host=args.host, port=args.port, allow_public_without_token=args.allow_public_without_token)
     return 0
 
 

@@ -106,9 +106,22 @@ class SearchConfig:
     thresholds: dict[str, float] = MISSING  # text_<modality>: calibrated score below which results drop
     prebuild: list[FirstStage] = MISSING  # first stages built at index time
     queries_file: str | None = MISSING  # search_results asset: one query a line
+
+
+@dataclass
+class ServeConfig:
+    """`mmrag serve`: the HTTP API and the search page."""
+
     host: str = MISSING
     port: int = MISSING
-    token: str | None = MISSING  # bearer token for the HTTP API; None: no auth
+    token: str | None = MISSING  # bearer token; None: no auth (loopback only, unless allowed below)
+    allow_public_without_token: bool = MISSING
+    allowed_hosts: list[str] = MISSING  # Host header allow-list ("*.example.org" wildcards, "*" any)
+    max_body_bytes: int = MISSING  # larger request bodies get 413 before they are read
+    max_filter_values: int = MISSING  # per filter list
+    max_field_chars: int = MISSING  # every string field except the query
+    warm_up: bool = MISSING  # load the index and the query encoder at start-up
+    retry_load_s: float = MISSING  # a failed start-up load is retried at most this often
 
 
 @dataclass
@@ -154,6 +167,7 @@ class MmragConfig:
     asr: AsrConfig = MISSING
     model: ModelConfig = MISSING
     search: SearchConfig = MISSING
+    serve: ServeConfig = MISSING
     checks: ChecksConfig = MISSING
     eval: EvalConfig = MISSING
     queries: str | None = MISSING  # shorthand for eval.queries (`mmrag eval queries=PATH`)
@@ -388,6 +402,12 @@ def _validate(cfg: MmragConfig) -> None:
         problems.append(
             f"search.thresholds.{bad_pairs[0]} is not a modality pair; use text_page, text_image or text_segment"
         )
+    if not (0 <= cfg.serve.port <= 65535):
+        problems.append(f"serve.port={cfg.serve.port} must be within 0..65535")
+    if cfg.serve.max_body_bytes < 1024:
+        problems.append(f"serve.max_body_bytes={cfg.serve.max_body_bytes} must be >= 1024")
+    if cfg.serve.max_filter_values < 1 or cfg.serve.max_field_chars < 1:
+        problems.append("serve.max_filter_values and serve.max_field_chars must be >= 1")
     if problems:
         raise ConfigError("; ".join(problems))
 

@@ -36,10 +36,14 @@ class SearchResult:
     item_id: str
     doc_id: str
     image_path: str | None = None  # relative to storage.root
+    # why it matched: {"first_stage": {"name", "rank"}, "lexical": {"rank"} | None, "maxsim": raw_score}
+    # (ranks are 1-based positions in that channel's candidate list, None when it did not list the item)
+    channels: dict[str, Any] = field(default_factory=dict)
 
     def public(self) -> dict[str, Any]:
         d = asdict(self)
-        return {k: d[k] for k in ("rank", "score", "modality", "source", "page", "start_s", "end_s", "snippet", "item_id")}
+        keys = ("rank", "score", "modality", "source", "page", "start_s", "end_s", "snippet", "item_id", "channels")
+        return {k: d[k] for k in keys}
 
 
 @dataclass
@@ -203,9 +207,12 @@ class Searcher:
         fs = self.first_stage(fs_name)
         cand, approx = fs.search(q, n_cand, mask)
         timings["first_stage_ms"] = _ms(t)
+        fs_rank = {i: r for r, i in enumerate(np.asarray(cand).tolist(), 1)}
+        lex_rank: dict[int, int] | None = None
         if use_lex:
             t = time.perf_counter()
             lex = self.lexical(query, n_cand, mask)
+            lex_rank = {i: r for r, i in enumerate(lex.tolist(), 1)}
             cand, approx = rrf([cand, lex], s.rrf_k, n_cand)
             timings["lexical_ms"] = _ms(t)
 
@@ -222,14 +229,20 @@ class Searcher:
             if apply_thresholds and rr_name == "maxsim" and score < s.thresholds.get(f"text_{m}", -math.inf):
                 dropped += 1
                 continue
-            results.append(self._result(i, len(results) + 1, score, raw_n))
+            res = self._result(i, len(results) + 1, score, raw_n)
+            res.channels = {
+                "first_stage": {"name": fs_name, "rank": fs_rank.get(i)},
+                "lexical": None if lex_rank is None else {"rank": lex_rank.get(i)},
+                "maxsim": res.raw_score if rr_name == "maxsim" else None,
+            }
+            results.append(res)
         results.sort(key=lambda r: (-r.score, r.item_id))
         for rank, r in enumerate(results, 1):
             r.rank = rank
         timings["total_ms"] = _ms(t_all)
         return SearchResponse(
             query=query, results=results[:k], timings_ms=timings, dropped_below_threshold=dropped,
-            warnings=warnings, first_stage=fs_name, reranker=rr_name, candidates=int(len(cand)),
+            warnings=warnings, first_stage=fs_name, reranker=rr_name, candidates=len(cand),
             index={"table": self.table.name, "version": self.meta["table_version"]},
         )
 
@@ -256,6 +269,23 @@ class Searcher:
         p = (root / rel).resolve()
         if root not in p.parents:
             raise NotFound(f"item {item_id!r} points outside the storage root")
+        return p
+
+
+    def media_path(self, item_id: str) -> Path:
+        """The source recording (audio or video) of a time-based item, for the HTTP media
+        endpoint; never a path outside the corpus root."""
+        if item_id not in self.index_of:
+            raise NotFound(f"unknown item id {item_id!r}")
+        i = self.index_of[item_id]
+        if self.items["start_s"][i] is None:
+            raise NotFound(f"item {item_id!r} ({self.items['modality'][i]}) is not part of a recording")
+        root = self.cfg.corpus_root.resolve()
+        p = (root / self.items["source"][i]).resolve()
+        if root not in p.parents:
+            raise NotFound(f"item {item_id!r} points outside the corpus root")
+        if not p.is_file():
+            raise NotFound(f"the recording of item {item_id!r} is no longer in the corpus")
         return p
 
 

@@ -1,0 +1,108 @@
+"""Request and response shapes of the HTTP API, with every input bounded and validated.
+
+The bounds come from ``conf/serve`` (``max_filter_values``, ``max_field_chars``) and
+``conf/search`` (``max_query_chars``, ``max_k``): :func:`request_model` builds the request model
+for one configuration, so the OpenAPI schema states the limits the server enforces.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
+
+from mmrag_assets.api.guard import clean_text
+
+Modality = Literal["page", "image", "segment"]
+
+
+def _text(field: str, max_chars: int) -> Any:
+    return Annotated[str, AfterValidator(lambda v: clean_text(v, field, max_chars))]
+
+
+def request_model(*, max_query_chars: int, max_k: int, max_filter_values: int, max_field_chars: int,
+                  first_stages: tuple[str, ...], rerankers: tuple[str, ...]) -> type[BaseModel]:
+    """The ``POST /search`` body model for these limits (strict: unknown fields are refused)."""
+    value = _text("filter value", max_field_chars)
+    many = Field(max_length=max_filter_values)
+
+    filters = create_model(
+        "Filters",
+        __config__=ConfigDict(extra="forbid"),
+        modality=(Modality | Annotated[list[Modality], Field(max_length=max_filter_values)] | None, None),
+        source_prefix=(value | Annotated[list[value], many] | None, None),
+        doc_id=(value | Annotated[list[value], many] | None, None),
+    )
+    return create_model(
+        "SearchRequest",
+        __config__=ConfigDict(extra="forbid"),
+        # the query's own length limit is the searcher's (a 400 that names search.max_query_chars);
+        # the bound here only keeps absurd payloads away from the normaliser
+        query=(Annotated[str, AfterValidator(lambda v: clean_text(v, "query", 4 * max_query_chars))],
+               Field(..., description="the question, in words")),
+        k=(int | None, Field(None, ge=1, le=max_k, description="results to return (default search.k)")),
+        filters=(filters | None, None),
+        first_stage=(Literal[first_stages] | None, Field(None, description="a first stage the index built")),  # type: ignore[valid-type]
+        reranker=(Literal[rerankers] | None, None),  # type: ignore[valid-type]
+    )
+
+
+class Channels(BaseModel):
+    first_stage: dict[str, Any] | None = None
+    lexical: dict[str, Any] | None = None
+    maxsim: float | None = None
+
+
+class Box(BaseModel):
+    """One OCR word or line on the item's page image, in that image's pixel coordinates."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    text: str
+
+
+class Result(BaseModel):
+    rank: int
+    score: float = Field(description="calibrated score (z-score against the item's modality)")
+    modality: str
+    source: str = Field(description="path relative to corpus.root")
+    page: int | None
+    start_s: float | None
+    end_s: float | None
+    snippet: str
+    item_id: str
+    channels: Channels = Field(default_factory=Channels, description="why it matched: each channel's rank and the MaxSim score")
+    thumbnail_url: str | None = None
+    image_url: str | None = None
+    media_url: str | None = Field(None, description="the recording, with HTTP Range support; play from start_s")
+    media_type: str | None = None
+    boxes: list[Box] | None = Field(None, description="OCR word boxes on image_url, when the index has them")
+    image_width: int | None = None
+    image_height: int | None = None
+
+
+class SearchReply(BaseModel):
+    query: str
+    results: list[Result]
+    timings_ms: dict[str, float]
+    dropped_below_threshold: int
+    warnings: list[str]
+    first_stage: str
+    reranker: str
+    candidates: int
+    index: dict[str, Any]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    ready: bool
+
+
+class Readiness(BaseModel):
+    status: Literal["loading", "ready", "failed"]
+    error: str | None = None
+    index: dict[str, Any] | None = None
+    load_s: float | None = None
+    auth: bool
