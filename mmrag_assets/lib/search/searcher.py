@@ -41,9 +41,9 @@ class SearchResult:
     channels: dict[str, Any] = field(default_factory=dict)
 
     def public(self) -> dict[str, Any]:
+        """The result's fields as the catalog's ``search_results`` rows hold them."""
         d = asdict(self)
-        keys = ("rank", "score", "modality", "source", "page", "start_s", "end_s", "snippet", "item_id", "channels")
-        return {k: d[k] for k in keys}
+        return {k: d[k] for k in ("rank", "score", "modality", "source", "page", "start_s", "end_s", "snippet", "item_id")}
 
 
 @dataclass
@@ -61,7 +61,7 @@ class SearchResponse:
     def to_json(self) -> dict[str, Any]:
         return {
             "query": self.query,
-            "results": [r.public() for r in self.results],
+            "results": [{**r.public(), "channels": r.channels} for r in self.results],
             "timings_ms": self.timings_ms,
             "dropped_below_threshold": self.dropped_below_threshold,
             "warnings": self.warnings,
