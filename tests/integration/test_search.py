@@ -60,6 +60,14 @@ def test_bad_queries_raise_query_error(indexed, kwargs, message) -> None:
         search(cfg=indexed, **kwargs)
 
 
+@pytest.mark.parametrize("name", ["../../other-store/x", "/tmp", "plaid/../plaid", "lance"])
+def test_first_stage_names_outside_the_built_set_are_refused(indexed, name: str) -> None:
+    from mmrag_assets.lib.search.searcher import get_searcher
+
+    with pytest.raises(QueryError, match="was not built"):
+        get_searcher(indexed).search("inverter", k=1, first_stage=name)
+
+
 def test_long_query_is_truncated_with_a_warning(indexed) -> None:
     r = search("inverter error code " * 500, k=3, cfg=indexed)  # 10,000 characters
     assert r.results and any("truncated" in w for w in r.warnings)

@@ -126,14 +126,14 @@ class Searcher:
 
         with self._lock:
             if name not in self._first_stages:
-                path = self.dir / "first_stage" / name
-                if not path.exists():
+                # a name from the built set, never an arbitrary string joined into a path
+                if name not in self.meta["strategies"]:
                     raise QueryError(
                         f"first stage {name!r} was not built for this index (built: {', '.join(self.meta['strategies'])}); "
                         f"add it to search.prebuild and run `mmrag index`",
                         "first_stage",
                     )
-                self._first_stages[name] = load_first_stage(path)
+                self._first_stages[name] = load_first_stage(self.dir / "first_stage" / name)
             return self._first_stages[name]
 
     def allowed_mask(self, filters: dict[str, list[str]]) -> np.ndarray | None:
