@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._report import table, write_section
 from mmrag_assets.config import load_config
-from mmrag_assets.lib.index.embedding import get_embedder
+from mmrag_assets.lib.index.embedding import load_embedder
 
 SENTENCES = [
     "The quarterly revenue grew by five percent compared with the same period last year.",
@@ -131,14 +131,14 @@ def main() -> None:
         root = Path(tmp)
         base = [f"corpus.root={root}", f"storage.root={root / 'storage'}"]
         texts = paragraphs(args.paragraphs)
-        lite = get_embedder(load_config([*base, "model=lite"]).model, root / "models")
+        lite = load_embedder(load_config([*base, "model=lite"]).model, root / "models")
         results["lite"] = {"text": measure(lite, "text", texts, naive_n=min(100, len(texts)))}
 
         images = page_images(args.images, root)
         for arch in ("colqwen2_5", "colpali", "colsmol"):
             cfg = load_config([*base, "model=tiny", f"model.arch={arch}"])
             t0 = time.perf_counter()
-            e = get_embedder(cfg.model, root / "models")
+            e = load_embedder(cfg.model, root / "models")
             load_s = time.perf_counter() - t0
             results[f"tiny-{arch}"] = {
                 "image": measure(e, "image", images, naive_n=min(6, len(images))),

@@ -28,8 +28,12 @@ def gx_context() -> Any:
     """
     with LOCK:
         if not _context:
+            import logging
+
             import great_expectations as gx
             from great_expectations.data_context.types.base import ProgressBarsConfig
+
+            logging.getLogger("great_expectations").setLevel(logging.WARNING)  # "created a temporary docs site"
 
             ctx = gx.get_context(mode="ephemeral")
             ctx.enable_analytics(False)

@@ -46,6 +46,7 @@ class CorpusConfig:
 @dataclass
 class StorageConfig:
     root: str = MISSING  # LanceDB, DuckDB catalog, rendered pages and the Dagster instance live here
+    gc_grace_s: float = MISSING  # unreferenced page images (and index versions) are kept this long
 
 
 @dataclass

@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS documents (
     duration_s  DOUBLE,                -- audio / video only
     status      VARCHAR NOT NULL,      -- ok | partial | quarantined
     fingerprint VARCHAR,               -- hash of the config sections that produced the rows
-    ingested_at TIMESTAMP
+    ingested_at TIMESTAMP,
+    run_id      VARCHAR                -- the Dagster run that wrote the rows
 );
 CREATE TABLE IF NOT EXISTS pages (
     item_id     VARCHAR PRIMARY KEY,   -- {doc_id}:{page} | {doc_id}:k{t_ms} for video keyframes
@@ -117,7 +118,20 @@ CREATE TABLE IF NOT EXISTS quarantine (
     reason      VARCHAR NOT NULL,
     quarantined_at TIMESTAMP NOT NULL
 );
--- Data quality (lib/baseline_store.py). Append-only: the newest baseline of a (version, modality) is live.
+-- Blocking data-quality gates, per document: only documents whose every gate passed for their
+-- current rows are published to the served index (see defs/quality/checks.py).
+CREATE TABLE IF NOT EXISTS document_checks (
+    doc_id        VARCHAR NOT NULL,
+    check_name    VARCHAR NOT NULL,    -- pages_contract | segments_contract | documents_contract | embeddings_contract
+    version_key   VARCHAR NOT NULL,    -- embedding version for embeddings_contract, '' for catalog checks
+    fingerprint   VARCHAR NOT NULL,    -- what was checked: the document's ingest fingerprint (+ version key)
+    passed        BOOLEAN NOT NULL,
+    detail        VARCHAR,             -- failed expectations and offending rows
+    run_id        VARCHAR,
+    checked_at    TIMESTAMP NOT NULL,
+    PRIMARY KEY (doc_id, check_name, version_key)
+);
+-- Data quality (lib/quality/baselines.py). Append-only: the newest baseline of a (version, modality) is live.
 CREATE TABLE IF NOT EXISTS drift_baselines (
     baseline_id   VARCHAR NOT NULL,    -- {version_key}:{modality}:{created_at, microseconds}
     version_key   VARCHAR NOT NULL,    -- embedding version (LanceDB table items__<version_key>)
@@ -281,7 +295,7 @@ class Catalog:
         with self.connect() as con:
             con.execute("BEGIN")
             n = con.execute("SELECT count(*) FROM documents WHERE doc_id IN (SELECT unnest(?))", [list(doc_ids)]).fetchone()[0]
-            for t in (*DOC_TABLES, "quarantine"):
+            for t in (*DOC_TABLES, "quarantine", "document_checks"):
                 con.execute(f"DELETE FROM {t} WHERE doc_id IN (SELECT unnest(?))", [list(doc_ids)])
             con.execute("COMMIT")
         return int(n)
@@ -312,6 +326,84 @@ class Catalog:
 
     def doc_ids(self) -> set[str]:
         return {r["doc_id"] for r in self.query("SELECT doc_id FROM documents")}
+
+    def record_checks(self, rows: list[dict[str, Any]]) -> None:
+        """Upsert gate results (doc_id, check_name, version_key, fingerprint, passed, detail, run_id)."""
+        if not rows:
+            return
+        with self.connect() as con:
+            con.execute("BEGIN")
+            con.executemany(
+                "DELETE FROM document_checks WHERE doc_id = ? AND check_name = ? AND version_key = ?",
+                [[r["doc_id"], r["check_name"], r["version_key"]] for r in rows],
+            )
+            _insert(con, "document_checks", rows, extra={"checked_at": "now()"})
+            con.execute("COMMIT")
+
+    def publishable_documents(
+        self, catalog_checks: Sequence[str], embed_check: str, version_key: str, keys: tuple[str, str]
+    ) -> set[str]:
+        """Documents whose rows passed every blocking gate for their current content and settings
+        (``keys``: the catalog and embeddings contracts' parameters the results must be for)."""
+        rows = self.query(
+            """
+            SELECT d.doc_id
+            FROM documents d
+            WHERE d.status <> 'quarantined'
+              AND (SELECT count(*) FROM document_checks c
+                   WHERE c.doc_id = d.doc_id AND c.passed AND c.fingerprint = d.fingerprint || ':' || ?
+                     AND c.version_key = '' AND c.check_name IN (SELECT unnest(?))) = ?
+              AND EXISTS (SELECT 1 FROM document_checks c
+                   WHERE c.doc_id = d.doc_id AND c.passed AND c.check_name = ? AND c.version_key = ?
+                     AND c.fingerprint = d.fingerprint || ':' || ?)
+            """,
+            [keys[0], list(catalog_checks), len(catalog_checks), embed_check, version_key, keys[1]],
+        )
+        return {r["doc_id"] for r in rows}
+
+    def unchecked_documents(
+        self, check_name: str, version_key: str, shards: Sequence[str], contract_key: str
+    ) -> dict[str, str]:
+        """doc_id -> gate fingerprint of the documents in ``shards`` with no result of ``check_name``
+        for their current rows and contract parameters (new, changed, re-configured, or checked
+        before a crash could record it)."""
+        rows = self.query(
+            """
+            SELECT d.doc_id, d.fingerprint || ':' || ? AS fp FROM documents d
+            WHERE substr(d.doc_id, 1, 1) IN (SELECT unnest(?))
+              AND NOT EXISTS (SELECT 1 FROM document_checks c WHERE c.doc_id = d.doc_id
+                  AND c.check_name = ? AND c.version_key = ? AND c.fingerprint = d.fingerprint || ':' || ?)
+            ORDER BY d.doc_id
+            """,
+            [contract_key, list(shards), check_name, version_key, contract_key],
+        )
+        return {r["doc_id"]: r["fp"] for r in rows}
+
+    def failing_checks(self, version_key: str, keys: tuple[str, str]) -> list[dict[str, Any]]:
+        """Current documents held back by a failed gate, with the check and its detail."""
+        return self.query(
+            """
+            SELECT d.doc_id, d.source, c.check_name, c.detail, c.run_id, c.checked_at
+            FROM document_checks c JOIN documents d ON d.doc_id = c.doc_id
+            WHERE NOT c.passed AND (
+                (c.version_key = '' AND c.fingerprint = d.fingerprint || ':' || ?)
+             OR (c.version_key = ? AND c.fingerprint = d.fingerprint || ':' || ?))
+            ORDER BY d.source, c.check_name
+            """,
+            [keys[0], version_key, keys[1]],
+        )
+
+    def gate_results(self, version_key: str, keys: tuple[str, str]) -> dict[tuple[str, str], bool]:
+        """(doc_id, check_name) -> passed, for the current rows and contract parameters."""
+        rows = self.query(
+            """
+            SELECT c.doc_id, c.check_name, c.passed FROM document_checks c JOIN documents d ON d.doc_id = c.doc_id
+            WHERE (c.version_key = '' AND c.fingerprint = d.fingerprint || ':' || ?)
+               OR (c.version_key = ? AND c.fingerprint = d.fingerprint || ':' || ?)
+            """,
+            [keys[0], version_key, keys[1]],
+        )
+        return {(r["doc_id"], r["check_name"]): bool(r["passed"]) for r in rows}
 
     def manifest_entry(self, doc_id: str) -> dict[str, Any] | None:
         rows = self.query(

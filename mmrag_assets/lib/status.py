@@ -12,7 +12,9 @@ KINDS = ("pdf", "image", "audio", "video")
 
 def catalog_status(cfg: MmragConfig) -> dict[str, Any]:
     if not cfg.catalog_path.exists():
-        return {"documents": dict.fromkeys(KINDS, 0), "pages": 0, "segments": 0, "quarantined": [], "index": None}
+        return {
+            "documents": dict.fromkeys(KINDS, 0), "pages": 0, "segments": 0, "quarantined": [], "held_back": [], "index": None,
+        }
     cat = Catalog(cfg.catalog_path)
     by_kind = {
         r["kind"]: r["n"]
@@ -24,8 +26,20 @@ def catalog_status(cfg: MmragConfig) -> dict[str, Any]:
         "pages": int(cat.scalar("SELECT count(*) FROM pages")),
         "segments": int(cat.scalar("SELECT count(*) FROM segments")),
         "quarantined": [{"source": q["source"], "reason": q["reason"]} for q in quarantined],
+        "held_back": held_back(cfg, cat),
         "index": index_status(cfg),
     }
+
+
+def held_back(cfg: MmragConfig, cat: Catalog) -> list[dict[str, Any]]:
+    """Documents a failed blocking check keeps out of the served index."""
+    from mmrag_assets.lib.index.embedding import version_key_for
+    from mmrag_assets.lib.quality.gates import gate_keys
+
+    return [
+        {"source": r["source"], "check": r["check_name"]}
+        for r in cat.failing_checks(version_key_for(cfg.model), gate_keys(cfg))
+    ]
 
 
 def index_status(cfg: MmragConfig) -> dict[str, Any] | None:

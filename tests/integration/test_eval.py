@@ -62,7 +62,7 @@ def test_sweep_of_two_configs_writes_two_experiment_rows_and_a_report(env: list[
 
 
 def test_single_eval_prints_one_json_object_and_stores_the_run(env: list[str], sweep, capsys) -> None:
-    assert main(["eval", *env, "search.k=5"]) == 0
+    assert main(["eval", "--json", *env, "search.k=5"]) == 0
     out = json.loads(capsys.readouterr().out)
     for key in ("ndcg@5", "ndcg@10", "recall@10", "recall@100", "mrr"):
         assert 0.0 <= out["metrics"]["first_stage"][key] <= 1.0 and 0.0 <= out["metrics"]["reranked"][key] <= 1.0
@@ -71,6 +71,9 @@ def test_single_eval_prints_one_json_object_and_stores_the_run(env: list[str], s
     assert out["config"]["search"]["k"] == 5 and "per_query" not in out
     (row,) = load_experiments(load_config(env).catalog_path, run_ids=[out["run_id"]])
     assert row["sweep_id"] is None and row["overrides"][-1] == "search.k=5"
+    assert main(["eval", *env, "search.k=5"]) == 0  # without --json: a readable table, not a JSON dump
+    text = capsys.readouterr().out
+    assert "best in column" in text and not text.lstrip().startswith("{") and len(text.splitlines()) < 40
 
 
 def test_eval_breaks_down_by_tags_of_the_query_file(env: list[str], sweep, tmp_path: Path, capsys) -> None:
@@ -111,13 +114,13 @@ def test_experiment_asset_takes_overrides_and_a_sweep(env: list[str], sweep) -> 
     import dagster as dg
 
     from mmrag_assets.defs.evaluation.assets import retrieval_experiments
-    from mmrag_assets.resources.mmrag import MmragResource
+    from mmrag_assets.resources import resources_for
 
     with dg.DagsterInstance.ephemeral() as instance:
         result = dg.materialize(
             [retrieval_experiments],
             instance=instance,
-            resources={"mmrag": MmragResource(overrides=env)},
+            resources=resources_for(env),
             run_config={"ops": {"retrieval_experiments": {"config": {"sweep": ["search.lexical=true,false"]}}}},
         )
     assert result.success

@@ -12,10 +12,10 @@ import pymupdf
 import pytest
 
 from mmrag_assets.config import load_config
+from mmrag_assets.launch import index
 from mmrag_assets.lib.catalog import Catalog
 from mmrag_assets.lib.index import table as lx
 from mmrag_assets.lib.index.embedding import version_key_for
-from mmrag_assets.runner import index
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +58,7 @@ def test_unchanged_corpus_writes_nothing(indexed) -> None:
     summary = index(cfg)
     assert summary["ingested"] == 0 and summary["embedded"] == 0
     assert _table(cfg).version == before
-    assert summary["index"]["sidecar"]["rebuilt"] is False
+    assert summary["index"]["rebuilt"] is False
 
 
 @pytest.mark.slow

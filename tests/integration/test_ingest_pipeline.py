@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -13,9 +14,9 @@ import dagster as dg
 import pymupdf
 import pytest
 
+from mmrag_assets.launch import ingest, open_instance
 from mmrag_assets.lib.catalog import Catalog
 from mmrag_assets.lib.status import catalog_status
-from mmrag_assets.runner import ingest, open_instance
 
 pytestmark = pytest.mark.integration
 
@@ -132,9 +133,8 @@ def test_change_and_delete_replace_rows(make_cfg, tmp_path: Path) -> None:
     assert new_id != old[rel_changed]
     assert cat.scalar("SELECT count(*) FROM pages WHERE doc_id NOT IN (SELECT doc_id FROM documents)") == 0
     assert "tidal turbines" in cat.query("SELECT text FROM pages WHERE doc_id = ? ORDER BY page DESC LIMIT 1", [new_id])[0]["text"]
-    assert not (cfg.pages_dir / old[rel_changed]).exists()
-    with open_instance(cfg) as instance:
-        assert set(instance.get_dynamic_partitions("documents")) == {new_id}
+    # the old rendering stays on disk for readers of the live index version until a publish GCs it
+    assert cat.scalar("SELECT count(*) FROM pages WHERE doc_id = ?", [old[rel_changed]]) == 0
 
 
 def test_dpi_override_changes_rendering(make_cfg, tmp_path: Path) -> None:
@@ -151,9 +151,11 @@ def test_dpi_override_changes_rendering(make_cfg, tmp_path: Path) -> None:
     assert widths == {72: 612, 144: 1224}
 
 
-def test_sensor_adds_and_removes_partitions(make_cfg, tmp_path: Path) -> None:
-    from mmrag_assets.defs.ingest.sensors import corpus_sensor
-    from mmrag_assets.resources.mmrag import MmragResource
+def test_sensor_requests_one_run_over_the_shards_with_work(make_cfg, tmp_path: Path) -> None:
+    from mmrag_assets.definitions import build_definitions
+    from mmrag_assets.defs.ingest.sensors import RANGE_END, RANGE_START, corpus_sensor
+    from mmrag_assets.lib.ingest.corpus import shard_of
+    from mmrag_assets.resources import MmragConfigResource
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -162,29 +164,39 @@ def test_sensor_adds_and_removes_partitions(make_cfg, tmp_path: Path) -> None:
         d.new_page().insert_text((72, 72), f"document {name}")
         d.save(corpus / f"{name}.pdf")
     cfg = make_cfg(corpus=corpus)
+    res = MmragConfigResource(overrides=list(cfg.overrides))
+    defs = build_definitions(cfg.overrides)
+
+    def tick(instance, cursor=None):
+        return corpus_sensor(dg.build_sensor_context(instance=instance, resources={"mmrag": res}, cursor=cursor))
+
+    def run(instance, request) -> None:
+        result = defs.resolve_job_def(request.job_name).execute_in_process(instance=instance, tags=request.tags)
+        assert result.success
+
     with open_instance(cfg) as instance:
-        res = MmragResource(overrides=list(cfg.overrides))
-        r1 = corpus_sensor(dg.build_sensor_context(instance=instance, resources={"mmrag": res}))
-        added = [k for req in r1.dynamic_partitions_requests if isinstance(req, dg.AddDynamicPartitionsRequest) for k in req.partition_keys]
-        assert len(added) == 2
-        jobs = sorted(rr.job_name for rr in r1.run_requests)
-        assert jobs == ["corpus_manifest_job", "ingest_job", "ingest_job"]
-        instance.add_dynamic_partitions("documents", added)
+        r1 = tick(instance)
+        assert [rr.job_name for rr in r1.run_requests] == ["index_job"]
+        tags = r1.run_requests[0].tags
+        ids = {p.stem: hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in corpus.iterdir()}
+        shards = sorted(shard_of(i) for i in ids.values())
+        assert (tags[RANGE_START], tags[RANGE_END]) == (shards[0], shards[-1])
+        run(instance, r1.run_requests[0])
+        r2 = tick(instance, r1.cursor)
+        assert not r2.run_requests and "up to date" in r2.skip_reason.skip_message
         (corpus / "a.pdf").unlink()
-        r2 = corpus_sensor(dg.build_sensor_context(instance=instance, resources={"mmrag": res}, cursor=r1.cursor))
-        removed = [k for req in r2.dynamic_partitions_requests if isinstance(req, dg.DeleteDynamicPartitionsRequest) for k in req.partition_keys]
-        assert len(removed) == 1 and removed[0] in added
-        assert [rr.job_name for rr in r2.run_requests] == ["corpus_manifest_job", "ingest_job"]  # b: still unmaterialised
-        r3 = corpus_sensor(dg.build_sensor_context(instance=instance, resources={"mmrag": res}, cursor=r2.cursor))
-        assert not r3.dynamic_partitions_requests[0].partition_keys and "corpus_manifest_job" not in [rr.job_name for rr in r3.run_requests]
+        r3 = tick(instance, r2.cursor)
+        assert [rr.job_name for rr in r3.run_requests] == ["publish_job"]  # only a removal: nothing to ingest
+        run(instance, r3.run_requests[0])
+        assert Catalog(cfg.catalog_path).doc_ids() == {ids["b"]}
 
 
 def test_sensor_skips_with_a_reason_when_the_corpus_is_missing(make_cfg, tmp_path: Path) -> None:
     from mmrag_assets.defs.ingest.sensors import corpus_sensor
-    from mmrag_assets.resources.mmrag import MmragResource
+    from mmrag_assets.resources import MmragConfigResource
 
     cfg = make_cfg()
-    res = MmragResource(overrides=[f"corpus.root={tmp_path / 'nowhere'}", f"storage.root={cfg.storage.root}"])
+    res = MmragConfigResource(overrides=[f"corpus.root={tmp_path / 'nowhere'}", f"storage.root={cfg.storage.root}"])
     with open_instance(cfg) as instance:
         out = corpus_sensor(dg.build_sensor_context(instance=instance, resources={"mmrag": res}))
     assert isinstance(out, dg.SkipReason) and "is not a directory" in out.skip_message

@@ -17,8 +17,8 @@ import pymupdf
 import pytest
 
 from mmrag_assets.config import MmragConfig, load_config
+from mmrag_assets.launch import index, open_instance
 from mmrag_assets.lib.catalog import Catalog
-from mmrag_assets.runner import _quiet_run_config, ingest, materialize, open_instance
 
 pytestmark = pytest.mark.integration
 
@@ -101,11 +101,10 @@ def materialized(result: dg.ExecuteInProcessResult) -> set[str]:
     return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
 
 
-def run_assets(
-    cfg: MmragConfig, selection: list[str], partition_key: str | None = None
-) -> dg.ExecuteInProcessResult:
+def run_assets(cfg: MmragConfig, selection: list[str], partition_key: str | None = None) -> dg.ExecuteInProcessResult:
+    """Materialise some assets (and their checks) in one run, as a UI launch does."""
     from mmrag_assets.definitions import ASSET_CHECKS, ASSETS
-    from mmrag_assets.resources.mmrag import MmragResource
+    from mmrag_assets.resources import resources_for
 
     with open_instance(cfg) as instance:
         return dg.materialize(
@@ -113,8 +112,7 @@ def run_assets(
             selection=selection,
             partition_key=partition_key,
             instance=instance,
-            resources={"mmrag": MmragResource(overrides=cfg.overrides)},
-            run_config=_quiet_run_config(),
+            resources=resources_for(cfg.overrides),
             raise_on_error=False,
         )
 
@@ -133,75 +131,101 @@ def mmrag_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 # ---------------------------------------------------------------- contracts
-def test_contract_violation_blocks_downstream_and_names_the_row(tmp_path: Path) -> None:
-    corpus = tmp_path / "corpus"
+LONG = [" ".join(WORDS[i : i + 8]) for i in range(0, len(WORDS), 8)] * 10  # ~2,700 characters on one page
+
+
+def gated_corpus(corpus: Path) -> None:
     make_pdf(corpus / "manual.pdf", 3, seed=1)
-    cfg = load_config([f"corpus.root={corpus}", f"storage.root={tmp_path / 'storage'}", *FAST])
-    ingest(cfg)  # manifest, then the document with its contract checks: all pass
+    make_pdf(corpus / "zeppelins.pdf", 1, seed=0, lines=["The zeppelin hangar at Friedrichshafen", *LONG])
+
+
+def test_a_document_that_fails_a_blocking_contract_is_not_searchable_through_mmrag_index(tmp_path: Path) -> None:
+    from mmrag_assets.lib.search.searcher import search
+
+    corpus = tmp_path / "corpus"
+    gated_corpus(corpus)
+    overrides = [f"corpus.root={corpus}", f"storage.root={tmp_path / 'storage'}", *FAST, "checks.contracts.max_text_chars=1500"]
+    r = mmrag_cli("index", *overrides)
+    assert r.returncode == 1, r.stderr  # a document failed: reported, the rest indexed
+    assert "FAILED zeppelins.pdf: pages_contract failed" in r.stderr
+    cfg = load_config(overrides)
     cat = Catalog(cfg.catalog_path)
-    doc = cat.query("SELECT doc_id FROM documents")[0]["doc_id"]
-    bad = f"{doc}:2"
-    with cat.connect() as con:  # a corrupted row: page 2 claims to be page 99 of a 3-page document
-        con.execute("UPDATE pages SET page = 99 WHERE item_id = ?", [bad])
+    bad = cat.query("SELECT doc_id FROM documents WHERE source = 'zeppelins.pdf'")[0]["doc_id"]
+    resp = search("zeppelin hangar Friedrichshafen", k=10, cfg=cfg)
+    assert resp.results and all(x.source == "manual.pdf" for x in resp.results)
+    assert search("inverter battery voltage", k=3, cfg=cfg).results[0].source == "manual.pdf"
 
-    r = run_assets(cfg, ["page_images", "transcript_segments", "item_embeddings", "search_index"], doc)
-    assert not r.success
-    assert materialized(r) == {
-        "page_images",
-        "transcript_segments",
-    }  # the document is unchanged: not rewritten
-    evals = check_evals(r)
-    pages = evals["pages_contract"]
-    assert not pages.passed and pages.severity == dg.AssetCheckSeverity.ERROR
-    assert pages.metadata["offending_ids"].value == {"page_le_doc_n_pages": [bad]}
-    assert bad in pages.metadata["failures"].value
-    assert evals["documents_contract"].passed and evals["segments_contract"].passed
-    assert "embeddings_contract" not in evals and "embedding_drift" not in evals  # never ran
-    with open_instance(cfg) as instance:
-        assert not instance.get_materialized_partitions(dg.AssetKey("item_embeddings"))
-        assert instance.get_latest_materialization_event(dg.AssetKey("search_index")) is None
-
-    # `mmrag checks --json`: one JSON object; the failing document is the latest result of its check
-    out = mmrag_cli("checks", "--json", *cfg.overrides)
+    # `mmrag checks --json`: the check's latest result and the held-back document with its row
+    out = mmrag_cli("checks", "--json", *overrides)
     assert out.returncode == 0, out.stderr
     obj = json.loads(out.stdout)
-    assert list(obj) == ["checks"]
     by_name = {(c["asset"], c["check"]): c for c in obj["checks"]}
     assert set(by_name) >= {
-        ("page_images", "documents_contract"),
-        ("page_images", "pages_contract"),
-        ("transcript_segments", "segments_contract"),
-        ("item_embeddings", "embeddings_contract"),
-        ("search_index", "embedding_drift"),
-        ("search_index", "modality_gap"),
+        ("page_images", "documents_contract"), ("page_images", "pages_contract"),
+        ("transcript_segments", "segments_contract"), ("item_embeddings", "embeddings_contract"),
+        ("search_index", "embedding_drift"), ("search_index", "modality_gap"),
     }
     pc = by_name[("page_images", "pages_contract")]
-    assert (pc["passed"], pc["severity"], pc["failing_partitions"]) == (False, "ERROR", [doc])
-    assert pc["metadata"]["offending_ids"] == {"page_le_doc_n_pages": [bad]} and pc["blocking"] is True
-    assert by_name[("page_images", "documents_contract")]["passed"] is True
-    assert by_name[("page_images", "documents_contract")]["severity"] == "OK"
-    assert by_name[("search_index", "embedding_drift")]["passed"] is None  # never ran
-
-    # repaired: the catalog contracts pass; an embeddings contract violation then blocks search_index
-    with cat.connect() as con:
-        con.execute("UPDATE pages SET page = 2 WHERE item_id = ?", [bad])
-    strict = load_config([*cfg.overrides, "checks.contracts.max_tokens=5"])  # every page has > 5 tokens
-    r = run_assets(strict, ["page_images", "transcript_segments", "item_embeddings", "search_index"], doc)
-    evals = check_evals(r)
-    assert evals["pages_contract"].passed and "item_embeddings" in materialized(r)
-    emb = evals["embeddings_contract"]
-    assert not emb.passed and "search_index" not in materialized(r)
-    assert sorted(emb.metadata["offending_ids"].value["n_tokens_in_bounds"]) == [
-        f"{doc}:{p}" for p in (1, 2, 3)
+    assert (pc["passed"], pc["severity"], pc["blocking"]) == (False, "WARN", True)  # held back, the rest went on
+    assert pc["metadata"]["offending_ids"] == {bad: {"text_length": [f"{bad}:1"]}}
+    assert obj["held_back"] == [
+        {"source": "zeppelins.pdf", "doc_id": bad, "check": "pages_contract",
+         "detail": obj["held_back"][0]["detail"], "run_id": pc["run_id"]}
     ]
+    assert f"{bad}:1" in obj["held_back"][0]["detail"]
+
+    # fixed (the limit raised): the next `mmrag index` checks it again and publishes it
+    fixed = [*overrides[:-1], "checks.contracts.max_text_chars=100000"]
+    assert mmrag_cli("index", *fixed).returncode == 0
+    assert search("zeppelin hangar Friedrichshafen", k=1, cfg=load_config(fixed)).results[0].source == "zeppelins.pdf"
+
+
+def test_a_document_that_fails_a_blocking_contract_is_not_searchable_through_a_dagster_launched_run(tmp_path: Path) -> None:
+    """The same gate when the run is launched by Dagster itself (its CLI, as the UI's launcher does)."""
+    from mmrag_assets.lib.search.searcher import search
+
+    corpus, storage = tmp_path / "corpus", tmp_path / "storage"
+    gated_corpus(corpus)
+    overrides = [f"corpus.root={corpus}", f"storage.root={storage}", *FAST, "checks.contracts.max_text_chars=1500"]
+    cfg = load_config(overrides)
+    with open_instance(cfg) as instance:
+        home = instance.root_directory
+    env = {**os.environ, "DAGSTER_HOME": home, "MMRAG_OVERRIDES": json.dumps(overrides)}
+    tags = json.dumps({"dagster/asset_partition_range_start": "0", "dagster/asset_partition_range_end": "f"})
+    r = subprocess.run(
+        [sys.executable, "-m", "dagster", "job", "execute", "-m", "mmrag_assets.definitions", "-a", "defs",
+         "-j", "index_job", "--tags", tags],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    resp = search("zeppelin hangar Friedrichshafen", k=10, cfg=cfg)
+    assert resp.results and all(x.source == "manual.pdf" for x in resp.results)
+    from mmrag_assets.lib.quality.gates import gate_keys
+
+    assert Catalog(cfg.catalog_path).failing_checks("", gate_keys(cfg))[0]["source"] == "zeppelins.pdf"
+
+
+def test_an_embeddings_contract_failing_for_every_document_blocks_the_publish(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    make_pdf(corpus / "manual.pdf", 3, seed=1)
+    cfg = load_config([f"corpus.root={corpus}", f"storage.root={tmp_path / 'storage'}", *FAST, "checks.contracts.max_tokens=5"])
+    summary = index(cfg)  # every page has more than 5 tokens
+    assert [f["error"] for f in summary["failed"]] == ["embeddings_contract failed (held back from the index)"]
+    with open_instance(cfg) as instance:
+        ev = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [dg.AssetCheckKey(dg.AssetKey("item_embeddings"), "embeddings_contract")]
+        )
+        emb = next(iter(ev.values())).evaluation
+        assert not emb.passed and emb.severity == dg.AssetCheckSeverity.ERROR  # all failed: Dagster blocks downstream
+        assert instance.get_latest_materialization_event(dg.AssetKey("search_index")) is None
+    doc = Catalog(cfg.catalog_path).query("SELECT doc_id FROM documents")[0]["doc_id"]
+    assert sorted(emb.metadata["offending_ids"].value[doc]["n_tokens_in_bounds"]) == [f"{doc}:{p}" for p in (1, 2, 3)]
 
 
 # ---------------------------------------------------------------- drift and baselines
 @pytest.fixture(scope="module")
 def drift_index(tmp_path_factory: pytest.TempPathFactory) -> MmragConfig:
     """A 40-page corpus indexed with lite (the first drift check creates the first baseline)."""
-    from mmrag_assets.runner import index
-
     base = tmp_path_factory.mktemp("drift")
     make_pdf(base / "corpus" / "handbook.pdf", 40, seed=3)
     cfg = load_config([f"corpus.root={base / 'corpus'}", f"storage.root={base / 'storage'}", *FAST])
@@ -252,7 +276,6 @@ def test_drift_check_flags_a_switched_model_tier_until_a_baseline_accepts_it(
     drift_index: MmragConfig,
 ) -> None:
     from mmrag_assets.lib.index.embedding import version_key_for
-    from mmrag_assets.runner import index
 
     old_vk = version_key_for(drift_index.model)
     cfg = load_config([*drift_index.overrides, "model.dim=128"])  # another lite embedding version
@@ -303,71 +326,33 @@ def test_new_corpus_file_becomes_searchable_through_sensor_and_automation(tmp_pa
     from mmrag_assets.definitions import build_definitions
     from mmrag_assets.defs.ingest.sensors import corpus_sensor
     from mmrag_assets.lib.search.searcher import search
-    from mmrag_assets.resources.mmrag import MmragResource
+    from mmrag_assets.resources import MmragConfigResource
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    # a page over the contract's text limit: its blocking check fails, so it must never be embedded
+    # a page over the contract's text limit: its blocking check fails, so it must never be served
     cfg = load_config(
-        [
-            f"corpus.root={corpus}",
-            f"storage.root={tmp_path / 'storage'}",
-            *FAST,
-            "checks.contracts.max_text_chars=1500",
-        ]
+        [f"corpus.root={corpus}", f"storage.root={tmp_path / 'storage'}", *FAST, "checks.contracts.max_text_chars=1500"]
     )
     defs = build_definitions(cfg.overrides)
+    res = {"mmrag": MmragConfigResource(overrides=cfg.overrides)}
     with open_instance(cfg) as instance:
-        # the daemon is already running: its first tick (an empty corpus) requests nothing
-        first = dg.evaluate_automation_conditions(
-            defs=defs, instance=instance, asset_selection=dg.AssetSelection.all()
+        first = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=dg.AssetSelection.all())
+        assert first.total_requested == 0  # the daemon's first tick on an empty corpus requests nothing
+        make_pdf(corpus / "airships.pdf", 2, seed=0, lines=["The zeppelin hangar at Friedrichshafen", "airship mooring mast"])
+        make_pdf(corpus / "overlong.pdf", 1, seed=0, lines=LONG)
+        sensed = corpus_sensor(dg.build_sensor_context(instance=instance, resources=res))
+        assert [rr.job_name for rr in sensed.run_requests] == ["index_job"]  # one run for both documents
+        rr = sensed.run_requests[0]
+        assert defs.resolve_job_def(rr.job_name).execute_in_process(instance=instance, tags=rr.tags).success
+        # everything was materialised in that one run: the automation conditions have nothing left to do
+        after = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, asset_selection=dg.AssetSelection.all(), cursor=first.cursor
         )
-        assert first.total_requested == 0
-        cursor = first.cursor
-        make_pdf(
-            corpus / "airships.pdf",
-            2,
-            seed=0,
-            lines=["The zeppelin hangar at Friedrichshafen", "airship mooring mast"],
-        )
-        long_lines = [" ".join(WORDS[i : i + 8]) for i in range(0, len(WORDS), 8)] * 10
-        make_pdf(corpus / "overlong.pdf", 1, seed=0, lines=long_lines)  # ~2,700 characters on one page
-        ctx = dg.build_sensor_context(
-            instance=instance, resources={"mmrag": MmragResource(overrides=cfg.overrides)}
-        )
-        sensed = corpus_sensor(ctx)
-        for req in sensed.dynamic_partitions_requests:  # what the daemon does with the sensor's result
-            if isinstance(req, dg.AddDynamicPartitionsRequest):
-                instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
-        jobs = [rr.job_name for rr in sensed.run_requests]
-        assert jobs[0] == "corpus_manifest_job" and jobs.count("ingest_job") == 2
-        for rr in sensed.run_requests:
-            defs.resolve_job_def(rr.job_name).execute_in_process(
-                instance=instance,
-                partition_key=rr.partition_key,
-                tags=rr.tags,
-                run_config=_quiet_run_config(),
-                raise_on_error=False,
-            )
-        cat = Catalog(cfg.catalog_path)
-        ids = {d["source"]: d["doc_id"] for d in cat.query("SELECT source, doc_id FROM documents")}
-        good, bad = ids["airships.pdf"], ids["overlong.pdf"]
-
-        requested: list[tuple[str, set]] = []
-        for _ in range(4):  # daemon ticks, each followed by the runs it requested
-            res = dg.evaluate_automation_conditions(
-                defs=defs, instance=instance, asset_selection=dg.AssetSelection.all(), cursor=cursor
-            )
-            cursor = res.cursor
-            emb = res.get_requested_partitions(dg.AssetKey("item_embeddings"))
-            idx = res.get_requested_partitions(dg.AssetKey("search_index"))
-            requested.append((f"emb={sorted(emb)} idx={sorted(map(str, idx))}", emb | idx))
-            for pk in sorted(emb):
-                materialize(instance, cfg.overrides, ["item_embeddings"], partition_key=pk)
-            if idx:
-                materialize(instance, cfg.overrides, ["search_index"])
-        assert [r[1] for r in requested] == [{good}, {None}, set(), set()], [r[0] for r in requested]
-
+        assert after.total_requested == 0
+        bad = Catalog(cfg.catalog_path).query("SELECT doc_id FROM documents WHERE source = 'overlong.pdf'")[0]["doc_id"]
+        again = corpus_sensor(dg.build_sensor_context(instance=instance, resources=res, cursor=sensed.cursor))
+        assert not again.run_requests  # the held-back document is not retried on every tick
     resp = search("zeppelin hangar", k=3, cfg=cfg)
     assert resp.results and resp.results[0].source == "airships.pdf"
     assert all(r.doc_id != bad for r in resp.results)

@@ -95,14 +95,19 @@ def test_cli_search_json(indexed) -> None:
 
 
 def test_search_results_asset_writes_duckdb(indexed, tmp_path: Path) -> None:
-    from mmrag_assets.runner import materialize, open_instance
+    import dagster as dg
+
+    from mmrag_assets.definitions import ASSET_CHECKS, ASSETS
+    from mmrag_assets.launch import open_instance
+    from mmrag_assets.resources import resources_for
 
     qfile = tmp_path / "queries.txt"
     qfile.write_text("how do I reset my wireless router\n# a comment\n\nrevenue by region\n   \n")
     overrides = [*indexed.overrides, f"search.queries_file={qfile}", "search.k=3"]
     cfg = load_config(overrides)
     with open_instance(cfg) as instance:
-        materialize(instance, overrides, ["search_results"])
+        r = dg.materialize([*ASSETS, *ASSET_CHECKS], selection=["search_results"], instance=instance, resources=resources_for(overrides))
+        assert r.success
     rows = Catalog(cfg.catalog_path).query("SELECT qid, query, rank, source FROM search_results ORDER BY qid, rank")
     assert {r["query"] for r in rows} == {"how do I reset my wireless router", "revenue by region"}
     assert max(r["rank"] for r in rows) <= 3

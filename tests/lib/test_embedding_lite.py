@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mmrag_assets.errors import ConfigError, UnsupportedInput
-from mmrag_assets.lib.index.embedding import get_embedder
+from mmrag_assets.lib.index.embedding import load_embedder
 from mmrag_assets.lib.index.embedding.lite import LiteEmbedder
 from mmrag_assets.lib.search.rerank import maxsim_ragged
 
@@ -114,10 +114,9 @@ def test_loads_without_network(monkeypatch: pytest.MonkeyPatch) -> None:
     assert a.shape[1] == 128
 
 
-def test_get_embedder_uses_config_and_caches(tmp_path: Path) -> None:
+def test_load_embedder_uses_config(tmp_path: Path) -> None:
     from mmrag_assets.config import load_config
 
     cfg = load_config(["model=lite", "model.dim=128", f"corpus.root={tmp_path}", f"storage.root={tmp_path}"])
-    e = get_embedder(cfg.model, cfg.models_dir)
+    e = load_embedder(cfg.model, cfg.models_dir)
     assert isinstance(e, LiteEmbedder) and e.dim == 128 and e.doc_max_tokens == cfg.model.doc_max_tokens
-    assert get_embedder(cfg.model, cfg.models_dir) is e

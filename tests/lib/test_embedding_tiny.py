@@ -14,7 +14,7 @@ import torch
 from mmrag_assets.config import ModelConfig
 from mmrag_assets.errors import ModelUnavailable
 from mmrag_assets.fixtures.tiny_models import MARKER, TINY_ARCHS, WEIGHTS, build_in_memory, build_tiny_model
-from mmrag_assets.lib.index.embedding import get_embedder, tiny_model_dir
+from mmrag_assets.lib.index.embedding import load_embedder, tiny_model_dir
 from mmrag_assets.lib.index.embedding.visual import VisualEmbedder
 from mmrag_assets.lib.search.rerank import maxsim_ragged
 
@@ -32,7 +32,7 @@ def maxsim_many(queries, docs):
 def test_embeds_images_texts_and_queries(
     arch: str, tiny_cfg: CfgFactory, tiny_models_dir: Path, page_images: list[Path]
 ) -> None:
-    e = get_embedder(tiny_cfg(arch), tiny_models_dir)
+    e = load_embedder(tiny_cfg(arch), tiny_models_dir)
     assert e.supports_images and e.dim == 128 and e.device == "cpu" and e.dtype == "float32"
     assert e.version_key == f"{arch}__mmrag_tiny__random_init_seed0__p1__d128"
     images, texts, queries = e.embed_images(page_images), e.embed_texts(TEXTS), e.embed_queries(["revenue?"])
@@ -65,7 +65,7 @@ def test_saved_model_reloads_to_identical_embeddings(
     mask = batch["attention_mask"].bool()
     expected = [ref[i][mask[i]].numpy() for i in range(len(page_images))]
 
-    got = get_embedder(tiny_cfg(arch), tiny_models_dir).embed_images(page_images)
+    got = load_embedder(tiny_cfg(arch), tiny_models_dir).embed_images(page_images)
     for g, x in zip(got, expected, strict=True):
         assert g.shape == x.shape
         np.testing.assert_allclose(g, x, atol=1e-5)
@@ -92,15 +92,15 @@ def test_build_is_idempotent_and_repairs_corruption(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["tiny-colqwen2_5"]  # no temporary directories left
 
 
-def test_get_embedder_builds_into_models_dir_and_caches(tiny_cfg: CfgFactory, tmp_path: Path) -> None:
+def test_load_embedder_builds_into_models_dir(tiny_cfg: CfgFactory, tmp_path: Path) -> None:
     cfg = tiny_cfg("colsmol")
-    e = get_embedder(cfg, tmp_path)
+    e = load_embedder(cfg, tmp_path)
     assert (tiny_model_dir(tmp_path, "colsmol") / WEIGHTS).is_file()
-    assert get_embedder(cfg, tmp_path) is e
+    assert load_embedder(cfg, tmp_path).version_key == e.version_key
 
 
 def test_texts_are_truncated_and_blank_texts_are_empty(tiny_cfg: CfgFactory, tiny_models_dir: Path) -> None:
-    e = get_embedder(tiny_cfg("colqwen2_5"), tiny_models_dir)  # doc_max_tokens 256, query_max_tokens 32
+    e = load_embedder(tiny_cfg("colqwen2_5"), tiny_models_dir)  # doc_max_tokens 256, query_max_tokens 32
     long = "the quick brown fox jumps over the lazy dog " * 100
     short, trunc, blank = e.embed_texts(["lazy dog", long, "  \n"])
     assert e.token_counts([long])[0] > 256
@@ -113,8 +113,8 @@ def test_texts_are_truncated_and_blank_texts_are_empty(tiny_cfg: CfgFactory, tin
 def test_pooling_reduces_image_tokens(
     tiny_cfg: CfgFactory, tiny_models_dir: Path, page_images: list[Path]
 ) -> None:
-    full = get_embedder(tiny_cfg("colqwen2_5"), tiny_models_dir).embed_images(page_images)
-    pooled_e = get_embedder(tiny_cfg("colqwen2_5", "model.pool_factor=3"), tiny_models_dir)
+    full = load_embedder(tiny_cfg("colqwen2_5"), tiny_models_dir).embed_images(page_images)
+    pooled_e = load_embedder(tiny_cfg("colqwen2_5", "model.pool_factor=3"), tiny_models_dir)
     assert pooled_e.version_key.endswith("__p3__d128")
     pooled = pooled_e.embed_images(page_images)
     for f, p in zip(full, pooled, strict=True):
@@ -123,15 +123,15 @@ def test_pooling_reduces_image_tokens(
     (q,) = pooled_e.embed_queries(["revenue"])  # queries are never pooled
     assert (
         q.shape[0]
-        == get_embedder(tiny_cfg("colqwen2_5"), tiny_models_dir).embed_queries(["revenue"])[0].shape[0]
+        == load_embedder(tiny_cfg("colqwen2_5"), tiny_models_dir).embed_queries(["revenue"])[0].shape[0]
     )
 
 
 def test_image_max_pixels_lowers_resolution(
     tiny_cfg: CfgFactory, tiny_models_dir: Path, page_images: list[Path]
 ) -> None:
-    full = get_embedder(tiny_cfg("colqwen2_5"), tiny_models_dir).embed_images(page_images[:1])[0]
-    capped = get_embedder(
+    full = load_embedder(tiny_cfg("colqwen2_5"), tiny_models_dir).embed_images(page_images[:1])[0]
+    capped = load_embedder(
         tiny_cfg("colqwen2_5", f"model.image_max_pixels={16 * 28 * 28}"), tiny_models_dir
     ).embed_images(page_images[:1])[0]
     assert capped.shape[0] < full.shape[0]

@@ -65,7 +65,7 @@ def write_doc(tbl, name: str, vecs: list[np.ndarray], modality: str = "page") ->
         }
         for i in range(len(vecs))
     ]
-    lx.upsert_document(tbl, d, items, vecs, DIM)
+    lx.upsert_documents(tbl, [d], items, vecs, DIM)
     return [it["item_id"] for it in items]
 
 
@@ -192,7 +192,7 @@ def test_embeddings_frame_measures_each_multivector(env) -> None:
     vecs = population(3, seed=2)
     ids = write_doc(tbl, "a.pdf", vecs)
     write_doc(tbl, "b.pdf", population(2, seed=3))
-    df = embeddings_frame(tbl, doc_id("a.pdf")).set_index("item_id")
+    df = embeddings_frame(tbl, [doc_id("a.pdf")]).set_index("item_id")
     assert sorted(df.index) == sorted(ids)
     assert [int(df.loc[i, "n_tokens"]) for i in ids] == [len(v) for v in vecs]
     assert (df["dim"] == DIM).all() and (df["n_nonfinite"] == 0).all()

@@ -8,8 +8,9 @@ import dagster as dg
 from dagster import AssetExecutionContext
 from pydantic import Field
 
+from mmrag_assets.defs.shared import WRITER
 from mmrag_assets.lib.evaluation.evaluate import HEADLINE
-from mmrag_assets.resources.mmrag import MmragResource
+from mmrag_assets.resources import MmragConfigResource
 
 
 class RetrievalExperimentsConfig(dg.Config):
@@ -20,9 +21,9 @@ class RetrievalExperimentsConfig(dg.Config):
     name: str | None = None  # report name; default sweep-<sweep id>
 
 
-@dg.asset(deps=["search_index"], group_name="evaluation", kinds={"duckdb"})
+@dg.asset(deps=["search_index"], group_name="evaluation", kinds={"duckdb"}, pool=WRITER)
 def retrieval_experiments(
-    context: AssetExecutionContext, config: RetrievalExperimentsConfig, mmrag: MmragResource
+    context: AssetExecutionContext, config: RetrievalExperimentsConfig, mmrag: MmragConfigResource
 ) -> dg.MaterializeResult:
     """Quality (nDCG, recall, MRR; first stage and reranked; per channel) and latency of each
     config of the sweep on the labelled query set ``eval.queries``, one row per config appended

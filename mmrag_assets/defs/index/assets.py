@@ -1,5 +1,6 @@
-"""Embedding and index assets: per-document multi-vectors upserted into LanceDB, then the
-table-level indexes (full text, scalar, first-stage structures, score calibration)."""
+"""Embedding and index assets: per-shard multi-vectors upserted into LanceDB (staged), then the
+published search version built from the documents whose blocking checks passed."""
+
 
 import time
 
@@ -7,80 +8,152 @@ import dagster as dg
 import numpy as np
 from dagster import AssetExecutionContext
 
-from mmrag_assets.defs.ingest.assets import config_metadata
-from mmrag_assets.defs.ingest.partitions import documents_partitions
 from mmrag_assets.defs.quality.automation import EMBEDDINGS_AUTOMATION, INDEX_AUTOMATION
-from mmrag_assets.lib.catalog import Catalog
+from mmrag_assets.defs.shared import (
+    PUBLISHER,
+    SINGLE_RUN,
+    WRITER,
+    config_metadata,
+    md_table,
+    shards,
+    text,
+    when,
+)
 from mmrag_assets.lib.index import table as lx
-from mmrag_assets.resources.mmrag import MmragResource
+from mmrag_assets.lib.index.batch import embed_and_write, plan_embeddings
+from mmrag_assets.lib.ingest.corpus import shard_of
+from mmrag_assets.lib.quality.gates import CATALOG_CHECKS, EMBEDDINGS_CHECK, gate_keys
+from mmrag_assets.resources import CatalogResource, EmbedderResource, LanceStoreResource, MmragConfigResource
 
 
 @dg.asset(
-    partitions_def=documents_partitions,
+    partitions_def=shards,
+    backfill_policy=SINGLE_RUN,
     deps=["page_images", "transcript_segments"],
     group_name="index",
     kinds={"lancedb", "pytorch"},
     automation_condition=EMBEDDINGS_AUTOMATION,
+    pool=WRITER,
 )
-def item_embeddings(context: AssetExecutionContext, mmrag: MmragResource) -> dg.MaterializeResult:
-    """Late-interaction multi-vectors of one document's pages, images and transcript windows,
-    upserted by item id into the LanceDB table of the configured embedding version."""
-    from mmrag_assets.lib.index.embedding import get_embedder
-
-    cfg = mmrag.config()
-    catalog = Catalog(cfg.catalog_path)
-    doc_id = context.partition_key
-    embedder = get_embedder(cfg.model, cfg.models_dir)
-    tbl = lx.open_table(cfg, embedder.version_key, embedder.dim)
-    items, unchanged = lx.plan_document(catalog, tbl, embedder, doc_id)
-    base = {"table": tbl.name, "model_id": embedder.model_id, "revision": embedder.revision, **config_metadata(cfg)}
-    if unchanged:
-        return dg.MaterializeResult(
-            metadata={"skipped": "unchanged", "items": len(items), "table_version": int(tbl.version), **base}
-        )
-    t0 = time.perf_counter()
-    vecs = lx.embed_items(embedder, items, cfg.storage_root)
-    seconds = time.perf_counter() - t0
-    out = lx.upsert_document(tbl, doc_id, items, vecs, embedder.dim)
-    catalog.replace_quarantine(doc_id, "embed", out.quarantined)
-    for q in out.quarantined:
+def item_embeddings(
+    context: AssetExecutionContext,
+    mmrag: MmragConfigResource,
+    catalog: CatalogResource,
+    lance: LanceStoreResource,
+    embedder: EmbedderResource,
+) -> dg.MaterializeResult:
+    """Late-interaction multi-vectors of the pages, images and transcript windows of the run's
+    shards, upserted by item id into the LanceDB table of the configured embedding version. Rows
+    written here are staged: only ``search_index`` decides what is served."""
+    cfg, cat = mmrag.cfg, catalog.catalog
+    keys = set(context.partition_keys)
+    docs = [
+        r for r in cat.query("SELECT doc_id, source FROM documents WHERE status <> 'quarantined' ORDER BY source")
+        if shard_of(r["doc_id"]) in keys
+    ]
+    sources = {r["doc_id"]: r["source"] for r in docs}
+    held = {
+        r["doc_id"]: f"{r['check_name']} failed"
+        for r in cat.failing_checks(embedder.version_key, gate_keys(cfg))
+        if r["check_name"] in CATALOG_CHECKS.values() and r["doc_id"] in sources
+    }
+    tbl = lance.table()
+    model = embedder.embedder
+    plan = plan_embeddings(cat, tbl, model, list(sources), held)
+    for d, why in plan.held.items():
+        context.log.warning(f"{sources[d]}: not embedded, {why}")
+    run = embed_and_write(tbl, model, plan.todo, cfg.storage_root, progress=context.log.info)
+    by_doc: dict[str, list[dict]] = {}
+    for q in run.quarantined:
+        by_doc.setdefault(q["doc_id"], []).append({k: v for k, v in q.items() if k != "doc_id"})
         context.log.warning(f"quarantined {q['source']}: {q['reason']}")
-    tokens = np.array(out.tokens or [0])
+    for d in plan.todo:
+        if d not in run.failed:
+            cat.replace_quarantine(d, "embed", by_doc.get(d, []))
+    for d, err in run.failed.items():
+        cat.replace_quarantine(d, "embed", [{"source": sources[d], "reason": f"embedding failed: {err}"}])
+        context.log.error(f"{sources[d]}: embedding failed: {err}")
+    rows = [
+        {"doc_id": d, "source": sources[d], "items": len(plan.todo[d]),
+         "status": "failed: " + run.failed[d] if d in run.failed else "embedded"}
+        for d in plan.todo
+    ] + [{"doc_id": d, "source": sources[d], "items": "", "status": f"held back: {why}"} for d, why in plan.held.items()]
+    rows.sort(key=lambda r: r["source"])
+    for key in keys:
+        mine = [r for r in rows if shard_of(r["doc_id"]) == key]
+        context.add_asset_metadata({"documents": md_table(mine, ["source", "items", "status"])}, partition_key=key)
+    tokens = np.array(run.tokens or [0])
+    n_items = sum(len(v) for v in plan.todo.values())
     return dg.MaterializeResult(
         metadata={
-            "items_embedded": out.written,
-            "items_deleted": out.deleted,
-            "items_quarantined": len(out.quarantined),
+            "documents_embedded": len(run.embedded_docs),
+            "documents_unchanged": len(plan.unchanged),
+            "documents_held_back": len(plan.held),
+            "documents_failed": len(run.failed),
+            "failed_documents": dg.MetadataValue.json(
+                [{"source": sources[d], "error": f"embedding failed: {e}"} for d, e in run.failed.items()]
+            ),
+            "items_embedded": run.written,
+            "items_deleted": run.deleted,
+            "items_quarantined": len(run.quarantined),
             "tokens_per_item_mean": float(tokens.mean()),
             "tokens_per_item_p95": float(np.percentile(tokens, 95)),
-            "items_per_s": round(len(items) / seconds, 3) if seconds else 0.0,
-            "device": embedder.device,
-            "dtype": embedder.dtype,
-            "bytes_written": out.bytes_written,
-            "table_version": int(tbl.version),
-            **base,
+            "items_per_s": round(n_items / run.seconds, 2) if run.seconds else 0.0,
+            "bytes_written": run.bytes_written,
+            "table": tbl.name,
+            "table_version": text(int(tbl.version)),
+            "model_id": model.model_id,
+            "revision": model.revision,
+            "device": model.device,
+            "dtype": model.dtype,
+            **config_metadata(cfg),
         }
     )
 
 
-@dg.asset(deps=[item_embeddings], group_name="index", kinds={"lancedb"}, automation_condition=INDEX_AUTOMATION)
-def search_index(context: AssetExecutionContext, mmrag: MmragResource) -> dg.MaterializeResult:
-    """Table-level structures of the current embedding version: BM25 full-text index, scalar
-    indexes on modality and document id, the first-stage search sidecar and score calibration."""
-    from mmrag_assets.lib.index.embedding import get_embedder
+@dg.asset(
+    deps=[item_embeddings], group_name="index", kinds={"lancedb"}, automation_condition=INDEX_AUTOMATION, pool=PUBLISHER
+)
+def search_index(
+    context: AssetExecutionContext,
+    mmrag: MmragConfigResource,
+    catalog: CatalogResource,
+    lance: LanceStoreResource,
+    embedder: EmbedderResource,
+) -> dg.MaterializeResult:
+    """The published search version of the current embedding version: BM25 full-text index, scalar
+    indexes, the first-stage structures and score calibration, built from the documents whose every
+    blocking check passed. Documents held back by a failed check are listed, never served."""
     from mmrag_assets.lib.index.sidecar import build_sidecar
+    from mmrag_assets.lib.ingest.corpus import gc_pages
 
-    cfg = mmrag.config()
-    embedder = get_embedder(cfg.model, cfg.models_dir)
-    tbl = lx.open_table(cfg, embedder.version_key, embedder.dim)
+    cfg, cat = mmrag.cfg, catalog.catalog
+    vk = embedder.version_key
+    keys = gate_keys(cfg)
+    allowed = cat.publishable_documents(list(CATALOG_CHECKS.values()), EMBEDDINGS_CHECK, vk, keys)
+    held = cat.failing_checks(vk, keys)
+    tbl = lance.table()
     t0 = time.perf_counter()
-    info = build_sidecar(cfg, tbl, embedder)
+    info = build_sidecar(cfg, tbl, embedder.embedder, allowed_doc_ids=allowed)
+    removed = gc_pages(cfg, cat, referenced=set(), grace_s=cfg.storage.gc_grace_s)
     stats = lx.table_stats(tbl)
+    for r in held:
+        context.log.warning(f"{r['source']}: held back from the index ({r['check_name']} failed)")
     return dg.MaterializeResult(
         metadata={
-            **{f"index_{k}": v for k, v in stats.items()},
-            "by_modality": dg.MetadataValue.json(lx.analytics(tbl, embedder.dim)),
-            "sidecar": dg.MetadataValue.json(info),
+            "index_table": stats["table"],
+            "table_version": text(stats["version"]),
+            "rows_in_table": stats["rows"],
+            "items_published": info.get("items", 0),
+            "documents_published": info.get("documents", len(allowed)),
+            "documents_held_back": len({r["doc_id"] for r in held}),
+            "held_back": md_table(held, ["source", "check_name", "run_id"]),
+            "bytes_per_item": stats["bytes_per_item"],
+            "rebuilt": bool(info.get("rebuilt")),
+            "strategies": ", ".join(info.get("strategies", [])),
+            "built_at": when(info.get("built_at")),
+            "page_folders_removed": len(removed),
+            "by_modality": md_table(lx.analytics(tbl, cfg.model.dim), ["modality", "items", "tokens_per_item", "documents"]),
             "seconds": round(time.perf_counter() - t0, 2),
             **config_metadata(cfg),
         }

@@ -1,44 +1,41 @@
-"""Ingestion assets: the corpus manifest, then per-document page images and transcript windows."""
+"""Ingestion assets: the corpus manifest, then page images and transcript windows per shard."""
 
 
+import time
 from collections import Counter
 
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from mmrag_assets.defs.ingest.partitions import documents_partitions, reconcile_partitions
-from mmrag_assets.lib.catalog import Catalog
-from mmrag_assets.lib.ingest.corpus import locate, purge_documents, record_scan, scan
-from mmrag_assets.lib.ingest.document import fingerprint, ingest_document
-from mmrag_assets.resources.mmrag import MmragResource
+from mmrag_assets.defs.shared import SINGLE_RUN, WRITER, config_metadata, md_table, shards
+from mmrag_assets.lib.ingest.corpus import plan_ingest, purge_documents, record_scan, scan, shard_of
+from mmrag_assets.lib.ingest.document import ingest_document
+from mmrag_assets.resources import CatalogResource, MmragConfigResource
 
 
-def config_metadata(cfg) -> dict:
-    return {"resolved_config": dg.MetadataValue.json(cfg.to_dict()), "overrides": " ".join(cfg.overrides) or "(none)"}
-
-
-@dg.asset(group_name="ingest", kinds={"duckdb"})
-def corpus_manifest(context: AssetExecutionContext, mmrag: MmragResource) -> dg.MaterializeResult:
-    """Every file under ``corpus.root``: size, mtime, sha256, sniffed kind and status (ok,
-    duplicate, quarantined with a reason). Registers one ``documents`` partition per distinct
-    content and purges the rows of documents that left the corpus."""
-    cfg = mmrag.config()
-    catalog = Catalog(cfg.catalog_path)
-    result = scan(cfg, catalog)
-    record_scan(catalog, result)
-    current = set(result.docs)
-    purged = purge_documents(cfg, catalog, catalog.doc_ids() - current)
-    added, removed = reconcile_partitions(context.instance, current)
+@dg.asset(group_name="ingest", kinds={"duckdb"}, pool=WRITER)
+def corpus_manifest(
+    context: AssetExecutionContext, mmrag: MmragConfigResource, catalog: CatalogResource
+) -> dg.MaterializeResult:
+    """Every file under ``corpus.root``: size, mtime, sha256, sniffed kind and status (ok, duplicate,
+    quarantined with a reason). Purges the catalog and index rows of documents that left the corpus."""
+    cfg, cat = mmrag.cfg, catalog.catalog
+    result = scan(cfg, cat)
+    record_scan(cat, result)
+    gone = cat.doc_ids() - set(result.docs)
+    purged = purge_documents(cfg, cat, gone)
     kinds = Counter(e.kind for e in result.docs.values())
+    quarantined = [{"source": e.source, "kind": e.kind, "reason": e.reason} for e in result.quarantined]
+    for q in quarantined:
+        context.log.warning(f"quarantined {q['source']}: {q['reason']}")
     return dg.MaterializeResult(
         metadata={
             "files": len(result.entries),
-            "documents": len(current),
+            "documents": len(result.docs),
             **{f"documents_{k}": kinds.get(k, 0) for k in ("pdf", "image", "audio", "video")},
-            "quarantined": len(result.quarantined),
+            "quarantined": len(quarantined),
+            "quarantined_files": md_table(quarantined, ["source", "kind", "reason"]),
             "duplicates": sum(e.status == "duplicate" for e in result.entries),
-            "partitions_added": len(added),
-            "partitions_removed": len(removed),
             "documents_purged": purged,
             **config_metadata(cfg),
         }
@@ -56,48 +53,60 @@ def corpus_manifest(context: AssetExecutionContext, mmrag: MmragResource) -> dg.
             description="Timestamped transcript windows of audio and video documents (faster-whisper + VAD).",
         ),
     ],
-    partitions_def=documents_partitions,
+    partitions_def=shards,
+    backfill_policy=SINGLE_RUN,
     can_subset=False,
+    pool=WRITER,
 )
-def document_content(context: AssetExecutionContext, mmrag: MmragResource):
-    """One document: pages/images (PyMuPDF, Pillow, PyAV) and transcript windows (faster-whisper).
-    Bad input becomes a quarantine row; unchanged documents are skipped (idempotent)."""
-    cfg = mmrag.config()
-    catalog = Catalog(cfg.catalog_path)
-    doc_id = context.partition_key
-    entry = locate(cfg, catalog, doc_id)
-    existing = catalog.document(doc_id)
-    if existing and existing["fingerprint"] == fingerprint(cfg, entry.kind) and existing["sha256"] == entry.sha256:
-        if existing["source"] != entry.source:  # renamed or moved: same content, same rows
-            with catalog.connect() as con:
-                con.execute("UPDATE documents SET source = ? WHERE doc_id = ?", [entry.source, doc_id])
-        meta = {"skipped": "unchanged", "source": entry.source, "pages": existing["n_pages"], "segments": existing["n_segments"]}
-        yield dg.MaterializeResult(asset_key="page_images", metadata=meta)
-        yield dg.MaterializeResult(asset_key="transcript_segments", metadata=meta)
-        return
-    res = ingest_document(cfg, source=entry.source, doc_id=doc_id, kind=entry.kind, sha256=entry.sha256, size=entry.size)
-    catalog.write_document(res.doc, res.pages, res.segments, res.quarantine)
-    for q in res.quarantine:
-        context.log.warning(f"quarantined {q['source']} ({q['stage']}): {q['reason']}")
+def document_content(context: AssetExecutionContext, mmrag: MmragConfigResource, catalog: CatalogResource):
+    """The documents of the run's shards: pages/images (PyMuPDF, Pillow, PyAV) and transcript
+    windows (faster-whisper). New or changed documents are ingested, unchanged ones skipped, renamed
+    ones relabelled; bad input becomes a quarantine row, and one document's failure never stops the others."""
+    cfg, cat = mmrag.cfg, catalog.catalog
+    keys = list(context.partition_keys)
+    plan = plan_ingest(cfg, cat, set(keys))
+    with cat.connect() as con:
+        for e in plan.renamed:  # same content, same settings: only the source changes
+            con.execute("UPDATE documents SET source = ? WHERE doc_id = ?", [e.source, e.doc_id])
+    for e in plan.changed_on_disk:
+        context.log.info(f"{e.source} changed since the manifest was taken: the next run ingests it")
+    done: list[dict] = []
+    t_all = time.perf_counter()
+    for i, e in enumerate(plan.todo, 1):
+        res = ingest_document(cfg, source=e.source, doc_id=e.doc_id, kind=e.kind, sha256=e.sha256, size=e.size)
+        cat.write_document({**res.doc, "run_id": context.run.run_id}, res.pages, res.segments, res.quarantine)
+        for q in res.quarantine:
+            context.log.warning(f"quarantined {q['source']} ({q['stage']}): {q['reason']}")
+        done.append(
+            {
+                "source": e.source, "doc_id": e.doc_id, "kind": e.kind, "status": res.status,
+                "pages": len(res.pages), "segments": len(res.segments), "seconds": round(res.seconds, 2),
+                "reason": "; ".join(q["reason"] for q in res.quarantine),
+            }
+        )
+        context.log.info(f"[{i}/{len(plan.todo)}] {e.source}: {res.status}, {len(res.pages)} pages, "
+                         f"{len(res.segments)} segments ({res.seconds:.1f} s)")
+    seconds = time.perf_counter() - t_all
+    cols = ["source", "status", "pages", "segments", "seconds", "reason"]
+    for key in keys:
+        mine = [d for d in done if shard_of(d["doc_id"]) == key]
+        for asset in ("page_images", "transcript_segments"):
+            context.add_asset_metadata(
+                {"shard_documents_ingested": len(mine), "documents": md_table(mine, cols)}, asset_key=asset, partition_key=key
+            )
+    pages = sum(d["pages"] for d in done)
     common = {
-        "source": entry.source, "kind": entry.kind, "status": res.status, "seconds": round(res.seconds, 3),
-        "quarantine_reasons": "; ".join(q["reason"] for q in res.quarantine) or "(none)", **config_metadata(cfg),
+        "documents_ingested": len(done),
+        "documents_unchanged": plan.unchanged,
+        "documents_renamed": len(plan.renamed),
+        "documents_quarantined": sum(d["status"] == "quarantined" for d in done),
+        "seconds": round(seconds, 2),
+        **config_metadata(cfg),
     }
     yield dg.MaterializeResult(
         asset_key="page_images",
-        metadata={
-            "pages": len(res.pages),
-            "pages_per_s": round(len(res.pages) / res.seconds, 2) if res.pages and res.seconds else 0.0,
-            "text_chars": sum(len(p["text"]) for p in res.pages),
-            **common,
-        },
+        metadata={"pages": pages, "pages_per_s": round(pages / seconds, 2) if pages and seconds else 0.0, **common},
     )
     yield dg.MaterializeResult(
-        asset_key="transcript_segments",
-        metadata={
-            "segments": len(res.segments),
-            "duration_s": res.doc["duration_s"] or 0.0,
-            "real_time_factor": round(res.seconds / res.doc["duration_s"], 4) if res.doc["duration_s"] else 0.0,
-            **common,
-        },
+        asset_key="transcript_segments", metadata={"segments": sum(d["segments"] for d in done), **common}
     )

@@ -1,4 +1,4 @@
-"""Sensor and schedule that keep the ``documents`` partitions equal to the corpus."""
+"""The sensor and schedule that keep the index equal to the corpus."""
 
 
 import hashlib
@@ -7,66 +7,51 @@ import json
 import dagster as dg
 from dagster import SensorEvaluationContext
 
-from mmrag_assets.defs.ingest.partitions import documents_partitions
+from mmrag_assets.defs.jobs import index_job, publish_job
 from mmrag_assets.errors import ConfigError
-from mmrag_assets.lib.ingest.corpus import scan, scan_cache
-from mmrag_assets.resources.mmrag import MmragResource
+from mmrag_assets.lib.catalog import Catalog
+from mmrag_assets.lib.index.embedding import version_key_for
+from mmrag_assets.lib.ingest.corpus import SHARD_KEYS, scan, scan_cache
+from mmrag_assets.lib.plan import plan_run
+from mmrag_assets.resources import MmragConfigResource
 
-corpus_manifest_job = dg.define_asset_job("corpus_manifest_job", selection=["corpus_manifest"])
-ingest_job = dg.define_asset_job("ingest_job", selection=["page_images", "transcript_segments"])
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
-@dg.sensor(
-    jobs=[corpus_manifest_job, ingest_job],
-    minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-)
-def corpus_sensor(context: SensorEvaluationContext, mmrag: MmragResource) -> dg.SensorResult | dg.SkipReason:
-    """Notices new, changed and deleted files: adds/removes ``documents`` partitions, requests a
-    manifest run (which purges deleted documents) and one ingest run per unprocessed document."""
-    cfg = mmrag.config()
+def range_tags(first: str, last: str) -> dict[str, str]:
+    return {RANGE_START: first, RANGE_END: last}
+
+
+@dg.sensor(jobs=[index_job, publish_job], minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+def corpus_sensor(context: SensorEvaluationContext, mmrag: MmragConfigResource) -> dg.SensorResult | dg.SkipReason:
+    """Notices new, changed and deleted files and requests one run that ingests, embeds and
+    publishes the shards they fall in (or only publishes, for deletions)."""
+    cfg = mmrag.cfg
     state = json.loads(context.cursor) if context.cursor else {}
     cache = {k: tuple(v) for k, v in state.get("cache", {}).items()}
     try:
         result = scan(cfg, cache=cache)
     except ConfigError as e:  # no corpus yet: say so on every tick instead of erroring
         return dg.SkipReason(str(e))
-    current = set(result.docs)
-    registered = set(context.instance.get_dynamic_partitions(documents_partitions.name))
-    added, removed = sorted(current - registered), sorted(registered - current)
+    plan = plan_run(cfg, Catalog(cfg.catalog_path), version_key=version_key_for(cfg.model), result=result)
     signature = hashlib.sha256(
-        json.dumps(
-            [sorted(current), sorted((e.source, e.status, e.reason) for e in result.entries)], sort_keys=True
-        ).encode()
+        json.dumps([sorted(result.docs), sorted((e.source, e.status, e.reason) for e in result.entries)]).encode()
     ).hexdigest()[:16]
-    requests: list[dg.RunRequest] = []
-    if signature != state.get("signature"):
-        requests.append(dg.RunRequest(job_name=corpus_manifest_job.name, run_key=f"manifest:{signature}"))
-    done = context.instance.get_materialized_partitions(dg.AssetKey("page_images"))
-    for doc_id in sorted(current - set(done)):
-        e = result.docs[doc_id]
-        requests.append(
-            dg.RunRequest(
-                job_name=ingest_job.name, partition_key=doc_id, run_key=f"ingest:{doc_id}:{e.mtime_ns}",
-                tags={"mmrag/source": e.source},
-            )
+    cursor = json.dumps({"signature": signature, "cache": scan_cache(result)})
+    if not plan.shards and signature == state.get("signature"):
+        return dg.SensorResult(skip_reason=dg.SkipReason(f"up to date: {plan.describe()}"), cursor=cursor)
+    if plan.shards:
+        first, last = plan.range  # type: ignore[misc]
+        request = dg.RunRequest(
+            job_name=index_job.name, run_key=f"index:{signature}:{first}-{last}", tags=range_tags(first, last)
         )
-    if added or removed:
-        context.log.info(f"documents: +{len(added)} -{len(removed)}")
-    return dg.SensorResult(
-        run_requests=requests,
-        dynamic_partitions_requests=[
-            documents_partitions.build_add_request(added),
-            documents_partitions.build_delete_request(removed),
-        ],
-        cursor=json.dumps({"signature": signature, "cache": scan_cache(result)}),
-    )
+    else:
+        request = dg.RunRequest(job_name=publish_job.name, run_key=f"publish:{signature}")
+    context.log.info(f"requesting {request.job_name}: {plan.describe()}")
+    return dg.SensorResult(run_requests=[request], cursor=cursor)
 
 
-corpus_reconcile_schedule = dg.ScheduleDefinition(
-    name="corpus_reconcile_schedule",
-    job=corpus_manifest_job,
-    cron_schedule="0 3 * * *",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Nightly full reconciliation of the corpus manifest, partitions and catalog.",
-)
+@dg.schedule(job=index_job, cron_schedule="0 3 * * *", default_status=dg.DefaultScheduleStatus.RUNNING)
+def corpus_reconcile_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    """Nightly full reconciliation of every shard: manifest, ingest, embed, publish."""
+    return dg.RunRequest(run_key=None, tags=range_tags(SHARD_KEYS[0], SHARD_KEYS[-1]))

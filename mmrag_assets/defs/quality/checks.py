@@ -1,130 +1,141 @@
-"""Contract checks: one blocking Great Expectations suite per table, on the asset that writes the table.
+"""Contract checks: one blocking Great Expectations suite per table, run per document as a gate.
 
-The catalog tables are written per document by the ``document_content`` multi-asset (partitioned by
-document), and the embeddings per document by ``item_embeddings``. The checks share that
-partitioning and validate the partition's rows, the batch that was just written: a check result
-then belongs to one document, a failure blocks that document's downstream steps in the same run
-(and, through the automation conditions, in later runs) without blocking unrelated documents, and a
-later good run of the same document clears it. Row ids are content keys prefixed by the doc id and
-the tables' primary keys enforce uniqueness across documents, so no check needs the whole table.
+The catalog tables are written by ``document_content`` and the embeddings by ``item_embeddings``,
+both partitioned by shard and run over many shards in one step. Each check validates the
+documents of the run's shards that have no result for their current rows yet (one suite run per
+table for all of them, see ``lib/quality/gates.py``) and records one gate row per document in the
+catalog (``document_checks``). The gate is what blocks: ``item_embeddings`` skips documents whose
+catalog gates failed, and ``search_index`` publishes only documents whose every gate passed, so a
+bad document is never served while the others are.
+
+In Dagster a check result covers the step's shards: it fails with WARN severity when some
+documents were held back (the rest go on), with ERROR when every checked document failed (then
+there is nothing for downstream steps to do, and Dagster's blocking skips them).
 """
 
-import warnings
-from collections.abc import Mapping
+
 from typing import Any
 
 import dagster as dg
 
 from mmrag_assets.config import MmragConfig
-from mmrag_assets.defs.ingest.partitions import documents_partitions
-from mmrag_assets.resources.mmrag import MmragResource
+from mmrag_assets.defs.shared import WRITER, md_table
+from mmrag_assets.lib.quality.gates import (
+    CATALOG_CHECKS,
+    EMBEDDINGS_CHECK,
+    GateOutcome,
+    gate_keys,
+    gate_rows,
+    validate_documents,
+)
+from mmrag_assets.resources import CatalogResource, EmbedderResource, LanceStoreResource, MmragConfigResource
+
+CATALOG_ASSET = {"documents": "page_images", "pages": "page_images", "segments": "transcript_segments"}
 
 
-def severity_of(cfg: MmragConfig) -> dg.AssetCheckSeverity:
-    """``checks.severity``: error (blocks downstream) or warn (reports only)."""
-    return (
-        dg.AssetCheckSeverity.WARN
-        if cfg.checks.severity.lower().startswith("warn")
-        else dg.AssetCheckSeverity.ERROR
-    )
-
-
-def contract_check_result(
-    result, severity: dg.AssetCheckSeverity, extra: Mapping[str, Any], **key: str
-) -> dg.AssetCheckResult:
-    """A ``data_contracts.ContractResult`` as check metadata: the failing expectations and their rows."""
-    offending = {f["check"]: f["offending_ids"] for f in result.failures}
-    lines = ["| check | column | rows | offending ids |", "|---|---|---|---|"]
-    for f in result.failures:
-        ids = ", ".join(f"`{i}`" for i in f["offending_ids"][:20]) + (
-            " ..." if len(f["offending_ids"]) > 20 else ""
-        )
-        lines.append(
-            f"| {f['check']} | {f['column']} | {f['count']} | {ids}{' (' + f['error'] + ')' if f['error'] else ''} |"
-        )
-    stats = result.statistics
+def gate_result(cfg: MmragConfig, outcome: GateOutcome, sources: dict[str, str], **key: Any) -> dg.AssetCheckResult:
+    """A gate outcome as a check result: which documents failed, on which rows, and why."""
+    failed = outcome.failed
+    rows = [
+        {
+            "source": sources.get(d, d),
+            "doc_id": d,
+            "failed_checks": ", ".join(f["check"] for f in r.failures),
+            "offending_ids": ", ".join(i for f in r.failures for i in f["offending_ids"][:5]),
+        }
+        for d, r in sorted(failed.items(), key=lambda kv: sources.get(kv[0], kv[0]))
+    ]
+    checked = len(outcome.results)
+    all_failed = bool(checked) and len(failed) == checked
+    blocking_error = cfg.checks.severity == "error" and all_failed
     return dg.AssetCheckResult(
-        **key,  # check_name / asset_key inside a multi-check
-        passed=result.passed,
-        severity=severity,
-        description=None if result.passed else result.describe(),
+        **key,
+        passed=not failed,
+        severity=dg.AssetCheckSeverity.ERROR if blocking_error else dg.AssetCheckSeverity.WARN,
+        description=None if not failed else f"{len(failed)} of {checked} documents held back from the index",
         metadata={
-            "suite": f"{result.suite}@{result.version}",
-            "rows": int(stats.get("rows", 0)),
-            "failed_checks": ", ".join(offending) or "(none)",
-            "offending_ids": dg.MetadataValue.json(offending),
-            "offending_rows": int(sum(f["count"] for f in result.failures)),
-            "failures": dg.MetadataValue.md("\n".join(lines) if result.failures else "all expectations met"),
-            "elapsed_s": round(float(stats.get("elapsed_s", 0.0)), 3),
-            **extra,
+            "documents_checked": checked,
+            "documents_failed": len(failed),
+            "rows": outcome.rows,
+            "failed_documents": md_table(rows, ["source", "doc_id", "failed_checks", "offending_ids"]),
+            "offending_ids": dg.MetadataValue.json(
+                {d: {f["check"]: f["offending_ids"] for f in r.failures} for d, r in list(failed.items())[:50]}
+            ),
         },
     )
 
 
-CATALOG_TABLES = {"documents": "page_images", "pages": "page_images", "segments": "transcript_segments"}
-
-with (
-    warnings.catch_warnings()
-):  # partitioned checks are a Dagster preview feature; used on purpose (see above)
-    warnings.simplefilter("ignore", dg.PreviewWarning)
-    CATALOG_SPECS = [
-        dg.AssetCheckSpec(
-            f"{table}_contract",
-            asset=asset,
-            blocking=True,
-            partitions_def=documents_partitions,
-            description=f"Data contract of the catalog table `{table}` (data_contracts/{table}.py) on this document's rows.",
-        )
-        for table, asset in CATALOG_TABLES.items()
-    ]
+CATALOG_SPECS = [
+    dg.AssetCheckSpec(
+        check, asset=CATALOG_ASSET[table], blocking=True,
+        description=f"Data contract of the catalog table `{table}` (data_contracts/{table}.py), per document: "
+        "a document that fails it is not embedded or published.",
+    )
+    for table, check in CATALOG_CHECKS.items()
+]
 
 
-@dg.multi_asset_check(specs=CATALOG_SPECS, name="catalog_contracts", can_subset=False)
-def catalog_contracts(context: dg.AssetCheckExecutionContext, mmrag: MmragResource):
-    """One step for the three catalog tables a document run writes (a step per check cost ~1 s each)."""
-    from data_contracts import validate_table
-    from mmrag_assets.lib.catalog import Catalog
+@dg.multi_asset_check(specs=CATALOG_SPECS, name="catalog_contracts", can_subset=False, pool=WRITER)
+def catalog_contracts(context: dg.AssetCheckExecutionContext, mmrag: MmragConfigResource, catalog: CatalogResource):
+    """One step for the three catalog tables of the run's shards."""
     from mmrag_assets.lib.quality.frames import catalog_frame, contract_params
 
-    cfg = mmrag.config()
-    catalog, params, severity = Catalog(cfg.catalog_path), contract_params(cfg), severity_of(cfg)
-    doc_id = context.partition_key
-    for table, asset in CATALOG_TABLES.items():
-        result = validate_table(table, catalog_frame(catalog, table, doc_id), params)
-        yield contract_check_result(
-            result,
-            severity,
-            {"doc_id": doc_id, "table": table},
-            check_name=f"{table}_contract",
-            asset_key=asset,
-        )
+    cfg, cat = mmrag.cfg, catalog.catalog
+    shards = _shards_of(context)
+    params = contract_params(cfg)
+    keys = gate_keys(cfg)
+    sources = {r["doc_id"]: r["source"] for r in cat.query("SELECT doc_id, source FROM documents")}
+    for table, check in CATALOG_CHECKS.items():
+        todo = cat.unchecked_documents(check, "", shards, keys[0])
+        outcome = validate_documents(table, check, lambda ids, t=table: catalog_frame(cat, t, ids), list(todo), params)
+        cat.record_checks(gate_rows(outcome, todo, "", context.run.run_id))
+        for d in outcome.failed:
+            context.log.error(f"{sources.get(d, d)}: {check} failed; the document is held back from the index")
+        yield gate_result(cfg, outcome, sources, check_name=check, asset_key=CATALOG_ASSET[table])
 
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", dg.PreviewWarning)
+@dg.asset_check(
+    asset="item_embeddings", name=EMBEDDINGS_CHECK, blocking=True, pool=WRITER,
+    description="Data contract of the LanceDB items table (data_contracts/embeddings.py), per document: "
+    "a document that fails it is not published.",
+)
+def embeddings_contract(
+    context: dg.AssetCheckExecutionContext,
+    mmrag: MmragConfigResource,
+    catalog: CatalogResource,
+    lance: LanceStoreResource,
+    embedder: EmbedderResource,
+) -> dg.AssetCheckResult:
+    from mmrag_assets.lib.quality.frames import contract_params, embeddings_frame
 
-    @dg.asset_check(
-        asset="item_embeddings",
-        name="embeddings_contract",
-        blocking=True,
-        partitions_def=documents_partitions,
-        description="Data contract of the LanceDB items table (data_contracts/embeddings.py) on this document's rows.",
+    cfg, cat = mmrag.cfg, catalog.catalog
+    vk = embedder.version_key
+    tbl = lance.table()
+    todo = cat.unchecked_documents(EMBEDDINGS_CHECK, vk, _shards_of(context), gate_keys(cfg)[1])
+    live = {r["doc_id"] for r in cat.query("SELECT doc_id FROM documents WHERE status <> 'quarantined'")}
+    todo = {d: fp for d, fp in todo.items() if d in live}
+    outcome = validate_documents(
+        "embeddings", EMBEDDINGS_CHECK, lambda ids: embeddings_frame(tbl, ids), list(todo), contract_params(cfg)
     )
-    def embeddings_contract(
-        context: dg.AssetCheckExecutionContext, mmrag: MmragResource
-    ) -> dg.AssetCheckResult:
-        from data_contracts import validate_table
-        from mmrag_assets.lib.index import table as lx
-        from mmrag_assets.lib.index.embedding import version_key_for
-        from mmrag_assets.lib.quality.frames import contract_params, embeddings_frame
+    cat.record_checks(gate_rows(outcome, todo, vk, context.run.run_id))
+    sources = {r["doc_id"]: r["source"] for r in cat.query("SELECT doc_id, source FROM documents")}
+    for d in outcome.failed:
+        context.log.error(f"{sources.get(d, d)}: {EMBEDDINGS_CHECK} failed; the document is held back from the index")
+    return gate_result(cfg, outcome, sources)
 
-        cfg = mmrag.config()
-        doc_id = context.partition_key
-        tbl = lx.open_table(cfg, version_key_for(cfg.model), cfg.model.dim, create=False)
-        result = validate_table("embeddings", embeddings_frame(tbl, doc_id), contract_params(cfg))
-        return contract_check_result(
-            result, severity_of(cfg), {"doc_id": doc_id, "table": tbl.name, "table_version": int(tbl.version)}
-        )
+
+def _shards_of(context: dg.AssetCheckExecutionContext) -> list[str]:
+    """The shards of the step (a check on a shard-partitioned asset runs over the run's range)."""
+    from mmrag_assets.defs.shared import shards
+    from mmrag_assets.lib.ingest.corpus import SHARD_KEYS
+
+    tags = context.run.tags
+    start, end = tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end")
+    if start and end:
+        return list(shards.get_partition_keys_in_range(dg.PartitionKeyRange(start, end)))
+    if tags.get("dagster/partition"):
+        return [tags["dagster/partition"]]
+    return list(SHARD_KEYS)  # an unpartitioned launch (a check run on its own): every shard
 
 
 CONTRACT_CHECKS = [catalog_contracts, embeddings_contract]

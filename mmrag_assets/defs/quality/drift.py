@@ -9,8 +9,8 @@ import getpass
 
 import dagster as dg
 
-from mmrag_assets.defs.ingest.assets import config_metadata
-from mmrag_assets.resources.mmrag import MmragResource
+from mmrag_assets.defs.shared import WRITER, config_metadata, text
+from mmrag_assets.resources import CatalogResource, EmbedderResource, LanceStoreResource, MmragConfigResource
 
 DRIFT = dg.AssetCheckSpec(
     "embedding_drift",
@@ -30,19 +30,22 @@ def _severity(s: str) -> dg.AssetCheckSeverity:
     return dg.AssetCheckSeverity.ERROR if s == "ERROR" else dg.AssetCheckSeverity.WARN
 
 
-@dg.multi_asset_check(specs=[DRIFT, GAP], name="index_quality", can_subset=False)
-def index_quality(context: dg.AssetCheckExecutionContext, mmrag: MmragResource):
-    from mmrag_assets.lib.catalog import Catalog
-    from mmrag_assets.lib.index import table as lx
-    from mmrag_assets.lib.index.embedding import get_embedder, version_key_for
+@dg.multi_asset_check(specs=[DRIFT, GAP], name="index_quality", can_subset=False, pool=WRITER)
+def index_quality(
+    context: dg.AssetCheckExecutionContext,
+    mmrag: MmragConfigResource,
+    catalog: CatalogResource,
+    lance: LanceStoreResource,
+    embedder: EmbedderResource,
+):
     from mmrag_assets.lib.quality import baselines as bs
     from mmrag_assets.lib.quality.frames import measure_gap, summarize_table
     from mmrag_assets.lib.quality.monitor import drift_table_md, evaluate_drift, png_markdown
 
-    cfg = mmrag.config()
-    vk = version_key_for(cfg.model)
-    tbl = lx.open_table(cfg, vk, cfg.model.dim, create=False)
-    catalog = Catalog(cfg.catalog_path)
+    cfg = mmrag.cfg
+    vk = embedder.version_key
+    tbl = lance.table(create=False)
+    catalog = catalog.catalog
     run_id = context.run.run_id
     items = summarize_table(tbl)  # one pass over the vectors for both checks
 
@@ -58,7 +61,7 @@ def index_quality(context: dg.AssetCheckExecutionContext, mmrag: MmragResource):
     )
     meta: dict = {
         "version_key": vk,
-        "table_version": out.table_version,
+        "table_version": text(out.table_version),
         "severity": out.severity,
         "drift": dg.MetadataValue.md(drift_table_md(out)),
         "baselines": dg.MetadataValue.json(
@@ -72,13 +75,24 @@ def index_quality(context: dg.AssetCheckExecutionContext, mmrag: MmragResource):
         if md.plot_path is not None:
             meta[f"{m}_plot"] = dg.MetadataValue.path(str(md.plot_path))
             meta[f"{m}_plot_inline"] = dg.MetadataValue.md(png_markdown(md.plot_path, f"drift {m}"))
-    yield dg.AssetCheckResult(
-        check_name="embedding_drift",
-        asset_key="search_index",
-        passed=out.passed,
-        severity=_severity(out.severity),
-        metadata=meta,
-    )
+    if not out.assessed:  # too little data to say anything: not a pass
+        meta["assessed"] = False
+        yield dg.AssetCheckResult(
+            check_name="embedding_drift",
+            asset_key="search_index",
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            description="skipped: drift not assessed (" + (meta["notes"] if meta["notes"] != "(none)" else "no items") + ")",
+            metadata=meta,
+        )
+    else:
+        yield dg.AssetCheckResult(
+            check_name="embedding_drift",
+            asset_key="search_index",
+            passed=out.passed,
+            severity=_severity(out.severity),
+            metadata={**meta, "assessed": True},
+        )
 
     # ---- modality gap
     probes = list(cfg.checks.probe_queries)
@@ -92,8 +106,7 @@ def index_quality(context: dg.AssetCheckExecutionContext, mmrag: MmragResource):
             },
         )
         return
-    embedder = get_embedder(cfg.model, cfg.models_dir)
-    gap = measure_gap(embedder, probes, items.by_modality())
+    gap = measure_gap(embedder.embedder, probes, items.by_modality())
     rows, moved = [], {}
     lines = ["| modality | distance | cosine | reference | change |", "|---|---|---|---|---|"]
     for g in gap:
@@ -127,7 +140,7 @@ def index_quality(context: dg.AssetCheckExecutionContext, mmrag: MmragResource):
             "gap": dg.MetadataValue.md("\n".join(lines)),
             **{f"{g['modality']}_distance": round(g["centroid_distance"], 4) for g in gap},
             "moved": dg.MetadataValue.json(moved),
-            "gap_warn": cfg.checks.gap_warn,
+            "gap_warn": text(cfg.checks.gap_warn),
             "probes": len(probes),
             "history": dg.MetadataValue.json(history),
         },
@@ -139,40 +152,41 @@ class BaselineConfig(dg.Config):
     requested_by: str = ""  # who: defaults to the OS user running the step
 
 
-@dg.asset(deps=["search_index"], group_name="quality", kinds={"duckdb"})
+@dg.asset(deps=["search_index"], group_name="quality", kinds={"duckdb"}, pool=WRITER)
 def drift_baselines(
-    context: dg.AssetExecutionContext, config: BaselineConfig, mmrag: MmragResource
+    context: dg.AssetExecutionContext,
+    config: BaselineConfig,
+    mmrag: MmragConfigResource,
+    catalog: CatalogResource,
+    lance: LanceStoreResource,
+    embedder: EmbedderResource,
 ) -> dg.MaterializeResult:
     """The live drift baselines of the configured embedding version, one per modality (DuckDB
     ``drift_baselines``): centroid, per-dimension mean and variance, norm and tokens-per-item
     quantiles and a fixed random sample of pooled vectors. Materialised on purpose only (``mmrag
     baseline``, ``drift_baseline_job``); every set or rotation is logged with who, when and why."""
-    from mmrag_assets.lib.catalog import Catalog
-    from mmrag_assets.lib.index import table as lx
-    from mmrag_assets.lib.index.embedding import get_embedder, version_key_for
     from mmrag_assets.lib.quality.monitor import set_baselines
 
-    cfg = mmrag.config()
-    vk = version_key_for(cfg.model)
-    tbl = lx.open_table(cfg, vk, cfg.model.dim, create=False)
+    cfg = mmrag.cfg
+    vk = embedder.version_key
+    tbl = lance.table(create=False)
     user = config.requested_by.strip() or getpass.getuser()
     reason = config.reason.strip() or "(no reason given)"
-    embedder = get_embedder(cfg.model, cfg.models_dir) if cfg.checks.probe_queries else None
     rows = set_baselines(
         cfg,
-        Catalog(cfg.catalog_path),
+        catalog.catalog,
         tbl,
         vk,
         user=user,
         reason=reason,
         run_id=context.run.run_id,
-        embedder=embedder,
+        embedder=embedder.embedder if cfg.checks.probe_queries else None,
     )
     context.log.info(f"drift baselines of {vk} set by {user}: {reason}")
     return dg.MaterializeResult(
         metadata={
             "version_key": vk,
-            "table_version": int(tbl.version),
+            "table_version": text(int(tbl.version)),
             "set_by": user,
             "reason": reason,
             "baselines": dg.MetadataValue.json(rows),

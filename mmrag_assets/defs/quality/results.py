@@ -1,11 +1,8 @@
 """The latest result of every asset check, read from the Dagster instance (``mmrag checks``).
 
-For a check partitioned by document, "the latest result" is the latest result of each current
-document taken together: the check passes when every document's latest result passed, and the
-entry shows the most recent failing document's result (its metadata names the rows), with all
-failing documents listed in ``failing_partitions``. An unpartitioned check shows its latest
-completed evaluation. Severity is ``OK`` for a pass, ``WARN``/``ERROR`` for a failure, ``None``
-when the check never ran.
+Each check shows its latest completed evaluation; severity is ``OK`` for a pass, ``WARN``/``ERROR``
+for a failure, ``None`` when the check never ran. Which documents a failing contract holds back
+right now is the catalog's ``document_checks`` table (``Catalog.failing_checks``).
 """
 
 from __future__ import annotations
@@ -16,7 +13,6 @@ from typing import Any
 
 import dagster as dg
 
-HISTORY_LIMIT = 10_000  # completed evaluations scanned per partitioned check
 _DATA_URI = re.compile(r"\(data:image/[a-z]+;base64,[A-Za-z0-9+/=]+\)")
 
 
@@ -53,6 +49,7 @@ def _entry(key: dg.AssetCheckKey, blocking: bool, record) -> dict[str, Any]:
         "check": key.name,
         "passed": bool(ev.passed),
         "severity": "OK" if ev.passed else ev.severity.value,
+        "description": ev.description,
         "metadata": metadata_to_json(dict(ev.metadata)),
         "blocking": blocking,
         "partition": record.partition,
@@ -61,39 +58,18 @@ def _entry(key: dg.AssetCheckKey, blocking: bool, record) -> dict[str, Any]:
     }
 
 
-def latest_check_results(
-    instance: dg.DagsterInstance, overrides: list[str] | None = None
-) -> list[dict[str, Any]]:
-    """One entry per asset check defined in mmrag, sorted by asset and check name."""
+def latest_check_results(instance: dg.DagsterInstance, defs: dg.Definitions) -> list[dict[str, Any]]:
+    """One entry per asset check of ``defs``, sorted by asset and check name."""
     from dagster._core.storage.asset_check_execution_record import (
         COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES,
     )
 
-    from mmrag_assets.definitions import build_definitions
-
-    graph = build_definitions(overrides).resolve_asset_graph()
+    graph = defs.resolve_asset_graph()
     storage = instance.event_log_storage
     out = []
     for key in sorted(graph.asset_check_keys, key=lambda k: (k.asset_key.to_user_string(), k.name)):
-        node = graph.get(key)
-        if node.partitions_def is None:
-            history = storage.get_asset_check_execution_history(
-                key, limit=1, status=COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
-            )
-            out.append(_entry(key, node.blocking, history[0] if history else None))
-            continue
-        current = set(node.partitions_def.get_partition_keys(dynamic_partitions_store=instance))
-        latest: dict[str, Any] = {}  # partition -> newest completed record
-        for rec in storage.get_asset_check_execution_history(
-            key, limit=HISTORY_LIMIT, status=COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
-        ):
-            if rec.partition in current and rec.partition not in latest:
-                latest[rec.partition] = rec
-        failing = [r for r in latest.values() if not r.evaluation.passed]  # newest first
-        shown = failing[0] if failing else max(latest.values(), key=lambda r: r.id, default=None)
-        entry = _entry(key, node.blocking, shown)
-        entry["passed"] = None if shown is None else not failing
-        entry["failing_partitions"] = sorted(r.partition for r in failing)
-        entry["partitions_checked"] = len(latest)
-        out.append(entry)
+        history = storage.get_asset_check_execution_history(
+            key, limit=1, status=COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
+        )
+        out.append(_entry(key, graph.get(key).blocking, history[0] if history else None))
     return out

@@ -5,21 +5,22 @@ import time
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from mmrag_assets.defs.ingest.assets import config_metadata
-from mmrag_assets.lib.catalog import Catalog
-from mmrag_assets.lib.search.searcher import get_searcher, read_queries
-from mmrag_assets.resources.mmrag import MmragResource
+from mmrag_assets.defs.shared import WRITER, config_metadata, text
+from mmrag_assets.lib.search.searcher import read_queries
+from mmrag_assets.resources import CatalogResource, MmragConfigResource, SearcherResource
 
 
-@dg.asset(deps=["search_index"], group_name="search", kinds={"duckdb"})
-def search_results(context: AssetExecutionContext, mmrag: MmragResource) -> dg.MaterializeResult:
+@dg.asset(deps=["search_index"], group_name="search", kinds={"duckdb"}, pool=WRITER)
+def search_results(
+    context: AssetExecutionContext, mmrag: MmragConfigResource, catalog: CatalogResource, searcher: SearcherResource
+) -> dg.MaterializeResult:
     """Ranked results of every query in ``search.queries_file`` (one query a line, or JSON Lines
     with a ``query`` field), replaced in the DuckDB table ``search_results`` on each run."""
-    cfg = mmrag.config()
+    cfg = mmrag.cfg
     if not cfg.search.queries_file:
         raise dg.Failure("search.queries_file is not set: pass search.queries_file=PATH as an override")
     queries = read_queries(cfg.search.queries_file)
-    searcher = get_searcher(cfg)
+    searcher = searcher.searcher
     rows, errors, latencies = [], [], []
     run_id = context.run.run_id
     for qid, q in queries:
@@ -31,7 +32,7 @@ def search_results(context: AssetExecutionContext, mmrag: MmragResource) -> dg.M
             continue
         latencies.append((time.perf_counter() - t) * 1000)
         rows += [{"run_id": run_id, "qid": qid, "query": q, **r.public()} for r in resp.results]
-    Catalog(cfg.catalog_path).replace_search_results(rows)
+    catalog.catalog.replace_search_results(rows)
     for e in errors:
         context.log.warning(f"query {e['qid']} failed: {e['error']}")
     latencies.sort()
@@ -42,7 +43,7 @@ def search_results(context: AssetExecutionContext, mmrag: MmragResource) -> dg.M
             "results": len(rows),
             "p50_ms": round(latencies[len(latencies) // 2], 2) if latencies else 0.0,
             "index_table": searcher.table.name,
-            "index_version": searcher.meta["table_version"],
+            "index_version": text(searcher.meta["table_version"]),
             **config_metadata(cfg),
         }
     )

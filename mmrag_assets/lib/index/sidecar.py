@@ -43,9 +43,17 @@ def read_meta(d: Path) -> dict[str, Any]:
     return json.loads((d / "meta.json").read_text())
 
 
-def build_sidecar(cfg: MmragConfig, tbl, embedder, *, force: bool = False) -> dict[str, Any]:
+def build_sidecar(
+    cfg: MmragConfig, tbl, embedder, *, allowed_doc_ids: set[str] | None = None, force: bool = False
+) -> dict[str, Any]:
     """Refresh the table's full-text and scalar indexes, then (re)build the sidecar for the
-    resulting table version; a no-op (nothing written, version unchanged) when up to date."""
+    resulting table version from the rows of ``allowed_doc_ids`` only (the documents whose blocking
+    checks passed; None: every row); a no-op (nothing written, version unchanged) when up to date."""
+    import hashlib
+
+    allowed_key = (
+        hashlib.sha256("\n".join(sorted(allowed_doc_ids)).encode()).hexdigest()[:16] if allowed_doc_ids is not None else "all"
+    )
     from mmrag_assets.lib.index.first_stage import build_first_stage
     from mmrag_assets.lib.index.table import ensure_table_indexes
     from mmrag_assets.lib.index.vecstore import VecStore
@@ -54,18 +62,22 @@ def build_sidecar(cfg: MmragConfig, tbl, embedder, *, force: bool = False) -> di
     cur = current_dir(cfg, tbl.name)
     if cur is not None and not force:
         meta = read_meta(cur)
-        if meta["table_version"] == int(tbl.version) and set(strategies) <= set(meta["strategies"]):
+        if (
+            meta["table_version"] == int(tbl.version)
+            and set(strategies) <= set(meta["strategies"])
+            and meta.get("allowed") == allowed_key
+        ):
             return {**meta, "rebuilt": False}
     t0 = time.perf_counter()
     ensure_table_indexes(tbl)  # moves the table version: the sidecar records the version after it
     version = int(tbl.version)
     root = sidecar_root(cfg, tbl.name)
-    out = root / f"v{version}"
+    out = root / f"v{version}-{allowed_key}"  # a new directory per published state: readers keep theirs
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     meta_cols: dict[str, list] = {c: [] for c in META_COLUMNS}
     with VecStore.writer(out / "store", dim=embedder.dim) as w:
-        for batch in _sorted_batches(tbl):
+        for batch in _sorted_batches(tbl, allowed_doc_ids):
             vec = batch.column("vector")
             flat = vec.values.values.to_numpy(zero_copy_only=False).reshape(-1, embedder.dim)  # (sum n, dim) f16
             offs = vec.offsets.to_numpy()
@@ -88,6 +100,7 @@ def build_sidecar(cfg: MmragConfig, tbl, embedder, *, force: bool = False) -> di
         "table": tbl.name, "table_version": version, "items": store.n_items, "vectors": store.n_vectors,
         "dim": embedder.dim, "version_key": embedder.version_key, "strategies": sorted(built),
         "build": built, "seconds": round(time.perf_counter() - t0, 2), "built_at": time.time(),
+        "allowed": allowed_key, "documents": len({*meta_cols["doc_id"]}),
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
     tmp = root / "CURRENT.tmp"
@@ -99,11 +112,15 @@ def build_sidecar(cfg: MmragConfig, tbl, embedder, *, force: bool = False) -> di
     return {**meta, "rebuilt": True}
 
 
-def _sorted_batches(tbl, batch_rows: int = 256):
-    """Rows of the table ordered by item id, as record batches of bounded size."""
+def _sorted_batches(tbl, allowed_doc_ids: set[str] | None = None, batch_rows: int = 256):
+    """Rows of the table (of the allowed documents) ordered by item id, as record batches of bounded size."""
     ds = tbl.to_lance()
-    ids = np.array(ds.to_table(columns=["item_id"]).column("item_id").to_pylist(), dtype=object)
+    head = ds.to_table(columns=["item_id", "doc_id"])
+    ids = np.array(head.column("item_id").to_pylist(), dtype=object)
     order = np.argsort(ids, kind="stable")
+    if allowed_doc_ids is not None:
+        docs = np.array(head.column("doc_id").to_pylist(), dtype=object)
+        order = order[np.isin(docs[order], list(allowed_doc_ids))]
     cols = [*META_COLUMNS, "vector"]
     for i in range(0, len(order), batch_rows):
         t = ds.take(order[i : i + batch_rows].tolist(), columns=cols)

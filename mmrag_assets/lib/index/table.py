@@ -78,38 +78,51 @@ class EmbedOutcome:
     bytes_written: int = 0
 
 
-def document_items(catalog, doc_id: str) -> list[dict[str, Any]]:
-    """The retrievable items of one document, from the catalog: pages/images and transcript windows."""
-    doc = catalog.document(doc_id)
-    if doc is None or doc["status"] == "quarantined":
-        return []
-    pages = catalog.query(
-        "SELECT item_id, page, modality, image_path, thumb_path, text FROM pages WHERE doc_id = ? ORDER BY page",
-        [doc_id],
-    )
-    segs = catalog.query(
-        "SELECT item_id, start_s, end_s, text FROM segments WHERE doc_id = ? ORDER BY start_s", [doc_id]
-    )
-    common = {"doc_id": doc_id, "source": doc["source"], "ingest_fp": doc["fingerprint"]}
-    items = [
-        {**common, **p, "start_s": None, "end_s": None} for p in pages
-    ] + [
-        {**common, **s, "modality": "segment", "page": None, "image_path": None, "thumb_path": None} for s in segs
-    ]
-    return items
+def documents_items(catalog, doc_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """The retrievable items (pages/images and transcript windows) of many documents, in 3 queries."""
+    if not doc_ids:
+        return {}
+    docs = {
+        d["doc_id"]: d
+        for d in catalog.query(
+            "SELECT doc_id, source, fingerprint FROM documents "
+            "WHERE status <> 'quarantined' AND doc_id IN (SELECT unnest(?))",
+            [list(doc_ids)],
+        )
+    }
+    out: dict[str, list[dict[str, Any]]] = {d: [] for d in docs}
+    for p in catalog.query(
+        "SELECT item_id, doc_id, page, modality, image_path, thumb_path, text FROM pages "
+        "WHERE doc_id IN (SELECT unnest(?)) ORDER BY doc_id, page",
+        [list(docs)],
+    ):
+        d = docs[p["doc_id"]]
+        out[p["doc_id"]].append({**p, "source": d["source"], "ingest_fp": d["fingerprint"], "start_s": None, "end_s": None})
+    for sg in catalog.query(
+        "SELECT item_id, doc_id, start_s, end_s, text FROM segments "
+        "WHERE doc_id IN (SELECT unnest(?)) ORDER BY doc_id, start_s",
+        [list(docs)],
+    ):
+        d = docs[sg["doc_id"]]
+        out[sg["doc_id"]].append(
+            {**sg, "source": d["source"], "ingest_fp": d["fingerprint"], "modality": "segment", "page": None,
+             "image_path": None, "thumb_path": None}
+        )
+    return out
 
 
-def plan_document(catalog, tbl, embedder, doc_id: str) -> tuple[list[dict[str, Any]], bool]:
-    """The embeddable items of a document, and whether the table already holds exactly them."""
-    items = [it for it in document_items(catalog, doc_id) if embeddable(it, embedder)]
-    unchanged = existing_state(tbl, doc_id) == {it["item_id"]: it["ingest_fp"] for it in items}
-    return items, unchanged
-
-
-def existing_state(tbl, doc_id: str) -> dict[str, str]:
-    """item_id -> ingest fingerprint for the rows of one document already in the table."""
-    rows = tbl.search().where(f"doc_id = '{_hex(doc_id)}'").select(["item_id", "ingest_fp"]).limit(None).to_list()
-    return {r["item_id"]: r["ingest_fp"] for r in rows}
+def table_state(tbl, shards: set[str] | None = None) -> dict[str, dict[str, str]]:
+    """doc_id -> {item_id: ingest fingerprint} of the rows in the table (of some shards), one scan."""
+    q = tbl.search().select(["doc_id", "item_id", "ingest_fp"]).limit(None)
+    if shards is not None:
+        q = q.where(" OR ".join(f"doc_id LIKE '{_hex(s)}%'" for s in sorted(shards)) or "false")
+    t = q.to_arrow()
+    out: dict[str, dict[str, str]] = {}
+    for d, i, f in zip(
+        t.column("doc_id").to_pylist(), t.column("item_id").to_pylist(), t.column("ingest_fp").to_pylist(), strict=True
+    ):
+        out.setdefault(d, {})[i] = f
+    return out
 
 
 def embeddable(item: dict[str, Any], embedder) -> bool:
@@ -133,7 +146,12 @@ def embed_items(embedder, items: list[dict[str, Any]], storage_root: Path) -> li
     return vecs
 
 
-def upsert_document(tbl, doc_id: str, items: list[dict[str, Any]], vecs: list[np.ndarray | None], dim: int) -> EmbedOutcome:
+def upsert_documents(
+    tbl, doc_ids: list[str], items: list[dict[str, Any]], vecs: list[np.ndarray | None], dim: int
+) -> EmbedOutcome:
+    """Make the table hold exactly ``items`` for the documents ``doc_ids``, in one commit: rows are
+    upserted by item id, rows of those documents not among ``items`` are deleted. Items without
+    vectors are skipped; NaN/inf or wrong-dim vectors become quarantine records instead of rows."""
     out = EmbedOutcome()
     rows = []
     for it, v in zip(items, vecs, strict=True):
@@ -143,30 +161,34 @@ def upsert_document(tbl, doc_id: str, items: list[dict[str, Any]], vecs: list[np
         if not np.isfinite(v).all():
             bad = int((~np.isfinite(v)).any(axis=1).sum())
             out.quarantined.append(
-                {"source": it["source"], "stage": "embed", "reason": f"item {it['item_id']}: {bad} of {len(v)} token vectors are NaN or infinite"}
+                {"source": it["source"], "doc_id": it["doc_id"], "stage": "embed",
+                 "reason": f"item {it['item_id']}: {bad} of {len(v)} token vectors are NaN or infinite"}
             )
             continue
         if v.shape[1] != dim:
             out.quarantined.append(
-                {"source": it["source"], "stage": "embed", "reason": f"item {it['item_id']}: vector dim {v.shape[1]} != model dim {dim}"}
+                {"source": it["source"], "doc_id": it["doc_id"], "stage": "embed",
+                 "reason": f"item {it['item_id']}: vector dim {v.shape[1]} != model dim {dim}"}
             )
             continue
         v16 = v.astype(np.float16)
         out.tokens.append(len(v16))
         out.bytes_written += v16.nbytes
         rows.append({**{k: it.get(k) for k in schema(dim).names if k not in ("vector", "n_tokens")}, "n_tokens": len(v16), "vector": v16})
-    before = tbl.count_rows(f"doc_id = '{_hex(doc_id)}'")
+    if not doc_ids:
+        return out
+    where = f"doc_id IN ({', '.join(repr(_hex(d)) for d in doc_ids)})"
+    before = tbl.count_rows(where)
     if rows:
-        data = _to_arrow(rows, dim)
         (
             tbl.merge_insert("item_id")
             .when_matched_update_all()
             .when_not_matched_insert_all()
-            .when_not_matched_by_source_delete(f"doc_id = '{_hex(doc_id)}'")
-            .execute(data)
+            .when_not_matched_by_source_delete(where)
+            .execute(_to_arrow(rows, dim))
         )
     elif before:
-        tbl.delete(f"doc_id = '{_hex(doc_id)}'")
+        tbl.delete(where)
     out.written = len(rows)
     out.deleted = max(0, before - len(rows))
     return out

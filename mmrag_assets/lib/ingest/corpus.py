@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 from mmrag_assets.config import MmragConfig
-from mmrag_assets.errors import NotFound
 from mmrag_assets.lib.catalog import Catalog
 from mmrag_assets.lib.ingest.manifest import FileEntry, cache_of, documents, scan_corpus
 
@@ -45,32 +45,93 @@ def record_scan(catalog: Catalog, result: ScanResult) -> None:
     )
 
 
-def locate(cfg: MmragConfig, catalog: Catalog, doc_id: str) -> FileEntry:
-    """The file holding document ``doc_id``: from the manifest if still valid, else by rescanning."""
-    row = catalog.manifest_entry(doc_id)
-    if row is not None:
-        p = cfg.corpus_root / row["source"]
+UNREFERENCED_MARKER = ".unreferenced"  # written when a page folder is first found unreferenced
+SHARD_KEYS = tuple("0123456789abcdef")  # a document's shard is the first hex digit of its content key
+
+
+def shard_of(doc_id: str) -> str:
+    return doc_id[0]
+
+
+@dataclass
+class IngestPlan:
+    """What one ingest step over some shards has to do, from the manifest and the catalog."""
+
+    todo: list[FileEntry]  # new content, or rows made with other settings
+    renamed: list[FileEntry]  # same content and settings under a new name: only the source changes
+    unchanged: int
+    changed_on_disk: list[FileEntry]  # files modified since the manifest: the next run picks them up
+
+
+def plan_ingest(cfg: MmragConfig, catalog: Catalog, shards: set[str] | None = None) -> IngestPlan:
+    """Split the manifest's documents in ``shards`` (all when None) by what ingestion must do."""
+    from mmrag_assets.lib.ingest.document import fingerprint
+
+    rows = catalog.query(
+        "SELECT source, size, mtime_ns, kind, sha256, doc_id FROM manifest WHERE status = 'ok' ORDER BY source"
+    )
+    have = {r["doc_id"]: r for r in catalog.query("SELECT doc_id, source, sha256, fingerprint FROM documents")}
+    plan = IngestPlan([], [], 0, [])
+    for r in rows:
+        if shards is not None and shard_of(r["doc_id"]) not in shards:
+            continue
+        e = FileEntry(r["source"], r["size"], r["mtime_ns"], r["kind"], "ok", None, r["sha256"])
         try:
-            st = p.stat()
-            if st.st_size == row["size"] and st.st_mtime_ns == row["mtime_ns"]:
-                return FileEntry(row["source"], row["size"], row["mtime_ns"], row["kind"], "ok", None, row["sha256"])
+            st = (cfg.corpus_root / e.source).stat()
+            moved = st.st_size != e.size or st.st_mtime_ns != e.mtime_ns
         except OSError:
-            pass
-    result = scan(cfg, catalog)
-    if doc_id not in result.docs:
-        raise NotFound(f"document {doc_id} is no longer in the corpus at {cfg.corpus_root}")
-    return result.docs[doc_id]
+            moved = True
+        if moved:
+            plan.changed_on_disk.append(e)
+            continue
+        old = have.get(r["doc_id"])
+        if old is None or old["sha256"] != e.sha256 or old["fingerprint"] != fingerprint(cfg, e.kind):
+            plan.todo.append(e)
+        elif old["source"] != e.source:
+            plan.renamed.append(e)
+        else:
+            plan.unchanged += 1
+    return plan
 
 
 def purge_documents(cfg: MmragConfig, catalog: Catalog, doc_ids: set[str] | list[str]) -> int:
-    """Remove every trace of documents that left the corpus (catalog rows, images, index rows)."""
+    """Remove the catalog and index rows of documents that left the corpus. Their page images stay
+    until the next published version no longer references them (``gc_pages``)."""
     doc_ids = sorted(doc_ids)
     if not doc_ids:
         return 0
     n = catalog.delete_documents(doc_ids)
-    for d in doc_ids:
-        shutil.rmtree(cfg.pages_dir / d, ignore_errors=True)
     from mmrag_assets.lib.index.table import delete_documents
 
     delete_documents(cfg, doc_ids)
     return n
+
+
+def gc_pages(cfg: MmragConfig, catalog: Catalog, referenced: set[str], grace_s: float) -> list[str]:
+    """Delete rendered page folders (``pages/<doc>/<fingerprint>/``) that neither a catalog row nor a
+    live index version references, ``grace_s`` after they were first found unreferenced (a marker
+    file records when), so a reader still on the previous version keeps its images; returns what
+    was removed."""
+    import time
+
+    if not cfg.pages_dir.is_dir():
+        return []
+    keep = set(referenced)
+    for r in catalog.query("SELECT DISTINCT image_path FROM pages"):
+        keep.add(Path(r["image_path"]).parent.as_posix())
+    removed = []
+    now = time.time()
+    for doc_dir in [d for d in cfg.pages_dir.iterdir() if d.is_dir()]:
+        for d in [x for x in doc_dir.iterdir() if x.is_dir()]:
+            rel = d.relative_to(cfg.storage_root).as_posix()
+            marker = d / UNREFERENCED_MARKER
+            if rel in keep:
+                marker.unlink(missing_ok=True)
+            elif not marker.exists():
+                marker.write_text(str(now))
+            elif now - marker.stat().st_mtime >= grace_s:
+                shutil.rmtree(d, ignore_errors=True)
+                removed.append(rel)
+        if not any(doc_dir.iterdir()):
+            doc_dir.rmdir()
+    return removed

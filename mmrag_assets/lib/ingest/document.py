@@ -48,8 +48,9 @@ def segment_id(doc_id: str, start_s: float, end_s: float) -> str:
 def ingest_document(cfg: MmragConfig, *, source: str, doc_id: str, kind: str, sha256: str, size: int) -> DocResult:
     t0 = time.perf_counter()
     path = cfg.corpus_root / source
-    out_dir = cfg.pages_dir / doc_id
-    shutil.rmtree(out_dir, ignore_errors=True)  # a re-ingest (new DPI, changed file) replaces old images
+    # one folder per (content, settings): a re-render never overwrites images a live version serves
+    out_dir = cfg.pages_dir / doc_id / fingerprint(cfg, kind)
+    shutil.rmtree(out_dir, ignore_errors=True)  # leftovers of an interrupted attempt
     res = DocResult(
         doc={
             "doc_id": doc_id, "source": source, "kind": kind, "sha256": sha256, "size": size,

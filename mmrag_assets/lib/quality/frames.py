@@ -36,19 +36,19 @@ def contract_params(cfg: MmragConfig) -> ContractParams:
     return ContractParams.from_mapping(dataclasses.asdict(cfg.checks.contracts), dim=cfg.model.dim)
 
 
-def catalog_frame(catalog: Catalog, table: str, doc_id: str | None = None) -> pd.DataFrame:
-    """Rows of a catalog table as its suite expects them (``SOURCE_SQL`` joins), one document or all."""
+def catalog_frame(catalog: Catalog, table: str, doc_ids: Sequence[str] | None = None) -> pd.DataFrame:
+    """Rows of a catalog table as its suite expects them (``SOURCE_SQL`` joins), of some documents or all."""
     from data_contracts.runner import suite_module
 
     sql = f"SELECT * FROM ({suite_module(table).SOURCE_SQL}) AS t"
     params: list[Any] = []
-    if doc_id is not None:
-        sql, params = sql + " WHERE doc_id = ?", [doc_id]
+    if doc_ids is not None:
+        sql, params = sql + " WHERE doc_id IN (SELECT unnest(?))", [list(doc_ids)]
     with catalog.connect(read_only=True) as con:
         return con.execute(sql + " ORDER BY 1", params).df()
 
 
-def embeddings_frame(tbl, doc_id: str | None = None) -> pd.DataFrame:
+def embeddings_frame(tbl, doc_ids: Sequence[str] | None = None) -> pd.DataFrame:
     """One row per embedded item with ``n_tokens``/``dim``/``n_nonfinite`` measured on the multivector."""
     import pandas as pd
 
@@ -57,7 +57,9 @@ def embeddings_frame(tbl, doc_id: str | None = None) -> pd.DataFrame:
 
     cols = ["item_id", "doc_id", "source", "modality", "page", "start_s", "end_s", "text", "vector"]
     ds = tbl.to_lance()
-    filt = f"doc_id = '{_hex(doc_id)}'" if doc_id is not None else None
+    filt = f"doc_id IN ({', '.join(repr(_hex(d)) for d in doc_ids)})" if doc_ids is not None else None
+    if doc_ids is not None and not doc_ids:
+        filt = "false"
     frames = []
     for batch in ds.to_batches(columns=cols, filter=filt, batch_size=64):
         vec = batch.column("vector")

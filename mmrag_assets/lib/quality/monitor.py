@@ -131,6 +131,11 @@ class ModalityDrift:
     notes: list[str] = field(default_factory=list)
     plot_path: Path | None = None
 
+    @property
+    def assessed(self) -> bool:
+        """Some scope was compared on enough items (else the severity OK means "not assessed")."""
+        return any(not r.report.insufficient_data for r in self.scopes)
+
     def worst(self) -> ScopeResult | None:
         return max(self.scopes, key=lambda r: (RANK[r.report.severity], r.scope == "new"), default=None)
 
@@ -146,6 +151,10 @@ class DriftOutcome:
     @property
     def passed(self) -> bool:
         return self.severity == "OK"
+
+    @property
+    def assessed(self) -> bool:
+        return any(md.assessed for md in self.modalities.values())
 
 
 def evaluate_drift(

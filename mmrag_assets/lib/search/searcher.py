@@ -96,12 +96,12 @@ class Searcher:
         import pyarrow.parquet as pq
 
         from mmrag_assets.lib.index import table as lx
-        from mmrag_assets.lib.index.embedding import get_embedder
+        from mmrag_assets.lib.index.embedding import load_embedder
         from mmrag_assets.lib.index.sidecar import current_dir, read_meta
         from mmrag_assets.lib.index.vecstore import VecStore
 
         self.cfg = cfg
-        self.embedder = get_embedder(cfg.model, cfg.models_dir)
+        self.embedder = load_embedder(cfg.model, cfg.models_dir)
         self.table = lx.open_table(cfg, self.embedder.version_key, self.embedder.dim, create=False)
         d = current_dir(cfg, self.table.name)
         if d is None:
@@ -327,9 +327,11 @@ _SEARCHERS_LOCK = threading.Lock()
 
 def get_searcher(cfg: MmragConfig) -> Searcher:
     """One searcher per (storage, model, sidecar version) per process."""
+    import dataclasses
+
     from mmrag_assets.lib.index.sidecar import current_dir
 
-    key = (cfg.storage.root, cfg.model.name, cfg.model.arch, cfg.model.model_id, cfg.model.pool_factor)
+    key = (cfg.storage.root, dataclasses.astuple(cfg.model))  # the model's whole identity, dim and path included
     with _SEARCHERS_LOCK:
         s = _SEARCHERS.get(key)
         if s is None or s.dir != current_dir(cfg, s.table.name):

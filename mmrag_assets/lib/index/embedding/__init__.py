@@ -1,4 +1,4 @@
-"""Multivector embedders: one entry point, ``get_embedder(cfg.model, cfg.models_dir)``.
+"""Multivector embedders: one entry point, ``load_embedder(cfg.model, cfg.models_dir)``.
 
 - ``lite``: wordllama static token embeddings, text only, CPU, bundled (``lite.py``).
 - ``colqwen2_5`` / ``colpali`` / ``colsmol``: colpali-engine visual retrievers (``visual.py``).
@@ -6,14 +6,11 @@
   ``models_dir/tiny-<arch>`` (``tiny.py``) and loaded through the same ``from_pretrained`` path
   as real weights; its ``version_key`` keeps the tiny config's model id and revision.
 
-Embedders are cached per process: asking twice for the same settings returns the same object.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,10 +20,8 @@ from mmrag_assets.lib.index.embedding.base import Embedder, EmbedStats, make_ver
 if TYPE_CHECKING:
     from mmrag_assets.config import ModelConfig
 
-__all__ = ["EmbedStats", "Embedder", "get_embedder", "make_version_key", "run_batches", "tiny_model_dir"]
+__all__ = ["EmbedStats", "Embedder", "load_embedder", "make_version_key", "run_batches", "tiny_model_dir"]
 
-_LOCK = threading.Lock()
-_EMBEDDERS: dict[tuple[object, ...], Embedder] = {}
 
 
 def tiny_model_dir(models_dir: Path, arch: str) -> Path:
@@ -79,22 +74,11 @@ def _build(cfg: ModelConfig, models_dir: Path) -> Embedder:
     )
 
 
-def get_embedder(cfg: ModelConfig, models_dir: Path) -> Embedder:
-    """The embedder for ``cfg`` (``MmragConfig.model``), created once per process."""
-    key = (*dataclasses.astuple(cfg), str(Path(models_dir).resolve()))
-    with _LOCK:
-        if key not in _EMBEDDERS:
-            _EMBEDDERS[key] = _build(cfg, Path(models_dir))
-        return _EMBEDDERS[key]
-
-
-def clear_embedders() -> None:
-    """Forget cached embedders (and the visual models they hold)."""
-    with _LOCK:
-        _EMBEDDERS.clear()
-    from mmrag_assets.lib.index.embedding import visual
-
-    visual.clear_cache()
+def load_embedder(cfg: ModelConfig, models_dir: Path) -> Embedder:
+    """A new embedder for ``cfg`` (``MmragConfig.model``). Callers hold it for as long as they need
+    it (a run's ``EmbedderResource``, a ``Searcher``); visual weights are shared per process by
+    ``visual.load_model`` (keyed by weights source, device and dtype)."""
+    return _build(cfg, Path(models_dir))
 
 
 def version_key_for(cfg: ModelConfig) -> str:

@@ -15,22 +15,11 @@ exists is used as it is: run ``mmrag index`` after the corpus changes.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from typing import Any
 
-from mmrag_assets.cli import command, json_flag
+from mmrag_assets.cli._app import command, emit, json_flag, say
 from mmrag_assets.config import MmragConfig, load_config
 from mmrag_assets.errors import ConfigError
-
-
-def _emit(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
-    sys.stdout.flush()
-
-
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def eval_flags(sp: argparse.ArgumentParser) -> None:
@@ -52,9 +41,9 @@ def eval_flags(sp: argparse.ArgumentParser) -> None:
 
 
 def _index(cfg: MmragConfig) -> Any:
-    from mmrag_assets.runner import index, stderr_progress
+    from mmrag_assets.launch import index
 
-    return index(cfg, progress=stderr_progress)
+    return index(cfg, say)
 
 
 @command(
@@ -77,12 +66,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from mmrag_assets.lib.evaluation.experiments import run_experiment
 
     cfg = load_config(args.overrides)
-    record = run_experiment(cfg, ensure_index=_index, progress=_say, by=args.by)
+    record = run_experiment(cfg, ensure_index=_index, progress=say, by=args.by)
     out = summary(record)
     if args.json:
-        _emit(out)
+        emit(out)
     else:
-        sys.stdout.write(json.dumps(out, indent=2, ensure_ascii=False, default=str) + "\n")
+        from mmrag_assets.lib.evaluation import report
+
+        print(report.text_table([record]))
+        print(report.channel_table([record]).replace("|:--|", "|---|"))
+        for line in report.summary_lines([record]):
+            print(line)
+        print(f"run {record['run_id']} (DuckDB table experiments; the whole record: --json)")
     return 0
 
 
@@ -91,10 +86,10 @@ def _multirun(args: argparse.Namespace) -> int:
     from mmrag_assets.lib.evaluation.evaluate import summary
     from mmrag_assets.lib.evaluation.experiments import run_grid
 
-    out = run_grid(args.overrides, ensure_index=_index, name=args.name, progress=_say, by=args.by)
+    out = run_grid(args.overrides, ensure_index=_index, name=args.name, progress=say, by=args.by)
     runs, failed = out.pop("runs"), out["failed"]
     if args.json:
-        _emit({**out, "runs": [summary(r) for r in runs]})
+        emit({**out, "runs": [summary(r) for r in runs]})
     else:
         if runs:
             print(report.text_table(runs))
@@ -120,8 +115,8 @@ def _calibrate(args: argparse.Namespace) -> int:
         raise ConfigError("thresholds apply to calibrated MaxSim scores: calibrate with search.reranker=maxsim")
     ct.check_name(args.calibrate, _conf_dir())
     query_set = load_query_set(cfg.eval.queries)
-    searcher = open_searcher(cfg, _index, _say)
-    scores = ct.collect_scores(cfg, searcher, query_set, progress=_say)
+    searcher = open_searcher(cfg, _index, say)
+    scores = ct.collect_scores(cfg, searcher, query_set, progress=say)
     proposal = ct.propose(scores, keep, cfg.search.thresholds)
     provenance = (
         f"From {query_set.path.name} (sha256 {query_set.sha256}, {len(query_set)} queries), model={cfg.model.name} "
@@ -134,7 +129,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         "queries": str(query_set.path),
     }
     if args.json:
-        _emit(out)
+        emit(out)
     else:
         for pair, p in proposal.items():
             what = (

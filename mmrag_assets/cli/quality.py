@@ -6,7 +6,7 @@ import argparse
 import getpass
 from typing import Any
 
-from mmrag_assets.cli import _cfg, _emit, command, json_flag
+from mmrag_assets.cli._app import command, config_of, emit, json_flag
 
 
 def reason_flag(sp: argparse.ArgumentParser) -> None:
@@ -18,16 +18,28 @@ def reason_flag(sp: argparse.ArgumentParser) -> None:
 
 @command("checks", "print the latest result of every asset check (contracts, drift, modality gap)", json_flag)
 def cmd_checks(args: argparse.Namespace) -> int:
+    from mmrag_assets.definitions import build_definitions
     from mmrag_assets.defs.quality.results import latest_check_results
-    from mmrag_assets.runner import open_instance
+    from mmrag_assets.launch import open_instance
+    from mmrag_assets.lib.catalog import Catalog
+    from mmrag_assets.lib.index.embedding import version_key_for
+    from mmrag_assets.lib.quality.gates import gate_keys
 
-    cfg = _cfg(args)
+    cfg = config_of(args)
     with open_instance(cfg) as instance:
-        checks = latest_check_results(instance, cfg.overrides)
+        checks = latest_check_results(instance, build_definitions(cfg.overrides))
+    held = [
+        {"source": r["source"], "doc_id": r["doc_id"], "check": r["check_name"], "detail": r["detail"], "run_id": r["run_id"]}
+        for r in Catalog(cfg.catalog_path).failing_checks(version_key_for(cfg.model), gate_keys(cfg))
+    ]
     if args.json:
-        _emit({"checks": checks})
+        emit({"checks": checks, "held_back": held})
     else:
         _print_checks(checks)
+        if held:
+            print(f"\n{len(held)} document(s) held back from the index by a failed blocking check:")
+            for h in held:
+                print(f"  {h['source']}: {h['check']}: {(h['detail'] or '').splitlines()[-1].strip()}")
     return 0
 
 
@@ -35,37 +47,24 @@ def cmd_checks(args: argparse.Namespace) -> int:
     "baseline", "set or rotate the embedding-drift baselines of the current index on purpose", reason_flag
 )
 def cmd_baseline(args: argparse.Namespace) -> int:
-    import dagster as dg
-
-    from mmrag_assets.definitions import ASSET_CHECKS, ASSETS
     from mmrag_assets.errors import MmragError
+    from mmrag_assets.launch import launch, open_instance
     from mmrag_assets.lib.catalog import Catalog
     from mmrag_assets.lib.index.embedding import version_key_for
     from mmrag_assets.lib.quality.baselines import baseline_log
-    from mmrag_assets.resources.mmrag import MmragResource
-    from mmrag_assets.runner import _quiet_run_config, open_instance
 
-    cfg = _cfg(args)
-    run_config = {
-        **_quiet_run_config(),
-        "ops": {"drift_baselines": {"config": {"reason": args.reason, "requested_by": getpass.getuser()}}},
-    }
+    cfg = config_of(args)
+    ops = {"drift_baselines": {"config": {"reason": args.reason, "requested_by": getpass.getuser()}}}
     with open_instance(cfg) as instance:  # through Dagster, so the UI shows who set it in the asset's history
-        result = dg.materialize(
-            [*ASSETS, *ASSET_CHECKS],
-            selection=["drift_baselines"],
-            instance=instance,
-            resources={"mmrag": MmragResource(overrides=list(cfg.overrides))},
-            run_config=run_config,
-            raise_on_error=False,
-        )
-    if not result.success:
-        raise MmragError(_failure_message(result))
+        out = launch(cfg, instance, "drift_baseline_job", run_config={"ops": ops}, verbose=args.verbose)
+    if not out.success:
+        raise MmragError(f"run {out.run_id} failed: {out.error}")
+    result_run_id = out.run_id
     vk = version_key_for(cfg.model)
-    rows = [r for r in baseline_log(Catalog(cfg.catalog_path), vk) if r["run_id"] == result.run_id]
+    rows = [r for r in baseline_log(Catalog(cfg.catalog_path), vk) if r["run_id"] == result_run_id]
     out = [_jsonable(r) for r in rows]
     if args.json:
-        _emit({"version_key": vk, "run_id": result.run_id, "baselines": out})
+        emit({"version_key": vk, "run_id": result_run_id, "baselines": out})
     else:
         for r in out:
             print(
@@ -73,18 +72,6 @@ def cmd_baseline(args: argparse.Namespace) -> int:
                 f"by {r['user_name']} at {r['logged_at']} UTC ({r['reason']})"
             )
     return 0
-
-
-def _failure_message(result) -> str:
-    """The innermost cause of the first failed step: mmrag's own message, not Dagster's wrapper."""
-    for e in result.all_events:
-        if e.is_step_failure and e.event_specific_data and e.event_specific_data.error:
-            err = e.event_specific_data.error
-            while err.cause is not None:
-                err = err.cause
-            head, _, rest = err.message.strip().partition(": ")
-            return rest if rest and head.endswith(err.cls_name or "\0") else err.message.strip()
-    return f"Dagster run {result.run_id} failed: see the run log"
 
 
 def _jsonable(r: dict[str, Any]) -> dict[str, Any]:
@@ -108,7 +95,7 @@ def _print_checks(checks: list[dict[str, Any]]) -> None:
             detail = f"{len(c['failing_partitions'])} failing partition(s): {', '.join(c['failing_partitions'][:3])}"
         elif c["passed"] is False:
             m = c["metadata"]
-            detail = str(m.get("failed_checks") or m.get("severity") or m.get("notes") or "")[:80]
+            detail = str(c.get("description") or m.get("failed_checks") or m.get("notes") or "")[:100]
         print(
             f"{c['asset']:<{w_asset}}  {c['check']:<{w_check}}  {result:<7}  {c['severity'] or '-'!s:<8}  {when:<19}  {detail}"
         )

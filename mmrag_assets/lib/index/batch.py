@@ -1,0 +1,106 @@
+"""Embedding many documents at once: plan from the catalog and the table, embed in chunks, write in
+one commit per chunk. One document's failure is isolated: a chunk that fails is retried document
+by document, and only the failing document is recorded as failed."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmrag_assets.lib.index import table as lx
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EmbedPlan:
+    todo: dict[str, list[dict[str, Any]]]  # doc_id -> embeddable items whose rows are missing or stale
+    unchanged: list[str]  # documents whose rows already match their items
+    held: dict[str, str]  # doc_id -> why it is not embedded (a failed blocking check upstream)
+
+
+@dataclass
+class EmbedRun:
+    written: int = 0
+    deleted: int = 0
+    tokens: list[int] = field(default_factory=list)
+    bytes_written: int = 0
+    quarantined: list[dict[str, Any]] = field(default_factory=list)  # per item: NaN/inf, wrong dim
+    failed: dict[str, str] = field(default_factory=dict)  # doc_id -> error (the document was not written)
+    embedded_docs: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def plan_embeddings(catalog, tbl, embedder, doc_ids: list[str], held: dict[str, str]) -> EmbedPlan:
+    """Which of ``doc_ids`` need (re-)embedding; ``held`` documents are skipped on purpose."""
+    shards = {d[0] for d in doc_ids}
+    state = lx.table_state(tbl, shards)
+    items = lx.documents_items(catalog, [d for d in doc_ids if d not in held])
+    plan = EmbedPlan({}, [], dict(held))
+    for doc_id, its in items.items():
+        its = [it for it in its if lx.embeddable(it, embedder)]
+        if state.get(doc_id, {}) == {it["item_id"]: it["ingest_fp"] for it in its}:
+            plan.unchanged.append(doc_id)
+        else:
+            plan.todo[doc_id] = its
+    return plan
+
+
+def embed_and_write(
+    tbl,
+    embedder,
+    todo: dict[str, list[dict[str, Any]]],
+    storage_root: Path,
+    *,
+    chunk_items: int = 512,
+    progress: Callable[[str], None] | None = None,
+) -> EmbedRun:
+    """Embed the planned documents in chunks of about ``chunk_items`` items, one table commit each."""
+    out = EmbedRun()
+    t0 = time.perf_counter()
+    docs = sorted(todo)
+    chunks: list[list[str]] = [[]]
+    n = 0
+    for d in docs:
+        if chunks[-1] and n + len(todo[d]) > chunk_items:
+            chunks.append([])
+            n = 0
+        chunks[-1].append(d)
+        n += len(todo[d])
+    done_items = 0
+    total = sum(len(v) for v in todo.values())
+    for chunk in [c for c in chunks if c]:
+        try:
+            _write(tbl, embedder, chunk, todo, storage_root, out)
+        except Exception as e:  # noqa: BLE001 - isolate the failing document, keep the others
+            log.warning("embedding a chunk of %d documents failed (%s): retrying one by one", len(chunk), e)
+            for d in chunk:
+                try:
+                    _write(tbl, embedder, [d], todo, storage_root, out)
+                except Exception as e1:  # noqa: BLE001
+                    out.failed[d] = f"{type(e1).__name__}: {e1}"
+        done_items += sum(len(todo[d]) for d in chunk)
+        if progress:
+            rate = done_items / max(time.perf_counter() - t0, 1e-9)
+            eta = (total - done_items) / rate if rate else 0.0
+            progress(f"embedded {done_items}/{total} items ({rate:.1f} items/s, ETA {eta:.0f} s)")
+    out.seconds = time.perf_counter() - t0
+    return out
+
+
+def _write(tbl, embedder, doc_ids: list[str], todo, storage_root: Path, out: EmbedRun) -> None:
+    items = [it for d in doc_ids for it in todo[d]]
+    vecs: list[np.ndarray | None] = lx.embed_items(embedder, items, storage_root) if items else []
+    res = lx.upsert_documents(tbl, doc_ids, items, vecs, embedder.dim)
+    out.written += res.written
+    out.deleted += res.deleted
+    out.tokens += res.tokens
+    out.bytes_written += res.bytes_written
+    out.quarantined += res.quarantined
+    out.embedded_docs += doc_ids
