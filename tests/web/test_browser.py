@@ -169,7 +169,7 @@ def test_page_draws_ocr_boxes_when_results_carry_them(server: Server, web_indexe
             body = resp.json()
             for r in body["results"]:
                 if r["source"] == MANUAL and r["page"] == 4:
-                    img = web_indexed.pages_dir / r["item_id"].split(":")[0] / "p0004.png"
+                    img = next((web_indexed.pages_dir / r["item_id"].split(":")[0]).glob("*/p0004.png"))
                     w, h = Image.open(img).size
                     with pymupdf.open(web_indexed.corpus_root / MANUAL) as doc:
                         pg = doc[3]
