@@ -183,6 +183,16 @@ def failure_message(result: Any) -> str:
     return f"Dagster run {result.run_id} failed: see the run in `mmrag ui`"
 
 
+def _published(cfg: MmragConfig, catalog: Any, version_key: str) -> bool:
+    """The live index version already serves exactly the documents that may be served."""
+    from mmrag_assets.lib.index.sidecar import is_current
+    from mmrag_assets.lib.index.table import table_name
+    from mmrag_assets.lib.quality.gates import CATALOG_CHECKS, EMBEDDINGS_CHECK, gate_keys
+
+    allowed = catalog.publishable_documents(list(CATALOG_CHECKS.values()), EMBEDDINGS_CHECK, version_key, gate_keys(cfg))
+    return is_current(cfg, table_name(version_key), allowed)
+
+
 # ---------------------------------------------------------------- the commands
 def ingest(cfg: MmragConfig, say: Callable[[str], None] | None = None, *, verbose: bool = False) -> dict[str, Any]:
     """``mmrag ingest``: one ``ingest_job`` run over the shards with new or changed documents."""
@@ -207,6 +217,10 @@ def _pipeline(cfg: MmragConfig, job: str, version_key: str | None, say, verbose:
     catalog = Catalog(cfg.catalog_path)
     plan = plan_run(cfg, catalog, version_key=version_key)
     say(f"{plan.describe()}; shards with work: {' '.join(plan.shards) or 'none'}")
+    if plan.range is None and not plan.removed and (version_key is None or _published(cfg, catalog, version_key)):
+        say("up to date: nothing to ingest, embed or publish")
+        return {"run_id": None, "documents": plan.documents, "ingested": 0, "embedded": 0, "failed": [],
+                "seconds": round(time.perf_counter() - t0, 2), "index": {"rebuilt": False}}
     with open_instance(cfg) as instance:
         if plan.range is None:
             if version_key is None:

@@ -112,8 +112,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
 def print_summary(cfg: MmragConfig, summary: dict[str, Any]) -> None:
     from mmrag_assets.lib.status import catalog_status
 
+    run = f"run {summary['run_id']}" if summary["run_id"] else "no run needed"
     say(
-        f"run {summary['run_id']}: {summary['ingested']} documents ingested, {summary['embedded']} embedded "
+        f"{run}: {summary['ingested']} documents ingested, {summary['embedded']} embedded "
         f"of {summary['documents']} in {summary['seconds']} s"
     )
     for f in summary.get("failed", []):

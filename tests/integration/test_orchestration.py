@@ -52,9 +52,12 @@ def test_one_command_is_one_named_dagster_run(tmp_path: Path) -> None:
         span = int(last, 16) - int(first, 16) + 1  # the contiguous range of shards that had work
         assert len(mats) == len({r.partition_key for r in mats}) == span <= 16  # one event per shard, not per document
     again = index(cfg)
-    assert (again["ingested"], again["embedded"]) == (0, 0)
+    assert (again["ingested"], again["embedded"], again["run_id"]) == (0, 0, None)  # nothing to do: no run at all
+    (tmp_path / "corpus" / "doc0.pdf").unlink()
+    removed = index(cfg)
+    assert removed["ingested"] == 0 and removed["run_id"] is not None
     with open_instance(cfg) as instance:
-        assert [r.job_name for r in instance.get_runs()] == ["publish_job", "index_job"]  # nothing to do: publish only
+        assert [r.job_name for r in instance.get_runs()] == ["publish_job", "index_job"]  # a removal: publish only
 
 
 def test_a_model_sweep_in_one_process_searches_each_index(tmp_path: Path) -> None:

@@ -62,7 +62,7 @@ def item_embeddings(
     plan = plan_embeddings(cat, tbl, model, list(sources), held)
     for d, why in plan.held.items():
         context.log.warning(f"{sources[d]}: not embedded, {why}")
-    run = embed_and_write(tbl, model, plan.todo, cfg.storage_root, progress=context.log.info)
+    run = embed_and_write(tbl, model, plan.todo, cfg.storage_root, say=context.log.info)
     by_doc: dict[str, list[dict]] = {}
     for q in run.quarantined:
         by_doc.setdefault(q["doc_id"], []).append({k: v for k, v in q.items() if k != "doc_id"})

@@ -10,6 +10,7 @@ from dagster import AssetExecutionContext
 from mmrag_assets.defs.shared import SINGLE_RUN, WRITER, config_metadata, md_table, shards
 from mmrag_assets.lib.ingest.corpus import plan_ingest, purge_documents, record_scan, scan, shard_of
 from mmrag_assets.lib.ingest.document import ingest_document
+from mmrag_assets.lib.progress import Progress
 from mmrag_assets.resources import CatalogResource, MmragConfigResource
 
 
@@ -72,7 +73,8 @@ def document_content(context: AssetExecutionContext, mmrag: MmragConfigResource,
         context.log.info(f"{e.source} changed since the manifest was taken: the next run ingests it")
     done: list[dict] = []
     t_all = time.perf_counter()
-    for i, e in enumerate(plan.todo, 1):
+    progress = Progress("ingested", len(plan.todo), context.log.info, unit="documents")
+    for e in plan.todo:
         res = ingest_document(cfg, source=e.source, doc_id=e.doc_id, kind=e.kind, sha256=e.sha256, size=e.size)
         cat.write_document({**res.doc, "run_id": context.run.run_id}, res.pages, res.segments, res.quarantine)
         for q in res.quarantine:
@@ -84,8 +86,8 @@ def document_content(context: AssetExecutionContext, mmrag: MmragConfigResource,
                 "reason": "; ".join(q["reason"] for q in res.quarantine),
             }
         )
-        context.log.info(f"[{i}/{len(plan.todo)}] {e.source}: {res.status}, {len(res.pages)} pages, "
-                         f"{len(res.segments)} segments ({res.seconds:.1f} s)")
+        progress.step(detail=f"last: {e.source}, {res.status}, {len(res.pages)} pages, {len(res.segments)} segments")
+    progress.done(f"{sum(d['status'] == 'quarantined' for d in done)} quarantined, {plan.unchanged} unchanged")
     seconds = time.perf_counter() - t_all
     cols = ["source", "status", "pages", "segments", "seconds", "reason"]
     for key in keys:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from mmrag_assets.lib.index import table as lx
+from mmrag_assets.lib.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def embed_and_write(
     storage_root: Path,
     *,
     chunk_items: int = 512,
-    progress: Callable[[str], None] | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> EmbedRun:
     """Embed the planned documents in chunks of about ``chunk_items`` items, one table commit each."""
     out = EmbedRun()
@@ -73,8 +74,7 @@ def embed_and_write(
             n = 0
         chunks[-1].append(d)
         n += len(todo[d])
-    done_items = 0
-    total = sum(len(v) for v in todo.values())
+    progress = Progress("embedded", sum(len(v) for v in todo.values()), say, unit="items")
     for chunk in [c for c in chunks if c]:
         try:
             _write(tbl, embedder, chunk, todo, storage_root, out)
@@ -85,11 +85,8 @@ def embed_and_write(
                     _write(tbl, embedder, [d], todo, storage_root, out)
                 except Exception as e1:  # noqa: BLE001
                     out.failed[d] = f"{type(e1).__name__}: {e1}"
-        done_items += sum(len(todo[d]) for d in chunk)
-        if progress:
-            rate = done_items / max(time.perf_counter() - t0, 1e-9)
-            eta = (total - done_items) / rate if rate else 0.0
-            progress(f"embedded {done_items}/{total} items ({rate:.1f} items/s, ETA {eta:.0f} s)")
+        progress.step(sum(len(todo[d]) for d in chunk))
+    progress.done(f"{len(out.failed)} documents failed" if out.failed else "")
     out.seconds = time.perf_counter() - t0
     return out
 

@@ -43,17 +43,26 @@ def read_meta(d: Path) -> dict[str, Any]:
     return json.loads((d / "meta.json").read_text())
 
 
+def published_key(doc_ids: set[str] | None) -> str:
+    """Short hash of a published document set (``all``: every row of the table)."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(sorted(doc_ids)).encode()).hexdigest()[:16] if doc_ids is not None else "all"
+
+
+def is_current(cfg: MmragConfig, table_name: str, doc_ids: set[str]) -> bool:
+    """Whether the live version already publishes exactly ``doc_ids`` (nothing to publish)."""
+    d = current_dir(cfg, table_name)
+    return d is not None and read_meta(d).get("allowed") == published_key(doc_ids)
+
+
 def build_sidecar(
     cfg: MmragConfig, tbl, embedder, *, allowed_doc_ids: set[str] | None = None, force: bool = False
 ) -> dict[str, Any]:
     """Refresh the table's full-text and scalar indexes, then (re)build the sidecar for the
     resulting table version from the rows of ``allowed_doc_ids`` only (the documents whose blocking
     checks passed; None: every row); a no-op (nothing written, version unchanged) when up to date."""
-    import hashlib
-
-    allowed_key = (
-        hashlib.sha256("\n".join(sorted(allowed_doc_ids)).encode()).hexdigest()[:16] if allowed_doc_ids is not None else "all"
-    )
+    allowed_key = published_key(allowed_doc_ids)
     from mmrag_assets.lib.index.first_stage import build_first_stage
     from mmrag_assets.lib.index.table import ensure_table_indexes
     from mmrag_assets.lib.index.vecstore import VecStore
