@@ -33,7 +33,8 @@ def gx_context() -> Any:
             import great_expectations as gx
             from great_expectations.data_context.types.base import ProgressBarsConfig
 
-            logging.getLogger("great_expectations").setLevel(logging.WARNING)  # "created a temporary docs site"
+            for name in ("great_expectations", "great_expectations.data_context.types.base"):
+                logging.getLogger(name).setLevel(logging.WARNING)  # "Created temporary directory ... docs site"
 
             ctx = gx.get_context(mode="ephemeral")
             ctx.enable_analytics(False)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -21,6 +24,8 @@ from mmrag_assets.lib.ingest.corpus import SHARD_KEYS
 # outcomes live in the catalog and in each materialisation's metadata table.
 shards = dg.StaticPartitionsDefinition(list(SHARD_KEYS))
 SINGLE_RUN = dg.BackfillPolicy.single_run()
+# backfill_policy on assets is marked beta in Dagster 1.13; we rely on it on purpose (one run, many shards)
+warnings.filterwarnings("ignore", category=dg.BetaWarning, message=".*backfill_policy.*")
 
 # Concurrency pools (limits in the instance's dagster.yaml): every step that writes the catalog,
 # the rendered pages or the LanceDB table claims WRITER; building and publishing a search version
@@ -59,16 +64,77 @@ def _cell(v: Any) -> str:
     return str(v).replace("|", "\\|").replace("\n", " ")[:200]
 
 
+def previews(paths: Sequence[tuple[str, Path]], px: int = 96, limit: int = 4) -> dg.MetadataValue:
+    """A few tiny inline JPEG previews (title, image path) as Markdown: metadata lives in the event
+    log, so each is downscaled to ``px`` (a few KB) and there are at most ``limit``."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    cells = []
+    for title, path in list(paths)[:limit]:
+        try:
+            with Image.open(path) as im:
+                im = im.convert("RGB")
+                im.thumbnail((px, px))
+                buf = io.BytesIO()
+                im.save(buf, "JPEG", quality=70)
+        except OSError:
+            continue
+        b64 = base64.b64encode(buf.getvalue()).decode()
+        cells.append(f"![{_cell(title)}](data:image/jpeg;base64,{b64})")
+    return dg.MetadataValue.md(" ".join(cells) if cells else "(no pages)")
+
+
 def text(value: Any) -> dg.MetadataValue:
     """A value the UI must not plot (a constant, a version number)."""
     return dg.MetadataValue.text(str(value))
 
 
 # ---------------------------------------------------------------- console output of CLI runs
-class _CliFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
+_PROGRESS = re.compile(r"^(?P<what>\w+) (?P<n>\d+)/(?P<total>\d+)(?: (?P<unit>\w+))?, [\d.]+/s, ETA")
+_DONE = re.compile(r"^(?P<what>\w+) (?P<n>\d+)/(?P<total>\d+)(?: (?P<unit>\w+))? in [\d.]+ s")
+
+
+class _CliHandler(logging.Handler):
+    """Asset log messages as plain lines on stderr; on a terminal, the progress lines of
+    ``lib/progress.py`` become live ``rich`` progress bars (rate and ETA) instead."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = sys.stderr.isatty()
+        self._bars: Any = None
+        self._tasks: dict[str, Any] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
         meta = getattr(record, "dagster_meta", None) or {}
-        return str(meta.get("orig_message") or record.getMessage())
+        msg = str(meta.get("orig_message") or record.getMessage())
+        m, d = _PROGRESS.match(msg), _DONE.match(msg)
+        if self.live and (m or d):
+            self._bar(m or d, done=d is not None)
+            if m:
+                return
+        if self._bars is not None and not self._tasks:
+            self._bars.stop()
+            self._bars = None
+        print(msg, file=sys.stderr, flush=True)
+
+    def _bar(self, m: re.Match, *, done: bool) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        if self._bars is None:
+            self._bars = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                transient=True,
+            )
+            self._bars.start()
+        what = m["what"]
+        if what not in self._tasks:
+            self._tasks[what] = self._bars.add_task(f"{what} {m['unit'] or ''}".strip(), total=int(m["total"]))
+        self._bars.update(self._tasks[what], completed=int(m["n"]))
+        if done:
+            self._bars.remove_task(self._tasks.pop(what))
 
 
 @dg.logger(
@@ -77,7 +143,5 @@ class _CliFormatter(logging.Formatter):
 )
 def cli_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
     log = logging.Logger("mmrag_cli", level=init_context.logger_config["log_level"])
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_CliFormatter())
-    log.addHandler(handler)
+    log.addHandler(_CliHandler())
     return log

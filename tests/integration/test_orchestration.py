@@ -108,3 +108,33 @@ def test_two_writers_at_once_wait_for_each_other_and_leave_no_duplicates(tmp_pat
     assert len(ids) == len(set(ids)) == 24
     with open_instance(cfg) as instance:
         assert all(r.status.value == "SUCCESS" for r in instance.get_runs())
+
+
+def test_the_dagster_ui_shows_the_data(tmp_path: Path) -> None:
+    """What a user sees in the UI, read back from the instance's event log."""
+    import dagster as dg
+
+    _pdf(tmp_path / "corpus" / "SunVolt manual.pdf", "SunVolt inverter error codes")
+    (tmp_path / "corpus" / "notes.xyz").write_bytes(b"\x00\x01 not a document")
+    cfg = load_config([f"corpus.root={tmp_path / 'corpus'}", f"storage.root={tmp_path / 'storage'}", *FAST])
+    index(cfg)
+    with open_instance(cfg) as instance:
+        def latest(asset: str) -> dict:
+            ev = instance.get_latest_materialization_event(dg.AssetKey(asset))
+            return ev.asset_materialization.metadata
+
+        (run,) = instance.get_runs()
+        assert run.job_name == "index_job"  # a named job, not __ephemeral_asset_job__
+        pages = latest("page_images")  # the only shard with a document
+        assert "SunVolt manual.pdf" in pages["documents"].value  # the file name, not only a content hash
+        assert pages["previews"].value.startswith("![SunVolt manual.pdf p.1](data:image/jpeg;base64,")
+        manifest = latest("corpus_manifest")
+        assert "notes.xyz" in manifest["quarantined_files"].value and manifest["quarantined"].value == 1
+        index_meta = latest("search_index")
+        assert isinstance(index_meta["built_at"], dg.TimestampMetadataValue)  # a date in the UI, not an epoch float
+        assert isinstance(index_meta["table_version"], dg.TextMetadataValue)  # a constant: not auto-plotted
+        drift = next(iter(instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [dg.AssetCheckKey(dg.AssetKey("search_index"), "embedding_drift")]
+        ).values())).evaluation
+        assert not drift.passed and drift.severity == dg.AssetCheckSeverity.WARN  # 2 items: not "Passed"
+        assert drift.description.startswith("skipped: drift not assessed")

@@ -7,7 +7,7 @@ from collections import Counter
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from mmrag_assets.defs.shared import SINGLE_RUN, WRITER, config_metadata, md_table, shards
+from mmrag_assets.defs.shared import SINGLE_RUN, WRITER, config_metadata, md_table, previews, shards
 from mmrag_assets.lib.ingest.corpus import plan_ingest, purge_documents, record_scan, scan, shard_of
 from mmrag_assets.lib.ingest.document import ingest_document
 from mmrag_assets.lib.progress import Progress
@@ -79,8 +79,10 @@ def document_content(context: AssetExecutionContext, mmrag: MmragConfigResource,
         cat.write_document({**res.doc, "run_id": context.run.run_id}, res.pages, res.segments, res.quarantine)
         for q in res.quarantine:
             context.log.warning(f"quarantined {q['source']} ({q['stage']}): {q['reason']}")
+        thumbs = [(f"{e.source} p.{pg['page']}", cfg.storage_root / (pg["thumb_path"] or pg["image_path"])) for pg in res.pages[:1]]
         done.append(
             {
+                "thumbs": thumbs,
                 "source": e.source, "doc_id": e.doc_id, "kind": e.kind, "status": res.status,
                 "pages": len(res.pages), "segments": len(res.segments), "seconds": round(res.seconds, 2),
                 "reason": "; ".join(q["reason"] for q in res.quarantine),
@@ -93,9 +95,10 @@ def document_content(context: AssetExecutionContext, mmrag: MmragConfigResource,
     for key in keys:
         mine = [d for d in done if shard_of(d["doc_id"]) == key]
         for asset in ("page_images", "transcript_segments"):
-            context.add_asset_metadata(
-                {"shard_documents_ingested": len(mine), "documents": md_table(mine, cols)}, asset_key=asset, partition_key=key
-            )
+            meta = {"shard_documents_ingested": len(mine), "documents": md_table(mine, cols)}
+            if asset == "page_images":
+                meta["previews"] = previews([t for d in mine for t in d["thumbs"]])
+            context.add_asset_metadata(meta, asset_key=asset, partition_key=key)
     pages = sum(d["pages"] for d in done)
     common = {
         "documents_ingested": len(done),
