@@ -89,7 +89,7 @@ def literal_candidates(
         if len(toks) < min_words:
             continue
         n = min(max_words, len(toks))
-        for i in range(0, len(toks) - n + 1):
+        for i in range(len(toks) - n + 1):
             win = toks[i : i + n]
             alpha = [w for w in win if w.isalpha() and len(w) >= 3]
             if len(alpha) < 3 or sum(len(w) == 1 for w in win) > 1 or not any(df.get(w, 0) <= max_df and w.isalpha() and len(w) >= 4 for w in win):

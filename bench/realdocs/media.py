@@ -119,7 +119,7 @@ def screencast(slides: list[Image.Image], narration: list[str], out: Path, *, se
     for i, text in enumerate(narration):
         samples, rate = speak(text, seed + i)
         dur = max(min_slide_s, len(samples) / rate + GAP_S)
-        pad = np.zeros(int(round(dur * rate)) - len(samples), dtype=np.int16)
+        pad = np.zeros(round(dur * rate) - len(samples), dtype=np.int16)
         audio.append(np.concatenate([samples, pad]))
         spans.append((t, t + dur))
         t += dur

@@ -59,7 +59,7 @@ def fetch(cache: Path) -> tuple[Path, dict[str, str]]:
     if missing:
         if shutil.which("apt-get") is None:
             raise FetchError("apt-get not found: the corpus is built from Debian documentation packages")
-        r = subprocess.run(["apt-get", "download", *missing], cwd=debs, capture_output=True, text=True)
+        r = subprocess.run(["apt-get", "download", *missing], cwd=debs, capture_output=True, text=True, check=False)
         if r.returncode != 0:
             raise FetchError(f"apt-get download {' '.join(missing)} failed: {r.stderr.strip()[-400:]} (run apt-get update?)")
     versions = {}
