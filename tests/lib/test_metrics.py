@@ -73,6 +73,8 @@ def test_ties_broken_by_item_id_whatever_the_input_order() -> None:
         assert out["mrr"] == pytest.approx(1 / 3)  # rank 3
         assert out["ndcg@2"] == 0.0
         assert out["ndcg@3"] == pytest.approx(0.5)  # 1/log2(4) over ideal 1
+        assert (out["hit@2"], out["mrr@2"]) == (0.0, 0.0)  # rank 3 is past the cut
+        assert (out["hit@3"], out["mrr@3"]) == (1.0, pytest.approx(1 / 3))
     unscored = [{"source": "d.pdf", "page": 2}, {"source": "d.pdf", "page": 1}]
     assert rank_results(unscored) == unscored  # no scores: the engine's order is the ranking
 

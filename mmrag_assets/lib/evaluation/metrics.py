@@ -107,7 +107,8 @@ def evaluate_query(
     *,
     min_overlap_s: float = 0.0,
 ) -> dict[str, Any]:
-    """nDCG@k, recall@k for each k, and MRR of one query's results against its judgements."""
+    """nDCG@k, recall@k, hit@k (a relevant result in the top k: 1 or 0) and MRR@k for each k, and
+    MRR over the whole ranking, of one query's results against its judgements."""
     ranked = rank_results(results)
     grades = credited_grades(ranked, relevant, min_overlap_s=min_overlap_s)
     ideal = [float(j.get("grade", 1.0)) for j in relevant if float(j.get("grade", 1.0)) > 0]
@@ -120,6 +121,8 @@ def evaluate_query(
     for k in ks:
         out[f"ndcg@{k}"] = ndcg_at_k(grades, ideal, k)
         out[f"recall@{k}"] = recall_at_k(grades, len(ideal), k)
+        out[f"hit@{k}"] = float(any(g > 0 for g in grades[:k])) if ideal else 0.0
+        out[f"mrr@{k}"] = mrr(grades, k)
     return out
 
 
