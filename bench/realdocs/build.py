@@ -283,7 +283,16 @@ def main(argv: list[str] | None = None) -> int:
     counts: dict[str, int] = {}
     for u in units:
         counts[u.channel] = counts.get(u.channel, 0) + 1
-    manifest = {"packages": versions, "units": counts, "queries": len(queries), "dev": len(dev), "test": len(test)}
+    by_uid = {(json.dumps(u.judgement(), sort_keys=True)): u for u in units}
+    overlap = {
+        kind: round(sum(labels.content_overlap(q["query"], by_uid[json.dumps(q["relevant"][0], sort_keys=True)].text) for q in qs) / len(qs), 3)
+        for kind in ("literal", "paraphrase")
+        if (qs := [q for q in queries if q["kind"] == kind])
+    }
+    manifest = {
+        "packages": versions, "units": counts, "queries": len(queries), "dev": len(dev), "test": len(test),
+        "content_word_overlap": overlap,  # share of a query's content words found in its target's text
+    }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     print(json.dumps(manifest))
     return 0

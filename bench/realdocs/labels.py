@@ -47,6 +47,19 @@ class Unit:
         return {"source": self.source, "page": self.page or 1}
 
 
+STOPWORDS = frozenset(
+    "the and for with that this from into over what which when where how why does can are was were has have had you your "
+    "not but its it's all any one two than then them they their there here our use used using get set way ways same "
+    "will would should could may might must also only just still even each".split()
+)
+
+
+def content_overlap(query: str, text: str) -> float:
+    """Share of the query's content words (3+ letters, not stop words) that the text holds."""
+    q = {w for w in words(query) if len(w) >= 3 and w not in STOPWORDS}
+    return len(q & set(words(text))) / len(q) if q else 0.0
+
+
 def normalise(text: str) -> str:
     """Lower-case words separated by single spaces: ligatures unfolded (NFKC), hyphenated line
     breaks joined, punctuation dropped. Phrase matching works on this form."""

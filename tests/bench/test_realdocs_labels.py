@@ -9,6 +9,7 @@ import pytest
 from bench.realdocs.labels import (
     Unit,
     containing,
+    content_overlap,
     document_frequency,
     literal_candidates,
     normalise,
@@ -71,3 +72,9 @@ def test_split_is_stratified_deterministic_and_disjoint() -> None:
     assert Counter((q["channel"], q["kind"]) for q in dev) == {s: 4 for s in Counter((q["channel"], q["kind"]) for q in qs)}
     again, _ = split(list(reversed(qs)), 0.4)
     assert {q["qid"] for q in again} == {q["qid"] for q in dev}  # order of the input does not matter
+
+
+def test_content_overlap_counts_content_words_only() -> None:
+    assert content_overlap("the SConscript files", B.text) == 1.0
+    assert content_overlap("how are the build scripts parsed", B.text) == pytest.approx(0.0)
+    assert content_overlap("the and of", B.text) == 0.0

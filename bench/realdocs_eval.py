@@ -1,0 +1,212 @@
+"""Real-document retrieval report: BM25, OCR + BM25 and the product's configurations, one run.
+
+    uv run python bench/realdocs_eval.py [--out DIR] [--split test|dev] [--config NAME=OVERRIDES ...]
+
+1. Builds the corpus and query sets (``bench/realdocs/build.py``) unless ``--out`` has them.
+2. For each product configuration (default: the default config, ``search.reranker=none``,
+   ``search.lexical=false``; ``--config name="k=v k=v"`` replaces the list): ``mmrag index``, then
+   ``mmrag eval --json --by channel --by kind`` on the split. Per-query results come from the
+   ``experiments`` table.
+3. Baselines over the same catalog: BM25 (LanceDB FTS over the text layers and transcripts the
+   product extracted) and OCR + BM25 (RapidOCR on every page/image/keyframe without a usable
+   text layer, then the same BM25).
+4. Writes ``<out>/report.md`` and ``bench/realdocs/REPORT.md`` (hit@10, MRR@10, nDCG@10 per channel
+   and kind, in the mixed ranking a user sees and in the per-channel-restricted view; which queries
+   each system misses) and its section of ``BENCHMARKS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._report import table, write_section  # noqa: E402
+from bench.realdocs import baselines, build  # noqa: E402
+from mmrag_assets.lib.evaluation.evaluate import percentiles, restricted, score_ranking  # noqa: E402
+from mmrag_assets.lib.evaluation.experiments import load_experiments  # noqa: E402
+from mmrag_assets.lib.evaluation.metrics import aggregate  # noqa: E402
+from mmrag_assets.lib.evaluation.query_set import load_query_set  # noqa: E402
+
+CHANNELS = ("page", "scanned", "image", "audio", "video")
+KINDS = ("literal", "paraphrase")
+KS = (10, 100)
+DEPTH = 100  # results scored per query (the restricted view filters this ranking)
+METRICS = ("hit@10", "mrr@10", "ndcg@10")
+DEFAULT_CONFIGS = [("product: default", ""), ("product: search.reranker=none", "search.reranker=none"),
+                   ("product: search.lexical=false", "search.lexical=false")]
+REPORT = Path(__file__).resolve().parent / "realdocs" / "REPORT.md"
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def mmrag(*args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "mmrag_assets.cli", *args]
+    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if r.returncode not in (0, 1):  # 1: some document failed a contract (reported, the rest indexed)
+        raise SystemExit(f"error: {' '.join(cmd[2:])} exited {r.returncode}: {r.stderr.strip()[-600:]}")
+    return r
+
+
+def groups(per_query: Sequence[Mapping[str, Any]], view: str) -> dict[str, dict[str, Any]]:
+    """Aggregates of one system's per-query scores (``view`` = mixed | restricted) by channel, kind, all."""
+    out: dict[str, dict[str, Any]] = {}
+    keys = [("all", lambda q: True)] + [(c, lambda q, c=c: q["channel"] == c) for c in CHANNELS] + [
+        (k, lambda q, k=k: q["kind"] == k) for k in KINDS
+    ]
+    for name, pred in keys:
+        sel = [q[view] for q in per_query if pred(q)]
+        out[name] = aggregate(sel) if sel else {}
+    return out
+
+
+def run_baseline(name: str, engine: baselines.Bm25, qs, kinds: Mapping[str, str]) -> dict[str, Any]:
+    per_query, lat = [], []
+    for q in qs.queries:
+        ranking, ms = engine.search(q.query, DEPTH)
+        lat.append(ms)
+        rel = list(q.relevant)
+        per_query.append({
+            "qid": q.qid, "channel": q.tags.get("channel"), "kind": q.tags.get("kind"),
+            "mixed": score_ranking(ranking, rel, KS), "restricted": score_ranking(restricted(ranking, rel, kinds), rel, KS),
+        })
+    return {"name": name, "per_query": per_query, "latency_ms": percentiles(lat)}
+
+
+def run_product(name: str, overrides: list[str], base: list[str], queries: Path, qs) -> dict[str, Any]:
+    say(f"{name}: mmrag index {' '.join(overrides)}")
+    t0 = time.perf_counter()
+    r = mmrag("index", *base, *overrides)
+    say(f"  indexed in {time.perf_counter() - t0:.0f} s (exit {r.returncode})")
+    say(f"{name}: mmrag eval --by channel --by kind")
+    r = mmrag("eval", "--json", "--by", "channel", "--by", "kind", *base, f"queries={queries}", *overrides)
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    storage = Path(next(o.split("=", 1)[1] for o in base if o.startswith("storage.root=")))
+    (row,) = load_experiments(storage / "catalog.duckdb", run_ids=[out["run_id"]])
+    tags = {q.qid: q.tags for q in qs.queries}
+    per_query = [
+        {"qid": p["qid"], "channel": tags[p["qid"]].get("channel"), "kind": tags[p["qid"]].get("kind"), "mixed": p["reranked"]}
+        for p in row["per_query"]
+    ]
+    return {"name": name, "per_query": per_query, "by_tag": out["by_tag"], "latency_ms": out["latency_ms"]["total"],
+            "run_id": out["run_id"], "index": out.get("index")}
+
+
+def product_groups(run: Mapping[str, Any], view: str) -> dict[str, dict[str, Any]]:
+    """The product's own ``by_tag`` figures (reranked stage) in the layout of ``groups``."""
+    if view == "mixed":
+        return groups(run["per_query"], "mixed")
+    bt = run["by_tag"]
+    out: dict[str, dict[str, Any]] = {"all": {}}
+    for c in CHANNELS:
+        out[c] = bt["channel"].get(c, {}).get("restricted", {}).get("reranked", {})
+    for k in KINDS:
+        out[k] = bt["kind"].get(k, {}).get("restricted", {}).get("reranked", {})
+    return out
+
+
+def cell(m: Mapping[str, Any]) -> str:
+    if not m or m.get("n_queries_evaluated", 0) == 0:
+        return "-"
+    return " / ".join(f"{m[k]:.2f}" for k in METRICS)
+
+
+def view_table(systems: list[dict[str, Any]], view: str) -> str:
+    rows = []
+    for g in ("all", *CHANNELS, *KINDS):
+        n = next((s["groups"][view][g].get("n_queries_evaluated") for s in systems if s["groups"][view].get(g)), 0)
+        rows.append([f"{g} ({n})", *(cell(s["groups"][view].get(g, {})) for s in systems)])
+    return table(["queries (n)", *(s["name"] for s in systems)], rows)
+
+
+def misses(system: Mapping[str, Any]) -> list[str]:
+    lines = []
+    for c in CHANNELS:
+        qs = [q for q in system["per_query"] if q["channel"] == c]
+        miss = [q["qid"] for q in qs if not q["mixed"].get("hit@10")]
+        if miss:
+            lines.append(f"  - {c}: {len(miss)}/{len(qs)} missed: {', '.join(sorted(miss))}")
+    return lines
+
+
+def report(systems: list[dict[str, Any]], manifest: Mapping[str, Any], split: str, qs, ocr_note: str) -> str:
+    counts = {c: sum(q.tags.get("channel") == c for q in qs.queries) for c in CHANNELS}
+    kinds = {k: sum(q.tags.get("kind") == k for q in qs.queries) for k in KINDS}
+    pk = ", ".join(f"`{p}` {v}" for p, v in sorted(manifest["packages"].items()))
+    lat = table(["system", "search p50 ms", "p95 ms"], [[s["name"], s["latency_ms"]["p50"], s["latency_ms"]["p95"]] for s in systems])
+    body = [
+        f"`bench/realdocs_eval.py` on the **{split}** split ({len(qs)} queries: "
+        + ", ".join(f"{c} {n}" for c, n in counts.items()) + f"; " + ", ".join(f"{k} {n}" for k, n in kinds.items()) + ").",
+        f"Corpus (`bench/realdocs/build.py`, Debian packages {pk}): units per channel "
+        + ", ".join(f"{c} {n}" for c, n in manifest["units"].items()) + ". " + ocr_note,
+        "Each cell is **hit@10 / MRR@10 / nDCG@10**. *Mixed*: the ranking a user sees, every modality competing. "
+        "*Restricted*: the same ranking cut to the modalities that can hold the answer (pages for page/scanned, "
+        "images for image, transcript windows for audio, windows + keyframes for video).",
+        "### Mixed ranking (what a user sees)\n\n" + view_table(systems, "mixed"),
+        "### Restricted to the answer's modality (per-channel view)\n\n" + view_table(systems, "restricted"),
+        "### Search latency\n\n" + lat + "\n\nBaselines time one LanceDB FTS call; the product's figure is `mmrag eval`'s total per query.",
+        "### Misses (no relevant result in the mixed top 10)\n\n"
+        + "\n".join(f"- **{s['name']}**\n" + ("\n".join(misses(s)) or "  - none") for s in systems),
+    ]
+    return "\n\n".join(body) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=build.default_out())
+    ap.add_argument("--split", choices=("test", "dev", "all"), default="test")
+    ap.add_argument("--config", action="append", default=None, metavar='NAME="k=v ..."', help="product configuration (repeatable)")
+    ap.add_argument("--no-benchmarks-md", action="store_true", help="do not rewrite BENCHMARKS.md / REPORT.md")
+    args = ap.parse_args(argv)
+    out: Path = args.out
+    if not (out / "manifest.json").exists():
+        say(f"building the corpus under {out}")
+        if build.main(["--out", str(out)]) != 0:
+            return 2
+    manifest = json.loads((out / "manifest.json").read_text())
+    queries = out / "queries" / f"{args.split}.jsonl"
+    qs = load_query_set(queries)
+    base = [f"corpus.root={out / 'corpus'}", f"storage.root={out / 'storage'}"]
+    configs = [(c.split("=", 1)[0], c.split("=", 1)[1]) for c in args.config] if args.config else DEFAULT_CONFIGS
+    products = [run_product(n, o.split(), base, queries, qs) for n, o in configs]
+
+    storage = out / "storage"
+    items, kinds = baselines.catalog_items(storage), baselines.source_kinds(storage)
+    say(f"baselines over {len(items)} catalog items")
+    bm25 = run_baseline("BM25", baselines.Bm25(items, out / "baselines", "bm25"), qs, kinds)
+    ocr = baselines.RapidOcr(out / "baselines" / "ocr_cache")
+    t0 = time.perf_counter()
+    ocred = baselines.with_ocr(items, storage, ocr, say)
+    n_ocr = sum(1 for a, b in zip(items, ocred, strict=True) if a["text"] != b["text"])
+    ocr_note = (f"OCR + BM25 OCRed {n_ocr} images without a usable text layer "
+                f"({ocr.calls} OCR calls this run, {ocr.seconds:.0f} s; the rest from the cache; {time.perf_counter() - t0:.0f} s in all).")
+    ocr_bm25 = run_baseline("OCR + BM25", baselines.Bm25(ocred, out / "baselines", "ocr_bm25"), qs, kinds)
+
+    systems = [bm25, ocr_bm25, *products]
+    for s in systems:
+        s["groups"] = {"mixed": groups(s["per_query"], "mixed") if "by_tag" not in s else product_groups(s, "mixed")}
+        s["groups"]["restricted"] = groups(s["per_query"], "restricted") if "by_tag" not in s else product_groups(s, "restricted")
+    md = report(systems, manifest, args.split, qs, ocr_note)
+    (out / "report.md").write_text(md)
+    (out / "report.json").write_text(json.dumps([{k: v for k, v in s.items()} for s in systems], default=str, indent=1))
+    print(md)
+    if not args.no_benchmarks_md:
+        REPORT.write_text("# Real-document retrieval report\n\n" + md)
+        summary = md.split("### Restricted")[0] + "Restricted view, latency and every missed query: `bench/realdocs/REPORT.md`.\n"
+        write_section("Real-document retrieval (bench/realdocs_eval.py)", summary)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")
+    raise SystemExit(main())
