@@ -30,7 +30,7 @@ def write_section(name: str, body: str) -> Path:
     text = BENCHMARKS.read_text() if BENCHMARKS.exists() else HEADER
     stamp = time.strftime("%Y-%m-%d")
     section = f"## {name}\n\n_{stamp}, {machine()}_\n\n{body.strip()}\n"
-    pattern = re.compile(rf"^## {re.escape(name)}\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(rf"^## {re.escape(name)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
     if pattern.search(text):
         text = pattern.sub(lambda _m: section + "\n", text)
     else:

@@ -29,12 +29,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._report import table, write_section  # noqa: E402
-from bench.realdocs import baselines, build  # noqa: E402
-from mmrag_assets.lib.evaluation.evaluate import percentiles, restricted, score_ranking  # noqa: E402
-from mmrag_assets.lib.evaluation.experiments import load_experiments  # noqa: E402
-from mmrag_assets.lib.evaluation.metrics import aggregate  # noqa: E402
-from mmrag_assets.lib.evaluation.query_set import load_query_set  # noqa: E402
+from bench._report import table, write_section
+from bench.realdocs import baselines, build
+from mmrag_assets.lib.evaluation.evaluate import percentiles, restricted, score_ranking
+from mmrag_assets.lib.evaluation.experiments import load_experiments
+from mmrag_assets.lib.evaluation.metrics import aggregate
+from mmrag_assets.lib.evaluation.query_set import load_query_set
 
 CHANNELS = ("page", "scanned", "image", "audio", "video")
 KINDS = ("literal", "paraphrase")
@@ -146,12 +146,14 @@ def report(systems: list[dict[str, Any]], manifest: Mapping[str, Any], split: st
     lat = table(["system", "search p50 ms", "p95 ms"], [[s["name"], s["latency_ms"]["p50"], s["latency_ms"]["p95"]] for s in systems])
     body = [
         f"`bench/realdocs_eval.py` on the **{split}** split ({len(qs)} queries: "
-        + ", ".join(f"{c} {n}" for c, n in counts.items()) + f"; " + ", ".join(f"{k} {n}" for k, n in kinds.items()) + ").",
+        + ", ".join(f"{c} {n}" for c, n in counts.items()) + "; " + ", ".join(f"{k} {n}" for k, n in kinds.items()) + ").",
         f"Corpus (`bench/realdocs/build.py`, Debian packages {pk}): units per channel "
         + ", ".join(f"{c} {n}" for c, n in manifest["units"].items()) + ". " + ocr_note,
-        "Each cell is **hit@10 / MRR@10 / nDCG@10**. *Mixed*: the ranking a user sees, every modality competing. "
-        "*Restricted*: the same ranking cut to the modalities that can hold the answer (pages for page/scanned, "
-        "images for image, transcript windows for audio, windows + keyframes for video).",
+        (
+            "Each cell is **hit@10 / MRR@10 / nDCG@10**. *Mixed*: the ranking a user sees, every modality competing. "
+            "*Restricted*: the same ranking cut to the modalities that can hold the answer (pages for page/scanned, "
+            "images for image, transcript windows for audio, windows + keyframes for video)."
+        ),
         "### Mixed ranking (what a user sees)\n\n" + view_table(systems, "mixed"),
         "### Restricted to the answer's modality (per-channel view)\n\n" + view_table(systems, "restricted"),
         "### Search latency\n\n" + lat + "\n\nBaselines time one LanceDB FTS call; the product's figure is `mmrag eval`'s total per query.",

@@ -48,9 +48,7 @@ class Unit:
 
 
 STOPWORDS = frozenset(
-    "the and for with that this from into over what which when where how why does can are was were has have had you your "
-    "not but its it's all any one two than then them they their there here our use used using get set way ways same "
-    "will would should could may might must also only just still even each".split()
+    ["the", "and", "for", "with", "that", "this", "from", "into", "over", "what", "which", "when", "where", "how", "why", "does", "can", "are", "was", "were", "has", "have", "had", "you", "your", "not", "but", "its", "it's", "all", "any", "one", "two", "than", "then", "them", "they", "their", "there", "here", "our", "use", "used", "using", "get", "set", "way", "ways", "same", "will", "would", "should", "could", "may", "might", "must", "also", "only", "just", "still", "even", "each"]
 )
 
 
