@@ -225,15 +225,17 @@ def paraphrase_queries(units: list[Unit], normalised: dict[str, str], path: Path
             u = labels.resolve_anchor(spec["anchor"], pool, normalised)
         except ValueError as e:
             raise SystemExit(f"error: {path.name}:{n} ({spec['qid']}): {e}") from None
-        out.append(query_line(spec["qid"], spec["query"], u, "paraphrase"))
+        out.append(query_line(spec["qid"], spec["query"], u, "paraphrase", anchor=spec["anchor"]))
     return out
 
 
-def query_line(qid: str, query: str, u: Unit, kind: str) -> dict[str, Any]:
+def query_line(qid: str, query: str, u: Unit, kind: str, anchor: str | None = None) -> dict[str, Any]:
+    """One query-set line; ``evidence`` says where the answer is (for a screencast slide: spoken
+    as well when the phrase, or the paraphrase's anchor, is in the narration; else only on screen)."""
     evidence = EVIDENCE.get(u.channel)
     if u.channel == "video":
-        narrated = f" {labels.normalise(query)} " in f" {labels.normalise(u.meta['narration'])} " if kind == "literal" else None
-        evidence = "speech+pixels" if narrated else ("pixels" if narrated is False else "speech+pixels")
+        said = f" {labels.normalise(anchor or query)} " in f" {labels.normalise(u.meta['narration'])} "
+        evidence = "speech+pixels" if said else "pixels"
     return {"qid": qid, "query": query, "relevant": [u.judgement()], "channel": u.channel, "kind": kind, "evidence": evidence}
 
 
