@@ -159,6 +159,27 @@ def report(systems: list[dict[str, Any]], manifest: Mapping[str, Any], split: st
         "### Mixed ranking (what a user sees)\n\n" + view_table(systems, "mixed"),
         "### Restricted to the answer's modality (per-channel view)\n\n" + view_table(systems, "restricted"),
         "### Search latency\n\n" + lat + "\n\nBaselines time one LanceDB FTS call; the product's figure is `mmrag eval`'s total per query.",
+        "### How the figures are made\n\n" + "\n".join([
+            (
+                "- One relevant unit per query: a page, an image, or a time span (a spoken passage, a slide on screen); "
+                "a transcript window that overlaps the span, or a keyframe inside it, is a hit."
+            ),
+            (
+                "- Literal queries are phrases that occur in exactly one unit of the corpus (lower-cased, punctuation dropped); "
+                "paraphrases were written by hand against a passage (mean share of their content words found in the target: "
+                f"{manifest.get('content_word_overlap', {}).get('paraphrase', '?')}, literal: "
+                f"{manifest.get('content_word_overlap', {}).get('literal', '?')})."
+            ),
+            (
+                "- `evidence` says where the answer is: `text_layer` (PDF text), `pixels` (scanned page, image, a slide's "
+                "text that is not read aloud), `speech`, `speech+pixels` (a slide whose narration says it too)."
+            ),
+            (
+                "- BM25 and OCR + BM25 rank the product's own catalog items (same ids, pages, spans) with LanceDB's FTS; "
+                "OCR is RapidOCR with its defaults on the page images, images and keyframes the product rendered."
+            ),
+            "- Product figures are `mmrag eval`'s reranked stage, as served (thresholds applied).",
+        ]),
         "### Misses (no relevant result in the mixed top 10)\n\n"
         + "\n".join(f"- **{s['name']}**\n" + ("\n".join(misses(s)) or "  - none") for s in systems),
     ]
