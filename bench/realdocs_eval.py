@@ -146,8 +146,9 @@ def report(systems: list[dict[str, Any]], manifest: Mapping[str, Any], split: st
     kinds = {k: sum(q.tags.get("kind") == k for q in qs.queries) for k in KINDS}
     pk = ", ".join(f"`{p}` {v}" for p, v in sorted(manifest["packages"].items()))
     lat = table(["system", "search p50 ms", "p95 ms"], [[s["name"], s["latency_ms"]["p50"], s["latency_ms"]["p95"]] for s in systems])
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
     body = [
-        f"`bench/realdocs_eval.py` on the **{split}** split ({len(qs)} queries: "
+        f"`bench/realdocs_eval.py` at commit `{rev or '?'}` on the **{split}** split ({len(qs)} queries: "
         + ", ".join(f"{c} {n}" for c, n in counts.items()) + "; " + ", ".join(f"{k} {n}" for k, n in kinds.items()) + ").",
         f"Corpus (`bench/realdocs/build.py`, Debian packages {pk}): units per channel "
         + ", ".join(f"{c} {n}" for c, n in manifest["units"].items()) + ". " + ocr_note,
@@ -176,7 +177,9 @@ def report(systems: list[dict[str, Any]], manifest: Mapping[str, Any], split: st
             ),
             (
                 "- BM25 and OCR + BM25 rank the product's own catalog items (same ids, pages, spans) with LanceDB's FTS; "
-                "OCR is RapidOCR with its defaults on the page images, images and keyframes the product rendered."
+                "OCR is RapidOCR with its defaults (the call a user would write) on the page images, images and "
+                "keyframes the product rendered. The product's own OCR module (`lib/ingest/ocr.py`) is not wired "
+                "into ingestion yet, so no product figure here includes OCR text."
             ),
             "- Product figures are `mmrag eval`'s reranked stage, as served (thresholds applied).",
         ]),

@@ -4,7 +4,10 @@
   transcript windows). Scanned pages, images and keyframes have no text: BM25 cannot see them.
 - **OCR + BM25**: the same, after OCRing (RapidOCR, PP-OCR models inside its wheel, on
   onnxruntime) every page image, standalone image and keyframe the product rendered whose text
-  layer is not usable. OCR text is cached by the image's sha256.
+  layer is not usable. OCR text is cached by the image's sha256. This is deliberately the
+  minimal call with RapidOCR's defaults (what a user would write in an afternoon), not the
+  product's own ``lib/ingest/ocr.py``, which the product's figures should reflect once ingestion
+  uses it.
 
 Items are the catalog's rows (``pages`` and ``segments`` of ``catalog.duckdb``), so a result is
 judged exactly like the product's results (same item ids, sources, pages and time spans).
