@@ -158,6 +158,7 @@ class EvalConfig:
     apply_thresholds: bool = MISSING  # score the search as served; false: before search.thresholds
     calibration_keep: float = MISSING  # `--calibrate`: share of relevant hits each threshold keeps
     index_missing: bool = MISSING  # index a config whose index is missing before evaluating it
+    by: list[str] = MISSING  # query tags to break the metrics down by (`mmrag eval --by TAG` adds to these)
 
 
 @dataclass

@@ -142,14 +142,15 @@ def run_experiment(
     progress: Callable[[str], None] | None = None,
     by: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Evaluate ``cfg`` on ``eval.queries`` (metrics broken down by the query tags in ``by``) and
+    """Evaluate ``cfg`` on ``eval.queries`` (metrics broken down by ``eval.by`` and the tags in ``by``) and
     store the run in the ``experiments`` table."""
     from mmrag_assets.lib.evaluation.evaluate import evaluate
     from mmrag_assets.lib.evaluation.query_set import load_query_set
 
     query_set = load_query_set(cfg.eval.queries)
     searcher = open_searcher(cfg, ensure_index, progress)
-    record = evaluate(cfg, searcher, query_set, kinds=source_kinds(cfg), progress=progress, by=by)
+    tags = list(dict.fromkeys([*cfg.eval.by, *by]))  # configured tags first, then the command's, once each
+    record = evaluate(cfg, searcher, query_set, kinds=source_kinds(cfg), progress=progress, by=tags)
     record["label"] = label or " ".join(cfg.overrides) or "(defaults)"
     meta = getattr(searcher, "meta", {})
     record["index"] = {"table": meta.get("table"), "version": meta.get("table_version"), "items": meta.get("items")}
