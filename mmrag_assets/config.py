@@ -34,6 +34,7 @@ ImageFormat = Literal["png", "jpeg", "webp"]
 FirstStage = Literal["plaid", "binary", "pooled", "muvera", "lance"]
 RerankerName = Literal["maxsim", "none"]
 Severity = Literal["error", "warn"]
+OcrEngineName = Literal["rapidocr", "none"]
 
 
 @dataclass
@@ -75,6 +76,44 @@ class AsrConfig:
     overlap_s: float = MISSING  # overlap between consecutive windows
     cpu_threads: int = MISSING  # 0: let CTranslate2 decide
     max_duration_s: float = MISSING  # longer recordings are quarantined
+
+
+@dataclass
+class OcrInputsConfig:
+    """Which inputs get OCR."""
+
+    images: bool = MISSING  # standalone images
+    pdf_pages: bool = MISSING  # PDF pages without a usable text layer
+    pdf_images: bool = MISSING  # large raster images on PDF pages that have a usable layer
+    keyframes: bool = MISSING  # video keyframes
+
+
+@dataclass
+class OcrPdfConfig:
+    """The text-layer rule and the raster-region rule (lib/ingest/ocr_select.py says why)."""
+
+    min_layer_chars: int = MISSING  # a usable layer has at least this many non-blank characters
+    min_printable_share: float = MISSING  # ... and at least this share of them printable
+    min_image_area: float = MISSING  # share of the page an embedded image must cover to be OCRed
+    max_layer_coverage: float = MISSING  # ... unless layer word boxes already cover this share of it
+    max_known_share: float = MISSING  # an OCR line is dropped when this share of its words is in the layer
+
+
+@dataclass
+class OcrConfig:
+    engine: OcrEngineName = MISSING  # rapidocr (bundled PP-OCRv6 models) | none (OCR off)
+    languages: list[str] = MISSING  # must be read by the recognition model (checked when it loads)
+    min_confidence: float = MISSING  # lines and words below it are dropped (applied after the cache)
+    max_pixels: int = MISSING  # larger OCR inputs are quarantined (stage ocr)
+    max_side_px: int = MISSING  # inputs are downscaled to this longest side before detection
+    direction: bool = MISSING  # 0/180 degree text-line direction classifier
+    threads: int = MISSING  # onnxruntime intra-op threads; 0: onnxruntime decides
+    batch_size: int = MISSING  # images per cache lookup, cache write and progress report
+    det_model_path: str | None = MISSING  # local ONNX models; null: the ones bundled in the rapidocr wheel
+    rec_model_path: str | None = MISSING
+    cls_model_path: str | None = MISSING
+    inputs: OcrInputsConfig = MISSING
+    pdf: OcrPdfConfig = MISSING
 
 
 @dataclass
@@ -167,6 +206,7 @@ class MmragConfig:
     storage: StorageConfig = MISSING
     ingest: IngestConfig = MISSING
     asr: AsrConfig = MISSING
+    ocr: OcrConfig = MISSING
     model: ModelConfig = MISSING
     search: SearchConfig = MISSING
     serve: ServeConfig = MISSING
@@ -217,7 +257,7 @@ class MmragConfig:
 
 _LOCK = threading.Lock()
 _REGISTERED = False
-GROUPS = ("corpus", "storage", "ingest", "asr", "model", "search", "checks", "eval")
+GROUPS = ("corpus", "storage", "ingest", "asr", "ocr", "model", "search", "checks", "eval")
 
 
 def _register() -> None:
@@ -410,6 +450,13 @@ def _validate(cfg: MmragConfig) -> None:
         problems.append(f"serve.max_body_bytes={cfg.serve.max_body_bytes} must be >= 1024")
     if cfg.serve.max_filter_values < 1 or cfg.serve.max_field_chars < 1:
         problems.append("serve.max_filter_values and serve.max_field_chars must be >= 1")
+    if cfg.ocr.engine != "none":
+        from mmrag_assets.lib.ingest.ocr_pages import plan_from_config
+
+        try:
+            plan_from_config(cfg.ocr)  # range checks of the OCR settings
+        except ConfigError as e:
+            problems.append(str(e))
     if problems:
         raise ConfigError("; ".join(problems))
 

@@ -75,8 +75,11 @@ def document_content(context: AssetExecutionContext, mmrag: MmragConfigResource,
     t_all = time.perf_counter()
     progress = Progress("ingested", len(plan.todo), context.log.info, unit="documents")
     for e in plan.todo:
-        res = ingest_document(cfg, source=e.source, doc_id=e.doc_id, kind=e.kind, sha256=e.sha256, size=e.size)
-        cat.write_document({**res.doc, "run_id": context.run.run_id}, res.pages, res.segments, res.quarantine)
+        res = ingest_document(
+            cfg, source=e.source, doc_id=e.doc_id, kind=e.kind, sha256=e.sha256, size=e.size,
+            progress=lambda p, src=e.source: context.log.info(f"{src}: {p.line()}"),
+        )
+        cat.write_document({**res.doc, "run_id": context.run.run_id}, res.pages, res.segments, res.quarantine, ocr=res.ocr)
         for q in res.quarantine:
             context.log.warning(f"quarantined {q['source']} ({q['stage']}): {q['reason']}")
         thumbs = [(f"{e.source} p.{pg['page']}", cfg.storage_root / (pg["thumb_path"] or pg["image_path"])) for pg in res.pages[:1]]
@@ -85,6 +88,7 @@ def document_content(context: AssetExecutionContext, mmrag: MmragConfigResource,
                 "thumbs": thumbs,
                 "source": e.source, "doc_id": e.doc_id, "kind": e.kind, "status": res.status,
                 "pages": len(res.pages), "segments": len(res.segments), "seconds": round(res.seconds, 2),
+                "ocr_images": res.ocr_stats.get("images", 0), "ocr_cached": res.ocr_stats.get("cached", 0),
                 "reason": "; ".join(q["reason"] for q in res.quarantine),
             }
         )
@@ -110,7 +114,11 @@ def document_content(context: AssetExecutionContext, mmrag: MmragConfigResource,
     }
     yield dg.MaterializeResult(
         asset_key="page_images",
-        metadata={"pages": pages, "pages_per_s": round(pages / seconds, 2) if pages and seconds else 0.0, **common},
+        metadata={
+            "pages": pages, "pages_per_s": round(pages / seconds, 2) if pages and seconds else 0.0,
+            "ocr_images": sum(d["ocr_images"] for d in done), "ocr_cached": sum(d["ocr_cached"] for d in done),
+            **common,
+        },
     )
     yield dg.MaterializeResult(
         asset_key="transcript_segments", metadata={"segments": sum(d["segments"] for d in done), **common}

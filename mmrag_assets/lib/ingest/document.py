@@ -6,21 +6,28 @@ input, so one bad file never fails a run.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import shutil
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mmrag_assets.config import MmragConfig
 from mmrag_assets.errors import MmragError
+
+if TYPE_CHECKING:
+    from mmrag_assets.lib.ingest.ocr_batch import OcrProgress
 
 log = logging.getLogger(__name__)
 
 # config sections whose values change what a document of each kind produces
 FINGERPRINT_SECTIONS = {"pdf": ("ingest",), "image": ("ingest",), "audio": ("asr",), "video": ("ingest", "asr")}
+OCR_KINDS = ("pdf", "image", "video")  # their rows also depend on the ocr section (less its runtime keys)
 
 
 @dataclass
@@ -29,7 +36,9 @@ class DocResult:
     pages: list[dict[str, Any]] = field(default_factory=list)
     segments: list[dict[str, Any]] = field(default_factory=list)
     quarantine: list[dict[str, Any]] = field(default_factory=list)
+    ocr: list[dict[str, Any]] = field(default_factory=list)  # page_ocr rows: words and boxes
     seconds: float = 0.0
+    ocr_stats: dict[str, Any] = field(default_factory=dict)  # images, cached, failed, engine_seconds
 
     @property
     def status(self) -> str:
@@ -37,7 +46,14 @@ class DocResult:
 
 
 def fingerprint(cfg: MmragConfig, kind: str) -> str:
-    return cfg.fingerprint(*FINGERPRINT_SECTIONS.get(kind, ("ingest",)))
+    base = cfg.fingerprint(*FINGERPRINT_SECTIONS.get(kind, ("ingest",)))
+    if kind not in OCR_KINDS:
+        return base
+    from mmrag_assets.lib.ingest.ocr_pages import RUNTIME_KEYS
+
+    ocr = {k: v for k, v in cfg.to_dict()["ocr"].items() if k not in RUNTIME_KEYS}
+    blob = json.dumps([base, ocr], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def segment_id(doc_id: str, start_s: float, end_s: float) -> str:
@@ -45,7 +61,18 @@ def segment_id(doc_id: str, start_s: float, end_s: float) -> str:
     return f"{doc_id}:t{round(start_s * 1000)}-{round(end_s * 1000)}"
 
 
-def ingest_document(cfg: MmragConfig, *, source: str, doc_id: str, kind: str, sha256: str, size: int) -> DocResult:
+def ingest_document(
+    cfg: MmragConfig,
+    *,
+    source: str,
+    doc_id: str,
+    kind: str,
+    sha256: str,
+    size: int,
+    progress: Callable[[OcrProgress], None] | None = None,
+) -> DocResult:
+    """Render/decode one document into rows, then OCR the pages, images and keyframes that the
+    ``ocr`` config asks for (``lib/ingest/ocr_pages.py``), reporting each OCR batch to ``progress``."""
     t0 = time.perf_counter()
     path = cfg.corpus_root / source
     # one folder per (content, settings): a re-render never overwrites images a live version serves
@@ -75,13 +102,55 @@ def ingest_document(cfg: MmragConfig, *, source: str, doc_id: str, kind: str, sh
     except Exception as e:  # noqa: BLE001 - a decoder bug must not fail the whole run
         log.error("unexpected error ingesting %s:\n%s", source, traceback.format_exc())
         _quarantine(res, source, stage, f"unexpected {type(e).__name__} while decoding: {e}")
+    if res.status != "quarantined" and res.pages:
+        _ocr(cfg, res, path, kind, progress)
     if res.status == "quarantined":
         shutil.rmtree(out_dir, ignore_errors=True)
-        res.pages, res.segments = [], []
+        res.pages, res.segments, res.ocr = [], [], []
     res.doc["n_pages"] = len(res.pages)
     res.doc["n_segments"] = len(res.segments)
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def _ocr(
+    cfg: MmragConfig,
+    res: DocResult,
+    path: Path,
+    kind: str,
+    progress: Callable[[OcrProgress], None] | None,
+) -> None:
+    """Fold OCR text into the page rows; a failure costs the OCR text, never the rendered pages."""
+    from mmrag_assets.lib.ingest.ocr_pages import plan_from_config, set_text_sources
+
+    plan = plan_from_config(cfg.ocr)
+    if plan is None:
+        set_text_sources(res.pages)
+        return
+    from mmrag_assets.lib.catalog import Catalog
+    from mmrag_assets.lib.ingest.ocr_batch import CatalogOcrCache
+    from mmrag_assets.lib.ingest.ocr_pages import apply_ocr
+
+    source = res.doc["source"]
+    try:
+        applied = apply_ocr(
+            res.pages, kind=kind, doc_id=res.doc["doc_id"], source_path=path, storage_root=cfg.storage_root,
+            plan=plan, cache=CatalogOcrCache(Catalog(cfg.catalog_path)), progress=progress,
+        )
+    except MmragError as e:  # the engine cannot start (models missing, bad settings)
+        set_text_sources(res.pages)
+        _quarantine(res, source, "ocr", str(e), whole=False)
+        return
+    except Exception as e:  # noqa: BLE001 - an OCR bug must not lose the rendered pages
+        log.error("unexpected error in OCR of %s:\n%s", source, traceback.format_exc())
+        set_text_sources(res.pages)
+        _quarantine(res, source, "ocr", f"unexpected {type(e).__name__} during OCR: {e}", whole=False)
+        return
+    res.ocr = applied.ocr_rows
+    s = applied.stats
+    res.ocr_stats = {"images": s.images, "cached": s.cached, "failed": s.failed, "engine_seconds": round(s.engine_seconds, 3)}
+    for reason in applied.reasons:
+        _quarantine(res, source, "ocr", reason, whole=False)
 
 
 def _quarantine(res: DocResult, source: str, stage: str, reason: str, *, whole: bool = True) -> None:
