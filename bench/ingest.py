@@ -1,6 +1,7 @@
-"""Ingestion speed: PDF rendering (PyMuPDF vs pdftoppm) and speech recognition real-time factor.
+"""Ingestion speed: PDF rendering (PyMuPDF vs pdftoppm), speech recognition real-time factor and
+OCR pages/s and screenshots/s (RapidOCR vs render-only and tesseract; see bench/ingest_ocr.py).
 
-    uv run python bench/ingest.py [--pages 40] [--reps 3] [--dpi 150] [--no-write]
+    uv run python bench/ingest.py [--pages 40] [--reps 3] [--dpi 150] [--only all|render|ocr] [--no-write]
 
 Rendering: the sample-corpus PDFs plus the first ``--pages`` pages of a real manual
 (``gnuplot.pdf`` from Debian's gnuplot-doc, fetched once with ``apt-get download`` into
@@ -13,7 +14,7 @@ best wall time of ``--reps``. The ratio is what to read: absolute times on these
 ASR: tiny.en (bundled) int8 on CPU over the bundled speech recording; real-time factor =
 transcription wall time / audio duration, best of ``--reps``, with VAD on (the default
 config) and off. Model loading is reported separately (once per process).
-Writes the ``Ingestion`` section of BENCHMARKS.md and prints JSON.
+Writes the ``Ingestion`` and ``Ingestion: OCR`` sections of BENCHMARKS.md and prints JSON.
 """
 
 from __future__ import annotations
@@ -191,7 +192,37 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--dpi", type=int, default=150)
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--only", choices=["all", "render", "ocr"], default="all",
+                    help="render: rendering + ASR (section Ingestion); ocr: OCR (section Ingestion: OCR)")
+    ap.add_argument("--ocr-pages", type=int, default=12, help="scanned pages to OCR")
+    ap.add_argument("--shots", type=int, default=20, help="screenshots to OCR")
     args = ap.parse_args()
+    if args.only in ("all", "ocr"):
+        bench_ocr_main(args)
+    if args.only in ("all", "render"):
+        bench_render_main(args)
+
+
+def bench_ocr_main(args: argparse.Namespace) -> None:
+    from bench.ingest_ocr import bench_ocr, ocr_section
+    from mmrag_assets.lib.ingest.ocr_pages import plan_from_config
+
+    plan = plan_from_config(section("ocr"))
+    assert plan is not None, "conf/ocr default has OCR off"
+    big, big_name = real_pdf(args.ocr_pages)
+    load_before = os.getloadavg()[0]
+    res = bench_ocr(big, big_name, pages=args.ocr_pages, shots=args.shots, plan=plan)
+    load_after = os.getloadavg()[0]
+    print(json.dumps({"ocr": res, "loadavg": [load_before, load_after]}, indent=2, default=str))
+    body = ocr_section(res, table) + (
+        f"\n\n1-minute load average {load_before:.1f} at the start and {load_after:.1f} at the end on "
+        f"{os.cpu_count()} cores (a shared machine): absolute seconds are inflated, ratios less so."
+    )
+    if not args.no_write:
+        print(f"wrote {write_section('Ingestion: OCR', body)}")
+
+
+def bench_render_main(args: argparse.Namespace) -> None:
 
     load_before = os.getloadavg()[0]
     sample = CACHE / "sample-corpus"

@@ -105,7 +105,8 @@ class OcrConfig:
     languages: list[str] = MISSING  # must be read by the recognition model (checked when it loads)
     min_confidence: float = MISSING  # lines and words below it are dropped (applied after the cache)
     max_pixels: int = MISSING  # larger OCR inputs are quarantined (stage ocr)
-    max_side_px: int = MISSING  # inputs are downscaled to this longest side before detection
+    max_side_px: int = MISSING  # inputs are downscaled to this longest side first (what recognition reads)
+    det_max_side_px: int = MISSING  # the text detector sees at most this longest side (never upscaled)
     direction: bool = MISSING  # 0/180 degree text-line direction classifier
     threads: int = MISSING  # onnxruntime intra-op threads; 0: onnxruntime decides
     batch_size: int = MISSING  # images per cache lookup, cache write and progress report

@@ -21,7 +21,7 @@ from mmrag_assets.lib.ingest.ocr_batch import (
 )
 
 SETTINGS = OcrSettings(
-    languages=("en",), min_confidence=0.5, max_pixels=20_000_000, max_side_px=2000,
+    languages=("en",), min_confidence=0.5, max_pixels=20_000_000, max_side_px=2000, det_max_side_px=1280,
     direction=True, threads=0, batch_size=2,
 )
 ZOOM = 2.0  # 144 dpi

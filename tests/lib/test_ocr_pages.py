@@ -16,7 +16,7 @@ from mmrag_assets.lib.ingest.render import render_pdf
 
 PLAN = OcrPlan(
     settings=OcrSettings(
-        languages=("en",), min_confidence=0.5, max_pixels=50_000_000, max_side_px=2000,
+        languages=("en",), min_confidence=0.5, max_pixels=50_000_000, max_side_px=2000, det_max_side_px=1280,
         direction=True, threads=0, batch_size=4,
     ),
     images=True, pdf_pages=True, pdf_images=True, keyframes=True,

@@ -55,7 +55,8 @@ class OcrSettings:
     languages: tuple[str, ...]
     min_confidence: float  # lines (and words) below it are dropped when results are read
     max_pixels: int  # larger inputs are refused with a reason (decompression-bomb guard)
-    max_side_px: int  # RapidOCR downscales inputs whose longest side exceeds this before detection
+    max_side_px: int  # inputs whose longest side exceeds this are downscaled first (recognition sees this)
+    det_max_side_px: int  # the text detector sees the image downscaled to this longest side (never upscaled)
     direction: bool  # run the 0/180 degree text-line direction classifier
     threads: int  # onnxruntime intra-op threads; 0: onnxruntime decides
     batch_size: int  # images per cache lookup / cache write / progress report
@@ -68,8 +69,11 @@ class OcrSettings:
             raise ConfigError("ocr.languages is empty: name at least one language, e.g. [en]")
         if not 0.0 <= self.min_confidence <= 1.0:
             raise ConfigError(f"ocr.min_confidence={self.min_confidence} must be within 0..1")
-        if self.max_pixels <= 0 or self.max_side_px < 32 or self.batch_size < 1 or self.threads < 0:
-            raise ConfigError("ocr.max_pixels > 0, ocr.max_side_px >= 32, ocr.batch_size >= 1 and ocr.threads >= 0")
+        if self.max_pixels <= 0 or min(self.max_side_px, self.det_max_side_px) < 32 or self.batch_size < 1 or self.threads < 0:
+            raise ConfigError(
+                "ocr.max_pixels must be > 0, ocr.max_side_px and ocr.det_max_side_px >= 32, "
+                "ocr.batch_size >= 1 and ocr.threads >= 0"
+            )
 
 
 # ---------------------------------------------------------------- results
@@ -227,6 +231,7 @@ def engine_key(settings: OcrSettings) -> str:
             "models": {t: _file_sha(p) for t, p in paths.items() if t != "cls" or settings.direction},
             "languages": sorted(lang.lower() for lang in settings.languages),
             "max_side_px": settings.max_side_px,
+            "det_max_side_px": settings.det_max_side_px,
             "direction": settings.direction,
         },
         sort_keys=True,
@@ -260,6 +265,9 @@ class OcrEngine:
             "Global.return_word_box": True,
             "Global.use_cls": settings.direction,
             "Global.max_side_len": settings.max_side_px,
+            # RapidOCR's default ("min" 736) upscales a 900x300 screenshot to 2208x736 for detection
+            "Det.limit_type": "max",
+            "Det.limit_side_len": settings.det_max_side_px,
             "Det.model_path": str(paths["det"]),
             "Rec.model_path": str(paths["rec"]),
             "Cls.model_path": str(paths["cls"]),

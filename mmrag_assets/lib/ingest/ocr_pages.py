@@ -49,7 +49,7 @@ def plan_from_config(ocr: Any) -> OcrPlan | None:
         return None
     settings = OcrSettings(
         languages=tuple(ocr.languages), min_confidence=ocr.min_confidence, max_pixels=ocr.max_pixels,
-        max_side_px=ocr.max_side_px, direction=ocr.direction, threads=ocr.threads, batch_size=ocr.batch_size,
+        max_side_px=ocr.max_side_px, det_max_side_px=ocr.det_max_side_px, direction=ocr.direction, threads=ocr.threads, batch_size=ocr.batch_size,
         det_model_path=ocr.det_model_path, rec_model_path=ocr.rec_model_path, cls_model_path=ocr.cls_model_path,
     )
     i, pdf = ocr.inputs, ocr.pdf
