@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from data_contracts.params import ContractParams
 
 SUITE_NAME = "pages"
-SUITE_VERSION = "1.0.0"  # bump on any change to the expectations below
+SUITE_VERSION = "1.1.0"  # bump on any change to the expectations below
 ID_COLUMN = "item_id"
 REQUIRED_COLUMNS = (
     "item_id",
@@ -28,8 +28,10 @@ REQUIRED_COLUMNS = (
     "width",
     "height",
     "text",
+    "text_source",
     "doc_n_pages",
 )
+TEXT_SOURCES = ("layer", "ocr", "layer+ocr", "none")  # where pages.text came from (lib/ingest/ocr_pages.py)
 SOURCE_SQL = "SELECT p.*, d.n_pages AS doc_n_pages FROM pages p LEFT JOIN documents d ON d.doc_id = p.doc_id"
 
 
@@ -65,5 +67,14 @@ def build_suite(params: ContractParams) -> ExpectationSuite:
     add(suite, "ExpectColumnValuesToNotBeNull", "image_path_not_null", "image_path", column="image_path")
     for col in ("width", "height"):
         add(suite, "ExpectColumnValuesToBeBetween", f"{col}_positive", col, column=col, min_value=1)
+    add(
+        suite,
+        "ExpectColumnValuesToBeInSet",
+        "text_source_allowed",
+        "text_source",
+        column="text_source",
+        value_set=list(TEXT_SOURCES),
+    )
+    add(suite, "ExpectColumnValuesToNotBeNull", "text_source_not_null", "text_source", column="text_source")
     text_length_check(suite, params)
     return suite

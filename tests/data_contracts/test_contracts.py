@@ -66,6 +66,7 @@ def good_pages() -> pd.DataFrame:
                 "width": 100,
                 "height": 140,
                 "text": f"page {p}",
+                "text_source": "layer",
                 "doc_n_pages": 3,
             }
             for p in (1, 2, 3)
@@ -207,6 +208,15 @@ def test_page_zero_and_orphan_page() -> None:
     assert _failed(res, "doc_known")["offending_ids"] == [f"{PDF}:2"]
 
 
+def test_text_source_must_be_known() -> None:
+    df = good_pages()
+    df.loc[1, "text_source"] = "guess"
+    df.loc[2, "text_source"] = None
+    res = validate_table("pages", df, PARAMS)
+    assert _failed(res, "text_source_allowed")["offending_ids"] == [f"{PDF}:2"]
+    assert _failed(res, "text_source_not_null")["offending_ids"] == [f"{PDF}:3"]
+
+
 def test_segment_start_not_before_end() -> None:
     df = good_segments()
     df.loc[0, "end_s"] = df.loc[0, "start_s"]  # start == end
@@ -309,6 +319,7 @@ def test_offending_ids_are_capped_but_counted() -> None:
             "width": 1,
             "height": 1,
             "text": "",
+            "text_source": "none",
             "doc_n_pages": 3,
         }
     )
