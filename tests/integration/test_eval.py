@@ -57,7 +57,8 @@ def test_sweep_of_two_configs_writes_two_experiment_rows_and_a_report(env: list[
         m, by = run["metrics"], run["by_channel"]
         assert set(m) == {"first_stage", "reranked"} and run["latency_ms"]["total"]["p50"] > 0
         assert by["page"]["reranked"]["ndcg@10"] > 0.5  # the text layer answers most page queries
-        assert by["image"]["reranked"]["recall@100"] == 0.0  # lite has no image vectors: honest misses
+        # OCR reads the diagram's labels, so lite finds it; the photo has no text: an honest miss
+        assert 0.0 < by["image"]["reranked"]["recall@100"] < 1.0
         assert run["sources_not_in_corpus"] == [VIDEO]  # built with video=False
 
 
