@@ -312,6 +312,27 @@ class Catalog:
             )
 
     # ---- reads ----
+    def ocr_boxes(self, item_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """item_id -> ``{"image_width", "image_height", "boxes": [{x0, y0, x1, y1, text}]}``: the OCR
+        words of each page (a line's own box where the engine gave no word boxes), in pixels of the
+        stored page image. Items without OCR are absent."""
+        import json
+
+        if not item_ids:
+            return {}
+        rows = self.query(
+            "SELECT item_id, width, height, lines FROM page_ocr WHERE item_id IN (SELECT unnest(?))", [list(item_ids)]
+        )
+        out: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            boxes = []
+            for ln in json.loads(r["lines"]):
+                for w in ln["words"] or [ln]:
+                    x0, y0, x1, y1 = w["box"]
+                    boxes.append({"x0": x0, "y0": y0, "x1": x1, "y1": y1, "text": w["text"]})
+            out[r["item_id"]] = {"image_width": r["width"], "image_height": r["height"], "boxes": boxes}
+        return out
+
     def ocr_cache(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         if not keys:
             return {}

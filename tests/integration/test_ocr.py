@@ -93,6 +93,13 @@ def test_scanned_page_and_screenshot_get_ocr_text_and_the_text_pdf_does_not(ocr_
     proxy = next(ln for ln in lines if "gateway" in ln["text"])
     assert any(w["text"] == "3128" for w in proxy["words"])
     assert cat.scalar("SELECT count(*) FROM ocr_cache") == 2
+    # what the search page draws: word boxes in the stored image's pixels
+    web = cat.ocr_boxes([shot["item_id"], "no-such-item"])
+    assert set(web) == {shot["item_id"]}
+    w = web[shot["item_id"]]
+    assert (w["image_width"], w["image_height"]) == (shot["width"], shot["height"])
+    port = next(b for b in w["boxes"] if b["text"] == "3128")
+    assert 0 <= port["x0"] < port["x1"] <= shot["width"] and 0 <= port["y0"] < port["y1"] <= shot["height"]
 
 
 def test_ocr_text_is_found_by_search(ocr_indexed) -> None:

@@ -338,16 +338,22 @@ def _quad(points: Any, width: int, height: int) -> Quad:
     return tuple((_clip(p[0], width), _clip(p[1], height)) for p in points[:4])  # type: ignore[return-value]
 
 
-_ENGINES: dict[OcrSettings, OcrEngine] = {}
+_ENGINES: dict[tuple[str, int], OcrEngine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
 def get_engine(settings: OcrSettings) -> OcrEngine:
-    """The process-wide engine for these settings (model loading costs ~0.3 s; keep one)."""
+    """The process-wide engine for these settings (model loading costs ~0.3 s; keep one).
+
+    Settings applied outside the engine (``min_confidence``, ``max_pixels``, ``batch_size``)
+    share it: only the engine key and the thread count make another one.
+    """
+    check_languages(settings)
+    ident = (engine_key(settings), settings.threads)
     with _ENGINES_LOCK:
-        eng = _ENGINES.get(settings)
+        eng = _ENGINES.get(ident)
         if eng is None:
-            eng = _ENGINES[settings] = OcrEngine(settings)
+            eng = _ENGINES[ident] = OcrEngine(settings)
         return eng
 
 
