@@ -12,7 +12,7 @@ from mmrag_assets.config import load_config
 from mmrag_assets.lib.catalog import Catalog
 from mmrag_assets.lib.ingest.ocr_pages import plan_from_config
 from mmrag_assets.lib.search.searcher import search
-from mmrag_assets.runner import index, ingest
+from mmrag_assets.launch import index, ingest
 
 pytestmark = pytest.mark.integration
 
