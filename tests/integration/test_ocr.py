@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from mmrag_assets.config import load_config
+from mmrag_assets.launch import index, ingest
 from mmrag_assets.lib.catalog import Catalog
 from mmrag_assets.lib.ingest.ocr_pages import plan_from_config
 from mmrag_assets.lib.search.searcher import search
-from mmrag_assets.launch import index, ingest
 
 pytestmark = pytest.mark.integration
 
@@ -79,8 +79,8 @@ def test_scanned_page_and_screenshot_get_ocr_text_and_the_text_pdf_does_not(ocr_
     cfg, summary, _, calls = ocr_indexed
     assert summary["failed"] == [] and calls == 2, "the scan and the screenshot; the text PDF is not OCRed"
     (scan,) = _pages(cfg, SCAN)
-    assert scan["text_source"] == "ocr"
-    assert "E04" in scan["text"] and "insulation" in scan["text"] and "CamScanner" not in scan["text"]
+    assert scan["text_source"] == "layer+ocr"  # the printable stamp stays, the OCR text follows it
+    assert scan["text"].startswith("Scanned with CamScanner") and "E04" in scan["text"] and "insulation" in scan["text"]
     (shot,) = _pages(cfg, SHOT)
     assert shot["text_source"] == "ocr" and "gateway.corp.example" in shot["text"]
     assert [p["text_source"] for p in _pages(cfg, TEXT)] == ["layer", "layer"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -88,10 +87,10 @@ def test_pages_without_a_usable_layer_are_ocred_and_good_layers_are_not(rendered
     # the chart on page 4 is the other; page 1 is not OCRed at all
     assert calls == 2
     assert pages[1]["text_source"] == "layer" and pages[1]["text"] == rendered[2][0]["text"]
+    assert pages[2]["text_source"] == "ocr" and pages[3]["text_source"] == "layer+ocr"
     for n in (2, 3):
-        assert pages[n]["text_source"] == "ocr"
         assert "E04" in pages[n]["text"] and "insulation" in pages[n]["text"].lower()
-    assert "CamScanner" not in pages[3]["text"]  # the stray layer is replaced, not kept
+    assert pages[3]["text"].startswith("Scanned with CamScanner")  # a printable stamp is kept, OCR appended
     assert pages[4]["text_source"] == "layer+ocr"
     assert pages[4]["text"].startswith(rendered[2][3]["text"])
     assert "Wholesale 18%" in pages[4]["text"] and "Online 47%" in pages[4]["text"]
@@ -125,6 +124,14 @@ def test_switching_inputs_off_runs_no_ocr(rendered) -> None:
     pages, out, calls = _apply(rendered, off)
     assert calls == 0 and out.ocr_rows == []
     assert [pages[n]["text_source"] for n in (1, 2, 3, 4)] == ["layer", "none", "layer", "layer"]
+
+
+def test_an_unprintable_layer_is_replaced_by_ocr(rendered) -> None:
+    pdf, storage, rows = rendered
+    garbled = [dict(r) for r in rows]
+    garbled[2]["text"] = "".join(chr(0xE000 + i) for i in range(30))  # broken font encoding on page 3
+    pages, _, _ = _apply((pdf, storage, garbled))
+    assert pages[3]["text_source"] == "ocr" and "\ue000" not in pages[3]["text"] and "E04" in pages[3]["text"]
 
 
 def test_a_failing_image_keeps_its_row_and_gives_a_reason(rendered) -> None:

@@ -4,8 +4,10 @@ it through the cache, and fold the text into the page rows.
 Per item kind (each switchable in ``OcrPlan``):
 - a standalone image or a video keyframe: OCRed whole; its text becomes the item's text
   (``text_source = ocr``);
-- a PDF page without a usable text layer (``ocr_select.layer_usable``): OCRed whole, the stray
-  layer text is replaced (``ocr``);
+- a PDF page without a usable text layer (``ocr_select.layer_usable``): OCRed whole; a layer that
+  is printable but short (a stamp, a one-line page) is kept and the OCR lines it lacks appended
+  (``layer+ocr``, or ``layer`` when OCR adds nothing, e.g. on a page rendered too small to read);
+  an unprintable layer (broken font encoding) is replaced (``ocr``);
 - a PDF page with a usable layer: its large raster images not already covered by layer words
   are OCRed as regions, and the lines the layer lacks are appended (``layer+ocr``), else the
   layer stays alone (``layer``).
@@ -24,7 +26,13 @@ from typing import Any
 
 from mmrag_assets.lib.ingest.ocr import OcrLine, OcrResult, OcrSettings, get_engine
 from mmrag_assets.lib.ingest.ocr_batch import OcrCache, OcrOutcome, OcrProgress, OcrStats, OcrTask, ocr_batch
-from mmrag_assets.lib.ingest.ocr_select import PageGeometry, layer_usable, novel_lines, raster_regions
+from mmrag_assets.lib.ingest.ocr_select import (
+    PageGeometry,
+    layer_stats,
+    layer_usable,
+    novel_lines,
+    raster_regions,
+)
 
 
 @dataclass(frozen=True)
@@ -147,7 +155,13 @@ def apply_ocr(
             out.reasons.append(f"OCR of {_what(kind, row)} failed: {o.error}")
             continue
         res = o.result.filtered(min_conf)
-        row["text"], row["text_source"] = res.text, "ocr"
+        layer = row.get("text") or ""
+        if kind == "pdf" and layer.strip() and layer_stats(layer).printable_share >= plan.min_printable_share:
+            res = novel_lines(res, layer, max_known_share=plan.max_known_share)
+            if res.lines:
+                row["text"], row["text_source"] = f"{layer}\n\n{res.text}", "layer+ocr"
+        else:
+            row["text"], row["text_source"] = res.text, "ocr"
         out.ocr_rows.append(_ocr_row(doc_id, item_id, res, None, key))
     for item_id, (row, boxes) in region_rows.items():
         got = [outcomes[f"{item_id}@{n}"] for n in range(len(boxes))]

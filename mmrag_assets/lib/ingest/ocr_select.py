@@ -7,7 +7,9 @@ points, not U+FFFD). Measured on 8 Debian documentation PDFs (524 pages): the sp
 has 95 non-blank characters and every page is >= 99.7 % printable, while the stray invisible text
 that scanning tools stamp on image-only pages ("Scanned with CamScanner": 20, a page number or a
 Bates id: under 15) stays far below 50. Broken font encodings come out as private-use or control
-code points. A page that fails the rule is OCRed whole and its layer dropped.
+code points. A page that fails the rule is OCRed whole; its layer is dropped only when it is
+unprintable, else kept with the OCR lines it lacks (a short layer can be right where OCR reads
+nothing, e.g. a page rendered at a low DPI).
 
 On a page whose layer is usable, an embedded raster image covering at least
 ``min_image_area`` of the page is OCRed as a region unless layer words already cover it
