@@ -42,7 +42,7 @@ PLAIN = textwrap.dedent(
     from mmrag_assets.lib.index import table as lx
     from mmrag_assets.lib.index.batch import embed_and_write, plan_embeddings
     from mmrag_assets.lib.index.embedding import load_embedder
-    from mmrag_assets.lib.index.sidecar import build_sidecar
+    from mmrag_assets.lib.index.publish import location_for, params_from_config, publish
     from mmrag_assets.lib.ingest.corpus import SHARD_KEYS, plan_ingest, purge_documents, record_scan, scan
     from mmrag_assets.lib.ingest.document import ingest_document
     from mmrag_assets.lib.quality.frames import catalog_frame, contract_params, embeddings_frame
@@ -63,7 +63,7 @@ PLAIN = textwrap.dedent(
         out = validate_documents(t, check, lambda ids, t=t: catalog_frame(cat, t, ids), list(todo), params)
         cat.record_checks(gate_rows(out, todo, "", "plain"))
     emb = load_embedder(cfg.model, cfg.models_dir)            # item_embeddings
-    tbl = lx.open_table(cfg, emb.version_key, emb.dim)
+    tbl = lx.open_embedder_table(cfg, emb)
     docs = [r["doc_id"] for r in cat.query("SELECT doc_id FROM documents WHERE status <> 'quarantined'")]
     held = {r["doc_id"]: r["check_name"] for r in cat.failing_checks(emb.version_key, keys)}
     p = plan_embeddings(cat, tbl, emb, docs, held)
@@ -72,7 +72,7 @@ PLAIN = textwrap.dedent(
     out = validate_documents("embeddings", EMBEDDINGS_CHECK, lambda ids: embeddings_frame(tbl, ids), list(todo), params)
     cat.record_checks(gate_rows(out, todo, emb.version_key, "plain"))
     allowed = cat.publishable_documents(list(CATALOG_CHECKS.values()), EMBEDDINGS_CHECK, emb.version_key, keys)
-    info = build_sidecar(cfg, tbl, emb, allowed_doc_ids=allowed)   # search_index
+    info = publish(location_for(cfg, emb.version_key), tbl, emb, params_from_config(cfg), allowed_doc_ids=allowed)   # search_index
     from mmrag_assets.lib.quality import baselines as bs           # index_quality: drift and modality gap
     from mmrag_assets.lib.quality.frames import measure_gap, summarize_table
     from mmrag_assets.lib.quality.monitor import evaluate_drift
@@ -80,7 +80,7 @@ PLAIN = textwrap.dedent(
     evaluate_drift(cfg, cat, tbl, emb.version_key, run_id="plain", plot_dir=cfg.storage_root / "reports", summaries=items)
     gap = measure_gap(emb, list(cfg.checks.probe_queries), items.by_modality())
     bs.record_gap(cat, [{**g, "run_id": "plain", "version_key": emb.version_key, "table_version": int(tbl.version)} for g in gap])
-    print(info["items"])
+    print(info.items)
     """
 )
 

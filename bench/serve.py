@@ -79,10 +79,9 @@ def main() -> int:
     ap.add_argument("--queries", type=int, default=30, help="searches after the first one")
     args = ap.parse_args()
 
-    from mmrag_assets.runner import index
-
     from mmrag_assets.config import load_config
     from mmrag_assets.fixtures.sample_corpus import build_sample_corpus
+    from mmrag_assets.launch import index
 
     with tempfile.TemporaryDirectory() as tmp:
         base = args.dir or Path(tmp)

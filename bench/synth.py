@@ -30,6 +30,9 @@ not trivial):
 
 Everything derives from ``seed``: page specs from one generator, token noise from one torch
 generator per chunk of pages, so a cache can be rebuilt bit for bit.
+
+The pages are written the way the product stores them: rows of a LanceDB items table (the
+``vector`` column, float16) with content-key item ids ``{doc}:{page}``, ten pages per document.
 """
 
 from __future__ import annotations
@@ -40,12 +43,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-
-from mmrag_assets.lib.index.vecstore import VecStore
+import pyarrow as pa
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 CHUNK_PAGES = 256
 PAGES_PER_TOPIC = 250
+PAGES_PER_DOC = 10
+ADD_PAGES = 2560  # pages per LanceDB append (one fragment each)
 
 
 @dataclass(frozen=True)
@@ -162,11 +166,16 @@ def _page_chunk(world: World, start: int, stop: int) -> np.ndarray:
     return x.to(torch.float16).numpy()
 
 
-def make_queries(world: World, n_queries: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(n_queries, q_tokens, d) float32 unit queries and (n_queries,) int64 target pages."""
+def make_queries(
+    world: World, n_queries: int, seed: int = 0, targets: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(n_queries, q_tokens, d) float32 unit queries and (n_queries,) int64 target pages
+    (random pages, or the given ``targets``)."""
     s = world.spec
     rng = np.random.default_rng([s.seed, 4, seed])
-    targets = rng.choice(s.n_pages, n_queries, replace=n_queries > s.n_pages)
+    if targets is None:
+        targets = rng.choice(s.n_pages, n_queries, replace=n_queries > s.n_pages)
+    n_queries = len(targets)
     n_generic, n_extra = 4, 2
     n_content = s.q_tokens - n_generic - n_extra
     cpt = s.concepts_per_topic
@@ -190,34 +199,66 @@ def make_queries(world: World, n_queries: int, seed: int = 0) -> tuple[np.ndarra
     return qs, targets.astype(np.int64)
 
 
-def generate(spec: SynthSpec, cache: Path = CACHE, *, verbose: bool = True) -> Path:
-    """Write the store of ``spec`` under ``cache/<key>/store`` once; return the directory."""
-    root = cache / spec.key
-    store_dir = root / "store"
-    if (root / "spec.json").exists() and (store_dir / "meta.json").exists():
-        return root
-    root.mkdir(parents=True, exist_ok=True)
+def doc_id(spec: SynthSpec, page: int) -> str:
+    import hashlib
+
+    return hashlib.sha256(f"synth{spec.seed}:{spec.n_tokens}:doc{page // PAGES_PER_DOC}".encode()).hexdigest()[:16]
+
+
+def item_id(spec: SynthSpec, page: int) -> str:
+    return f"{doc_id(spec, page)}:{page % PAGES_PER_DOC + 1}"
+
+
+def page_rows(spec: SynthSpec, pages: range, vectors: np.ndarray, schema: pa.Schema) -> pa.Table:
+    """Product rows (``lib/index/table.py`` schema) for ``pages`` with their (B, n, d) vectors."""
+    from mmrag_assets.lib.index import table as lx
+
+    rows = []
+    for j, i in enumerate(pages):
+        it = {"item_id": item_id(spec, i), "doc_id": doc_id(spec, i), "source": f"synth/{doc_id(spec, i)}.pdf",
+              "modality": "page", "page": i % PAGES_PER_DOC + 1, "start_s": None, "end_s": None,
+              "text": f"synthetic page {i}", "image_path": None, "thumb_path": None, "ingest_fp": "synth"}  # fmt: skip
+        v = vectors[j]
+        rows.append({**it, "n_tokens": len(v), "vector": v, "item_fp": lx.item_fingerprint(it, v)})
+    return lx._to_arrow(rows, schema)
+
+
+def generate(spec: SynthSpec, db_dir: Path, table_name: str, *, verbose: bool = True, start: int = 0):
+    """Write pages ``start..spec.n_pages`` of ``spec`` into the LanceDB table ``table_name`` (created
+    if missing); a marker file makes a finished table a cache hit. Returns the table."""
+    import lancedb
+
+    from mmrag_assets.lib.index import table as lx
+
+    marker = db_dir / f"{table_name}.{spec.key}.from{start}.done"
+    db = lancedb.connect(str(db_dir))
+    names = getattr(db.list_tables(), "tables", None) or db.list_tables()
+    schema = lx.schema(spec.dim)
+    tbl = db.open_table(table_name) if table_name in names else db.create_table(table_name, schema=schema)
+    if marker.exists():
+        return tbl
     t0 = time.perf_counter()
     world = World(spec)
-    with VecStore.writer(store_dir, spec.dim) as w:
-        for start in range(0, spec.n_pages, CHUNK_PAGES):
-            stop = min(start + CHUNK_PAGES, spec.n_pages)
-            x = _page_chunk(world, start, stop)
-            w.add_batch([f"synth{spec.seed}:{i}" for i in range(start, stop)], x)
-            if verbose and (start // CHUNK_PAGES) % 40 == 0:
-                print(f"  synth {spec.key}: {stop}/{spec.n_pages} pages, {time.perf_counter() - t0:.0f}s")
-    (root / "spec.json").write_text(json.dumps(asdict(spec) | {"gen_s": time.perf_counter() - t0}))
-    return root
+    buf: list[pa.Table] = []
+    for lo in range(start, spec.n_pages, CHUNK_PAGES):
+        hi = min(lo + CHUNK_PAGES, spec.n_pages)
+        buf.append(page_rows(spec, range(lo, hi), _page_chunk(world, lo, hi), schema))
+        if sum(b.num_rows for b in buf) >= ADD_PAGES or hi == spec.n_pages:
+            tbl.add(pa.concat_tables(buf))
+            buf = []
+        if verbose and (lo // CHUNK_PAGES) % 40 == 0:
+            print(f"  synth {spec.key}: {hi:,}/{spec.n_pages:,} pages, {time.perf_counter() - t0:.0f}s", flush=True)
+    marker.write_text(json.dumps(asdict(spec) | {"gen_s": time.perf_counter() - t0}))
+    return tbl
 
 
-def load(spec: SynthSpec, n_queries: int, cache: Path = CACHE) -> tuple[VecStore, np.ndarray, np.ndarray]:
-    """(store, queries (Q, Tq, d) float32, target pages (Q,)) for ``spec``, generating if needed."""
-    root = generate(spec, cache)
-    qfile = root / f"queries_{n_queries}.npz"
+def queries(spec: SynthSpec, n_queries: int, cache: Path = CACHE, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(queries (Q, Tq, d) float32, target page numbers (Q,)), cached."""
+    cache.mkdir(parents=True, exist_ok=True)
+    qfile = cache / f"{spec.key}_queries_{n_queries}_s{seed}.npz"
     if qfile.exists():
         z = np.load(qfile)
-        qs, targets = z["queries"], z["targets"]
-    else:
-        qs, targets = make_queries(World(spec), n_queries)
-        np.savez(qfile, queries=qs, targets=targets)
-    return VecStore.open(root / "store"), qs, targets
+        return z["queries"], z["targets"]
+    qs, targets = make_queries(World(spec), n_queries, seed=seed)
+    np.savez(qfile, queries=qs, targets=targets)
+    return qs, targets

@@ -31,8 +31,9 @@ Arch = Literal["lite", "colqwen2_5", "colpali", "colsmol"]
 DType = Literal["auto", "float32", "bfloat16", "float16"]
 ComputeType = Literal["auto", "int8", "int8_float16", "int8_float32", "float16", "float32", "bfloat16"]
 ImageFormat = Literal["png", "jpeg", "webp"]
-FirstStage = Literal["plaid", "binary", "pooled", "muvera", "lance"]
+FirstStage = Literal["plaid", "binary", "pooled", "muvera"]
 RerankerName = Literal["maxsim", "none"]
+Codec = Literal["none", "residual2", "residual4", "int8"]
 Severity = Literal["error", "warn"]
 OcrEngineName = Literal["rapidocr", "none"]
 
@@ -150,6 +151,80 @@ class SearchConfig:
 
 
 @dataclass
+class PlaidConfig:
+    nprobe: int = MISSING  # centroids visited per query token
+    budget: float = MISSING  # at most this share of n_items list entries per query token
+    n_full: int = MISSING  # candidates scored by the full centroid interaction
+
+
+@dataclass
+class BinaryConfig:
+    score: Literal["cos", "linear"] = MISSING  # Hamming distance h -> cos(pi h / d) or 1 - 2 h / d
+
+
+@dataclass
+class PooledConfig:
+    n_vectors: int = MISSING  # pooled vectors per item
+    method: Literal["rows", "kmeans"] = MISSING
+    kmeans_iters: int = MISSING
+
+
+@dataclass
+class MuveraConfig:
+    k_sim: int = MISSING  # SimHash bits per repetition (2^k_sim buckets)
+    reps: int = MISSING
+    d_proj: int = MISSING
+    seed: int = MISSING
+
+
+@dataclass
+class StrategiesConfig:
+    """Build and search parameters of every first stage (which are built: ``search.prebuild``)."""
+
+    plaid: PlaidConfig = MISSING
+    binary: BinaryConfig = MISSING
+    pooled: PooledConfig = MISSING
+    muvera: MuveraConfig = MISSING
+
+
+@dataclass
+class CodebookConfig:
+    n_centroids: int | None = MISSING  # None: PLAID's rule 2^floor(log2(16 sqrt(n_tokens))), at most 65,536
+    sample_tokens: int = MISSING  # tokens the k-means trains on
+    kmeans_iters: int = MISSING
+    assign_probe: int = MISSING  # coarse cells searched when a token is assigned its leaf
+    seed: int = MISSING
+
+
+@dataclass
+class PolicyConfig:
+    """When a publish compacts segments or retrains the codebook (``lib/index/policy.py``)."""
+
+    max_segments: int = MISSING
+    max_tombstone_share: float = MISSING
+    retrain_delta_share: float = MISSING
+    retrain_error_factor: float = MISSING
+    min_error_tokens: int = MISSING
+    recalibrate_share: float = MISSING
+
+
+@dataclass
+class IndexConfig:
+    """The versioned search index (``lib/index``): codes, segments, versions, rerank vectors."""
+
+    codec: Codec = MISSING  # rerank vectors: none (float16 from LanceDB) | residual2 | residual4 | int8
+    rescore: int = MISSING  # compressed codec: the top max(rescore, k) are re-scored exactly from LanceDB
+    gc_grace_s: float = MISSING  # a replaced version stays readable this long
+    batch_items: int = MISSING  # items read and encoded at once
+    calibration_items: int = MISSING  # per modality, for the score calibration
+    max_unindexed: int = MISSING  # LanceDB FTS/scalar indexes: optimised once this many rows are new
+    lock_timeout_s: float = MISSING  # how long a publish waits for another one
+    codebook: CodebookConfig = MISSING
+    policy: PolicyConfig = MISSING
+    strategies: StrategiesConfig = MISSING
+
+
+@dataclass
 class ServeConfig:
     """`mmrag serve`: the HTTP API and the search page."""
 
@@ -210,6 +285,7 @@ class MmragConfig:
     ocr: OcrConfig = MISSING
     model: ModelConfig = MISSING
     search: SearchConfig = MISSING
+    index: IndexConfig = MISSING
     serve: ServeConfig = MISSING
     checks: ChecksConfig = MISSING
     eval: EvalConfig = MISSING
@@ -258,7 +334,7 @@ class MmragConfig:
 
 _LOCK = threading.Lock()
 _REGISTERED = False
-GROUPS = ("corpus", "storage", "ingest", "asr", "ocr", "model", "search", "checks", "eval")
+GROUPS = ("corpus", "storage", "ingest", "asr", "ocr", "model", "search", "index", "checks", "eval")
 
 
 def _register() -> None:

@@ -185,12 +185,11 @@ def failure_message(result: Any) -> str:
 
 def _published(cfg: MmragConfig, catalog: Any, version_key: str) -> bool:
     """The live index version already serves exactly the documents that may be served."""
-    from mmrag_assets.lib.index.sidecar import is_current
-    from mmrag_assets.lib.index.table import table_name
+    from mmrag_assets.lib.index.publish import is_published, location_for
     from mmrag_assets.lib.quality.gates import CATALOG_CHECKS, EMBEDDINGS_CHECK, gate_keys
 
     allowed = catalog.publishable_documents(list(CATALOG_CHECKS.values()), EMBEDDINGS_CHECK, version_key, gate_keys(cfg))
-    return is_current(cfg, table_name(version_key), allowed)
+    return is_published(location_for(cfg, version_key), allowed)
 
 
 # ---------------------------------------------------------------- the commands

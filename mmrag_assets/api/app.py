@@ -174,7 +174,7 @@ def create_app(cfg: MmragConfig) -> FastAPI:
         if warm.status == "ready":
             try:
                 s = get_searcher(cfg)
-                body["index"] = {"table": s.table.name, "version": s.meta["table_version"], "items": s.store.n_items}
+                body["index"] = {"table": s.meta["table"], "version": s.meta["table_version"], "items": s.n_items}
             except Exception as e:  # noqa: BLE001 - the live version went away or is damaged: not ready
                 body.update(status="failed", error=describe(e))
         return JSONResponse(body, status_code=200 if body["status"] == "ready" else 503)

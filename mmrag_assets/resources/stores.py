@@ -63,10 +63,8 @@ class LanceStoreResource(dg.ConfigurableResource):
 
     def table(self, *, create: bool = True) -> Any:
         from mmrag_assets.lib.index import table as lx
-        from mmrag_assets.lib.index.embedding import version_key_for
 
-        cfg = self.mmrag.cfg
-        return lx.open_table(cfg, version_key_for(cfg.model), cfg.model.dim, create=create)
+        return lx.open_config_table(self.mmrag.cfg, create=create)  # the lite tier's is a token table
 
 
 class SearcherResource(dg.ConfigurableResource):

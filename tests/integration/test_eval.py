@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 def env(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     base = tmp_path_factory.mktemp("eval")
     build_sample_corpus(base / "corpus", video=False)
-    return [f"corpus.root={base / 'corpus'}", f"storage.root={base / 'storage'}", "model=lite"]
+    return [f"corpus.root={base / 'corpus'}", f"storage.root={base / 'storage'}", "model=lite", "search.prebuild=[plaid,binary]"]
 
 
 @pytest.fixture(scope="module")

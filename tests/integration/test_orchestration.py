@@ -90,7 +90,7 @@ def test_a_missing_corpus_is_one_error_line(tmp_path: Path) -> None:
     bad = _mmrag("index", "search.first_stage=hnsw", f"storage.root={tmp_path / 's'}")
     _, err = bad.communicate(timeout=300)
     assert bad.returncode == 2 and err.strip().splitlines()[-1] == (
-        "error: search.first_stage=hnsw is not valid: choose one of plaid, binary, pooled, muvera, lance"
+        "error: search.first_stage=hnsw is not valid: choose one of plaid, binary, pooled, muvera"
     )
 
 

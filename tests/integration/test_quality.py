@@ -304,6 +304,9 @@ def test_drift_check_flags_a_switched_model_tier_until_a_baseline_accepts_it(
 
 
 def rotate_vectors_in_place(cfg: MmragConfig) -> None:
+    """Same items, other vectors: a vector table's vectors are rotated; a token table (lite) has
+    its token ids mapped through a fixed permutation of the vocabulary (every token now looks up
+    another token's vector, which moves the items as far as a model swap would)."""
     import pyarrow as pa
 
     from mmrag_assets.lib.index import table as lx
@@ -312,12 +315,19 @@ def rotate_vectors_in_place(cfg: MmragConfig) -> None:
     d = cfg.model.dim
     tbl = lx.open_table(cfg, version_key_for(cfg.model), d, create=False)
     t = tbl.to_arrow().combine_chunks()
-    vec = t.column("vector").chunk(0)
-    flat = vec.flatten().flatten().to_numpy(zero_copy_only=False).reshape(-1, d).astype(np.float32)
-    q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(d, d)))  # (d, d) orthogonal
-    inner = pa.FixedSizeListArray.from_arrays(pa.array((flat @ q).astype(np.float16).reshape(-1)), d)
-    rotated = pa.ListArray.from_arrays(vec.offsets, inner).cast(vec.type)
-    t = t.set_column(t.schema.get_field_index("vector"), "vector", rotated)
+    if "tokens" in t.schema.names:
+        tok = t.column("tokens").chunk(0)
+        perm = np.random.default_rng(0).permutation(32_000).astype(np.uint16)
+        ids = perm[tok.values.to_numpy(zero_copy_only=False).astype(np.int64)]
+        moved = pa.ListArray.from_arrays(tok.offsets, pa.array(ids, pa.uint16())).cast(tok.type)
+        t = t.set_column(t.schema.get_field_index("tokens"), "tokens", moved)
+    else:
+        vec = t.column("vector").chunk(0)
+        flat = vec.flatten().flatten().to_numpy(zero_copy_only=False).reshape(-1, d).astype(np.float32)
+        q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(d, d)))  # (d, d) orthogonal
+        inner = pa.FixedSizeListArray.from_arrays(pa.array((flat @ q).astype(np.float16).reshape(-1)), d)
+        rotated = pa.ListArray.from_arrays(vec.offsets, inner).cast(vec.type)
+        t = t.set_column(t.schema.get_field_index("vector"), "vector", rotated)
     tbl.merge_insert("item_id").when_matched_update_all().execute(t)
 
 

@@ -30,11 +30,30 @@ def test_python_search_finds_each_modality(indexed) -> None:
     assert only_reports.results and all(r.source.startswith("reports/") for r in only_reports.results)
 
 
+@pytest.fixture(scope="module")
+def indexed_all(tmp_path_factory: pytest.TempPathFactory):
+    """The sample corpus with every first stage prebuilt (the default builds plaid only)."""
+    from mmrag_assets.fixtures.sample_corpus import build_sample_corpus
+    from mmrag_assets.launch import index
+
+    base = tmp_path_factory.mktemp("indexed_all")
+    build_sample_corpus(base / "corpus", video=False)
+    cfg = load_config([f"corpus.root={base / 'corpus'}", f"storage.root={base / 'storage'}", "model=lite",
+                       "search.prebuild=[plaid,binary,pooled,muvera]"])  # fmt: skip
+    index(cfg)
+    return cfg
+
+
 @pytest.mark.parametrize("first_stage", ["plaid", "binary", "pooled", "muvera"])
-def test_every_prebuilt_first_stage_answers(indexed, first_stage: str) -> None:
-    cfg = load_config([*indexed.overrides, f"search.first_stage={first_stage}"])
+def test_every_prebuilt_first_stage_answers(indexed_all, first_stage: str) -> None:
+    cfg = load_config([*indexed_all.overrides, f"search.first_stage={first_stage}"])
     r = search("what does inverter error code E04 mean", k=1, cfg=cfg)
     assert r.first_stage == first_stage and r.results[0].page == 4
+
+
+def test_a_first_stage_that_was_not_built_is_refused(indexed) -> None:
+    with pytest.raises(QueryError, match="was not built"):
+        search("inverter", cfg=load_config([*indexed.overrides, "search.first_stage=muvera"]))
 
 
 def test_thresholds_drop_and_count(indexed) -> None:

@@ -1,32 +1,32 @@
+"""First stages over index segments: recall against brute force, masks, multi-segment equivalence."""
+
 from __future__ import annotations
 
-from pathlib import Path
+import dataclasses
+import itertools
 
 import numpy as np
 import pytest
 
+from mmrag_assets.config import section
 from mmrag_assets.errors import QueryError
-from mmrag_assets.lib.index.first_stage import (
-    STRATEGIES,
-    FirstStageError,
-    build_first_stage,
-    load_first_stage,
-)
+from mmrag_assets.lib.index.codebook import Codebook
+from mmrag_assets.lib.index.first_stage import STRATEGIES, EncodeBatch, FirstStageError, Part, get_strategy
 from mmrag_assets.lib.index.first_stage.base import csr_rows
-from mmrag_assets.lib.index.vecstore import VecStore
+from mmrag_assets.lib.index.vectors import Ragged
 from mmrag_assets.lib.search.rerank import exact_maxsim_all, rerank_maxsim, topk
 
 DIM = 64
 N_ITEMS = 500
 N_QUERIES = 12
 N_CAND = 50  # 10% of the corpus: a first stage that ranks badly misses true neighbours
+CONF = dataclasses.asdict(section("index").strategies)  # the configured parameters of each first stage
 # small-corpus parameters so that every build takes well under a second
 PARAMS: dict[str, dict] = {
-    "binary": {},
-    "pooled": {"n_vectors": 8},
-    "plaid": {"n_centroids": 512, "n_full": 100, "nprobe": 16},
-    "muvera": {"k_sim": 3, "reps": 8, "d_proj": 8},
-    "lance": {},
+    "binary": CONF["binary"],
+    "pooled": CONF["pooled"] | {"n_vectors": 8},
+    "plaid": CONF["plaid"] | {"n_full": 100, "nprobe": 16},
+    "muvera": CONF["muvera"] | {"k_sim": 3, "reps": 8, "d_proj": 8},
 }
 
 
@@ -57,30 +57,48 @@ def clustered(seed: int = 0) -> tuple[list[np.ndarray], np.ndarray]:
     return items, qs
 
 
+def build(name: str, codebook: Codebook, vecs: Ragged, splits: tuple[int, ...] = (), **params):
+    """A reader of ``name`` over ``vecs`` cut into segments at ``splits`` (in memory, as a publish
+    would write them: encode per segment, derive per segment)."""
+    strategy = get_strategy(name, **{**PARAMS.get(name, {}), **params})
+    bounds = [0, *splits, len(vecs)]
+    parts = []
+    for lo, hi in itertools.pairwise(bounds):
+        sub = vecs.take(np.arange(lo, hi))
+        codes, _ = codebook.assign(sub.flat.astype(np.float32)) if codebook.book else (sub.flat, None)
+        fields = strategy.encode(
+            EncodeBatch(
+                Ragged(codes, sub.offsets), Ragged(sub.flat.astype(np.float32), sub.offsets), codebook
+            )
+        )
+        parts.append(Part(lo, hi - lo, fields, strategy.derive(fields, codebook)))
+    return strategy.open(codebook, parts)
+
+
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[VecStore, np.ndarray, np.ndarray]:
+def corpus() -> tuple[Ragged, np.ndarray, np.ndarray, Codebook]:
     items, qs = clustered()
-    store = VecStore.write(tmp_path_factory.mktemp("store"), [f"it{i}" for i in range(N_ITEMS)], items)
+    store = Ragged.from_list(items, dtype=np.float16)
     exact = exact_maxsim_all(list(qs), store)  # (items, queries)
-    return store, qs, exact
+    codebook = Codebook.train(store.flat.astype(np.float32), n_centroids=512, residual_bits=(2, 4))
+    return store, qs, exact, codebook
 
 
 @pytest.fixture(scope="module")
-def built(corpus, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    store = corpus[0]
-    root = tmp_path_factory.mktemp("fs")
-    return {name: build_first_stage(name, store, root / name, **p) for name, p in PARAMS.items()}
+def built(corpus) -> dict:
+    store, _, _, codebook = corpus
+    return {name: build(name, codebook, store) for name in PARAMS}
 
 
 def test_registry_has_the_required_strategies() -> None:
-    assert {"binary", "pooled", "plaid", "muvera", "lance"} <= set(STRATEGIES)
+    assert {"binary", "pooled", "plaid", "muvera"} <= set(STRATEGIES)
     for name, cls in STRATEGIES.items():
         assert cls.name == name
 
 
 @pytest.mark.parametrize("name", list(PARAMS))
 def test_two_stage_recall_vs_brute_force(name: str, corpus, built) -> None:
-    store, qs, exact = corpus
+    store, qs, exact, _ = corpus
     index = built[name]
     recalls = []
     for j, q in enumerate(qs):
@@ -93,9 +111,9 @@ def test_two_stage_recall_vs_brute_force(name: str, corpus, built) -> None:
     assert np.mean(recalls) >= 0.9, f"{name}: recall@10 {np.mean(recalls):.3f}"
 
 
-def test_first_stage_beats_chance(corpus, built) -> None:
+def test_first_stage_beats_chance(corpus) -> None:
     """The recall floor is not met by accident: random candidates would score ~N_CAND/N_ITEMS."""
-    store, qs, exact = corpus
+    store, qs, exact, _ = corpus
     rng = np.random.default_rng(0)
     rand = []
     for j, q in enumerate(qs):
@@ -105,8 +123,20 @@ def test_first_stage_beats_chance(corpus, built) -> None:
 
 
 @pytest.mark.parametrize("name", list(PARAMS))
+def test_segments_answer_like_one(name: str, corpus, built) -> None:
+    """Items split over three segments (two deltas) score exactly as in one segment."""
+    store, qs, _, codebook = corpus
+    split = build(name, codebook, store, splits=(200, 430))
+    for q in qs[:4]:
+        a, sa = built[name].search(q, 30)
+        b, sb = split.search(q, 30)
+        np.testing.assert_allclose(np.sort(sa), np.sort(sb), rtol=1e-5, atol=1e-5)
+        assert set(a.tolist()) == set(b.tolist()) or np.allclose(sa[-1], sb[-1], atol=1e-5)  # ties at the cut
+
+
+@pytest.mark.parametrize("name", list(PARAMS))
 def test_allowed_mask_is_honoured(name: str, corpus, built) -> None:
-    store, qs, exact = corpus
+    store, qs, exact, _ = corpus
     index = built[name]
     rng = np.random.default_rng(1)
     dense = rng.random(N_ITEMS) < 0.4
@@ -127,48 +157,49 @@ def test_allowed_mask_is_honoured(name: str, corpus, built) -> None:
 
 
 @pytest.mark.parametrize("name", list(PARAMS))
-def test_save_load_round_trip(name: str, corpus, built) -> None:
-    _, qs, _ = corpus
-    index = built[name]
-    again = load_first_stage(index.dir)
-    assert type(again) is type(index) and again.name == name
-    assert again.nbytes == index.nbytes > 0
-    for q in qs[:3]:
-        a, sa = index.search(q, 20)
-        b, sb = again.search(q, 20)
-        assert a.tolist() == b.tolist()
-        np.testing.assert_allclose(sa, sb, rtol=1e-6)
-
-
-@pytest.mark.parametrize("name", [n for n in PARAMS if n != "lance"])
-def test_tiny_store(name: str, tmp_path: Path) -> None:
+def test_tiny_corpus(name: str) -> None:
     """A handful of items, some with a single token: every strategy must still build and search."""
     rng = np.random.default_rng(5)
     items = [_unit(rng.standard_normal((n, DIM))) for n in (1, 3, 2, 7)]
-    store = VecStore.write(tmp_path / "s", list("abcd"), items)
-    index = build_first_stage(name, store, tmp_path / name)
+    vecs = Ragged.from_list(items, dtype=np.float16)
+    cb = Codebook.train(vecs.flat.astype(np.float32), n_centroids=8)
+    index = build(name, cb, vecs)
     idx, _ = index.search(items[3][:2], 10)
     assert sorted(idx.tolist()) == [0, 1, 2, 3]
     assert idx[0] == 3  # its own tokens
 
 
-def test_unknown_strategy_and_parameters(corpus, tmp_path: Path) -> None:
-    store = corpus[0]
+def test_vocabulary_codebook_makes_plaid_exact() -> None:
+    """With the vocabulary as codebook (lite), the full centroid interaction is exact MaxSim."""
+    rng = np.random.default_rng(6)
+    vocab = _unit(rng.standard_normal((300, DIM)))
+    ids = [rng.integers(0, 300, int(rng.integers(3, 30))) for _ in range(80)]
+    cb = Codebook.vocab(vocab)
+    strategy = get_strategy("plaid", **(CONF["plaid"] | {"n_full": 80}))
+    codes = Ragged.from_list(ids, dtype=np.int64)
+    fields = strategy.encode(EncodeBatch(codes, None, cb))
+    reader = strategy.open(cb, [Part(0, 80, fields, strategy.derive(fields, cb))])
+    q = vocab[rng.integers(0, 300, 6)]
+    exact = exact_maxsim_all([q], Ragged.from_list([vocab[i] for i in ids]))[:, 0]
+    idx, sc = reader.search(q, 80)
+    np.testing.assert_allclose(sc, exact[idx], rtol=1e-5, atol=1e-5)
+    assert fields["codes"].flat.dtype == np.uint16 and fields["codes"].n_rows <= codes.n_rows  # unique ids
+
+
+def test_unknown_strategy_and_parameters() -> None:
     with pytest.raises(FirstStageError, match="unknown first stage"):
-        build_first_stage("hnsw-magic", store, tmp_path / "x")
+        get_strategy("hnsw-magic")
     with pytest.raises(FirstStageError, match="unknown parameters"):
-        build_first_stage("binary", store, tmp_path / "y", n_bits=2)
-    with pytest.raises(FirstStageError, match="build-time"):
-        load_first_stage_plaid = build_first_stage("plaid", store, tmp_path / "p", n_centroids=64)
-        load_first_stage_plaid.with_params(n_centroids=128)
+        get_strategy("binary", n_bits=2, **CONF["binary"])
+    with pytest.raises(FirstStageError, match="missing parameters .*conf"):
+        get_strategy("plaid", nprobe=4)
 
 
-def test_lance_flat_scores_are_maxsim(corpus, built) -> None:
-    """LanceDB's flat multivector search is exact: its scores, converted, equal MaxSim."""
-    _, qs, exact = corpus
-    for j, q in enumerate(qs[:3]):
-        idx, sc = built["lance"].search(q, 10)
-        np.testing.assert_allclose(sc, exact[idx, j], atol=2e-3)
+def test_plaid_search_parameters_change_nothing_stored(corpus, built) -> None:
+    _, qs, _, _ = corpus
+    narrow = built["plaid"].with_params(nprobe=2, n_full=50)
+    assert narrow.parts[0] is built["plaid"].parts[0] and narrow.nprobe == 2
+    assert len(narrow.search(qs[0], 20)[0]) == 20
 
 
 def test_csr_rows() -> None:

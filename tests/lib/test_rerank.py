@@ -1,12 +1,10 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from mmrag_assets.errors import QueryError
-from mmrag_assets.lib.index.vecstore import VecStore
+from mmrag_assets.lib.index.vectors import Ragged
 from mmrag_assets.lib.search.rerank import (
     RERANKERS,
     RerankerError,
@@ -25,39 +23,43 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
 
 
+def f16(arrays: list[np.ndarray]) -> Ragged:
+    """Items stored as the index stores them: float16 rows back to back."""
+    return Ragged.from_list(arrays, dtype=np.float16)
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> VecStore:
+def store() -> Ragged:
     rng = np.random.default_rng(0)
-    arrays = [_unit(rng.standard_normal((int(rng.integers(1, 40)), 32))) for _ in range(60)]
-    return VecStore.write(tmp_path / "s", [f"i{i}" for i in range(60)], arrays)
+    return f16([_unit(rng.standard_normal((int(rng.integers(1, 40)), 32))) for _ in range(60)])
 
 
-def test_maxsim_ragged_matches_naive(store: VecStore) -> None:
+def test_maxsim_ragged_matches_naive(store: Ragged) -> None:
     rng = np.random.default_rng(1)
     q = _unit(rng.standard_normal((7, 32)))
-    want = np.array([naive_maxsim(q, store.get(i)) for i in range(store.n_items)])
+    want = np.array([naive_maxsim(q, store.item(i)) for i in range(store.n_items)])
     got = maxsim_ragged(q, store.flat, store.offsets)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     got_chunked = maxsim_ragged(q, store.flat, store.offsets, chunk_rows=17)  # many ragged chunks
     np.testing.assert_allclose(got_chunked, want, rtol=1e-5, atol=1e-5)
 
 
-def test_multi_query_and_all_items(store: VecStore) -> None:
+def test_multi_query_and_all_items(store: Ragged) -> None:
     rng = np.random.default_rng(2)
     qs = [_unit(rng.standard_normal((n, 32))) for n in (3, 9, 1)]  # different query lengths
     s = exact_maxsim_all(qs, store, chunk_items=7)
     assert s.shape == (store.n_items, 3)
     for j, q in enumerate(qs):
-        np.testing.assert_allclose(s[:, j], [naive_maxsim(q, store.get(i)) for i in range(store.n_items)],
+        np.testing.assert_allclose(s[:, j], [naive_maxsim(q, store.item(i)) for i in range(store.n_items)],
                                    rtol=1e-5, atol=1e-5)  # fmt: skip
 
 
-def test_rerank_returns_exact_topk(store: VecStore) -> None:
+def test_rerank_returns_exact_topk(store: Ragged) -> None:
     rng = np.random.default_rng(3)
     q = _unit(rng.standard_normal((5, 32)))
     cand = np.array([10, 3, 3, 50, 7, 22, 41, 0, 59])  # duplicates are scored once
     idx, scores = rerank_maxsim(q, store, cand, k=4)
-    exact = {int(i): naive_maxsim(q, store.get(int(i))) for i in set(cand.tolist())}
+    exact = {int(i): naive_maxsim(q, store.item(int(i))) for i in set(cand.tolist())}
     best = sorted(exact, key=lambda i: -exact[i])[:4]
     assert idx.tolist() == best
     np.testing.assert_allclose(scores, [exact[i] for i in best], rtol=1e-5)
@@ -67,13 +69,13 @@ def test_rerank_returns_exact_topk(store: VecStore) -> None:
     assert empty_idx.size == 0 and empty_scores.size == 0
 
 
-def test_float16_screen_returns_the_exact_topk(tmp_path: Path) -> None:
+def test_float16_screen_returns_the_exact_topk() -> None:
     """Near-duplicate items (ties within float16 error) must still come back in exact order."""
     rng = np.random.default_rng(7)
     base = _unit(rng.standard_normal((30, 64)))
     arrays = [_unit(base + 1e-3 * rng.standard_normal(base.shape)) for _ in range(80)]
     arrays += [_unit(rng.standard_normal((30, 64))) for _ in range(40)]
-    store = VecStore.write(tmp_path / "s", [f"i{i}" for i in range(len(arrays))], arrays)
+    store = f16(arrays)
     for j in range(5):
         q = _unit(base[rng.integers(0, 30, 6)] + 0.3 * rng.standard_normal((6, 64)))
         cand = rng.permutation(len(arrays))
@@ -81,16 +83,16 @@ def test_float16_screen_returns_the_exact_topk(tmp_path: Path) -> None:
         b_idx, b_sc = rerank_maxsim(q, store, cand, 10, screen=True)
         assert a_idx.tolist() == b_idx.tolist()
         np.testing.assert_array_equal(a_sc, b_sc)  # the returned scores are the float32 ones
-        exact = [naive_maxsim(q, store.get(int(i))) for i in a_idx]
+        exact = [naive_maxsim(q, store.item(int(i))) for i in a_idx]
         np.testing.assert_allclose(a_sc, exact, rtol=1e-5)
 
 
-def test_float16_screen_with_non_unit_vectors(tmp_path: Path) -> None:
+def test_float16_screen_with_non_unit_vectors() -> None:
     """Unnormalised embeddings (norm ~20) widen the screen's error bound instead of breaking it."""
     rng = np.random.default_rng(8)
     base = 20 * _unit(rng.standard_normal((30, 64)))
     arrays = [base + 0.02 * rng.standard_normal(base.shape) for _ in range(60)]
-    store = VecStore.write(tmp_path / "s", [f"i{i}" for i in range(60)], arrays)
+    store = f16(arrays)
     assert store.max_norm > 19
     q = 3 * _unit(base[:6] + 2 * rng.standard_normal((6, 64)))
     a = rerank_maxsim(q, store, np.arange(60), 10, screen=False)
@@ -99,7 +101,7 @@ def test_float16_screen_with_non_unit_vectors(tmp_path: Path) -> None:
     np.testing.assert_array_equal(a[1], b[1])
 
 
-def test_reranker_registry(store: VecStore) -> None:
+def test_reranker_registry(store: Ragged) -> None:
     assert {"maxsim", "none"} <= set(RERANKERS)
     rng = np.random.default_rng(4)
     q = _unit(rng.standard_normal((5, 32)))
@@ -113,7 +115,7 @@ def test_reranker_registry(store: VecStore) -> None:
         get_reranker("colbert-v9")
 
 
-def test_bad_queries_are_rejected(store: VecStore) -> None:
+def test_bad_queries_are_rejected(store: Ragged) -> None:
     with pytest.raises(QueryError, match="NaN"):
         rerank_maxsim(np.full((2, 32), np.nan, np.float32), store, np.array([1]), 1)
     with pytest.raises(QueryError, match="dim"):

@@ -159,12 +159,12 @@ def test_first_stage_and_reranker_are_names_never_paths(server: Server, web_inde
 
 
 def test_a_first_stage_the_index_did_not_build_is_a_422(server: Server, web_indexed) -> None:
-    assert "lance" not in web_indexed.search.prebuild
-    r = httpx.post(f"{server.url}/search", json={"query": "inverter", "first_stage": "lance"}, headers=server.auth, timeout=30)
+    assert "muvera" not in web_indexed.search.prebuild  # a known strategy this index did not build
+    r = httpx.post(f"{server.url}/search", json={"query": "inverter", "first_stage": "muvera"}, headers=server.auth, timeout=30)
     assert r.status_code == 422 and "not built" in r.json()["detail"]
     _no_paths(r.text, web_indexed)
-    ok = httpx.post(f"{server.url}/search", json={"query": "inverter", "first_stage": "binary", "reranker": "none"}, headers=server.auth, timeout=30)
-    assert ok.status_code == 200 and ok.json()["first_stage"] == "binary" and ok.json()["reranker"] == "none"
+    ok = httpx.post(f"{server.url}/search", json={"query": "inverter", "first_stage": "plaid", "reranker": "none"}, headers=server.auth, timeout=30)
+    assert ok.status_code == 200 and ok.json()["first_stage"] == "plaid" and ok.json()["reranker"] == "none"
 
 
 def test_error_messages_hold_no_absolute_path(server: Server, web_indexed) -> None:

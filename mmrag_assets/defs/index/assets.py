@@ -121,10 +121,12 @@ def search_index(
     lance: LanceStoreResource,
     embedder: EmbedderResource,
 ) -> dg.MaterializeResult:
-    """The published search version of the current embedding version: BM25 full-text index, scalar
-    indexes, the first-stage structures and score calibration, built from the documents whose every
-    blocking check passed. Documents held back by a failed check are listed, never served."""
-    from mmrag_assets.lib.index.sidecar import build_sidecar
+    """The published search version of the current embedding version: a new index version holding
+    what changed in the table since the live one (a delta segment and tombstones; compaction or a
+    codebook retrain when ``index.policy`` says so), the score calibration, and the table's BM25 and
+    scalar indexes, from the documents whose every blocking check passed. Documents held back by a
+    failed check are listed, never served."""
+    from mmrag_assets.lib.index.publish import location_for, params_from_config, publish
     from mmrag_assets.lib.ingest.corpus import gc_pages
 
     cfg, cat = mmrag.cfg, catalog.catalog
@@ -134,7 +136,8 @@ def search_index(
     held = cat.failing_checks(vk, keys)
     tbl = lance.table()
     t0 = time.perf_counter()
-    info = build_sidecar(cfg, tbl, embedder.embedder, allowed_doc_ids=allowed)
+    res = publish(location_for(cfg, vk), tbl, embedder.embedder, params_from_config(cfg), allowed_doc_ids=allowed,
+                  progress=context.log.info)  # fmt: skip
     removed = gc_pages(cfg, cat, referenced=set(), grace_s=cfg.storage.gc_grace_s)
     stats = lx.table_stats(tbl)
     for r in held:
@@ -144,14 +147,22 @@ def search_index(
             "index_table": stats["table"],
             "table_version": text(stats["version"]),
             "rows_in_table": stats["rows"],
-            "items_published": info.get("items", 0),
-            "documents_published": info.get("documents", len(allowed)),
+            "items_published": res.items,
+            "documents_published": res.documents,
             "documents_held_back": len({r["doc_id"] for r in held}),
             "held_back": md_table(held, ["source", "check_name", "run_id"]),
-            "bytes_per_item": stats["bytes_per_item"],
-            "rebuilt": bool(info.get("rebuilt")),
-            "strategies": ", ".join(info.get("strategies", [])),
-            "built_at": when(info.get("built_at")),
+            "bytes_per_item": round(res.bytes_per_item, 1),
+            "rebuilt": res.changed,
+            "index_version": text(res.version),
+            "publish_action": res.action,
+            "publish_reason": res.reason,
+            "items_added": res.added,
+            "items_removed": res.removed,
+            "segments": res.segments,
+            "tombstones": res.tombstones,
+            "strategies": ", ".join(params_from_config(cfg).strategies),
+            "built_at": when(res.published_at),
+            "publish": dg.MetadataValue.json(res.as_metadata()),
             "page_folders_removed": len(removed),
             "by_modality": md_table(lx.analytics(tbl, cfg.model.dim), ["modality", "items", "tokens_per_item", "documents"]),
             "seconds": round(time.perf_counter() - t0, 2),

@@ -9,7 +9,7 @@ missing while any document is unembedded (a document whose contract fails stays 
 purpose), which would stall the index for everyone. It rebuilds after any embedding partition
 updates, waits while embeddings are requested or running (so one tick's documents land in one
 rebuild), and holds off while any embedding partition's blocking check (the embeddings contract)
-is failing, so a bad batch never reaches the served sidecar.
+is failing, so a bad batch never reaches the published index.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ def search_results(
             "failed_queries": len(errors),
             "results": len(rows),
             "p50_ms": round(latencies[len(latencies) // 2], 2) if latencies else 0.0,
-            "index_table": searcher.table.name,
+            "index_table": searcher.meta["table"],
             "index_version": text(searcher.meta["table_version"]),
             **config_metadata(cfg),
         }

@@ -84,18 +84,17 @@ def load_experiments(
 
 def index_status(cfg: MmragConfig) -> str | None:
     """None when ``cfg`` can be searched as configured, else what is missing. Looks only at the
-    sidecar of the config's embedding version (no model load); a corpus that changed since the
-    last ``mmrag index`` is not detected here."""
+    live manifest of the config's embedding version (no model load); a corpus that changed since
+    the last ``mmrag index`` is not detected here."""
+    from mmrag_assets.lib.index import manifest as mf
     from mmrag_assets.lib.index.embedding import version_key_for
-    from mmrag_assets.lib.index.sidecar import current_dir, read_meta
-    from mmrag_assets.lib.index.table import table_name
 
-    name = table_name(version_key_for(cfg.model))
-    d = current_dir(cfg, name)
-    if d is None:
-        return f"no index for model={cfg.model.name} ({name}) under {cfg.storage_root}"
+    vk = version_key_for(cfg.model)
+    loc = mf.IndexLocation.of(cfg.storage_root, vk)
+    if mf.current_version(loc) is None:
+        return f"no index for model={cfg.model.name} ({vk}) under {cfg.storage_root}"
     fs = cfg.search.first_stage
-    if fs not in read_meta(d)["strategies"]:
+    if fs not in mf.read_manifest(loc)["strategies"]:
         if fs not in cfg.search.prebuild:
             raise ConfigError(
                 f"search.first_stage={fs} is not in search.prebuild={list(cfg.search.prebuild)}: "

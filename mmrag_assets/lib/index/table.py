@@ -1,12 +1,16 @@
-"""LanceDB index: one table per embedding version, upserted per document by item id.
+"""LanceDB items table: one per embedding version, upserted per document by item id.
 
 A page's multi-vector is the union of its image-patch vectors and its text-layer token vectors
 (visual tiers), so MaxSim takes the best match from either view and every modality lives in
-one space. The lite tier has text vectors only: images without a text layer get no row.
+one space. The lite tier has text vectors only: images without a text layer get no row, and
+its rows hold token ids (``tokens``), not vectors, because its token vectors are a fixed lookup
+table (see ``vectors.py``, the one reader of both forms). The table is the only copy of the
+vectors: the search index (``lib/index/publish.py``) stores codes and reads vectors from here.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,15 +19,26 @@ import numpy as np
 import pyarrow as pa
 
 from mmrag_assets.config import MmragConfig
+from mmrag_assets.lib.index.vectors import DIM_KEY, STORAGE_KEY, VOCAB_KEY, Decoder, storage_of
 
 TABLE_PREFIX = "items__"
+FP_CHARS = 16  # hex digits of an item's content fingerprint
 
 
 def table_name(version_key: str) -> str:
     return TABLE_PREFIX + version_key
 
 
-def schema(dim: int) -> pa.Schema:
+def schema(dim: int, *, vocab: str | None = None, vocab_size: int = 0) -> pa.Schema:
+    """The items table; ``vocab`` (e.g. ``"lite"``) makes it a token table of that vocabulary."""
+    if vocab:
+        # wordllama's vocabulary has 32,000 rows: two bytes per token instead of 2 x dim
+        tok = pa.uint16() if vocab_size <= 1 << 16 else pa.uint32()
+        payload = pa.field("tokens", pa.list_(tok))  # (n_tokens,) ids into the vocabulary
+        meta = {STORAGE_KEY: b"tokens", VOCAB_KEY: vocab.encode(), DIM_KEY: str(int(dim)).encode()}
+    else:
+        payload = pa.field("vector", pa.list_(pa.list_(pa.float16(), dim)))  # (n_tokens, dim) unit rows
+        meta = {STORAGE_KEY: b"vectors", DIM_KEY: str(int(dim)).encode()}
     return pa.schema(
         [
             pa.field("item_id", pa.string(), nullable=False),
@@ -35,12 +50,21 @@ def schema(dim: int) -> pa.Schema:
             pa.field("end_s", pa.float64()),
             pa.field("text", pa.string()),
             pa.field("n_tokens", pa.int32()),
-            pa.field("vector", pa.list_(pa.list_(pa.float16(), dim))),  # (n_tokens, dim) unit rows
+            payload,
             pa.field("image_path", pa.string()),  # relative to storage.root
             pa.field("thumb_path", pa.string()),
             pa.field("ingest_fp", pa.string()),  # fingerprint of the ingest config that made the item
-        ]
+            pa.field("item_fp", pa.string()),  # content fingerprint: a publish re-encodes changed items only
+        ],
+        metadata=meta,
     )
+
+
+def embedder_schema(embedder) -> pa.Schema:
+    vocab = embedder.vocabulary()
+    if vocab is None:
+        return schema(embedder.dim)
+    return schema(embedder.dim, vocab=embedder.arch, vocab_size=len(vocab))
 
 
 def connect(cfg: MmragConfig):
@@ -56,7 +80,8 @@ def list_item_tables(db) -> list[str]:
     return sorted(n for n in names if n.startswith(TABLE_PREFIX))
 
 
-def open_table(cfg: MmragConfig, version_key: str, dim: int, *, create: bool = True):
+def open_table(cfg: MmragConfig, version_key: str, dim: int | pa.Schema, *, create: bool = True):
+    """The table of ``version_key``; created with ``dim`` (a vector table) or a given schema."""
     db = connect(cfg)
     name = table_name(version_key)
     if name in list_item_tables(db):
@@ -64,8 +89,32 @@ def open_table(cfg: MmragConfig, version_key: str, dim: int, *, create: bool = T
     if not create:
         from mmrag_assets.errors import NotFound
 
-        raise NotFound(f"index table {name} does not exist yet: run `mmrag index` with the same model overrides")
-    return db.create_table(name, schema=schema(dim), exist_ok=True)
+        raise NotFound(
+            f"index table {name} does not exist yet: run `mmrag index` with the same model overrides"
+        )
+    sch = dim if isinstance(dim, pa.Schema) else schema(dim)
+    return db.create_table(name, schema=sch, exist_ok=True)
+
+
+def model_schema(model_cfg: Any) -> pa.Schema:
+    """The table schema of a model config, without loading the model (the lite tier: token ids)."""
+    if model_cfg.arch == "lite":
+        from mmrag_assets.lib.index.embedding.lite import VOCAB_SIZE
+
+        return schema(model_cfg.dim, vocab="lite", vocab_size=VOCAB_SIZE)
+    return schema(model_cfg.dim)
+
+
+def open_config_table(cfg: MmragConfig, *, create: bool = True):
+    """The table of ``cfg``'s embedding version, created with the right storage form if missing."""
+    from mmrag_assets.lib.index.embedding import version_key_for
+
+    return open_table(cfg, version_key_for(cfg.model), model_schema(cfg.model), create=create)
+
+
+def open_embedder_table(cfg: MmragConfig, embedder, *, create: bool = True):
+    """The table of ``embedder``'s embedding version (a token table for the lite tier)."""
+    return open_table(cfg, embedder.version_key, embedder_schema(embedder), create=create)
 
 
 @dataclass
@@ -131,12 +180,22 @@ def embeddable(item: dict[str, Any], embedder) -> bool:
 
 
 def embed_items(embedder, items: list[dict[str, Any]], storage_root: Path) -> list[np.ndarray | None]:
-    """Multi-vectors for items (None where the tier has nothing to embed)."""
+    """Multi-vectors for items (None where the tier has nothing to embed); token ids (n,) for a
+    tier with a vocabulary (lite), which then has no image path."""
     vecs: list[np.ndarray | None] = [None] * len(items)
+    if embedder.vocabulary() is not None:
+        txt = [i for i, it in enumerate(items) if (it["text"] or "").strip()]
+        for i, ids in zip(txt, embedder.embed_text_tokens([items[i]["text"] for i in txt]), strict=True):
+            vecs[i] = ids if len(ids) else None
+        return vecs
     img_idx = [i for i, it in enumerate(items) if it["image_path"] and embedder.supports_images]
     txt_idx = [i for i, it in enumerate(items) if (it["text"] or "").strip()]
     if img_idx:
-        for i, v in zip(img_idx, embedder.embed_images([storage_root / items[i]["image_path"] for i in img_idx]), strict=True):
+        for i, v in zip(
+            img_idx,
+            embedder.embed_images([storage_root / items[i]["image_path"] for i in img_idx]),
+            strict=True,
+        ):
             vecs[i] = v
     if txt_idx:
         for i, v in zip(txt_idx, embedder.embed_texts([items[i]["text"] for i in txt_idx]), strict=True):
@@ -151,30 +210,47 @@ def upsert_documents(
 ) -> EmbedOutcome:
     """Make the table hold exactly ``items`` for the documents ``doc_ids``, in one commit: rows are
     upserted by item id, rows of those documents not among ``items`` are deleted. Items without
-    vectors are skipped; NaN/inf or wrong-dim vectors become quarantine records instead of rows."""
+    vectors are skipped; NaN/inf or wrong-dim vectors (token ids outside the vocabulary, for a
+    token table) become quarantine records instead of rows. Every row gets its ``item_fp``."""
     out = EmbedOutcome()
+    sch = tbl.schema
+    tokens = storage_of(sch) == "tokens"
+    vocab_n = len(Decoder(sch).vocab) if tokens else 0  # type: ignore[arg-type]
     rows = []
     for it, v in zip(items, vecs, strict=True):
         if v is None or len(v) == 0:
             out.skipped_no_vectors += 1
+            continue
+        if tokens:
+            v = np.asarray(v)
+            if v.ndim != 1 or not np.issubdtype(v.dtype, np.integer) or v.min() < 0 or v.max() >= vocab_n:
+                out.quarantined.append(
+                    {"source": it["source"], "doc_id": it["doc_id"], "stage": "embed",
+                     "reason": f"item {it['item_id']}: token ids are not ids of the {vocab_n:,}-token vocabulary"}
+                )  # fmt: skip
+                continue
+            ids = v.astype(sch.field("tokens").type.value_type.to_pandas_dtype())
+            out.tokens.append(len(ids))
+            out.bytes_written += ids.nbytes
+            rows.append({**_meta(it, sch), "n_tokens": len(ids), "tokens": ids, "item_fp": item_fingerprint(it, ids)})
             continue
         if not np.isfinite(v).all():
             bad = int((~np.isfinite(v)).any(axis=1).sum())
             out.quarantined.append(
                 {"source": it["source"], "doc_id": it["doc_id"], "stage": "embed",
                  "reason": f"item {it['item_id']}: {bad} of {len(v)} token vectors are NaN or infinite"}
-            )
+            )  # fmt: skip
             continue
         if v.shape[1] != dim:
             out.quarantined.append(
                 {"source": it["source"], "doc_id": it["doc_id"], "stage": "embed",
                  "reason": f"item {it['item_id']}: vector dim {v.shape[1]} != model dim {dim}"}
-            )
+            )  # fmt: skip
             continue
         v16 = v.astype(np.float16)
         out.tokens.append(len(v16))
         out.bytes_written += v16.nbytes
-        rows.append({**{k: it.get(k) for k in schema(dim).names if k not in ("vector", "n_tokens")}, "n_tokens": len(v16), "vector": v16})
+        rows.append({**_meta(it, sch), "n_tokens": len(v16), "vector": v16, "item_fp": item_fingerprint(it, v16)})
     if not doc_ids:
         return out
     where = f"doc_id IN ({', '.join(repr(_hex(d)) for d in doc_ids)})"
@@ -185,7 +261,7 @@ def upsert_documents(
             .when_matched_update_all()
             .when_not_matched_insert_all()
             .when_not_matched_by_source_delete(where)
-            .execute(_to_arrow(rows, dim))
+            .execute(_to_arrow(rows, sch))
         )
     elif before:
         tbl.delete(where)
@@ -194,11 +270,44 @@ def upsert_documents(
     return out
 
 
-def _to_arrow(rows: list[dict[str, Any]], dim: int) -> pa.Table:
-    sch = schema(dim)
+_PAYLOAD = ("vector", "tokens", "n_tokens", "item_fp")
+
+
+def _meta(item: dict[str, Any], sch: pa.Schema) -> dict[str, Any]:
+    return {k: item.get(k) for k in sch.names if k not in _PAYLOAD}
+
+
+def item_fingerprint(item: dict[str, Any], payload: np.ndarray) -> str:
+    """Hash of everything a published item shows: metadata, text and its vectors or token ids."""
+    h = hashlib.sha256()
+    for k in (
+        "item_id",
+        "doc_id",
+        "source",
+        "modality",
+        "page",
+        "start_s",
+        "end_s",
+        "text",
+        "image_path",
+        "thumb_path",
+        "ingest_fp",
+    ):
+        h.update(f"{k}={item.get(k)!r}\0".encode())
+    h.update(str(payload.dtype).encode() + str(payload.shape).encode())
+    h.update(np.ascontiguousarray(payload).tobytes())
+    return h.hexdigest()[:FP_CHARS]
+
+
+def _to_arrow(rows: list[dict[str, Any]], sch: pa.Schema) -> pa.Table:
+    dim = int(sch.metadata[DIM_KEY])
     cols = {}
     for f in sch:
-        if f.name == "vector":
+        if f.name == "tokens":
+            flat = np.concatenate([r["tokens"] for r in rows])
+            offsets = np.concatenate([[0], np.cumsum([len(r["tokens"]) for r in rows])]).astype(np.int32)
+            cols[f.name] = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, type=f.type.value_type))
+        elif f.name == "vector":
             flat = np.concatenate([r["vector"].reshape(-1) for r in rows])
             lens = np.array([len(r["vector"]) for r in rows])
             inner = pa.FixedSizeListArray.from_arrays(pa.array(flat, type=pa.float16()), dim)
@@ -232,6 +341,24 @@ def _hex(s: str) -> str:
     return s
 
 
+def storage_bytes(tbl, version: int | None = None) -> int:
+    """Bytes on disk of the data files of the table's current (or given) version; files that only
+    older versions still use are not counted."""
+    return int(sum(f.stat().st_size for f in data_files(tbl, version)))
+
+
+def data_files(tbl, version: int | None = None) -> list[Path]:
+    """The data files of the table's current (or given) version."""
+    ds = tbl.to_lance() if hasattr(tbl, "to_lance") else tbl
+    if version is not None and ds.version != version:
+        import lance
+
+        ds = lance.dataset(ds.uri, version=version)
+    root = Path(ds.uri) / "data"
+    files = {root / f.path for fr in ds.get_fragments() for f in fr.metadata.files}
+    return sorted(p for p in files if p.exists())
+
+
 def table_stats(tbl) -> dict[str, Any]:
     n = tbl.count_rows()
     ds = tbl.to_lance()
@@ -239,37 +366,64 @@ def table_stats(tbl) -> dict[str, Any]:
     return {"table": tbl.name, "version": int(tbl.version), "rows": int(n), "bytes_per_item": int(size / n) if n else 0}
 
 
-def ensure_table_indexes(tbl) -> None:
-    """BM25 full-text index on ``text``; BITMAP on ``modality``; BTREE on ``doc_id``."""
+INDEXED_COLUMNS = ("text", "modality", "doc_id")
+
+
+def ensure_table_indexes(tbl, *, max_unindexed: int = 10_000) -> dict[str, Any]:
+    """BM25 full-text index on ``text``; BITMAP on ``modality``; BTREE on ``doc_id``.
+
+    Created when missing; otherwise brought up to date incrementally (``optimize_indices``, which
+    indexes only the rows added since) once more than ``max_unindexed`` rows are unindexed: until
+    then LanceDB answers from the index plus a flat pass over the new rows, so results are complete
+    either way. Returns what it did.
+    """
     if tbl.count_rows() == 0:
-        return
+        return {"created": [], "optimized": False}
     from lancedb.index import FTS, Bitmap, BTree
 
-    tbl.create_index("text", config=FTS(), replace=True)
-    tbl.create_index("modality", config=Bitmap(), replace=True)
-    tbl.create_index("doc_id", config=BTree(), replace=True)
+    have = {next(iter(ix.columns)): ix for ix in tbl.list_indices()}
+    created = []
+    for col, cfg in (("text", FTS()), ("modality", Bitmap()), ("doc_id", BTree())):
+        if col not in have:
+            tbl.create_index(col, config=cfg, replace=True)
+            created.append(col)
+    optimized = False
+    if not created:
+        unindexed = max(
+            int(getattr(tbl.index_stats(ix.name), "num_unindexed_rows", 0) or 0) for ix in have.values()
+        )
+        if unindexed > max_unindexed:
+            tbl.to_lance().optimize.optimize_indices()
+            tbl.checkout_latest()
+            optimized = True
+    return {"created": created, "optimized": optimized}
 
 
 ANALYTICS_SQL = """
 SELECT modality,
        count(*)                                   AS items,
        avg(n_tokens)                              AS tokens_per_item,
-       avg(n_tokens) * {dim} * 2                  AS vector_bytes_per_item,
+       avg(n_tokens) * {bytes_per_token}          AS vector_bytes_per_item,
        count(DISTINCT doc_id)                     AS documents
 FROM ds GROUP BY modality ORDER BY modality
 """
 
 
 def analytics(tbl, dim: int) -> list[dict[str, Any]]:
-    """Counts by modality, tokens and vector bytes per item: DuckDB straight over the Lance dataset."""
+    """Counts by modality, tokens and stored vector bytes per item (2 x dim per float16 vector, or the
+    token id's width for a token table): DuckDB straight over the Lance dataset."""
     import duckdb
 
+    sch = tbl.schema
+    per_token = (
+        sch.field("tokens").type.value_type.bit_width // 8 if storage_of(sch) == "tokens" else 2 * int(dim)
+    )
     # DuckDB's Arrow scan has no float16 type, so it gets a projected Lance scanner (the vector
     # column never leaves Lance); n_tokens already says how many vectors each item holds.
     ds = tbl.to_lance().scanner(columns=["item_id", "doc_id", "modality", "page", "n_tokens"]).to_reader()  # noqa: F841
     con = duckdb.connect()
     try:
-        cur = con.execute(ANALYTICS_SQL.format(dim=int(dim)))
+        cur = con.execute(ANALYTICS_SQL.format(bytes_per_token=int(per_token)))
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
     finally:

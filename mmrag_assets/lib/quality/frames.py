@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from mmrag_assets.config import MmragConfig
     from mmrag_assets.lib.catalog import Catalog
 
-SUMMARY_COLUMNS = ["item_id", "doc_id", "modality", "vector"]
+SUMMARY_COLUMNS = ["item_id", "doc_id", "modality"]
 
 
 # ---------------------------------------------------------------- contracts
@@ -49,29 +49,24 @@ def catalog_frame(catalog: Catalog, table: str, doc_ids: Sequence[str] | None = 
 
 
 def embeddings_frame(tbl, doc_ids: Sequence[str] | None = None) -> pd.DataFrame:
-    """One row per embedded item with ``n_tokens``/``dim``/``n_nonfinite`` measured on the multivector."""
+    """One row per embedded item with ``n_tokens``/``dim``/``n_nonfinite`` measured on the multivector
+    (the stored float16 vectors, or the lite tier's vocabulary rows of its stored token ids)."""
     import pandas as pd
 
     from data_contracts.embeddings import vector_stats
     from mmrag_assets.lib.index.table import _hex
+    from mmrag_assets.lib.index.vectors import iter_item_vectors
 
-    cols = ["item_id", "doc_id", "source", "modality", "page", "start_s", "end_s", "text", "vector"]
-    ds = tbl.to_lance()
-    filt = f"doc_id IN ({', '.join(repr(_hex(d)) for d in doc_ids)})" if doc_ids is not None else None
+    cols = ["item_id", "doc_id", "source", "modality", "page", "start_s", "end_s", "text"]
+    filt = f"doc_id IN ({', '.join(repr(_hex(d)) for d in doc_ids)})" if doc_ids else None
     if doc_ids is not None and not doc_ids:
         filt = "false"
     frames = []
-    for batch in ds.to_batches(columns=cols, filter=filt, batch_size=64):
-        vec = batch.column("vector")
-        lens = vec.value_lengths().fill_null(0).to_numpy(zero_copy_only=False)
-        width = vec.type.value_type.list_size
-        flat = vec.flatten().flatten().to_numpy(zero_copy_only=False).reshape(-1, width)  # (sum n, dim)
-        starts = np.concatenate([[0], np.cumsum(lens)])
-        stats = vector_stats(flat[starts[i] : starts[i + 1]] for i in range(len(lens)))
-        meta = batch.drop_columns(["vector"]).to_pandas()
-        frames.append(pd.concat([meta.reset_index(drop=True), stats], axis=1))
+    for batch, vecs in iter_item_vectors(tbl, cols, filter=filt, batch_rows=64):
+        stats = vector_stats(vecs.item(i) for i in range(len(vecs)))
+        frames.append(pd.concat([batch.to_pandas().reset_index(drop=True), stats], axis=1))
     if not frames:
-        return pd.DataFrame(columns=[*cols[:-1], "n_tokens", "dim", "n_nonfinite"])
+        return pd.DataFrame(columns=[*cols, "n_tokens", "dim", "n_nonfinite"])
     return pd.concat(frames, ignore_index=True)
 
 
@@ -123,21 +118,21 @@ def pool_multivectors(flat: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray
 
 
 def summarize_table(tbl, *, batch_rows: int = 64) -> ItemSummaries:
-    """Pooled vector, norm and token count of every item of a LanceDB items table (streamed)."""
+    """Pooled vector, norm and token count of every item of a LanceDB items table (streamed, either
+    storage form)."""
+    from mmrag_assets.lib.index.vectors import dim_of, iter_item_vectors
+
     ids: list[str] = []
     modality, pooled, norms, tokens = [], [], [], []
-    for batch in tbl.to_lance().to_batches(columns=SUMMARY_COLUMNS, batch_size=batch_rows):
-        vec = batch.column("vector")
-        lens = vec.value_lengths().fill_null(0).to_numpy(zero_copy_only=False)
-        width = vec.type.value_type.list_size
-        flat = vec.flatten().flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
-        p, n = pool_multivectors(flat, lens)
+    for batch, vecs in iter_item_vectors(tbl, SUMMARY_COLUMNS, batch_rows=batch_rows):
+        lens = vecs.lengths
+        p, n = pool_multivectors(vecs.flat, lens)
         ids += batch.column("item_id").to_pylist()
         modality.append(np.array(batch.column("modality").to_pylist(), dtype=object))
         pooled.append(p)
         norms.append(n)
         tokens.append(lens.astype(np.float64))
-    dim = tbl.schema.field("vector").type.value_type.list_size
+    dim = dim_of(tbl.schema)
     return ItemSummaries(
         ids,
         np.concatenate(modality) if modality else np.array([], dtype=object),

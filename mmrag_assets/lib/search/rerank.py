@@ -1,9 +1,12 @@
-"""Exact MaxSim over stored float16 multi-vectors, and the reranker registry.
+"""Exact MaxSim over candidates' multi-vectors, and the reranker registry.
 
 MaxSim(q, d) = sum over query tokens t of max over doc tokens j of <q_t, d_j>. The first stage
-hands over ~200 candidate items; :func:`rerank_maxsim` reads their float16 rows from the
-:class:`~mmrag_assets.lib.index.vecstore.VecStore` memmap, upcasts them to float32 chunk by chunk
-(bounded memory) and scores them exactly with torch (CPU, or CUDA when asked for).
+hands over ~200 candidate items; :func:`rerank_maxsim` reads their rows from a vector source
+(``lib/index/vectors.py``: the LanceDB table at the index's pinned version, by row address; an
+in-memory :class:`~mmrag_assets.lib.index.vectors.Ragged`; compressed codes), upcasts float16
+to float32 chunk by chunk (bounded memory) and scores them exactly with torch (CPU, or CUDA when
+asked for). A source that can score exactly without vectors (the lite tier's vocabulary:
+``exact_scores``) is asked directly.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from mmrag_assets.errors import MmragError, QueryError
 if TYPE_CHECKING:
     import torch
 
-    from mmrag_assets.lib.index.vecstore import VecStore
+    from mmrag_assets.lib.index.vectors import Ragged, VectorSource
 
 Device = Literal["cpu", "cuda", "auto"]
 CHUNK_ROWS = 1 << 18  # doc token rows upcast at once: 262,144 x 128 x 4 B = 128 MiB of float32
@@ -113,7 +116,7 @@ def _segment_max(sims: torch.Tensor, lens: np.ndarray) -> torch.Tensor:
 
 def exact_maxsim_all(
     qs: Sequence[np.ndarray],
-    store: VecStore,
+    store: Ragged,
     *,
     device: Device | str | None = "cpu",
     chunk_items: int = 256,
@@ -147,7 +150,7 @@ SCREEN_EPS = 1e-3
 
 def rerank_maxsim(
     q: np.ndarray,
-    store: VecStore,
+    store: VectorSource,
     candidates: np.ndarray,
     k: int,
     *,
@@ -167,6 +170,11 @@ def rerank_maxsim(
     candidates = np.unique(np.asarray(candidates, dtype=np.int64))  # dedupe; also sorts = disk order
     if candidates.size == 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+    exact_scores = getattr(store, "exact_scores", None)
+    if exact_scores is not None:  # exact without reading vectors (the lite tier's vocabulary)
+        scores = np.asarray(exact_scores(q, candidates), dtype=np.float32)
+        order = topk(scores, k)
+        return candidates[order], scores[order]
     flat, off = store.gather_ragged(candidates)
     if screen and len(candidates) > k:
         approx = maxsim_ragged(q, flat, off, device=device, compute="float16")
@@ -197,7 +205,7 @@ class Reranker(Protocol):
     def rerank(
         self,
         q: np.ndarray,
-        store: VecStore,
+        store: VectorSource,
         candidates: np.ndarray,
         k: int,
         approx: np.ndarray | None = None,
@@ -205,7 +213,9 @@ class Reranker(Protocol):
 
 
 class MaxSimReranker:
-    """Exact MaxSim over the stored float16 vectors (the default); ``screen``: see rerank_maxsim."""
+    """MaxSim over the index's rerank vectors (the default): exact over the stored float16 vectors
+    or the lite vocabulary; over decoded codes when the index was built with a compressed codec.
+    ``screen``: see rerank_maxsim."""
 
     name = "maxsim"
 
@@ -216,7 +226,7 @@ class MaxSimReranker:
     def rerank(
         self,
         q: np.ndarray,
-        store: VecStore,
+        store: VectorSource,
         candidates: np.ndarray,
         k: int,
         approx: np.ndarray | None = None,
@@ -235,7 +245,7 @@ class NoReranker:
     def rerank(
         self,
         q: np.ndarray,
-        store: VecStore,
+        store: VectorSource,
         candidates: np.ndarray,
         k: int,
         approx: np.ndarray | None = None,

@@ -212,6 +212,21 @@ class Embedder(ABC):
             )
         return self._timed("image", lambda: self._embed_images([Path(p) for p in paths]))
 
+    def vocabulary(self) -> np.ndarray | None:
+        """(vocab, dim) float32 unit rows when the tier's document token vectors are a fixed lookup
+        table (lite): the index then stores token ids (``embed_text_tokens``), not vectors."""
+        return None
+
+    def embed_text_tokens(self, texts: list[str]) -> list[np.ndarray]:
+        """Token ids per document text, for tiers with a ``vocabulary()``."""
+        raise NotImplementedError(f"the {self.arch!r} tier has no token vocabulary; use embed_texts")
+
+    def _timed_tokens(self, run: Callable[[], list[np.ndarray]]) -> list[np.ndarray]:
+        t0 = time.perf_counter()
+        out = run()
+        self.stats.record("text", out, time.perf_counter() - t0)
+        return out
+
     def _timed(self, kind: Kind, run: Callable[[], list[np.ndarray]]) -> list[np.ndarray]:
         t0 = time.perf_counter()
         out = run()

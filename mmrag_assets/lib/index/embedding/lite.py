@@ -24,6 +24,7 @@ from mmrag_assets.errors import ConfigError, ModelUnavailable
 from mmrag_assets.lib.index.embedding.base import Embedder, l2_normalize_rows
 
 LITE_DIMS = (64, 128, 256)
+VOCAB_SIZE = 32_000  # rows of wordllama's l2_supercat table (the Llama-2 tokenizer's vocabulary)
 _MAX_CHARS_PER_TOKEN = (
     32  # Llama-2 pieces are <= 16 chars: cutting at 32 x max_tokens never loses a kept token
 )
@@ -51,6 +52,16 @@ def _wordllama() -> Any:
 def _table(dim: int) -> np.ndarray:
     """(32000, dim) float32 token table: Matryoshka truncation of the 256-d table."""
     return np.ascontiguousarray(_wordllama().embedding[:, :dim], dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def vocabulary(dim: int) -> np.ndarray:
+    """(32000, dim) float32 unit rows: the vector of every token id (what the index looks up)."""
+    if dim not in LITE_DIMS:
+        raise ConfigError(f"model.dim={dim} is not available for the lite tier: choose 64, 128 or 256")
+    v = l2_normalize_rows(_table(dim))
+    v.setflags(write=False)
+    return v
 
 
 class LiteEmbedder(Embedder):
@@ -107,11 +118,18 @@ class LiteEmbedder(Embedder):
         )
         return [int(sum(e.attention_mask)) for e in encs]  # the batch is right-padded to its longest text
 
+    def vocabulary(self) -> np.ndarray:
+        return vocabulary(self.dim)
+
+    def embed_text_tokens(self, texts: list[str]) -> list[np.ndarray]:
+        """Token ids of document texts (what the index stores): vectors are ``vocabulary()[ids]``."""
+        return self._timed_tokens(lambda: self.token_ids(list(texts), self.doc_max_tokens))
+
     def _embed(self, texts: list[str], max_tokens: int) -> list[np.ndarray]:
+        vocab = vocabulary(self.dim)
         return [
-            l2_normalize_rows(self._emb[ids]) if ids.size else self.empty()  # (n_tokens, dim)
-            for ids in self.token_ids(texts, max_tokens)
-        ]
+            vocab[ids] if ids.size else self.empty() for ids in self.token_ids(texts, max_tokens)
+        ]  # (n, dim)
 
     def _embed_queries(self, texts: list[str]) -> list[np.ndarray]:
         return self._embed(texts, self.query_max_tokens)

@@ -1,56 +1,56 @@
-"""First-stage candidate generators for two-stage late-interaction search.
+"""First-stage candidate generators for two-stage late-interaction search, over index segments.
 
->>> index = build_first_stage("plaid", store, out_dir)        # or "binary", "pooled", "lance", ...
->>> idx, approx = index.search(q, n=200, allowed=mask)         # then rerank_maxsim(q, store, idx, k)
->>> index = load_first_stage(out_dir)                           # any strategy, from its directory
+>>> strategy = get_strategy("plaid", nprobe=16)                  # or "binary", "pooled", "muvera"
+>>> fields = strategy.encode(EncodeBatch(codes, vectors, codebook))  # at publish, per new item
+>>> reader = strategy.open(codebook, parts)                       # at query time, all segments
+>>> idx, approx = reader.search(q, n=200, allowed=mask)           # then the exact rerank
+
+Every strategy is incremental: an item's structures depend only on its own tokens and the
+version's codebook, so a publish encodes only new items and a compaction only concatenates.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from mmrag_assets.lib.index.first_stage.base import FirstStageError, FirstStageIndex, read_meta
-from mmrag_assets.lib.index.first_stage.binary import BinaryIndex
-from mmrag_assets.lib.index.first_stage.lance import LanceIndex
-from mmrag_assets.lib.index.first_stage.muvera import MuveraIndex
-from mmrag_assets.lib.index.first_stage.plaid import PlaidIndex
-from mmrag_assets.lib.index.first_stage.pooled import PooledIndex
-from mmrag_assets.lib.index.vecstore import VecStore
+from mmrag_assets.lib.index.first_stage.base import (
+    EncodeBatch,
+    FirstStageError,
+    Part,
+    Searchable,
+    Strategy,
+)
+from mmrag_assets.lib.index.first_stage.binary import Binary
+from mmrag_assets.lib.index.first_stage.muvera import Muvera
+from mmrag_assets.lib.index.first_stage.plaid import Plaid, PlaidReader
+from mmrag_assets.lib.index.first_stage.pooled import Pooled
 
-STRATEGIES: dict[str, type[FirstStageIndex]] = {
-    cls.name: cls for cls in (BinaryIndex, PooledIndex, PlaidIndex, MuveraIndex, LanceIndex)
-}
+STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (Plaid, Binary, Pooled, Muvera)}
 DEFAULT_STRATEGY = "plaid"
 
 
-def _strategy(name: str) -> type[FirstStageIndex]:
+def get_strategy(name: str, **params: Any) -> Strategy:
     try:
-        return STRATEGIES[name]
+        cls = STRATEGIES[name]
     except KeyError:
-        raise FirstStageError(f"unknown first stage {name!r}; choose one of {sorted(STRATEGIES)}") from None
-
-
-def build_first_stage(name: str, store: VecStore, out_dir: str | Path, **params: Any) -> FirstStageIndex:
-    """Build strategy ``name`` over ``store`` into ``out_dir`` (replacing what is there)."""
-    return _strategy(name).build(store, out_dir, **params)
-
-
-def load_first_stage(directory: str | Path) -> FirstStageIndex:
-    """Reopen whichever strategy was built into ``directory``."""
-    return _strategy(read_meta(Path(directory))["name"]).load(directory)
+        raise FirstStageError(
+            f"unknown first stage {name!r}; choose one of {', '.join(sorted(STRATEGIES))}"
+        ) from None
+    return cls(**params)
 
 
 __all__ = [
     "DEFAULT_STRATEGY",
     "STRATEGIES",
-    "BinaryIndex",
+    "Binary",
+    "EncodeBatch",
     "FirstStageError",
-    "FirstStageIndex",
-    "LanceIndex",
-    "MuveraIndex",
-    "PlaidIndex",
-    "PooledIndex",
-    "build_first_stage",
-    "load_first_stage",
+    "Muvera",
+    "Part",
+    "Plaid",
+    "PlaidReader",
+    "Pooled",
+    "Searchable",
+    "Strategy",
+    "get_strategy",
 ]

@@ -1,92 +1,114 @@
 """The first-stage interface: cheap candidate generation that keeps token-level signal.
 
-Every strategy builds from a :class:`~mmrag_assets.lib.index.vecstore.VecStore` into its own
-directory (``first_stage.json`` names the strategy and its parameters, so
-:func:`~mmrag_assets.lib.index.first_stage.load_first_stage` can reopen any of them) and answers
-``search(q, n, allowed)`` with item indices of the store, best first.
+A strategy works on segments (``lib/index/segment.py``). At publish time :meth:`Strategy.encode`
+turns a batch of items into per-item fields (ragged rows: codes, sign bits, pooled vectors...)
+and :meth:`Strategy.derive` builds whatever is computed over a whole segment (plaid's inverted
+lists); both are written once into an immutable segment, so adding items never re-encodes the
+others and merging segments only concatenates fields. At query time :meth:`Strategy.open`
+returns a :class:`Searchable` over all segments of a version, which answers
+``search(q, n, allowed)`` with global item positions (segments back to back), best first.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from abc import ABC, abstractmethod
-from pathlib import Path
-from typing import Any, ClassVar, Self
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from mmrag_assets.errors import MmragError, NotFound, QueryError
-from mmrag_assets.lib.index.vecstore import VecStore
+from mmrag_assets.errors import MmragError, QueryError
+from mmrag_assets.lib.index.vectors import Ragged
 from mmrag_assets.lib.search.rerank import as_query, topk
 
-META = "first_stage.json"
+if TYPE_CHECKING:
+    from mmrag_assets.lib.index.codebook import Codebook
 
 
 class FirstStageError(MmragError, ValueError):
-    """Unknown strategy, bad parameters, or an index that does not match its store."""
+    """Unknown strategy, bad parameters, or structures that do not match the version."""
 
 
-class FirstStageIndex(ABC):
-    """Base class: subclasses set ``name`` and implement ``_build``, ``_load`` and ``_search``."""
+@dataclass
+class EncodeBatch:
+    """What a strategy encodes: a batch of items' token vectors and their per-token codes."""
+
+    codes: Ragged  # (sum n_i,) leaf code (or vocabulary id) of every token
+    vectors: Ragged | None  # (sum n_i, d) float token vectors; None if no strategy asked for them
+    codebook: Codebook
+
+
+@dataclass
+class Part:
+    """One segment as a reader sees it: its items are global positions base .. base + n_items."""
+
+    base: int
+    n_items: int
+    fields: dict[str, Ragged] = field(default_factory=dict)
+    derived: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class Strategy(ABC):
+    """A first stage; subclasses set ``name`` and the names of the parameters they take."""
 
     name: ClassVar[str]
+    build_params: ClassVar[tuple[str, ...]] = ()  # change one and the structures are re-encoded
+    search_params: ClassVar[tuple[str, ...]] = ()  # query-time knobs
+    needs_vectors: ClassVar[bool] = True  # plaid needs only the codes
+    in_memory: ClassVar[bool] = False  # read into RAM at load (else memory-mapped)
 
-    def __init__(self, directory: Path, params: dict[str, Any], n_items: int, dim: int) -> None:
-        self.dir = Path(directory)
-        self.params = params
-        self.n_items = int(n_items)
+    def __init__(self, **params: Any) -> None:
+        """Every parameter is required: the values live in ``conf/index/default.yaml``
+        (``index.strategies.<name>``), never in code."""
+        known = (*self.build_params, *self.search_params)
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise FirstStageError(f"{self.name}: unknown parameters {unknown}; known: {sorted(known)}")
+        missing = sorted(set(known) - set(params))
+        if missing:
+            raise FirstStageError(f"{self.name}: missing parameters {missing}: set index.strategies.{self.name}.* in conf/")
+        self.params = dict(params)
+
+    @property
+    def build_key(self) -> str:
+        """Identity of what is stored: versions whose key differs are re-encoded."""
+        return json.dumps({k: self.params[k] for k in sorted(self.build_params)}, sort_keys=True)
+
+    @abstractmethod
+    def encode(self, batch: EncodeBatch) -> dict[str, Ragged]:
+        """Per-item fields of the batch's items (each a Ragged with one entry per item)."""
+
+    def derive(self, fields: dict[str, Ragged], codebook: Codebook) -> dict[str, np.ndarray]:
+        """Arrays computed over a whole segment's fields (none by default)."""
+        return {}
+
+    @abstractmethod
+    def open(self, codebook: Codebook, parts: Sequence[Part]) -> Searchable: ...
+
+
+class Searchable(ABC):
+    """A strategy's structures over every segment of one version."""
+
+    def __init__(self, strategy: Strategy, parts: Sequence[Part], dim: int) -> None:
+        self.strategy = strategy
+        self.params = strategy.params
+        self.parts = list(parts)
+        self.n_items = int(sum(p.n_items for p in parts))
         self.dim = int(dim)
-        self.build_s: float | None = None
 
-    # ------------------------------------------------------------------ lifecycle
-    @classmethod
-    def build(cls, store: VecStore, out_dir: str | Path, **params: Any) -> Self:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        t0 = time.perf_counter()
-        resolved = cls._build(store, out, **params)
-        build_s = time.perf_counter() - t0
-        meta = {
-            "name": cls.name,
-            "params": resolved,
-            "n_items": store.n_items,
-            "dim": store.dim,
-            "store": str(store.dir),
-            "build_s": build_s,
-        }
-        (out / META).write_text(json.dumps(meta, indent=1, default=_jsonable))
-        index = cls.load(out)
-        index.build_s = build_s
-        return index
+    @property
+    def name(self) -> str:
+        return self.strategy.name
 
-    @classmethod
-    def load(cls, directory: str | Path) -> Self:
-        d = Path(directory)
-        meta = read_meta(d)
-        if meta["name"] != cls.name:
-            raise FirstStageError(f"{d} holds a {meta['name']!r} index, not {cls.name!r}")
-        index = cls._load(d, meta)
-        index.build_s = meta.get("build_s")
-        return index
-
-    @classmethod
-    @abstractmethod
-    def _build(cls, store: VecStore, out: Path, **params: Any) -> dict[str, Any]:
-        """Write the structures under ``out``; return the resolved parameters."""
-
-    @classmethod
-    @abstractmethod
-    def _load(cls, directory: Path, meta: dict[str, Any]) -> Self: ...
-
-    # ------------------------------------------------------------------ search
     def search(
         self, q: np.ndarray, n: int, allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``n`` items for query ``q`` (Tq, d): (int64 item indices, float32 approx scores).
+        """Top-``n`` item positions for query ``q`` (Tq, d): (int64 positions, float32 approx scores).
 
-        Best first. ``allowed`` is a (n_items,) bool mask; only allowed items are returned
-        (fewer than ``n`` when fewer are allowed).
+        Best first. ``allowed`` is a (n_items,) bool mask (published, not tombstoned, matching the
+        filters); only allowed items are returned (fewer than ``n`` when fewer are allowed).
         """
         q = as_query(q, self.dim)
         if n <= 0:
@@ -103,24 +125,38 @@ class FirstStageIndex(ABC):
     @abstractmethod
     def _search(self, q: np.ndarray, n: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]: ...
 
+    def dense_search(
+        self, q: np.ndarray, n: int, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """For scan strategies: score every part (or only the allowed items when few are allowed)."""
+        sparse = allowed is not None and allowed.mean() < 0.25
+        scores = np.full(self.n_items, -np.inf, dtype=np.float32)
+        for p in self.parts:
+            sl = slice(p.base, p.base + p.n_items)
+            local = np.flatnonzero(allowed[sl]) if sparse else None  # type: ignore[index]
+            if local is not None and not len(local):
+                continue
+            scores[sl][local if local is not None else slice(None)] = self.score_part(q, p, local)
+        return masked_topk(scores, n, allowed)
+
+    def score_part(self, q: np.ndarray, part: Part, local: np.ndarray | None) -> np.ndarray:
+        raise NotImplementedError
+
     @property
-    @abstractmethod
     def nbytes(self) -> int:
-        """Bytes of the first-stage structures (what a deployment must hold besides the store)."""
+        """Bytes of the structures (what a deployment holds besides the vectors)."""
+        total = 0
+        for p in self.parts:
+            total += sum(r.flat.nbytes + r.offsets.nbytes for r in p.fields.values())
+            total += sum(a.nbytes for a in p.derived.values())
+        return int(total)
 
     @property
     def bytes_per_item(self) -> float:
         return self.nbytes / max(self.n_items, 1)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.n_items} items, {self.nbytes / 1e6:.1f} MB, {self.params})"
-
-
-def read_meta(directory: Path) -> dict[str, Any]:
-    p = Path(directory) / META
-    if not p.exists():
-        raise NotFound(f"no first-stage index at {directory} ({META} missing); build one first")
-    return json.loads(p.read_text())
+        return f"{type(self).__name__}({self.n_items} items, {len(self.parts)} segments, {self.params})"
 
 
 def masked_topk(scores: np.ndarray, n: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -143,17 +179,6 @@ def csr_rows(ptr: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pos, off
 
 
-def save_array(out: Path, name: str, a: np.ndarray) -> None:
-    np.save(out / f"{name}.npy", a)
-
-
-def load_array(d: Path, name: str, mmap: bool = False) -> np.ndarray:
-    return np.load(d / f"{name}.npy", mmap_mode="r" if mmap else None)
-
-
-def _jsonable(o: object) -> object:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o)}")
+def item_of_rows(r: Ragged) -> np.ndarray:
+    """(n_rows,) index of the item that owns each row."""
+    return np.repeat(np.arange(len(r), dtype=np.int64), r.lengths)

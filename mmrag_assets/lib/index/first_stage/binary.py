@@ -5,26 +5,30 @@ than float32). The query is binarised too; per query token the best doc token is
 the smallest Hamming distance, and a Hamming distance h maps to an angle estimate
 cos(pi * h / d) (the SimHash relation) before summing over query tokens. This scans every
 stored token per query: exact-shaped but O(total tokens), so it is the small-corpus option.
+Incremental: a token's bits depend on nothing else, so a delta segment encodes only its items.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mmrag_assets.lib.index.first_stage.base import (
+    EncodeBatch,
     FirstStageError,
-    FirstStageIndex,
+    Part,
+    Searchable,
+    Strategy,
     csr_rows,
-    load_array,
-    masked_topk,
-    save_array,
 )
-from mmrag_assets.lib.index.vecstore import VecStore
+from mmrag_assets.lib.index.vectors import Ragged
+
+if TYPE_CHECKING:
+    from mmrag_assets.lib.index.codebook import Codebook
 
 CHUNK_ROWS = 1 << 15  # tokens per work unit: 20 x 32,768 uint8 distances = 640 KiB, cache-sized
 
@@ -81,65 +85,38 @@ def hamming_min(
     return out
 
 
-class BinaryIndex(FirstStageIndex):
+class Binary(Strategy):
     name = "binary"
+    build_params = ("score",)  # "cos": cos(pi h / d); "linear": 1 - 2 h / d
 
-    def __init__(
-        self, directory: Path, params: dict[str, Any], codes: np.ndarray, offsets: np.ndarray, dim: int
-    ) -> None:
-        super().__init__(directory, params, len(offsets) - 1, dim)
-        self.codes = codes  # (n_tokens, 8 * ceil(d / 64)) uint8
-        self.codes64 = codes.view(np.uint64)  # (n_tokens, ceil(d / 64))
-        self.offsets = offsets
-        self.lut = np.cos(np.pi * np.arange(dim + 1) / dim).astype(np.float32)
-        if params.get("score") == "linear":
+    def encode(self, batch: EncodeBatch) -> dict[str, Ragged]:
+        assert batch.vectors is not None
+        if self.params["score"] not in ("cos", "linear"):
+            raise FirstStageError(f"binary: score must be 'cos' or 'linear', got {self.params['score']!r}")
+        return {"bits": Ragged(pack_signs(batch.vectors.flat), batch.vectors.offsets.copy())}
+
+    def open(self, codebook: Codebook, parts: Sequence[Part]) -> BinaryReader:
+        return BinaryReader(self, parts, codebook.dim)
+
+
+class BinaryReader(Searchable):
+    def __init__(self, strategy: Binary, parts: Sequence[Part], dim: int) -> None:
+        super().__init__(strategy, parts, dim)
+        if self.params["score"] == "linear":
             self.lut = (1 - 2 * np.arange(dim + 1) / dim).astype(np.float32)
-
-    @classmethod
-    def _build(
-        cls,
-        store: VecStore,
-        out: Path,
-        *,
-        score: Literal["cos", "linear"] = "cos",
-        chunk_rows: int = 1 << 20,
-        **unknown: Any,
-    ) -> dict[str, Any]:
-        if unknown:
-            raise FirstStageError(f"binary: unknown parameters {sorted(unknown)}")
-        codes = np.lib.format.open_memmap(
-            out / "codes.npy", mode="w+", dtype=np.uint8, shape=(store.n_vectors, 8 * -(-store.dim // 64))
-        )
-        for s in range(0, store.n_vectors, chunk_rows):
-            codes[s : s + chunk_rows] = pack_signs(store.flat[s : s + chunk_rows])
-        codes.flush()
-        del codes
-        save_array(out, "offsets", store.offsets)
-        return {"score": score}
-
-    @classmethod
-    def _load(cls, directory: Path, meta: dict[str, Any]) -> Self:
-        codes = load_array(directory, "codes")
-        return cls(directory, meta["params"], codes, load_array(directory, "offsets"), meta["dim"])
-
-    def scores(self, q: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
-        """Binary MaxSim of ``q`` for all items (or for ``items``): (n,) float32."""
-        q64 = pack_signs(q).view(np.uint64)  # (Tq, W)
-        if items is None:
-            h = hamming_min(self.codes64, q64, self.offsets)
         else:
-            rows, off = csr_rows(self.offsets, items)
-            h = hamming_min(self.codes64[rows], q64, off, threads=1)
+            self.lut = np.cos(np.pi * np.arange(dim + 1) / dim).astype(np.float32)
+
+    def score_part(self, q: np.ndarray, part: Part, local: np.ndarray | None) -> np.ndarray:
+        bits = part.fields["bits"]
+        q64 = pack_signs(q).view(np.uint64)  # (Tq, W)
+        codes64 = np.asarray(bits.flat).view(np.uint64)
+        if local is None:
+            h = hamming_min(codes64, q64, bits.offsets)
+        else:
+            rows, off = csr_rows(bits.offsets, local)
+            h = hamming_min(codes64[rows], q64, off, threads=1)
         return self.lut[h].sum(0)
 
     def _search(self, q: np.ndarray, n: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        if allowed is not None and allowed.mean() < 0.25:  # score only the allowed items
-            items = np.flatnonzero(allowed)
-            s = self.scores(q, items)
-            idx, sc = masked_topk(s, n, None)
-            return items[idx], sc
-        return masked_topk(self.scores(q), n, allowed)
-
-    @property
-    def nbytes(self) -> int:
-        return int(self.codes.nbytes + self.offsets.nbytes)
+        return self.dense_search(q, n, allowed)

@@ -5,32 +5,27 @@ Each repetition r draws ``k_sim`` random hyperplanes (SimHash: 2^k_sim buckets) 
 projected tokens in that bucket (empty buckets take the token whose bucket is nearest in
 Hamming distance); a query's block is the sum. <FDE(q), FDE(d)> approximates MaxSim(q, d), so
 the first stage is a single-vector scan of ``reps * 2^k_sim * d_proj`` float16 dims per item.
+Incremental: the hyperplanes and projections derive from ``seed``, so items encode independently.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Self
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mmrag_assets.lib.index.first_stage.base import (
-    FirstStageError,
-    FirstStageIndex,
-    load_array,
-    masked_topk,
-)
-from mmrag_assets.lib.index.vecstore import VecStore
+from mmrag_assets.lib.index.first_stage.base import EncodeBatch, Part, Searchable, Strategy
+from mmrag_assets.lib.index.vectors import Ragged
 
-ITEMS_PER_BATCH = 256
+if TYPE_CHECKING:
+    from mmrag_assets.lib.index.codebook import Codebook
 
 
-class MuveraIndex(FirstStageIndex):
-    name = "muvera"
+class Encoder:
+    """The random FDE maps of one parameter set (hyperplanes, projections) and the encoding."""
 
-    def __init__(self, directory: Path, params: dict[str, Any], fde: np.ndarray, dim: int) -> None:
-        super().__init__(directory, params, fde.shape[0], dim)
-        self.fde = fde  # (n_items, D) float16
+    def __init__(self, params: dict[str, Any], dim: int) -> None:
         self.k_sim, self.reps, self.d_proj = int(params["k_sim"]), int(params["reps"]), int(params["d_proj"])
         rng = np.random.default_rng(int(params["seed"]))
         self.planes = rng.standard_normal((dim, self.reps * self.k_sim)).astype(np.float32)
@@ -61,65 +56,57 @@ class MuveraIndex(FirstStageIndex):
             return sums.reshape(n_items, -1)
         counts = np.bincount(slot.reshape(-1), minlength=n_items * r_ * b_)
         sums /= np.maximum(counts, 1)[:, None]
-        # fill empty buckets with the projection of the item's token nearest in Hamming distance
-        empty = np.flatnonzero(counts == 0)
-        if len(empty):
-            starts = np.searchsorted(item_of, np.arange(n_items))
-            ends = np.searchsorted(item_of, np.arange(n_items), side="right")
-            for e in empty:
-                item, rem = divmod(int(e), r_ * b_)
-                r, b = divmod(rem, b_)
-                s, t = starts[item], ends[item]
-                if s == t:
-                    continue
-                ham = np.bitwise_count(bucket[s:t, r] ^ b)
-                sums[e] = proj[s + int(ham.argmin()), r]
+        empty = (counts == 0).reshape(n_items, r_, b_)
+        if empty.any():
+            # an empty bucket takes the projection of the first token of the item's nearest
+            # non-empty bucket (Hamming distance between bucket ids), vectorised over the batch
+            first = np.full(n_items * r_ * b_, -1, dtype=np.int64)
+            flat_slot = slot.reshape(-1)  # token-major: (token, rep)
+            u, at = np.unique(flat_slot, return_index=True)
+            first[u] = at // r_  # np.unique's first occurrence = the item's earliest token
+            first = first.reshape(n_items, r_, b_)
+            ids = np.arange(b_)
+            ham = np.bitwise_count(ids[:, None] ^ ids[None, :]).astype(np.int16)  # (B, B)
+            dist = np.where(~empty[:, :, None, :], ham[None, None], np.iinfo(np.int16).max)  # (n, R, B, B)
+            src = np.take_along_axis(first, dist.argmin(-1).reshape(n_items, r_, b_), axis=2)
+            fill = empty & (src >= 0)  # an item without tokens keeps zeros
+            _, rep, _ = np.nonzero(fill)
+            sums.reshape(n_items, r_, b_, p_)[fill] = proj[src[fill], rep]
         return sums.reshape(n_items, -1)
 
-    @classmethod
-    def _build(
-        cls,
-        store: VecStore,
-        out: Path,
-        *,
-        k_sim: int = 4,
-        reps: int = 20,
-        d_proj: int = 16,
-        seed: int = 0,
-        **unknown: Any,
-    ) -> dict[str, Any]:
-        if unknown:
-            raise FirstStageError(f"muvera: unknown parameters {sorted(unknown)}")
-        params = {"k_sim": k_sim, "reps": reps, "d_proj": d_proj, "seed": seed}
-        enc = cls(out, params, np.zeros((0, reps * (1 << k_sim) * d_proj), np.float16), store.dim)
-        fde = np.lib.format.open_memmap(
-            out / "fde.npy", mode="w+", dtype=np.float16, shape=(store.n_items, enc.fde.shape[1])
-        )
-        for s in range(0, store.n_items, ITEMS_PER_BATCH):
-            e = min(s + ITEMS_PER_BATCH, store.n_items)
-            off = store.offsets[s : e + 1]
-            item_of = np.repeat(np.arange(e - s), np.diff(off))
-            fde[s:e] = enc.encode(store.flat[off[0] : off[-1]], item_of, e - s, query=False)
-        fde.flush()
-        return params
 
-    @classmethod
-    def _load(cls, directory: Path, meta: dict[str, Any]) -> Self:
-        return cls(directory, meta["params"], load_array(directory, "fde"), meta["dim"])
+class Muvera(Strategy):
+    name = "muvera"
+    build_params = ("k_sim", "reps", "d_proj", "seed")
 
-    def _search(self, q: np.ndarray, n: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def encode(self, batch: EncodeBatch) -> dict[str, Ragged]:
+        assert batch.vectors is not None
+        v = batch.vectors
+        enc = Encoder(self.params, v.dim)
+        item_of = np.repeat(np.arange(len(v)), v.lengths)
+        fde = enc.encode(v.flat, item_of, len(v), query=False).astype(np.float16)  # (n_items, D)
+        return {"fde": Ragged(fde, np.arange(len(v) + 1, dtype=np.int64))}
+
+    def open(self, codebook: Codebook, parts: Sequence[Part]) -> MuveraReader:
+        return MuveraReader(self, parts, codebook.dim)
+
+
+class MuveraReader(Searchable):
+    def __init__(self, strategy: Muvera, parts: Sequence[Part], dim: int) -> None:
+        super().__init__(strategy, parts, dim)
+        self.encoder = Encoder(self.params, dim)
+        self._q: tuple[int, Any] | None = None
+
+    def score_part(self, q: np.ndarray, part: Part, local: np.ndarray | None) -> np.ndarray:
         import torch
 
-        qf = self.encode(q, np.zeros(len(q), dtype=np.int64), 1, query=True)[0]
+        qf = self.encoder.encode(q, np.zeros(len(q), dtype=np.int64), 1, query=True)[0]
         qt = torch.from_numpy(qf.astype(np.float16))
-        if allowed is not None and allowed.mean() < 0.25:
-            items = np.flatnonzero(allowed)
-            s = (torch.from_numpy(self.fde[items]) @ qt).float().numpy()
-            idx, sc = masked_topk(s, n, None)
-            return items[idx], sc
-        s = (torch.from_numpy(self.fde) @ qt).float().numpy()  # float16 scan, f32 accumulate
-        return masked_topk(s, n, allowed)
+        fde = np.asarray(part.fields["fde"].flat)
+        rows = fde if local is None else fde[local]
+        return (
+            (torch.from_numpy(np.array(rows)) @ qt).float().numpy()
+        )  # float16 scan (a copy: rows may be a read-only memmap)
 
-    @property
-    def nbytes(self) -> int:
-        return int(self.fde.nbytes)
+    def _search(self, q: np.ndarray, n: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        return self.dense_search(q, n, allowed)

@@ -5,27 +5,29 @@ the special tokens). ``method="rows"`` mean-pools contiguous runs of tokens in r
 (a row of the patch grid when n_vectors matches the grid), ``method="kmeans"`` runs a few
 spherical k-means iterations per item, started from the row pools (groups tokens by content,
 not position). The pooled vectors are stored float16 and scanned brute force in torch.
+Incremental: an item's pooled vectors depend on its own tokens only.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Literal, Self
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mmrag_assets.lib.index.first_stage.base import (
+    EncodeBatch,
     FirstStageError,
-    FirstStageIndex,
+    Part,
+    Searchable,
+    Strategy,
     csr_rows,
-    load_array,
-    masked_topk,
-    save_array,
 )
-from mmrag_assets.lib.index.vecstore import VecStore
+from mmrag_assets.lib.index.vectors import Ragged
 from mmrag_assets.lib.search.rerank import maxsim_ragged
 
-ITEMS_PER_BATCH = 512
+if TYPE_CHECKING:
+    from mmrag_assets.lib.index.codebook import Codebook
 
 
 def pool_rows(x: np.ndarray, m: int) -> np.ndarray:
@@ -52,64 +54,37 @@ def pool_kmeans(x: np.ndarray, m: int, iters: int = 4) -> np.ndarray:
     return c.numpy()
 
 
-class PooledIndex(FirstStageIndex):
+class Pooled(Strategy):
     name = "pooled"
+    build_params = ("n_vectors", "method", "kmeans_iters")
 
-    def __init__(
-        self, directory: Path, params: dict[str, Any], flat: np.ndarray, offsets: np.ndarray, dim: int
-    ):
-        super().__init__(directory, params, len(offsets) - 1, dim)
-        self.flat = flat  # (sum m_i, d) float16 pooled vectors
-        self.offsets = offsets
-
-    @classmethod
-    def _build(
-        cls,
-        store: VecStore,
-        out: Path,
-        *,
-        n_vectors: int = 38,
-        method: Literal["rows", "kmeans"] = "rows",
-        kmeans_iters: int = 4,
-        **unknown: Any,
-    ) -> dict[str, Any]:
-        if unknown:
-            raise FirstStageError(f"pooled: unknown parameters {sorted(unknown)}")
+    def encode(self, batch: EncodeBatch) -> dict[str, Ragged]:
+        assert batch.vectors is not None
+        m, method = int(self.params["n_vectors"]), self.params["method"]
         if method not in ("rows", "kmeans"):
             raise FirstStageError(f"pooled: method must be 'rows' or 'kmeans', got {method!r}")
-        pooled: list[np.ndarray] = []
-        for s in range(0, store.n_items, ITEMS_PER_BATCH):
-            e = min(s + ITEMS_PER_BATCH, store.n_items)
-            block = np.asarray(store.flat[store.offsets[s] : store.offsets[e]], dtype=np.float32)
-            base = store.offsets[s]
-            for i in range(s, e):
-                x = block[store.offsets[i] - base : store.offsets[i + 1] - base]
-                p = pool_rows(x, n_vectors) if method == "rows" else pool_kmeans(x, n_vectors, kmeans_iters)
-                pooled.append(p.astype(np.float16))
-        lens = np.array([len(p) for p in pooled], dtype=np.int64)
-        offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-        save_array(out, "flat", np.concatenate(pooled))
-        save_array(out, "offsets", offsets)
-        return {"n_vectors": n_vectors, "method": method, "kmeans_iters": kmeans_iters}
+        v = batch.vectors
+        pooled = [
+            (
+                pool_rows(v.item(i), m)
+                if method == "rows"
+                else pool_kmeans(v.item(i), m, int(self.params["kmeans_iters"]))
+            ).astype(np.float16)
+            for i in range(len(v))
+        ]
+        return {"pooled": Ragged.from_list(pooled, width=v.dim, dtype=np.float16)}
 
-    @classmethod
-    def _load(cls, directory: Path, meta: dict[str, Any]) -> Self:
-        return cls(
-            directory,
-            meta["params"],
-            load_array(directory, "flat"),
-            load_array(directory, "offsets"),
-            meta["dim"],
-        )
+    def open(self, codebook: Codebook, parts: Sequence[Part]) -> PooledReader:
+        return PooledReader(self, parts, codebook.dim)
+
+
+class PooledReader(Searchable):
+    def score_part(self, q: np.ndarray, part: Part, local: np.ndarray | None) -> np.ndarray:
+        r = part.fields["pooled"]
+        if local is None:
+            return maxsim_ragged(q, r.flat, r.offsets)
+        rows, off = csr_rows(r.offsets, local)
+        return maxsim_ragged(q, np.asarray(r.flat)[rows], off)
 
     def _search(self, q: np.ndarray, n: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        if allowed is not None and allowed.mean() < 0.25:
-            items = np.flatnonzero(allowed)
-            rows, off = csr_rows(self.offsets, items)
-            idx, sc = masked_topk(maxsim_ragged(q, self.flat[rows], off), n, None)
-            return items[idx], sc
-        return masked_topk(maxsim_ragged(q, self.flat, self.offsets), n, allowed)
-
-    @property
-    def nbytes(self) -> int:
-        return int(self.flat.nbytes + self.offsets.nbytes)
+        return self.dense_search(q, n, allowed)

@@ -1,0 +1,295 @@
+"""Loading published index versions for queries, and picking up newer ones between queries.
+
+An :class:`IndexView` is one published version, loaded: the item metadata of its segments, the
+tombstone mask, the first stages (opened on first use), the calibration, the LanceDB table
+checked out at the pinned table version (lexical channel) and the vector source the reranker
+reads (that table by row address, the lite tier's vocabulary, or compressed codes).
+
+An :class:`IndexReader` serves the live version of one index. ``view()`` reads ``CURRENT`` (one
+small file) and, when a newer version was published, loads it (segments already loaded are
+reused: they never change) and swaps it in; a query keeps the view it started with. Readers are
+shared per index identity: storage root plus the full model config (arch, model id, revision,
+path, pooling, dim...), never a subset of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import threading
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from mmrag_assets.config import MmragConfig
+from mmrag_assets.errors import NotFound, QueryError
+from mmrag_assets.lib.index import manifest as mf
+from mmrag_assets.lib.index.codebook import Codebook
+from mmrag_assets.lib.index.first_stage import Part, Searchable, get_strategy
+from mmrag_assets.lib.index.manifest import IndexLocation
+from mmrag_assets.lib.index.rerank_vectors import Compressed, VocabVectors
+from mmrag_assets.lib.index.segment import Segment, open_segment
+from mmrag_assets.lib.index.vectors import TableVectors
+
+log = logging.getLogger(__name__)
+COLUMNS = (
+    "item_id",
+    "doc_id",
+    "source",
+    "modality",
+    "page",
+    "start_s",
+    "end_s",
+    "snippet",
+    "image_path",
+    "thumb_path",
+)
+
+
+class IndexView:
+    """One published version of an index, ready for queries."""
+
+    def __init__(
+        self, loc: IndexLocation, version: int, db: Any, embedder: Any, cache: dict[str, Segment]
+    ) -> None:
+        self.loc = loc
+        self.version = int(version)
+        self.manifest = mf.read_manifest(loc, version)
+        m = self.manifest
+        state = mf.read_state(loc, version)
+        self.alive: np.ndarray = state["alive"]
+        self.rowaddr: np.ndarray = state["rowaddr"]
+        self.segments = [cache.get(s["id"]) or open_segment(loc.segments / s["id"]) for s in m["segments"]]
+        for seg in self.segments:
+            cache[seg.id] = seg
+        self.codebook = Codebook.load(loc.codebooks, m["codebook"], vocab=embedder.vocabulary())
+        self.table_name = m["table"]
+        self.table_version = int(m["table_version"])
+        self.table = db.open_table(self.table_name)
+        self.table.checkout(self.table_version)  # the lexical channel sees exactly the pinned rows
+        cols = {c: [] for c in COLUMNS}
+        for seg in self.segments:
+            for c in COLUMNS:
+                cols[c].append(seg.column(c))
+        self.items = {c: (np.concatenate(v) if v else np.zeros(0, dtype=object)) for c, v in cols.items()}
+        self.modality = self.items["modality"].astype(str)
+        self.source = self.items["source"].astype(object)
+        self.doc_id = self.items["doc_id"].astype(str)
+        pos = np.flatnonzero(self.alive)
+        self.index_of = dict(zip(self.items["item_id"][pos].tolist(), pos.tolist(), strict=True))
+        self.n_alive = len(pos)
+        self.calibration = (m.get("calibration") or {}).get("modalities", {})
+        self.strategies = sorted(m["strategies"])
+        self._first_stages: dict[tuple[str, str], Searchable] = {}
+        self._lock = threading.Lock()
+        self.warnings: list[str] = []
+        self.vectors = self._source(m)  # what the reranker reads
+        self.rescore = int(m.get("rescore", 0))  # compressed rerank vectors: exact scores for the top
+        self.exact_vectors = (
+            TableVectors(self.table, self.table_version, self.rowaddr, max_norm=float(m.get("max_norm", 1.0)))
+            if self.rescore
+            else self.vectors
+        )
+
+    # ---------------------------------------------------------------- pieces
+    def parts(self, name: str) -> list[Part]:
+        out, base = [], 0
+        for s in self.segments:
+            out.append(Part(base, s.n_items, s.fields.get(name, {}), s.derived.get(name, {})))
+            base += s.n_items
+        return out
+
+    def first_stage(self, name: str, search_params: dict[str, Any] | None = None) -> Searchable:
+        """The first stage ``name`` over this version's segments; ``search_params`` (query-time
+        knobs such as plaid's nprobe, from the caller's config) replace the ones it was built with."""
+        spec = self.manifest["strategies"].get(name)
+        if spec is None:
+            raise QueryError(
+                f"first stage {name!r} was not built for this index (built: {', '.join(self.strategies)}); "
+                "add it to search.prebuild and run `mmrag index`",
+                "first_stage",
+            )
+        params = dict(spec["params"])
+        strategy = get_strategy(name, **params)
+        params |= {k: v for k, v in (search_params or {}).items() if k in strategy.search_params}
+        key = (name, json.dumps(params, sort_keys=True))
+        with self._lock:
+            if key not in self._first_stages:
+                self._first_stages[key] = get_strategy(name, **params).open(self.codebook, self.parts(name))
+            return self._first_stages[key]
+
+    def _source(self, m: dict[str, Any]) -> Any:
+        if self.codebook.kind == "vocab":
+            return VocabVectors(self.first_stage("plaid"))  # type: ignore[arg-type]
+        if m.get("codec", "none") != "none":
+            return Compressed(codec=m["codec"]).open(self.codebook, self.parts("rerank"))
+        return TableVectors(
+            self.table, self.table_version, self.rowaddr, max_norm=float(m.get("max_norm", 1.0))
+        )
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The manifest's summary (``table_version``, ``strategies``, counts)."""
+        m = self.manifest
+        return {"table": self.table_name, "table_version": self.table_version, "version": self.version,
+                "strategies": self.strategies, "items": self.n_alive, "documents": m["n_documents"],
+                "segments": len(self.segments), "codec": m.get("codec", "none")}  # fmt: skip
+
+    # ---------------------------------------------------------------- per query
+    def allowed_mask(self, filters: dict[str, list[str]]) -> np.ndarray | None:
+        """Published, not tombstoned, matching the filters (None: every position qualifies)."""
+        if not filters and self.alive.all():
+            return None
+        mask = self.alive.copy()
+        if "modality" in filters:
+            mask &= np.isin(self.modality, filters["modality"])
+        if "doc_id" in filters:
+            mask &= np.isin(self.doc_id, filters["doc_id"])
+        if "source_prefix" in filters:
+            prefixes = tuple(filters["source_prefix"])
+            mask &= np.fromiter(
+                (s.startswith(prefixes) for s in self.source), dtype=bool, count=len(self.source)
+            )
+        return mask
+
+    def lexical(self, query: str, n: int, mask: np.ndarray | None) -> np.ndarray:
+        """BM25 over the text column at the pinned table version, as item positions, best first;
+        rows the version does not publish (staged, removed) are skipped."""
+        try:
+            rows = (
+                self.table.search(query, query_type="fts")
+                .select(["item_id", "_score"])
+                .limit(n * 4)
+                .to_list()
+            )
+        except Exception:  # noqa: BLE001 - no FTS index yet or a query the tokenizer rejects
+            return np.empty(0, dtype=np.int64)
+        idx = [self.index_of[r["item_id"]] for r in rows if r["item_id"] in self.index_of]
+        if mask is not None:
+            idx = [i for i in idx if mask[i]]
+        return np.array(idx[:n], dtype=np.int64)
+
+    def calibrate(self, raw: float, modality: str) -> float:
+        c = self.calibration.get(modality)
+        return (raw - c["mean"]) / c["std"] if c else raw
+
+    def result(self, i: int, rank: int, score: float, raw: float):
+        from mmrag_assets.lib.search.searcher import SearchResult
+
+        it = self.items
+        page = it["page"][i]
+        return SearchResult(
+            rank=rank, score=round(float(score), 4), raw_score=round(float(raw), 4), modality=str(it["modality"][i]),
+            source=str(it["source"][i]), page=None if it["modality"][i] == "segment" or _missing(page) else int(page),
+            start_s=_opt_float(it["start_s"][i]), end_s=_opt_float(it["end_s"][i]), snippet=str(it["snippet"][i] or ""),
+            item_id=str(it["item_id"][i]), doc_id=str(it["doc_id"][i]), image_path=it["image_path"][i],
+        )  # fmt: skip
+
+    def image_path(self, item_id: str, storage_root: Path, thumb: bool = False) -> Path:
+        if item_id not in self.index_of:
+            raise NotFound(f"unknown item id {item_id!r}")
+        i = self.index_of[item_id]
+        rel = self.items["thumb_path" if thumb else "image_path"][i]
+        if not rel:
+            raise NotFound(f"item {item_id!r} ({self.modality[i]}) has no image")
+        root = storage_root.resolve()
+        p = (root / rel).resolve()
+        if root not in p.parents:
+            raise NotFound(f"item {item_id!r} points outside the storage root")
+        return p
+
+
+    def media_path(self, item_id: str, corpus_root: Path) -> Path:
+        if item_id not in self.index_of:
+            raise NotFound(f"unknown item id {item_id!r}")
+        i = self.index_of[item_id]
+        if _missing(self.items["start_s"][i]):
+            raise NotFound(f"item {item_id!r} ({self.modality[i]}) is not part of a recording")
+        root = corpus_root.resolve()
+        p = (root / str(self.items["source"][i])).resolve()
+        if root not in p.parents:
+            raise NotFound(f"item {item_id!r} points outside the corpus root")
+        if not p.is_file():
+            raise NotFound(f"the recording of item {item_id!r} is no longer in the corpus")
+        return p
+
+
+def _missing(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def _opt_float(x: Any) -> float | None:
+    return None if _missing(x) else float(x)
+
+
+class IndexReader:
+    """The live version of one index; ``follow=False`` (or ``version=N``) pins one version."""
+
+    _shared: ClassVar[dict[tuple[Any, ...], IndexReader]] = {}
+    _shared_lock = threading.Lock()
+
+    def __init__(
+        self, loc: IndexLocation, embedder: Any, db: Any, *, version: int | None = None, follow: bool = True
+    ) -> None:
+        self.loc = loc
+        self.embedder = embedder
+        self.db = db
+        self.follow = follow and version is None
+        self._cache: dict[str, Segment] = {}
+        self._lock = threading.Lock()
+        v = version if version is not None else mf.current_version(loc)
+        if v is None:
+            raise NotFound(
+                f"index {loc.version_key} has no published version under {loc.storage_root}: run `mmrag index` with the same overrides"
+            )
+        self._view = IndexView(loc, v, db, embedder, self._cache)
+        self.refresh_error: str | None = None
+
+    @classmethod
+    def for_config(cls, cfg: MmragConfig) -> IndexReader:
+        """The shared reader of ``cfg``'s index: keyed on the storage root and the whole model config."""
+        from mmrag_assets.lib.index import table as lx
+        from mmrag_assets.lib.index.embedding import load_embedder
+
+        key = (str(cfg.storage_root.resolve()), dataclasses.astuple(cfg.model), str(cfg.models_dir.resolve()))
+        with cls._shared_lock:
+            r = cls._shared.get(key)
+            if r is None:
+                embedder = load_embedder(cfg.model, cfg.models_dir)
+                if not cfg.lancedb_dir.exists():
+                    raise NotFound(f"no index under {cfg.storage_root}: run `mmrag index` first")
+                loc = IndexLocation.of(cfg.storage_root, embedder.version_key)
+                r = cls._shared[key] = cls(loc, embedder, lx.connect(cfg))
+            return r
+
+    @classmethod
+    def forget(cls) -> None:
+        with cls._shared_lock:
+            cls._shared.clear()
+
+    def view(self) -> IndexView:
+        """The current view; with ``follow``, a newer published version is loaded first."""
+        if not self.follow:
+            return self._view
+        try:
+            v = mf.current_version(self.loc)
+        except mf.IndexDamaged as e:
+            self.refresh_error = str(e)
+            return self._view
+        if v is None or v == self._view.version:
+            return self._view
+        with self._lock:
+            if v != self._view.version:
+                try:
+                    self._view = IndexView(self.loc, v, self.db, self.embedder, self._cache)
+                    live = {s.id for s in self._view.segments}
+                    for k in [k for k in self._cache if k not in live]:  # segments of older versions
+                        del self._cache[k]
+                    self.refresh_error = None
+                except Exception as e:  # noqa: BLE001 - keep answering from the version we have
+                    self.refresh_error = f"could not load index version v{v}: {e}"
+                    log.warning(self.refresh_error)
+            return self._view
