@@ -221,8 +221,16 @@ def render(out: dict[str, Any], args: argparse.Namespace) -> str:
         + "; ".join(f"{s} {sb[s] / 1024:.1f} KiB/page -> {sb[s] * 1e6 / 1e9:.1f} GB" for s in ("binary", "pooled", "muvera")) + ".",
         "- Rerank codes: " + "; ".join(f"{c} {b / 1024:.1f} KiB/page -> {b * 1e6 / 1e9:.1f} GB" for c, b in cb.items() if not c.startswith("float16")) + ".",
         (f"- Default layout (plaid + float16 from LanceDB): {(vb + plaid) / 1024:.1f} KiB/page on disk, "
-         f"{(vb + plaid) / (344 * 128 * 2 + 100):.3f}x the float16 multi-vector plus its text (target <= 1.15x plus the "
-         "first stage)."),
+         f"{vb / (344 * 128 * 2 + 100):.3f}x the float16 multi-vector plus its text, plus the first stage (target <= 1.15x)."),
+        "",
+        "Per tier, on paper from the measured per-token costs (plaid codes, residual2 codes) and each tier's vectors per page "
+        "(BENCHMARKS.md, Embedding; the lite tier is measured in *Real text* below):",
+        "",
+        "| tier | vectors/page x dim | float16 in LanceDB | + plaid | + residual2 codes | at 1M pages (default) |",
+        "|---|---|---|---|---|---|",
+        *[f"| {t} | {n} x 128 | {n * 256 / 1024:.0f} KiB | {plaid / 344 * n / 1024:.1f} KiB | {cb.get('residual2', 0) / 344 * n / 1024:.1f} KiB | "
+          f"{(n * 256 + plaid / 344 * n) * 1e6 / 1e9:.0f} GB |"
+          for t, n in (("colqwen2_5", 747), ("colpali", 1030), ("colpali, token-pooled by 3 (this benchmark)", 344))],
     ]  # fmt: skip
     return "\n".join(lines)
 
