@@ -27,10 +27,11 @@ from mmrag_assets.api.guard import (
     session_value,
     token_matches,
 )
-from mmrag_assets.api.models import Health, Readiness, SearchReply, request_model
+from mmrag_assets.api.models import Health, OcrBoxes, Readiness, SearchReply, request_model
 from mmrag_assets.api.warm import NotReady, Warmup
 from mmrag_assets.config import MmragConfig
 from mmrag_assets.errors import MmragError, NotFound, QueryError
+from mmrag_assets.lib.ingest.ocr_boxes import boxes_path, read_boxes
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +237,16 @@ def create_app(cfg: MmragConfig) -> FastAPI:
         warm.check()
         return FileResponse(_existing(get_searcher(cfg).image_path(_path_text(item_id, "item id"), thumb=thumbnail), item_id))
 
+    @app.get("/items/{item_id}/boxes", dependencies=[Depends(auth)], response_model=OcrBoxes)
+    def item_boxes(item_id: str) -> dict[str, Any]:
+        """The OCR word boxes of a result's page image (what the search page draws on it)."""
+        warm.check()
+        item_id = _path_text(item_id, "item id")
+        boxes = read_boxes(get_searcher(cfg).image_path(item_id))
+        if boxes is None:
+            raise NotFound(f"item {item_id!r} has no OCR boxes (its text came from a text layer, or OCR is off)")
+        return boxes
+
     @app.head("/items/{item_id}/media", dependencies=[Depends(auth)], include_in_schema=False)
     @app.get("/items/{item_id}/media", dependencies=[Depends(auth)], response_class=FileResponse)
     def item_media(item_id: str) -> FileResponse:
@@ -281,13 +292,16 @@ def _media_type(name: str) -> str:
 
 
 def _links(searcher: Any, r: dict[str, Any]) -> dict[str, Any]:
-    """``thumbnail_url`` / ``image_url`` / ``media_url`` of a result, where the file exists."""
+    """``thumbnail_url`` / ``image_url`` / ``media_url`` / ``boxes_url`` of a result, where the file exists."""
     iid = quote(r["item_id"], safe=":")
-    out: dict[str, Any] = {"thumbnail_url": None, "image_url": None, "media_url": None, "media_type": None}
+    out: dict[str, Any] = {"thumbnail_url": None, "image_url": None, "media_url": None, "media_type": None, "boxes_url": None}
     for key, thumb in (("image_url", False), ("thumbnail_url", True)):
         try:
-            if searcher.image_path(r["item_id"], thumb=thumb).is_file():
+            p = searcher.image_path(r["item_id"], thumb=thumb)
+            if p.is_file():
                 out[key] = f"/items/{iid}/image" + ("?thumbnail=true" if thumb else "")
+                if not thumb and boxes_path(p).is_file():
+                    out["boxes_url"] = f"/items/{iid}/boxes"
         except NotFound:
             pass
     if r.get("start_s") is not None:

@@ -78,9 +78,15 @@ class Result(BaseModel):
     image_url: str | None = None
     media_url: str | None = Field(None, description="the recording, with HTTP Range support; play from start_s")
     media_type: str | None = None
-    boxes: list[Box] | None = Field(None, description="OCR word boxes on image_url, when the index has them")
-    image_width: int | None = None
-    image_height: int | None = None
+    boxes_url: str | None = Field(None, description="the OCR word boxes drawn on image_url (GET), when OCR read the image")
+
+
+class OcrBoxes(BaseModel):
+    """The OCR words of an item's page image, in the pixels of that image (image_width x image_height)."""
+
+    image_width: int
+    image_height: int
+    boxes: list[Box]
 
 
 class SearchReply(BaseModel):

@@ -318,20 +318,17 @@ class Catalog:
         stored page image. Items without OCR are absent."""
         import json
 
+        from mmrag_assets.lib.ingest.ocr_boxes import word_boxes
+
         if not item_ids:
             return {}
         rows = self.query(
             "SELECT item_id, width, height, lines FROM page_ocr WHERE item_id IN (SELECT unnest(?))", [list(item_ids)]
         )
-        out: dict[str, dict[str, Any]] = {}
-        for r in rows:
-            boxes = []
-            for ln in json.loads(r["lines"]):
-                for w in ln["words"] or [ln]:
-                    x0, y0, x1, y1 = w["box"]
-                    boxes.append({"x0": x0, "y0": y0, "x1": x1, "y1": y1, "text": w["text"]})
-            out[r["item_id"]] = {"image_width": r["width"], "image_height": r["height"], "boxes": boxes}
-        return out
+        return {
+            r["item_id"]: {"image_width": r["width"], "image_height": r["height"], "boxes": word_boxes(json.loads(r["lines"]))}
+            for r in rows
+        }
 
     def ocr_cache(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         if not keys:

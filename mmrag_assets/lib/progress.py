@@ -36,3 +36,21 @@ class Progress:
             elapsed = time.perf_counter() - self.t0
             self.say(f"{self.what} {self.n}/{self.total}{' ' + self.unit if self.unit else ''} in {elapsed:.1f} s"
                      + (f" ({detail})" if detail else ""))
+
+
+def page_counter(
+    what: str, say: Callable[[str], None] | None, *, unit: str, detail: str = "", every_s: float = 5.0
+) -> Callable[[int, int], None]:
+    """A ``(done, total)`` callback for a loop that learns its total when it starts (a PDF's page
+    count): reports through a :class:`Progress` made on the first call, ``detail`` on each line."""
+    state: dict[str, Progress] = {}
+
+    def on_step(done: int, total: int) -> None:
+        p = state.get("p")
+        if p is None:
+            p = state["p"] = Progress(what, total, say, unit=unit, every_s=every_s)
+        p.step(done - p.n, detail)
+        if done >= total:
+            p.done(detail)
+
+    return on_step

@@ -320,3 +320,19 @@ def test_fit_scale() -> None:
     assert render.fit_scale(100, 100, 20_000) == 1.0
     s = render.fit_scale(4000, 3000, 3_000_000)
     assert abs(s - 0.5) < 1e-9
+
+
+def test_a_big_pdf_reports_its_pages_as_it_renders(tmp_path: Path) -> None:
+    """Per-page progress (rate, ETA) while a long PDF renders, in the form the CLI turns into a
+    progress bar; the last line says it is done."""
+    from mmrag_assets.defs.shared import _DONE, _PROGRESS
+    from mmrag_assets.lib.progress import page_counter
+
+    src = tmp_path / "long.pdf"
+    src.write_bytes(_pdf_bytes(12))
+    lines: list[str] = []
+    render_pdf(src, tmp_path / "out", **PDF_KW, on_page=page_counter("rendered", lines.append, unit="pages", detail="long.pdf", every_s=0))
+    assert len(lines) == 12, lines
+    assert all(_PROGRESS.match(ln) for ln in lines[:-1]) and _DONE.match(lines[-1])
+    assert lines[0].startswith("rendered 1/12 pages, ") and "ETA" in lines[0] and lines[0].endswith("(long.pdf)")
+    assert lines[-1].startswith("rendered 12/12 pages in ")

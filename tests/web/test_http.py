@@ -110,6 +110,29 @@ def test_media_is_only_for_recordings(server: Server) -> None:
     assert httpx.get(f"{server.url}/items/deadbeef:t0-1000/media", headers=server.auth, timeout=30).status_code == 404
 
 
+def test_ocr_boxes_of_an_image_hit(server: Server, web_indexed) -> None:
+    """The diagram's labels were read by OCR at ingest; its result links the word boxes (in the
+    stored image's pixels), a page with a text layer links none, an unknown item is a 404."""
+    from PIL import Image
+
+    r = _search(server, {"query": "modem router switch", "k": 5, "filters": {"modality": "image", "source_prefix": "images/"}})
+    hit = next(x for x in r.json()["results"] if "diagram" in x["source"])
+    assert hit["boxes_url"] == f"/items/{hit['item_id']}/boxes"
+    got = httpx.get(server.url + hit["boxes_url"], headers=server.auth, timeout=30)
+    assert got.status_code == 200, got.text
+    body = got.json()
+    img = Image.open(next(web_indexed.pages_dir.glob(f"{hit['item_id'].split(':')[0]}/*/p0001.png")))
+    assert (body["image_width"], body["image_height"]) == img.size
+    words = {b["text"].lower() for b in body["boxes"]}
+    assert {"modem", "router", "switch"} <= words
+    assert all(0 <= b["x0"] < b["x1"] <= img.width and 0 <= b["y0"] < b["y1"] <= img.height for b in body["boxes"])
+    page = _search(server, {"query": PAGE_Q, "k": 1}).json()["results"][0]
+    assert page["boxes_url"] is None  # the manual's pages have a text layer: no OCR, no boxes
+    assert httpx.get(f"{server.url}/items/{page['item_id']}/boxes", headers=server.auth, timeout=30).status_code == 404
+    assert httpx.get(f"{server.url}/items/deadbeef:1/boxes", headers=server.auth, timeout=30).status_code == 404
+    assert httpx.get(server.url + hit["boxes_url"], timeout=30).status_code == 401
+
+
 @pytest.mark.parametrize(
     "path",
     ["../catalog.duckdb", "..%2Fcatalog.duckdb", "..%2F..%2F..%2Fetc%2Fpasswd", "%2e%2e/%2e%2e/etc/passwd",

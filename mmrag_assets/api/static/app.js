@@ -264,18 +264,29 @@ function openViewer(r, fromEl) {
   viewerBoxes.replaceChildren();
   const note = $("#viewer-note");
   note.textContent = "";
-  viewerImg.onload = () => drawBoxes(r, note);
+  viewerImg.onload = () => { if (r.boxes_url) loadBoxes(r, note); };
   viewerImg.src = r.image_url;
   viewer.showModal();
   $("#viewer-close").focus();
 }
 
-// OCR word boxes, when the result carries them: [{x0, y0, x1, y1, text}] in the pixel space of
+// OCR word boxes of the page (GET boxes_url): [{x0, y0, x1, y1, text}] in the pixel space of
 // image_width x image_height; the ones matching the query are drawn as hits.
-function drawBoxes(r, note) {
-  const boxes = Array.isArray(r.boxes) ? r.boxes : [];
+async function loadBoxes(r, note) {
+  let data;
+  try {
+    const resp = await fetch(r.boxes_url, { credentials: "same-origin" });
+    if (!resp.ok) return;
+    data = await resp.json();
+  } catch (e) { return; }
+  if (viewerImg.getAttribute("src") !== r.image_url) return; // the viewer moved on to another page
+  drawBoxes(data, note);
+}
+
+function drawBoxes(data, note) {
+  const boxes = Array.isArray(data.boxes) ? data.boxes : [];
   if (!boxes.length) return;
-  const w = r.image_width || viewerImg.naturalWidth, h = r.image_height || viewerImg.naturalHeight;
+  const w = data.image_width || viewerImg.naturalWidth, h = data.image_height || viewerImg.naturalHeight;
   viewerBoxes.setAttribute("viewBox", "0 0 " + w + " " + h);
   const pattern = termPattern(queryTerms(lastResponse ? lastResponse.query : ""));
   let hits = 0;

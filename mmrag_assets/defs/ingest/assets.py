@@ -78,6 +78,7 @@ def document_content(context: AssetExecutionContext, mmrag: MmragConfigResource,
         res = ingest_document(
             cfg, source=e.source, doc_id=e.doc_id, kind=e.kind, sha256=e.sha256, size=e.size,
             progress=lambda p, src=e.source: context.log.info(f"{src}: {p.line()}"),
+            say=context.log.info,
         )
         cat.write_document({**res.doc, "run_id": context.run.run_id}, res.pages, res.segments, res.quarantine, ocr=res.ocr)
         for q in res.quarantine:

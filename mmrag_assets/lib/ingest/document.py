@@ -70,9 +70,11 @@ def ingest_document(
     sha256: str,
     size: int,
     progress: Callable[[OcrProgress], None] | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> DocResult:
     """Render/decode one document into rows, then OCR the pages, images and keyframes that the
-    ``ocr`` config asks for (``lib/ingest/ocr_pages.py``), reporting each OCR batch to ``progress``."""
+    ``ocr`` config asks for (``lib/ingest/ocr_pages.py``), reporting each OCR batch to ``progress``
+    and a big PDF's pages (rate, ETA, every few seconds) to ``say``."""
     t0 = time.perf_counter()
     path = cfg.corpus_root / source
     # one folder per (content, settings): a re-render never overwrites images a live version serves
@@ -88,7 +90,7 @@ def ingest_document(
     stage = {"pdf": "render", "image": "render", "audio": "asr", "video": "video"}.get(kind, "scan")
     try:
         if kind == "pdf":
-            _pdf(cfg, path, out_dir, res)
+            _pdf(cfg, path, out_dir, res, say)
         elif kind == "image":
             _image(cfg, path, out_dir, res)
         elif kind == "audio":
@@ -147,10 +149,21 @@ def _ocr(
         _quarantine(res, source, "ocr", f"unexpected {type(e).__name__} during OCR: {e}", whole=False)
         return
     res.ocr = applied.ocr_rows
+    _write_boxes(cfg, res)
     s = applied.stats
     res.ocr_stats = {"images": s.images, "cached": s.cached, "failed": s.failed, "engine_seconds": round(s.engine_seconds, 3)}
     for reason in applied.reasons:
         _quarantine(res, source, "ocr", reason, whole=False)
+
+
+def _write_boxes(cfg: MmragConfig, res: DocResult) -> None:
+    """Each OCRed page's word boxes beside its image, for the search page (``ocr_boxes.py``)."""
+    from mmrag_assets.lib.ingest.ocr_boxes import write_boxes
+
+    image_of = {row["item_id"]: row["image_path"] for row in res.pages}
+    for o in res.ocr:
+        if image_of.get(o["item_id"]):
+            write_boxes(cfg.storage_root / image_of[o["item_id"]], o["width"], o["height"], json.loads(o["lines"]))
 
 
 def _quarantine(res: DocResult, source: str, stage: str, reason: str, *, whole: bool = True) -> None:
@@ -176,12 +189,14 @@ def _image_kwargs(cfg: MmragConfig) -> dict[str, Any]:
     return {"image_format": i.image_format, "jpeg_quality": i.jpeg_quality, "thumbnail_px": i.thumbnail_px}
 
 
-def _pdf(cfg: MmragConfig, path: Path, out_dir: Path, res: DocResult) -> None:
+def _pdf(cfg: MmragConfig, path: Path, out_dir: Path, res: DocResult, say: Callable[[str], None] | None) -> None:
     from mmrag_assets.lib.ingest.render import render_pdf
+    from mmrag_assets.lib.progress import page_counter
 
     r = render_pdf(
         path, out_dir, dpi=cfg.ingest.dpi, max_pages=cfg.ingest.max_pages,
         target_pixels=cfg.ingest.image_target_pixels, **_image_kwargs(cfg),
+        on_page=page_counter("rendered", say, unit="pages", detail=res.doc["source"]) if say else None,
     )
     doc_id = res.doc["doc_id"]
     res.pages = [_page_row(cfg, doc_id, p, "page", f"{doc_id}:{p.page}") for p in r.pages]

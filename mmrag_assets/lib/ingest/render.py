@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -208,8 +209,10 @@ def render_pdf(
     image_format: str,
     jpeg_quality: int,
     thumbnail_px: int,
+    on_page: Callable[[int, int], None] | None = None,
 ) -> PdfRender:
-    """Render up to ``max_pages`` pages of a PDF into ``out_dir/pNNNN.<ext>`` + thumbnails + text.
+    """Render up to ``max_pages`` pages of a PDF into ``out_dir/pNNNN.<ext>`` + thumbnails + text;
+    ``on_page(done, total)`` after each page (progress of a big PDF).
 
     Raises ``CorruptInput`` for empty, non-PDF, truncated, password-protected, unreadable and
     page-less files. A page that fails to render is skipped and named in ``warnings``.
@@ -238,6 +241,8 @@ def render_pdf(
                 del pix
             except Exception as e:  # noqa: BLE001 - a broken page (font, image stream) must not sink the file
                 notes.append(f"page {n} skipped: could not be rendered ({_one_line(e)})")
+            if on_page is not None:
+                on_page(n, min(total, max_pages))
     finally:
         doc.close()
     if not pages:

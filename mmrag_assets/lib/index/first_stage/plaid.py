@@ -85,12 +85,10 @@ def unique_codes(codes: Ragged, k: int, dtype: np.dtype) -> Ragged:
 
 class PlaidReader(Searchable):
     def __init__(self, strategy: Plaid, codebook: Codebook, parts: Sequence[Part]) -> None:
-        import torch
-
         super().__init__(strategy, parts, codebook.dim)
         self.codebook = codebook
         # (d, K) contiguous: q @ ct runs ~1.4x faster than q @ centroids.T (a strided view)
-        self._ct = torch.from_numpy(np.ascontiguousarray(np.asarray(codebook.centroids, dtype=np.float32).T))
+        self._ct = np.ascontiguousarray(np.asarray(codebook.centroids, dtype=np.float32).T)
         self._last: tuple[bytes, np.ndarray] | None = None  # S of the last query (the lite rerank reuses it)
         k = codebook.n_centroids
         self.inv_len = np.zeros(k, dtype=np.int64)
@@ -107,16 +105,16 @@ class PlaidReader(Searchable):
 
     # ---------------------------------------------------------------- the three steps
     def centroid_scores(self, q: np.ndarray) -> np.ndarray:
-        """S = q @ centroids.T: (Tq, K) float32 (torch: faster than numpy's matmul here). The last
-        query's S is kept: the lite tier's exact rerank asks again for the same query."""
-        import torch
-
+        """S = q @ centroids.T: (Tq, K) float32. numpy, not torch: the same BLAS GEMM (measured
+        (20, 256) @ (256, 32,000): 16.5 ms numpy vs 17.0 ms torch; (20, 128) @ (128, 65,536): 16.1 vs
+        24.3 ms, 2 loaded cores), and the query path then never imports torch (~1.4-2.9 s).
+        The last query's S is kept: the lite tier's exact rerank asks again for the same query."""
         q = np.ascontiguousarray(q, dtype=np.float32)
         key = q.tobytes()
         last = self._last
         if last is not None and last[0] == key:
             return last[1]
-        sims = (torch.from_numpy(q.copy()) @ self._ct).numpy()
+        sims = q @ self._ct
         self._last = (key, sims)
         return sims
 
