@@ -138,12 +138,7 @@ class Searcher:
 
         s = self.cfg.search
         t_all = time.perf_counter()
-        if not isinstance(query, str) or not query.strip():
-            raise QueryError("query is empty: ask a question in words")
-        if len(query) > s.max_query_chars:
-            raise QueryError(
-                f"query is {len(query):,} characters, over search.max_query_chars={s.max_query_chars:,}"
-            )
+        check_query(query, s.max_query_chars)
         k = s.k if k is None else k
         if isinstance(k, bool) or not isinstance(k, int) or not (1 <= k <= s.max_k):
             raise QueryError(f"k={k!r} must be an integer within 1..{s.max_k}", "k")
@@ -227,6 +222,14 @@ class Searcher:
         return self.view.media_path(item_id, self.cfg.corpus_root)
 
 
+def check_query(query: Any, max_chars: int) -> None:
+    """A query worth loading an index for: words, within ``search.max_query_chars``."""
+    if not isinstance(query, str) or not query.strip():
+        raise QueryError("query is empty: ask a question in words")
+    if len(query) > max_chars:
+        raise QueryError(f"query is {len(query):,} characters, over search.max_query_chars={max_chars:,}")
+
+
 def fuse(
     channels: dict[str, tuple[np.ndarray, np.ndarray | None]], rrf_k: int, n: int
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -286,4 +289,5 @@ def search(
     from mmrag_assets.config import load_config
 
     cfg = cfg or load_config(overrides or [])
+    check_query(query, cfg.search.max_query_chars)  # before the index and the encoder load
     return get_searcher(cfg).search(query, k=k, filters=filters)
