@@ -51,6 +51,8 @@ class Channels(BaseModel):
     first_stage: dict[str, Any] | None = None
     lexical: dict[str, Any] | None = None
     maxsim: float | None = None
+    calibrated: float | None = None
+    dense: dict[str, Any] | None = None
 
 
 class Box(BaseModel):
@@ -65,7 +67,7 @@ class Box(BaseModel):
 
 class Result(BaseModel):
     rank: int
-    score: float = Field(description="calibrated score (z-score against the item's modality)")
+    score: float = Field(description="the final ranking's score: the fused channels (search.fusion=rrf), else the calibrated MaxSim")
     modality: str
     source: str = Field(description="path relative to corpus.root")
     page: int | None

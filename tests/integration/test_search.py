@@ -30,6 +30,24 @@ def test_python_search_finds_each_modality(indexed) -> None:
     assert only_reports.results and all(r.source.startswith("reports/") for r in only_reports.results)
 
 
+def test_fusion_and_idf_find_the_error_code_page(indexed) -> None:
+    """The README's example: the rerank alone (old behaviour) ranks the quarterly report above the
+    manual's error-code page and ties three report pages for "E04"; fused with BM25, idf-weighted,
+    the manual's page 4 is first and no two of the top results tie."""
+    manual = "manuals/SunVolt SV-5000 installation manual.pdf"
+    old = load_config([*indexed.overrides, "search.fusion=none", "search.idf=false"])
+    before = search("what does error E04 mean", k=3, cfg=old).results
+    assert before[0].source.startswith("reports/")  # the defect the fusion fixes
+    tied = search("E04", k=3, cfg=old).results
+    assert len({r.score for r in tied}) == 1 and all(r.source.startswith("reports/") for r in tied)
+    for q in ("what does error E04 mean", "E04"):
+        r = search(q, k=3, cfg=indexed).results
+        assert (r[0].source, r[0].page) == (manual, 4), q
+        assert r[0].channels["lexical"]["rank"] == 1 and r[0].channels["calibrated"] is not None
+        assert len({x.score for x in r}) == len(r), q
+        assert [x.score for x in r] == sorted((x.score for x in r), reverse=True)
+
+
 @pytest.fixture(scope="module")
 def indexed_all(tmp_path_factory: pytest.TempPathFactory):
     """The sample corpus with every first stage prebuilt (the default builds plaid only)."""

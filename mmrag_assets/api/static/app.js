@@ -199,8 +199,9 @@ function whereText(r) {
 
 function whyLine(r, resp) {
   const c = r.channels || {};
-  const chips = [el("span", { class: "score", title: "calibrated score: z-score against this modality's background", text: "score " + r.score.toFixed(2) })];
-  if (c.maxsim !== null && c.maxsim !== undefined) chips.push(el("span", { title: "exact late-interaction (MaxSim) score per query token", text: "MaxSim " + c.maxsim.toFixed(3) + "/token" }));
+  const chips = [el("span", { class: "score", title: "final score: the channels' ranks fused (search.fusion)", text: "score " + r.score.toFixed(4) })];
+  if (c.maxsim !== null && c.maxsim !== undefined) chips.push(el("span", { title: "exact late-interaction (MaxSim) score per query token; z: against this modality's background", text: "MaxSim " + c.maxsim.toFixed(3) + "/token" + (c.calibrated !== null && c.calibrated !== undefined ? " (z " + c.calibrated.toFixed(2) + ")" : "") }));
+  if (c.dense) chips.push(el("span", { title: "rank in the dense sentence-embedding channel", text: c.dense.rank ? "dense #" + c.dense.rank : "dense: not listed" }));
   if (c.first_stage) chips.push(el("span", { title: "rank in the first-stage candidates", text: c.first_stage.name + (c.first_stage.rank ? " #" + c.first_stage.rank : ": not a candidate") }));
   if (c.lexical) chips.push(el("span", { title: "rank in the BM25 keyword channel", text: c.lexical.rank ? "BM25 #" + c.lexical.rank : "BM25: no keyword match" }));
   return el("p", { class: "why", "aria-label": "why it matched" }, el("span", { text: "why:" , class: "lead" }), ...chips);

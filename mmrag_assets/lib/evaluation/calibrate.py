@@ -39,8 +39,10 @@ def collect_scores(
         for r in resp.results:
             d = r.public() if hasattr(r, "public") else dict(r)
             pair = PAIRS.get(d["modality"])
+            # thresholds cut the calibrated MaxSim, not the fused score (which is a rank fusion)
+            cal = getattr(r, "calibrated", None) if hasattr(r, "public") else d.get("calibrated")
             if pair:
-                out[pair]["relevant" if grade_of(d, q.relevant) > 0 else "other"].append(float(d["score"]))
+                out[pair]["relevant" if grade_of(d, q.relevant) > 0 else "other"].append(float(d["score"] if cal is None else cal))
         if progress and (i % 10 == 0 or i == len(query_set)):
             progress(f"  {i}/{len(query_set)} queries")
     return out

@@ -29,10 +29,12 @@ from mmrag_assets.errors import NotFound, QueryError
 from mmrag_assets.lib.index import manifest as mf
 from mmrag_assets.lib.index.codebook import Codebook
 from mmrag_assets.lib.index.first_stage import Part, Searchable, get_strategy
+from mmrag_assets.lib.index.first_stage.base import item_of_rows
 from mmrag_assets.lib.index.manifest import IndexLocation
 from mmrag_assets.lib.index.rerank_vectors import Compressed, VocabVectors
 from mmrag_assets.lib.index.segment import Segment, open_segment
 from mmrag_assets.lib.index.vectors import TableVectors
+from mmrag_assets.lib.search.term_weights import idf
 
 log = logging.getLogger(__name__)
 COLUMNS = (
@@ -97,6 +99,23 @@ class IndexView:
             if self.rescore
             else self.vectors
         )
+        self.idf = self._idf()  # (K,) query-token weights of the lite tier; None for trained codebooks
+
+    def _idf(self) -> np.ndarray | None:
+        """idf of every vocabulary id over the alive items of this version (lite tier only).
+
+        Counted from plaid's forward lists (each item's unique token ids) at load rather than
+        stored at publish: the counts follow the tombstones of exactly this version, and one
+        bincount over every item's unique ids is ~40 ms per million ids."""
+        if self.codebook.kind != "vocab":
+            return None
+        k = self.codebook.n_centroids
+        df = np.zeros(k, dtype=np.int64)
+        for p in self.parts("plaid"):
+            fwd = p.fields["codes"]
+            own = item_of_rows(fwd) + p.base
+            df += np.bincount(np.asarray(fwd.flat).astype(np.int64)[self.alive[own]], minlength=k)
+        return idf(df, self.n_alive)
 
     # ---------------------------------------------------------------- pieces
     def parts(self, name: str) -> list[Part]:
@@ -197,7 +216,7 @@ class IndexView:
         it = self.items
         page = it["page"][i]
         return SearchResult(
-            rank=rank, score=round(float(score), 4), raw_score=round(float(raw), 4), modality=str(it["modality"][i]),
+            rank=rank, score=round(float(score), 6), raw_score=round(float(raw), 4), modality=str(it["modality"][i]),
             source=str(it["source"][i]), page=None if it["modality"][i] == "segment" or _missing(page) else int(page),
             start_s=_opt_float(it["start_s"][i]), end_s=_opt_float(it["end_s"][i]), snippet=str(it["snippet"][i] or ""),
             item_id=str(it["item_id"][i]), doc_id=str(it["doc_id"][i]), image_path=it["image_path"][i],

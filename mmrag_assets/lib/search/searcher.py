@@ -1,7 +1,9 @@
 """Two-stage search: a token-level first stage (plus an optional BM25 channel fused by
-reciprocal rank fusion), then exact MaxSim over the candidates' vectors read from the LanceDB
-table at the version's pinned table version (or the lite tier's vocabulary), normalised by
-query length and calibrated per modality pair before thresholds apply."""
+reciprocal rank fusion into the candidates), then exact MaxSim over the candidates' vectors read
+from the LanceDB table at the version's pinned table version (or the lite tier's vocabulary),
+normalised by query length (idf-weighted for the lite tier) and calibrated per modality before
+thresholds apply; the final order fuses the calibrated MaxSim ranking with the other channels'
+(``fusion.py``) instead of letting the rerank overwrite them."""
 
 from __future__ import annotations
 
@@ -17,7 +19,9 @@ import numpy as np
 
 from mmrag_assets.config import MmragConfig
 from mmrag_assets.errors import NotFound, QueryError
+from mmrag_assets.lib.search import fusion
 from mmrag_assets.lib.search.index_reader import IndexReader, IndexView
+from mmrag_assets.lib.search.term_weights import weight_query
 
 MODALITIES = ("page", "image", "segment")
 FILTER_KEYS = ("modality", "source_prefix", "doc_id")
@@ -26,8 +30,8 @@ FILTER_KEYS = ("modality", "source_prefix", "doc_id")
 @dataclass
 class SearchResult:
     rank: int
-    score: float  # calibrated (z-score against the item's modality background)
-    raw_score: float  # MaxSim / number of query tokens
+    score: float  # the final ranking's score: fused channels (search.fusion=rrf) or the calibrated MaxSim
+    raw_score: float  # MaxSim / number of query tokens (idf-weighted mean with search.idf)
     modality: str
     source: str  # relative to corpus.root
     page: int | None  # 1-based; None for audio
@@ -37,7 +41,9 @@ class SearchResult:
     item_id: str
     doc_id: str
     image_path: str | None = None  # relative to storage.root
-    # why it matched: {"first_stage": {"name", "rank"}, "lexical": {"rank"} | None, "maxsim": raw_score}
+    calibrated: float | None = None  # MaxSim z-score against the item's modality (what thresholds cut)
+    # why it matched: {"first_stage": {"name", "rank"}, "lexical": {"rank"} | None, "maxsim": raw_score,
+    # "calibrated": its z-score}
     # (ranks are 1-based positions in that channel's candidate list, None when it did not list the item)
     channels: dict[str, Any] = field(default_factory=dict)
 
@@ -158,10 +164,12 @@ class Searcher:
             )
         if len(q) == 0:
             raise QueryError("query has no tokens the model can embed")
+        if s.idf and view.idf is not None:  # rare tokens count more than "the" (term_weights.py)
+            q = weight_query(q, self.embedder.token_ids([query], self.embedder.query_max_tokens)[0], view.idf)
         mask = view.allowed_mask(fl)
         n_cand = max(s.candidates, k)
 
-        # candidate channels, each a ranking of item positions (fusion slots in here)
+        # candidate channels, each a ranking of item positions
         t = time.perf_counter()
         known = {f.name for f in dataclasses.fields(self.cfg.index.strategies)}
         knobs = dataclasses.asdict(getattr(self.cfg.index.strategies, fs_name)) if fs_name in known else None
@@ -175,7 +183,7 @@ class Searcher:
             channels["lexical"] = (view.lexical(query, n_cand, mask), None)
             timings["lexical_ms"] = _ms(t)
         cand, approx = fuse(channels, s.rrf_k, n_cand)
-        ranks = {name: {int(i): r for r, i in enumerate(np.asarray(c).tolist(), 1)} for name, (c, _) in channels.items()}
+        ranks = {name: fusion.ranks(c) for name, (c, _) in channels.items()}
 
         t = time.perf_counter()
         rr = get_reranker(rr_name)
@@ -187,19 +195,41 @@ class Searcher:
             idx, scores = np.concatenate([top, idx[n_top:]]), np.concatenate([exact, scores[n_top:]])
         timings["rerank_ms"] = _ms(t)
 
-        results, dropped = [], 0
+        # calibrated late-interaction score of every candidate; thresholds apply to it
+        kept: list[tuple[int, float, float]] = []  # (position, calibrated, raw per token)
+        dropped = 0
         for i, raw in zip(idx.tolist(), scores.tolist(), strict=True):
             raw_n = raw / len(q) if rr_name == "maxsim" else raw
             m = view.modality[i]
-            score = view.calibrate(raw_n, m) if rr_name == "maxsim" else raw_n
-            if apply_thresholds and rr_name == "maxsim" and score < s.thresholds.get(f"text_{m}", -math.inf):
+            cal = view.calibrate(raw_n, m) if rr_name == "maxsim" else raw_n
+            if apply_thresholds and rr_name == "maxsim" and cal < s.thresholds.get(f"text_{m}", -math.inf):
                 dropped += 1
                 continue
-            res = view.result(i, len(results) + 1, score, raw_n)
+            kept.append((i, cal, raw_n))
+        calibrated = {i: cal for i, cal, _ in kept}
+        raw_of = {i: raw_n for i, _, raw_n in kept}
+        # the late-interaction channel's own order: calibrated MaxSim (per-modality z-scores), ties by id
+        late = sorted(calibrated, key=lambda i: (-calibrated[i], view.items["item_id"][i]))
+        if s.fusion == "rrf":
+            # with reranker=none the first stage's own order is the late-interaction evidence (the
+            # candidates' order there already holds BM25's)
+            own = late if rr_name == "maxsim" else [i for i in channels["first_stage"][0].tolist() if i in calibrated]
+            rankings = {"maxsim": np.array(own, dtype=np.int64)}
+            if "lexical" in channels:
+                rankings["lexical"] = np.array([i for i in channels["lexical"][0].tolist() if i in calibrated], dtype=np.int64)
+            final = fusion.weighted_rrf(rankings, s.weights, s.rrf_k)
+            final = {i: final.get(i, 0.0) for i in late}
+        else:  # the rerank's order alone
+            final = calibrated
+        results = []
+        for i in late:
+            res = view.result(i, 0, final[i], raw_of[i])
+            res.calibrated = round(float(calibrated[i]), 4)
             res.channels = {
                 "first_stage": {"name": fs_name, "rank": ranks["first_stage"].get(i)},
                 "lexical": {"rank": ranks["lexical"].get(i)} if "lexical" in ranks else None,
                 "maxsim": res.raw_score if rr_name == "maxsim" else None,
+                "calibrated": res.calibrated if rr_name == "maxsim" else None,
             }
             results.append(res)
         results.sort(key=lambda r: (-r.score, r.item_id))

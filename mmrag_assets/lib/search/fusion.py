@@ -1,0 +1,62 @@
+"""The final ranking: each channel's ranking after the rerank, fused, so that no channel's order
+overwrites another's.
+
+Channels (each a ranking of item positions, best first):
+- ``maxsim``: the late-interaction channel, ranked by the calibrated (per-modality z-scored) exact
+  MaxSim of the rerank; with ``search.reranker=none`` the first stage's order stands in for it;
+- ``lexical``: BM25 over the items' text (text layers, OCR text, transcripts);
+- ``dense``: one sentence-embedding vector per item (``dense`` config group), when configured.
+
+Weighted reciprocal rank fusion (Cormack et al. 2009, with per-channel weights):
+
+    fused(i) = sum over channels c that rank i of  w_c / (rrf_k + rank_c(i))
+
+Ranks, not raw scores, are fused: BM25 scores, MaxSim z-scores and cosines live on different
+scales, move with the query length, and BM25 is not comparable across queries, while a rank is
+the same kind of evidence in every channel. The weights and ``rrf_k`` live in ``conf/search/``;
+they were chosen on the real-document dev split (BENCHMARKS.md), never on the test queries.
+Ties are broken by the item id (the evaluation's tie policy), so the order is deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+CHANNELS = ("maxsim", "lexical", "dense")
+
+
+def weighted_rrf(
+    rankings: Mapping[str, np.ndarray], weights: Mapping[str, float], rrf_k: float
+) -> dict[int, float]:
+    """``{item position: fused score}`` over every item any weighted channel ranks.
+
+    ``rankings``: channel name -> (n_c,) int item positions, best first (a position listed twice
+    counts at its best rank). A channel with weight 0 or missing from ``weights`` is ignored.
+    """
+    if rrf_k < 0:
+        raise ValueError(f"rrf_k must be >= 0, got {rrf_k}")
+    fused: dict[int, float] = {}
+    for name, ranking in rankings.items():
+        w = float(weights.get(name, 0.0))
+        if w <= 0:
+            continue
+        seen: set[int] = set()
+        for r, i in enumerate(np.asarray(ranking, dtype=np.int64).tolist(), 1):
+            if i in seen:
+                continue
+            seen.add(i)
+            fused[i] = fused.get(i, 0.0) + w / (rrf_k + r)
+    return fused
+
+
+def ranks(ranking: np.ndarray) -> dict[int, int]:
+    """1-based rank of every position in a ranking (its first occurrence)."""
+    out: dict[int, int] = {}
+    for r, i in enumerate(np.asarray(ranking, dtype=np.int64).tolist(), 1):
+        out.setdefault(i, r)
+    return out
+
+
+__all__ = ["CHANNELS", "ranks", "weighted_rrf"]
