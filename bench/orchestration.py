@@ -49,7 +49,7 @@ PLAIN = textwrap.dedent(
     from mmrag_assets.lib.quality.gates import CATALOG_CHECKS, EMBEDDINGS_CHECK, gate_keys, gate_rows, validate_documents
 
     cfg = load_config(sys.argv[1:])
-    cat = Catalog(cfg.catalog_path)
+    cat = Catalog(cfg.catalog_url)
     result = scan(cfg, cat)                                   # corpus_manifest
     record_scan(cat, result)
     purge_documents(cfg, cat, cat.doc_ids() - set(result.docs))

@@ -36,6 +36,7 @@ RerankerName = Literal["maxsim", "none"]
 Codec = Literal["none", "residual2", "residual4", "int8"]
 Severity = Literal["error", "warn"]
 OcrEngineName = Literal["rapidocr", "none"]
+CatalogBackend = Literal["duckdb", "postgres"]
 
 
 @dataclass
@@ -47,8 +48,17 @@ class CorpusConfig:
 
 @dataclass
 class StorageConfig:
-    root: str = MISSING  # LanceDB, DuckDB catalog, rendered pages and the Dagster instance live here
+    root: str = MISSING  # a local folder or s3://bucket/prefix: LanceDB tables, search index, rendered pages
     gc_grace_s: float = MISSING  # unreferenced page images (and index versions) are kept this long
+    cache_dir: str = MISSING  # local mirror of an object-store root (index files, pages, models, catalog file)
+    allow_http: bool = MISSING  # let AWS_ENDPOINT_URL be plain http (local S3 emulators only)
+    refresh_s: float = MISSING  # a search server checks the object store's live version this often
+
+
+@dataclass
+class CatalogConfig:
+    backend: CatalogBackend = MISSING  # duckdb: one file, one writer; postgres: concurrent writers
+    url: str | None = MISSING  # postgresql://user@host:port/db (backend=postgres)
 
 
 @dataclass
@@ -283,6 +293,7 @@ class EvalConfig:
 class MmragConfig:
     corpus: CorpusConfig = MISSING
     storage: StorageConfig = MISSING
+    catalog: CatalogConfig = MISSING
     ingest: IngestConfig = MISSING
     asr: AsrConfig = MISSING
     ocr: OcrConfig = MISSING
@@ -303,11 +314,28 @@ class MmragConfig:
 
     @property
     def storage_root(self) -> Path:
-        return Path(self.storage.root)
+        """The local folder the code works in: ``storage.root`` itself, or the local mirror of an
+        object-store root (``lib/storage.py`` moves files between the two)."""
+        from mmrag_assets.lib.storage import mirror_dir, parse_root
+
+        uri = parse_root(self.storage.root)
+        return mirror_dir(uri, self.storage.cache_dir) if uri.remote else Path(uri.prefix)
+
+    @property
+    def storage_remote(self) -> bool:
+        """``storage.root`` is an object store (shared by workers and search replicas)."""
+        from mmrag_assets.lib.storage import parse_root
+
+        return parse_root(self.storage.root).remote
 
     @property
     def catalog_path(self) -> Path:
         return self.storage_root / "catalog.duckdb"
+
+    @property
+    def catalog_url(self) -> str:
+        """What ``Catalog(...)`` opens: the DuckDB file, or the Postgres URL (``catalog=postgres``)."""
+        return str(self.catalog.url) if self.catalog.backend == "postgres" else str(self.catalog_path)
 
     @property
     def lancedb_dir(self) -> Path:
@@ -337,7 +365,7 @@ class MmragConfig:
 
 _LOCK = threading.Lock()
 _REGISTERED = False
-GROUPS = ("corpus", "storage", "ingest", "asr", "ocr", "model", "search", "index", "checks", "eval")
+GROUPS = ("corpus", "storage", "catalog", "ingest", "asr", "ocr", "model", "search", "index", "checks", "eval")
 
 
 def _register() -> None:
@@ -392,8 +420,13 @@ def load_config(overrides: list[str] | tuple[str, ...] = (), *, resolve_paths: b
     if obj.queries:
         obj.eval.queries = obj.queries
     if resolve_paths:
+        from mmrag_assets.lib.storage import parse_root
+
         obj.corpus.root = str(Path(obj.corpus.root).expanduser().resolve())
-        obj.storage.root = str(Path(obj.storage.root).expanduser().resolve())
+        root = parse_root(obj.storage.root)  # an unsupported scheme is an error here, never a folder
+        if not root.remote:
+            obj.storage.root = str(Path(root.prefix).expanduser().resolve())
+        obj.storage.cache_dir = str(Path(obj.storage.cache_dir).expanduser().resolve())
     obj.overrides = overrides
     _validate(obj)
     return obj
@@ -537,6 +570,13 @@ def _validate(cfg: MmragConfig) -> None:
             plan_from_config(cfg.ocr)  # range checks of the OCR settings
         except ConfigError as e:
             problems.append(str(e))
+    if cfg.catalog.backend == "postgres" and not str(cfg.catalog.url or "").startswith(("postgresql://", "postgres://")):
+        problems.append(f"catalog.url={cfg.catalog.url} is not valid: write postgresql://user@host:port/database")
+    if cfg.storage_remote and cfg.catalog.backend == "duckdb":
+        problems.append(
+            f"storage.root={cfg.storage.root} is shared by every worker, but catalog=duckdb is a one-writer local "
+            "file: add catalog=postgres (catalog.url=postgresql://...)"
+        )
     if problems:
         raise ConfigError("; ".join(problems))
 

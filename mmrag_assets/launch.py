@@ -187,6 +187,9 @@ def _published(cfg: MmragConfig, catalog: Any, version_key: str) -> bool:
     """The live index version already serves exactly the documents that may be served."""
     from mmrag_assets.lib.index.publish import is_published, location_for
     from mmrag_assets.lib.quality.gates import CATALOG_CHECKS, EMBEDDINGS_CHECK, gate_keys
+    from mmrag_assets.lib.storage import pull_index, storage_for
+
+    pull_index(storage_for(cfg), version_key)  # an object-store root: its live version decides
 
     allowed = catalog.publishable_documents(list(CATALOG_CHECKS.values()), EMBEDDINGS_CHECK, version_key, gate_keys(cfg))
     return is_published(location_for(cfg, version_key), allowed)
@@ -213,7 +216,7 @@ def _pipeline(cfg: MmragConfig, job: str, version_key: str | None, say, verbose:
 
     say = say or (lambda _m: None)
     t0 = time.perf_counter()
-    catalog = Catalog(cfg.catalog_path)
+    catalog = Catalog(cfg.catalog_url)
     plan = plan_run(cfg, catalog, version_key=version_key)
     say(f"{plan.describe()}; shards with work: {' '.join(plan.shards) or 'none'}")
     if plan.range is None and not plan.removed and (version_key is None or _published(cfg, catalog, version_key)):

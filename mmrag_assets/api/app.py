@@ -32,6 +32,7 @@ from mmrag_assets.api.warm import NotReady, Warmup
 from mmrag_assets.config import MmragConfig
 from mmrag_assets.errors import MmragError, NotFound, QueryError
 from mmrag_assets.lib.ingest.ocr_boxes import boxes_path, read_boxes
+from mmrag_assets.lib.storage import storage_for
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +264,8 @@ def create_app(cfg: MmragConfig) -> FastAPI:
         path = _path_text(path, "path")
         root = cfg.pages_dir.resolve()
         p = (root / path).resolve()
+        if root in p.parents and p.suffix.lower() in IMAGE_SUFFIXES:
+            p = storage_for(cfg).fetch(p.relative_to(cfg.storage_root.resolve()).as_posix())
         if root not in p.parents or p.suffix.lower() not in IMAGE_SUFFIXES or not p.is_file():
             raise NotFound(f"no page image at {path!r}")
         return FileResponse(p)

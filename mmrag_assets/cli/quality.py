@@ -30,7 +30,7 @@ def cmd_checks(args: argparse.Namespace) -> int:
         checks = latest_check_results(instance, build_definitions(cfg.overrides))
     held = [
         {"source": r["source"], "doc_id": r["doc_id"], "check": r["check_name"], "detail": r["detail"], "run_id": r["run_id"]}
-        for r in Catalog(cfg.catalog_path).failing_checks(version_key_for(cfg.model), gate_keys(cfg))
+        for r in Catalog(cfg.catalog_url).failing_checks(version_key_for(cfg.model), gate_keys(cfg))
     ]
     if args.json:
         emit({"checks": checks, "held_back": held})
@@ -61,7 +61,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
         raise MmragError(f"run {out.run_id} failed: {out.error}")
     result_run_id = out.run_id
     vk = version_key_for(cfg.model)
-    rows = [r for r in baseline_log(Catalog(cfg.catalog_path), vk) if r["run_id"] == result_run_id]
+    rows = [r for r in baseline_log(Catalog(cfg.catalog_url), vk) if r["run_id"] == result_run_id]
     out = [_jsonable(r) for r in rows]
     if args.json:
         emit({"version_key": vk, "run_id": result_run_id, "baselines": out})

@@ -1,7 +1,9 @@
-"""DuckDB catalog: manifest, documents, pages, segments and quarantine tables.
+"""The catalog: manifest, documents, pages, segments and quarantine tables.
 
-Connections are short-lived (open, work, close) so that the CLI, the Dagster daemon, the
-webserver and the HTTP API can share one file; a lock held by another process is retried.
+A DuckDB file by default (``catalog=duckdb``); Postgres (``catalog=postgres``, ``catalog_pg.py``)
+where workers on several processes or machines write at once. Connections are short-lived (open,
+work, close) so that the CLI, the Dagster daemon, the webserver and the HTTP API can share one
+file; a lock held by another process is retried.
 """
 
 from __future__ import annotations
@@ -196,15 +198,38 @@ class Catalog:
     """Thin wrapper over a DuckDB file; every method opens and closes its own connection."""
 
     def __init__(self, path: str | Path, *, retries: int = 200, retry_wait_s: float = 0.05):
-        self.path = Path(path)
+        """``path``: the DuckDB file, or a ``postgresql://`` URL (``cfg.catalog_url`` gives either)."""
+        from mmrag_assets.lib import catalog_pg
+
+        self.url = str(path) if catalog_pg.is_url(path) else None
+        self.path = Path(path) if self.url is None else Path()
         self.retries = retries
         self.retry_wait_s = retry_wait_s
+        if self.url is not None:
+            catalog_pg.ensure_schema(self.url, SCHEMA)
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.connect() as con:
             con.execute(SCHEMA)
 
+    @staticmethod
+    def exists(path: str | Path) -> bool:
+        """A catalog is there to read (a Postgres catalog always is: its schema is created on use)."""
+        from mmrag_assets.lib import catalog_pg
+
+        return catalog_pg.is_url(path) or Path(path).exists()
+
     @contextlib.contextmanager
-    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    def connect(self, read_only: bool = False) -> Iterator[Any]:
+        if self.url is not None:
+            from mmrag_assets.lib.catalog_pg import PgConnection
+
+            pg = PgConnection(self.url)
+            try:
+                yield pg
+            finally:
+                pg.close()
+            return
         for attempt in range(self.retries):
             try:
                 con = duckdb.connect(str(self.path), read_only=read_only and self.path.exists())
@@ -440,3 +465,20 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any
         f"INSERT INTO {table} ({', '.join(cols + list(extra))}) VALUES ({placeholders})",
         [[r.get(c) for c in cols] for r in rows],
     )
+
+
+def bulk_insert(con: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Many rows into ``table``: an Arrow scan in DuckDB, ``COPY`` in Postgres."""
+    if not rows:
+        return
+    if hasattr(con, "copy_rows"):
+        con.copy_rows(table, columns, rows)
+        return
+    import pyarrow as pa
+
+    data = pa.table({c: pa.array([r[i] for r in rows]) for i, c in enumerate(columns)})
+    con.register("_bulk_rows", data)
+    try:
+        con.execute(f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(columns)} FROM _bulk_rows")
+    finally:
+        con.unregister("_bulk_rows")

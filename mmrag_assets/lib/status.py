@@ -11,11 +11,11 @@ KINDS = ("pdf", "image", "audio", "video")
 
 
 def catalog_status(cfg: MmragConfig) -> dict[str, Any]:
-    if not cfg.catalog_path.exists():
+    if not Catalog.exists(cfg.catalog_url):
         return {
             "documents": dict.fromkeys(KINDS, 0), "pages": 0, "segments": 0, "quarantined": [], "held_back": [], "index": None,
         }
-    cat = Catalog(cfg.catalog_path)
+    cat = Catalog(cfg.catalog_url)
     by_kind = {
         r["kind"]: r["n"]
         for r in cat.query("SELECT kind, count(*) AS n FROM documents WHERE status <> 'quarantined' GROUP BY kind")
@@ -47,7 +47,7 @@ def index_status(cfg: MmragConfig) -> dict[str, Any] | None:
     from mmrag_assets.lib.index import table as lx
     from mmrag_assets.lib.index.embedding import version_key_for
 
-    if not cfg.lancedb_dir.exists():
+    if not lx.has_tables(cfg):
         return None
     db = lx.connect(cfg)
     name = lx.table_name(version_key_for(cfg.model))

@@ -29,7 +29,7 @@ class CatalogResource(dg.ConfigurableResource):
         from mmrag_assets.lib.catalog import Catalog
 
         if self._catalog is None:
-            self._catalog = Catalog(self.mmrag.cfg.catalog_path)
+            self._catalog = Catalog(self.mmrag.cfg.catalog_url)
         return self._catalog
 
 

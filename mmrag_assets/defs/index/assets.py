@@ -23,6 +23,7 @@ from mmrag_assets.lib.index import table as lx
 from mmrag_assets.lib.index.batch import embed_and_write, plan_embeddings
 from mmrag_assets.lib.ingest.corpus import shard_of
 from mmrag_assets.lib.quality.gates import CATALOG_CHECKS, EMBEDDINGS_CHECK, gate_keys
+from mmrag_assets.lib.storage import pull_index, push_index, storage_for
 from mmrag_assets.resources import CatalogResource, EmbedderResource, LanceStoreResource, MmragConfigResource
 
 
@@ -62,7 +63,8 @@ def item_embeddings(
     plan = plan_embeddings(cat, tbl, model, list(sources), held)
     for d, why in plan.held.items():
         context.log.warning(f"{sources[d]}: not embedded, {why}")
-    run = embed_and_write(tbl, model, plan.todo, cfg.storage_root, say=context.log.info)
+    store = storage_for(cfg)
+    run = embed_and_write(tbl, model, plan.todo, cfg.storage_root, say=context.log.info, store=store if store.remote else None)
     by_doc: dict[str, list[dict]] = {}
     for q in run.quarantined:
         by_doc.setdefault(q["doc_id"], []).append({k: v for k, v in q.items() if k != "doc_id"})
@@ -136,8 +138,11 @@ def search_index(
     held = cat.failing_checks(vk, keys)
     tbl = lance.table()
     t0 = time.perf_counter()
+    store = storage_for(cfg)
+    pull_index(store, vk)  # an object-store root: continue from its live version, whoever published it
     res = publish(location_for(cfg, vk), tbl, embedder.embedder, params_from_config(cfg), allowed_doc_ids=allowed,
                   progress=context.log.info)  # fmt: skip
+    uploaded = push_index(store, vk)  # files first, CURRENT last: replicas follow CURRENT
     removed = gc_pages(cfg, cat, referenced=set(), grace_s=cfg.storage.gc_grace_s)
     stats = lx.table_stats(tbl)
     for r in held:
@@ -164,6 +169,8 @@ def search_index(
             "built_at": when(res.published_at),
             "publish": dg.MetadataValue.json(res.as_metadata()),
             "page_folders_removed": len(removed),
+            "storage_root": text(cfg.storage.root),
+            "bytes_uploaded": uploaded,
             "by_modality": md_table(lx.analytics(tbl, cfg.model.dim), ["modality", "items", "tokens_per_item", "documents"]),
             "seconds": round(time.perf_counter() - t0, 2),
             **config_metadata(cfg),

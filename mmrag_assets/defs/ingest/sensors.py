@@ -33,7 +33,7 @@ def corpus_sensor(context: SensorEvaluationContext, mmrag: MmragConfigResource) 
         result = scan(cfg, cache=cache)
     except ConfigError as e:  # no corpus yet: say so on every tick instead of erroring
         return dg.SkipReason(str(e))
-    plan = plan_run(cfg, Catalog(cfg.catalog_path), version_key=version_key_for(cfg.model), result=result)
+    plan = plan_run(cfg, Catalog(cfg.catalog_url), version_key=version_key_for(cfg.model), result=result)
     signature = hashlib.sha256(
         json.dumps([sorted(result.docs), sorted((e.source, e.status, e.reason) for e in result.entries)]).encode()
     ).hexdigest()[:16]

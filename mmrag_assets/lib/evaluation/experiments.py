@@ -88,11 +88,13 @@ def index_status(cfg: MmragConfig) -> str | None:
     the last ``mmrag index`` is not detected here."""
     from mmrag_assets.lib.index import manifest as mf
     from mmrag_assets.lib.index.embedding import version_key_for
+    from mmrag_assets.lib.storage import pull_index, storage_for
 
     vk = version_key_for(cfg.model)
+    pull_index(storage_for(cfg), vk)  # an object-store root: mirror its live version first
     loc = mf.IndexLocation.of(cfg.storage_root, vk)
     if mf.current_version(loc) is None:
-        return f"no index for model={cfg.model.name} ({vk}) under {cfg.storage_root}"
+        return f"no index for model={cfg.model.name} ({vk}) under {cfg.storage.root}"
     fs = cfg.search.first_stage
     if fs not in mf.read_manifest(loc)["strategies"]:
         if fs not in cfg.search.prebuild:
@@ -106,9 +108,9 @@ def index_status(cfg: MmragConfig) -> str | None:
 
 def source_kinds(cfg: MmragConfig) -> dict[str, str]:
     """source -> kind (pdf, image, audio, video) of every supported file in the corpus manifest."""
-    if not cfg.catalog_path.exists():
+    if not Catalog.exists(cfg.catalog_url):
         return {}
-    rows = Catalog(cfg.catalog_path).query("SELECT source, kind FROM manifest WHERE kind <> 'unsupported'")
+    rows = Catalog(cfg.catalog_url).query("SELECT source, kind FROM manifest WHERE kind <> 'unsupported'")
     return {r["source"]: r["kind"] for r in rows}
 
 
@@ -153,7 +155,7 @@ def run_experiment(
     record["label"] = label or " ".join(cfg.overrides) or "(defaults)"
     meta = getattr(searcher, "meta", {})
     record["index"] = {"table": meta.get("table"), "version": meta.get("table_version"), "items": meta.get("items")}
-    store_experiment(cfg.catalog_path, record, sweep_id=sweep_id, origin=origin)
+    store_experiment(cfg.catalog_url, record, sweep_id=sweep_id, origin=origin)
     return record
 
 

@@ -61,6 +61,7 @@ def embed_and_write(
     *,
     chunk_items: int = 512,
     say: Callable[[str], None] | None = None,
+    store: Any = None,
 ) -> EmbedRun:
     """Embed the planned documents in chunks of about ``chunk_items`` items, one table commit each."""
     out = EmbedRun()
@@ -77,12 +78,12 @@ def embed_and_write(
     progress = Progress("embedded", sum(len(v) for v in todo.values()), say, unit="items")
     for chunk in [c for c in chunks if c]:
         try:
-            _write(tbl, embedder, chunk, todo, storage_root, out)
+            _write(tbl, embedder, chunk, todo, storage_root, out, store)
         except Exception as e:  # noqa: BLE001 - isolate the failing document, keep the others
             log.warning("embedding a chunk of %d documents failed (%s): retrying one by one", len(chunk), e)
             for d in chunk:
                 try:
-                    _write(tbl, embedder, [d], todo, storage_root, out)
+                    _write(tbl, embedder, [d], todo, storage_root, out, store)
                 except Exception as e1:  # noqa: BLE001
                     out.failed[d] = f"{type(e1).__name__}: {e1}"
         progress.step(sum(len(todo[d]) for d in chunk))
@@ -91,9 +92,9 @@ def embed_and_write(
     return out
 
 
-def _write(tbl, embedder, doc_ids: list[str], todo, storage_root: Path, out: EmbedRun) -> None:
+def _write(tbl, embedder, doc_ids: list[str], todo, storage_root: Path, out: EmbedRun, store: Any = None) -> None:
     items = [it for d in doc_ids for it in todo[d]]
-    vecs: list[np.ndarray | None] = lx.embed_items(embedder, items, storage_root) if items else []
+    vecs: list[np.ndarray | None] = lx.embed_items(embedder, items, storage_root, store) if items else []
     res = lx.upsert_documents(tbl, doc_ids, items, vecs, embedder.dim)
     out.written += res.written
     out.deleted += res.deleted

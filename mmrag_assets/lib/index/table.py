@@ -68,10 +68,25 @@ def embedder_schema(embedder) -> pa.Schema:
 
 
 def connect(cfg: MmragConfig):
+    """The LanceDB database of ``storage.root``: a local folder, or the object store itself (every
+    worker and search replica opens the same tables)."""
     import lancedb
 
-    cfg.lancedb_dir.mkdir(parents=True, exist_ok=True)
-    return lancedb.connect(str(cfg.lancedb_dir))
+    from mmrag_assets.lib.storage import storage_for
+
+    store = storage_for(cfg)
+    if not store.remote:
+        cfg.lancedb_dir.mkdir(parents=True, exist_ok=True)
+        return lancedb.connect(str(cfg.lancedb_dir))
+    store.ensure_bucket()
+    return lancedb.connect(store.url("lancedb"), storage_options=store.lance_options())
+
+
+def has_tables(cfg: MmragConfig) -> bool:
+    """Any LanceDB table exists under ``storage.root`` (without creating the local folder)."""
+    if not cfg.storage_remote:
+        return cfg.lancedb_dir.exists()
+    return bool(list_item_tables(connect(cfg)))
 
 
 def list_item_tables(db) -> list[str]:
@@ -179,9 +194,10 @@ def embeddable(item: dict[str, Any], embedder) -> bool:
     return bool((item["text"] or "").strip()) or bool(item["image_path"] and embedder.supports_images)
 
 
-def embed_items(embedder, items: list[dict[str, Any]], storage_root: Path) -> list[np.ndarray | None]:
+def embed_items(embedder, items: list[dict[str, Any]], storage_root: Path, store: Any = None) -> list[np.ndarray | None]:
     """Multi-vectors for items (None where the tier has nothing to embed); token ids (n,) for a
-    tier with a vocabulary (lite), which then has no image path."""
+    tier with a vocabulary (lite), which then has no image path. With ``store`` (an object-store
+    root), page images another worker rendered are downloaded into the local mirror first."""
     vecs: list[np.ndarray | None] = [None] * len(items)
     if embedder.vocabulary() is not None:
         txt = [i for i, it in enumerate(items) if (it["text"] or "").strip()]
@@ -189,11 +205,12 @@ def embed_items(embedder, items: list[dict[str, Any]], storage_root: Path) -> li
             vecs[i] = ids if len(ids) else None
         return vecs
     img_idx = [i for i, it in enumerate(items) if it["image_path"] and embedder.supports_images]
+    fetch = store.fetch if store is not None else (lambda rel: storage_root / rel)
     txt_idx = [i for i, it in enumerate(items) if (it["text"] or "").strip()]
     if img_idx:
         for i, v in zip(
             img_idx,
-            embedder.embed_images([storage_root / items[i]["image_path"] for i in img_idx]),
+            embedder.embed_images([fetch(items[i]["image_path"]) for i in img_idx]),
             strict=True,
         ):
             vecs[i] = v
@@ -320,7 +337,7 @@ def _to_arrow(rows: list[dict[str, Any]], sch: pa.Schema) -> pa.Table:
 
 def delete_documents(cfg: MmragConfig, doc_ids: list[str]) -> int:
     """Remove the rows of documents that left the corpus from every embedding-version table."""
-    if not doc_ids or not cfg.lancedb_dir.exists():
+    if not doc_ids or not has_tables(cfg):
         return 0
     db = connect(cfg)
     ids = ", ".join(f"'{_hex(d)}'" for d in doc_ids)
@@ -344,7 +361,25 @@ def _hex(s: str) -> str:
 def storage_bytes(tbl, version: int | None = None) -> int:
     """Bytes on disk of the data files of the table's current (or given) version; files that only
     older versions still use are not counted."""
+    ds = tbl.to_lance() if hasattr(tbl, "to_lance") else tbl
+    if _remote(ds.uri):
+        return _remote_bytes(ds, version)
     return int(sum(f.stat().st_size for f in data_files(tbl, version)))
+
+
+def _remote(uri: str) -> bool:
+    return "://" in str(uri)
+
+
+def _remote_bytes(ds, version: int | None) -> int:
+    """Bytes of a version's data files in an object store (Lance records each file's size)."""
+    if version is not None and ds.version != version:
+        ds = ds.checkout_version(version)
+    total = 0
+    for fr in ds.get_fragments():
+        for f in fr.metadata.files:
+            total += int(getattr(f, "file_size_bytes", 0) or 0)
+    return total
 
 
 def data_files(tbl, version: int | None = None) -> list[Path]:
@@ -362,7 +397,10 @@ def data_files(tbl, version: int | None = None) -> list[Path]:
 def table_stats(tbl) -> dict[str, Any]:
     n = tbl.count_rows()
     ds = tbl.to_lance()
-    size = sum(f.stat().st_size for f in Path(ds.uri).rglob("*.lance") if f.is_file()) if n else 0
+    if _remote(ds.uri):
+        size = _remote_bytes(ds, None) if n else 0
+    else:
+        size = sum(f.stat().st_size for f in Path(ds.uri).rglob("*.lance") if f.is_file()) if n else 0
     return {"table": tbl.name, "version": int(tbl.version), "rows": int(n), "bytes_per_item": int(size / n) if n else 0}
 
 

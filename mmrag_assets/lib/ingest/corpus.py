@@ -114,11 +114,16 @@ def gc_pages(cfg: MmragConfig, catalog: Catalog, referenced: set[str], grace_s: 
     was removed."""
     import time
 
-    if not cfg.pages_dir.is_dir():
+    from mmrag_assets.lib.storage import storage_for
+
+    store = storage_for(cfg)
+    if not store.remote and not cfg.pages_dir.is_dir():
         return []
     keep = set(referenced)
     for r in catalog.query("SELECT DISTINCT image_path FROM pages"):
         keep.add(Path(r["image_path"]).parent.as_posix())
+    if store.remote:
+        return _gc_remote_pages(store, keep, grace_s, time.time())
     removed = []
     now = time.time()
     for doc_dir in [d for d in cfg.pages_dir.iterdir() if d.is_dir()]:
@@ -134,4 +139,28 @@ def gc_pages(cfg: MmragConfig, catalog: Catalog, referenced: set[str], grace_s: 
                 removed.append(rel)
         if not any(doc_dir.iterdir()):
             doc_dir.rmdir()
+    return removed
+
+
+def _gc_remote_pages(store, keep: set[str], grace_s: float, now: float) -> list[str]:
+    """``gc_pages`` on an object-store root: the folders and the markers are objects there, so any
+    worker's publish collects what any other worker rendered."""
+    removed = []
+    for doc in store.list_dirs("pages"):
+        for fp in store.list_dirs(f"pages/{doc}"):
+            rel = f"pages/{doc}/{fp}"
+            marker = f"{rel}/{UNREFERENCED_MARKER}"
+            seen = store.read_text(marker)
+            if rel in keep:
+                if seen is not None:
+                    store.delete(marker)
+                    (store.local / marker).unlink(missing_ok=True)
+            elif seen is None:
+                (store.local / rel).mkdir(parents=True, exist_ok=True)
+                (store.local / marker).write_text(str(now))
+                store.put(marker)
+            elif now - float(seen or 0) >= grace_s:
+                store.delete(rel)
+                shutil.rmtree(store.local / rel, ignore_errors=True)
+                removed.append(rel)
     return removed

@@ -111,6 +111,12 @@ def ingest_document(
         res.pages, res.segments, res.ocr = [], [], []
     res.doc["n_pages"] = len(res.pages)
     res.doc["n_segments"] = len(res.segments)
+    if res.pages and out_dir.is_dir():
+        from mmrag_assets.lib.storage import storage_for
+
+        # an object-store root: the images are there before any catalog row names them (a storage
+        # outage fails the step, to be retried, rather than quarantining a good document)
+        storage_for(cfg).put(out_dir.relative_to(cfg.storage_root).as_posix())
     res.seconds = time.perf_counter() - t0
     return res
 
@@ -137,7 +143,7 @@ def _ocr(
     try:
         applied = apply_ocr(
             res.pages, kind=kind, doc_id=res.doc["doc_id"], source_path=path, storage_root=cfg.storage_root,
-            plan=plan, cache=CatalogOcrCache(Catalog(cfg.catalog_path)), progress=progress,
+            plan=plan, cache=CatalogOcrCache(Catalog(cfg.catalog_url)), progress=progress,
         )
     except MmragError as e:  # the engine cannot start (models missing, bad settings)
         set_text_sources(res.pages)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from mmrag_assets.lib.catalog import Catalog
+from mmrag_assets.lib.catalog import Catalog, bulk_insert
 from mmrag_assets.lib.quality.drift import Baseline
 
 
@@ -58,18 +58,11 @@ def save_baseline(
     run_id: str | None = None,
 ) -> str:
     """Append a baseline (it becomes the live one) and log the set/rotation; returns its id."""
-    import pyarrow as pa
 
     previous = active_baseline(catalog, version_key, modality, load=False)
     created = _now()
     baseline_id = f"{version_key}:{modality}:{int(created.timestamp() * 1e6)}"
     payload = json.dumps(baseline.to_dict())
-    ids = pa.table(
-        {
-            "baseline_id": pa.array([baseline_id] * len(item_ids), pa.string()),
-            "item_id": pa.array(list(item_ids), pa.string()),
-        }
-    )
     with catalog.connect() as con:
         con.execute("BEGIN")
         con.execute(
@@ -87,9 +80,7 @@ def save_baseline(
                 reason,
             ],
         )
-        con.register("new_items", ids)
-        con.execute("INSERT INTO drift_baseline_items SELECT baseline_id, item_id FROM new_items")
-        con.unregister("new_items")
+        bulk_insert(con, "drift_baseline_items", ["baseline_id", "item_id"], [[baseline_id, i] for i in item_ids])
         con.execute(
             "INSERT INTO baseline_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [

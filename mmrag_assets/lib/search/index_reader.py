@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import threading
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -162,6 +163,10 @@ class IndexView:
                 import lancedb
 
                 db = lancedb.connect(str(db))
+            elif hasattr(db, "storage_options"):  # lib/storage.RemoteTables: an object-store root
+                import lancedb
+
+                db = lancedb.connect(db.uri, storage_options=db.storage_options)
             tbl = db.open_table(self.table_name)
             tbl.checkout(self.table_version)
             self._table = tbl
@@ -256,7 +261,8 @@ def _open_dataset(db: Any, name: str, version: int) -> Any:
     import lance
 
     root = str(db) if isinstance(db, (str, Path)) else str(db.uri)
-    return lance.dataset(f"{root.rstrip('/')}/{name}.lance", version=version)
+    opts = getattr(db, "storage_options", None) or None  # an object-store root (lib/storage.RemoteTables)
+    return lance.dataset(f"{root.rstrip('/')}/{name}.lance", version=version, storage_options=opts)
 
 
 def _missing(x: Any) -> bool:
@@ -289,6 +295,9 @@ class IndexReader:
             )
         self._view = IndexView(loc, v, db, embedder, self._cache)
         self.refresh_error: str | None = None
+        self.store: Any = None  # lib/storage.Storage of an object-store root: follow its CURRENT
+        self.refresh_s = 0.0
+        self._checked = time.monotonic()
 
     @classmethod
     def for_config(cls, cfg: MmragConfig) -> IndexReader:
@@ -299,11 +308,19 @@ class IndexReader:
         with cls._shared_lock:
             r = cls._shared.get(key)
             if r is None:
+                from mmrag_assets.lib.storage import pull_index, storage_for
+
                 embedder = load_embedder(cfg.model, cfg.models_dir)
-                if not cfg.lancedb_dir.exists():
-                    raise NotFound(f"no index under {cfg.storage_root}: run `mmrag index` first")
+                if not lx.has_tables(cfg):
+                    raise NotFound(f"no index under {cfg.storage.root}: run `mmrag index` first")
+                store = storage_for(cfg)
+                pull_index(store, embedder.version_key)  # an object-store root: mirror the live version
                 loc = IndexLocation.of(cfg.storage_root, embedder.version_key)
-                r = cls._shared[key] = cls(loc, embedder, cfg.lancedb_dir)
+                db = store.tables() if store.remote else cfg.lancedb_dir
+                r = cls(loc, embedder, db)
+                if store.remote:
+                    r.store, r.refresh_s = store, float(cfg.storage.refresh_s)
+                cls._shared[key] = r
             return r
 
     @classmethod
@@ -315,6 +332,18 @@ class IndexReader:
         """The current view; with ``follow``, a newer published version is loaded first."""
         if not self.follow:
             return self._view
+        if self.store is not None:  # an object store: read its CURRENT at most every refresh_s
+            if time.monotonic() - self._checked < self.refresh_s:
+                return self._view
+            self._checked = time.monotonic()
+            try:
+                from mmrag_assets.lib.storage import pull_index, remote_version
+
+                if remote_version(self.store, self.loc.version_key) != self._view.version:
+                    pull_index(self.store, self.loc.version_key)
+            except Exception as e:  # noqa: BLE001 - keep answering from the version we have
+                self.refresh_error = f"could not read the object store: {e}"
+                return self._view
         try:
             v = mf.current_version(self.loc)
         except mf.IndexDamaged as e:

@@ -244,7 +244,18 @@ class Searcher:
 
     def image_path(self, item_id: str, thumb: bool = False) -> Path:
         """The stored page image (or thumbnail) of an item; never a path outside the storage root."""
-        return self.view.image_path(item_id, self.cfg.storage_root, thumb=thumb)
+        from mmrag_assets.lib.storage import storage_for
+
+        p = self.view.image_path(item_id, self.cfg.storage_root, thumb=thumb)
+        store = storage_for(self.cfg)  # an object-store root: downloaded into the mirror once
+        if not store.remote:
+            return p
+        from mmrag_assets.lib.ingest.ocr_boxes import boxes_path
+
+        root = self.cfg.storage_root.resolve()
+        if not thumb:  # the OCR word boxes stored beside the page image, when it has them
+            store.fetch(boxes_path(p).relative_to(root).as_posix())
+        return store.fetch(p.relative_to(root).as_posix())
 
     def media_path(self, item_id: str) -> Path:
         """The source recording (audio or video) of a time-based item, for the HTTP media

@@ -1,0 +1,69 @@
+"""An s3:// storage root on a real S3 emulator (moto's server on 127.0.0.1): the LanceDB table,
+the search index and the page images live in the object store, and a search replica with an
+empty local mirror serves the same results as a run on local disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mmrag_assets.config import load_config
+from mmrag_assets.launch import index
+from mmrag_assets.lib.search.index_reader import IndexReader
+from mmrag_assets.lib.search.searcher import get_searcher
+from mmrag_assets.lib.status import catalog_status
+from tests.integration.test_orchestration import FAST, _pdf
+from tests.scale.services import fresh_database, postgres_available, s3_emulator
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not postgres_available(), reason="needs the Postgres server on 127.0.0.1:5432 (.ci/run starts it)"),
+]
+
+
+def _hits(cfg, q: str) -> list[tuple]:
+    return [(r.item_id, r.source, r.page, r.score) for r in get_searcher(cfg).search(q).results]
+
+
+def test_s3_root_needs_a_concurrent_catalog(tmp_path: Path) -> None:
+    from mmrag_assets.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="catalog=postgres"):
+        load_config([f"corpus.root={tmp_path}", "storage.root=s3://mmrag-test/store"])
+
+
+def test_s3_root_indexes_and_serves_like_local_disk(tmp_path: Path, monkeypatch) -> None:
+    import boto3
+
+    corpus = tmp_path / "corpus"
+    _pdf(corpus / "a.pdf", "the solar inverter mounts on a concrete wall with four anchor bolts", pages=2)
+    _pdf(corpus / "b.pdf", "error E04 means the grid voltage is out of range", pages=1)
+    with s3_emulator() as env, fresh_database() as db:
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        common = [f"corpus.root={corpus}", *FAST]
+        remote = [*common, "storage.root=s3://mmrag-test/store", "storage.allow_http=true", "catalog=postgres", f"catalog.url={db}"]
+        local = load_config([*common, f"storage.root={tmp_path / 'local'}"])
+        worker = load_config([*remote, f"storage.cache_dir={tmp_path / 'worker-cache'}"])
+        s_local, s_remote = index(local), index(worker)
+        assert s_remote["ingested"] == s_local["ingested"] == 2 and s_remote["embedded"] == 2
+        keys = {o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="mmrag-test")["Contents"]}
+        assert any(k.startswith("store/lancedb/") for k in keys)
+        assert any(k.startswith("store/pages/") and k.endswith(".png") for k in keys)
+        assert any(k.startswith("store/index/") and k.endswith("/CURRENT") for k in keys)
+        assert not (Path.cwd() / "s3:").exists()
+        # a replica on another machine: an empty mirror, everything from the object store
+        IndexReader.forget()
+        replica = load_config([*remote, f"storage.cache_dir={tmp_path / 'replica-cache'}"])
+        q = "what does error E04 mean"
+        assert _hits(replica, q) == _hits(local, q) != []
+        top = get_searcher(replica).search(q).results[0]
+        img = get_searcher(replica).image_path(top.item_id)
+        assert img.is_file() and str(tmp_path / "replica-cache") in str(img)
+        # the local default: a second index is a no-op on both
+        assert index(worker)["run_id"] is None and index(local)["run_id"] is None
+        st_local, st_remote = catalog_status(local), catalog_status(worker)
+        for k in ("documents", "pages", "segments", "quarantined", "held_back"):
+            assert st_remote[k] == st_local[k]
+        assert st_remote["index"]["rows"] == st_local["index"]["rows"] > 0
