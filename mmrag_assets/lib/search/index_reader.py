@@ -311,9 +311,9 @@ class IndexReader:
                 from mmrag_assets.lib.storage import pull_index, storage_for
 
                 embedder = load_embedder(cfg.model, cfg.models_dir)
-                if not lx.has_tables(cfg):
-                    raise NotFound(f"no index under {cfg.storage.root}: run `mmrag index` first")
                 store = storage_for(cfg)
+                if not (store.exists("lancedb") if store.remote else cfg.lancedb_dir.exists()):
+                    raise NotFound(f"no index under {cfg.storage.root}: run `mmrag index` first")
                 pull_index(store, embedder.version_key)  # an object-store root: mirror the live version
                 loc = IndexLocation.of(cfg.storage_root, embedder.version_key)
                 db = store.tables() if store.remote else cfg.lancedb_dir
