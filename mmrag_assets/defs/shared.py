@@ -142,6 +142,7 @@ class _CliHandler(logging.Handler):
     description="Compact stderr lines for mmrag's CLI: asset log messages only; Dagster's own events with -v.",
 )
 def cli_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
-    log = logging.Logger("mmrag_cli", level=init_context.logger_config["log_level"])
+    # a fresh Logger per run, not the process-wide one of getLogger(): each run's level and handler
+    log = logging.Logger("mmrag_cli", level=init_context.logger_config["log_level"])  # noqa: LOG001
     log.addHandler(_CliHandler())
     return log

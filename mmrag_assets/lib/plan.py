@@ -66,10 +66,12 @@ def plan_run(cfg: MmragConfig, catalog: Catalog, *, version_key: str | None = No
         if any(g is None for g in catalog_gates):
             plan.unchecked += 1
             todo.add(shard_of(doc_id))
-        elif version_key and all(catalog_gates) and have["status"] != "quarantined":
-            if gates.get((doc_id, EMBEDDINGS_CHECK)) is None:
-                plan.unembedded += 1
-                todo.add(shard_of(doc_id))
+        elif (
+            version_key and all(catalog_gates) and have["status"] != "quarantined"
+            and gates.get((doc_id, EMBEDDINGS_CHECK)) is None
+        ):
+            plan.unembedded += 1
+            todo.add(shard_of(doc_id))
     plan.removed = len(set(docs) - set(result.docs))
     plan.shards = sorted(todo, key=SHARD_KEYS.index)
     return plan

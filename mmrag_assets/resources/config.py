@@ -10,7 +10,7 @@ from mmrag_assets.config import MmragConfig, load_config
 class MmragConfigResource(dg.ConfigurableResource):
     """Hydra overrides (``["model=colsmol", "search.k=20"]``) composed over ``conf/``, once per run."""
 
-    overrides: list[str] = []
+    overrides: list[str] = []  # noqa: RUF012 - a pydantic field (copied per instance), not a class attribute
     _cfg: "MmragConfig | None" = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:

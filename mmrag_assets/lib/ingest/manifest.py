@@ -66,10 +66,9 @@ def scan_corpus(
         dirnames.sort()
         for name in list(dirnames):
             p = d / name
-            if p.is_symlink():
-                if not _inside(p.resolve(), real_root):
-                    entries.append(_bad(p, root, "symlinked directory points outside the corpus root (not followed)"))
-                # symlinked directories inside the root are reachable through their real path
+            # symlinked directories inside the root are reachable through their real path
+            if p.is_symlink() and not _inside(p.resolve(), real_root):
+                entries.append(_bad(p, root, "symlinked directory points outside the corpus root (not followed)"))
         for name in sorted(filenames):
             if ignore_hidden and name.startswith("."):
                 continue
