@@ -42,7 +42,9 @@ def page_counter(
     what: str, say: Callable[[str], None] | None, *, unit: str, detail: str = "", every_s: float = 5.0
 ) -> Callable[[int, int], None]:
     """A ``(done, total)`` callback for a loop that learns its total when it starts (a PDF's page
-    count): reports through a :class:`Progress` made on the first call, ``detail`` on each line."""
+    count): reports through a :class:`Progress` made on the first call, ``detail`` on each line;
+    a loop shorter than ``every_s`` says nothing (each line is a Dagster event: one per small PDF
+    would cost more than rendering it)."""
     state: dict[str, Progress] = {}
 
     def on_step(done: int, total: int) -> None:
@@ -50,7 +52,7 @@ def page_counter(
         if p is None:
             p = state["p"] = Progress(what, total, say, unit=unit, every_s=every_s)
         p.step(done - p.n, detail)
-        if done >= total:
+        if done >= total and p.last > p.t0:  # only a loop long enough to have said where it was
             p.done(detail)
 
     return on_step
