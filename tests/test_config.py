@@ -105,3 +105,16 @@ def test_a_key_missing_from_yaml_fails(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(config, "CONF_DIR", conf)
     with pytest.raises(ConfigError, match="search.k has no value"):
         load_config([])
+
+
+@pytest.mark.parametrize("overrides", [[], ["model=tiny", "ocr=none", "storage.root=/tmp/x"], ["search.k=3", "asr.window_s=10"]])
+def test_to_dict_equals_omegaconfs_view(overrides: list[str]) -> None:
+    """``to_dict`` is a fast path: it must give exactly what OmegaConf's structured view gives,
+    or every stored fingerprint would change (and every document be re-ingested) on upgrade."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    cfg = load_config(overrides)
+    slow = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+    assert json.dumps(cfg.to_dict(), sort_keys=True) == json.dumps(slow, sort_keys=True, default=str)
