@@ -37,6 +37,8 @@ Codec = Literal["none", "residual2", "residual4", "int8"]
 Severity = Literal["error", "warn"]
 OcrEngineName = Literal["rapidocr", "none"]
 CatalogBackend = Literal["duckdb", "postgres"]
+InstanceKind = Literal["sqlite", "postgres"]
+ExecutorName = Literal["in_process", "multiprocess", "celery"]
 
 
 @dataclass
@@ -59,6 +61,22 @@ class StorageConfig:
 class CatalogConfig:
     backend: CatalogBackend = MISSING  # duckdb: one file, one writer; postgres: concurrent writers
     url: str | None = MISSING  # postgresql://user@host:port/db (backend=postgres)
+
+
+@dataclass
+class CeleryConfig:
+    broker: str = MISSING  # redis://host:6379/0
+    backend: str = MISSING  # result backend, redis://host:6379/1
+    key_prefix: str = MISSING  # Redis key prefix (several deployments on one Redis)
+
+
+@dataclass
+class OrchestrationConfig:
+    instance: InstanceKind = MISSING  # the Dagster instance: a SQLite folder or Postgres
+    postgres_url: str | None = MISSING  # instance=postgres
+    executor: ExecutorName = MISSING  # in_process | multiprocess | celery
+    workers: int = MISSING  # shard-range runs at once (1: one run, as on a laptop)
+    celery: CeleryConfig = MISSING
 
 
 @dataclass
@@ -294,6 +312,7 @@ class MmragConfig:
     corpus: CorpusConfig = MISSING
     storage: StorageConfig = MISSING
     catalog: CatalogConfig = MISSING
+    orchestration: OrchestrationConfig = MISSING
     ingest: IngestConfig = MISSING
     asr: AsrConfig = MISSING
     ocr: OcrConfig = MISSING
@@ -369,7 +388,7 @@ class MmragConfig:
 
 _LOCK = threading.Lock()
 _REGISTERED = False
-GROUPS = ("corpus", "storage", "catalog", "ingest", "asr", "ocr", "model", "search", "index", "checks", "eval")
+GROUPS = ("corpus", "storage", "catalog", "orchestration", "ingest", "asr", "ocr", "model", "search", "index", "checks", "eval")
 
 
 def _register() -> None:
@@ -576,6 +595,13 @@ def _validate(cfg: MmragConfig) -> None:
             problems.append(str(e))
     if cfg.catalog.backend == "postgres" and not str(cfg.catalog.url or "").startswith(("postgresql://", "postgres://")):
         problems.append(f"catalog.url={cfg.catalog.url} is not valid: write postgresql://user@host:port/database")
+    orch = cfg.orchestration
+    if orch.workers < 1:
+        problems.append(f"orchestration.workers={orch.workers} must be >= 1")
+    if orch.instance == "postgres" and not str(orch.postgres_url or "").startswith(("postgresql://", "postgres://")):
+        problems.append(f"orchestration.postgres_url={orch.postgres_url} is not valid: write postgresql://user@host:port/database")
+    if orch.executor == "celery" and orch.instance != "postgres":
+        problems.append("orchestration.executor=celery needs orchestration.instance=postgres: workers on other machines share the instance")
     if cfg.storage_remote and cfg.catalog.backend == "duckdb":
         problems.append(
             f"storage.root={cfg.storage.root} is shared by every worker, but catalog=duckdb is a one-writer local "

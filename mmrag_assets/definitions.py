@@ -11,7 +11,7 @@ from mmrag_assets.defs.evaluation import EVAL_ASSETS, EVAL_JOBS
 from mmrag_assets.defs.index.assets import item_embeddings, search_index
 from mmrag_assets.defs.ingest.assets import corpus_manifest, document_content
 from mmrag_assets.defs.ingest.sensors import corpus_reconcile_schedule, corpus_sensor
-from mmrag_assets.defs.jobs import PIPELINE_JOBS
+from mmrag_assets.defs.jobs import PIPELINE_JOBS, SCALE_JOBS
 from mmrag_assets.defs.quality import QUALITY_ASSETS, QUALITY_CHECKS, QUALITY_JOBS, QUALITY_SENSORS
 from mmrag_assets.defs.search.assets import search_results
 from mmrag_assets.defs.shared import cli_logger
@@ -25,7 +25,7 @@ def build_definitions(overrides: list[str] | None = None, executor: dg.ExecutorD
     return dg.Definitions(
         assets=ASSETS,
         asset_checks=ASSET_CHECKS,
-        jobs=[*PIPELINE_JOBS, *QUALITY_JOBS, *EVAL_JOBS],
+        jobs=[*PIPELINE_JOBS, *SCALE_JOBS, *QUALITY_JOBS, *EVAL_JOBS],
         sensors=[corpus_sensor, *QUALITY_SENSORS],
         schedules=[corpus_reconcile_schedule],
         resources=resources_for(list(overrides or [])),

@@ -21,23 +21,9 @@ import dagster as dg
 from mmrag_assets.config import MmragConfig
 from mmrag_assets.defs.ingest.sensors import range_tags
 from mmrag_assets.defs.shared import PUBLISHER, WRITER
+from mmrag_assets.distributed import instance_yaml
 from mmrag_assets.errors import MmragError
 
-INSTANCE_YAML = """\
-# Written by mmrag: the CLI, `mmrag ui` and the daemon share this instance.
-telemetry:
-  enabled: false
-concurrency:
-  runs:
-    max_concurrent_runs: 4     # queued (daemon/UI) runs; writers serialise on the pools below
-  pools:
-    default_limit: 1           # mmrag_writer, mmrag_publisher: one step at a time writes the catalog / publishes
-run_monitoring:
-  enabled: true                # with the daemon: runs whose worker died are marked failed
-  start_timeout_seconds: 180
-  max_resume_run_attempts: 0
-  poll_interval_seconds: 60
-"""
 PID_TAG, HOST_TAG, STARTED_TAG = "mmrag/pid", "mmrag/host", "mmrag/process_started"
 ALIVE = (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.NOT_STARTED)
 
@@ -66,9 +52,10 @@ def open_instance(cfg: MmragConfig) -> Iterator[dg.DagsterInstance]:
     with _file_lock(home.parent / f".{home.name}.init.lock"):
         home.mkdir(parents=True, exist_ok=True)
         yaml = home / "dagster.yaml"
-        if not yaml.exists():
+        text = instance_yaml(cfg)  # SQLite or Postgres storage, from the orchestration config
+        if not yaml.exists() or yaml.read_text() != text:
             tmp = yaml.with_suffix(".tmp")
-            tmp.write_text(INSTANCE_YAML)
+            tmp.write_text(text)
             tmp.replace(yaml)
         instance = dg.DagsterInstance.from_config(str(home))
     with instance:
@@ -127,6 +114,7 @@ class RunOutcome:
     metadata: dict[str, dict[str, Any]] = field(default_factory=dict)  # asset -> metadata (last event)
     seconds: float = 0.0
     blocked: bool = False  # failed only because blocking checks failed (documents held back), not a fault
+    run_ids: list[str] = field(default_factory=list)  # every run of a scale-out command (distributed.py)
 
 
 def launch(
@@ -224,7 +212,12 @@ def _pipeline(cfg: MmragConfig, job: str, version_key: str | None, say, verbose:
         return {"run_id": None, "documents": plan.documents, "ingested": 0, "embedded": 0, "failed": [],
                 "seconds": round(time.perf_counter() - t0, 2), "index": {"rebuilt": False}}
     with open_instance(cfg) as instance:
-        if plan.range is None:
+        from mmrag_assets.distributed import launch_parallel, merge, parallel, set_pool_limits
+
+        set_pool_limits(instance, cfg)
+        if parallel(cfg):
+            out = merge(launch_parallel(cfg, instance, plan, embed=version_key is not None, say=say, verbose=verbose))
+        elif plan.range is None:
             if version_key is None:
                 out = launch(cfg, instance, "corpus_manifest_job", say=say, verbose=verbose)
             else:
@@ -236,13 +229,14 @@ def _pipeline(cfg: MmragConfig, job: str, version_key: str | None, say, verbose:
     failed = [
         {"source": r["source"], "error": f"{r['check_name']} failed (held back from the index)"}
         for r in catalog.failing_checks(version_key or "", gate_keys(cfg))
-        if r["run_id"] == out.run_id
+        if r["run_id"] in (out.run_ids or [out.run_id])
     ]
     ing = out.metadata.get("page_images", {})
     emb = out.metadata.get("item_embeddings", {})
     failed += list(emb.get("failed_documents") or [])
     return {
         "run_id": out.run_id,
+        "run_ids": out.run_ids or [out.run_id],
         "documents": plan.documents,
         "ingested": int(ing.get("documents_ingested", 0)),
         "embedded": int(emb.get("documents_embedded", 0)),

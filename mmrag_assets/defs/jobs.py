@@ -27,3 +27,31 @@ publish_job = dg.define_asset_job(
 corpus_manifest_job = dg.define_asset_job("corpus_manifest_job", selection=["corpus_manifest"])
 
 PIPELINE_JOBS = [index_job, ingest_job, publish_job, corpus_manifest_job]
+
+# ---------------------------------------------------------------- scale-out (orchestration.workers > 1)
+# `mmrag index` on several workers: one corpus_manifest run, then one run per range of shards, side
+# by side, each executing its steps out of process, then one publish run. The executor is chosen
+# by the job (Dagster picks executors per job): multiprocess on one machine, celery across machines.
+SHARD_INDEX = ["page_images", "transcript_segments", "item_embeddings"]
+
+
+def _scale_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
+    from dagster_celery import celery_executor
+
+    out = []
+    for suffix, executor in (("multiprocess", dg.multiprocess_executor), ("celery", celery_executor)):
+        out += [
+            dg.define_asset_job(f"shard_index_job_{suffix}", selection=dg.AssetSelection.assets(*SHARD_INDEX),
+                                executor_def=executor, tags={"mmrag/writer": "true"},
+                                description="Ingest and embed the documents of one range of shards (scale-out)."),
+            dg.define_asset_job(f"shard_ingest_job_{suffix}", selection=dg.AssetSelection.assets(*SHARD_INDEX[:2]),
+                                executor_def=executor, tags={"mmrag/writer": "true"},
+                                description="Ingest the documents of one range of shards (scale-out)."),
+            dg.define_asset_job(f"search_index_job_{suffix}", selection=dg.AssetSelection.assets("search_index"),
+                                executor_def=executor, tags={"mmrag/writer": "true"},
+                                description="Publish the search index after the shard runs (scale-out)."),
+        ]  # fmt: skip
+    return out
+
+
+SCALE_JOBS = _scale_jobs()

@@ -32,6 +32,13 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning, message=".*backfill_p
 # claims PUBLISHER. The CLI's runs, daemon-launched runs and UI launches all go through them.
 WRITER = "mmrag_writer"
 PUBLISHER = "mmrag_publisher"
+# Embedding writes the LanceDB table (one writer: concurrent merge-inserts of one table conflict)
+# and loads the model: its own pool, limit 1, whatever the writer pool's limit.
+EMBED = "mmrag_embed"
+# Steps that load the model (embedding, and publishing, which embeds the probe queries) go to this
+# celery queue: GPU workers consume it, CPU workers only `dagster`, so they never load a visual model.
+EMBED_QUEUE = "mmrag-embed"
+EMBED_TAGS = {"dagster-celery/queue": EMBED_QUEUE}
 
 
 def config_metadata(cfg: MmragConfig) -> dict[str, Any]:

@@ -10,9 +10,10 @@ from dagster import AssetExecutionContext
 
 from mmrag_assets.defs.quality.automation import EMBEDDINGS_AUTOMATION, INDEX_AUTOMATION
 from mmrag_assets.defs.shared import (
+    EMBED,
+    EMBED_TAGS,
     PUBLISHER,
     SINGLE_RUN,
-    WRITER,
     config_metadata,
     md_table,
     shards,
@@ -34,7 +35,8 @@ from mmrag_assets.resources import CatalogResource, EmbedderResource, LanceStore
     group_name="index",
     kinds={"lancedb", "pytorch"},
     automation_condition=EMBEDDINGS_AUTOMATION,
-    pool=WRITER,
+    pool=EMBED,
+    op_tags=EMBED_TAGS,
 )
 def item_embeddings(
     context: AssetExecutionContext,
@@ -114,7 +116,8 @@ def item_embeddings(
 
 
 @dg.asset(
-    deps=[item_embeddings], group_name="index", kinds={"lancedb"}, automation_condition=INDEX_AUTOMATION, pool=PUBLISHER
+    deps=[item_embeddings], group_name="index", kinds={"lancedb"}, automation_condition=INDEX_AUTOMATION, pool=PUBLISHER,
+    op_tags=EMBED_TAGS,
 )
 def search_index(
     context: AssetExecutionContext,

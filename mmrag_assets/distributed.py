@@ -1,0 +1,238 @@
+"""Scale-out runs: the Dagster instance on Postgres and document shards spread over workers.
+
+With ``orchestration.workers > 1`` (and an out-of-process executor), ``mmrag index`` runs
+
+1. ``corpus_manifest_job`` in this process (one scan; it purges removed documents),
+2. one ``shard_index_job_<executor>`` run per contiguous range of the shards with work (ranges
+   balanced by document count), the runs side by side: each executes its steps out of process
+   (``multiprocess`` on this machine, ``celery`` on workers anywhere) and claims the same pools as
+   any other run,
+3. one ``search_index_job_<executor>`` run that publishes what every shard run embedded.
+
+Per-document work runs in parallel only where storage takes concurrent writers: the writer pool's
+limit is ``orchestration.workers`` with ``catalog=postgres`` and 1 with the DuckDB file; the embedding
+pool (one LanceDB writer) and the publisher pool stay at 1.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from mmrag_assets.config import MmragConfig
+from mmrag_assets.defs.shared import EMBED, PUBLISHER, WRITER
+
+INSTANCE_BASE = """\
+# Written by mmrag from the orchestration config: the CLI, `mmrag ui`, the daemon and the workers share this instance.
+telemetry:
+  enabled: false
+concurrency:
+  runs:
+    max_concurrent_runs: 4     # queued (daemon/UI) runs; writers serialise on the pools below
+  pools:
+    default_limit: 1           # mmrag_writer (raised to orchestration.workers with catalog=postgres), mmrag_embed, mmrag_publisher
+run_monitoring:
+  enabled: true                # with the daemon: runs whose worker died are marked failed
+  start_timeout_seconds: 180
+  max_resume_run_attempts: 0
+  poll_interval_seconds: 60
+"""
+
+
+def instance_yaml(cfg: MmragConfig) -> str:
+    """The instance's ``dagster.yaml``: SQLite under the storage root, or Postgres (``dagster-postgres``)."""
+    if cfg.orchestration.instance != "postgres":
+        return INSTANCE_BASE
+    # dagster-postgres speaks psycopg2 (`NOTIFY run_events, %(id)s`); SQLAlchemy 2.1 picks psycopg 3 for a
+    # bare postgresql:// URL, so the driver is named
+    url = str(cfg.orchestration.postgres_url)
+    if url.startswith(("postgresql://", "postgres://")):
+        url = "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return INSTANCE_BASE + f"storage:\n  postgres:\n    postgres_url: \"{url}\"\n"
+
+
+def writer_slots(cfg: MmragConfig) -> int:
+    """How many steps may write the catalog at once: one for a DuckDB file (one writer process)."""
+    return max(1, cfg.orchestration.workers) if cfg.catalog.backend == "postgres" else 1
+
+
+def set_pool_limits(instance: dg.DagsterInstance, cfg: MmragConfig) -> None:
+    storage = instance.event_log_storage
+    want = {WRITER: writer_slots(cfg), EMBED: 1, PUBLISHER: 1}
+    for pool, n in want.items():
+        info = storage.get_concurrency_info(pool)
+        if info.slot_count != n:
+            storage.set_concurrency_slots(pool, n)
+
+
+def parallel(cfg: MmragConfig) -> bool:
+    return cfg.orchestration.executor != "in_process" and cfg.orchestration.workers > 1
+
+
+def split_ranges(shards: list[str], weights: Counter, k: int) -> list[tuple[str, str]]:
+    """At most ``k`` contiguous ranges over ``shards`` (sorted), balanced by ``weights`` (documents)."""
+    k = max(1, min(k, len(shards)))
+    total = sum(max(1, weights.get(s, 0)) for s in shards)
+    out, cur, acc = [], [], 0.0
+    for i, s in enumerate(shards):
+        cur.append(s)
+        acc += max(1, weights.get(s, 0))
+        left = len(shards) - i - 1
+        if len(out) < k - 1 and (acc >= total * (len(out) + 1) / k or left == k - 1 - len(out)) and left:
+            out.append((cur[0], cur[-1]))
+            cur = []
+    if cur:
+        out.append((cur[0], cur[-1]))
+    return out
+
+
+def run_config(cfg: MmragConfig, verbose: bool) -> dict[str, Any]:
+    """Run config for out-of-process steps: the executor's settings and the CLI's overrides with the
+    roots resolved, so a worker in another directory composes the same config."""
+    from mmrag_assets.launch import cli_run_config
+
+    o = cfg.orchestration
+    overrides = [x for x in cfg.overrides if not x.startswith(("corpus.root=", "storage.root="))]
+    overrides += [f"corpus.root={cfg.corpus.root}", f"storage.root={cfg.storage.root}"]
+    if o.executor == "celery":
+        execution = {"config": celery_config(cfg)}
+    else:
+        execution = {"config": {"max_concurrent": 2}}  # one shard run: its ingest and check steps
+    return {**cli_run_config(verbose), "execution": execution, "resources": {"mmrag": {"config": {"overrides": overrides}}}}
+
+
+def celery_config(cfg: MmragConfig) -> dict[str, Any]:
+    """The celery executor's config; workers get the same (``mmrag worker`` writes it as their yaml)."""
+    c = cfg.orchestration.celery
+    source: dict[str, Any] = {
+        # acks on receipt: a worker killed mid-step fails its task (WorkerLostError), so the step and
+        # the run fail and the next `mmrag index` redoes that range; the task never waits for a redelivery
+        "task_acks_late": False,
+        "worker_prefetch_multiplier": 1,
+    }
+    if c.key_prefix:
+        source["broker_transport_options"] = {"global_keyprefix": c.key_prefix}
+        source["result_backend_transport_options"] = {"global_keyprefix": c.key_prefix}
+    return {"broker": c.broker, "backend": c.backend, "config_source": source}
+
+
+def celery_yaml(cfg: MmragConfig) -> str:
+    import yaml
+
+    return yaml.safe_dump({"execution": {"config": celery_config(cfg)}}, sort_keys=True)
+
+
+def _recon(job_name: str) -> Any:
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    repo = ReconstructableRepository.for_module("mmrag_assets.definitions", "defs", working_directory=os.getcwd())
+    return repo.get_reconstructable_job(job_name)
+
+
+def execute(cfg: MmragConfig, home: Path, job_name: str, tags: dict[str, str], rc: dict[str, Any]) -> Any:
+    """One out-of-process run on its own instance handle (this thread's)."""
+    from mmrag_assets.launch import RunOutcome, failure_message
+
+    t0 = time.perf_counter()
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        result = dg.execute_job(_recon(job_name), instance=instance, run_config=rc, tags=tags, raise_on_error=False)
+        meta: dict[str, dict[str, Any]] = {}
+        for ev in result.get_asset_materialization_events():
+            mat = ev.materialization
+            key = mat.asset_key.to_user_string()
+            if mat.partition is None or key not in meta:
+                meta[key] = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+        failures = [e for e in result.all_events if e.is_step_failure]
+        blocked = bool(failures) and all(
+            e.event_specific_data and e.event_specific_data.error
+            and e.event_specific_data.error.cls_name == "DagsterAssetCheckFailedError"
+            for e in failures
+        )
+        error = None if result.success else failure_message(result)
+        return RunOutcome(result.run_id, result.success, error, meta, time.perf_counter() - t0, blocked)
+
+
+def launch_parallel(
+    cfg: MmragConfig,
+    instance: dg.DagsterInstance,
+    plan: Any,
+    *,
+    embed: bool,
+    say: Callable[[str], None],
+    verbose: bool,
+) -> list[Any]:
+    """Steps 1-3 of the module docstring; returns the outcomes of every run, in order."""
+    import psutil
+
+    from mmrag_assets.defs.ingest.sensors import range_tags
+    from mmrag_assets.launch import HOST_TAG, PID_TAG, STARTED_TAG, dagster_home, launch
+    from mmrag_assets.lib.ingest.corpus import shard_of
+
+    set_pool_limits(instance, cfg)
+    home = dagster_home(cfg)
+    outcomes = [launch(cfg, instance, "corpus_manifest_job", say=say, verbose=verbose)]
+    if not outcomes[0].success:
+        return outcomes
+    suffix = cfg.orchestration.executor
+    me = psutil.Process()
+    base_tags = {PID_TAG: str(me.pid), HOST_TAG: os.uname().nodename, STARTED_TAG: f"{me.create_time():.3f}"}
+    rc = run_config(cfg, verbose)
+    if plan.range is not None:
+        weights = Counter(shard_of(d) for d in (plan.scan.docs if plan.scan else {}))
+        ranges = split_ranges(plan.shards, weights, cfg.orchestration.workers)
+        job = f"shard_{'index' if embed else 'ingest'}_job_{suffix}"
+        say(f"{len(ranges)} shard runs side by side ({suffix} executor): " + ", ".join(f"{a}-{b}" for a, b in ranges))
+        results: list[Any] = [None] * len(ranges)
+
+        def one(i: int, r: tuple[str, str]) -> None:
+            try:
+                results[i] = execute(cfg, home, job, {**base_tags, **range_tags(*r)}, rc)
+            except Exception as e:  # noqa: BLE001 - reported like a failed run
+                from mmrag_assets.launch import RunOutcome
+
+                results[i] = RunOutcome("-", False, f"{type(e).__name__}: {e}")
+
+        threads = [threading.Thread(target=one, args=(i, r), name=f"mmrag-shards-{r[0]}-{r[1]}") for i, r in enumerate(ranges)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        outcomes += results
+        if not all(o.success or o.blocked for o in results):
+            return outcomes
+    if embed:
+        outcomes.append(execute(cfg, home, f"search_index_job_{suffix}", dict(base_tags), rc))
+    return outcomes
+
+
+def merge(outcomes: list[Any]) -> Any:
+    """The runs of one scale-out command as one outcome (counts summed, the publish's index)."""
+    from mmrag_assets.launch import RunOutcome
+
+    bad = [o for o in outcomes if not (o.success or o.blocked)]
+    first_bad = bad[0] if bad else None
+    meta: dict[str, dict[str, Any]] = {}
+    for asset, keys in (("page_images", ("documents_ingested",)), ("item_embeddings", ("documents_embedded",))):
+        rows = [o.metadata[asset] for o in outcomes if asset in o.metadata]
+        if rows:
+            meta[asset] = {k: sum(int(r.get(k, 0)) for r in rows) for k in keys}
+    failed_docs = [d for o in outcomes for d in (o.metadata.get("item_embeddings", {}).get("failed_documents") or [])]
+    meta.setdefault("item_embeddings", {})["failed_documents"] = failed_docs
+    for o in outcomes:
+        if "search_index" in o.metadata:
+            meta["search_index"] = o.metadata["search_index"]
+    last = first_bad or outcomes[-1]
+    out = RunOutcome(
+        last.run_id, first_bad is None and all(o.success for o in outcomes),
+        first_bad.error if first_bad else None, meta, sum(o.seconds for o in outcomes),
+        blocked=first_bad is None and any(o.blocked for o in outcomes),
+    )
+    out.run_ids = [o.run_id for o in outcomes]
+    return out
