@@ -93,11 +93,13 @@ def compare(name: str, tbl: Any, emb: Any, params: Any, qs: np.ndarray, truth: l
     upd_v = tbl.version
     new_addr = tbl.to_lance().to_table(columns=["item_id"], with_row_address=True, filter=f"doc_id = '{new_items[0]['doc_id']}'")
     victim_ids = [i for i in view.items["item_id"][~view.alive].tolist() if i.startswith(victim)]
-    np.save(work / "queries.npy", np.asarray(qs, dtype=np.float32))  # (Q, Tq, d)
+    width = max(len(q) for q in qs)  # fast-plaid reads a (Q, Tq, d) array: zero-padded, sliced to each length there
+    np.save(work / "queries.npy", np.stack([np.pad(np.asarray(q, np.float32), ((0, width - len(q)), (0, 0))) for q in qs]))
+    np.save(work / "query_lens.npy", np.array([len(q) for q in qs]))
     if vocab is not None:
         np.save(work / "vocab.npy", vocab.astype(np.float16))
     job = {"uri": tbl.to_lance().uri, "version": base_v, "vocab": str(work / "vocab.npy") if vocab is not None else None,
-           "queries": str(work / "queries.npy"), "index_dir": str(work / "fastplaid"), "settings": SETTINGS,
+           "queries": str(work / "queries.npy"), "query_lens": str(work / "query_lens.npy"), "index_dir": str(work / "fastplaid"), "settings": SETTINGS,
            "create": {"n_samples_kmeans": args.kmeans_docs, "kmeans_niters": 4, "nbits": args.nbits},
            "update": {"version": upd_v, "rowaddr": new_addr.column("_rowaddr").to_pylist(), "delete": victim_ids}}  # fmt: skip
     say(f"  {name}: ours build {build:.0f}s, recall {rec:.3f}, p50 {p50:.0f} ms, update {update:.2f}s; running fast-plaid ...")
@@ -147,11 +149,7 @@ def realtext(args: argparse.Namespace) -> dict[str, Any]:
     indexed = chunks.filter(pa.array(mask)).slice(0, args.real_limit)
     queries = rt.make_queries([chunks.column("text")[int(i)].as_py() for i in held], rng)[: args.queries]
     tbl, emb = rt.build_table(cfg, indexed)
-    qv = emb.embed_queries([q for _, q in queries])
-    width = max(len(q) for q in qv)
-    qpad = np.zeros((len(qv), width, emb.dim), np.float32)  # fast-plaid takes a (Q, Tq, d) batch: pad with a repeat
-    for j, q in enumerate(qv):
-        qpad[j] = np.concatenate([q, np.repeat(q[-1:], width - len(q), axis=0)])
+    qv = emb.embed_queries([q for _, q in queries])  # each at its own length (a padded query would weigh its pad)
     loc = IndexLocation.of(storage, emb.version_key)
     publish(loc, tbl, emb, params_from_config(cfg), allowed_doc_ids=None)
     view = IndexReader(loc, emb, lx.connect(cfg), follow=False).view()
@@ -164,7 +162,7 @@ def realtext(args: argparse.Namespace) -> dict[str, Any]:
              for i, t in enumerate(tail.column("text").to_pylist())]  # fmt: skip
     payload = emb.embed_text_tokens([it["text"] for it in items])
     victim = view.items["doc_id"][0]
-    return compare("real text (lite)", tbl, emb, params_from_config(cfg, gc_grace_s=3600), qpad, truth, items, payload,
+    return compare("real text (lite)", tbl, emb, params_from_config(cfg, gc_grace_s=3600), qv, truth, items, payload,
                    victim, args, emb.vocabulary())  # fmt: skip
 
 

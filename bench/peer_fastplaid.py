@@ -6,7 +6,7 @@ Runs inside its own virtual environment (fast-plaid pins ``torch==2.11.0``; mmra
     /work/data/index/fastplaid-venv/bin/python bench/peer_fastplaid.py --job job.json
 
 It imports nothing from mmrag: ``job.json`` names the table (``uri``, ``version``, and ``vocab``, an
-.npy vocabulary for a token table), the queries (.npy, (Q, Tq, d) float32), the ``update`` (rows to
+.npy vocabulary for a token table), the queries (.npy, (Q, Tq, d) float32, zero-padded; ``query_lens``: an .npy of their lengths), the ``update`` (rows to
 add: another table version's row addresses, and item ids to delete) and the search settings to
 sweep; it prints one JSON object (build, update and per-setting search timings and top-10 ids).
 """
@@ -75,7 +75,9 @@ def main() -> None:
     out["build_s"] = time.perf_counter() - t0
     out["index_bytes"] = sum(p.stat().st_size for p in index_dir.rglob("*") if p.is_file())
     del docs
-    queries = torch.from_numpy(np.load(job["queries"]).astype(np.float32))
+    padded = np.load(job["queries"]).astype(np.float32)
+    lens = np.load(job["query_lens"]) if job.get("query_lens") else [padded.shape[1]] * len(padded)
+    queries = [torch.from_numpy(q[:n]) for q, n in zip(padded, lens, strict=True)]  # each at its own length
 
     def run(settings: dict[str, Any]) -> dict[str, Any]:
         lat, tops = [], []
@@ -87,7 +89,7 @@ def main() -> None:
         return {"settings": settings, "p50_ms": float(np.percentile(lat, 50)) * 1000, "p95_ms": float(np.percentile(lat, 95)) * 1000, "top": tops}
 
     doc_ids = list(ids)
-    fp.search(queries_embeddings=queries[:1], top_k=10, show_progress=False)  # load the index
+    fp.search(queries_embeddings=queries[0][None], top_k=10, show_progress=False)  # load the index
     out["search"] = [run(s) for s in job["settings"]]
     upd = job.get("update")
     if upd:
@@ -96,7 +98,7 @@ def main() -> None:
         t0 = time.perf_counter()
         fp.update(documents_embeddings=new_docs)
         fp.delete(subset=gone)
-        fp.search(queries_embeddings=queries[:1], top_k=10, show_progress=False)  # the change is searchable
+        fp.search(queries_embeddings=queries[0][None], top_k=10, show_progress=False)  # the change is searchable
         out["update_s"] = time.perf_counter() - t0
         # fast-plaid renumbers documents after a delete: ids after the deleted ones shift down
         keep = [i for j, i in enumerate(doc_ids) if j not in set(gone)]

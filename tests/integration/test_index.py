@@ -47,7 +47,7 @@ def test_lite_index_holds_every_text_item(indexed) -> None:
 
 def test_status_json_reports_the_index(indexed) -> None:
     cfg = indexed
-    r = subprocess.run(
+    r = subprocess.run(  # noqa: PLW1510 - the return code is asserted below
         [
             sys.executable,
             "-m",
@@ -122,6 +122,11 @@ def test_change_reembeds_only_that_document_and_delete_removes_rows(make_cfg, tm
     _pdf(corpus / "tides.pdf", "Tidal turbines harvest energy from ocean currents, revised", pages=3)
     s = index(cfg)
     assert s["ingested"] == 1 and s["embedded"] == 1
+    # the publish decision and why are metadata of the search_index materialisation: 3 pages
+    # encoded, the 2 replaced ones tombstoned, which crosses index.policy.max_tombstone_share
+    md = s["index"]
+    assert (md["publish_action"], md["items_added"], md["items_removed"]) == ("compact", 3, 2)
+    assert "max_tombstone_share" in md["publish_reason"] and (md["segments"], md["tombstones"]) == (1, 0)
     sources = _table(cfg).to_lance().to_table(columns=["source", "item_id"]).to_pylist()
     assert sorted(r["source"] for r in sources) == [
         "bees.pdf",

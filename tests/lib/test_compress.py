@@ -13,7 +13,6 @@ from mmrag_assets.lib.index.compress import (
     decode_residual,
     encode_int8,
     encode_residual,
-    fit_residual,
     residual_lut,
 )
 from mmrag_assets.lib.index.first_stage import EncodeBatch, Part
@@ -80,7 +79,7 @@ def test_compressed_rerank_keeps_recall_and_exact_rescoring_restores_it(codec: s
         c = Ragged(codes[exact.offsets[lo] : exact.offsets[hi]], sub.offsets)
         parts.append(Part(lo, hi - lo, strat.encode(EncodeBatch(c, Ragged(sub.flat.astype(np.float32), sub.offsets), cb)), {}))
     src = strat.open(cb, parts)
-    flat, off = src.gather_ragged([299, 3, 151])  # across segments, in the order asked
+    _flat, off = src.gather_ragged([299, 3, 151])  # across segments, in the order asked
     assert np.array_equal(np.diff(off), [len(items[299]), len(items[3]), len(items[151])])
     qs = [tokens[rng.integers(0, len(tokens), 6)] for _ in range(10)]
     truth = exact_maxsim_all(qs, exact)
