@@ -247,6 +247,7 @@ class IndexConfig:
     rescore: int = MISSING  # compressed codec: the top max(rescore, k) are re-scored exactly from LanceDB
     gc_grace_s: float = MISSING  # a replaced version stays readable this long
     batch_items: int = MISSING  # items read and encoded at once
+    write_chunk_items: int = MISSING  # items embedded and committed to LanceDB per table version
     calibration_items: int = MISSING  # per modality, for the score calibration
     max_unindexed: int = MISSING  # LanceDB FTS/scalar indexes: optimised once this many rows are new
     lock_timeout_s: float = MISSING  # how long a publish waits for another one

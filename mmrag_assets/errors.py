@@ -35,6 +35,10 @@ class QueryError(MmragError, ValueError):
         self.field = field
 
 
+class CatalogDamaged(MmragError, RuntimeError):
+    """``catalog.duckdb`` cannot be opened or read (``mmrag index --verify`` rebuilds it)."""
+
+
 class NotFound(MmragError, KeyError):
     """An id, table or file asked for does not exist."""
 

@@ -189,23 +189,40 @@ def ingest(cfg: MmragConfig, say: Callable[[str], None] | None = None, *, verbos
     return _pipeline(cfg, "ingest_job", None, say, verbose)
 
 
-def index(cfg: MmragConfig, say: Callable[[str], None] | None = None, *, verbose: bool = False) -> dict[str, Any]:
+def index(
+    cfg: MmragConfig, say: Callable[[str], None] | None = None, *, verbose: bool = False, verify: bool = False
+) -> dict[str, Any]:
     """``mmrag index``: one ``index_job`` run (ingest, embed, publish) over the shards with work, or a
-    ``publish_job`` run when only removals or held-back documents changed what is served."""
+    ``publish_job`` run when only removals or held-back documents changed what is served. First the
+    store is verified and what is damaged repaired (``lib/verify.py``; ``verify``: checksums, a full
+    table scan and a damaged catalog too)."""
     from mmrag_assets.lib.index.embedding import version_key_for
 
-    return _pipeline(cfg, "index_job", version_key_for(cfg.model), say, verbose)
+    return _pipeline(cfg, "index_job", version_key_for(cfg.model), say, verbose, verify)
 
 
-def _pipeline(cfg: MmragConfig, job: str, version_key: str | None, say, verbose: bool) -> dict[str, Any]:
+def _pipeline(
+    cfg: MmragConfig, job: str, version_key: str | None, say, verbose: bool, verify: bool = False
+) -> dict[str, Any]:
     from mmrag_assets.lib.catalog import Catalog
+    from mmrag_assets.lib.ingest.corpus import SHARD_KEYS
     from mmrag_assets.lib.plan import plan_run
     from mmrag_assets.lib.quality.gates import gate_keys
+    from mmrag_assets.lib.verify import check_and_repair
 
     say = say or (lambda _m: None)
     t0 = time.perf_counter()
+    check = check_and_repair(cfg, version_key, deep=verify) if version_key or verify else None
+    for p in check.problems if check else []:
+        say(f"damaged: {p}")
+    for r in check.repaired if check else []:
+        say(f"repair: {r}")
+    if verify and check and not check.problems:
+        say(f"verified in {check.seconds:.1f} s: nothing damaged")
     catalog = Catalog(cfg.catalog_url)
     plan = plan_run(cfg, catalog, version_key=version_key)
+    if check and check.rerun_all:
+        plan.shards = list(SHARD_KEYS)  # the assets redo exactly what is missing, per document
     say(f"{plan.describe()}; shards with work: {' '.join(plan.shards) or 'none'}")
     if plan.range is None and not plan.removed and (version_key is None or _published(cfg, catalog, version_key)):
         say("up to date: nothing to ingest, embed or publish")

@@ -34,12 +34,21 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return exit_code(summary)
 
 
-@command("index", "run everything up to the published search index (ingest, embed, publish) as one Dagster run")
+def verify_flag(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--verify", action="store_true",
+        help="also check every index file's checksum, scan the whole table and rebuild a damaged catalog",
+    )  # fmt: skip
+
+
+@command(
+    "index", "run everything up to the published search index (ingest, embed, publish) as one Dagster run", verify_flag
+)
 def cmd_index(args: argparse.Namespace) -> int:
     from mmrag_assets.launch import index
 
     cfg = config_of(args)
-    summary = index(cfg, say, verbose=args.verbose)
+    summary = index(cfg, say, verbose=args.verbose, verify=args.verify)
     print_summary(cfg, summary)
     return exit_code(summary)
 
@@ -137,7 +146,13 @@ def print_status(st: dict[str, Any]) -> None:
     if ix is None:
         print("index: none yet (run `mmrag index`)")
     else:
+        pub = ix.get("published")
         print(
-            f"index: {ix['table']} v{ix['version']}, {ix['rows']} items"
-            + (f", {ix['published_items']} published" if ix.get("published_items") is not None else "")
-        )
+            f"index: {ix['table']} (table version {ix['version']}), {ix['rows']} items; "
+            + (f"published v{pub['version']}: {pub['items']} items of {pub['documents']} documents" if pub
+               else "nothing published")
+        )  # fmt: skip
+        for p in ix.get("problems") or []:
+            print(f"  {p}")
+    for p in st.get("problems") or []:
+        print(f"damaged: {p}")

@@ -16,6 +16,8 @@ from typing import Any
 
 import duckdb
 
+from mmrag_assets.errors import CatalogDamaged
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS manifest (
     source      VARCHAR PRIMARY KEY,   -- path relative to corpus.root (POSIX separators)
@@ -194,6 +196,14 @@ CREATE TABLE IF NOT EXISTS modality_gap_history (
 DOC_TABLES = ("pages", "page_ocr", "segments", "documents")
 
 
+def catalog_damaged(path: Path, e: BaseException) -> CatalogDamaged:
+    cause = (str(e).strip().splitlines() or [type(e).__name__])[0].replace(str(path), path.name)[:200]
+    return CatalogDamaged(
+        f"the catalog {path.name} is damaged ({cause}): run `mmrag index --verify` to rebuild it from the corpus "
+        "(the experiments, drift baselines and check history it held are lost; the old file is kept under damaged/)"
+    )
+
+
 class Catalog:
     """Thin wrapper over a DuckDB file; every method opens and closes its own connection."""
 
@@ -210,7 +220,10 @@ class Catalog:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.connect() as con:
-            con.execute(SCHEMA)
+            try:
+                con.execute(SCHEMA)
+            except duckdb.Error as e:
+                raise catalog_damaged(self.path, e) from None
 
     @staticmethod
     def exists(path: str | Path) -> bool:
@@ -235,9 +248,13 @@ class Catalog:
                 con = duckdb.connect(str(self.path), read_only=read_only and self.path.exists())
                 break
             except duckdb.IOException as e:  # "Could not set lock on file": another process writes
-                if "lock" not in str(e).lower() or attempt == self.retries - 1:
+                if "lock" not in str(e).lower():
+                    raise catalog_damaged(self.path, e) from None
+                if attempt == self.retries - 1:
                     raise
                 time.sleep(self.retry_wait_s * min(1 + attempt, 20))
+            except duckdb.Error as e:  # a file DuckDB cannot read (overwritten header, garbage)
+                raise catalog_damaged(self.path, e) from None
         try:
             yield con
         finally:

@@ -14,6 +14,7 @@ def catalog_status(cfg: MmragConfig) -> dict[str, Any]:
     if not Catalog.exists(cfg.catalog_url):
         return {
             "documents": dict.fromkeys(KINDS, 0), "pages": 0, "segments": 0, "quarantined": [], "held_back": [], "index": None,
+            "problems": [],
         }
     cat = Catalog(cfg.catalog_url)
     by_kind = {
@@ -27,8 +28,21 @@ def catalog_status(cfg: MmragConfig) -> dict[str, Any]:
         "segments": int(cat.scalar("SELECT count(*) FROM segments")),
         "quarantined": [{"source": q["source"], "reason": q["reason"]} for q in quarantined],
         "held_back": held_back(cfg, cat),
-        "index": index_status(cfg),
+        "index": index_status(cfg, cat),
+        "problems": store_problems(cfg, cat),
     }
+
+
+def store_problems(cfg: MmragConfig, cat: Catalog) -> list[str]:
+    """Damage outside the index: rendered page files the catalog lists that are gone."""
+    from mmrag_assets.lib.verify import REPAIR, missing_pages
+
+    if cfg.storage_remote:
+        return []
+    gone = missing_pages(cfg, cat)
+    if not gone:
+        return []
+    return [f"{sum(gone.values())} rendered page files of {len(gone)} documents missing under pages/: run `{REPAIR}`"]
 
 
 def held_back(cfg: MmragConfig, cat: Catalog) -> list[dict[str, Any]]:
@@ -42,15 +56,77 @@ def held_back(cfg: MmragConfig, cat: Catalog) -> list[dict[str, Any]]:
     ]
 
 
-def index_status(cfg: MmragConfig) -> dict[str, Any] | None:
-    """The LanceDB table of the configured embedding version, or None before `mmrag index`."""
+def index_status(cfg: MmragConfig, cat: Catalog | None = None) -> dict[str, Any] | None:
+    """The LanceDB table of the configured embedding version and its published search version, or
+    None before `mmrag index`. ``problems`` lists, one line each, what is incomplete (a killed
+    embedding run: "49 of 129 items embedded") or damaged, with the command that repairs it."""
+    from mmrag_assets.lib.index import manifest as mf
     from mmrag_assets.lib.index import table as lx
     from mmrag_assets.lib.index.embedding import version_key_for
+    from mmrag_assets.lib.index.publish import location_for
+    from mmrag_assets.lib.verify import lance_problems
 
     if not lx.has_tables(cfg):
         return None
+    vk = version_key_for(cfg.model)
     db = lx.connect(cfg)
-    name = lx.table_name(version_key_for(cfg.model))
-    if name not in lx.list_item_tables(db):
+    name = lx.table_name(vk)
+    if cfg.storage_remote:  # an object store: what the table says (the checks below read local files)
+        if name not in lx.list_item_tables(db):
+            return None
+        return {**lx.table_stats(db.open_table(name)), "published": None, "problems": []}
+    if name not in lx.list_item_tables(db) and not (cfg.lancedb_dir / f"{name}.lance").exists():
         return None
-    return lx.table_stats(db.open_table(name))
+    out: dict[str, Any] = {"table": name, "version": None, "rows": 0, "bytes_per_item": 0, "published": None}
+    problems = lance_problems(cfg, vk)
+    tbl = None
+    if not problems:
+        tbl = db.open_table(name)
+        out |= lx.table_stats(tbl)
+        dups = lx.duplicate_rows(tbl)
+        if len(dups):
+            problems.append(
+                f"LanceDB table {name}: {dups['item_id'].nunique()} item ids held more than once: run `mmrag index`"
+            )
+        expected = embeddable_items(cfg, cat) if cat is not None else None
+        if expected is not None and out["rows"] < expected:
+            problems.append(f"incomplete: {out['rows']} of {expected} items embedded: run `mmrag index`")
+    loc = location_for(cfg, vk)
+    try:
+        live = mf.current_version(loc)
+    except mf.IndexDamaged as e:
+        live = None
+        problems.append(str(e))
+    if live is not None:
+        rep = mf.verify(loc, deep=False, table=tbl)
+        if rep.ok:
+            m = mf.read_manifest(loc, live)
+            out["published"] = {"version": live, "items": int(m["n_alive"]), "documents": int(m["n_documents"])}
+        else:
+            problems += [f"index version v{live}: {p}: run `mmrag index --verify`" for p in rep.problems]
+    out["problems"] = problems
+    return out
+
+
+def embeddable_items(cfg: MmragConfig, cat: Catalog) -> int:
+    """Items the configured tier embeds (the lite tier: items with text) of the documents no catalog
+    check holds back."""
+    from mmrag_assets.lib.index.embedding import version_key_for
+    from mmrag_assets.lib.quality.gates import CATALOG_CHECKS, gate_keys
+
+    held = sorted(
+        {r["doc_id"] for r in cat.failing_checks(version_key_for(cfg.model), gate_keys(cfg))
+         if r["check_name"] in CATALOG_CHECKS.values()}
+    )  # fmt: skip
+    images = "" if cfg.model.arch == "lite" else " OR p.image_path IS NOT NULL"
+    return int(
+        cat.scalar(
+            "SELECT (SELECT count(*) FROM pages p JOIN documents d USING (doc_id) "
+            f"  WHERE d.status <> 'quarantined' AND (trim(coalesce(p.text, '')) <> ''{images}) "
+            "    AND p.doc_id NOT IN (SELECT unnest(?)))"
+            " + (SELECT count(*) FROM segments s JOIN documents d USING (doc_id) "
+            "  WHERE d.status <> 'quarantined' AND trim(coalesce(s.text, '')) <> '' "
+            "    AND s.doc_id NOT IN (SELECT unnest(?)))",
+            [held, held],
+        )
+    )

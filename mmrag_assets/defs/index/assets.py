@@ -20,6 +20,7 @@ from mmrag_assets.defs.shared import (
     text,
     when,
 )
+from mmrag_assets.lib.faults import fault_point
 from mmrag_assets.lib.index import table as lx
 from mmrag_assets.lib.index.batch import embed_and_write, plan_embeddings
 from mmrag_assets.lib.ingest.corpus import shard_of
@@ -61,12 +62,19 @@ def item_embeddings(
         if r["check_name"] in CATALOG_CHECKS.values() and r["doc_id"] in sources
     }
     tbl = lance.table()
+    repaired = lx.repair_duplicates(tbl)
+    if repaired:
+        context.log.warning(f"repaired {len(repaired)} duplicated item ids in {tbl.name} (kept the newest row of each)")
     model = embedder.embedder
     plan = plan_embeddings(cat, tbl, model, list(sources), held)
     for d, why in plan.held.items():
         context.log.warning(f"{sources[d]}: not embedded, {why}")
     store = storage_for(cfg)
-    run = embed_and_write(tbl, model, plan.todo, cfg.storage_root, say=context.log.info, store=store if store.remote else None)
+    run = embed_and_write(
+        tbl, model, plan.todo, cfg.storage_root, chunk_items=cfg.index.write_chunk_items, say=context.log.info,
+        store=store if store.remote else None,
+    )  # fmt: skip
+    fault_point("embed.committed")
     by_doc: dict[str, list[dict]] = {}
     for q in run.quarantined:
         by_doc.setdefault(q["doc_id"], []).append({k: v for k, v in q.items() if k != "doc_id"})
@@ -99,6 +107,7 @@ def item_embeddings(
             ),
             "items_embedded": run.written,
             "items_deleted": run.deleted,
+            "duplicates_repaired": len(repaired),
             "items_quarantined": len(run.quarantined),
             "tokens_per_item_mean": float(tokens.mean()),
             "tokens_per_item_p95": float(np.percentile(tokens, 95)),

@@ -8,6 +8,7 @@ import dagster as dg
 from dagster import AssetExecutionContext
 
 from mmrag_assets.defs.shared import SINGLE_RUN, WRITER, config_metadata, md_table, previews, shards
+from mmrag_assets.lib.faults import fault_point
 from mmrag_assets.lib.ingest.corpus import plan_ingest, purge_documents, record_scan, scan, shard_of
 from mmrag_assets.lib.ingest.document import ingest_document
 from mmrag_assets.lib.progress import Progress
@@ -94,6 +95,7 @@ def document_content(context: AssetExecutionContext, mmrag: MmragConfigResource,
             }
         )
         progress.step(detail=f"last: {e.source}, {res.status}, {len(res.pages)} pages, {len(res.segments)} segments")
+        fault_point("ingest.document")
     progress.done(f"{sum(d['status'] == 'quarantined' for d in done)} quarantined, {plan.unchanged} unchanged")
     seconds = time.perf_counter() - t_all
     cols = ["source", "status", "pages", "segments", "seconds", "reason"]

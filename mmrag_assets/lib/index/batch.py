@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from mmrag_assets.lib.faults import fault_point
 from mmrag_assets.lib.index import table as lx
 from mmrag_assets.lib.progress import Progress
 
@@ -87,6 +88,7 @@ def embed_and_write(
                 except Exception as e1:  # noqa: BLE001
                     out.failed[d] = f"{type(e1).__name__}: {e1}"
         progress.step(sum(len(todo[d]) for d in chunk))
+        fault_point("embed.chunk")
     progress.done(f"{len(out.failed)} documents failed" if out.failed else "")
     out.seconds = time.perf_counter() - t0
     return out

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from mmrag_assets.errors import MmragError, NotFound
+from mmrag_assets.lib.faults import fault_point
 from mmrag_assets.lib.index.files import (
     atomic_write_json,
     atomic_write_text,
@@ -46,6 +47,7 @@ from mmrag_assets.lib.index.files import (
 )
 
 FORMAT = 1
+REBUILD = "REBUILD"  # in the index root: the next publish rebuilds instead of patching the live version
 TAG_PREFIX = "mmrag-v"
 
 
@@ -149,7 +151,9 @@ def write_version(loc: IndexLocation, manifest: dict[str, Any], state: dict[str,
         files[f"versions/{d.name}/{name}.npy"] = save_array(d / f"{name}.npy", a)
     manifest = {**manifest, "format": FORMAT, "files": files}
     atomic_write_json(loc.manifest_path(v), manifest)
+    fault_point("publish.before_current")
     atomic_write_text(loc.current_file, f"v{v}\n")
+    fault_point("publish.after_current")
 
 
 def relative_files(prefix: str, files: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -230,16 +234,20 @@ def collect_garbage(
     now = time.time() if now is None else now
     live = current_version(loc)
     versions = list_versions(loc)
-    published = {}
+    published, parents = {}, set()
     for v in versions:
         with contextlib.suppress(IndexDamaged, OSError):
-            published[v] = float(read_manifest(loc, v)["published_at"])
+            m = read_manifest(loc, v)
+            published[v] = float(m["published_at"])
+            parents.add(m.get("parent"))
     removed: list[int] = []
     for v in versions:
         if v == live:
             continue
         newer = [published[w] for w in versions if w > v and w in published and (live is None or w <= live)]
-        orphan = live is not None and v > live  # a publish that died before switching CURRENT
+        # a publish that died before switching CURRENT: never live, so no reader can be on it (a
+        # version that was live is the parent of the one that replaced it)
+        orphan = live is not None and (v > live or v not in parents)
         if orphan or v not in published or (newer and now - min(newer) >= grace_s):
             loc.manifest_path(v).unlink(missing_ok=True)
             shutil.rmtree(loc.state_dir(v), ignore_errors=True)

@@ -27,7 +27,7 @@ from mmrag_assets.lib.index.calibration import calibrate, needs_recalibration, p
 from mmrag_assets.lib.index.codebook import Codebook
 from mmrag_assets.lib.index.encode import Encoder, IndexParams, Progress, params_from_config, train_codebook
 from mmrag_assets.lib.index.first_stage import Part
-from mmrag_assets.lib.index.manifest import IndexLocation, publisher_lock
+from mmrag_assets.lib.index.manifest import REBUILD, IndexLocation, publisher_lock
 from mmrag_assets.lib.index.policy import Decision, compaction, retrain_reason
 from mmrag_assets.lib.index.rerank_vectors import VocabVectors
 from mmrag_assets.lib.index.segment import Segment, open_segment
@@ -143,6 +143,8 @@ def publish(
 def is_published(location: IndexLocation, allowed_doc_ids: Collection[str]) -> bool:
     """The live version serves exactly ``allowed_doc_ids`` (reads the manifest and the small
     documents array only, never the table): the caller may skip launching a publish."""
+    if (location.root / REBUILD).exists():
+        return False
     v = mf.current_version(location)
     if v is None:
         return not allowed_doc_ids
@@ -166,7 +168,10 @@ class _Run:
         self.loc, self.table, self.embedder, self.params, self.say = loc, table, embedder, params, say
         self.tm: dict[str, float] = {}
         self.vocab = embedder.vocabulary()
-        self.live = _load_live(loc, self.vocab)
+        # a repair asked for a rebuild (lib/verify.py): the live version is not trusted, not patched
+        self.rebuild = (loc.root / REBUILD).exists()
+        self.replaced = mf.current_version(loc) if self.rebuild and loc.current_file.exists() else None
+        self.live = None if self.rebuild else _load_live(loc, self.vocab)
         table.checkout_latest()  # a handle does not see other handles' writes until it is refreshed
         self.maintenance = ensure_table_indexes(table, max_unindexed=params.max_unindexed)
         ds = table.to_lance()
@@ -182,7 +187,8 @@ class _Run:
         if live is None:
             if not len(want):
                 return Decision("none", "nothing to publish: no rows of allowed documents")
-            return Decision("initial", f"first build ({len(want):,} items)")
+            why = "rebuild of a damaged version" if self.rebuild else "first build"
+            return Decision("initial", f"{why} ({len(want):,} items)")
         if p.force in ("retrain", "reencode") and len(want):
             action = "reencode" if p.force == "reencode" or self.vocab is not None else "retrain"
             return Decision(action, f"{action} forced")  # type: ignore[arg-type]
@@ -293,6 +299,7 @@ class _Run:
         m = self.manifest(version, d, st, calib, len(docs))
         mf.tag_table_version(self.table, version, self.tv)  # before CURRENT: LanceDB's cleanup must keep it
         mf.write_version(self.loc, m, {"alive": st.alive, "rowaddr": rowaddr, "docs": docs})
+        (self.loc.root / REBUILD).unlink(missing_ok=True)
         self.tm["write_s"] = time.perf_counter() - t
         t = time.perf_counter()
         gc = mf.collect_garbage(self.loc, grace_s=self.params.gc_grace_s, table=self.table)
@@ -329,7 +336,7 @@ class _Run:
             "n_alive": int(st.alive.sum()), "n_documents": n_docs, "dim": cb.dim,
             "strategies": {n: {"build_key": s.build_key, "params": s.params} for n, s in self.strategies.items()},
             "codec": self.codec, "rescore": self.params.rescore if self.codec != "none" else 0, "calibration": calib,
-            "files": files, "published_at": time.time(), "parent": live.manifest["version"] if live else None,
+            "files": files, "published_at": time.time(), "parent": live.manifest["version"] if live else self.replaced,
             "publish": d.as_dict(), "encoded_since_train": int(d.metrics.get("encoded_since_train", 0)),
             "added": st.added, "max_norm": max([float(s.meta.get("max_norm", 1.0)) for s in st.segments] or [1.0]),
         }  # fmt: skip

@@ -189,6 +189,26 @@ def table_state(tbl, shards: set[str] | None = None) -> dict[str, dict[str, str]
     return out
 
 
+def duplicate_rows(tbl):
+    """(item_id, _rowaddr) of every row but the newest of each repeated item id (a DataFrame)."""
+    t = tbl.to_lance().to_table(columns=["item_id"], with_row_address=True)  # one string column and the addresses
+    df = t.to_pandas().sort_values("_rowaddr")
+    return df[df.duplicated("item_id", keep="last")]  # a row address grows with the fragment: keep the newest
+
+
+def repair_duplicates(tbl) -> list[str]:
+    """Delete all but the newest row of every item id the table holds more than once, in one
+    commit; returns the repaired item ids. Writes are upserts by item id, so a repeated id means two
+    writers raced (or a store from before the writer pools): left alone, the per-document staleness
+    check (:func:`table_state`, a dict per item id) would collapse the copies and never rewrite them."""
+    extra = duplicate_rows(tbl)
+    if not len(extra):
+        return []
+    tbl.to_lance().delete(f"_rowaddr IN ({', '.join(str(int(a)) for a in extra['_rowaddr'])})")
+    tbl.checkout_latest()
+    return sorted(set(extra["item_id"]))
+
+
 def embeddable(item: dict[str, Any], embedder) -> bool:
     """The lite tier has no image path: an image without a text layer gets no vectors."""
     return bool((item["text"] or "").strip()) or bool(item["image_path"] and embedder.supports_images)

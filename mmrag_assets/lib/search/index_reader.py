@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from mmrag_assets.config import MmragConfig
-from mmrag_assets.errors import NotFound, QueryError
+from mmrag_assets.errors import MmragError, NotFound, QueryError
 from mmrag_assets.lib.index import manifest as mf
 from mmrag_assets.lib.index.codebook import Codebook
 from mmrag_assets.lib.index.first_stage import Part, Searchable, get_strategy
@@ -294,6 +294,7 @@ class IndexReader:
                 f"index {loc.version_key} has no published version under {loc.storage_root}: run `mmrag index` with the same overrides"
             )
         self._view = IndexView(loc, v, db, embedder, self._cache)
+        self.previous: IndexView | None = None  # the version the live one replaced, for links of results served from it
         self.refresh_error: str | None = None
         self.store: Any = None  # lib/storage.Storage of an object-store root: follow its CURRENT
         self.refresh_s = 0.0
@@ -317,7 +318,23 @@ class IndexReader:
                 pull_index(store, embedder.version_key)  # an object-store root: mirror the live version
                 loc = IndexLocation.of(cfg.storage_root, embedder.version_key)
                 db = store.tables() if store.remote else cfg.lancedb_dir
-                r = cls(loc, embedder, db)
+                if not store.remote:
+                    from mmrag_assets.lib.verify import diagnose
+
+                    found = diagnose(cfg, embedder.version_key)  # cheap: stats, no checksums
+                    if found:
+                        raise mf.IndexDamaged(found)
+                try:
+                    r = cls(loc, embedder, db)
+                except MmragError:
+                    raise
+                except Exception as e:  # a damaged store: one line saying what and how to repair it
+                    from mmrag_assets.lib.verify import diagnose
+
+                    found = None if store.remote else diagnose(cfg, embedder.version_key)
+                    if found:
+                        raise mf.IndexDamaged(found) from e
+                    raise
                 if store.remote:
                     r.store, r.refresh_s = store, float(cfg.storage.refresh_s)
                 cls._shared[key] = r
@@ -354,8 +371,8 @@ class IndexReader:
         with self._lock:
             if v != self._view.version:
                 try:
-                    self._view = IndexView(self.loc, v, self.db, self.embedder, self._cache)
-                    live = {s.id for s in self._view.segments}
+                    self.previous, self._view = self._view, IndexView(self.loc, v, self.db, self.embedder, self._cache)
+                    live = {s.id for s in self._view.segments} | {s.id for s in self.previous.segments}
                     for k in [k for k in self._cache if k not in live]:  # segments of older versions
                         del self._cache[k]
                     self.refresh_error = None

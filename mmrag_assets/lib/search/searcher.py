@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from mmrag_assets.config import MmragConfig
-from mmrag_assets.errors import NotFound, QueryError
+from mmrag_assets.errors import MmragError, NotFound, QueryError
 from mmrag_assets.lib.search import fusion
 from mmrag_assets.lib.search.index_reader import IndexReader, IndexView
 from mmrag_assets.lib.search.term_weights import weight_query
@@ -140,6 +140,31 @@ class Searcher:
         lexical: bool | None = None,
         apply_thresholds: bool = True,
     ) -> SearchResponse:
+        try:
+            return self._search(query, k, filters, first_stage=first_stage, reranker=reranker, lexical=lexical,
+                                apply_thresholds=apply_thresholds)  # fmt: skip
+        except MmragError:
+            raise
+        except Exception as e:  # a damaged store: say what is damaged and how to repair it, not a traceback
+            from mmrag_assets.lib.index.manifest import IndexDamaged
+            from mmrag_assets.lib.verify import diagnose
+
+            found = diagnose(self.cfg, self.embedder.version_key)
+            if found:
+                raise IndexDamaged(found) from e
+            raise
+
+    def _search(
+        self,
+        query: str,
+        k: int | None,
+        filters: dict[str, Any] | None,
+        *,
+        first_stage: str | None,
+        reranker: str | None,
+        lexical: bool | None,
+        apply_thresholds: bool,
+    ) -> SearchResponse:
         from mmrag_assets.lib.search.rerank import get_reranker
 
         s = self.cfg.search
@@ -246,7 +271,16 @@ class Searcher:
         """The stored page image (or thumbnail) of an item; never a path outside the storage root."""
         from mmrag_assets.lib.storage import storage_for
 
-        p = self.view.image_path(item_id, self.cfg.storage_root, thumb=thumb)
+        view = self.view
+        try:
+            p = view.image_path(item_id, self.cfg.storage_root, thumb=thumb)
+        except NotFound:
+            # a result of the version just replaced (the client searched a moment before the
+            # switch): its files outlive it by storage.gc_grace_s, so its links keep working
+            prev = self.reader.previous
+            if prev is None or prev is view:
+                raise
+            p = prev.image_path(item_id, self.cfg.storage_root, thumb=thumb)
         store = storage_for(self.cfg)  # an object-store root: downloaded into the mirror once
         if not store.remote:
             return p

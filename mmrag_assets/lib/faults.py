@@ -1,0 +1,49 @@
+"""Named crash points for the kill -9 suite (``tests/faults/``): ``MMRAG_FAULT_AT=<point>:<n>``
+makes the process SIGKILL itself the ``n``-th time (1-based, default 1) it reaches ``<point>``.
+
+A SIGKILL is what an OOM kill, a power cut of the worker or ``kill -9`` does: no ``finally``,
+no atexit, no flush; the instance still says STARTED, locks are released only by the kernel. The
+points sit at the moments where a crash could leave half-done state behind:
+
+- ``ingest.document``: after a document's pages are rendered and written to the catalog, before
+  the next document (mid-ingest);
+- ``embed.chunk``: after a chunk of embeddings is committed to LanceDB, before the next chunk
+  (mid-embedding: some documents have rows, the rest none);
+- ``embed.committed``: after the last LanceDB commit, before the catalog records the outcome
+  (quarantine rows) and before the embeddings contract runs;
+- ``publish.before_current``: a new version's segments, state and manifest are written, ``CURRENT``
+  still names the old one (an orphan version on disk);
+- ``publish.after_current``: ``CURRENT`` switched, garbage collection not yet run.
+
+Unset (the default), :func:`fault_point` is one dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+ENV = "MMRAG_FAULT_AT"
+POINTS = (
+    "ingest.document",
+    "embed.chunk",
+    "embed.committed",
+    "publish.before_current",
+    "publish.after_current",
+)
+_hits: dict[str, int] = {}
+
+
+def fault_point(name: str) -> None:
+    """Kill this process with SIGKILL if ``MMRAG_FAULT_AT`` names this point and hit count."""
+    spec = os.environ.get(ENV)
+    if not spec:
+        return
+    point, _, n = spec.partition(":")
+    if point not in POINTS:
+        raise ValueError(f"{ENV}={spec!r}: unknown fault point; choose one of {', '.join(POINTS)}")
+    if point != name:
+        return
+    _hits[name] = _hits.get(name, 0) + 1
+    if _hits[name] >= int(n or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
