@@ -3,7 +3,8 @@ requests (a search, then the page image of its first result) on 127.0.0.1 agains
 process, while `mmrag index` (another process) removes one document and adds two. Reports the
 success rate, latency p50/p95 before and during the re-index (the baseline and the figure of the
 same run), the server's RSS, and whether any answer that started after the removal was published
-still named the removed document. ``tests/faults/test_serve_under_reindex.py`` runs the same load
+still named the removed document. Each client sends at most 3/4 of its requests before the
+publish and the rest after it, so both sides are measured on any machine. ``tests/faults/test_serve_under_reindex.py`` runs the same load
 and requires 100% success and no such answer (no timing asserts).
 
     uv run python bench/serve_load.py [--clients 8] [--requests 200] [--no-write]
@@ -125,11 +126,17 @@ def run_load(base: Path, overrides: list[str], *, clients: int = 8, requests: in
 
         out: list[Req] = []
         lock = threading.Lock()
+        switched = threading.Event()  # CURRENT names the version without the removed document
+        reindexed = threading.Event()
 
         def client(c: int) -> None:
             mine: list[Req] = []
             with httpx.Client(base_url=url, timeout=60) as http:
                 for i in range(requests):
+                    # at most 3/4 of the requests before the publish: the rest must see the new
+                    # version (on a fast machine the clients would otherwise finish first)
+                    while i >= requests * 3 // 4 and not (switched.is_set() or reindexed.is_set()):
+                        time.sleep(0.05)
                     q = QUERIES[(c + i) % len(QUERIES)]
                     t0 = time.time()
                     try:
@@ -155,6 +162,7 @@ def run_load(base: Path, overrides: list[str], *, clients: int = 8, requests: in
                 try:
                     if current.read_text() != before:
                         published["t"] = time.time()
+                        switched.set()
                 except OSError:
                     pass
                 time.sleep(0.01)
@@ -170,6 +178,7 @@ def run_load(base: Path, overrides: list[str], *, clients: int = 8, requests: in
         t_re = time.time()
         re = subprocess.run(_mmrag("index", *overrides), capture_output=True, text=True, check=False)
         span = (t_re, time.time())
+        reindexed.set()
         for t in threads[2:]:
             t.join()
         done.set()
