@@ -204,6 +204,11 @@ def catalog_damaged(path: Path, e: BaseException) -> CatalogDamaged:
     )
 
 
+# catalogs whose schema this process has created: a Catalog is cheap to make, so callers make one
+# where they need it (the ingest made one per document: 18 s of a 300-document run went to DDL)
+_SCHEMA_READY: set[str] = set()
+
+
 class Catalog:
     """Thin wrapper over a DuckDB file; every method opens and closes its own connection."""
 
@@ -215,15 +220,19 @@ class Catalog:
         self.path = Path(path) if self.url is None else Path()
         self.retries = retries
         self.retry_wait_s = retry_wait_s
+        key = self.url or str(self.path.resolve())
+        if key in _SCHEMA_READY and (self.url is not None or self.path.exists()):
+            return  # this process already made the schema there (the DDL costs ~60 ms a time)
         if self.url is not None:
             catalog_pg.ensure_schema(self.url, SCHEMA)
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.connect() as con:
-            try:
-                con.execute(SCHEMA)
-            except duckdb.Error as e:
-                raise catalog_damaged(self.path, e) from None
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.connect() as con:
+                try:
+                    con.execute(SCHEMA)
+                except duckdb.Error as e:
+                    raise catalog_damaged(self.path, e) from None
+        _SCHEMA_READY.add(key)
 
     @staticmethod
     def exists(path: str | Path) -> bool:
