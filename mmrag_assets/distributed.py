@@ -16,11 +16,12 @@ pool (one LanceDB writer) and the publisher pool stay at 1.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,15 @@ def writer_slots(cfg: MmragConfig) -> int:
 
 
 def set_pool_limits(instance: dg.DagsterInstance, cfg: MmragConfig) -> None:
+    """The pools' limits for this config, after freeing slots that finished runs still hold (a step
+    whose worker was killed never released its slot)."""
     storage = instance.event_log_storage
+    done = {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.SUCCESS}
+    for pool in (WRITER, EMBED, PUBLISHER):
+        for slot in storage.get_concurrency_info(pool).claimed_slots:
+            run = instance.get_run_by_id(slot.run_id)
+            if run is None or run.status in done:
+                storage.free_concurrency_slots_for_run(slot.run_id)
     want = {WRITER: writer_slots(cfg), EMBED: 1, PUBLISHER: 1}
     for pool, n in want.items():
         info = storage.get_concurrency_info(pool)
@@ -189,21 +198,20 @@ def launch_parallel(
         ranges = split_ranges(plan.shards, weights, cfg.orchestration.workers)
         job = f"shard_{'index' if embed else 'ingest'}_job_{suffix}"
         say(f"{len(ranges)} shard runs side by side ({suffix} executor): " + ", ".join(f"{a}-{b}" for a, b in ranges))
-        results: list[Any] = [None] * len(ranges)
+        # one orchestrating process per run: Dagster configures Python logging per run (dictConfig),
+        # which deadlocks against another run's event handlers when two runs share a process
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=len(ranges), mp_context=ctx) as pool:
+            futures = [pool.submit(execute, cfg, home, job, {**base_tags, **range_tags(*r)}, rc) for r in ranges]
+            results = []
+            for f in futures:
+                try:
+                    results.append(f.result())
+                except Exception as e:  # noqa: BLE001 - reported like a failed run
+                    from mmrag_assets.launch import RunOutcome
 
-        def one(i: int, r: tuple[str, str]) -> None:
-            try:
-                results[i] = execute(cfg, home, job, {**base_tags, **range_tags(*r)}, rc)
-            except Exception as e:  # noqa: BLE001 - reported like a failed run
-                from mmrag_assets.launch import RunOutcome
-
-                results[i] = RunOutcome("-", False, f"{type(e).__name__}: {e}")
-
-        threads = [threading.Thread(target=one, args=(i, r), name=f"mmrag-shards-{r[0]}-{r[1]}") for i, r in enumerate(ranges)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+                    results.append(RunOutcome("-", False, f"{type(e).__name__}: {e}"))
+        set_pool_limits(instance, cfg)  # slots a killed step still holds
         outcomes += results
         if not all(o.success or o.blocked for o in results):
             return outcomes

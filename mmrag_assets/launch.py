@@ -53,7 +53,8 @@ def open_instance(cfg: MmragConfig) -> Iterator[dg.DagsterInstance]:
         home.mkdir(parents=True, exist_ok=True)
         yaml = home / "dagster.yaml"
         text = instance_yaml(cfg)  # SQLite or Postgres storage, from the orchestration config
-        if not yaml.exists() or yaml.read_text() != text:
+        managed = bool(os.environ.get("DAGSTER_HOME")) and yaml.exists()  # a deployment's own (deploy/dagster.yaml)
+        if not managed and (not yaml.exists() or yaml.read_text() != text):
             tmp = yaml.with_suffix(".tmp")
             tmp.write_text(text)
             tmp.replace(yaml)

@@ -1,0 +1,218 @@
+"""The distributed setup on loopback, for real: moto's S3 server (random port) as the storage root,
+a fresh Postgres database each for the catalog and the Dagster instance, the Redis broker and two
+celery workers (`mmrag worker`: one CPU-only, one that also consumes the embedding queue).
+
+A mixed corpus (PDFs, an image, a photo, a recording, a video and a truncated PDF) is indexed
+through them while one worker's step process is SIGKILLed mid-run; the run fails, the rerun
+completes, and the rows, the search results and `mmrag status` are those of a plain local run."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+
+from mmrag_assets.config import load_config
+from mmrag_assets.errors import MmragError
+from mmrag_assets.fixtures.sample_corpus import build_sample_corpus
+from mmrag_assets.launch import index
+from mmrag_assets.lib.catalog import Catalog
+from mmrag_assets.lib.search.index_reader import IndexReader
+from mmrag_assets.lib.search.searcher import get_searcher
+from tests.scale.services import fresh_database, postgres_available, s3_emulator
+
+pytestmark = [
+    pytest.mark.scale,
+    pytest.mark.integration,
+    pytest.mark.skipif(not postgres_available(), reason="needs the Postgres server on 127.0.0.1:5432 (.ci/run starts it)"),
+]
+
+QUERIES = ["what does error E04 mean", "how do I mount the solar inverter on the wall", "router firmware reset"]
+ROWS = {
+    "documents": "SELECT doc_id, source, kind, status, n_pages, n_segments FROM documents ORDER BY doc_id",
+    "pages": "SELECT item_id, doc_id, page, modality, image_path, text, text_source FROM pages ORDER BY item_id",
+    "segments": "SELECT item_id, doc_id, start_s, end_s, text FROM segments ORDER BY item_id",
+    "quarantine": "SELECT source, doc_id, stage, reason FROM quarantine ORDER BY source, stage, reason",
+    "checks": "SELECT doc_id, check_name, version_key, passed FROM document_checks ORDER BY doc_id, check_name, version_key",
+}
+
+
+def _redis_up() -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=2).ping())
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _rows(cfg) -> dict[str, list[tuple]]:
+    cat = Catalog(cfg.catalog_url)
+    return {k: [tuple(r.values()) for r in cat.query(sql)] for k, sql in ROWS.items()}
+
+
+def _status(cfg_overrides: list[str]) -> dict:
+    from mmrag_assets.cli import main
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["status", "--json", *cfg_overrides]) == 0
+    return json.loads(buf.getvalue())
+
+
+def _hits(cfg) -> dict[str, list[tuple]]:
+    IndexReader.forget()
+    s = get_searcher(cfg)
+    return {q: [(r.item_id, r.rank, r.score) for r in s.search(q).results] for q in QUERIES}
+
+
+def _worker(name: str, queues: list[str], overrides: list[str], log: Path) -> subprocess.Popen:
+    args = [sys.executable, "-m", "mmrag_assets.cli", "worker", "--name", name]
+    for q in queues:
+        args += ["--queue", q]
+    return subprocess.Popen([*args, *overrides], stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _kill_when_ingesting(cfg, workers: dict[str, subprocess.Popen], out: dict, stop: threading.Event) -> None:
+    """SIGKILL the pool process of the worker that executes an ingestion step, as soon as one does."""
+    import dagster as dg
+
+    from mmrag_assets.launch import dagster_home
+
+    home = dagster_home(cfg)
+    while not (home / "dagster.yaml").exists() and not stop.is_set():  # `index` creates the instance
+        time.sleep(0.2)
+    with dg.DagsterInstance.from_config(str(home)) as inst:
+        while not stop.is_set():
+            for run in inst.get_runs(dg.RunsFilter(job_name="shard_index_job_celery", statuses=[dg.DagsterRunStatus.STARTED])):
+                for rec in inst.all_logs(run.run_id):
+                    ev = rec.dagster_event
+                    if ev is None or ev.step_key != "document_content" or "in celery worker" not in (rec.message or ""):
+                        continue
+                    host = str(getattr(ev.event_specific_data.metadata.get("Celery worker"), "value", ""))
+                    name = host.split("@")[0]
+                    if name in workers:
+                        time.sleep(1.0)  # mid-step: the step has started writing its documents
+                        children = psutil.Process(workers[name].pid).children()
+                        for c in children:
+                            os.kill(c.pid, signal.SIGKILL)
+                        out.update(worker=name, run_id=run.run_id, killed=[c.pid for c in children])
+                        return
+            time.sleep(0.3)
+
+
+@pytest.mark.skipif(not _redis_up(), reason="needs the Redis server on 127.0.0.1:6379 (.ci/run starts it)")
+def test_distributed_run_matches_local_and_survives_a_killed_worker(tmp_path: Path, monkeypatch) -> None:
+    import boto3
+
+    corpus = tmp_path / "corpus"
+    build_sample_corpus(corpus)
+    good = (corpus / "reports").glob("*.pdf").__next__().read_bytes()
+    (corpus / "bad").mkdir()
+    (corpus / "bad" / "truncated.pdf").write_bytes(good[: len(good) // 3])
+    common = [f"corpus.root={corpus}", "model=lite"]
+
+    local_ovr = [*common, f"storage.root={tmp_path / 'local'}"]
+    local = load_config(local_ovr)
+    s_local = index(local)
+    assert s_local["ingested"] == 7 and not s_local["failed"]
+
+    with s3_emulator() as env, fresh_database() as catalog_db, fresh_database() as dagster_db:
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        remote_ovr = [
+            *common, "storage.root=s3://mmrag-test/team", "storage.allow_http=true",
+            f"storage.cache_dir={tmp_path / 'launcher-cache'}", "catalog=postgres", f"catalog.url={catalog_db}",
+            "orchestration=celery", f"orchestration.postgres_url={dagster_db}",
+            f"orchestration.celery.key_prefix=mmrag-test-{uuid.uuid4().hex[:8]}:",
+        ]  # fmt: skip
+        cfg = load_config(remote_ovr)
+        logs = tmp_path / "logs"
+        logs.mkdir()
+        workers = {
+            # a CPU-only worker and one that also takes the embedding queue (a GPU worker)
+            "cpu": _worker("cpu", ["dagster"], [*remote_ovr, f"storage.cache_dir={tmp_path / 'cpu-cache'}"], logs / "cpu.log"),
+            "gpu": _worker("gpu", ["dagster", "mmrag-embed"], [*remote_ovr, f"storage.cache_dir={tmp_path / 'gpu-cache'}"], logs / "gpu.log"),
+        }
+        try:
+            killed: dict = {}
+            stop = threading.Event()
+            killer = threading.Thread(target=_kill_when_ingesting, args=(cfg, workers, killed, stop), daemon=True)
+            killer.start()
+            try:
+                with pytest.raises(MmragError, match="failed"):
+                    index(cfg)
+            finally:
+                stop.set()
+                killer.join(30)
+            assert killed, "no worker was killed: the run finished before an ingestion step started"
+            assert all(w.poll() is None for w in workers.values())  # celery replaced the dead pool process
+            again = index(cfg)
+            assert not again["failed"] and again["ingested"] >= 1  # the killed range, redone
+            third = index(cfg)  # and then nothing left to ingest or embed (the photo, which the lite tier
+            assert (third["ingested"], third["embedded"]) == (0, 0)  # cannot embed, makes every run re-publish, locally too)
+
+            # the same rows, search results and status as the local run: nothing lost, nothing twice
+            assert _rows(cfg) == _rows(local)
+            pg = Catalog(cfg.catalog_url)
+            for table, key in (("pages", "item_id"), ("segments", "item_id"), ("documents", "doc_id")):
+                assert pg.scalar(f"SELECT count(*) - count(DISTINCT {key}) FROM {table}") == 0
+            assert any(r[0] == "bad/truncated.pdf" for r in _rows(cfg)["quarantine"])
+            assert _hits(cfg) == _hits(local) and any(_hits(local).values())
+            st_remote, st_local = _status(remote_ovr), _status(local_ovr)
+            ri, li = st_remote.pop("index"), st_local.pop("index")
+            assert st_remote == st_local
+            assert (ri["table"], ri["rows"]) == (li["table"], li["rows"])  # the table version counts commits, not rows
+
+            # the LanceDB table in the object store holds each item once
+            import lance
+
+            from mmrag_assets.lib.storage import storage_for
+
+            store = storage_for(cfg)
+            ds = lance.dataset(store.url(f"lancedb/{ri['table']}.lance"), storage_options=store.lance_options())
+            ids = ds.to_table(columns=["item_id"]).column("item_id").to_pylist()
+            assert len(ids) == len(set(ids)) == li["rows"]
+            keys = {o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="mmrag-test", MaxKeys=1000)["Contents"]}
+            assert any(k.startswith("team/pages/") for k in keys) and any(k.endswith("/CURRENT") for k in keys)
+
+            # embedding and publishing ran on the worker that consumes the embedding queue, never the CPU one
+            import dagster as dg
+
+            from mmrag_assets.launch import dagster_home
+
+            placed: dict[str, set[str]] = {}
+            with dg.DagsterInstance.from_config(str(dagster_home(cfg))) as inst:
+                for run in inst.get_runs():
+                    for rec in inst.all_logs(run.run_id):
+                        msg = rec.message or ""
+                        if rec.dagster_event and "in celery worker" in msg:
+                            meta = rec.dagster_event.event_specific_data.metadata
+                            host = str(getattr(meta.get("Celery worker"), "value", ""))
+                            placed.setdefault(rec.dagster_event.step_key or "", set()).add(host.split("@")[0])
+            assert placed["item_embeddings"] == {"gpu"} and placed["search_index"] == {"gpu"}
+            assert "cpu" in placed["document_content"]  # the CPU worker did ingest
+        except BaseException:
+            for f in sorted(logs.iterdir()):
+                print(f"---- {f.name}\n" + "\n".join(f.read_text(errors="replace").splitlines()[-40:]))
+            raise
+        finally:
+            for w in workers.values():
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(w.pid, signal.SIGTERM)
+            for w in workers.values():
+                try:
+                    w.wait(30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(w.pid, signal.SIGKILL)
