@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-rebuild", dest="rebuild", action="store_false", help="baseline: step 1's full build")
     ap.add_argument("--no-shift", dest="shift", action="store_false", help="skip step 4 (new topics, retrain)")
     ap.add_argument("--cold-queries", type=int, default=30, help="queries with the page cache dropped (0: none)")
+    ap.add_argument("--max-queries", type=int, default=None, help="timed queries per measurement of steps 1-2")
     args = ap.parse_args(argv)
     n = args.pages
     spec = synth.SynthSpec(n_pages=n, pool=3)
@@ -134,8 +135,8 @@ def main(argv: list[str] | None = None) -> None:
     say(f"full build {t_build:.0f}s: {first.timings}")
     reader = IndexReader(loc, emb, lx_db(db_dir))
     exact = TableVectors(view.table, view.table_version, view.rowaddr)
-    base = two_stage(view, qs, gt_ids, vectors=exact)
-    comp = two_stage(view, qs, gt_ids, exact_top=exact)
+    base = two_stage(view, qs, gt_ids, vectors=exact, max_queries=args.max_queries)
+    comp = two_stage(view, qs, gt_ids, exact_top=exact, max_queries=args.max_queries)
     rows.append(["full build (train + encode all)", f"{n:,}", round(t_build, 1), "-", round(base.recall, 3), round(comp.recall, 3),
                  round(base.p50, 1), first.reason])  # fmt: skip
     out["build"] = {"seconds": t_build, "timings": first.timings, "recall_exact": base.recall, "recall_codec": comp.recall}
@@ -175,8 +176,8 @@ def main(argv: list[str] | None = None) -> None:
     truth2 = exact_truth_after(view, qs, gt_ids, gt_sc, removed, [it["item_id"] for it in items],
                                Ragged.from_list([v.astype(np.float32) for v in new_vecs]))  # fmt: skip
     exact = TableVectors(view.table, view.table_version, view.rowaddr)
-    after = two_stage(view, qs, truth2, vectors=exact)
-    after_c = two_stage(view, qs, truth2, exact_top=exact)
+    after = two_stage(view, qs, truth2, vectors=exact, max_queries=args.max_queries)
+    after_c = two_stage(view, qs, truth2, exact_top=exact, max_queries=args.max_queries)
     rows.append(["update: +1 doc (10 pages), -1 doc, visible to a running reader", f"{n:,}", round(t_update, 2), "-",
                  round(after.recall, 3), round(after_c.recall, 3), round(after.p50, 1), upd.reason])  # fmt: skip
     if args.resume:
@@ -184,6 +185,12 @@ def main(argv: list[str] | None = None) -> None:
                      "measured again on the versions it published).")  # fmt: skip
     out["update"] = {"seconds": t_update, "timings": upd.timings, "action": upd.action, "found_new_top1": found_new,
                      "deleted_absent": gone, "recall_exact": after.recall, "recall_codec": after_c.recall}  # fmt: skip
+
+    # bytes per page on disk of the updated version: the vectors once (LanceDB), each structure of the index
+    n_alive = view.n_alive
+    out["bytes_per_page"] = {"LanceDB data files (float16 vectors + text + metadata)": lx.storage_bytes(view.table, view.table_version) / n_alive}
+    out["bytes_per_page"] |= {f"index: {k}": sum(sg.strategy_bytes(k) for sg in view.segments) / n_alive for k in ("plaid", "rerank")}
+    out["bytes_per_page"]["index: all files of the version"] = sum(f["size"] for f in mf.read_manifest(loc)["files"].values()) / n_alive
 
     # 2b. the updated index with a cold page cache: every file the rerank reads is dropped before each query
     if args.cold_queries:
@@ -290,7 +297,7 @@ def render(rows: list[list[Any]], out: dict[str, Any], args: argparse.Namespace,
     target = "met" if u["seconds"] <= 5 and b["ratio"] >= 50 and min(u["recall_exact"], u["recall_codec"]) >= 0.95 else "missed"
     lines = [
         (f"Synthetic ColPali-shaped pages (bench/synth.py, 344 x 128 float16 per page after token pooling by 3) in one "
-         f"LanceDB items table, {args.queries} queries of 20 tokens; recall@10 against exact MaxSim over every published "
+         f"LanceDB items table, {min(args.max_queries or args.queries, args.queries)} queries of 20 tokens (step 4: {args.queries}, half of them new-topic); recall@10 against exact MaxSim over every published "
          f"page. Index: plaid first stage (top 200) + rerank; codec `{args.codec}` with the top 20 re-scored exactly "
          f"from LanceDB, or an exact float16 rerank from LanceDB. 2 shared CPU cores (load {out['load_start']} at the start, "
          f"{out['load_end']} at the end)."),
@@ -309,6 +316,14 @@ def render(rows: list[list[Any]], out: dict[str, Any], args: argparse.Namespace,
         f"- Index files on disk after the run (all versions still in their grace period): {out['index_bytes'] / 1e6:.0f} MB.",
     ]  # fmt: skip
     lines += [f"- {x}" for x in notes]
+    if out.get("bytes_per_page"):
+        bp = out["bytes_per_page"]
+        f16 = 344 * 128 * 2
+        lines += ["", "| on disk, per page (updated version) | bytes | at 1M pages (on paper) |", "|---|---|---|",
+                  *[f"| {k} | {v:,.0f} | {v * 1e6 / 1e9:,.1f} GB |" for k, v in bp.items()],
+                  "", (f"- One copy of the vectors: LanceDB holds {next(iter(bp.values())) / f16:.3f}x the float16 multi-vector "
+                       f"({f16:,} bytes) with its text and metadata (target <= 1.15x), plus the index's "
+                       f"{bp['index: all files of the version']:,.0f} bytes per page; `rerank` = the `{args.codec}` codes.")]
     if out.get("cold"):
         c = out["cold"]
         lines += ["", (f"Cold page cache, the updated index at {out['pages']:,} pages: before each query every file the rerank "
