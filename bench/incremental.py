@@ -92,8 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     shift = synth.SynthSpec(n_pages=n // 10, pool=3, seed=7)
     state_file = args.cache / "incremental_state.json"
     state: dict[str, Any] = json.loads(state_file.read_text()) if args.resume else {"pages": n}
-    if args.resume and (state.get("pages") != n or "update" not in state):
-        raise SystemExit(f"--resume: {state_file} holds no finished update at {n:,} pages")
+    if args.resume and (state.get("pages") != n or "build" not in state):
+        raise SystemExit(f"--resume: {state_file} holds no finished build at {n:,} pages")
     db_dir = args.cache / "lancedb"
     say(f"== {n:,} pages, {spec.vectors_per_page} x {spec.dim} per page; load {load_avg()}")
     tbl = synth.generate(spec, db_dir, TABLE)
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     new_vecs = synth._page_chunk(world, n, n + synth.PAGES_PER_DOC)  # (10, 344, 128) float16
     victim = synth.doc_id(spec, int(targets[0]))  # the document the first query is about
     items = doc_items(plus, new_pages)
-    if args.resume:
+    if args.resume and "update" in state:
         u = state["update"]
         t_update, upd = u["seconds"], Published(u["version"], u["timings"], u["reason"], u["action"])
         view = reader.view()
@@ -181,8 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     rows.append(["update: +1 doc (10 pages), -1 doc, visible to a running reader", f"{n:,}", round(t_update, 2), "-",
                  round(after.recall, 3), round(after_c.recall, 3), round(after.p50, 1), upd.reason])  # fmt: skip
     if args.resume:
-        notes.append("Steps 1-2 timed by a run stopped after step 2 (`--resume`: timings from its state file, recall "
-                     "measured again on the versions it published).")  # fmt: skip
+        notes.append("Step 1 (and 2 when its state says so) timed by a run stopped later (`--resume`: timings from its state file, recall "
+                     "measured on the versions it published).")  # fmt: skip
     out["update"] = {"seconds": t_update, "timings": upd.timings, "action": upd.action, "found_new_top1": found_new,
                      "deleted_absent": gone, "recall_exact": after.recall, "recall_codec": after_c.recall}  # fmt: skip
 
