@@ -61,6 +61,18 @@ def test_s3_root_indexes_and_serves_like_local_disk(tmp_path: Path, monkeypatch)
         top = get_searcher(replica).search(q).results[0]
         img = get_searcher(replica).image_path(top.item_id)
         assert img.is_file() and str(tmp_path / "replica-cache") in str(img)
+        # a running replica follows what a worker publishes later (it reads CURRENT every storage.refresh_s)
+        live = load_config([*remote, f"storage.cache_dir={tmp_path / 'replica-cache'}", "storage.refresh_s=0"])
+        IndexReader.forget()
+        before = get_searcher(live).search("tidal turbines ocean currents").results
+        assert all(r.source != "c.pdf" for r in before)
+        _pdf(corpus / "c.pdf", "tidal turbines harvest energy from ocean currents", pages=1)
+        assert index(worker)["ingested"] == 1
+        after = get_searcher(live).search("tidal turbines ocean currents").results
+        assert after and after[0].source == "c.pdf"
+        (corpus / "c.pdf").unlink()
+        index(worker)
+        index(local)
         # the local default: a second index is a no-op on both
         assert index(worker)["run_id"] is None and index(local)["run_id"] is None
         st_local, st_remote = catalog_status(local), catalog_status(worker)
