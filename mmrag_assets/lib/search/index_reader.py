@@ -89,7 +89,8 @@ class IndexView:
         self.index_of = dict(zip(self.items["item_id"][pos].tolist(), pos.tolist(), strict=True))
         self.n_alive = len(pos)
         self.calibration = (m.get("calibration") or {}).get("modalities", {})
-        self.strategies = sorted(m["strategies"])
+        self.strategies = sorted(n for n in m["strategies"] if n != "dense")  # first stages
+        self.has_dense = "dense" in m["strategies"]  # the dense channel's vectors are in the segments
         self._first_stages: dict[tuple[str, str], Searchable] = {}
         self._lock = threading.Lock()
         self.warnings: list[str] = []

