@@ -36,7 +36,7 @@ from mmrag_assets.lib.evaluation.query_set import LabelledQuery, QuerySet
 from mmrag_assets.lib.ingest.sniff import EXTENSIONS
 
 CHANNELS = ("page", "image", "segment")
-STAGES = ("encode", "first_stage", "lexical", "rerank", "total")
+STAGES = ("encode", "first_stage", "lexical", "dense", "rerank", "total")
 HEADLINE = ("ndcg@5", "ndcg@10", "recall@10", "recall@100", "mrr")  # the figures tables show
 TOP_STORED = 10  # results kept per query in the experiments table
 _KEYFRAME = re.compile(r":k(\d+)$")  # video keyframe item ids end in :k<t_ms>
