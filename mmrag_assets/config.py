@@ -180,7 +180,7 @@ class SearchConfig:
     reranker: RerankerName = MISSING
     lexical: bool = MISSING  # BM25 channel fused by reciprocal rank fusion
     rrf_k: int = MISSING  # reciprocal rank fusion's k, for the candidates and the final ranking
-    fusion: Literal["rrf", "none"] = MISSING  # final order: weighted RRF of the channels | the rerank's
+    fusion: Literal["rrf", "score", "none"] = MISSING  # final order: weighted RRF | convex combination of normalised scores | the rerank's
     weights: dict[str, float] = MISSING  # per channel in the final fusion: maxsim, lexical, dense
     idf: bool = MISSING  # lite tier: weight query tokens by their idf over the served items
     max_k: int = MISSING

@@ -77,3 +77,21 @@ def test_idf_weighted_lite_maxsim_ranks_the_rare_word_page_first() -> None:
     qw = weight_query(q, emb.token_ids([query], emb.query_max_tokens)[0], idf(df, len(docs)))
     weighted = maxsim_ragged(qw, store.flat, store.offsets)
     assert int(np.argmax(weighted)) == 1
+
+
+def test_convex_combination_of_min_max_normalised_scores() -> None:
+    from mmrag_assets.lib.search.fusion import convex
+
+    lists = {
+        "lexical": (np.array([4, 2, 9]), np.array([30.0, 5.0, 4.0])),  # item 4 far ahead
+        "dense": (np.array([2, 9, 4]), np.array([0.61, 0.60, 0.50])),  # three alike cosines
+    }
+    fused = convex(lists, {"lexical": 1.0, "dense": 1.0})
+    assert fused[4] == pytest.approx(1.0)
+    assert fused[2] == pytest.approx(1 / 26 + 1.0)
+    assert fused[9] == pytest.approx(0.0 + 0.1 / 0.11)
+    # RRF over the same lists cannot see that BM25's winner is far ahead: it puts 2 above 4
+    rrf = weighted_rrf({n: p for n, (p, _) in lists.items()}, {"lexical": 1.0, "dense": 1.0}, 60)
+    assert rrf[2] > rrf[4] and fused[4] > fused[9]
+    assert convex({"dense": (np.array([1, 2]), np.array([0.5, 0.5]))}, {"dense": 2.0}) == {1: 2.0, 2: 2.0}
+    assert convex(lists, {"lexical": 0.0, "dense": 0.0}) == {}

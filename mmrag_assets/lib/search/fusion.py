@@ -51,6 +51,34 @@ def weighted_rrf(
     return fused
 
 
+def convex(lists: Mapping[str, tuple[np.ndarray, np.ndarray]], weights: Mapping[str, float]) -> dict[int, float]:
+    """``{item position: fused score}``: a convex combination of min-max normalised scores.
+
+        fused(i) = sum over channels c of  w_c * (s_c(i) - min_c) / (max_c - min_c)
+
+    over each channel's own list for this query (an item a channel does not list gets 0 there;
+    a list whose scores are all equal gives 1 to each of its items). Unlike RRF it keeps how far
+    ahead a channel's best items are: a BM25 score far above the rest outweighs a dense channel
+    whose top cosines are all alike (Bruch et al., "An Analysis of Fusion Functions for Hybrid
+    Retrieval", 2023, found a tuned convex combination ahead of RRF).
+    """
+    fused: dict[int, float] = {}
+    for name, (pos, sc) in lists.items():
+        w = float(weights.get(name, 0.0))
+        if w <= 0 or not len(pos):
+            continue
+        sc = np.asarray(sc, dtype=np.float64)
+        lo, hi = float(sc.min()), float(sc.max())
+        norm = (sc - lo) / (hi - lo) if hi > lo else np.ones_like(sc)
+        seen: set[int] = set()
+        for i, v in zip(np.asarray(pos, dtype=np.int64).tolist(), norm.tolist(), strict=True):
+            if i in seen:
+                continue
+            seen.add(i)
+            fused[i] = fused.get(i, 0.0) + w * v
+    return fused
+
+
 def ranks(ranking: np.ndarray) -> dict[int, int]:
     """1-based rank of every position in a ranking (its first occurrence)."""
     out: dict[int, int] = {}
@@ -59,4 +87,4 @@ def ranks(ranking: np.ndarray) -> dict[int, int]:
     return out
 
 
-__all__ = ["CHANNELS", "ranks", "weighted_rrf"]
+__all__ = ["CHANNELS", "convex", "ranks", "weighted_rrf"]

@@ -198,19 +198,23 @@ class IndexView:
             )
         return mask
 
-    def lexical(self, query: str, n: int, mask: np.ndarray | None) -> np.ndarray:
-        """BM25 over the text column at the pinned table version, as item positions, best first;
-        rows the version does not publish (staged, removed) are skipped."""
+    def lexical(self, query: str, n: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """BM25 over the text column at the pinned table version: (item positions, BM25 scores),
+        best first; rows the version does not publish (staged, removed) are skipped."""
         try:
-            ids = self.dataset.to_table(
-                full_text_query=query, columns=["item_id", "_score"], limit=n * 4
-            ).column("item_id").to_pylist()
+            rows = (
+                self.table.search(query, query_type="fts")
+                .select(["item_id", "_score"])
+                .limit(n * 4)
+                .to_list()
+            )
         except Exception:  # noqa: BLE001 - no FTS index yet or a query the tokenizer rejects
-            return np.empty(0, dtype=np.int64)
-        idx = [self.index_of[i] for i in ids if i in self.index_of]
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        hits = [(self.index_of[r["item_id"]], float(r["_score"])) for r in rows if r["item_id"] in self.index_of]
         if mask is not None:
-            idx = [i for i in idx if mask[i]]
-        return np.array(idx[:n], dtype=np.int64)
+            hits = [h for h in hits if mask[h[0]]]
+        hits = hits[:n]
+        return np.array([i for i, _ in hits], dtype=np.int64), np.array([v for _, v in hits], dtype=np.float32)
 
     def calibrate(self, raw: float, modality: str) -> float:
         c = self.calibration.get(modality)

@@ -204,15 +204,20 @@ class Searcher:
         channels: dict[str, tuple[np.ndarray, np.ndarray | None]] = {
             "first_stage": fs.search(q, n_cand, mask)
         }
+        scored: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # channel -> (positions, scores), for search.fusion=score
         timings["first_stage_ms"] = _ms(t)
         if use_lex:
             t = time.perf_counter()
-            channels["lexical"] = (view.lexical(query, n_cand, mask), None)
+            lex_idx, lex_scores = view.lexical(query, n_cand, mask)
+            channels["lexical"] = (lex_idx, None)
+            scored["lexical"] = (lex_idx, lex_scores)
             timings["lexical_ms"] = _ms(t)
         if view.has_dense and float(s.weights.get("dense", 0.0)) > 0:
             t = time.perf_counter()
             dense = view.first_stage("dense")
-            channels["dense"] = (dense.search(dense.encode_query(query), n_cand, mask)[0], None)  # type: ignore[attr-defined]
+            d_idx, d_scores = dense.search(dense.encode_query(query), n_cand, mask)  # type: ignore[attr-defined]
+            channels["dense"] = (d_idx, None)
+            scored["dense"] = (d_idx, d_scores)
             timings["dense_ms"] = _ms(t)
         cand, approx = fuse(channels, s.rrf_k, n_cand)
         ranks = {name: fusion.ranks(c) for name, (c, _) in channels.items()}
@@ -227,33 +232,42 @@ class Searcher:
             idx, scores = np.concatenate([top, idx[n_top:]]), np.concatenate([exact, scores[n_top:]])
         timings["rerank_ms"] = _ms(t)
 
-        # calibrated late-interaction score of every candidate; thresholds apply to it
-        kept: list[tuple[int, float, float]] = []  # (position, calibrated, raw per token)
-        dropped = 0
+        # calibrated late-interaction score of every candidate. A threshold gates this channel's
+        # evidence: an item below its modality's threshold leaves the MaxSim ranking; with fusion it
+        # stays when another channel (BM25, dense) lists it, alone it is dropped (and counted).
+        calibrated: dict[int, float] = {}
+        raw_of: dict[int, float] = {}
+        below: set[int] = set()
         for i, raw in zip(idx.tolist(), scores.tolist(), strict=True):
             raw_n = raw / len(q) if rr_name == "maxsim" else raw
             m = view.modality[i]
             cal = view.calibrate(raw_n, m) if rr_name == "maxsim" else raw_n
+            calibrated[i], raw_of[i] = cal, raw_n
             if apply_thresholds and rr_name == "maxsim" and cal < s.thresholds.get(f"text_{m}", -math.inf):
-                dropped += 1
-                continue
-            kept.append((i, cal, raw_n))
-        calibrated = {i: cal for i, cal, _ in kept}
-        raw_of = {i: raw_n for i, _, raw_n in kept}
-        # the late-interaction channel's own order: calibrated MaxSim (per-modality z-scores), ties by id
-        late = sorted(calibrated, key=lambda i: (-calibrated[i], view.items["item_id"][i]))
-        if s.fusion == "rrf":
-            # with reranker=none the first stage's own order is the late-interaction evidence (the
-            # candidates' order there already holds BM25's)
-            own = late if rr_name == "maxsim" else [i for i in channels["first_stage"][0].tolist() if i in calibrated]
-            rankings = {"maxsim": np.array(own, dtype=np.int64)}
-            for name in ("lexical", "dense"):
-                if name in channels:
-                    rankings[name] = np.array([i for i in channels[name][0].tolist() if i in calibrated], dtype=np.int64)
-            final = fusion.weighted_rrf(rankings, s.weights, s.rrf_k)
-            final = {i: final.get(i, 0.0) for i in late}
+                below.add(i)
+        ids = view.items["item_id"]
+        # the late-interaction channel's own order: calibrated MaxSim (per-modality z-scores), ties by id;
+        # with reranker=none the first stage's order (its candidates' order already holds BM25's)
+        if rr_name == "maxsim":
+            late = sorted((i for i in calibrated if i not in below), key=lambda i: (-calibrated[i], ids[i]))
+            late_scores = np.array([calibrated[i] for i in late], dtype=np.float32)
+        else:
+            fs_idx, fs_sc = channels["first_stage"]
+            late = [i for i in fs_idx.tolist() if i in calibrated]
+            by_pos = dict(zip(fs_idx.tolist(), (-np.arange(len(fs_idx)) if fs_sc is None else fs_sc).tolist(), strict=True))
+            late_scores = np.array([by_pos[i] for i in late], dtype=np.float32)
+        lists = {"maxsim": (np.array(late, dtype=np.int64), late_scores)}
+        for name, (pos, sc) in scored.items():
+            keep = np.array([i in calibrated for i in pos.tolist()], dtype=bool)
+            lists[name] = (pos[keep], sc[keep]) if len(pos) else (pos, sc)
+        if s.fusion == "score":
+            final = fusion.convex(lists, s.weights)
+        elif s.fusion == "rrf":
+            final = fusion.weighted_rrf({n: pos for n, (pos, _) in lists.items()}, s.weights, s.rrf_k)
         else:  # the rerank's order alone
-            final = calibrated
+            final = {i: calibrated[i] for i in late}
+        dropped = len(calibrated) - len(final)
+        late = list(final)
         results = []
         for i in late:
             res = view.result(i, 0, final[i], raw_of[i])
