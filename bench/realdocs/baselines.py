@@ -31,10 +31,14 @@ _PUNCT = re.compile(r"[^\w\s]+")
 
 
 def catalog_items(storage_root: Path) -> list[dict[str, Any]]:
-    """Every retrievable item the product ingested: pages, images, keyframes, transcript windows."""
+    """Every retrievable item the product ingested: pages, images, keyframes, transcript windows,
+    with the text a user would have without the product's OCR: an item whose text came from OCR
+    alone (``text_source = 'ocr'``) has none here (the 'OCR + BM25' baseline OCRs it itself); the
+    few ``layer+ocr`` pages keep the OCR lines the product appended to a short layer."""
     cat = Catalog(storage_root / "catalog.duckdb")
     pages = cat.query(
-        """SELECT p.item_id, p.doc_id, d.source, p.modality, p.page, p.image_path, coalesce(p.text, '') AS text
+        """SELECT p.item_id, p.doc_id, d.source, p.modality, p.page, p.image_path,
+                  CASE WHEN p.text_source = 'ocr' THEN '' ELSE coalesce(p.text, '') END AS text
            FROM pages p JOIN documents d USING (doc_id) WHERE d.status <> 'quarantined'"""
     )
     segs = cat.query(
