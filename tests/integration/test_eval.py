@@ -68,7 +68,7 @@ def test_single_eval_prints_one_json_object_and_stores_the_run(env: list[str], s
     for key in ("ndcg@5", "ndcg@10", "recall@10", "recall@100", "mrr"):
         assert 0.0 <= out["metrics"]["first_stage"][key] <= 1.0 and 0.0 <= out["metrics"]["reranked"][key] <= 1.0
     assert set(out["by_channel"]) == {"page", "image", "segment"}
-    assert set(out["latency_ms"]) == {"encode", "first_stage", "lexical", "rerank", "total"}
+    assert set(out["latency_ms"]) == {"encode", "first_stage", "lexical", "dense", "rerank", "total"}
     assert out["config"]["search"]["k"] == 5 and "per_query" not in out
     (row,) = load_experiments(load_config(env).catalog_path, run_ids=[out["run_id"]])
     assert row["sweep_id"] is None and row["overrides"][-1] == "search.k=5"

@@ -76,9 +76,13 @@ def test_a_first_stage_that_was_not_built_is_refused(indexed) -> None:
 
 
 def test_thresholds_drop_and_count(indexed) -> None:
-    strict = load_config([*indexed.overrides, "search.thresholds.text_page=100", "search.thresholds.text_segment=100"])
-    r = search("inverter", k=10, cfg=strict)
-    assert r.results == [] and r.dropped_below_threshold > 0
+    strict = [*indexed.overrides, "search.thresholds.text_page=100", "search.thresholds.text_segment=100"]
+    alone = search("inverter", k=10, cfg=load_config([*strict, "search.fusion=none"]))
+    assert alone.results == [] and alone.dropped_below_threshold > 0
+    # fused, a threshold gates the MaxSim channel's evidence only: what BM25 lists stays, the rest goes
+    fused = search("inverter", k=10, cfg=load_config([*strict, "search.weights.dense=0"]))
+    assert fused.results and all(r.channels["lexical"]["rank"] for r in fused.results)
+    assert fused.dropped_below_threshold > 0
 
 
 @pytest.mark.parametrize(
