@@ -12,8 +12,10 @@ from mmrag_assets.lib.index.first_stage import EncodeBatch, Part, get_strategy
 from mmrag_assets.lib.index.vectors import Ragged
 
 PASSAGES = [
-    "Floating-point numbers are stored in binary, so decimal fractions such as 0.1 cannot be represented "
-    "exactly and sums of them carry small rounding errors.",
+    (
+        "Floating-point numbers are stored in binary, so decimal fractions such as 0.1 cannot be represented "
+        "exactly and sums of them carry small rounding errors."
+    ),
     "To reset the router, hold the button on the back for ten seconds until the lights blink.",
     "Quarterly revenue grew in every region, led by the northern sales team.",
     "",  # an item without text: never listed
