@@ -151,6 +151,13 @@ def repair_lance(cfg: MmragConfig, version_key: str, out: StoreCheck, *, deep: b
         out.repaired.append(
             f"LanceDB table {uri.stem}: dropped {len(bad)} fragment(s) with damaged data files; their items are re-embedded"
         )
+        # the BM25 and scalar indexes still count the dropped rows (BM25's document statistics would
+        # differ from a clean build's): dropped here, the publish recreates them over the whole table
+        from mmrag_assets.lib.index import table as lx
+
+        tbl = lx.connect(cfg).open_table(lx.table_name(version_key))
+        for ix in tbl.list_indices():
+            tbl.drop_index(ix.name)
 
 
 def repair_duplicate_rows(cfg: MmragConfig, version_key: str, out: StoreCheck) -> None:

@@ -69,8 +69,11 @@ def test_status_json_reports_the_index(indexed) -> None:
         "version": tbl.version,
         "rows": tbl.count_rows(),
         "bytes_per_item": idx["bytes_per_item"],
+        "published": idx["published"],
+        "problems": [],  # nothing incomplete or damaged
     }
     assert idx["bytes_per_item"] > 0
+    assert idx["published"]["items"] <= idx["rows"] and idx["published"]["documents"] > 0
 
 
 def test_unchanged_corpus_writes_nothing(indexed) -> None:

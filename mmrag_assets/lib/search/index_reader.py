@@ -210,6 +210,9 @@ class IndexView:
             )
         except Exception:  # noqa: BLE001 - no FTS index yet or a query the tokenizer rejects
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        # BM25 ties (short texts sharing their words) broken by item id, not by row order: a table
+        # whose rows were rewritten (a repair, a compaction) ranks exactly as before
+        rows = sorted(rows, key=lambda r: (-float(r["_score"]), r["item_id"]))
         hits = [(self.index_of[r["item_id"]], float(r["_score"])) for r in rows if r["item_id"] in self.index_of]
         if mask is not None:
             hits = [h for h in hits if mask[h[0]]]
