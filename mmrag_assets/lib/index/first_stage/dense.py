@@ -25,7 +25,6 @@ from mmrag_assets.lib.index.first_stage.base import (
     csr_rows,
 )
 from mmrag_assets.lib.index.vectors import Ragged
-from mmrag_assets.lib.search.rerank import maxsim_ragged
 
 if TYPE_CHECKING:
     from mmrag_assets.lib.index.codebook import Codebook
@@ -62,7 +61,7 @@ class Dense(Strategy):
 class DenseReader(Searchable):
     def encode_query(self, query: str) -> np.ndarray:
         """The query's (1, d) unit vector."""
-        return self.strategy.encoder().encode([query])  # type: ignore[attr-defined]
+        return self.strategy.encoder().encode_query(query)  # type: ignore[attr-defined]
 
     def score_part(self, q: np.ndarray, part: Part, local: np.ndarray | None) -> np.ndarray:
         r = part.fields["vecs"]
@@ -78,7 +77,10 @@ class DenseReader(Searchable):
             keep = np.flatnonzero(has)
             pos = np.concatenate([np.arange(off[i], off[i + 1]) for i in keep])
             sub = np.concatenate([[0], np.cumsum(lens[keep])])
-            out[keep] = maxsim_ragged(q, flat[pos], sub)
+            # best window's cosine per item, in numpy: a (1, d) query needs no torch (its import
+            # alone is ~3 s of a shell search)
+            sims = np.asarray(flat[pos], dtype=np.float32) @ np.asarray(q, dtype=np.float32).reshape(-1)  # q: (1, d)
+            out[keep] = np.maximum.reduceat(sims, sub[:-1])
         return out
 
     def _search(self, q: np.ndarray, n: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
