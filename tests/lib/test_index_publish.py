@@ -185,8 +185,8 @@ def test_retrain_happens_when_the_policy_says_so(env) -> None:
 
 def test_retrain_on_quantisation_error(env) -> None:
     _, tbl, loc = env
-    for i in range(4):
-        write_doc(tbl, f"doc{i}.pdf")
+    for i in range(4):  # tokens around one direction: a held-out token of the same kind is close to a centroid
+        write_doc(tbl, f"doc{i}.pdf", shift=3.0)
     p = params(retrain_delta_share=10.0, retrain_error_factor=1.2, min_error_tokens=10)
     publish(loc, tbl, FakeEmbedder(), p, allowed_doc_ids=None)
     rng = np.random.default_rng(9)
@@ -200,6 +200,21 @@ def test_retrain_on_quantisation_error(env) -> None:
     lx.upsert_documents(tbl, [d], items, far, DIM)
     res = publish(loc, tbl, FakeEmbedder(), p, allowed_doc_ids=None)
     assert res.action == "retrain" and "quantisation error" in res.reason, res.reason
+
+
+def test_tokens_like_the_training_data_do_not_trigger_a_retrain(env) -> None:
+    """The error baseline is measured on held-out tokens, not on the sample the centroids were fit to
+    (with few tokens per centroid an in-sample baseline made every delta look drifted)."""
+    _, tbl, loc = env
+    for i in range(4):
+        write_doc(tbl, f"doc{i}.pdf", shift=3.0)
+    p = params(retrain_delta_share=10.0, retrain_error_factor=1.5, min_error_tokens=10)
+    publish(loc, tbl, FakeEmbedder(), p, allowed_doc_ids=None)
+    cb = json.loads(next(loc.codebooks.glob("*/codebook.json")).read_text())["stats"]
+    assert cb["held_out_tokens"] > 0 and cb["train_error"] > cb["fit_error"]
+    write_doc(tbl, "more.pdf", shift=3.0)
+    res = publish(loc, tbl, FakeEmbedder(), p, allowed_doc_ids=None)
+    assert res.action == "delta", res.reason
 
 
 def test_compaction_merges_segments_without_reading_vectors(env) -> None:
