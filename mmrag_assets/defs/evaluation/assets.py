@@ -8,7 +8,7 @@ import dagster as dg
 from dagster import AssetExecutionContext
 from pydantic import Field
 
-from mmrag_assets.defs.shared import WRITER
+from mmrag_assets.defs.shared import EMBED_TAGS, WRITER
 from mmrag_assets.lib.evaluation.evaluate import HEADLINE
 from mmrag_assets.resources import MmragConfigResource
 
@@ -21,7 +21,7 @@ class RetrievalExperimentsConfig(dg.Config):
     name: str | None = None  # report name; default sweep-<sweep id>
 
 
-@dg.asset(deps=["search_index"], group_name="evaluation", kinds={"duckdb"}, pool=WRITER)
+@dg.asset(deps=["search_index"], group_name="evaluation", kinds={"duckdb"}, pool=WRITER, op_tags=EMBED_TAGS)
 def retrieval_experiments(
     context: AssetExecutionContext, config: RetrievalExperimentsConfig, mmrag: MmragConfigResource
 ) -> dg.MaterializeResult:

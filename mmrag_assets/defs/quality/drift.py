@@ -9,7 +9,7 @@ import getpass
 
 import dagster as dg
 
-from mmrag_assets.defs.shared import WRITER, config_metadata, text
+from mmrag_assets.defs.shared import EMBED_TAGS, WRITER, config_metadata, text
 from mmrag_assets.resources import CatalogResource, EmbedderResource, LanceStoreResource, MmragConfigResource
 
 DRIFT = dg.AssetCheckSpec(
@@ -30,7 +30,7 @@ def _severity(s: str) -> dg.AssetCheckSeverity:
     return dg.AssetCheckSeverity.ERROR if s == "ERROR" else dg.AssetCheckSeverity.WARN
 
 
-@dg.multi_asset_check(specs=[DRIFT, GAP], name="index_quality", can_subset=False, pool=WRITER)
+@dg.multi_asset_check(specs=[DRIFT, GAP], name="index_quality", can_subset=False, pool=WRITER, op_tags=EMBED_TAGS)
 def index_quality(
     context: dg.AssetCheckExecutionContext,
     mmrag: MmragConfigResource,
@@ -152,7 +152,7 @@ class BaselineConfig(dg.Config):
     requested_by: str = ""  # who: defaults to the OS user running the step
 
 
-@dg.asset(deps=["search_index"], group_name="quality", kinds={"duckdb"}, pool=WRITER)
+@dg.asset(deps=["search_index"], group_name="quality", kinds={"duckdb"}, pool=WRITER, op_tags=EMBED_TAGS)
 def drift_baselines(
     context: dg.AssetExecutionContext,
     config: BaselineConfig,

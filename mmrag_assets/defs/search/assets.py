@@ -5,12 +5,12 @@ import time
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from mmrag_assets.defs.shared import WRITER, config_metadata, text
+from mmrag_assets.defs.shared import EMBED_TAGS, WRITER, config_metadata, text
 from mmrag_assets.lib.search.searcher import read_queries
 from mmrag_assets.resources import CatalogResource, MmragConfigResource, SearcherResource
 
 
-@dg.asset(deps=["search_index"], group_name="search", kinds={"duckdb"}, pool=WRITER)
+@dg.asset(deps=["search_index"], group_name="search", kinds={"duckdb"}, pool=WRITER, op_tags=EMBED_TAGS)
 def search_results(
     context: AssetExecutionContext, mmrag: MmragConfigResource, catalog: CatalogResource, searcher: SearcherResource
 ) -> dg.MaterializeResult:
