@@ -118,7 +118,7 @@ def test_distributed_run_matches_local_and_survives_a_killed_worker(tmp_path: Pa
 
     import boto3
 
-    # one run in five hung here once (cause not found yet): dump every thread's stack and end the process
+    # one of four runs hung here (cause not found yet): dump every thread's stack and end the process
     # after 8 minutes rather than holding CI for its whole budget
     faulthandler.dump_traceback_later(480, exit=True)
     try:
