@@ -147,25 +147,12 @@ def _recon(job_name: str) -> Any:
 
 def execute(cfg: MmragConfig, home: Path, job_name: str, tags: dict[str, str], rc: dict[str, Any]) -> Any:
     """One out-of-process run on its own instance handle (this thread's)."""
-    from mmrag_assets.launch import RunOutcome, failure_message
+    from mmrag_assets.launch import run_outcome
 
     t0 = time.perf_counter()
     with dg.DagsterInstance.from_config(str(home)) as instance:
         result = dg.execute_job(_recon(job_name), instance=instance, run_config=rc, tags=tags, raise_on_error=False)
-        meta: dict[str, dict[str, Any]] = {}
-        for ev in result.get_asset_materialization_events():
-            mat = ev.materialization
-            key = mat.asset_key.to_user_string()
-            if mat.partition is None or key not in meta:
-                meta[key] = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
-        failures = [e for e in result.all_events if e.is_step_failure]
-        blocked = bool(failures) and all(
-            e.event_specific_data and e.event_specific_data.error
-            and e.event_specific_data.error.cls_name == "DagsterAssetCheckFailedError"
-            for e in failures
-        )
-        error = None if result.success else failure_message(result)
-        return RunOutcome(result.run_id, result.success, error, meta, time.perf_counter() - t0, blocked)
+        return run_outcome(result, t0, first_partition_wins=True)
 
 
 def launch_parallel(

@@ -145,10 +145,19 @@ def launch(
     result = job.execute_in_process(
         instance=instance, tags=tags, run_config={**cli_run_config(verbose), **(run_config or {})}, raise_on_error=False
     )
+    return run_outcome(result, t0)
+
+
+def run_outcome(result: Any, t0: float, *, first_partition_wins: bool = False) -> RunOutcome:
+    """What a finished run says: success, its one-line error, whether only blocking checks failed,
+    and each asset's materialisation metadata (the last one's, or with ``first_partition_wins`` the
+    unpartitioned one or else the first partition's)."""
     meta: dict[str, dict[str, Any]] = {}
     for ev in result.get_asset_materialization_events():
         mat = ev.materialization
-        meta[mat.asset_key.to_user_string()] = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+        key = mat.asset_key.to_user_string()
+        if not first_partition_wins or mat.partition is None or key not in meta:
+            meta[key] = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
     failures = [e for e in result.all_events if e.is_step_failure]
     blocked = bool(failures) and all(
         e.event_specific_data and e.event_specific_data.error
