@@ -128,6 +128,7 @@ def run_load(base: Path, overrides: list[str], *, clients: int = 8, requests: in
         lock = threading.Lock()
         switched = threading.Event()  # CURRENT names the version without the removed document
         reindexed = threading.Event()
+        seen_removed = threading.Event()  # a search answered with the document the re-index removes
 
         def client(c: int) -> None:
             mine: list[Req] = []
@@ -144,6 +145,8 @@ def run_load(base: Path, overrides: list[str], *, clients: int = 8, requests: in
                         body = r.json() if r.status_code == 200 else {}
                         res = body.get("results", [])
                         mine.append(Req("search", t0, time.time(), r.status_code, [x["source"] for x in res]))
+                        if REMOVED in mine[-1].sources:
+                            seen_removed.set()
                         link = next((x["image_url"] for x in res if x.get("image_url")), None)
                         if link and i % 2 == 0:  # every other search also fetches its first page image
                             t0 = time.time()
@@ -171,7 +174,10 @@ def run_load(base: Path, overrides: list[str], *, clients: int = 8, requests: in
         threads += [threading.Thread(target=client, args=(c,)) for c in range(clients)]
         for t in threads:
             t.start()
-        time.sleep(2)  # the clients are running: now change the corpus and re-index
+        # the clients are running and the removed document has been answered at least once (a fixed
+        # 2 s wait was not enough on a machine at load average ~14: no answer came before the re-index)
+        seen_removed.wait(timeout=120)
+        time.sleep(0.5)
         (cfg.corpus_root / REMOVED).unlink()
         for name in ADDED:
             shutil.copy(base / "all" / name, cfg.corpus_root)
