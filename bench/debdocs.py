@@ -27,6 +27,8 @@ from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
+from _paths import DATA  # run as a script: bench/ is sys.path[0]
+
 PACKAGES = [
     "python3.11-doc", "postgresql-doc-15", "debian-reference-en", "bash-doc", "binutils-doc", "diffutils-doc",
     "autoconf-doc", "gnu-standards", "libtool-doc", "gettext-doc", "m4-doc", "debian-handbook", "debian-policy",
@@ -35,7 +37,7 @@ PACKAGES = [
 # info manuals that duplicate an HTML manual of the same packages (near-duplicate chunks otherwise)
 INFO_DUPLICATES = ("python3.11.info", "bash.info", "autoconf.info", "standards.info")
 EXCLUDED = ("r-doc", "gnuplot", "asymptote", "octave")  # kept aside for independent checks
-OUT = Path("/work/data/index/realtext")
+OUT = DATA / "realtext"
 MIN_WORDS, MAX_WORDS = 25, 200
 BLOCKS = {"p", "li", "dd", "pre", "td", "dt", "blockquote"}
 SKIP = {"script", "style", "nav", "head"}

@@ -58,7 +58,7 @@ from mmrag_assets.lib.index.vectors import Ragged, TableVectors
 from mmrag_assets.lib.search.index_reader import IndexReader
 
 TABLE = "items__synthbench"
-CACHE = Path("/work/data/index/bench") if Path("/work/data").exists() else synth.CACHE
+CACHE = synth.CACHE
 
 
 def say(msg: str) -> None:

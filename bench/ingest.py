@@ -33,12 +33,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._paths import DATA
 from bench._report import table, write_section
 from mmrag_assets.config import section
 from mmrag_assets.fixtures.sample_corpus import MANUAL, REPORT, SPEECH_AUDIO, build_sample_corpus
 from mmrag_assets.lib.ingest.render import render_pdf
 
-CACHE = Path(__file__).resolve().parent / ".cache"
+CACHE = DATA
 RENDER_TARGET = 1.5  # x pdftoppm pages/s at 150 DPI
 RTF_TARGET = 0.1
 

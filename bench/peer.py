@@ -6,7 +6,7 @@ incremental update (one 10-page document in, one out, until search sees it) and 
 latency at equal recall@10 against exact MaxSim, as ratios. fast-plaid runs in its own virtual
 environment (it pins torch==2.11.0) through ``bench/peer_fastplaid.py``; both get 2 threads.
 
-    uv run python bench/peer.py --venv /work/data/index/fastplaid-venv
+    uv run python bench/peer.py [--venv DIR]   (default $MMRAG_BENCH_DATA/fastplaid-venv)
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a pack
 
 import synth
 from _index import K, VectorEmbedder, ground_truth, load_avg, pct, recall
+from _paths import DATA
 from _report import table, write_section
 
 from mmrag_assets.config import load_config
@@ -34,7 +35,7 @@ from mmrag_assets.lib.index.publish import IndexLocation, params_from_config, pu
 from mmrag_assets.lib.search.index_reader import IndexReader
 from mmrag_assets.lib.search.rerank import rerank_maxsim
 
-CACHE = Path("/work/data/index/bench") if Path("/work/data").exists() else synth.CACHE
+CACHE = synth.CACHE
 SETTINGS = [{"n_ivf_probe": p, "n_full_scores": f} for p in (4, 8, 16, 32) for f in (1024, 4096)]
 
 
@@ -168,7 +169,7 @@ def realtext(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--venv", type=Path, default=Path("/work/data/index/fastplaid-venv"))
+    ap.add_argument("--venv", type=Path, default=DATA / "fastplaid-venv")
     ap.add_argument("--pages", type=int, default=10_000)
     ap.add_argument("--real-limit", type=int, default=20_000)
     ap.add_argument("--queries", type=int, default=50)

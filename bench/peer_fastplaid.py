@@ -2,8 +2,8 @@
 
 Runs inside its own virtual environment (fast-plaid pins ``torch==2.11.0``; mmrag needs 2.13):
 
-    uv venv /work/data/index/fastplaid-venv && uv pip install -p /work/data/index/fastplaid-venv fast-plaid pylance==14.0.2
-    /work/data/index/fastplaid-venv/bin/python bench/peer_fastplaid.py --job job.json
+    uv venv $MMRAG_BENCH_DATA/fastplaid-venv && uv pip install -p $MMRAG_BENCH_DATA/fastplaid-venv fast-plaid pylance==14.0.2
+    $MMRAG_BENCH_DATA/fastplaid-venv/bin/python bench/peer_fastplaid.py --job job.json
 
 It imports nothing from mmrag: ``job.json`` names the table (``uri``, ``version``, and ``vocab``, an
 .npy vocabulary for a token table), the queries (.npy, (Q, Tq, d) float32, zero-padded; ``query_lens``: an .npy of their lengths), the ``update`` (rows to

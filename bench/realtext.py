@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
 
 from _index import K, du, load_avg, pct, recall
+from _paths import DATA as BENCH_DATA
 from _report import table, write_section
 
 from mmrag_assets.config import load_config
@@ -43,7 +44,7 @@ from mmrag_assets.lib.search.index_reader import IndexReader
 from mmrag_assets.lib.search.rerank import rerank_maxsim, topk
 from mmrag_assets.lib.search.searcher import Searcher
 
-DATA = Path("/work/data/index/realtext")
+DATA = BENCH_DATA / "realtext"
 STRATEGIES = ["plaid", "binary", "pooled", "muvera"]
 STOP = set(["a", "an", "and", "are", "as", "at", "be", "been", "being", "but", "by", "can", "could", "did", "do", "does", "doing", "for", "from", "had", "has", "have", "having", "he", "her", "his", "how", "i", "if", "in", "into", "is", "it", "its", "may", "me", "might", "my", "no", "not", "of", "on", "or", "our", "she", "should", "so", "such", "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "those", "to", "too", "us", "was", "we", "were", "what", "when", "where", "which", "while", "who", "why", "will", "with", "would", "you", "your"])
 FRAMES = ["how do i", "what is", "where can i find", "why does", "explain", "how to", "what happens when", "is there a way to"]

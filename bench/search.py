@@ -53,7 +53,7 @@ from mmrag_assets.lib.search.index_reader import IndexReader
 from mmrag_assets.lib.search.rerank import maxsim_ragged, topk
 
 TABLE = "items__synthbench"
-CACHE = Path("/work/data/index/bench") if Path("/work/data").exists() else synth.CACHE
+CACHE = synth.CACHE
 STRATEGIES = ["plaid", "binary", "pooled", "muvera"]
 EXTRA_CODECS = ["residual4", "int8"]
 

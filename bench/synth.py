@@ -44,8 +44,9 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+from _paths import DATA  # bench/ is on sys.path for every script that imports synth
 
-CACHE = Path(__file__).resolve().parent / ".cache"
+CACHE = DATA
 CHUNK_PAGES = 256
 PAGES_PER_TOPIC = 250
 PAGES_PER_DOC = 10

@@ -3,7 +3,7 @@
     uv run python -m bench.realdocs.build [--out DIR] [--update-committed]
 
 Downloads Debian documentation packages (``apt-get download``; see ``sources.py`` for which and
-why), and writes under ``--out`` (default ``$MMRAG_REALDOCS`` or ``/work/data/evalset``):
+why), and writes under ``--out`` (default ``$MMRAG_REALDOCS`` or ``$MMRAG_BENCH_DATA/evalset``):
 
 - ``corpus/pages/``    PDFs with their text layer (channel ``page``)
 - ``corpus/scanned/``  the same kind of PDFs rasterised to image-only pages (``scanned``)
@@ -33,6 +33,7 @@ from typing import Any
 
 import pymupdf
 
+from bench._paths import DATA
 from bench.realdocs import labels, media, sources
 from bench.realdocs.labels import Unit
 
@@ -51,7 +52,7 @@ EVIDENCE = {"page": "text_layer", "scanned": "pixels", "image": "pixels", "audio
 
 
 def default_out() -> Path:
-    return Path(os.environ.get("MMRAG_REALDOCS", "/work/data/evalset"))
+    return Path(os.environ.get("MMRAG_REALDOCS") or DATA / "evalset")
 
 
 # ---------------------------------------------------------------- corpus
@@ -247,7 +248,7 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]], header: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, default=default_out(), help="cache dir (default: $MMRAG_REALDOCS or /work/data/evalset)")
+    ap.add_argument("--out", type=Path, default=default_out(), help="cache dir (default: $MMRAG_REALDOCS or $MMRAG_BENCH_DATA/evalset)")
     ap.add_argument("--update-committed", action="store_true", help="copy the query files into bench/realdocs/queries/")
     ap.add_argument("--queries-only", action="store_true", help="re-label from an existing units.jsonl (no media rebuild)")
     args = ap.parse_args(argv)
