@@ -24,6 +24,7 @@ import json
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -221,6 +222,18 @@ class Storage:
         infos = self._call(lambda: self.fs.get_file_info(sel), rel)
         return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
 
+    def list_files(self, rel: str) -> dict[str, int]:
+        """Every object under ``rel`` (recursively) as {path relative to the root: size}."""
+        if not self.remote:
+            d = self.local / rel
+            return {p.relative_to(self.local).as_posix(): p.stat().st_size for p in d.rglob("*") if p.is_file()}
+        from pyarrow import fs as pafs
+
+        sel = pafs.FileSelector(self._key(rel), allow_not_found=True, recursive=True)
+        infos = self._call(lambda: self.fs.get_file_info(sel), rel)
+        base = self._key("")
+        return {i.path[len(base) :].lstrip("/"): i.size for i in infos if i.type == pafs.FileType.File}
+
     def ensure_bucket(self) -> None:
         """Fail early, with what to do, when the bucket cannot be reached."""
         if not self.remote:
@@ -333,6 +346,58 @@ def push_index(store: Storage, version_key: str) -> int:
     sent += store.put(f"{base}/versions/{v}.json")
     sent += store.put(f"{base}/CURRENT")
     return sent
+
+
+def gc_remote_index(store: Storage, version_key: str, grace_s: float, now: float | None = None) -> dict[str, Any]:
+    """Garbage collection of the object store's copy of one index, by the rule of the local folder
+    (``manifest.stale_versions``): the manifests of versions past their grace period, then every
+    object under the index that no remaining manifest names. Run by the publisher (its pool holds
+    one slot), after ``push_index``: no other writer adds files meanwhile. Replicas mirror a version
+    whole when they switch to it, so one still serving a removed version keeps its local copy."""
+    if not store.remote:
+        return {}
+    from mmrag_assets.lib.index.manifest import stale_versions
+
+    now = time.time() if now is None else now
+    base = index_prefix(version_key)
+    objects = store.list_files(base)
+    manifests: dict[int, dict[str, Any] | None] = {}
+    for rel in objects:
+        m = re.fullmatch(rf"{re.escape(base)}/versions/v(\d+)\.json", rel)
+        if m:
+            try:
+                manifests[int(m.group(1))] = json.loads(store.read_text(rel) or "null")
+            except ValueError:
+                manifests[int(m.group(1))] = None  # unreadable: removed like a version that never went live
+    live = remote_version(store, version_key)
+    if live is None or manifests.get(live) is None:
+        return {}  # nothing published, or CURRENT / its manifest damaged (`mmrag index --verify`): delete nothing
+    stale = set(stale_versions(manifests, live, grace_s=grace_s, now=now))
+    keep = {f"{base}/CURRENT"}
+    for v, m in manifests.items():
+        if v not in stale:
+            keep.add(f"{base}/versions/v{v}.json")
+            keep |= {f"{base}/{r}" for r in (m or {}).get("files", {})}
+    gone = sorted(rel for rel in objects if rel not in keep)
+    for v in sorted(stale):  # manifests first: a version without one is never read
+        store.delete(f"{base}/versions/v{v}.json")
+
+    def parents(rel: str) -> set[str]:
+        parts = rel[len(base) + 1 :].split("/")[:-1]
+        return {"/".join([base, *parts[: i + 1]]) for i in range(len(parts))}
+
+    # whole folders (segments/<id>, versions/v<n>.state) in one call each: a folder delete also drops
+    # the directory marker objects S3 clients leave, which a file-by-file delete would not
+    live_dirs = set().union(*(parents(r) for r in keep))
+    dead = {d for r in gone for d in parents(r)} - live_dirs
+    tops = sorted(d for d in dead if not any(d.startswith(p + "/") for p in dead))
+    for d in tops:
+        store.delete(d)
+    done = {f"{base}/versions/v{v}.json" for v in stale}
+    for rel in gone:
+        if rel not in done and not any(rel.startswith(d + "/") for d in tops):
+            store.delete(rel)
+    return {"versions_removed": sorted(stale), "objects_removed": len(gone), "bytes_removed": sum(objects[r] for r in gone)}
 
 
 def remote_version(store: Storage, version_key: str) -> int | None:

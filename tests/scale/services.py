@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import urllib.request
 import uuid
 from collections.abc import Iterator
 
@@ -22,6 +23,9 @@ def s3_emulator(bucket: str = "mmrag-test") -> Iterator[dict[str, str]]:
     srv = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     srv.start()
     host, port = srv.get_host_and_port()
+    # moto keeps its buckets in module state shared by every server of this process: start empty, so one
+    # test never sees (or collects) another's objects
+    urllib.request.urlopen(urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST"), timeout=10)
     env = {
         "AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "test",
         "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1",

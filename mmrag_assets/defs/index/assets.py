@@ -25,7 +25,7 @@ from mmrag_assets.lib.index import table as lx
 from mmrag_assets.lib.index.batch import embed_and_write, plan_embeddings
 from mmrag_assets.lib.ingest.corpus import shard_of
 from mmrag_assets.lib.quality.gates import CATALOG_CHECKS, EMBEDDINGS_CHECK, gate_keys
-from mmrag_assets.lib.storage import pull_index, push_index, storage_for
+from mmrag_assets.lib.storage import gc_remote_index, pull_index, push_index, storage_for
 from mmrag_assets.resources import CatalogResource, EmbedderResource, LanceStoreResource, MmragConfigResource
 
 
@@ -155,6 +155,7 @@ def search_index(
     res = publish(location_for(cfg, vk), tbl, embedder.embedder, params_from_config(cfg), allowed_doc_ids=allowed,
                   progress=context.log.info)  # fmt: skip
     uploaded = push_index(store, vk)  # files first, CURRENT last: replicas follow CURRENT
+    bucket_gc = gc_remote_index(store, vk, grace_s=cfg.index.gc_grace_s)  # the bucket's old versions, same rule
     removed = gc_pages(cfg, cat, referenced=set(), grace_s=cfg.storage.gc_grace_s)
     stats = lx.table_stats(tbl)
     for r in held:
@@ -183,6 +184,7 @@ def search_index(
             "page_folders_removed": len(removed),
             "storage_root": text(cfg.storage.root),
             "bytes_uploaded": uploaded,
+            "object_store_gc": dg.MetadataValue.json(bucket_gc),
             "by_modality": md_table(lx.analytics(tbl, cfg.model.dim), ["modality", "items", "tokens_per_item", "documents"]),
             "seconds": round(time.perf_counter() - t0, 2),
             **config_metadata(cfg),

@@ -232,26 +232,15 @@ def collect_garbage(
     ``table``) LanceDB table versions older than the grace period that no tag keeps.
     Call it with the publisher lock held."""
     now = time.time() if now is None else now
-    live = current_version(loc)
-    versions = list_versions(loc)
-    published, parents = {}, set()
-    for v in versions:
+    manifests: dict[int, dict[str, Any] | None] = {}
+    for v in list_versions(loc):
+        manifests[v] = None
         with contextlib.suppress(IndexDamaged, OSError):
-            m = read_manifest(loc, v)
-            published[v] = float(m["published_at"])
-            parents.add(m.get("parent"))
-    removed: list[int] = []
-    for v in versions:
-        if v == live:
-            continue
-        newer = [published[w] for w in versions if w > v and w in published and (live is None or w <= live)]
-        # a publish that died before switching CURRENT: never live, so no reader can be on it (a
-        # version that was live is the parent of the one that replaced it)
-        orphan = live is not None and (v > live or v not in parents)
-        if orphan or v not in published or (newer and now - min(newer) >= grace_s):
-            loc.manifest_path(v).unlink(missing_ok=True)
-            shutil.rmtree(loc.state_dir(v), ignore_errors=True)
-            removed.append(v)
+            manifests[v] = read_manifest(loc, v)
+    removed = stale_versions(manifests, current_version(loc), grace_s=grace_s, now=now)
+    for v in removed:
+        loc.manifest_path(v).unlink(missing_ok=True)
+        shutil.rmtree(loc.state_dir(v), ignore_errors=True)
     keep_seg, keep_cb = set(), set()
     for v in list_versions(loc):
         with contextlib.suppress(IndexDamaged, OSError):
@@ -266,6 +255,27 @@ def collect_garbage(
     out: dict[str, Any] = {"versions_removed": removed, **dropped}
     if table is not None:
         out["table_versions_removed"] = _lance_cleanup(table, set(list_versions(loc)), grace_s)
+    return out
+
+
+def stale_versions(
+    manifests: dict[int, dict[str, Any] | None], live: int | None, *, grace_s: float, now: float
+) -> list[int]:
+    """The versions garbage collection removes, from their manifests (None: unreadable): never the
+    live one; a replaced one once its successor has been published for ``grace_s``; at once, one
+    that never went live. The one rule for the local index folder and for the object store's copy."""
+    published = {v: float(m["published_at"]) for v, m in manifests.items() if m and "published_at" in m}
+    parents = {m.get("parent") for m in manifests.values() if m}
+    out = []
+    for v in sorted(manifests):
+        if v == live:
+            continue
+        newer = [published[w] for w in published if w > v and (live is None or w <= live)]
+        # a publish that died before switching CURRENT: never live, so no reader can be on it (a
+        # version that was live is the parent of the one that replaced it)
+        orphan = live is not None and (v > live or v not in parents)
+        if orphan or v not in published or (newer and now - min(newer) >= grace_s):
+            out.append(v)
     return out
 
 
