@@ -148,7 +148,54 @@ def misses(system: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def report(systems: list[dict[str, Any]], manifest: Mapping[str, Any], split: str, qs, ocr_note: str) -> str:
+TARGET_BASELINE, TARGET_PRODUCT, TARGET_BEFORE = "OCR + BM25", "product: default", "product: before fusion"
+
+
+def targets(systems: Sequence[Mapping[str, Any]]) -> str:
+    """The issue's targets, checked against this run's figures (mixed ranking): the default config
+    against OCR + BM25 per channel, paraphrase hit@10 >= 0.75, scanned/image/video hit@10 >= 0.8,
+    and search p50 within 1.5x of the search path before fusion. Empty when a system is missing."""
+    by = {s["name"]: s for s in systems}
+    if not all(n in by for n in (TARGET_BASELINE, TARGET_PRODUCT)):
+        return ""
+    base, prod = by[TARGET_BASELINE]["groups"]["mixed"], by[TARGET_PRODUCT]["groups"]["mixed"]
+
+    def hm(m: Mapping[str, Any]) -> str:
+        return f"{m['hit@10']:.2f} / {m['mrr@10']:.2f}"
+
+    rows = []
+    for g in ("all", *(f"channel={c}" for c in CHANNELS)):
+        p, b = prod.get(g) or {}, base.get(g) or {}
+        if not p.get("n_queries_evaluated") or not b.get("n_queries_evaluated"):
+            continue
+        ge = [p[k] >= b[k] - 1e-9 for k in ("hit@10", "mrr@10")]
+        gt = any(p[k] > b[k] + 1e-9 for k in ("hit@10", "mrr@10"))
+        if g == "all":
+            ok = all(ge) and gt
+            what = "strictly better overall (neither metric lower, one higher)"
+        else:
+            ok = all(ge)
+            what = f"{g.split('=')[1]} >= OCR + BM25 on hit@10 and MRR@10"
+        rows.append([what, f"{hm(p)} vs {hm(b)}", "yes" if ok else "**no**"])
+    para = prod.get("kind=paraphrase") or {}
+    if para.get("n_queries_evaluated"):
+        rows.append(["paraphrase hit@10 >= 0.75", f"{para['hit@10']:.2f}", "yes" if para["hit@10"] >= 0.75 else "**no**"])
+    for c in ("scanned", "image", "video"):
+        m = prod.get(f"channel={c}") or {}
+        if m.get("n_queries_evaluated"):
+            rows.append([f"{c} hit@10 >= 0.8", f"{m['hit@10']:.2f}", "yes" if m["hit@10"] >= 0.8 else "**no**"])
+    before = by.get(TARGET_BEFORE)
+    if before and before["latency_ms"].get("p50") and by[TARGET_PRODUCT]["latency_ms"].get("p50"):
+        r = by[TARGET_PRODUCT]["latency_ms"]["p50"] / before["latency_ms"]["p50"]
+        rows.append([
+            "search p50 within 1.5x of the path before fusion",
+            f"{by[TARGET_PRODUCT]['latency_ms']['p50']:.0f} ms vs {before['latency_ms']['p50']:.0f} ms ({r:.2f}x)",
+            "yes" if r <= 1.5 else "**no**",
+        ])
+    return table(["target (default config, mixed ranking)", "default vs OCR + BM25", "met?"], rows)
+
+
+def report(systems: list[dict[str, Any]], manifest: Mapping[str, Any], split: str, qs, ocr_note: str, load: str = "") -> str:
     counts = {c: sum(q.tags.get("channel") == c for q in qs.queries) for c in CHANNELS}
     kinds = {k: sum(q.tags.get("kind") == k for q in qs.queries) for k in KINDS}
     pk = ", ".join(f"`{p}` {v}" for p, v in sorted(manifest["packages"].items()))
@@ -156,7 +203,7 @@ def report(systems: list[dict[str, Any]], manifest: Mapping[str, Any], split: st
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
     body = [
         f"`bench/realdocs_eval.py` at commit `{rev or '?'}` on the **{split}** split ({len(qs)} queries: "
-        + ", ".join(f"{c} {n}" for c, n in counts.items()) + "; " + ", ".join(f"{k} {n}" for k, n in kinds.items()) + ").",
+        + ", ".join(f"{c} {n}" for c, n in counts.items()) + "; " + ", ".join(f"{k} {n}" for k, n in kinds.items()) + ")." + (f" Load average (1 min) {load}." if load else ""),
         f"Corpus (`bench/realdocs/build.py`, Debian packages {pk}): units per channel "
         + ", ".join(f"{c} {n}" for c, n in manifest["units"].items()) + ". " + ocr_note,
         (
@@ -165,6 +212,7 @@ def report(systems: list[dict[str, Any]], manifest: Mapping[str, Any], split: st
             "images for image, transcript windows for audio, windows + keyframes for video)."
         ),
         "### Mixed ranking (what a user sees)\n\n" + view_table(systems, "mixed"),
+        "### Against the issue's targets\n\n" + (targets(systems) or "(needs the OCR + BM25 and default rows)"),
         "### Restricted to the answer's modality (per-channel view)\n\n" + view_table(systems, "restricted"),
         "### Search latency\n\n" + lat + "\n\nBaselines time one LanceDB FTS call; the product's figure is `mmrag eval`'s total per query.",
         "### How the figures are made\n\n" + "\n".join([
@@ -205,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-benchmarks-md", action="store_true", help="do not rewrite BENCHMARKS.md / REPORT.md")
     args = ap.parse_args(argv)
     out: Path = args.out
+    load0 = os.getloadavg()[0]
     if not (out / "manifest.json").exists():
         say(f"building the corpus under {out}")
         if build.main(["--out", str(out)]) != 0:
@@ -235,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     for s in systems:
         s["groups"] = {"mixed": groups(s["per_query"], "mixed") if "by_tag" not in s else product_groups(s, "mixed")}
         s["groups"]["restricted"] = groups(s["per_query"], "restricted") if "by_tag" not in s else product_groups(s, "restricted")
-    md = report(systems, manifest, args.split, qs, ocr_note)
+    load = f"{load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (2 cores shared with other jobs: absolute times are noisy, ratios are what to read)"
+    md = report(systems, manifest, args.split, qs, ocr_note, load)
     (out / "report.md").write_text(md)
     (out / "report.json").write_text(json.dumps([{k: v for k, v in s.items()} for s in systems], default=str, indent=1))
     print(md)

@@ -1,0 +1,44 @@
+"""The targets table of the real-document report (bench/realdocs_eval.py): computed from the run's
+figures, so a target is never marked met by hand."""
+
+from __future__ import annotations
+
+from bench.realdocs_eval import targets
+
+
+def system(name: str, p50: float, **groups: tuple[float, float]) -> dict:
+    mixed = {g.replace("__", "="): {"n_queries_evaluated": 10, "hit@10": h, "mrr@10": m} for g, (h, m) in groups.items()}
+    return {"name": name, "latency_ms": {"p50": p50}, "groups": {"mixed": mixed}}
+
+
+def rows(md: str) -> dict[str, list[str]]:
+    out = {}
+    for line in md.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        out[cells[0]] = cells[1:]
+    return out
+
+
+def test_targets_compare_the_default_with_ocr_bm25_per_channel() -> None:
+    base = system("OCR + BM25", 2.0, all=(0.74, 0.67), channel__page=(0.68, 0.64), channel__video=(0.71, 0.71))
+    prod = system(
+        "product: default", 60.0, all=(0.81, 0.67), channel__page=(0.74, 0.59), channel__video=(0.71, 0.71),
+        kind__paraphrase=(0.50, 0.3),
+    )
+    before = system("product: before fusion", 30.0)
+    t = rows(targets([base, prod, before]))
+    assert t["strictly better overall (neither metric lower, one higher)"] == ["0.81 / 0.67 vs 0.74 / 0.67", "yes"]
+    assert t["page >= OCR + BM25 on hit@10 and MRR@10"][1] == "**no**"  # MRR below the baseline's
+    assert t["video >= OCR + BM25 on hit@10 and MRR@10"][1] == "yes"  # equal is not below
+    assert t["paraphrase hit@10 >= 0.75"] == ["0.50", "**no**"]
+    assert t["video hit@10 >= 0.8"] == ["0.71", "**no**"]
+    assert t["search p50 within 1.5x of the path before fusion"] == ["60 ms vs 30 ms (2.00x)", "**no**"]
+
+
+def test_equal_overall_is_not_strictly_better_and_missing_rows_give_no_table() -> None:
+    base = system("OCR + BM25", 2.0, all=(0.8, 0.7))
+    prod = system("product: default", 40.0, all=(0.8, 0.7))
+    t = rows(targets([base, prod, system("product: before fusion", 30.0)]))
+    assert t["strictly better overall (neither metric lower, one higher)"][1] == "**no**"
+    assert t["search p50 within 1.5x of the path before fusion"][1] == "yes"
+    assert targets([prod]) == ""
