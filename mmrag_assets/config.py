@@ -68,6 +68,7 @@ class CeleryConfig:
     broker: str = MISSING  # redis://host:6379/0
     backend: str = MISSING  # result backend, redis://host:6379/1
     key_prefix: str = MISSING  # Redis key prefix (several deployments on one Redis)
+    worker_lost_s: float = MISSING  # silence (no ping answer) after which a busy worker counts as lost
 
 
 @dataclass
@@ -609,6 +610,8 @@ def _validate(cfg: MmragConfig) -> None:
     orch = cfg.orchestration
     if orch.workers < 1:
         problems.append(f"orchestration.workers={orch.workers} must be >= 1")
+    if not orch.celery.worker_lost_s > 0:
+        problems.append(f"orchestration.celery.worker_lost_s={orch.celery.worker_lost_s} must be > 0 (seconds)")
     if orch.instance == "postgres" and not str(orch.postgres_url or "").startswith(("postgresql://", "postgres://")):
         problems.append(f"orchestration.postgres_url={orch.postgres_url} is not valid: write postgresql://user@host:port/database")
     if orch.executor == "celery" and orch.instance != "postgres":

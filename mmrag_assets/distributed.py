@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -145,14 +147,129 @@ def _recon(job_name: str) -> Any:
     return repo.get_reconstructable_job(job_name)
 
 
+WATCH_TAG = "mmrag/watch"  # names the run a WorkerWatch looks after (execute_job makes the run id)
+_TASKS: dict[tuple[str, str], str] = {}  # (run id, step key) -> the celery task id this process published
+_TASKS_LOCK = threading.Lock()
+
+
+def _record_task(sender: Any = None, headers: Any = None, body: Any = None, **_: Any) -> None:
+    """celery ``after_task_publish``: which task carries which step (dagster-celery keeps it to itself)."""
+    try:
+        from dagster._grpc.types import ExecuteStepArgs
+        from dagster_shared.serdes import unpack_value
+
+        args = unpack_value(body[1]["execute_step_args_packed"], ExecuteStepArgs)
+        with _TASKS_LOCK:
+            for key in args.step_keys_to_execute:
+                _TASKS[(args.run_id, key)] = headers["id"]
+    except Exception:  # noqa: BLE001, S110 - another task, or a format this version does not know: not watched
+        pass
+
+
+class WorkerWatch(threading.Thread):
+    """Fails the steps of a celery run whose worker died with them.
+
+    A pool process that dies (the OOM killer) fails its task at once (celery: ``WorkerLostError``). A
+    whole worker that dies (its machine, SIGKILL of the worker) takes the task with it: the task was
+    acknowledged on receipt, so no result would ever come and the executor would wait forever. This
+    thread reads which worker runs each of the run's steps (the "in celery worker" event), pings those
+    workers, and when one has answered no ping for ``orchestration.celery.worker_lost_s`` it records
+    why in the run's event log and stores a ``WorkerLostError`` as the result of that worker's tasks:
+    the executor then fails those steps and the run as for a dead pool process, and the next
+    ``mmrag index`` redoes their documents."""
+
+    def __init__(self, cfg: MmragConfig, home: Path, token: str, poll_s: float = 2.0) -> None:
+        super().__init__(name="mmrag-worker-watch", daemon=True)
+        self.cfg, self.home, self.token, self.poll_s = cfg, home, token, poll_s
+        self.lost_s = float(cfg.orchestration.celery.worker_lost_s)
+        self.stop, self.lost = threading.Event(), ""
+
+    def run(self) -> None:
+        from billiard.exceptions import WorkerLostError
+        from celery import states
+        from dagster_celery.make_app import make_app
+
+        c = self.cfg.orchestration.celery
+        app = make_app({"broker": c.broker, "backend": c.backend, **celery_config(self.cfg)})
+        silent: dict[str, float] = {}
+        failed: set[str] = set()
+        with dg.DagsterInstance.from_config(str(self.home)) as inst:
+            while not self.stop.wait(self.poll_s):
+                runs = inst.get_runs(dg.RunsFilter(tags={WATCH_TAG: self.token}), limit=1)
+                if not runs:
+                    continue
+                run = runs[0]
+                if run.is_finished:
+                    return
+                busy = busy_workers(inst, run.run_id)
+                if not busy:
+                    continue
+                alive = {h for reply in app.control.ping(destination=sorted(busy), timeout=1.0) for h in reply}
+                now = time.monotonic()
+                for host in busy:
+                    silent.pop(host, None) if host in alive else silent.setdefault(host, now)
+                for host in sorted(h for h, t in silent.items() if h in busy and now - t >= self.lost_s):
+                    steps = sorted(busy[host] - failed)
+                    if not steps:
+                        continue
+                    msg = (f"celery worker {host} was lost while running {', '.join(steps)} (no answer for "
+                           f"{self.lost_s:g} s, orchestration.celery.worker_lost_s); the next `mmrag index` "
+                           "redoes its documents")  # fmt: skip
+                    self.lost = msg
+                    inst.report_engine_event(msg, run)
+                    for step in steps:
+                        with _TASKS_LOCK:
+                            task_id = _TASKS.get((run.run_id, step))
+                        if task_id:  # the executor reads it as the step's result: the step fails
+                            app.backend.store_result(task_id, WorkerLostError(msg), states.FAILURE)
+                        failed.add(step)
+
+
+def busy_workers(instance: dg.DagsterInstance, run_id: str) -> dict[str, set[str]]:
+    """{worker hostname: its steps} for the run's steps that a celery worker started and that have not ended."""
+    ended = {"STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED"}
+    on: dict[str, str] = {}
+    for rec in instance.all_logs(run_id):
+        ev = rec.dagster_event
+        if ev is None or not ev.step_key:
+            continue
+        if ev.event_type_value in ended:
+            on.pop(ev.step_key, None)
+        elif "in celery worker" in (rec.message or ""):
+            host = getattr(ev.event_specific_data.metadata.get("Celery worker"), "value", None)
+            if host:
+                on[ev.step_key] = str(host)
+    out: dict[str, set[str]] = {}
+    for step, host in on.items():
+        out.setdefault(host, set()).add(step)
+    return out
+
+
 def execute(cfg: MmragConfig, home: Path, job_name: str, tags: dict[str, str], rc: dict[str, Any]) -> Any:
-    """One out-of-process run on its own instance handle (this thread's)."""
+    """One out-of-process run on its own instance handle, in this process's main thread (a celery run
+    with a WorkerWatch beside it)."""
     from mmrag_assets.launch import run_outcome
 
     t0 = time.perf_counter()
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        result = dg.execute_job(_recon(job_name), instance=instance, run_config=rc, tags=tags, raise_on_error=False)
-        return run_outcome(result, t0, first_partition_wins=True)
+    watch = None
+    if cfg.orchestration.executor == "celery":
+        from celery.signals import after_task_publish
+
+        after_task_publish.connect(_record_task, weak=False, dispatch_uid="mmrag-record-task")
+        token = uuid.uuid4().hex
+        tags = {**tags, WATCH_TAG: token}
+        watch = WorkerWatch(cfg, home, token)
+        watch.start()
+    try:
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            result = dg.execute_job(_recon(job_name), instance=instance, run_config=rc, tags=tags, raise_on_error=False)
+            out = run_outcome(result, t0, first_partition_wins=True)
+    finally:
+        if watch is not None:
+            watch.stop.set()
+    if watch is not None and watch.lost and not out.success:
+        out.error = watch.lost
+    return out
 
 
 def launch_parallel(

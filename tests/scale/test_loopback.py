@@ -3,8 +3,10 @@ a fresh Postgres database each for the catalog and the Dagster instance, the Red
 celery workers (`mmrag worker`: one CPU-only, one that also consumes the embedding queue).
 
 A mixed corpus (PDFs, an image, a photo, a recording, a video and a truncated PDF) is indexed
-through them while one worker's step process is SIGKILLed mid-run; the run fails, the rerun
-completes, and the rows, the search results and `mmrag status` are those of a plain local run."""
+through them while one whole worker (its main process and its pool: a lost machine) is SIGKILLed
+mid-step; the launcher's watch fails the step that died with it instead of waiting forever, a
+replacement worker starts, the rerun completes, and the rows, the search results and `mmrag status`
+are those of a plain local run."""
 
 from __future__ import annotations
 
@@ -20,13 +22,14 @@ import time
 import uuid
 from pathlib import Path
 
+import dagster as dg
 import psutil
 import pytest
 
 from mmrag_assets.config import load_config
 from mmrag_assets.errors import MmragError
 from mmrag_assets.fixtures.sample_corpus import build_sample_corpus
-from mmrag_assets.launch import index
+from mmrag_assets.launch import dagster_home, index
 from mmrag_assets.lib.catalog import Catalog
 from mmrag_assets.lib.search.index_reader import IndexReader
 from mmrag_assets.lib.search.searcher import get_searcher
@@ -85,11 +88,8 @@ def _worker(name: str, queues: list[str], overrides: list[str], log: Path) -> su
 
 
 def _kill_when_ingesting(cfg, workers: dict[str, subprocess.Popen], out: dict, stop: threading.Event) -> None:
-    """SIGKILL the pool process of the worker that executes an ingestion step, as soon as one does."""
-    import dagster as dg
-
-    from mmrag_assets.launch import dagster_home
-
+    """SIGKILL the whole worker (its main process and its pool: a machine lost) that executes an
+    ingestion step, as soon as one does."""
     home = dagster_home(cfg)
     while not (home / "dagster.yaml").exists() and not stop.is_set():  # `index` creates the instance
         time.sleep(0.2)
@@ -104,10 +104,9 @@ def _kill_when_ingesting(cfg, workers: dict[str, subprocess.Popen], out: dict, s
                     name = host.split("@")[0]
                     if name in workers:
                         time.sleep(1.0)  # mid-step: the step has started writing its documents
-                        children = psutil.Process(workers[name].pid).children()
-                        for c in children:
-                            os.kill(c.pid, signal.SIGKILL)
-                        out.update(worker=name, run_id=run.run_id, killed=[c.pid for c in children])
+                        pids = [workers[name].pid, *(c.pid for c in psutil.Process(workers[name].pid).children())]
+                        os.killpg(workers[name].pid, signal.SIGKILL)
+                        out.update(worker=name, run_id=run.run_id, killed=pids)
                         return
             time.sleep(0.3)
 
@@ -145,7 +144,7 @@ def _scenario(tmp_path: Path, monkeypatch, boto3) -> None:
         for k, v in env.items():
             monkeypatch.setenv(k, v)
         remote_ovr = [
-            *common, "storage.root=s3://mmrag-test/team", "storage.allow_http=true",
+            *common, "storage.root=s3://mmrag-test/team", "storage.allow_http=true", "orchestration.celery.worker_lost_s=6",
             f"storage.cache_dir={tmp_path / 'launcher-cache'}", "catalog=postgres", f"catalog.url={catalog_db}",
             "orchestration=celery", f"orchestration.postgres_url={dagster_db}",
             f"orchestration.celery.key_prefix=mmrag-test-{uuid.uuid4().hex[:8]}:",
@@ -153,11 +152,14 @@ def _scenario(tmp_path: Path, monkeypatch, boto3) -> None:
         cfg = load_config(remote_ovr)
         logs = tmp_path / "logs"
         logs.mkdir()
-        workers = {
-            # a CPU-only worker and one that also takes the embedding queue (a GPU worker)
-            "cpu": _worker("cpu", ["dagster"], [*remote_ovr, f"storage.cache_dir={tmp_path / 'cpu-cache'}"], logs / "cpu.log"),
-            "gpu": _worker("gpu", ["dagster", "mmrag-embed"], [*remote_ovr, f"storage.cache_dir={tmp_path / 'gpu-cache'}"], logs / "gpu.log"),
-        }
+        # a CPU-only worker and one that also takes the embedding queue (a GPU worker)
+        queues = {"cpu": ["dagster"], "gpu": ["dagster", "mmrag-embed"]}
+
+        def start(name: str, log: str) -> subprocess.Popen:
+            return _worker(name, queues[name], [*remote_ovr, f"storage.cache_dir={tmp_path / (name + '-cache')}"], logs / log)
+
+        workers = {name: start(name, f"{name}.log") for name in queues}
+        lost = []
         try:
             killed: dict = {}
             stop = threading.Event()
@@ -170,7 +172,13 @@ def _scenario(tmp_path: Path, monkeypatch, boto3) -> None:
                 stop.set()
                 killer.join(30)
             assert killed, "no worker was killed: the run finished before an ingestion step started"
-            assert all(w.poll() is None for w in workers.values())  # celery replaced the dead pool process
+            # the launcher did not wait forever for the dead worker's task: its watch failed the step
+            dead = killed["worker"]
+            with dg.DagsterInstance.from_config(str(dagster_home(cfg))) as inst:
+                said = [r.message for r in inst.all_logs(killed["run_id"]) if "was lost while running" in (r.message or "")]
+            assert said and f"celery worker {dead}@" in said[0] and "document_content" in said[0], said
+            lost.append(workers[dead])
+            workers[dead] = start(dead, f"{dead}-replacement.log")  # a new machine takes its place
             again = index(cfg)
             assert not again["failed"] and again["ingested"] >= 1  # the killed range, redone
             third = index(cfg)  # and then nothing left to ingest or embed (the photo, which the lite tier
@@ -207,10 +215,6 @@ def _scenario(tmp_path: Path, monkeypatch, boto3) -> None:
             assert any(k.startswith("team/pages/") for k in keys) and any(k.endswith("/CURRENT") for k in keys)
 
             # embedding and publishing ran on the worker that consumes the embedding queue, never the CPU one
-            import dagster as dg
-
-            from mmrag_assets.launch import dagster_home
-
             placed: dict[str, set[str]] = {}
             with dg.DagsterInstance.from_config(str(dagster_home(cfg))) as inst:
                 for run in inst.get_runs():
@@ -231,6 +235,8 @@ def _scenario(tmp_path: Path, monkeypatch, boto3) -> None:
             for w in workers.values():
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(w.pid, signal.SIGTERM)
+            for w in lost:
+                w.wait(30)
             for w in workers.values():
                 try:
                     w.wait(30)
