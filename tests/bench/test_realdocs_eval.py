@@ -42,3 +42,25 @@ def test_equal_overall_is_not_strictly_better_and_missing_rows_give_no_table() -
     assert t["strictly better overall (neither metric lower, one higher)"][1] == "**no**"
     assert t["search p50 within 1.5x of the path before fusion"][1] == "yes"
     assert targets([prod]) == ""
+
+
+def test_channel_report_counts_answers_each_channel_lists() -> None:
+    from bench.realdocs.channels import first_hit, report_channels
+
+    assert first_hit([7, 3, 9], {3: 1.0}) == 2
+    assert first_hit([7, 9], {3: 1.0}) is None
+    far = [[i, 1.0 / (i + 1), 0.0, "page"] for i in range(20)] + [[99, 0.01, 1.0, "page"]]  # the answer 21st
+    rows = [
+        {"qid": "a", "tags": {"channel": "page", "kind": "literal"},
+         "channels": {"lexical": [[5, 9.0, 1.0, "page"]], "dense": far}},
+        {"qid": "b", "tags": {"channel": "audio", "kind": "paraphrase"},
+         "channels": {"lexical": [[1, 2.0, 0.0, "page"]], "dense": [[4, 0.5, 1.0, "segment"]]}},
+    ]
+    t = rows_of(report_channels(rows))
+    assert t["all (2)"] == ["0.50 / 1.00", "0.50 / 0.50"]  # dense @10 / @200, lexical @10 / @200
+    assert t["channel=page (1)"] == ["0.00 / 1.00", "1.00 / 1.00"]
+    assert t["kind=paraphrase (1)"] == ["1.00 / 1.00", "0.00 / 0.00"]
+
+
+def rows_of(md: str) -> dict[str, list[str]]:
+    return rows(md)
