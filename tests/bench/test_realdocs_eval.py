@@ -64,3 +64,19 @@ def test_channel_report_counts_answers_each_channel_lists() -> None:
 
 def rows_of(md: str) -> dict[str, list[str]]:
     return rows(md)
+
+
+def test_replay_refuses_captured_lists_with_the_products_fusion() -> None:
+    from bench.realdocs.channels import replay, replay_table
+
+    dump = [{
+        "qid": "a", "tags": {"channel": "page", "kind": "literal"},
+        # BM25's winner (7, the answer) far ahead; the dense channel prefers a near-miss (3)
+        "channels": {"lexical": [[7, 30.0, 1.0, "page"], [3, 5.0, 0.0, "page"], [4, 4.0, 0.0, "page"]],
+                     "dense": [[3, 0.61, 0.0, "page"], [4, 0.60, 0.0, "page"], [7, 0.50, 1.0, "page"]]},
+    }]
+    assert replay(dump, {"lexical": 2.0, "dense": 1.0})[0][0] == 7  # score fusion keeps BM25's lead
+    assert replay(dump, {"lexical": 2.0, "dense": 3.0})[0][0] == 3  # a heavy dense weight does not
+    assert replay(dump, {"lexical": 1.0, "dense": 1.0}, "rrf", 60)[0][0] == 3  # ranks only: 3 is 1st + 2nd
+    t = rows(replay_table(dump, [("lex", {"lexical": 1.0}, "score"), ("dense", {"dense": 1.0}, "score")], 60))
+    assert t["lex"][0] == "1.00 / 1.00" and t["dense"][0] == "1.00 / 0.33"
