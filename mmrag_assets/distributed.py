@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import threading
 import time
 import uuid
@@ -127,6 +128,11 @@ def celery_config(cfg: MmragConfig) -> dict[str, Any]:
         # the run fail and the next `mmrag index` redoes that range; the task never waits for a redelivery
         "task_acks_late": False,
         "worker_prefetch_multiplier": 1,
+        # and never one more: with prefetch a busy worker held the next step's task, acknowledged, so a
+        # worker lost mid-step took a task nobody had started with it, and that run waited forever (seen
+        # in the loopback test: one shard run hung on a step submitted to a worker killed during another
+        # run's step). Celery 5.7 (pinned) on a Redis broker: fetch only when a pool process is free
+        "worker_disable_prefetch": True,
     }
     if c.key_prefix:
         source["broker_transport_options"] = {"global_keyprefix": c.key_prefix}
@@ -147,6 +153,7 @@ def _recon(job_name: str) -> Any:
     return repo.get_reconstructable_job(job_name)
 
 
+SUBMITTED = re.compile(r'Submitting celery task for step ".*" to queue "(.*)"')  # dagster-celery's engine event
 WATCH_TAG = "mmrag/watch"  # names the run a WorkerWatch looks after (execute_job makes the run id)
 _TASKS: dict[tuple[str, str], str] = {}  # (run id, step key) -> the celery task id this process published
 _TASKS_LOCK = threading.Lock()
@@ -172,17 +179,20 @@ class WorkerWatch(threading.Thread):
     A pool process that dies (the OOM killer) fails its task at once (celery: ``WorkerLostError``). A
     whole worker that dies (its machine, SIGKILL of the worker) takes the task with it: the task was
     acknowledged on receipt, so no result would ever come and the executor would wait forever. This
-    thread reads which worker runs each of the run's steps (the "in celery worker" event), pings those
-    workers, and when one has answered no ping for ``orchestration.celery.worker_lost_s`` it records
-    why in the run's event log and stores a ``WorkerLostError`` as the result of that worker's tasks:
-    the executor then fails those steps and the run as for a dead pool process, and the next
-    ``mmrag index`` redoes their documents."""
+    thread reads which worker runs each of the run's steps (the "in celery worker" event) and asks those
+    workers (ping, then their active and reserved tasks); a step whose worker has not answered, or has
+    answered without holding its task, for ``orchestration.celery.worker_lost_s`` is lost: the thread
+    records why in the run's event log and stores a ``WorkerLostError`` as that task's result, so the
+    executor fails the step and the run as for a dead pool process, and the next ``mmrag index``
+    redoes their documents."""
 
     def __init__(self, cfg: MmragConfig, home: Path, token: str, poll_s: float = 2.0) -> None:
         super().__init__(name="mmrag-worker-watch", daemon=True)
         self.cfg, self.home, self.token, self.poll_s = cfg, home, token, poll_s
         self.lost_s = float(cfg.orchestration.celery.worker_lost_s)
         self.stop, self.lost = threading.Event(), ""
+        self._waiting: dict[str, float] = {}  # queue -> since when steps wait on it
+        self._said: set[str] = set()
 
     def run(self) -> None:
         from billiard.exceptions import WorkerLostError
@@ -191,7 +201,7 @@ class WorkerWatch(threading.Thread):
 
         c = self.cfg.orchestration.celery
         app = make_app({"broker": c.broker, "backend": c.backend, **celery_config(self.cfg)})
-        silent: dict[str, float] = {}
+        silent: dict[tuple[str, str], float] = {}  # (worker, step) -> when it was first found silent
         failed: set[str] = set()
         with dg.DagsterInstance.from_config(str(self.home)) as inst:
             while not self.stop.wait(self.poll_s):
@@ -201,48 +211,102 @@ class WorkerWatch(threading.Thread):
                 run = runs[0]
                 if run.is_finished:
                     return
-                busy = busy_workers(inst, run.run_id)
+                busy, queued = step_placement(inst, run.run_id)
+                now = time.monotonic()
+                self._say_unserved(app, inst, run, queued, now)
                 if not busy:
                     continue
-                alive = {h for reply in app.control.ping(destination=sorted(busy), timeout=1.0) for h in reply}
-                now = time.monotonic()
-                for host in busy:
-                    silent.pop(host, None) if host in alive else silent.setdefault(host, now)
-                for host in sorted(h for h, t in silent.items() if h in busy and now - t >= self.lost_s):
-                    steps = sorted(busy[host] - failed)
-                    if not steps:
-                        continue
-                    msg = (f"celery worker {host} was lost while running {', '.join(steps)} (no answer for "
-                           f"{self.lost_s:g} s, orchestration.celery.worker_lost_s); the next `mmrag index` "
-                           "redoes its documents")  # fmt: skip
-                    self.lost = msg
-                    inst.report_engine_event(msg, run)
-                    for step in steps:
+                alive, held = self._ask(app, sorted(busy))
+                for host, steps in busy.items():
+                    for step in steps - failed:
                         with _TASKS_LOCK:
                             task_id = _TASKS.get((run.run_id, step))
-                        if task_id:  # the executor reads it as the step's result: the step fails
-                            app.backend.store_result(task_id, WorkerLostError(msg), states.FAILURE)
-                        failed.add(step)
+                        # silent: the worker does not answer, or answers without holding the step's task
+                        # (its pool process died and the worker did not report it)
+                        ok = host in alive and (task_id is None or host not in held or task_id in held[host])
+                        silent.pop((host, step), None) if ok else silent.setdefault((host, step), now)
+                for (host, step), since in sorted(silent.items()):
+                    if step in failed or now - since < self.lost_s or step not in busy.get(host, ()):
+                        continue
+                    with _TASKS_LOCK:
+                        task_id = _TASKS.get((run.run_id, step))
+                    if task_id and app.AsyncResult(task_id).ready():
+                        continue  # its result came after all
+                    msg = (f"celery worker {host} was lost while running {step} (no answer for {self.lost_s:g} s, "
+                           "orchestration.celery.worker_lost_s); the next `mmrag index` redoes its documents")  # fmt: skip
+                    self.lost = msg
+                    inst.report_engine_event(msg, run)
+                    if task_id:  # the executor reads it as the step's result: the step fails
+                        app.backend.store_result(task_id, WorkerLostError(msg), states.FAILURE)
+                    failed.add(step)
+
+    def _say_unserved(self, app: Any, inst: dg.DagsterInstance, run: Any, queued: dict[str, str], now: float) -> None:
+        """Say once per queue, in the run's event log, when steps wait on a queue no live worker consumes
+        (they wait for one: a run on the embedding queue with no GPU worker up is not lost, but stuck)."""
+        if not queued:
+            return
+        first = self._waiting = {q: self._waiting.get(q, now) for q in set(queued.values())}
+        late = sorted(q for q, t in first.items() if now - t >= self.lost_s and q not in self._said)
+        if not late:
+            return
+        served = {q["name"] for qs in (app.control.inspect(timeout=1.0).active_queues() or {}).values() for q in qs}
+        for q in late:
+            if q in served:
+                self._waiting.pop(q, None)  # consumed, just busy: look again later
+                continue
+            steps = ", ".join(sorted(s for s, qq in queued.items() if qq == q))
+            inst.report_engine_event(f"no live celery worker consumes queue {q!r}: {steps} wait for one "
+                                     f"(start `mmrag worker --queue {q}`)", run)  # fmt: skip
+            self._said.add(q)
+
+    @staticmethod
+    def _ask(app: Any, hosts: list[str]) -> tuple[set[str], dict[str, set[str]]]:
+        """The workers among ``hosts`` that answer a ping, and the task ids each holds (active or
+        reserved; a worker missing from the second answer is left out of it, not counted empty)."""
+        alive = {h for reply in app.control.ping(destination=hosts, timeout=1.0) for h in reply}
+        held: dict[str, set[str]] = {}
+        if alive:
+            ask = app.control.inspect(destination=sorted(alive), timeout=1.0)
+            for answer in (ask.active() or {}, ask.reserved() or {}):
+                for host, tasks in answer.items():
+                    held.setdefault(host, set()).update(t.get("id") for t in tasks or [])
+        return alive, held
 
 
-def busy_workers(instance: dg.DagsterInstance, run_id: str) -> dict[str, set[str]]:
-    """{worker hostname: its steps} for the run's steps that a celery worker started and that have not ended."""
+def step_placement(instance: dg.DagsterInstance, run_id: str) -> tuple[dict[str, set[str]], dict[str, str]]:
+    """For the run's steps that have not ended: {worker hostname: its steps} for those a celery worker
+    started, and {step: queue} for those submitted that no worker has started yet."""
     ended = {"STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED"}
     on: dict[str, str] = {}
+    queued: dict[str, str] = {}
     for rec in instance.all_logs(run_id):
-        ev = rec.dagster_event
+        ev, msg = rec.dagster_event, rec.message or ""
         if ev is None or not ev.step_key:
             continue
         if ev.event_type_value in ended:
             on.pop(ev.step_key, None)
-        elif "in celery worker" in (rec.message or ""):
+            queued.pop(ev.step_key, None)
+        elif "in celery worker" in msg:
             host = getattr(ev.event_specific_data.metadata.get("Celery worker"), "value", None)
             if host:
                 on[ev.step_key] = str(host)
-    out: dict[str, set[str]] = {}
+                queued.pop(ev.step_key, None)
+        elif m := SUBMITTED.match(msg):
+            queued[ev.step_key] = m.group(1)
+    busy: dict[str, set[str]] = {}
     for step, host in on.items():
-        out.setdefault(host, set()).add(step)
-    return out
+        busy.setdefault(host, set()).add(step)
+    return busy, queued
+
+
+def _exit_with_parent(poll_s: float = 2.0) -> None:
+    """End this process when the launcher that spawned it is gone (killed: its pool's processes would
+    otherwise orchestrate on, orphaned, for ever). The run it leaves STARTED is swept by the next
+    ``mmrag index`` (the launcher's pid tag names a dead process)."""
+    parent = multiprocessing.parent_process()
+    while parent is not None and parent.is_alive():
+        time.sleep(poll_s)
+    os._exit(3)
 
 
 def execute(cfg: MmragConfig, home: Path, job_name: str, tags: dict[str, str], rc: dict[str, Any]) -> Any:
@@ -251,6 +315,8 @@ def execute(cfg: MmragConfig, home: Path, job_name: str, tags: dict[str, str], r
     from mmrag_assets.launch import run_outcome
 
     t0 = time.perf_counter()
+    if multiprocessing.parent_process() is not None:  # a shard run's own process (launch_parallel)
+        threading.Thread(target=_exit_with_parent, name="mmrag-parent-watch", daemon=True).start()
     watch = None
     if cfg.orchestration.executor == "celery":
         from celery.signals import after_task_publish

@@ -42,7 +42,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     # celery itself, so that this process is the worker (signals, pid) rather than a wrapper around it
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (get_config_dir(str(conf)), os.environ.get("PYTHONPATH")) if p)}
     queues = args.queue or ["dagster", EMBED_QUEUE]
-    argv = [exe, "-A", "dagster_celery.app", "worker", "--prefetch-multiplier=1", "--loglevel=INFO",
+    argv = [exe, "-A", "dagster_celery.app", "worker", "--prefetch-multiplier=1", "--disable-prefetch", "--loglevel=INFO",
             "-Q", ",".join(queues), "-n", get_worker_name(args.name), f"--concurrency={args.concurrency}", "--pool=prefork"]  # fmt: skip
     say(f"celery worker on {', '.join(queues)} (broker {cfg.orchestration.celery.broker})")
     os.execve(exe, argv, env)
