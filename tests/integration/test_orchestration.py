@@ -82,7 +82,7 @@ def test_a_model_sweep_in_one_process_searches_each_index(tmp_path: Path) -> Non
 
 def test_a_missing_corpus_is_one_error_line(tmp_path: Path) -> None:
     p = _mmrag("index", f"corpus.root={tmp_path / 'nonexistent'}", f"storage.root={tmp_path / 's'}")
-    out, err = p.communicate(timeout=300)
+    _out, err = p.communicate(timeout=300)
     assert p.returncode == 2
     lines = [line for line in err.splitlines() if line.strip()]
     assert lines[-1].startswith("error: corpus.root=") and "is not a directory" in lines[-1]

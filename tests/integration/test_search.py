@@ -119,7 +119,7 @@ def test_cli_search_json(indexed) -> None:
     cfg = indexed
     r = subprocess.run(
         [sys.executable, "-m", "mmrag_assets.cli", "search", "how do I reset my wireless router", "--k", "4", "--json", *cfg.overrides],
-        capture_output=True, text=True, timeout=300,
+        check=False, capture_output=True, text=True, timeout=300,
     )
     assert r.returncode == 0, r.stderr
     obj = json.loads(r.stdout)
@@ -131,7 +131,7 @@ def test_cli_search_json(indexed) -> None:
         assert (res["page"] is None) == (res["modality"] == "segment")
     bad = subprocess.run(
         [sys.executable, "-m", "mmrag_assets.cli", "search", "ok", "--k", "0", *cfg.overrides],
-        capture_output=True, text=True, timeout=300,
+        check=False, capture_output=True, text=True, timeout=300,
     )
     assert bad.returncode == 2 and "k=0" in bad.stderr
 
