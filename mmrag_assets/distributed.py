@@ -16,6 +16,7 @@ pool (one LanceDB writer) and the publisher pool stay at 1.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import re
@@ -153,6 +154,7 @@ def _recon(job_name: str) -> Any:
     return repo.get_reconstructable_job(job_name)
 
 
+log = logging.getLogger(__name__)
 SUBMITTED = re.compile(r'Submitting celery task for step ".*" to queue "(.*)"')  # dagster-celery's engine event
 WATCH_TAG = "mmrag/watch"  # names the run a WorkerWatch looks after (execute_job makes the run id)
 _TASKS: dict[tuple[str, str], str] = {}  # (run id, step key) -> the celery task id this process published
@@ -195,8 +197,6 @@ class WorkerWatch(threading.Thread):
         self._said: set[str] = set()
 
     def run(self) -> None:
-        from billiard.exceptions import WorkerLostError
-        from celery import states
         from dagster_celery.make_app import make_app
 
         c = self.cfg.orchestration.celery
@@ -205,40 +205,51 @@ class WorkerWatch(threading.Thread):
         failed: set[str] = set()
         with dg.DagsterInstance.from_config(str(self.home)) as inst:
             while not self.stop.wait(self.poll_s):
-                runs = inst.get_runs(dg.RunsFilter(tags={WATCH_TAG: self.token}), limit=1)
-                if not runs:
-                    continue
-                run = runs[0]
-                if run.is_finished:
-                    return
-                busy, queued = step_placement(inst, run.run_id)
-                now = time.monotonic()
-                self._say_unserved(app, inst, run, queued, now)
-                if not busy:
-                    continue
-                alive, held = self._ask(app, sorted(busy))
-                for host, steps in busy.items():
-                    for step in steps - failed:
-                        with _TASKS_LOCK:
-                            task_id = _TASKS.get((run.run_id, step))
-                        # silent: the worker does not answer, or answers without holding the step's task
-                        # (its pool process died and the worker did not report it)
-                        ok = host in alive and (task_id is None or host not in held or task_id in held[host])
-                        silent.pop((host, step), None) if ok else silent.setdefault((host, step), now)
-                for (host, step), since in sorted(silent.items()):
-                    if step in failed or now - since < self.lost_s or step not in busy.get(host, ()):
-                        continue
+                try:
+                    if self._look(app, inst, silent, failed):
+                        return
+                except Exception as e:  # noqa: BLE001 - a broker or database hiccup: look again next time
+                    log.warning("worker watch: %s: %s", type(e).__name__, e)
+
+    def _look(self, app: Any, inst: dg.DagsterInstance, silent: dict, failed: set[str]) -> bool:
+        """One look at the run; True once it has finished."""
+        from billiard.exceptions import WorkerLostError
+        from celery import states
+
+        runs = inst.get_runs(dg.RunsFilter(tags={WATCH_TAG: self.token}), limit=1)
+        if not runs:
+            return False
+        run = runs[0]
+        if run.is_finished:
+            return True
+        busy, queued = step_placement(inst, run.run_id)
+        now = time.monotonic()
+        self._say_unserved(app, inst, run, queued, now)
+        if busy:
+            alive, held = self._ask(app, sorted(busy))
+            for host, steps in busy.items():
+                for step in steps - failed:
                     with _TASKS_LOCK:
                         task_id = _TASKS.get((run.run_id, step))
-                    if task_id and app.AsyncResult(task_id).ready():
-                        continue  # its result came after all
-                    msg = (f"celery worker {host} was lost while running {step} (no answer for {self.lost_s:g} s, "
-                           "orchestration.celery.worker_lost_s); the next `mmrag index` redoes its documents")  # fmt: skip
-                    self.lost = msg
-                    inst.report_engine_event(msg, run)
-                    if task_id:  # the executor reads it as the step's result: the step fails
-                        app.backend.store_result(task_id, WorkerLostError(msg), states.FAILURE)
-                    failed.add(step)
+                    # silent: the worker does not answer, or answers without holding the step's task
+                    # (its pool process died and the worker did not report it)
+                    ok = host in alive and (task_id is None or host not in held or task_id in held[host])
+                    silent.pop((host, step), None) if ok else silent.setdefault((host, step), now)
+        for (host, step), since in sorted(silent.items()):
+            if step in failed or now - since < self.lost_s or step not in busy.get(host, ()):
+                continue
+            with _TASKS_LOCK:
+                task_id = _TASKS.get((run.run_id, step))
+            if task_id and app.AsyncResult(task_id).ready():
+                continue  # its result came after all
+            msg = (f"celery worker {host} was lost while running {step} (no answer for {self.lost_s:g} s, "
+                   "orchestration.celery.worker_lost_s); the next `mmrag index` redoes its documents")  # fmt: skip
+            self.lost = msg
+            inst.report_engine_event(msg, run)
+            if task_id:  # the executor reads it as the step's result: the step fails
+                app.backend.store_result(task_id, WorkerLostError(msg), states.FAILURE)
+            failed.add(step)
+        return False
 
     def _say_unserved(self, app: Any, inst: dg.DagsterInstance, run: Any, queued: dict[str, str], now: float) -> None:
         """Say once per queue, in the run's event log, when steps wait on a queue no live worker consumes
