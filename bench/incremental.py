@@ -263,16 +263,21 @@ def main(argv: list[str] | None = None) -> None:
     out["index_bytes"] = du(loc.root)
     out["load_end"] = load_avg()
 
-    # back to the generated table for the next run
-    tbl.checkout(base_v)
-    tbl.restore()
-    for marker in db_dir.glob(f"{TABLE}.{shift.key}.from*.done"):
-        marker.unlink()
     md = render(rows, out, args, notes)
     print("\n" + md)
     (args.cache / "incremental_results.json").write_text(json.dumps(out, indent=1, default=str))
     if not args.no_write:
         print(f"\nwrote {write_section('Incremental index', md)}")
+    # back to the generated table for the next run (after the report: at 100k the publishes' table
+    # maintenance had cleaned the generated version up, and this step crashed before the report)
+    try:
+        tbl.checkout(base_v)
+        tbl.restore()
+    except ValueError as e:
+        say(f"could not restore table version {base_v} ({e}): delete {db_dir} to regenerate the pages")
+        base_file.unlink(missing_ok=True)
+    for marker in db_dir.glob(f"{TABLE}.{shift.key}.from*.done"):
+        marker.unlink()
 
 
 @dataclasses.dataclass
