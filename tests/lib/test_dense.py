@@ -80,3 +80,26 @@ def test_dense_query_path_imports_no_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_dense_scores_are_each_items_best_window_with_empty_items_between() -> None:
+    """score = max over the item's own windows' cosines, -inf for an item without windows: empty items
+    first, between and last, on the full scan and on the sparse path (few items allowed)."""
+    rng = np.random.default_rng(7)
+    lens = np.array([0, 3, 0, 0, 1, 5, 0, 2] * 4 + [0])
+    off = np.concatenate([[0], np.cumsum(lens)])
+    flat = rng.standard_normal((int(off[-1]), 8)).astype(np.float16)
+    st = get_strategy("dense", model="wordllama", path=None, window_words=12, max_windows=3, batch_size=8)
+    reader = st.open(Codebook.vocab(np.eye(4, dtype=np.float32)), [Part(0, len(lens), {"vecs": Ragged(flat, off)}, {})])
+    q = rng.standard_normal((1, 8)).astype(np.float32)
+    sims = flat.astype(np.float32) @ q[0]
+    want = np.array([sims[off[i] : off[i + 1]].max() if lens[i] else -np.inf for i in range(len(lens))], np.float32)
+    np.testing.assert_allclose(reader.score_part(q, reader.parts[0], None), want, rtol=1e-6)
+    local = np.array([0, 2, 5, 6, 7, 13, 32])  # the sparse path: a subset, empty items among them
+    np.testing.assert_allclose(reader.score_part(q, reader.parts[0], local), want[local], rtol=1e-6)
+    allowed = np.zeros(len(lens), dtype=bool)
+    allowed[local] = True  # 7 of 33 allowed: dense_search scores only those
+    idx, sc = reader.search(q, 10, allowed)
+    listed = local[np.isfinite(want[local])]
+    assert sorted(idx.tolist()) == sorted(listed.tolist())
+    np.testing.assert_allclose(sc, np.sort(want[listed])[::-1], rtol=1e-6)

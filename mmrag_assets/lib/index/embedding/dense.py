@@ -108,7 +108,6 @@ class DenseEncoder:
         n = np.linalg.norm(out, axis=1, keepdims=True)
         return np.where(n > 0, out / np.maximum(n, 1e-12), 0.0).astype(np.float32)
 
-
     def encode_query(self, query: str) -> np.ndarray:
         """The query's (1, dim) unit vector. MiniLM queries run through the numpy forward pass
         (``bert_numpy.py``: the same vectors, tested) so that a search never imports torch."""
