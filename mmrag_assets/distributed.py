@@ -195,6 +195,7 @@ class WorkerWatch(threading.Thread):
         self.stop, self.lost = threading.Event(), ""
         self._waiting: dict[str, float] = {}  # queue -> since when steps wait on it
         self._said: set[str] = set()
+        self._placement: StepPlacement | None = None
 
     def run(self) -> None:
         from dagster_celery.make_app import make_app
@@ -222,7 +223,10 @@ class WorkerWatch(threading.Thread):
         run = runs[0]
         if run.is_finished:
             return True
-        busy, queued = step_placement(inst, run.run_id)
+        if self._placement is None or self._placement.run_id != run.run_id:
+            self._placement = StepPlacement(run.run_id)
+        placed = self._placement.update(inst)
+        busy, queued = placed.busy, placed.queued
         now = time.monotonic()
         self._say_unserved(app, inst, run, queued, now)
         if busy:
@@ -284,30 +288,48 @@ class WorkerWatch(threading.Thread):
         return alive, held
 
 
-def step_placement(instance: dg.DagsterInstance, run_id: str) -> tuple[dict[str, set[str]], dict[str, str]]:
-    """For the run's steps that have not ended: {worker hostname: its steps} for those a celery worker
-    started, and {step: queue} for those submitted that no worker has started yet."""
-    ended = {"STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED"}
-    on: dict[str, str] = {}
-    queued: dict[str, str] = {}
-    for rec in instance.all_logs(run_id):
-        ev, msg = rec.dagster_event, rec.message or ""
+class StepPlacement:
+    """Where a run's steps are, read from its event log incrementally (each look reads only the events
+    since the last one): ``busy`` {worker hostname: its steps} for steps a celery worker started that
+    have not ended, ``queued`` {step: queue} for steps submitted that no worker has started yet."""
+
+    ENDED = frozenset({"STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED"})
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id, self.cursor = run_id, None
+        self.on: dict[str, str] = {}  # step -> worker
+        self.queued: dict[str, str] = {}  # step -> queue
+
+    def update(self, instance: dg.DagsterInstance) -> StepPlacement:
+        while True:
+            conn = instance.get_records_for_run(self.run_id, cursor=self.cursor, limit=1000)
+            for rec in conn.records:
+                self._see(rec.event_log_entry)
+            self.cursor = conn.cursor
+            if not conn.has_more:
+                return self
+
+    def _see(self, entry: Any) -> None:
+        ev, msg = entry.dagster_event, entry.message or ""
         if ev is None or not ev.step_key:
-            continue
-        if ev.event_type_value in ended:
-            on.pop(ev.step_key, None)
-            queued.pop(ev.step_key, None)
+            return
+        if ev.event_type_value in self.ENDED:
+            self.on.pop(ev.step_key, None)
+            self.queued.pop(ev.step_key, None)
         elif "in celery worker" in msg:
             host = getattr(ev.event_specific_data.metadata.get("Celery worker"), "value", None)
             if host:
-                on[ev.step_key] = str(host)
-                queued.pop(ev.step_key, None)
+                self.on[ev.step_key] = str(host)
+                self.queued.pop(ev.step_key, None)
         elif m := SUBMITTED.match(msg):
-            queued[ev.step_key] = m.group(1)
-    busy: dict[str, set[str]] = {}
-    for step, host in on.items():
-        busy.setdefault(host, set()).add(step)
-    return busy, queued
+            self.queued[ev.step_key] = m.group(1)
+
+    @property
+    def busy(self) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for step, host in self.on.items():
+            out.setdefault(host, set()).add(step)
+        return out
 
 
 def _exit_with_parent(poll_s: float = 2.0) -> None:
