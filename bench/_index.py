@@ -106,10 +106,13 @@ def two_stage(
     before_each: Callable[[], None] | None = None,
     exact_top: Any = None,
     max_queries: int | None = None,
+    rescore: int = 20,
+    count_io: bool = False,
 ) -> Timed:
     """First stage (top ``n_cand``) -> MaxSim rerank over ``vectors`` (default: the view's) ->
     top-10, per query; with ``exact_top`` (a vector source) the top max(20, k) are re-scored
-    exactly. ``before_each`` runs untimed before every timed query (e.g. drop the page cache)."""
+    exactly (``rescore``: N). ``before_each`` runs untimed before every timed query (e.g. drop the page
+    cache); ``count_io``: ``extra["read_mb"]`` is the median of the bytes read from storage per query."""
     fs = view.first_stage(first_stage)
     src = vectors if vectors is not None else view.vectors
     mask = view.allowed_mask({})
@@ -118,25 +121,37 @@ def two_stage(
     for j in range(min(warmup, nq)):
         c, _ = fs.search(qs[j], n_cand, mask)
         rerank_maxsim(qs[j], src, c, K)
-    t_fs, t_rr, t_all, rec, fs_rec = [], [], [], [], []
+    t_fs, t_rr, t_all, rec, fs_rec, io = [], [], [], [], [], []
     for j in range(nq):
         if before_each:
             before_each()
+        b0 = read_bytes() if count_io else 0
         t0 = time.perf_counter()
         cand, _ = fs.search(qs[j], n_cand, mask)
         t1 = time.perf_counter()
         if exact_top is not None:
             order, _ = rerank_maxsim(qs[j], src, cand, len(cand))
-            top, _ = rerank_maxsim(qs[j], exact_top, order[: max(20, K)], K)
+            top, _ = rerank_maxsim(qs[j], exact_top, order[: max(rescore, K)], K)
         else:
             top, _ = rerank_maxsim(qs[j], src, cand, K)
         t2 = time.perf_counter()
+        io.append((read_bytes() - b0) / 1e6 if count_io else float("nan"))
         t_fs.append(t1 - t0)
         t_rr.append(t2 - t1)
         t_all.append(t2 - t0)
         rec.append(recall([ids[i] for i in top], list(truth[j])))
         fs_rec.append(len(set(ids[cand].tolist()) & set(truth[j][:K])) / K)
-    return Timed(float(np.mean(rec)), float(np.mean(fs_rec)), pct(t_all, 50), pct(t_all, 95), pct(t_fs, 50), pct(t_rr, 50), nq)
+    return Timed(float(np.mean(rec)), float(np.mean(fs_rec)), pct(t_all, 50), pct(t_all, 95), pct(t_fs, 50), pct(t_rr, 50), nq,
+                 {"read_mb": float(np.median(io)) if io else float("nan")})
+
+
+def read_bytes() -> int:
+    """Bytes this process has had fetched from storage (Linux ``/proc/self/io``; 0 elsewhere)."""
+    try:
+        with open("/proc/self/io") as fh:
+            return next(int(x.split()[1]) for x in fh if x.startswith("read_bytes"))
+    except OSError:
+        return 0
 
 
 def exact_truth_after(view: Any, qs: Sequence[np.ndarray], truth_ids: np.ndarray, truth_sc: np.ndarray,

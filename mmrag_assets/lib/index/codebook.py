@@ -30,6 +30,7 @@ from mmrag_assets.lib.index.kmeans import TwoLevelCodebook
 
 ASSIGN_ROWS = 1 << 18  # tokens assigned per torch call (128 MiB of float32 at d = 128)
 META = "codebook.json"
+RESIDUAL_MIN_HELD = 4096  # held-out tokens enough for per-dimension quantiles (16 buckets: 256 per bucket)
 
 
 class CodebookError(MmragError, ValueError):
@@ -107,7 +108,7 @@ class Codebook:
         kc = int(k_coarse or max(1, round(math.sqrt(k))))
         book = TwoLevelCodebook.train(x, k, kc, iters=kmeans_iters, seed=seed)
         codes, sims = book.assign_with_sims(x, probe=assign_probe)
-        held_sims = book.assign_with_sims(x_held, probe=assign_probe)[1] if len(x_held) else sims
+        held_codes, held_sims = book.assign_with_sims(x_held, probe=assign_probe) if len(x_held) else (codes, sims)
         # scoring centroids: the mean of the (unit) tokens each leaf holds
         import torch
 
@@ -118,9 +119,16 @@ class Codebook:
         centroids = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], book.leaves).astype(
             np.float32
         )
+        # the residual buckets are fitted on held-out tokens too: with few tokens per leaf (4 at 100k
+        # pages) the training tokens sit close to their own leaf's mean, their residuals are smaller
+        # than any other token's, and buckets fitted on them clip most of a new token's residual
+        if len(x_held) >= RESIDUAL_MIN_HELD:
+            res = x_held - centroids[held_codes]
+        else:
+            res = x - centroids[codes]
         residual = {}
         for bits in residual_bits:
-            residual |= fit_residual(x - centroids[codes], bits)
+            residual |= fit_residual(res, bits)
         stats = {
             "n_centroids": book.n_leaves, "k_coarse": kc, "train_tokens": len(x), "kmeans_iters": kmeans_iters,
             "train_error": float(np.mean(1.0 - held_sims)), "fit_error": float(np.mean(1.0 - sims)),

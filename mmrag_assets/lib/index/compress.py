@@ -68,14 +68,19 @@ def residual_lut(weights: np.ndarray, bits: int) -> np.ndarray:
 
 
 def decode_residual(
-    codes: np.ndarray, packed: np.ndarray, centroids: np.ndarray, lut: np.ndarray
+    codes: np.ndarray, packed: np.ndarray, centroids: np.ndarray, lut: np.ndarray, *, dtype: type = np.float32
 ) -> np.ndarray:
-    """(n,) codes + (n, P) packed residuals -> (n, d) float32 unit token vectors."""
+    """(n,) codes + (n, P) packed residuals -> (n, d) unit token vectors (``dtype``: float32, or
+    float16 for the reranker, whose float16 screen then reads them without a conversion)."""
     n, p = packed.shape
-    r = lut[np.arange(p)[None, :], packed].reshape(n, -1)  # (n, d)
-    x = centroids[codes] + r
-    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    return x
+    # one flat gather: row 256 * position + byte of the (P * 256, per) table (2.5x faster than
+    # indexing the 3-d table with two index arrays: 32 vs 80 ms for 200 pages x 344 tokens)
+    idx = packed.astype(np.int32)
+    idx += np.arange(0, 256 * p, 256, dtype=np.int32)
+    x = np.take(centroids, np.asarray(codes, dtype=np.int64), axis=0)  # (n, d)
+    x += np.take(lut.reshape(p * 256, -1), idx, axis=0).reshape(n, -1)
+    inv = 1.0 / np.maximum(np.sqrt(np.einsum("ij,ij->i", x, x)), 1e-12)
+    return np.multiply(x, inv[:, None], out=np.empty(x.shape, dtype=dtype), casting="same_kind")
 
 
 def encode_int8(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -86,5 +91,7 @@ def encode_int8(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return q, scale.astype(np.float16)
 
 
-def decode_int8(q: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    return q.astype(np.float32) * scale.astype(np.float32)[:, None]
+def decode_int8(q: np.ndarray, scale: np.ndarray, *, dtype: type = np.float32) -> np.ndarray:
+    """(n, d) int8 + (n,) scales -> (n, d) ``dtype`` vectors (computed in float32)."""
+    x = np.multiply(q, scale.astype(np.float32)[:, None], dtype=np.float32)
+    return x if dtype == np.float32 else x.astype(dtype)
