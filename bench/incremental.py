@@ -277,7 +277,6 @@ def cold_cache(args: argparse.Namespace, view: Any, emb: Any, params: Any, tbl: 
     and the bytes read from storage per cold query (``/proc/self/io``)."""  # fmt: skip
     codecs = (args.cold_codecs or f"none,{args.codec}").split(",")
     lance_files = lx.data_files(view.table, view.table_version)  # the pinned version's data files
-    exact = TableVectors(view.table, view.table_version, view.rowaddr)
     rows = []
     for codec in codecs:
         v = view
@@ -291,6 +290,7 @@ def cold_cache(args: argparse.Namespace, view: Any, emb: Any, params: Any, tbl: 
             pub = publish(loc_c, src, emb, dataclasses.replace(params, codec=codec), allowed_doc_ids=None)
             say(f"  {codec}: {pub.action} in {time.perf_counter() - t0:.0f}s ({pub.reason})")
             v = IndexReader(loc_c, emb, lx_db(args.cache / "lancedb"), version=pub.version).view()
+        exact = TableVectors(v.table, v.table_version, v.rowaddr)  # by the positions of *this* version's items
         code_files = files_under(*[sg.dir / "rerank" for sg in v.segments if (sg.dir / "rerank").exists()])
         maps = [r.flat for pt in getattr(v.vectors, "parts", []) for r in pt.fields.values()]
         drop = lambda f=code_files + lance_files, m=maps: drop_cache(f, m)
