@@ -91,6 +91,7 @@ class IngestConfig:
     thumbnail_px: int = MISSING  # longest side of the stored thumbnail
     keyframe_interval_s: float = MISSING  # video: one keyframe image every N seconds
     max_keyframes: int = MISSING
+    keyframe_min_change: float = MISSING  # video: a sampled frame this close to the last kept one is skipped
 
 
 @dataclass

@@ -133,3 +133,29 @@ def test_audio_only_file_has_no_keyframes(corpus: Path, tmp_path: Path) -> None:
 def test_bad_interval(corpus: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="interval_s"):
         sample_keyframes(corpus / VIDEO, tmp_path, interval_s=0, **KW)
+
+
+def test_repeated_pictures_are_one_keyframe(corpus: Path, tmp_path: Path) -> None:
+    # every 5 s: 0 and 5 show "Step 1", 20 and 25 "Do not unplug" (see the test above); 20 and 25
+    # are the same picture, 0 and 5 differ by the codec's noise (1.3 levels), other frames by 3.9-5
+    pages = sample_keyframes(corpus / VIDEO, tmp_path, interval_s=5, min_change=1.0, **KW)
+    assert [p.t_s for p in pages] == pytest.approx([0, 5, 10, 15, 20])
+    pages = sample_keyframes(corpus / VIDEO, tmp_path / "2", interval_s=5, min_change=2.0, **KW)
+    assert [p.t_s for p in pages] == pytest.approx([0, 10, 15, 20])
+    assert [p.page for p in pages] == [1, 2, 3, 4]
+    files = [p.image_path for p in pages]
+    assert all(_diff(a, b) > 3 for a, b in zip(files, files[1:], strict=False))
+    # 0 keeps every sampled frame
+    assert len(sample_keyframes(corpus / VIDEO, tmp_path / "all", interval_s=5, min_change=0, **KW)) == 6
+
+
+def test_video_only_keys_leave_other_fingerprints_alone() -> None:
+    from mmrag_assets.config import load_config
+    from mmrag_assets.lib.ingest.document import fingerprint
+
+    base = ["corpus.root=unused", "storage.root=unused"]
+    a, b = (load_config([*base, f"ingest.keyframe_min_change={v}"], resolve_paths=False) for v in (1.0, 5.0))
+    assert fingerprint(a, "pdf") == fingerprint(b, "pdf") and fingerprint(a, "image") == fingerprint(b, "image")
+    assert fingerprint(a, "video") != fingerprint(b, "video")
+    c = load_config([*base, "ingest.dpi=100"], resolve_paths=False)
+    assert fingerprint(a, "pdf") != fingerprint(c, "pdf")

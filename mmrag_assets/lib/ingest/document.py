@@ -45,8 +45,20 @@ class DocResult:
         return self.doc["status"]
 
 
+# ingest keys that only videos read: a PDF's or an image's fingerprint leaves them out, so that
+# tuning them re-ingests the videos alone (keys added since fingerprints were first stored; the
+# older keyframe_* keys stay in every kind's hash, or every stored fingerprint would change)
+VIDEO_ONLY_KEYS = ("keyframe_min_change",)
+
+
 def fingerprint(cfg: MmragConfig, kind: str) -> str:
-    base = cfg.fingerprint(*FINGERPRINT_SECTIONS.get(kind, ("ingest",)))
+    sections = FINGERPRINT_SECTIONS.get(kind, ("ingest",))
+    if kind == "video":
+        base = cfg.fingerprint(*sections)
+    else:
+        d = cfg.to_dict()
+        d["ingest"] = {k: v for k, v in d["ingest"].items() if k not in VIDEO_ONLY_KEYS}
+        base = hashlib.sha256(json.dumps({s: d[s] for s in sections}, sort_keys=True, default=str).encode()).hexdigest()[:12]
     if kind not in OCR_KINDS:
         return base
     from mmrag_assets.lib.ingest.ocr_pages import RUNTIME_KEYS
@@ -245,6 +257,7 @@ def _video(cfg: MmragConfig, path: Path, out_dir: Path, res: DocResult) -> None:
     if info.has_video:
         frames = sample_keyframes(
             path, out_dir, interval_s=cfg.ingest.keyframe_interval_s, max_keyframes=cfg.ingest.max_keyframes,
+            min_change=cfg.ingest.keyframe_min_change,
             target_pixels=cfg.ingest.image_target_pixels, **_image_kwargs(cfg),
         )
         res.pages = [_page_row(cfg, doc_id, f, "image", f"{doc_id}:k{round((f.t_s or 0) * 1000)}") for f in frames]
