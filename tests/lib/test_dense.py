@@ -26,13 +26,22 @@ def test_windows_cut_words_and_cap() -> None:
     assert windows("a b c d e", 2, 2) == ["a b", "c d"]
     assert windows("a b c", 5, 3) == ["a b c"]
     assert windows("   ", 5, 3) == [] and windows(None, 5, 3) == []
+    # overlapping by half: the tail is in the last window, no window inside the previous one
+    assert windows("a b c d e", 2, 9, 1) == ["a b", "b c", "c d", "d e"]
+    assert windows("a b c d e f", 4, 9, 2) == ["a b c d", "c d e f"]
+    assert windows("a b c d e f g", 4, 9, 2) == ["a b c d", "c d e f", "e f g"]
+    assert windows("a b", 4, 9, 2) == ["a b"]
+    assert windows("a b c d e f g", 4, 2, 2) == ["a b c d", "c d e f"]
+    for bad in (0, 5):
+        with pytest.raises(ConfigError, match="stride_words"):
+            windows("a b c", 4, 3, bad)
     with pytest.raises(ConfigError):
         windows("a", 0, 1)
 
 
 @pytest.mark.parametrize("model", ["minilm", "wordllama"])
 def test_dense_strategy_ranks_the_paraphrased_passage_first(model: str) -> None:
-    st = get_strategy("dense", model=model, path=None, window_words=12, max_windows=3, batch_size=8)
+    st = get_strategy("dense", model=model, path=None, window_words=12, stride_words=12, max_windows=3, batch_size=8)
     cb = Codebook.vocab(np.eye(4, dtype=np.float32))
     empty = Ragged(np.zeros(0, np.int64), np.zeros(len(PASSAGES) + 1, np.int64))
     fields = st.encode(EncodeBatch(empty, None, cb, PASSAGES))
@@ -89,7 +98,7 @@ def test_dense_scores_are_each_items_best_window_with_empty_items_between() -> N
     lens = np.array([0, 3, 0, 0, 1, 5, 0, 2] * 4 + [0])
     off = np.concatenate([[0], np.cumsum(lens)])
     flat = rng.standard_normal((int(off[-1]), 8)).astype(np.float16)
-    st = get_strategy("dense", model="wordllama", path=None, window_words=12, max_windows=3, batch_size=8)
+    st = get_strategy("dense", model="wordllama", path=None, window_words=12, stride_words=12, max_windows=3, batch_size=8)
     reader = st.open(Codebook.vocab(np.eye(4, dtype=np.float32)), [Part(0, len(lens), {"vecs": Ragged(flat, off)}, {})])
     q = rng.standard_normal((1, 8)).astype(np.float32)
     sims = flat.astype(np.float32) @ q[0]

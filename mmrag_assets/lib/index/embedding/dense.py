@@ -26,12 +26,18 @@ from mmrag_assets.errors import ConfigError, ModelUnavailable
 DenseModel = Literal["minilm", "wordllama"]
 
 
-def windows(text: str | None, window_words: int, max_windows: int) -> list[str]:
-    """The text's first ``max_windows`` windows of ``window_words`` words ([] for blank text)."""
+def windows(text: str | None, window_words: int, max_windows: int, stride_words: int | None = None) -> list[str]:
+    """The text's first ``max_windows`` windows of ``window_words`` words, each starting
+    ``stride_words`` (default ``window_words``: no overlap) after the one before; a window whose
+    words the previous one already holds entirely is not made ([] for blank text)."""
     words = (text or "").split()
-    if window_words < 1 or max_windows < 1:
-        raise ConfigError("dense.window_words and dense.max_windows must be >= 1")
-    return [" ".join(words[s : s + window_words]) for s in range(0, min(len(words), window_words * max_windows), window_words)]
+    stride = window_words if stride_words is None else stride_words
+    if window_words < 1 or max_windows < 1 or not 1 <= stride <= window_words:
+        raise ConfigError("dense.window_words and dense.max_windows must be >= 1, dense.stride_words within 1..window_words")
+    if not words:
+        return []
+    starts = range(0, max(len(words) - (window_words - stride), 1), stride)
+    return [" ".join(words[s : s + window_words]) for s in starts[:max_windows]]
 
 
 @functools.lru_cache(maxsize=2)

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 class Dense(Strategy):
     name = "dense"
-    build_params = ("model", "path", "window_words", "max_windows")
+    build_params = ("model", "path", "window_words", "stride_words", "max_windows")
     run_params = ("batch_size",)
     needs_vectors = False
 
@@ -47,7 +47,8 @@ class Dense(Strategy):
         if batch.texts is None:
             raise FirstStageError("dense: the encode batch carries no texts")
         enc = self.encoder()
-        per = [windows(t, int(self.params["window_words"]), int(self.params["max_windows"])) for t in batch.texts]
+        w, stride, cap = (int(self.params[k]) for k in ("window_words", "stride_words", "max_windows"))
+        per = [windows(t, w, cap, stride) for t in batch.texts]
         flat = enc.encode([w for ws in per for w in ws])  # (sum windows, d)
         off = np.zeros(len(per) + 1, dtype=np.int64)
         np.cumsum([len(ws) for ws in per], out=off[1:])
