@@ -176,6 +176,13 @@ class ModelConfig:
 
 
 @dataclass
+class CoverageWeightsConfig:
+    low: float = MISSING  # query coverage at or below: every weight times its `semantic` factor
+    high: float = MISSING  # at or above: the weights as set; linear between
+    semantic: dict[str, float] = MISSING  # per channel: the weight factor for queries few of whose words any item holds
+
+
+@dataclass
 class SearchConfig:
     k: int = MISSING
     candidates: int = MISSING
@@ -185,6 +192,7 @@ class SearchConfig:
     rrf_k: int = MISSING  # reciprocal rank fusion's k, for the candidates and the final ranking
     fusion: Literal["rrf", "score", "none"] = MISSING  # final order: weighted RRF | convex combination of normalised scores | the rerank's
     weights: dict[str, float] = MISSING  # per channel in the final fusion: maxsim, lexical, dense
+    coverage_weights: CoverageWeightsConfig = MISSING  # lite tier: the weights move with the query's coverage
     idf: bool = MISSING  # lite tier: weight query tokens by their idf over the served items
     max_k: int = MISSING
     max_query_chars: int = MISSING  # hard cap: longer queries are rejected
@@ -589,6 +597,11 @@ def _validate(cfg: MmragConfig) -> None:
         problems.append(f"search.k={cfg.search.k} must be within 1..search.max_k={cfg.search.max_k}")
     if cfg.search.candidates < 1:
         problems.append(f"search.candidates={cfg.search.candidates} must be >= 1")
+    cw = cfg.search.coverage_weights
+    if not (0 <= cw.low < cw.high <= 1):
+        problems.append(f"search.coverage_weights: low={cw.low} and high={cw.high} must satisfy 0 <= low < high <= 1")
+    if any(v < 0 for v in cw.semantic.values()) or any(v < 0 for v in cfg.search.weights.values()):
+        problems.append("search.weights and search.coverage_weights.semantic must be >= 0")
     bad_pairs = sorted(set(cfg.search.thresholds) - {"text_page", "text_image", "text_segment"})
     if bad_pairs:
         problems.append(

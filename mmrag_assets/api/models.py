@@ -101,6 +101,7 @@ class SearchReply(BaseModel):
     reranker: str
     candidates: int
     index: dict[str, Any]
+    fusion: dict[str, Any] = Field(default_factory=dict, description="the final fusion: method, query coverage, channel weights")
 
 
 class Health(BaseModel):

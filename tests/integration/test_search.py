@@ -47,6 +47,22 @@ def test_fusion_and_idf_find_the_error_code_page(indexed) -> None:
         assert r[0].channels["dense"] is not None  # the default dense channel (dense=minilm) took part
         assert len({x.score for x in r}) == len(r), q
         assert [x.score for x in r] == sorted((x.score for x in r), reverse=True)
+    # "E04" is in the manual's page: full coverage, the weights as configured
+    resp = search("E04", k=3, cfg=indexed)
+    assert resp.fusion["coverage"] == pytest.approx(1.0, abs=1e-3)
+    assert resp.fusion["weights"] == {c: pytest.approx(w) for c, w in indexed.search.weights.items()}
+
+
+def test_a_question_few_of_whose_words_occur_leans_on_meaning(indexed) -> None:
+    resp = search("gadget that turns sunlight into household electricity", k=3, cfg=indexed)
+    cov, w, sem = resp.fusion["coverage"], resp.fusion["weights"], indexed.search.coverage_weights.semantic
+    assert cov is not None and cov < indexed.search.coverage_weights.high
+    assert w["dense"] > indexed.search.weights["dense"] and w["lexical"] < indexed.search.weights["lexical"]
+    assert w["dense"] <= indexed.search.weights["dense"] * sem["dense"] + 1e-9
+    # reranker=none: the first stage's scores are no coverage, the weights stand
+    none = search("gadget that turns sunlight into household electricity", k=3,
+                  cfg=load_config([*indexed.overrides, "search.reranker=none"]))  # fmt: skip
+    assert none.fusion["coverage"] is None
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mmrag_assets.lib.index.vectors import Ragged
-from mmrag_assets.lib.search.fusion import ranks, weighted_rrf
+from mmrag_assets.lib.search.fusion import coverage_weights, ranks, weighted_rrf
 from mmrag_assets.lib.search.rerank import maxsim_ragged
 from mmrag_assets.lib.search.term_weights import idf, weight_query
 
@@ -95,3 +95,16 @@ def test_convex_combination_of_min_max_normalised_scores() -> None:
     assert rrf[2] > rrf[4] and fused[4] > fused[9]
     assert convex({"dense": (np.array([1, 2]), np.array([0.5, 0.5]))}, {"dense": 2.0}) == {1: 2.0, 2: 2.0}
     assert convex(lists, {"lexical": 0.0, "dense": 0.0}) == {}
+
+
+def test_coverage_moves_the_weights_between_exact_and_semantic() -> None:
+    w, sem = {"maxsim": 1.0, "lexical": 2.0, "dense": 1.0}, {"maxsim": 0.5, "lexical": 0.25, "dense": 2.0}
+    assert coverage_weights(w, sem, 1.0, 0.7, 0.95) == w  # every query word in an item: as configured
+    assert coverage_weights(w, sem, 0.95, 0.7, 0.95) == w
+    assert coverage_weights(w, sem, 0.6, 0.7, 0.95) == {"maxsim": 0.5, "lexical": 0.5, "dense": 2.0}
+    mid = coverage_weights(w, sem, 0.825, 0.7, 0.95)  # halfway: each factor halfway to its semantic value
+    assert mid == pytest.approx({"maxsim": 0.75, "lexical": 1.25, "dense": 1.5})
+    assert coverage_weights(w, sem, None, 0.7, 0.95) == w  # no coverage (trained tier): unchanged
+    off = coverage_weights({**w, "dense": 0.0}, sem, 0.5, 0.7, 0.95)
+    assert off["dense"] == 0.0  # a channel switched off stays off
+    assert coverage_weights(w, {}, 0.5, 0.7, 0.95) == w  # no factor for a channel: 1

@@ -67,6 +67,7 @@ class SearchResponse:
     reranker: str = ""
     candidates: int = 0
     index: dict[str, Any] = field(default_factory=dict)
+    fusion: dict[str, Any] = field(default_factory=dict)  # {"coverage", "weights"}: the final fusion's inputs
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -79,6 +80,7 @@ class SearchResponse:
             "reranker": self.reranker,
             "candidates": self.candidates,
             "index": self.index,
+            "fusion": self.fusion,
         }
 
 
@@ -269,10 +271,14 @@ class Searcher:
         for name, (pos, sc) in scored.items():
             keep = np.array([i in calibrated for i in pos.tolist()], dtype=bool)
             lists[name] = (pos[keep], sc[keep]) if len(pos) else (pos, sc)
+        # how much of the query the best candidate holds (static token vectors: 1.0 = every word)
+        coverage = max(raw_of.values()) if rr_name == "maxsim" and view.idf is not None and raw_of else None
+        cw = s.coverage_weights
+        weights = fusion.coverage_weights(s.weights, cw.semantic, coverage, cw.low, cw.high)
         if s.fusion == "score":
-            final = fusion.convex(lists, s.weights)
+            final = fusion.convex(lists, weights)
         elif s.fusion == "rrf":
-            final = fusion.weighted_rrf({n: pos for n, (pos, _) in lists.items()}, s.weights, s.rrf_k)
+            final = fusion.weighted_rrf({n: pos for n, (pos, _) in lists.items()}, weights, s.rrf_k)
         else:  # the rerank's order alone
             final = {i: calibrated[i] for i in late}
         dropped = len(calibrated) - len(final)
@@ -297,6 +303,8 @@ class Searcher:
             query=query, results=results[:k], timings_ms=timings, dropped_below_threshold=dropped,
             warnings=warnings, first_stage=fs_name, reranker=rr_name, candidates=len(cand),
             index={"table": view.table_name, "version": view.table_version, "index_version": view.version},
+            fusion={"method": s.fusion, "coverage": None if coverage is None else round(coverage, 4),
+                    "weights": {c: round(w, 4) for c, w in weights.items()}},
         )  # fmt: skip
 
     def image_path(self, item_id: str, thumb: bool = False) -> Path:
