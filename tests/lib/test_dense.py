@@ -46,7 +46,8 @@ def test_dense_strategy_ranks_the_paraphrased_passage_first(model: str) -> None:
     empty = Ragged(np.zeros(0, np.int64), np.zeros(len(PASSAGES) + 1, np.int64))
     fields = st.encode(EncodeBatch(empty, None, cb, PASSAGES))
     vecs = fields["vecs"]
-    assert vecs.flat.dtype == np.float16 and list(np.diff(vecs.offsets)) == [2, 2, 1, 0]
+    assert vecs.flat.dtype == np.int8 and list(np.diff(vecs.offsets)) == [2, 2, 1, 0]
+    assert fields["scale"].flat.dtype == np.float32 and len(fields["scale"].flat) == len(vecs.flat)
     reader = st.open(cb, [Part(0, len(PASSAGES), fields, {})])
     q = reader.encode_query("why is 0.1 plus 0.2 not exactly 0.3")
     idx, scores = reader.search(q, 10)
@@ -112,3 +113,30 @@ def test_dense_scores_are_each_items_best_window_with_empty_items_between() -> N
     listed = local[np.isfinite(want[local])]
     assert sorted(idx.tolist()) == sorted(listed.tolist())
     np.testing.assert_allclose(sc, np.sort(want[listed])[::-1], rtol=1e-6)
+
+
+def test_int8_windows_keep_the_cosines_and_the_order() -> None:
+    """Stored int8 windows (per-row scale) score within 1e-2 of the float cosines (largest seen
+    ~2e-3) and rank the items alike; the float16 layout of older segments reads the same."""
+    from mmrag_assets.lib.index.first_stage.dense import quantize_rows
+
+    rng = np.random.default_rng(3)
+    lens = np.array([2, 0, 3, 1, 4] * 20)
+    off = np.concatenate([[0], np.cumsum(lens)])
+    flat = rng.standard_normal((int(off[-1]), 384)).astype(np.float32)
+    flat /= np.linalg.norm(flat, axis=1, keepdims=True)
+    codes, scale = quantize_rows(flat)
+    assert codes.dtype == np.int8 and np.abs(codes).max() == 127
+    np.testing.assert_allclose(codes * scale[:, None], flat, atol=float(scale.max()) / 2 + 1e-7)
+    st = get_strategy("dense", model="wordllama", path=None, window_words=12, stride_words=12, max_windows=3, batch_size=8)
+    cb = Codebook.vocab(np.eye(4, dtype=np.float32))
+    as_int8 = st.open(cb, [Part(0, len(lens), {"vecs": Ragged(codes, off), "scale": Ragged(scale, off.copy())}, {})])
+    as_f16 = st.open(cb, [Part(0, len(lens), {"vecs": Ragged(flat.astype(np.float16), off)}, {})])
+    q = flat[:1] + 0.5 * rng.standard_normal((1, 384)).astype(np.float32)
+    q /= np.linalg.norm(q)
+    a, b = as_int8.score_part(q, as_int8.parts[0], None), as_f16.score_part(q, as_f16.parts[0], None)
+    fin = np.isfinite(b)
+    assert np.array_equal(fin, np.isfinite(a)) and np.abs(a[fin] - b[fin]).max() < 1e-2
+    assert as_int8.search(q, 5)[0].tolist() == as_f16.search(q, 5)[0].tolist()
+    local = np.array([0, 1, 7, 42])  # the sparse path gathers the scales with the rows
+    np.testing.assert_allclose(as_int8.score_part(q, as_int8.parts[0], local), a[local], rtol=1e-6)

@@ -73,10 +73,15 @@ class Strategy(ABC):
             raise FirstStageError(f"{self.name}: missing parameters {missing}: set index.strategies.{self.name}.* in conf/")
         self.params = dict(params)
 
+    layout = 0  # bumped when a strategy stores its fields differently: older segments are re-encoded
+
     @property
     def build_key(self) -> str:
         """Identity of what is stored: versions whose key differs are re-encoded."""
-        return json.dumps({k: self.params[k] for k in sorted(self.build_params)}, sort_keys=True)
+        key = {k: self.params[k] for k in sorted(self.build_params)}
+        if self.layout:  # 0 leaves the keys of every strategy that never changed its layout as they were
+            key["layout"] = self.layout
+        return json.dumps(key, sort_keys=True)
 
     @abstractmethod
     def encode(self, batch: EncodeBatch) -> dict[str, Ragged]:
