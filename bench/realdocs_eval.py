@@ -49,6 +49,7 @@ DEFAULT_CONFIGS = [
     ("product: default", ""),
     ("product: before fusion", "search.fusion=none search.idf=false search.weights.dense=0"),
     ("product: search.weights.dense=0", "search.weights.dense=0"),
+    ("product: fixed weights", "search.coverage_weights.semantic.maxsim=1 search.coverage_weights.semantic.lexical=1 search.coverage_weights.semantic.dense=1"),
     ("product: search.idf=false", "search.idf=false"),
     ("product: search.fusion=rrf", "search.fusion=rrf"),
 ]

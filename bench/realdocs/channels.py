@@ -43,8 +43,9 @@ def capture(cfg, qs) -> list[dict[str, Any]]:
     seen: dict[str, Any] = {}
     real = fusion.convex
 
-    def spy(lists, weights):  # the lists the final fusion receives
+    def spy(lists, weights):  # the lists the final fusion receives, and this query's weights
         seen["lists"] = {n: (np.asarray(p).tolist(), np.asarray(s, dtype=np.float64).tolist()) for n, (p, s) in lists.items()}
+        seen["weights"] = dict(weights)
         return real(lists, weights)
 
     fusion.convex = spy
@@ -62,7 +63,8 @@ def capture(cfg, qs) -> list[dict[str, Any]]:
                     rows.append([i, s, grade_of(r, q.relevant), r["modality"]])
                 chans[name] = rows
             top = [view.index_of[r.item_id] for r in resp.results]
-            out.append({"qid": q.qid, "tags": {t: q.tags.get(t) for t, _ in TAGS}, "channels": chans, "top10": top})
+            out.append({"qid": q.qid, "tags": {t: q.tags.get(t) for t, _ in TAGS}, "channels": chans, "top10": top,
+                        "weights": seen.get("weights")})  # fmt: skip
         return out
     finally:
         fusion.convex = real
@@ -101,16 +103,18 @@ def report_channels(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def replay(rows: list[dict[str, Any]], weights: dict[str, float], how: str = "score", rrf_k: float = 60) -> list[list[int]]:
-    """Each query's fused top 10 (item positions) under ``weights``, by the product's fusion code;
-    ties by position (the search breaks them by item id: rare on real scores)."""
+def replay(rows: list[dict[str, Any]], weights: dict[str, float] | None, how: str = "score", rrf_k: float = 60) -> list[list[int]]:
+    """Each query's fused top 10 (item positions) under ``weights`` (None: the weights that query's
+    search used, which the coverage moved), by the product's fusion code; ties by position (the
+    search breaks them by item id: rare on real scores)."""
     out = []
     for r in rows:
+        w = (r.get("weights") or {}) if weights is None else weights
         lists = {n: (np.array([x[0] for x in ch], dtype=np.int64), np.array([x[1] for x in ch])) for n, ch in r["channels"].items()}
         if how == "rrf":
-            fused = fusion.weighted_rrf({n: p for n, (p, _) in lists.items()}, weights, rrf_k)
+            fused = fusion.weighted_rrf({n: p for n, (p, _) in lists.items()}, w, rrf_k)
         else:
-            fused = fusion.convex(lists, weights)
+            fused = fusion.convex(lists, w)
         out.append(sorted(fused, key=lambda i: (-fused[i], i))[:10])
     return out
 
@@ -134,7 +138,10 @@ def replay_table(rows: list[dict[str, Any]], configs: list[tuple[str, dict[str, 
     return "\n".join(lines)
 
 
-def parse_weights(s: str) -> dict[str, float]:
+def parse_weights(s: str) -> dict[str, float] | None:
+    """``maxsim=1,lexical=2,dense=1``; ``captured``: each query's own weights (None)."""
+    if s == "captured":
+        return None
     return {k: float(v) for k, v in (kv.split("=", 1) for kv in s.split(",") if kv)}
 
 
@@ -145,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fixed", default="", metavar='"k=v k=v"')
     ap.add_argument("--dump", type=Path, default=None)
     ap.add_argument("--replay", type=Path, default=None, help="a --dump file: re-fuse it instead of searching")
-    ap.add_argument("--weights", action="append", default=[], metavar="maxsim=1,lexical=2,dense=1", help="repeatable; 'rrf:' prefix for rank fusion")
+    ap.add_argument("--weights", action="append", default=[], metavar="maxsim=1,lexical=2,dense=1",
+                    help="repeatable; 'rrf:' prefix for rank fusion; 'captured': each query's own (coverage-moved) weights")
     ap.add_argument("--rrf-k", type=float, default=60)
     args = ap.parse_args(argv)
     if args.replay:

@@ -32,4 +32,11 @@ def test_capture_and_replay_agree_with_the_search(indexed, tmp_path) -> None:
     lex = e04["channels"]["lexical"]
     assert lex and lex[0][2] == 1.0 and lex[0][3] == "page"  # BM25 lists the manual's page 4 first, graded
     assert all(g == 0.0 for _, _, g, _ in e04["channels"]["lexical"][1:])
-    assert replay(rows, dict(cfg.search.weights)) == [r["top10"] for r in rows]
+    assert replay(rows, None) == [r["top10"] for r in rows]  # each query's own weights
+    # the coverage moved the weights towards the dense channel, each within its semantic factor
+    sem = cfg.search.coverage_weights.semantic
+    for r in rows:
+        w = r["weights"]
+        assert cfg.search.weights["dense"] <= w["dense"] <= cfg.search.weights["dense"] * sem["dense"] + 1e-9
+        assert cfg.search.weights["lexical"] * sem["lexical"] - 1e-9 <= w["lexical"] <= cfg.search.weights["lexical"]
+    assert replay(rows[:1], rows[0]["weights"]) == [rows[0]["top10"]]
