@@ -68,7 +68,7 @@ class SearchResponse:
     reranker: str = ""
     candidates: int = 0
     index: dict[str, Any] = field(default_factory=dict)
-    fusion: dict[str, Any] = field(default_factory=dict)  # {"coverage", "weights"}: the final fusion's inputs
+    fusion: dict[str, Any] = field(default_factory=dict)  # {"method", "coverage", "weights"}: the final fusion's inputs
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -386,18 +386,19 @@ def read_queries(path: str | Path) -> list[tuple[str, str]]:
     return out
 
 
-_POOL: ThreadPoolExecutor | None = None
+_POOL: tuple[int, ThreadPoolExecutor] | None = None  # (the pid that made it, the pool)
 _POOL_LOCK = threading.Lock()
 
 
 def _pool() -> ThreadPoolExecutor:
     """Worker threads for channels that run beside the token-level ones (shared by every searcher
-    of the process: an HTTP server's concurrent queries queue here instead of adding threads)."""
+    of the process: an HTTP server's concurrent queries queue here instead of adding threads). A
+    forked child (a run worker) makes its own: the parent's threads do not exist there."""
     global _POOL
     with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(max_workers=max(2, min(8, os.cpu_count() or 2)), thread_name_prefix="mmrag-dense")
-        return _POOL
+        if _POOL is None or _POOL[0] != os.getpid():
+            _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=max(2, min(8, os.cpu_count() or 2)), thread_name_prefix="mmrag-dense"))
+        return _POOL[1]
 
 
 _BLAS_LOCK = threading.Lock()
