@@ -597,6 +597,10 @@ def _validate(cfg: MmragConfig) -> None:
         problems.append(f"search.k={cfg.search.k} must be within 1..search.max_k={cfg.search.max_k}")
     if cfg.search.candidates < 1:
         problems.append(f"search.candidates={cfg.search.candidates} must be >= 1")
+    if cfg.ingest.keyframe_min_change < 0:
+        problems.append(f"ingest.keyframe_min_change={cfg.ingest.keyframe_min_change} must be >= 0 (0 keeps every sampled frame)")
+    if not 1 <= cfg.dense.stride_words <= cfg.dense.window_words:
+        problems.append(f"dense.stride_words={cfg.dense.stride_words} must be within 1..dense.window_words={cfg.dense.window_words}")
     cw = cfg.search.coverage_weights
     if not (0 <= cw.low < cw.high <= 1):
         problems.append(f"search.coverage_weights: low={cw.low} and high={cw.high} must satisfy 0 <= low < high <= 1")

@@ -42,6 +42,10 @@ def test_overrides_and_groups() -> None:
         ("checks.contracts.max_tokenz=1", "did you mean checks.contracts.max_tokens?"),
         ("~search.k", "cannot be deleted"),
         ("search.k", "not an override"),
+        ("ingest.keyframe_min_change=-1", "ingest.keyframe_min_change=-1.0 must be >= 0"),
+        ("search.coverage_weights.low=0.99", "low=0.99 and high=0.95 must satisfy"),
+        ("search.coverage_weights.semantic.dense=-2", "must be >= 0"),
+        ("dense.stride_words=0", "dense.stride_words=0 must be within 1..dense.window_words"),
     ],
 )
 def test_bad_config_fails_at_compose_time(override: str, message: str) -> None:
