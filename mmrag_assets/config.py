@@ -401,9 +401,13 @@ class MmragConfig:
         300-document no-op ``mmrag index``)."""
         return json.loads(json.dumps(asdict(self), default=str))
 
-    def fingerprint(self, *sections: str) -> str:
-        """Stable short hash of some config sections: decides whether derived data is stale."""
+    def fingerprint(self, *sections: str, leave_out: tuple[str, ...] = ()) -> str:
+        """Stable short hash of some config sections: decides whether derived data is stale.
+        ``leave_out``: dotted keys (``ingest.keyframe_min_change``) the hash does not see."""
         d = self.to_dict()
+        for key in leave_out:
+            section, _, name = key.partition(".")
+            d[section].pop(name, None)
         blob = json.dumps({s: d[s] for s in sections}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

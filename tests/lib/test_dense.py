@@ -118,14 +118,14 @@ def test_dense_scores_are_each_items_best_window_with_empty_items_between() -> N
 def test_int8_windows_keep_the_cosines_and_the_order() -> None:
     """Stored int8 windows (per-row scale) score within 1e-2 of the float cosines (largest seen
     ~2e-3) and rank the items alike; the float16 layout of older segments reads the same."""
-    from mmrag_assets.lib.index.first_stage.dense import quantize_rows
+    from mmrag_assets.lib.index.compress import encode_int8
 
     rng = np.random.default_rng(3)
     lens = np.array([2, 0, 3, 1, 4] * 20)
     off = np.concatenate([[0], np.cumsum(lens)])
     flat = rng.standard_normal((int(off[-1]), 384)).astype(np.float32)
     flat /= np.linalg.norm(flat, axis=1, keepdims=True)
-    codes, scale = quantize_rows(flat)
+    codes, scale = encode_int8(flat, scale_dtype=np.float32)
     assert codes.dtype == np.int8 and np.abs(codes).max() == 127
     np.testing.assert_allclose(codes * scale[:, None], flat, atol=float(scale.max()) / 2 + 1e-7)
     st = get_strategy("dense", model="wordllama", path=None, window_words=12, stride_words=12, max_windows=3, batch_size=8)

@@ -83,12 +83,12 @@ def decode_residual(
     return np.multiply(x, inv[:, None], out=np.empty(x.shape, dtype=dtype), casting="same_kind")
 
 
-def encode_int8(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(n, d) -> ((n, d) int8, (n,) float16 per-token scale)."""
+def encode_int8(x: np.ndarray, *, scale_dtype: type = np.float16) -> tuple[np.ndarray, np.ndarray]:
+    """(n, d) -> ((n, d) int8, (n,) per-row scale): symmetric, each row's largest magnitude maps to 127."""
     x = np.asarray(x, dtype=np.float32)
     scale = np.maximum(np.abs(x).max(axis=1), 1e-12) / 127.0
     q = np.clip(np.rint(x / scale[:, None]), -127, 127).astype(np.int8)
-    return q, scale.astype(np.float16)
+    return q, scale.astype(scale_dtype)
 
 
 def decode_int8(q: np.ndarray, scale: np.ndarray, *, dtype: type = np.float32) -> np.ndarray:

@@ -25,7 +25,7 @@ from mmrag_assets.lib.index.compress import (
     encode_residual,
     residual_lut,
 )
-from mmrag_assets.lib.index.first_stage.base import EncodeBatch, FirstStageError, Part, Strategy
+from mmrag_assets.lib.index.first_stage.base import EncodeBatch, FirstStageError, Part, Strategy, csr_rows
 from mmrag_assets.lib.index.rowread import RowFile
 from mmrag_assets.lib.index.vectors import Ragged
 
@@ -109,11 +109,9 @@ class CompressedVectors:
         for j in np.unique(part_of):
             local = s[part_of == j] - self.parts[j].base
             for f in self.field_names:
-                r = self.parts[j].fields[f]
-                starts = r.offsets[local]
-                n = r.offsets[local + 1] - starts
-                got[f].append(self._read(int(j), f, starts, n))
-            lens.append(n)
+                got[f].append(self._read(int(j), f, local))
+            ptr = self.parts[j].fields[self.field_names[0]].offsets  # every field has the same rows per item
+            lens.append(ptr[local + 1] - ptr[local])
         off = np.zeros(len(s) + 1, dtype=np.int64)
         if lens:
             np.cumsum(np.concatenate(lens), out=off[1:])
@@ -129,17 +127,16 @@ class CompressedVectors:
             return back.flat, back.offsets
         return x, off
 
-    def _read(self, j: int, name: str, starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
-        """Rows of items (``starts``, ``lens``) of field ``name`` of part ``j``, back to back: by pread
-        from the segment file (a cold page cache reads only these bytes) or from memory."""
+    def _read(self, j: int, name: str, local: np.ndarray) -> np.ndarray:
+        """Rows of the part-local items ``local`` of field ``name`` of part ``j``, back to back: by
+        pread from the segment file (a cold page cache reads only these bytes) or from memory."""
+        r = self.parts[j].fields[name]
         rf = self._files[j].get(name)
         if rf is not None:
-            return rf.read(starts, lens)
-        flat = np.asarray(self.parts[j].fields[name].flat)
-        o = np.zeros(len(starts) + 1, dtype=np.int64)
-        np.cumsum(lens, out=o[1:])
-        pos = np.arange(o[-1], dtype=np.int64) - np.repeat(o[:-1] - starts, lens)
-        return flat[pos]
+            starts = r.offsets[local]
+            return rf.read(starts, r.offsets[local + 1] - starts)
+        rows, _ = csr_rows(r.offsets, local)
+        return np.asarray(r.flat)[rows]
 
     def _empty(self, name: str) -> np.ndarray:
         a = self.parts[0].fields[name].flat if self.parts else np.zeros(0)

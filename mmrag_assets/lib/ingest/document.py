@@ -52,13 +52,8 @@ VIDEO_ONLY_KEYS = ("keyframe_min_change",)
 
 
 def fingerprint(cfg: MmragConfig, kind: str) -> str:
-    sections = FINGERPRINT_SECTIONS.get(kind, ("ingest",))
-    if kind == "video":
-        base = cfg.fingerprint(*sections)
-    else:
-        d = cfg.to_dict()
-        d["ingest"] = {k: v for k, v in d["ingest"].items() if k not in VIDEO_ONLY_KEYS}
-        base = hashlib.sha256(json.dumps({s: d[s] for s in sections}, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    leave_out = () if kind == "video" else tuple(f"ingest.{k}" for k in VIDEO_ONLY_KEYS)
+    base = cfg.fingerprint(*FINGERPRINT_SECTIONS.get(kind, ("ingest",)), leave_out=leave_out)
     if kind not in OCR_KINDS:
         return base
     from mmrag_assets.lib.ingest.ocr_pages import RUNTIME_KEYS

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mmrag_assets.lib.index.compress import encode_int8
 from mmrag_assets.lib.index.first_stage.base import (
     EncodeBatch,
     FirstStageError,
@@ -56,22 +57,12 @@ class Dense(Strategy):
         flat = enc.encode([w for ws in per for w in ws]).reshape(-1, enc.dim)  # (sum windows, d) unit rows
         off = np.zeros(len(per) + 1, dtype=np.int64)
         np.cumsum([len(ws) for ws in per], out=off[1:])
-        codes, scale = quantize_rows(flat)
+        codes, scale = encode_int8(flat, scale_dtype=np.float32)
         return {"vecs": Ragged(codes, off), "scale": Ragged(scale, off.copy())}
 
     def open(self, codebook: Codebook, parts: Sequence[Part]) -> DenseReader:
         dims = {int(p.fields["vecs"].flat.shape[1]) for p in parts if p.n_items and p.fields["vecs"].flat.ndim == 2}
         return DenseReader(self, parts, dims.pop() if dims else self.encoder().dim)
-
-
-def quantize_rows(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(n, d) float rows -> int8 codes and the (n,) float32 scale with ``codes * scale ~ rows``
-    (symmetric, per row: the row's largest magnitude maps to 127)."""
-    flat = np.asarray(flat, dtype=np.float32)
-    top = np.abs(flat).max(axis=1) if len(flat) else np.zeros(0, dtype=np.float32)
-    scale = np.where(top > 0, top / 127.0, 1.0).astype(np.float32)
-    codes = np.clip(np.rint(flat / scale[:, None]), -127, 127).astype(np.int8)
-    return codes, scale
 
 
 class DenseReader(Searchable):
