@@ -25,6 +25,16 @@ def machine() -> str:
     return f"{platform.machine()}, {cpu} cores, Python {platform.python_version()}"
 
 
+def commit() -> str:
+    """The checkout's short commit, for a report to say what it measured ("?" outside git)."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False,
+                             cwd=BENCHMARKS.parent).stdout.strip()  # fmt: skip
+    except OSError:
+        rev = ""
+    return rev or "?"
+
+
 def write_section(name: str, body: str) -> Path:
     """Replace (or append) the section ``## name`` of BENCHMARKS.md with ``body``."""
     text = BENCHMARKS.read_text() if BENCHMARKS.exists() else HEADER

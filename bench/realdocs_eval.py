@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._report import table, write_section
+from bench._report import commit, table, write_section
 from bench.realdocs import baselines, build
 from mmrag_assets.lib.evaluation.evaluate import percentiles, restricted, score_ranking
 from mmrag_assets.lib.evaluation.experiments import load_experiments
@@ -201,9 +201,9 @@ def report(systems: list[dict[str, Any]], manifest: Mapping[str, Any], split: st
     kinds = {k: sum(q.tags.get("kind") == k for q in qs.queries) for k in KINDS}
     pk = ", ".join(f"`{p}` {v}" for p, v in sorted(manifest["packages"].items()))
     lat = table(["system", "search p50 ms", "p95 ms"], [[s["name"], s["latency_ms"]["p50"], s["latency_ms"]["p95"]] for s in systems])
-    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
+    rev = commit()
     body = [
-        f"`bench/realdocs_eval.py` at commit `{rev or '?'}` on the **{split}** split ({len(qs)} queries: "
+        f"`bench/realdocs_eval.py` at commit `{rev}` on the **{split}** split ({len(qs)} queries: "
         + ", ".join(f"{c} {n}" for c, n in counts.items()) + "; " + ", ".join(f"{k} {n}" for k, n in kinds.items()) + ")." + (f" Load average (1 min) {load}." if load else ""),
         f"Corpus (`bench/realdocs/build.py`, Debian packages {pk}): units per channel "
         + ", ".join(f"{c} {n}" for c, n in manifest["units"].items()) + ". " + ocr_note,

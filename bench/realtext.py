@@ -20,7 +20,6 @@ import argparse
 import hashlib
 import json
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a pack
 
 from _index import K, du, load_avg, pct, recall
 from _paths import DATA as BENCH_DATA
-from _report import table, write_section
+from _report import commit, table, write_section
 
 from mmrag_assets.config import load_config
 from mmrag_assets.lib.index import manifest as mf
@@ -209,10 +208,9 @@ def main(argv: list[str] | None = None) -> None:
     for s in STRATEGIES[1:]:
         sizes[f"{s} (optional)"] = sum(f["size"] for k, f in m["files"].items() if f"/{s}/" in k)
     tokens = int(sum(tbl.to_lance().to_table(columns=["n_tokens"]).column("n_tokens").to_pylist()))
-    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
     out = {"chunks": n, "made": chunks.num_rows, "tokens": tokens, "rows": rows, "sizes": sizes, "gt_s": gt_s,
            "publish": res.as_metadata(), "load_start": load_start, "load_end": load_avg(), "plaid_bytes": plaid_bytes,
-           "commit": rev or "?", "command": " ".join(["bench/realtext.py", *(argv if argv is not None else sys.argv[1:])]),
+           "commit": commit(), "command": " ".join(["bench/realtext.py", *(argv if argv is not None else sys.argv[1:])]),
            "started": started}  # fmt: skip
     (args.data / "realtext_results.json").write_text(json.dumps(out, indent=1, default=str))
     md = render(out, args)
