@@ -2,7 +2,12 @@
 
 Runs inside its own virtual environment (fast-plaid pins ``torch==2.11.0``; mmrag needs 2.13):
 
-    uv venv $MMRAG_BENCH_DATA/fastplaid-venv && uv pip install -p $MMRAG_BENCH_DATA/fastplaid-venv fast-plaid pylance==14.0.2
+    uv venv $MMRAG_BENCH_DATA/fastplaid-venv
+    uv pip install -p $MMRAG_BENCH_DATA/fastplaid-venv fast-plaid==1.7.0.2110 pylance==14.0.2
+
+fast-plaid publishes one release per torch version (``1.7.0.2110``: 1.7.0 for torch 2.11.0); an
+unpinned ``fast-plaid`` resolved to 1.1.0 with torch 2.13 here, whose ``create()`` crashed with a
+segmentation fault on this CPU.
     $MMRAG_BENCH_DATA/fastplaid-venv/bin/python bench/peer_fastplaid.py --job job.json
 
 It imports nothing from mmrag: ``job.json`` names the table (``uri``, ``version``, and ``vocab``, an
@@ -62,7 +67,9 @@ def main() -> None:
     ap.add_argument("--job", type=Path, required=True)
     job = json.loads(ap.parse_args().job.read_text())
     torch.set_num_threads(int(job.get("threads", 2)))
-    out: dict[str, Any] = {"fast_plaid": getattr(__import__("fast_plaid"), "__version__", "?"), "torch": torch.__version__}
+    from importlib.metadata import version
+
+    out: dict[str, Any] = {"fast_plaid": version("fast-plaid"), "torch": torch.__version__}
     t0 = time.perf_counter()
     docs, ids = load_docs(job["uri"], job["version"], job.get("vocab"))
     out["load_s"] = time.perf_counter() - t0

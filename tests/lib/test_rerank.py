@@ -87,6 +87,29 @@ def test_float16_screen_returns_the_exact_topk() -> None:
         np.testing.assert_allclose(a_sc, exact, rtol=1e-5)
 
 
+def test_default_screens_on_cuda_only(store: Ragged, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a CPU the default scores every candidate in float32 (the float16 screen is slower there);
+    with a CUDA device it screens first. Either way the same exact top-k."""
+    import mmrag_assets.lib.search.rerank as rr
+
+    computes: list[str] = []
+    real = rr.maxsim_ragged
+
+    def spy(*a: object, **kw: object) -> np.ndarray:
+        computes.append(str(kw.get("compute", "float32")))
+        return real(*a, **{**kw, "device": "cpu"})  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rr, "maxsim_ragged", spy)
+    q = _unit(np.random.default_rng(9).standard_normal((5, 32)))
+    cpu = rerank_maxsim(q, store, np.arange(60), 10, device="cpu")
+    assert computes == ["float32"]
+    computes.clear()
+    cuda = rerank_maxsim(q, store, np.arange(60), 10, device="cuda")  # the spy computes on the CPU
+    assert computes[0] == "float16" and set(computes[1:]) == {"float32"}
+    assert cpu[0].tolist() == cuda[0].tolist()
+    np.testing.assert_array_equal(cpu[1], cuda[1])
+
+
 def test_float16_screen_with_non_unit_vectors() -> None:
     """Unnormalised embeddings (norm ~20) widen the screen's error bound instead of breaking it."""
     rng = np.random.default_rng(8)

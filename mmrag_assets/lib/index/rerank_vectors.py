@@ -71,8 +71,8 @@ class CompressedVectors:
         self, codec: str, codebook: Codebook, parts: Sequence[Part], *, dtype: type = np.float32
     ) -> None:
         self.codec = codec
-        # float32: numpy's float16 cast costs more (23 ms per 200 pages here) than the rerank's own
-        # torch cast of the float32 rows for its float16 screen (8 ms)
+        # float32: what the CPU rerank multiplies (rerank.py: no float16 screen on a CPU); numpy's
+        # float16 cast would cost 23 ms per 200 pages here
         self.dtype = dtype
         self.codebook = codebook
         self.parts = list(parts)
