@@ -184,7 +184,7 @@ def rerank_maxsim(
         return candidates[order], scores[order]
     flat, off = store.gather_ragged(candidates)
     if screen is None:
-        screen = _device(device) == "cuda"
+        screen = _device(device).startswith("cuda")
     if screen and len(candidates) > k:
         approx = maxsim_ragged(q, flat, off, device=device, compute="float16")
         q_norm = float(np.linalg.norm(q, axis=1).max())
