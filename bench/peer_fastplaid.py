@@ -4,11 +4,11 @@ Runs inside its own virtual environment (fast-plaid pins ``torch==2.11.0``; mmra
 
     uv venv $MMRAG_BENCH_DATA/fastplaid-venv
     uv pip install -p $MMRAG_BENCH_DATA/fastplaid-venv fast-plaid==1.7.0.2110 pylance==14.0.2
+    $MMRAG_BENCH_DATA/fastplaid-venv/bin/python bench/peer_fastplaid.py --job job.json
 
 fast-plaid publishes one release per torch version (``1.7.0.2110``: 1.7.0 for torch 2.11.0); an
 unpinned ``fast-plaid`` resolved to 1.1.0 with torch 2.13 here, whose ``create()`` crashed with a
 segmentation fault on this CPU.
-    $MMRAG_BENCH_DATA/fastplaid-venv/bin/python bench/peer_fastplaid.py --job job.json
 
 It imports nothing from mmrag: ``job.json`` names the table (``uri``, ``version``, and ``vocab``, an
 .npy vocabulary for a token table), the queries (.npy, (Q, Tq, d) float32, zero-padded; ``query_lens``: an .npy of their lengths), the ``update`` (rows to
