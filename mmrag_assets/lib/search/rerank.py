@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 Device = Literal["cpu", "cuda", "auto"]
 # doc token rows upcast and multiplied at once: 8,192 x 128 x 4 B = 4 MiB of float32, and the
 # (Tq, rows) similarities beside it, stay in cache. bench/rerank.py on 2 CPU cores (200 pages x 344 x
-# 128, 20-token queries): 9.6 ms p50 against 21.7 ms with the 262,144 rows of before.
+# 128, 20-token queries): 10.8 ms p50 against 27.1 ms with the 262,144 rows of before.
 CHUNK_ROWS = 1 << 13
 
 
@@ -67,8 +67,8 @@ def maxsim_ragged(
     ``qs``: one (Tq, d) query -> returns (B,) float32; a list of queries -> (B, n_queries).
     Several queries share each upcast chunk (the brute-force ground truth uses this).
     ``compute="float16"`` skips the upcast and multiplies the stored float16 rows directly (fast
-    on a GPU; on a CPU without float16 arithmetic it is ~3x *slower* than the float32 path: 27.8 vs
-    9.6 ms for 200 pages x 344 x 128 in bench/rerank.py); each similarity is then off by up to ~1e-3, so it is a
+    on a GPU; on a CPU without float16 arithmetic it is ~3x *slower* than the float32 path: 30.0 vs
+    10.8 ms for 200 pages x 344 x 128 in bench/rerank.py); each similarity is then off by up to ~1e-3, so it is a
     screen, not a score: see :func:`rerank_maxsim`.
     """
     import torch
