@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         same += int(a[0].tolist() == b[0].tolist() and np.array_equal(a[1], b[1]))
     base = float(np.median(t[KERNELS[0][0]]))
     rows = [[k, round(1e3 * float(np.median(v)), 1), round(1e3 * float(np.percentile(v, 95)), 1),
-             f"{base / float(np.median(v)):.2f}x" if k in dict((x[0], 1) for x in KERNELS) else "-"] for k, v in t.items()]  # fmt: skip
+             f"{base / float(np.median(v)):.2f}x" if k in {x[0] for x in KERNELS} else "-"] for k, v in t.items()]  # fmt: skip
     md = "\n".join([
         (f"`bench/rerank.py --pages {args.pages} --queries {args.queries}` (commit {commit()}): {N_CAND} candidates per query "
          f"({N_CAND} x 344 x 128 float16 = {N_CAND * 344 * 128 * 2 / 1e6:.1f} MB) of synthetic ColPali-shaped pages read from "

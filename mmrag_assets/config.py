@@ -270,6 +270,8 @@ class IndexConfig:
     write_chunk_items: int = MISSING  # items embedded and committed to LanceDB per table version
     calibration_items: int = MISSING  # per modality, for the score calibration
     max_unindexed: int = MISSING  # LanceDB FTS/scalar indexes: optimised once this many rows are new
+    table_small_fragments: int = MISSING  # more LanceDB fragments below table_target_rows: compact the table
+    table_target_rows: int = MISSING  # rows per fragment written by that compaction
     lock_timeout_s: float = MISSING  # how long a publish waits for another one
     codebook: CodebookConfig = MISSING
     policy: PolicyConfig = MISSING
@@ -603,6 +605,9 @@ def _validate(cfg: MmragConfig) -> None:
         problems.append(f"search.candidates={cfg.search.candidates} must be >= 1")
     if cfg.ingest.keyframe_min_change < 0:
         problems.append(f"ingest.keyframe_min_change={cfg.ingest.keyframe_min_change} must be >= 0 (0 keeps every sampled frame)")
+    for key in ("table_small_fragments", "table_target_rows"):
+        if getattr(cfg.index, key) < 1:
+            problems.append(f"index.{key}={getattr(cfg.index, key)} must be >= 1")
     if not 1 <= cfg.dense.stride_words <= cfg.dense.window_words:
         problems.append(f"dense.stride_words={cfg.dense.stride_words} must be within 1..dense.window_words={cfg.dense.window_words}")
     cw = cfg.search.coverage_weights

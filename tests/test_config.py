@@ -46,6 +46,7 @@ def test_overrides_and_groups() -> None:
         ("search.coverage_weights.low=0.99", "low=0.99 and high=0.95 must satisfy"),
         ("search.coverage_weights.semantic.dense=-2", "must be >= 0"),
         ("dense.stride_words=0", "dense.stride_words=0 must be within 1..dense.window_words"),
+        ("index.table_target_rows=0", "index.table_target_rows=0 must be >= 1"),
     ],
 )
 def test_bad_config_fails_at_compose_time(override: str, message: str) -> None:

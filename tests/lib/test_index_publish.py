@@ -392,3 +392,46 @@ def test_compressed_rerank_codes_are_written_per_segment_and_exact_vectors_stay_
     np.testing.assert_allclose(exact_sc[0], want, rtol=1e-3)
     codes_bytes = sum(s.strategy_bytes("rerank") for s in v.segments)
     assert codes_bytes < 0.25 * lx.storage_bytes(tbl)  # 2 bits per dimension + a code per token
+
+
+def test_a_table_of_many_small_fragments_is_compacted_without_encoding_anything(env) -> None:
+    """Every ingest commit writes a fragment of its own: past ``index.table_small_fragments`` a publish
+    compacts the table (LanceDB's compact_files, deleted rows dropped), publishes a version pinned to
+    the compacted table with the row addresses refreshed and the codebook and segments untouched, and
+    search, the vectors read by row address and the BM25 index still find every item."""
+    db, tbl, loc = env
+    no_retrain = params(retrain_delta_share=10, retrain_error_factor=1e9)  # this test is about the table
+    keep = dataclasses.replace(no_retrain, table_small_fragments=100, table_target_rows=64)
+    for i in range(3):
+        write_doc(tbl, f"doc{i}.pdf")
+    assert publish(loc, tbl, FakeEmbedder(), keep, allowed_doc_ids=None).action == "initial"  # BM25 index made
+    new = [write_doc(tbl, f"new{i}.pdf") for i in range(3)]
+    tbl.delete(f"doc_id = '{doc_id('doc0.pdf')}'")
+    res = publish(loc, tbl, FakeEmbedder(), keep, allowed_doc_ids=None)
+    assert res.action == "delta" and not res.decision["table_compaction"]["compacted"]
+    n_frags = len(tbl.to_lance().get_fragments())
+    assert n_frags == 5  # one per commit; doc0's whole fragment went with its delete
+    before, m_before = files_state(loc.root), mf.read_manifest(loc)
+    rowaddr_before = mf.read_state(loc, m_before["version"])["rowaddr"]
+
+    compact = dataclasses.replace(keep, table_small_fragments=2)
+    res = publish(loc, tbl, FakeEmbedder(), compact, allowed_doc_ids=None)
+    tc = res.decision["table_compaction"]
+    # (LanceDB keeps the rows its BM25 index covers and the newer ones in separate groups: 5 -> 2 here)
+    assert tc["compacted"] and tc["fragments"] == n_frags and tc["fragments_after"] <= 2, tc
+    assert res.action == "delta" and "row addresses refreshed" in res.reason and (res.added, res.removed) == (0, 0)
+    m = mf.read_manifest(loc)
+    assert m["codebook"] == m_before["codebook"] and m["segments"] == m_before["segments"]  # nothing encoded
+    after = files_state(loc.root)
+    assert all(after[rel] == st for rel, st in before.items() if rel.startswith(("codebooks/", "segments/")))
+    assert not np.array_equal(mf.read_state(loc, m["version"])["rowaddr"], rowaddr_before)  # the rows moved
+
+    r = reader(db, loc)
+    assert r.view().table_version == tbl.version
+    assert best_item(r, new[2][1][:4])[0] == f"{doc_id('new2.pdf')}:2"
+    assert best_item(r, page_vectors("doc1.pdf", 3)[0][:4])[0] == f"{doc_id('doc1.pdf')}:1"
+    hits = tbl.search("doc1", query_type="fts").limit(10).to_list()  # the BM25 index was remapped, not lost
+    assert sorted(h["item_id"] for h in hits) == [f"{doc_id('doc1.pdf')}:{p}" for p in (1, 2, 3)]
+    assert verify(loc).ok
+    again = publish(loc, tbl, FakeEmbedder(), compact, allowed_doc_ids=None)
+    assert again.action == "none" and not again.decision["table_compaction"]["compacted"]

@@ -45,6 +45,8 @@ class IndexParams:
     probe_queries: list[str]
     gc_grace_s: float  # old versions stay readable this long after they stop being current
     max_unindexed: int  # LanceDB full-text index: optimise once this many rows are unindexed
+    table_small_fragments: int  # LanceDB fragments below table_target_rows: compact the table above this
+    table_target_rows: int
     lock_timeout_s: float
     force: str | None = None  # an operation, not a setting: "retrain" or "reencode" now
 
@@ -71,6 +73,7 @@ def params_from_config(cfg: Any, **replace: Any) -> IndexParams:
         assign_probe=cb.assign_probe, seed=cb.seed, batch_items=ix.batch_items,
         calibration_items=ix.calibration_items, probe_queries=list(cfg.checks.probe_queries),
         gc_grace_s=ix.gc_grace_s, max_unindexed=ix.max_unindexed, lock_timeout_s=ix.lock_timeout_s,
+        table_small_fragments=ix.table_small_fragments, table_target_rows=ix.table_target_rows,
     )  # fmt: skip
     return dataclasses.replace(p, **replace)
 

@@ -31,7 +31,7 @@ from mmrag_assets.lib.index.manifest import REBUILD, IndexLocation, publisher_lo
 from mmrag_assets.lib.index.policy import Decision, compaction, retrain_reason
 from mmrag_assets.lib.index.rerank_vectors import VocabVectors
 from mmrag_assets.lib.index.segment import Segment, open_segment
-from mmrag_assets.lib.index.table import ensure_table_indexes, storage_bytes
+from mmrag_assets.lib.index.table import compact_table, ensure_table_indexes, storage_bytes
 from mmrag_assets.lib.index.vectors import TableVectors
 
 __all__ = ["IndexLocation", "IndexParams", "PublishResult", "is_published", "params_from_config", "publish", "verify"]
@@ -118,7 +118,7 @@ def publish(
         decision = run.plan()
         base = {"table_version": run.tv, "not_allowed": run.not_allowed, "duplicates": run.dups,
                 "previous": run.live and run.live.manifest["version"]}  # fmt: skip
-        meta = decision.as_dict() | {"table_indexes": run.maintenance}
+        meta = decision.as_dict() | run.maintenance
         if decision.action == "none":
             m = run.live.manifest if run.live else None
             return PublishResult(
@@ -136,7 +136,7 @@ def publish(
             segments=len(st.segments), tombstones=int((~st.alive).sum()), recalibrated=recal,
             seconds=time.perf_counter() - t_all, timings={k: round(v, 3) for k, v in run.tm.items()},
             index_bytes=_version_bytes(final), table_bytes=storage_bytes(table, run.tv), gc=gc,
-            decision=decision.as_dict() | {"table_indexes": run.maintenance}, published_at=final["published_at"], **base,
+            decision=decision.as_dict() | run.maintenance, published_at=final["published_at"], **base,
         )  # fmt: skip
 
 
@@ -173,7 +173,10 @@ class _Run:
         self.replaced = mf.current_version(loc) if self.rebuild and loc.current_file.exists() else None
         self.live = None if self.rebuild else _load_live(loc, self.vocab)
         table.checkout_latest()  # a handle does not see other handles' writes until it is refreshed
-        self.maintenance = ensure_table_indexes(table, max_unindexed=params.max_unindexed)
+        # the table's own upkeep before its version is pinned: small fragments merged, then indexes
+        compacted = compact_table(table, max_small_fragments=params.table_small_fragments, target_rows=params.table_target_rows)
+        self.maintenance = {"table_compaction": compacted,
+                            "table_indexes": ensure_table_indexes(table, max_unindexed=params.max_unindexed)}  # fmt: skip
         ds = table.to_lance()
         self.tv = int(ds.version)  # the pinned table version
         self.want, self.not_allowed, self.dups = _scan(ds, allowed)
@@ -203,6 +206,10 @@ class _Run:
         n_new = len(want.index.difference(cur.index))
         n_gone = len(cur.index.difference(want.index))
         if not (changed or n_new or n_gone):
+            tc = self.maintenance["table_compaction"]
+            if tc["compacted"]:  # rows moved: a version on the compacted table lets the old fragments go
+                return Decision("delta", f"{len(cur):,} items, nothing new, changed or removed; the table was compacted "
+                                         f"({tc['fragments']:,} -> {tc['fragments_after']:,} fragments): row addresses refreshed")  # fmt: skip
             return Decision("none", f"up to date: {len(cur):,} items, nothing new, changed or removed")
         return Decision("delta", f"{n_new:,} new, {changed:,} changed, {n_gone:,} removed items",
                         metrics={"new": n_new, "changed": changed, "gone": n_gone})  # fmt: skip
