@@ -470,7 +470,8 @@ def compact_table(tbl, *, max_small_fragments: int, target_rows: int) -> dict[st
     after compaction (1.1 s), 13.0 and 2.2 ms; as 32 fragments, 13.8 and 6.5 ms. Fragments that reached ``target_rows`` are not rewritten again
     unless deletions are materialised in them. Row addresses change: the publish that compacts pins
     the new table version (older index versions keep theirs, tagged). A commit conflict with a
-    concurrent writer leaves the table as it was; the next publish tries again.
+    concurrent writer is reported and the publish goes on: the table holds every row as the writer
+    left it (the rewrites that did not conflict may have committed); the next publish tries again.
     """
     ds = tbl.to_lance()
     frags = ds.get_fragments()
