@@ -49,6 +49,13 @@ def write_section(name: str, body: str) -> Path:
     return BENCHMARKS
 
 
+def emit(name: str, md: str, *, write: bool) -> None:
+    """Print a report and, unless told not to, write it as the section ``## name`` of BENCHMARKS.md."""
+    print(md)
+    if write:
+        print(f"\nwrote {write_section(name, md)}")
+
+
 def table(headers: list[str], rows: list[list[object]]) -> str:
     def fmt(v: object) -> str:
         if isinstance(v, float):

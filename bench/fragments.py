@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a pack
 
 import synth
 from _index import load_avg
-from _report import commit, table, write_section
+from _report import commit, emit, table
 
 from mmrag_assets.lib.index.table import compact_table
 from mmrag_assets.lib.index.vectors import TableVectors
@@ -86,9 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         table(["layout", "fragments", "scan ms", "scan ms compacted", "scan ratio", "take ms", "take ms compacted", "take ratio",
                "compaction s"], rows_out),
     ])  # fmt: skip
-    print(md)
-    if not args.no_write:
-        print(f"\nwrote {write_section('LanceDB fragments', md)}")
+    emit("LanceDB fragments", md, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a pack
 
 import synth
 from _index import load_avg
-from _report import commit, table, write_section
+from _report import commit, emit, table
 
 from mmrag_assets.lib.index.vectors import TableVectors
 from mmrag_assets.lib.search.rerank import maxsim_ragged, rerank_maxsim
@@ -90,9 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         "",
         f"- The default and `screen=True` returned the same top 10 with the same float32 scores for {same} of {len(qs)} queries.",
     ])  # fmt: skip
-    print(md)
-    if not args.no_write:
-        print(f"\nwrote {write_section('Rerank (CPU)', md)}")
+    emit("Rerank (CPU)", md, write=not args.no_write)
 
 
 if __name__ == "__main__":
