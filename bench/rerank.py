@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cache", type=Path, default=synth.CACHE)
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
+    if args.pages < 200:
+        ap.error("--pages must be >= 200 (each query takes 200 candidate rows)")
     spec = synth.SynthSpec(n_pages=args.pages, pool=3)
     tbl = synth.generate(spec, args.cache / "lancedb", f"items__rerank{args.pages}", verbose=False)
     qs, _ = synth.queries(spec, args.queries, args.cache)
