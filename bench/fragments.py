@@ -43,7 +43,7 @@ def measure(tbl: Any) -> tuple[int, float, float]:
     rng = np.random.default_rng(0)
     lat = []
     for _ in range(TAKES + 3):
-        idx = np.sort(rng.choice(len(ra), 200, replace=False))
+        idx = synth.take_rows(rng, len(ra))
         t0 = time.perf_counter()
         src.gather_ragged(idx)
         lat.append(time.perf_counter() - t0)
@@ -57,12 +57,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cache", type=Path, default=synth.CACHE)
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
-    if args.pages < 200:
-        ap.error("--pages must be >= 200 (each query takes 200 candidate rows)")
     import lancedb
 
-    spec = synth.SynthSpec(n_pages=args.pages, pool=3)
-    data = synth.generate(spec, args.cache / "lancedb", f"items__rerank{args.pages}", verbose=False).to_arrow()
+    data = synth.take_table(args.pages, args.cache).to_arrow()
     load0 = load_avg()
     rows_out = []
     for per in [int(x) for x in args.rows.split(",")]:

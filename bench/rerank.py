@@ -29,7 +29,7 @@ from _report import commit, emit, table
 from mmrag_assets.lib.index.vectors import TableVectors
 from mmrag_assets.lib.search.rerank import maxsim_ragged, rerank_maxsim
 
-N_CAND = 200
+N_CAND = synth.TAKE_ROWS
 KERNELS = [  # (label, compute, chunk rows)
     ("float16 screen, 262,144-row chunks (before)", "float16", 1 << 18),
     ("float16 screen, 8,192-row chunks", "float16", 1 << 13),
@@ -45,15 +45,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cache", type=Path, default=synth.CACHE)
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
-    if args.pages < 200:
-        ap.error("--pages must be >= 200 (each query takes 200 candidate rows)")
-    spec = synth.SynthSpec(n_pages=args.pages, pool=3)
-    tbl = synth.generate(spec, args.cache / "lancedb", f"items__rerank{args.pages}", verbose=False)
-    qs, _ = synth.queries(spec, args.queries, args.cache)
+    tbl = synth.take_table(args.pages, args.cache)
+    qs, _ = synth.queries(synth.SynthSpec(n_pages=args.pages, pool=3), args.queries, args.cache)
     rowaddr = tbl.to_lance().to_table(columns=[], with_row_address=True).column("_rowaddr").to_numpy()
     src = TableVectors(tbl, tbl.version, rowaddr)
     rng = np.random.default_rng(0)
-    cands = [np.sort(rng.choice(len(rowaddr), N_CAND, replace=False)) for _ in qs]
+    cands = [synth.take_rows(rng, len(rowaddr)) for _ in qs]
     load0 = load_avg()
     for q, c in list(zip(qs, cands, strict=True))[:2]:  # warm: page cache, torch
         flat, off = src.gather_ragged(c)

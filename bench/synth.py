@@ -263,3 +263,20 @@ def queries(spec: SynthSpec, n_queries: int, cache: Path = CACHE, seed: int = 0)
     qs, targets = make_queries(World(spec), n_queries, seed=seed)
     np.savez(qfile, queries=qs, targets=targets)
     return qs, targets
+
+
+TAKE_ROWS = 200  # rows a rerank reads per query: the first stage's default candidates
+
+
+def take_table(n_pages: int, cache: Path = CACHE):
+    """The pooled synthetic table that bench/rerank.py and bench/fragments.py take ``TAKE_ROWS``-row
+    reads from (one cached table per size)."""
+    if n_pages < TAKE_ROWS:
+        raise SystemExit(f"--pages must be >= {TAKE_ROWS} (each read takes {TAKE_ROWS} distinct rows)")
+    return generate(SynthSpec(n_pages=n_pages, pool=3), cache / "lancedb", f"items__rerank{n_pages}", verbose=False)
+
+
+def take_rows(rng: np.random.Generator, n_rows: int) -> np.ndarray:
+    """``TAKE_ROWS`` distinct row positions out of ``n_rows``, sorted (disk order, as the rerank reads)."""
+    return np.sort(rng.choice(n_rows, TAKE_ROWS, replace=False))
+
