@@ -37,37 +37,43 @@ from mmrag_assets.lib.search.searcher import get_searcher
 TAGS = (("channel", ("page", "scanned", "image", "audio", "video")), ("kind", ("literal", "paraphrase")))
 
 
+class Recorder(fusion.Fusion):
+    """Wraps the configured fusion and keeps the evidence it was given (for a replay)."""
+
+    name = "recorder"
+
+    def __init__(self, inner: fusion.Fusion) -> None:
+        self.inner = inner
+        self.seen: dict[str, Any] = {}
+
+    def fuse(self, ev: fusion.Evidence) -> fusion.Fused:
+        out = self.inner.fuse(ev)
+        self.seen["lists"] = {n: (np.asarray(p).tolist(), np.asarray(s, dtype=np.float64).tolist()) for n, (p, s) in ev.lists.items()}
+        self.seen["weights"] = dict(out.weights)
+        return out
+
+
 def capture(cfg, qs) -> list[dict[str, Any]]:
     """Per query: tags and, per channel, ``[[position, score, grade, modality], ...]`` best first."""
     searcher = get_searcher(cfg)
-    seen: dict[str, Any] = {}
-    real = fusion.convex
-
-    def spy(lists, weights):  # the lists the final fusion receives, and this query's weights
-        seen["lists"] = {n: (np.asarray(p).tolist(), np.asarray(s, dtype=np.float64).tolist()) for n, (p, s) in lists.items()}
-        seen["weights"] = dict(weights)
-        return real(lists, weights)
-
-    fusion.convex = spy
-    try:
-        out = []
-        for q in qs.queries:
-            seen.clear()
-            resp = searcher.search(q.query, k=10)
-            view = searcher.view
-            chans = {}
-            for name, (pos, sc) in seen.get("lists", {}).items():
-                rows = []
-                for i, s in zip(pos, sc, strict=True):
-                    r = view.result(i, 0, 0.0, 0.0).public()
-                    rows.append([i, s, grade_of(r, q.relevant), r["modality"]])
-                chans[name] = rows
-            top = [view.index_of[r.item_id] for r in resp.results]
-            out.append({"qid": q.qid, "tags": {t: q.tags.get(t) for t, _ in TAGS}, "channels": chans, "top10": top,
-                        "weights": seen.get("weights")})  # fmt: skip
-        return out
-    finally:
-        fusion.convex = real
+    recorder = Recorder(searcher.fusion(searcher.view))
+    searcher.fusion = lambda _view: recorder  # type: ignore[method-assign]
+    out = []
+    for q in qs.queries:
+        recorder.seen.clear()
+        resp = searcher.search(q.query, k=10)
+        view = searcher.view
+        chans = {}
+        for name, (pos, sc) in recorder.seen.get("lists", {}).items():
+            rows = []
+            for i, s in zip(pos, sc, strict=True):
+                r = view.result(i, 0, 0.0, 0.0).public()
+                rows.append([i, s, grade_of(r, q.relevant), r["modality"]])
+            chans[name] = rows
+        top = [view.index_of[r.item_id] for r in resp.results]
+        out.append({"qid": q.qid, "tags": {t: q.tags.get(t) for t, _ in TAGS}, "channels": chans, "top10": top,
+                    "weights": recorder.seen.get("weights")})  # fmt: skip
+    return out
 
 
 def first_hit(ranking: list[int], grades: dict[int, float]) -> int | None:

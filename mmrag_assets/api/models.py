@@ -67,7 +67,7 @@ class Box(BaseModel):
 
 class Result(BaseModel):
     rank: int
-    score: float = Field(description="the final ranking's score: the fused channels (search.fusion=rrf), else the calibrated MaxSim")
+    score: float = Field(description="the final ranking's score (search.fusion): P(relevant) with learned, the fused channels with score/rrf, the calibrated MaxSim with none")
     modality: str
     source: str = Field(description="path relative to corpus.root")
     page: int | None
@@ -76,6 +76,10 @@ class Result(BaseModel):
     snippet: str
     item_id: str
     channels: Channels = Field(default_factory=Channels, description="why it matched: each channel's rank and the MaxSim score")
+    why: dict[str, float] = Field(
+        default_factory=dict,
+        description="the final fusion's reasons: each part's share of score (search.fusion=learned: each feature's contribution to the log-odds of relevance)",
+    )
     thumbnail_url: str | None = None
     image_url: str | None = None
     media_url: str | None = Field(None, description="the recording, with HTTP Range support; play from start_s")

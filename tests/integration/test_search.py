@@ -142,7 +142,7 @@ def test_cli_search_json(indexed) -> None:
     assert obj["query"] == "how do I reset my wireless router"
     assert 1 <= len(obj["results"]) <= 4 and "total_ms" in obj["timings_ms"]
     for i, res in enumerate(obj["results"], 1):
-        assert set(res) == {"rank", "score", "modality", "source", "page", "start_s", "end_s", "snippet", "item_id", "channels"}
+        assert set(res) == {"rank", "score", "modality", "source", "page", "start_s", "end_s", "snippet", "item_id", "channels", "why"}
         assert res["rank"] == i and not res["source"].startswith("/")
         assert (res["page"] is None) == (res["modality"] == "segment")
     bad = subprocess.run(

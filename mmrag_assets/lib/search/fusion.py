@@ -1,5 +1,8 @@
-"""The final ranking: each channel's ranking after the rerank, fused, so that no channel's order
-overwrites another's.
+"""The final ranking: each channel's evidence after the rerank, fused, so that no channel's order
+overwrites another's. A fusion is a small class (:class:`Fusion`) with one method,
+``fuse(evidence) -> Fused``; ``search.fusion`` picks one (:func:`make_fusion`): ``learned``
+(``learned.py``: a probability of relevance from every candidate's evidence), ``score`` (convex
+combination), ``rrf`` (weighted reciprocal rank fusion) or ``none`` (the rerank's order).
 
 Channels (each a ranking of item positions, best first):
 - ``maxsim``: the late-interaction channel, ranked by the calibrated (per-modality z-scored) exact
@@ -20,20 +23,123 @@ Ties are broken by the item id (the evaluation's tie policy), so the order is de
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from mmrag_assets.config import SearchConfig
+    from mmrag_assets.lib.search.channels import LateInteraction, Query
 
 CHANNELS = ("maxsim", "lexical", "dense")
 
 
+@dataclass
+class Evidence:
+    """Everything known about one query's candidates when the final order is made."""
+
+    query: Query
+    late: LateInteraction  # every candidate's MaxSim (raw, calibrated) and the MaxSim ranking
+    # channel -> (positions, scores) best first, over the candidates only: "maxsim" (calibrated
+    # MaxSim, thresholds applied), "lexical" (BM25), "dense" (cosine of the best window)
+    lists: dict[str, tuple[np.ndarray, np.ndarray]]
+    ranks: dict[str, dict[int, int]]  # candidate channel -> position -> 1-based rank in its own list
+    coverage: float | None  # the best candidate's query-length-normalised MaxSim (lite tier), else None
+
+
+@dataclass
+class Fused:
+    """A fusion's output: the final score of every item it keeps, and why."""
+
+    scores: dict[int, float]
+    weights: dict[str, float] = field(default_factory=dict)  # the per-channel weights it used (reported)
+    why: dict[int, dict[str, float]] = field(default_factory=dict)  # position -> each part's share of its score
+    extra: dict[str, Any] = field(default_factory=dict)  # what a response reports about the fusion
+
+
+class Fusion(ABC):
+    """Combines the channels' evidence of one query into its final scores (higher is better)."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def fuse(self, ev: Evidence) -> Fused: ...
+
+
+class _Weighted(Fusion):
+    """Per-channel weights that move with the query's coverage (:func:`coverage_weights`)."""
+
+    def __init__(self, s: SearchConfig) -> None:
+        self.weights = dict(s.weights)
+        cw = s.coverage_weights
+        self.semantic, self.low, self.high, self.rrf_k = dict(cw.semantic), cw.low, cw.high, s.rrf_k
+
+    def weights_for(self, ev: Evidence) -> dict[str, float]:
+        return coverage_weights(self.weights, self.semantic, ev.coverage, self.low, self.high)
+
+
+class ScoreFusion(_Weighted):
+    """``search.fusion=score``: :func:`convex` of min-max normalised channel scores."""
+
+    name = "score"
+
+    def fuse(self, ev: Evidence) -> Fused:
+        w = self.weights_for(ev)
+        why: dict[int, dict[str, float]] = {}
+        scores = convex(ev.lists, w, parts=why)
+        return Fused(scores, w, why)
+
+
+class RRFFusion(_Weighted):
+    """``search.fusion=rrf``: :func:`weighted_rrf` of the channels' rankings."""
+
+    name = "rrf"
+
+    def fuse(self, ev: Evidence) -> Fused:
+        w = self.weights_for(ev)
+        why: dict[int, dict[str, float]] = {}
+        scores = weighted_rrf({n: pos for n, (pos, _) in ev.lists.items()}, w, self.rrf_k, parts=why)
+        return Fused(scores, w, why)
+
+
+class RerankOrder(Fusion):
+    """``search.fusion=none``: the MaxSim ranking alone (calibrated scores, thresholds applied)."""
+
+    name = "none"
+
+    def fuse(self, ev: Evidence) -> Fused:
+        late = ev.late
+        scores = {i: late.calibrated[i] for i in late.order.tolist()}
+        return Fused(scores, {"maxsim": 1.0}, {i: {"maxsim": v} for i, v in scores.items()})
+
+
+def make_fusion(s: SearchConfig, view: Any = None, model: Any = None) -> Fusion:
+    """The fusion ``search.fusion`` names; ``learned`` reads its model (``learned.py``)."""
+    if s.fusion == "learned":
+        from mmrag_assets.lib.search.learned import LearnedFusion
+
+        return LearnedFusion.for_search(s, view, model)
+    fusions: dict[str, type[Fusion]] = {"score": ScoreFusion, "rrf": RRFFusion, "none": RerankOrder}
+    cls = fusions.get(s.fusion)
+    if cls is None:
+        raise ValueError(f"unknown fusion {s.fusion!r}; use learned, score, rrf or none")
+    return cls() if cls is RerankOrder else cls(s)  # type: ignore[call-arg]
+
+
 def weighted_rrf(
-    rankings: Mapping[str, np.ndarray], weights: Mapping[str, float], rrf_k: float
+    rankings: Mapping[str, np.ndarray],
+    weights: Mapping[str, float],
+    rrf_k: float,
+    parts: dict[int, dict[str, float]] | None = None,
 ) -> dict[int, float]:
     """``{item position: fused score}`` over every item any weighted channel ranks.
 
     ``rankings``: channel name -> (n_c,) int item positions, best first (a position listed twice
     counts at its best rank). A channel with weight 0 or missing from ``weights`` is ignored.
+    ``parts``, when given, receives each item's per-channel terms.
     """
     if rrf_k < 0:
         raise ValueError(f"rrf_k must be >= 0, got {rrf_k}")
@@ -48,11 +154,18 @@ def weighted_rrf(
                 continue
             seen.add(i)
             fused[i] = fused.get(i, 0.0) + w / (rrf_k + r)
+            if parts is not None:
+                parts.setdefault(i, {})[name] = w / (rrf_k + r)
     return fused
 
 
-def convex(lists: Mapping[str, tuple[np.ndarray, np.ndarray]], weights: Mapping[str, float]) -> dict[int, float]:
-    """``{item position: fused score}``: a convex combination of min-max normalised scores.
+def convex(
+    lists: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    weights: Mapping[str, float],
+    parts: dict[int, dict[str, float]] | None = None,
+) -> dict[int, float]:
+    """``{item position: fused score}``: a convex combination of min-max normalised scores
+    (``parts``, when given, receives each item's per-channel terms).
 
         fused(i) = sum over channels c of  w_c * (s_c(i) - min_c) / (max_c - min_c)
 
@@ -76,6 +189,8 @@ def convex(lists: Mapping[str, tuple[np.ndarray, np.ndarray]], weights: Mapping[
                 continue
             seen.add(i)
             fused[i] = fused.get(i, 0.0) + w * v
+            if parts is not None:
+                parts.setdefault(i, {})[name] = w * v
     return fused
 
 
@@ -107,4 +222,17 @@ def ranks(ranking: np.ndarray) -> dict[int, int]:
     return out
 
 
-__all__ = ["CHANNELS", "convex", "coverage_weights", "ranks", "weighted_rrf"]
+__all__ = [
+    "CHANNELS",
+    "Evidence",
+    "Fused",
+    "Fusion",
+    "RRFFusion",
+    "RerankOrder",
+    "ScoreFusion",
+    "convex",
+    "coverage_weights",
+    "make_fusion",
+    "ranks",
+    "weighted_rrf",
+]

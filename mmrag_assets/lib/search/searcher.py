@@ -1,16 +1,15 @@
-"""Two-stage search: a token-level first stage (plus an optional BM25 channel fused by
-reciprocal rank fusion into the candidates), then exact MaxSim over the candidates' vectors read
-from the LanceDB table at the version's pinned table version (or the lite tier's vocabulary),
-normalised by query length (idf-weighted for the lite tier) and calibrated per modality before
-thresholds apply; the final order fuses the calibrated MaxSim ranking with the other channels'
-(``fusion.py``) instead of letting the rerank overwrite them."""
+"""A query end to end: the channels (``channels.py``: the token-level first stage, BM25, the dense
+windows) each rank the items; their union is the candidates (reciprocal rank fusion); exact MaxSim
+scores every candidate (from the LanceDB table at the version's pinned table version, or the lite
+tier's vocabulary), normalised by query length (idf-weighted for the lite tier) and calibrated per
+modality before thresholds apply; a fusion (``fusion.py``, ``learned.py``: ``search.fusion``)
+turns all of that evidence into the final order, so no channel's order overwrites another's."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import threading
 import time
@@ -24,6 +23,16 @@ import numpy as np
 from mmrag_assets.config import MmragConfig
 from mmrag_assets.errors import MmragError, NotFound, QueryError
 from mmrag_assets.lib.search import fusion
+from mmrag_assets.lib.search.channels import (
+    Dense,
+    FirstStage,
+    Hits,
+    LateInteraction,
+    Lexical,
+    Query,
+    candidates,
+)
+from mmrag_assets.lib.search.fusion import Evidence, Fusion, make_fusion
 from mmrag_assets.lib.search.index_reader import IndexReader, IndexView
 from mmrag_assets.lib.search.term_weights import weight_query
 
@@ -34,7 +43,7 @@ FILTER_KEYS = ("modality", "source_prefix", "doc_id")
 @dataclass
 class SearchResult:
     rank: int
-    score: float  # the final ranking's score: fused channels (search.fusion=rrf) or the calibrated MaxSim
+    score: float  # the final ranking's score: the fusion's (search.fusion), e.g. P(relevant) with learned
     raw_score: float  # MaxSim / number of query tokens (idf-weighted mean with search.idf)
     modality: str
     source: str  # relative to corpus.root
@@ -50,6 +59,9 @@ class SearchResult:
     # "calibrated": its z-score}
     # (ranks are 1-based positions in that channel's candidate list, None when it did not list the item)
     channels: dict[str, Any] = field(default_factory=dict)
+    # the final fusion's reasons: each part's share of ``score`` (a channel's weighted term; with
+    # search.fusion=learned each feature's contribution to the log-odds of relevance)
+    why: dict[str, float] = field(default_factory=dict)
 
     def public(self) -> dict[str, Any]:
         """The result's fields as the catalog's ``search_results`` rows hold them."""
@@ -73,7 +85,7 @@ class SearchResponse:
     def to_json(self) -> dict[str, Any]:
         return {
             "query": self.query,
-            "results": [{**r.public(), "channels": r.channels} for r in self.results],
+            "results": [{**r.public(), "channels": r.channels, "why": r.why} for r in self.results],
             "timings_ms": self.timings_ms,
             "dropped_below_threshold": self.dropped_below_threshold,
             "warnings": self.warnings,
@@ -173,8 +185,6 @@ class Searcher:
         apply_thresholds: bool,
         stack: contextlib.ExitStack,
     ) -> SearchResponse:
-        from mmrag_assets.lib.search.rerank import get_reranker
-
         s = self.cfg.search
         t_all = time.perf_counter()
         check_query(query, s.max_query_chars)
@@ -189,127 +199,89 @@ class Searcher:
         view = self.reader.view()  # one version for the whole query, even if a newer one lands
         warnings: list[str] = list(view.warnings)
         timings: dict[str, float] = {}
+        q = Query(query, view, view.allowed_mask(fl), max(s.candidates, k))
 
-        mask = view.allowed_mask(fl)
-        n_cand = max(s.candidates, k)
-        # the dense channel (a sentence encoder's forward pass, ~12-17 ms of numpy on these cores,
-        # most of it matrix products that release the GIL) runs on a worker thread while the
-        # token-level channels run here: the query waits for the slower of the two, not their sum
         dense_job = None
         if view.has_dense and float(s.weights.get("dense", 0.0)) > 0:
             stack.enter_context(_one_blas_thread())
-            dense_job = _pool().submit(_dense_channel, view.first_stage("dense"), query, n_cand, mask)
+            dense_job = Dense().submit(_pool(), q)
 
         t = time.perf_counter()
-        q = self.embedder.embed_queries([query])[0]  # (Tq, dim)
+        vec = self.embedder.embed_queries([query])[0]  # (Tq, dim)
         timings["encode_ms"] = _ms(t)
         if self.embedder.token_counts([query])[0] > self.embedder.query_max_tokens:
             warnings.append(
                 f"query truncated to the model's query limit of {self.embedder.query_max_tokens} tokens"
             )
-        if len(q) == 0:
+        if len(vec) == 0:
             raise QueryError("query has no tokens the model can embed")
         if s.idf and view.idf is not None:  # rare tokens count more than "the" (term_weights.py)
-            q = weight_query(q, self.embedder.token_ids([query], self.embedder.query_max_tokens)[0], view.idf)
+            vec = weight_query(vec, self.embedder.token_ids([query], self.embedder.query_max_tokens)[0], view.idf)
+        q.vectors = vec
 
         # candidate channels, each a ranking of item positions
-        t = time.perf_counter()
         known = {f.name for f in dataclasses.fields(self.cfg.index.strategies)}
         knobs = dataclasses.asdict(getattr(self.cfg.index.strategies, fs_name)) if fs_name in known else None
-        fs = view.first_stage(fs_name, knobs)  # a name outside the built set is a QueryError
-        channels: dict[str, tuple[np.ndarray, np.ndarray | None]] = {
-            "first_stage": fs.search(q, n_cand, mask)
-        }
-        scored: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # channel -> (positions, scores), for search.fusion=score
-        timings["first_stage_ms"] = _ms(t)
+        hits: dict[str, Hits] = {"first_stage": FirstStage(fs_name, knobs).search(q)}
+        timings["first_stage_ms"] = hits["first_stage"].ms
         if use_lex:
-            t = time.perf_counter()
-            lex_idx, lex_scores = view.lexical(query, n_cand, mask)
-            channels["lexical"] = (lex_idx, None)
-            scored["lexical"] = (lex_idx, lex_scores)
-            timings["lexical_ms"] = _ms(t)
+            hits["lexical"] = Lexical().search(q)
+            timings["lexical_ms"] = hits["lexical"].ms
         if dense_job is not None:
             t = time.perf_counter()
-            d_idx, d_scores, timings["dense_ms"] = dense_job.result()
-            channels["dense"] = (d_idx, None)
-            scored["dense"] = (d_idx, d_scores)
+            hits["dense"] = dense_job.result()
+            timings["dense_ms"] = hits["dense"].ms
             timings["dense_wait_ms"] = _ms(t)  # what the query waited for it after its own channels
-        cand, approx = fuse(channels, s.rrf_k, n_cand)
-        ranks = {name: fusion.ranks(c) for name, (c, _) in channels.items()}
+        cand = candidates(hits, s.rrf_k, q.n)
 
         t = time.perf_counter()
-        rr = get_reranker(rr_name)
-        idx, scores = rr.rerank(q, view.vectors, cand, len(cand), approx)
-        if view.rescore and rr_name == "maxsim" and len(idx):
-            # compressed rerank vectors ranked the candidates; the top get exact scores from LanceDB
-            n_top = min(len(idx), max(view.rescore, k))
-            top, exact = rr.rerank(q, view.exact_vectors, idx[:n_top], n_top, None)
-            idx, scores = np.concatenate([top, idx[n_top:]]), np.concatenate([exact, scores[n_top:]])
+        thresholds = s.thresholds if apply_thresholds and rr_name == "maxsim" else None
+        late = LateInteraction.score(q, cand, rr_name, thresholds, hits["first_stage"], k)
         timings["rerank_ms"] = _ms(t)
 
-        # calibrated late-interaction score of every candidate. A threshold gates this channel's
-        # evidence: an item below its modality's threshold leaves the MaxSim ranking; with fusion it
-        # stays when another channel (BM25, dense) lists it, alone it is dropped (and counted).
-        calibrated: dict[int, float] = {}
-        raw_of: dict[int, float] = {}
-        below: set[int] = set()
-        for i, raw in zip(idx.tolist(), scores.tolist(), strict=True):
-            raw_n = raw / len(q) if rr_name == "maxsim" else raw
-            m = view.modality[i]
-            cal = view.calibrate(raw_n, m) if rr_name == "maxsim" else raw_n
-            calibrated[i], raw_of[i] = cal, raw_n
-            if apply_thresholds and rr_name == "maxsim" and cal < s.thresholds.get(f"text_{m}", -math.inf):
-                below.add(i)
-        ids = view.items["item_id"]
-        # the late-interaction channel's own order: calibrated MaxSim (per-modality z-scores), ties by id;
-        # with reranker=none the first stage's order (its candidates' order already holds BM25's)
-        if rr_name == "maxsim":
-            late = sorted((i for i in calibrated if i not in below), key=lambda i: (-calibrated[i], ids[i]))
-            late_scores = np.array([calibrated[i] for i in late], dtype=np.float32)
-        else:
-            fs_idx, fs_sc = channels["first_stage"]
-            late = [i for i in fs_idx.tolist() if i in calibrated]
-            by_pos = dict(zip(fs_idx.tolist(), (-np.arange(len(fs_idx)) if fs_sc is None else fs_sc).tolist(), strict=True))
-            late_scores = np.array([by_pos[i] for i in late], dtype=np.float32)
-        lists = {"maxsim": (np.array(late, dtype=np.int64), late_scores)}
-        for name, (pos, sc) in scored.items():
-            keep = np.array([i in calibrated for i in pos.tolist()], dtype=bool)
-            lists[name] = (pos[keep], sc[keep]) if len(pos) else (pos, sc)
+        # the final fusion sees the candidates only: MaxSim's ranking (thresholds cut it: an item
+        # below its modality's threshold stays when another channel lists it, alone it is dropped)
+        lists = {"maxsim": (late.order, late.scores)}
+        for name in ("lexical", "dense"):
+            if name in hits:
+                h = hits[name]
+                keep = np.array([i in late.calibrated for i in h.positions.tolist()], dtype=bool)
+                lists[name] = (h.positions[keep], h.scores[keep]) if len(h.positions) else (h.positions, h.scores)
         # how much of the query the best candidate holds (static token vectors: 1.0 = every word)
-        coverage = max(raw_of.values()) if rr_name == "maxsim" and view.idf is not None and raw_of else None
-        cw = s.coverage_weights
-        weights = fusion.coverage_weights(s.weights, cw.semantic, coverage, cw.low, cw.high)
-        if s.fusion == "score":
-            final = fusion.convex(lists, weights)
-        elif s.fusion == "rrf":
-            final = fusion.weighted_rrf({n: pos for n, (pos, _) in lists.items()}, weights, s.rrf_k)
-        else:  # the rerank's order alone
-            final = {i: calibrated[i] for i in late}
-        dropped = len(calibrated) - len(final)
-        late = list(final)
+        coverage = max(late.raw.values()) if rr_name == "maxsim" and view.idf is not None and late.raw else None
+        ev = Evidence(q, late, lists, {n: fusion.ranks(h.positions) for n, h in hits.items()}, coverage)
+        t = time.perf_counter()
+        fused = self.fusion(view).fuse(ev)
+        timings["fusion_ms"] = _ms(t)
+        final = fused.scores
         results = []
-        for i in late:
-            res = view.result(i, 0, final[i], raw_of[i])
-            res.calibrated = round(float(calibrated[i]), 4)
+        for i in final:
+            res = view.result(i, 0, final[i], late.raw[i])
+            res.calibrated = round(float(late.calibrated[i]), 4)
             res.channels = {
-                "first_stage": {"name": fs_name, "rank": ranks["first_stage"].get(i)},
-                "lexical": {"rank": ranks["lexical"].get(i)} if "lexical" in ranks else None,
+                "first_stage": {"name": fs_name, "rank": ev.ranks["first_stage"].get(i)},
+                "lexical": {"rank": ev.ranks["lexical"].get(i)} if "lexical" in ev.ranks else None,
                 "maxsim": res.raw_score if rr_name == "maxsim" else None,
                 "calibrated": res.calibrated if rr_name == "maxsim" else None,
-                "dense": {"rank": ranks["dense"].get(i)} if "dense" in ranks else None,
+                "dense": {"rank": ev.ranks["dense"].get(i)} if "dense" in ev.ranks else None,
             }
+            res.why = {c: round(float(v), 4) for c, v in fused.why.get(i, {}).items()}
             results.append(res)
         results.sort(key=lambda r: (-r.score, r.item_id))
         for rank, r in enumerate(results, 1):
             r.rank = rank
         timings["total_ms"] = _ms(t_all)
         return SearchResponse(
-            query=query, results=results[:k], timings_ms=timings, dropped_below_threshold=dropped,
-            warnings=warnings, first_stage=fs_name, reranker=rr_name, candidates=len(cand),
+            query=query, results=results[:k], timings_ms=timings, dropped_below_threshold=len(late.calibrated) - len(final),
+            warnings=warnings, first_stage=fs_name, reranker=rr_name, candidates=len(cand.positions),
             index={"table": view.table_name, "version": view.table_version, "index_version": view.version},
             fusion={"method": s.fusion, "coverage": None if coverage is None else round(coverage, 4),
-                    "weights": {c: round(w, 4) for c, w in weights.items()}},
+                    "weights": {c: round(w, 4) for c, w in fused.weights.items()}, **fused.extra},
         )  # fmt: skip
+
+    def fusion(self, view: IndexView) -> Fusion:
+        """The configured fusion (``search.fusion``) for ``view``."""
+        return make_fusion(self.cfg.search, view)
 
     def image_path(self, item_id: str, thumb: bool = False) -> Path:
         """The stored page image (or thumbnail) of an item; never a path outside the storage root."""
@@ -347,25 +319,6 @@ def check_query(query: Any, max_chars: int) -> None:
         raise QueryError("query is empty: ask a question in words")
     if len(query) > max_chars:
         raise QueryError(f"query is {len(query):,} characters, over search.max_query_chars={max_chars:,}")
-
-
-def fuse(
-    channels: dict[str, tuple[np.ndarray, np.ndarray | None]], rrf_k: int, n: int
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """The candidates handed to the reranker: the first stage alone, or RRF of every channel."""
-    if len(channels) == 1:
-        return channels["first_stage"]
-    return rrf([c for c, _ in channels.values()], rrf_k, n)
-
-
-def rrf(rankings: list[np.ndarray], k: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Reciprocal rank fusion of rankings of item indices -> (fused indices, fused scores)."""
-    score: dict[int, float] = {}
-    for ranking in rankings:
-        for r, i in enumerate(np.asarray(ranking).tolist()):
-            score[i] = score.get(i, 0.0) + 1.0 / (k + r + 1)
-    items = sorted(score.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
-    return np.array([i for i, _ in items], dtype=np.int64), np.array([v for _, v in items], dtype=np.float32)
 
 
 def read_queries(path: str | Path) -> list[tuple[str, str]]:
@@ -430,13 +383,6 @@ def _one_blas_thread():
             if _BLAS_USERS == 0 and _BLAS_LIMIT is not None:
                 _BLAS_LIMIT.restore_original_limits()
                 _BLAS_LIMIT = None
-
-
-def _dense_channel(dense: Any, query: str, n: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, float]:
-    """The dense channel's (positions, cosines, ms) for one query: encode it, scan the windows."""
-    t = time.perf_counter()
-    idx, scores = dense.search(dense.encode_query(query), n, mask)
-    return idx, scores, _ms(t)
 
 
 def _ms(t0: float) -> float:
