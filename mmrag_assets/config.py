@@ -27,7 +27,7 @@ from mmrag_assets.errors import ConfigError
 CONF_DIR = Path(os.environ.get("MMRAG_CONF_DIR", Path(__file__).resolve().parents[1] / "conf"))
 
 Device = Literal["auto", "cpu", "cuda"]
-Arch = Literal["lite", "colqwen2_5", "colpali", "colsmol"]
+Arch = Literal["lite", "colqwen2_5", "colpali", "colsmol", "colqwen3"]
 DType = Literal["auto", "float32", "bfloat16", "float16"]
 ComputeType = Literal["auto", "int8", "int8_float16", "int8_float32", "float16", "float32", "bfloat16"]
 ImageFormat = Literal["png", "jpeg", "webp"]
@@ -331,6 +331,87 @@ class EvalConfig:
 
 
 @dataclass
+class ExtractiveConfig:
+    """The offline answer: the best sentences of the top results, quoted (``lib/answer/extractive.py``)."""
+
+    max_quotes: int = MISSING  # quoted passages in an answer
+    max_quote_words: int = MISSING  # a quote grows to a neighbouring passage only up to this many words
+    min_quote_words: int = MISSING  # a shorter quote takes in the passages after it (a table cell: its row)
+    min_passage_words: int = MISSING  # shorter fragments join their neighbour
+    max_passage_words: int = MISSING  # longer sentences are cut into pieces of this many words
+    weights: dict[str, float] = MISSING  # passage score: lexical (query words held), dense (MiniLM window cosine), rank (retrieval order)
+    min_confidence: float = MISSING  # the best passage's score below this: "not in the corpus"
+    min_relative: float = MISSING  # a further quote must score at least this share of the best one
+
+
+@dataclass
+class OpenAIGeneratorConfig:
+    """Any OpenAI-compatible chat endpoint (vLLM, Ollama, llama.cpp server, TGI, transformers serve, hosted)."""
+
+    base_url: str | None = MISSING  # e.g. http://127.0.0.1:8001/v1; None: $OPENAI_BASE_URL, else the hosted API
+    model: str = MISSING
+    api_key_env: str = MISSING  # the environment variable holding the key (never the key itself in conf/)
+    vision: bool = MISSING  # send page images as image parts (vision models only)
+    image_max_side_px: int = MISSING  # images are downscaled to this longest side before sending
+    timeout_s: float = MISSING  # per request (connect + whole stream)
+    max_retries: int = MISSING  # connection errors, 408/429/5xx: retried with backoff by the client
+    max_tokens: int = MISSING  # generated tokens
+    temperature: float = MISSING
+
+
+@dataclass
+class TransformersGeneratorConfig:
+    """A local model directory: a Qwen2-VL / Qwen2.5-VL / Qwen3-VL (images and text) or a text-only LLM."""
+
+    path: str | None = MISSING  # local model directory (never downloaded)
+    gguf_file: str | None = MISSING  # a .gguf file inside ``path`` (transformers loads it with the gguf package)
+    device: Device = MISSING
+    dtype: DType = MISSING
+    max_new_tokens: int = MISSING
+    vision: bool = MISSING  # give page images to a vision-language model (ignored for text-only models)
+    image_max_pixels: int = MISSING  # images are downscaled to at most this many pixels
+
+
+@dataclass
+class AnswerConfig:
+    """``mmrag ask``, ``POST /answer``, the ``answers`` asset (``lib/answer``)."""
+
+    generator: Literal["extractive", "openai", "transformers"] = MISSING
+    k: int = MISSING  # results retrieved for a question
+    max_sources: int = MISSING  # of those, the ones given to the generator (citation numbers 1..max_sources)
+    context_tokens: int = MISSING  # token budget of the sources' text in an LLM prompt (~4 characters a token)
+    max_question_chars: int = MISSING
+    not_found: str = MISSING  # the answer when the evidence is too weak
+    system_prompt: str = MISSING  # LLM generators: how to answer and cite
+    questions_file: str | None = MISSING  # the answers asset: one question a line (or JSON Lines with `query`)
+    extractive: ExtractiveConfig = MISSING
+    openai: OpenAIGeneratorConfig = MISSING
+    transformers: TransformersGeneratorConfig = MISSING
+
+
+@dataclass
+class RerankConfig:
+    """The multimodal LLM reranker (``lib/answer/rerank_mllm.py``): MonoQwen2-VL-style yes/no logits."""
+
+    kind: Literal["none", "mllm"] = MISSING
+    model_id: str = MISSING  # a LoRA adapter (MonoQwen2-VL) or a full Qwen2-VL checkpoint
+    base_model_id: str | None = MISSING  # the adapter's base model (None: read from the adapter's config)
+    path: str | None = MISSING  # local directory of model_id (adapter or full model)
+    base_path: str | None = MISSING  # local directory of the base model
+    device: Device = MISSING
+    dtype: DType = MISSING
+    candidates: int = MISSING  # at most this many of the top results are scored
+    time_budget_s: float = MISSING  # stop scoring new batches after this; the rest keep their order
+    batch_size: int = MISSING
+    image_max_pixels: int = MISSING  # page images are downscaled to at most this many pixels
+    max_text_chars: int = MISSING  # transcript / text candidates are cut to this length
+    weight: float = MISSING  # final order: weight x the reranker's probability + (1 - weight) x the retrieval's normalised score
+    prompt: str = MISSING  # {query} is replaced; the model answers with the yes/no tokens below
+    yes_token: str = MISSING
+    no_token: str = MISSING
+
+
+@dataclass
 class MmragConfig:
     corpus: CorpusConfig = MISSING
     storage: StorageConfig = MISSING
@@ -346,6 +427,8 @@ class MmragConfig:
     serve: ServeConfig = MISSING
     checks: ChecksConfig = MISSING
     eval: EvalConfig = MISSING
+    answer: AnswerConfig = MISSING
+    rerank: RerankConfig = MISSING
     queries: str | None = MISSING  # shorthand for eval.queries (`mmrag eval queries=PATH`)
     # not a knob: the overrides this config was composed from (set by load_config)
     overrides: list[str] = field(default_factory=list)
@@ -416,7 +499,7 @@ class MmragConfig:
 
 _LOCK = threading.Lock()
 _REGISTERED = False
-GROUPS = ("corpus", "storage", "catalog", "orchestration", "ingest", "asr", "ocr", "model", "dense", "search", "index", "checks", "eval")
+GROUPS = ("corpus", "storage", "catalog", "orchestration", "ingest", "asr", "ocr", "model", "dense", "search", "index", "checks", "eval", "answer", "rerank")
 
 
 def _register() -> None:
@@ -649,8 +732,35 @@ def _validate(cfg: MmragConfig) -> None:
             f"storage.root={cfg.storage.root} is shared by every worker, but catalog=duckdb is a one-writer local "
             "file: add catalog=postgres (catalog.url=postgresql://...)"
         )
+    problems += _answer_problems(cfg)
     if problems:
         raise ConfigError("; ".join(problems))
+
+
+def _answer_problems(cfg: MmragConfig) -> list[str]:
+    a, r, out = cfg.answer, cfg.rerank, []
+    if not 1 <= a.max_sources <= a.k:
+        out.append(f"answer.max_sources={a.max_sources} must be within 1..answer.k={a.k}")
+    if a.k > cfg.search.max_k:
+        out.append(f"answer.k={a.k} must be at most search.max_k={cfg.search.max_k}")
+    if a.context_tokens < 64:
+        out.append(f"answer.context_tokens={a.context_tokens} must be >= 64")
+    e = a.extractive
+    if e.max_quotes < 1 or not 1 <= e.min_passage_words <= e.max_passage_words <= e.max_quote_words:
+        out.append("answer.extractive: max_quotes >= 1 and 1 <= min_passage_words <= max_passage_words <= max_quote_words")
+    if not 0 <= e.min_quote_words <= e.max_quote_words:
+        out.append("answer.extractive.min_quote_words must be within 0..max_quote_words")
+    if any(v < 0 for v in e.weights.values()) or set(e.weights) - {"lexical", "dense", "rank"}:
+        out.append("answer.extractive.weights: lexical, dense and rank, each >= 0")
+    if a.generator == "transformers" and not a.transformers.path:
+        out.append("answer=transformers needs answer.transformers.path=<a local model directory>")
+    if a.openai.timeout_s <= 0 or a.openai.max_retries < 0:
+        out.append("answer.openai.timeout_s must be > 0 and answer.openai.max_retries >= 0")
+    if r.kind == "mllm" and not (r.path or r.base_path):
+        out.append("rerank=mllm needs rerank.path=<local adapter or model directory> (and rerank.base_path for an adapter)")
+    if r.candidates < 1 or r.batch_size < 1 or r.time_budget_s <= 0 or not 0 <= r.weight <= 1:
+        out.append("rerank: candidates and batch_size >= 1, time_budget_s > 0, 0 <= weight <= 1")
+    return out
 
 
 

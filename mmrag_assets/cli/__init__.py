@@ -11,7 +11,7 @@ import logging
 import sys
 import traceback
 
-from mmrag_assets.cli import evaluation, pipeline, quality, scale, search  # noqa: F401 - register the commands
+from mmrag_assets.cli import answer, evaluation, pipeline, quality, scale, search  # noqa: F401 - register the commands
 from mmrag_assets.cli._app import COMMANDS, EXTRA_ARGS, HELP, say
 from mmrag_assets.errors import MmragError
 

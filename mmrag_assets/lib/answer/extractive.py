@@ -1,0 +1,183 @@
+"""The offline answer: the passages of the top sources that best answer the question, quoted.
+
+Each passage (a sentence, ``evidence.passages``) gets
+
+    score = w_lexical * lexical + w_dense * dense + w_rank / n
+
+- ``lexical``: the idf-weighted share of the question's content words (stop words dropped, a light
+  suffix stemmer) that the passage holds, idf counted over the passages of this question's sources;
+- ``dense``: the MiniLM cosine between the question and the stored dense-channel windows that hold
+  the passage's middle word. The windows were encoded when the index was published, so scoring a
+  passage costs one dot product per window, not a forward pass: MiniLM on each sentence measured
+  ~40 ms a sentence on one core of the shared machine (1.6 s for 40), against the 100 ms budget;
+- ``1 / n``: the source's retrieval rank (after the reranker, when there is one).
+
+The best passage's score is the answer's **confidence**: below ``min_confidence`` the answer is
+"not in the corpus" (also the gate the LLM generators pass before they are called). A quote takes
+in a neighbouring passage of its source while that adds question words it lacks, up to
+``max_quote_words``; further quotes (up to ``max_quotes``) must score ``min_relative`` of the best.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mmrag_assets.config import ExtractiveConfig
+from mmrag_assets.lib.answer.evidence import Passage, Source, passages, quote_of
+
+_WORD = re.compile(r"[a-z0-9]+")
+_STOP = (
+    "a an the and or of to in on at by for with from into over under about as is are was were be been being it its "
+    "this that these those there here what which who whom whose when where why how do does did done can could "
+    "should would will shall may might must not no yes i you he she we they me my your our their them his her "
+    "if then than so too very just also only any all each some such more most other same own up down out off "
+    "again once get gets got use used using way ways one two there's what's how's tell show explain"
+)
+STOPWORDS = frozenset(_STOP.split())
+_SUFFIXES = ("ingly", "edly", "ing", "ies", "ied", "ed", "es", "ly", "s")
+
+
+def stem(w: str) -> str:
+    for suf in _SUFFIXES:
+        if w.endswith(suf) and len(w) - len(suf) >= 3:
+            return w[: -len(suf)] + ("y" if suf in ("ies", "ied") else "")
+    return w
+
+
+def terms(text: str) -> list[str]:
+    """Content-word stems of a text, in order (numbers kept: error codes, versions)."""
+    return [stem(w) for w in _WORD.findall(text.lower()) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
+
+
+@dataclass
+class Evidence:
+    """The scored passages of one question's sources, best first, and the quotes chosen from them."""
+
+    ranked: list[Passage]
+    quotes: list[Passage]
+    confidence: float  # the best passage's score (0 without any passage)
+
+    def public(self, n: int = 5) -> list[dict[str, Any]]:
+        return [{"source": p.source.n, "text": p.text, "score": round(p.score, 4),
+                 "scores": {k: round(v, 4) for k, v in p.scores.items()}, "start_s": p.start_s, "end_s": p.end_s}
+                for p in self.ranked[:n]]  # fmt: skip
+
+
+class DenseWindows:
+    """Cosines between a question and the stored dense windows of items of one index version."""
+
+    def __init__(self, view: Any, question: str) -> None:
+        spec = view.manifest["strategies"]["dense"]["params"]
+        self.window = int(spec["window_words"])
+        self.stride = int(spec.get("stride_words") or self.window)
+        self.parts = view.parts("dense")
+        from threadpoolctl import threadpool_limits
+
+        # one BLAS thread: a 10-token forward pass gains nothing from a second one, and on the
+        # shared 2-core machine two threads spun (40 sentences: 1.6 s on one thread, 14 s on two)
+        with threadpool_limits(limits=1, user_api="blas"):
+            self.q = np.asarray(view.first_stage("dense").encode_query(question), dtype=np.float32).reshape(-1)  # (d,)
+
+    def cosines(self, position: int) -> np.ndarray:
+        """(n_windows,) cosine of each stored window of the item at ``position``."""
+        for part in self.parts:
+            if part.base <= position < part.base + part.n_items:
+                r = part.fields["vecs"]
+                local = position - part.base
+                a, b = int(r.offsets[local]), int(r.offsets[local + 1])
+                sims = np.asarray(r.flat[a:b], dtype=np.float32) @ self.q  # (windows,)
+                if "scale" in part.fields:  # int8 rows: times each row's scale
+                    sims = sims * np.asarray(part.fields["scale"].flat[a:b], dtype=np.float32).reshape(-1)
+                return sims
+        return np.zeros(0, dtype=np.float32)
+
+    def passage_scores(self, position: int, ps: Sequence[Passage]) -> list[float | None]:
+        """Each passage's dense score: the best window holding its middle word (None: not encoded)."""
+        sims = self.cosines(position)
+        out: list[float | None] = []
+        for p in ps:
+            mid = (p.w0 + p.w1 - 1) // 2
+            js = [j for j in range(len(sims)) if j * self.stride <= mid < j * self.stride + self.window]
+            out.append(float(max(sims[j] for j in js)) if js else None)
+        return out
+
+
+def score_passages(question: str, sources: Sequence[Source], cfg: ExtractiveConfig,
+                   dense: DenseWindows | None = None) -> list[list[Passage]]:
+    """Every source's passages with ``scores`` (lexical, dense, rank) and ``score`` set, in text order."""
+    per_source = [passages(s, cfg.min_passage_words, cfg.max_passage_words) for s in sources]
+    q = list(dict.fromkeys(terms(question)))
+    p_terms = [[set(terms(p.text)) for p in ps] for ps in per_source]
+    n = sum(len(ps) for ps in per_source)
+    df = Counter(t for ts in p_terms for s in ts for t in s & set(q))
+    idf = {t: math.log(1 + (n + 1) / (df[t] + 0.5)) for t in q}
+    total = sum(idf.values())
+    w = cfg.weights
+    for src, ps, ts in zip(sources, per_source, p_terms, strict=True):
+        dense_scores: list[float | None] = [None] * len(ps)
+        if dense is not None and src.position is not None and w.get("dense", 0) > 0:
+            dense_scores = dense.passage_scores(src.position, ps)
+        have = [d for d in dense_scores if d is not None]
+        floor = min(have) if have else 0.0  # passages past the encoded windows: the item's weakest window
+        for p, t, d in zip(ps, ts, dense_scores, strict=True):
+            lex = sum(idf[x] for x in q if x in t) / total if total else 0.0
+            p.scores = {"lexical": lex, "dense": floor if d is None else d, "rank": 1.0 / src.n}
+            p.score = sum(w.get(k, 0.0) * v for k, v in p.scores.items())
+    return per_source
+
+
+def _extend(ps: list[Passage], i: int, q: set[str], max_words: int, min_words: int) -> Passage:
+    """Passage ``i`` plus the neighbours that hold question words it lacks, and the passages after it
+    while it is shorter than ``min_words`` (a table cell takes in the rest of its row), within ``max_words``."""
+    lo = hi = i
+    have = set(terms(ps[i].text)) & q
+    grew = True
+    while grew:
+        grew = False
+        for j in (lo - 1, hi + 1):
+            if 0 <= j < len(ps) and ps[max(hi, j)].w1 - ps[min(lo, j)].w0 <= max_words:
+                new = (set(terms(ps[j].text)) & q) - have
+                short = j == hi + 1 and ps[hi].w1 - ps[lo].w0 < min_words
+                if new or short:
+                    have |= new
+                    lo, hi = min(lo, j), max(hi, j)
+                    grew = True
+    return quote_of(ps[lo : hi + 1])
+
+
+def select(question: str, per_source: list[list[Passage]], cfg: ExtractiveConfig) -> Evidence:
+    """The ranked passages and the quotes an answer shows (see the module docstring)."""
+    ranked = sorted((p for ps in per_source for p in ps), key=lambda p: (-p.score, p.source.n, p.w0))
+    if not ranked:
+        return Evidence([], [], 0.0)
+    best = ranked[0].score
+    q = set(terms(question))
+    quotes: list[Passage] = []
+    for p in ranked:
+        if len(quotes) >= cfg.max_quotes or p.score < cfg.min_relative * best:
+            break
+        if any(x.source is p.source and x.w0 < p.w1 and p.w0 < x.w1 for x in quotes):
+            continue  # already quoted (a neighbour took it in)
+        ps = per_source[p.source.n - 1]
+        quote = _extend(ps, next(i for i, x in enumerate(ps) if x is p), q, cfg.max_quote_words, cfg.min_quote_words)
+        key = " ".join(terms(quote.text))
+        if any(key in " ".join(terms(x.text)) for x in quotes):
+            continue  # the same words from another source (a recording's audio and its video)
+        quotes.append(quote)
+    return Evidence(ranked, quotes, best)
+
+
+def compose(quotes: Sequence[Passage]) -> str:
+    """The extractive answer: each quote with its citation, one a line."""
+    lines = []
+    for p in quotes:
+        when = f" ({p.start_s:.0f}-{p.end_s:.0f} s)" if p.start_s is not None and p.end_s is not None else ""
+        lines.append(f"\u201c{p.text}\u201d{when} [{p.source.n}]")
+    return "\n".join(lines)

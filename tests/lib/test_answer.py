@@ -1,0 +1,124 @@
+"""lib/answer without an index: passages, extractive scoring, citation checks, prompts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mmrag_assets.config import section
+from mmrag_assets.lib.answer import citations, extractive, prompt
+from mmrag_assets.lib.answer.evidence import Source, passages
+
+
+def src(n: int, text: str, **kw) -> Source:
+    base = {"item_id": f"doc{n}:1", "doc_id": f"doc{n}", "modality": "page", "source": f"d{n}.pdf", "page": 1,
+            "start_s": None, "end_s": None, "score": 1.0 / n, "rank": n, "text": text}
+    base.update(kw)
+    return Source(n=n, **base)
+
+
+def test_passages_split_sentences_rows_and_mend_hyphens() -> None:
+    s = src(1, "Installation\nFix the bracket with four bolts. Tighten them to 12 Nm.\nE04\nDC insulation fault\n"
+               "The para-\ngraph continues here and ends.")
+    ps = passages(s, min_words=2, max_words=40)
+    texts = [p.text for p in ps]
+    assert "Tighten them to 12 Nm." in texts
+    assert "The paragraph continues here and ends." in texts  # hyphenated line break mended
+    assert any(t.startswith("E04") for t in texts)  # a table row (next line capitalised) ends a passage
+    words = s.text.split()
+    for p in ps:  # word ranges tile the text in order: the dense windows index the same words
+        assert p.w0 < p.w1 and " ".join(words[p.w0 : p.w1]).replace("para- graph", "paragraph") == p.text
+    assert [p.w0 for p in ps] == sorted(p.w0 for p in ps) and ps[-1].w1 == len(words)
+
+
+def test_transcript_passages_get_moments_inside_their_window() -> None:
+    s = src(1, "First we unplug the router. Then we hold the reset button for ten seconds. It blinks.",
+            modality="segment", page=None, start_s=10.0, end_s=26.0)
+    ps = passages(s, min_words=3, max_words=40)
+    assert ps[0].start_s == 10.0 and ps[-1].end_s == 26.0
+    assert all(10.0 <= p.start_s < p.end_s <= 26.0 for p in ps)
+    assert [p.start_s for p in ps] == sorted(p.start_s for p in ps)
+
+
+def test_long_runs_without_punctuation_are_cut() -> None:
+    s = src(1, " ".join(f"w{i}" for i in range(95)))
+    ps = passages(s, min_words=4, max_words=40)
+    assert [p.w1 - p.w0 for p in ps] == [40, 40, 15]
+
+
+CFG = section("answer").extractive
+
+
+def test_extractive_quotes_the_sentence_that_answers() -> None:
+    sources = [
+        src(1, "Safety first. Never install the inverter in direct sunlight. Fix the mounting bracket with four M8 "
+               "anchor bolts and tighten them to a torque of 12 Nm. Then hang the inverter."),
+        src(2, "The quarterly revenue grew by five percent. Costs fell."),
+    ]
+    per = extractive.score_passages("what torque should the anchor bolts be tightened to", sources, CFG)
+    ev = extractive.select("what torque should the anchor bolts be tightened to", per, CFG)
+    assert "12 Nm" in ev.quotes[0].text and ev.quotes[0].source.n == 1
+    assert ev.ranked[0].scores["lexical"] == pytest.approx(1.0)
+    assert all(q.source.n == 1 for q in ev.quotes)  # the revenue sentence scores far below the best
+    text = extractive.compose(ev.quotes)
+    assert text.endswith("[1]") and citations.markers(text) == [1] * len(ev.quotes)
+
+
+def test_unrelated_question_has_low_confidence() -> None:
+    sources = [src(1, "Fix the mounting bracket with four M8 anchor bolts. Tighten them to 12 Nm.")]
+    per = extractive.score_passages("who won the football world cup in 1998", sources, CFG)
+    ev = extractive.select("who won the football world cup in 1998", per, CFG)
+    assert ev.ranked[0].scores["lexical"] == 0.0
+    assert ev.confidence < CFG.min_confidence
+
+
+def test_a_quote_takes_in_the_sentence_that_holds_the_rest_of_the_question() -> None:
+    s = src(1, "Error codes are listed below. The code E04 is shown on the display. It means a DC insulation fault.")
+    cfg = section("answer", "answer.extractive.min_quote_words=0").extractive
+    per = extractive.score_passages("E04 display DC insulation fault", [s], cfg)
+    ev = extractive.select("E04 display DC insulation fault", per, cfg)
+    assert "E04" in ev.quotes[0].text and "insulation fault" in ev.quotes[0].text
+
+
+def test_citations_are_checked_against_the_retrieved_items() -> None:
+    sources = [src(1, "a"), src(2, "b"), src(3, "c")]
+    retrieved = {"doc1:1", "doc2:1"}  # doc3 was not retrieved for this question
+    text, cited, dropped = citations.check("Bolts take 12 Nm [1, 9]. Reset it [2][3]. See [Source 2].", sources, retrieved)
+    assert text == "Bolts take 12 Nm [1]. Reset it [2]. See [2]."
+    assert [c.n for c in cited] == [1, 2] and [c.item_id for c in cited] == ["doc1:1", "doc2:1"]
+    assert dropped == ["[9]", "[3]"]
+    assert citations.check("no markers here", sources, retrieved) == ("no markers here", [], [])
+
+
+def test_prompt_keeps_the_best_passage_within_the_budget(tmp_path: Path) -> None:
+    from PIL import Image
+
+    img = tmp_path / "p.png"
+    Image.new("RGB", (3000, 1000), "white").save(img)
+    filler = " ".join(f"filler{i}." for i in range(2000))
+    s1 = src(1, filler + " The answer: tighten to 12 Nm. " + filler, image_path=img)
+    s2 = src(2, "We hold the reset button. It blinks.", modality="segment", page=None, start_s=3.0, end_s=9.0)
+    per = extractive.score_passages("tighten torque Nm", [s1, s2], CFG)
+    parts = prompt.build("what torque?", [s1, s2], per, context_tokens=200, vision=True)
+    text = prompt.as_text(parts)
+    assert "12 Nm" in text and "[1] d1.pdf p.1 (page)" in text and "[2] d2.pdf 3.0-9.0 s (recording transcript)" in text
+    assert "(3.0 s) We hold the reset button." in text  # transcripts as timed lines
+    assert len(text) < 200 * prompt.CHARS_PER_TOKEN + 600
+    assert ("image", img) in parts
+    assert prompt.load_image(img, max_side_px=512).size == (512, 170)
+    assert not any(k == "image" for k, _ in prompt.build("q", [s1], per[:1], 200, vision=False))
+
+
+def test_answer_config_is_checked_at_compose_time() -> None:
+    from mmrag_assets.config import load_config
+    from mmrag_assets.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="answer.max_sources=20 must be within 1..answer.k=10"):
+        load_config(["answer.max_sources=20"])
+    with pytest.raises(ConfigError, match="answer=transformers needs answer.transformers.path"):
+        load_config(["answer=transformers"])
+    with pytest.raises(ConfigError, match="rerank=mllm needs rerank.path"):
+        load_config(["rerank=mllm"])
+    cfg = load_config(["answer=openai", "answer.openai.model=m"])
+    assert cfg.answer.generator == "openai" and cfg.answer.k == 10  # the rest inherited from extractive
