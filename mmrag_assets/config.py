@@ -190,7 +190,10 @@ class SearchConfig:
     reranker: RerankerName = MISSING
     lexical: bool = MISSING  # BM25 channel fused by reciprocal rank fusion
     rrf_k: int = MISSING  # reciprocal rank fusion's k, for the candidates and the final ranking
-    fusion: Literal["rrf", "score", "none"] = MISSING  # final order: weighted RRF | convex combination of normalised scores | the rerank's
+    # final order: P(relevant) of a model trained on labelled queries (lib/search/learned.py) | convex
+    # combination of normalised scores | weighted RRF | the rerank's
+    fusion: Literal["learned", "score", "rrf", "none"] = MISSING
+    fusion_model: str = MISSING  # search.fusion=learned: a name in conf/fusion/ (NAME.json) or a path to one
     weights: dict[str, float] = MISSING  # per channel in the final fusion: maxsim, lexical, dense
     coverage_weights: CoverageWeightsConfig = MISSING  # lite tier: the weights move with the query's coverage
     idf: bool = MISSING  # lite tier: weight query tokens by their idf over the served items

@@ -4,8 +4,9 @@
     mmrag eval -m model=lite,tiny search.first_stage=plaid,binary [overrides]
                                                            a Hydra grid: comparison table, plot, report
     mmrag eval --by channel --by kind [overrides]          metrics broken down by query tags
-    mmrag eval --calibrate NAME [--keep 0.95] [queries=PATH] [overrides]
-                                                           propose thresholds -> conf/search/NAME.yaml
+    mmrag eval --calibrate NAME [--only thresholds|fusion] [--keep 0.95] [queries=PATH] [overrides]
+                                                           train the learned fusion -> conf/fusion/NAME.json and
+                                                           propose thresholds -> conf/search/NAME.yaml (use: search=NAME)
 
 A config whose index (or first-stage structure) is missing is indexed first, through the same
 Dagster assets as ``mmrag index`` (``eval.index_missing=false`` fails instead). An index that
@@ -30,7 +31,12 @@ def eval_flags(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--name", default=None, help="multirun report name (default: sweep-<sweep id>)")
     sp.add_argument(
         "--calibrate", metavar="NAME", default=None,
-        help="instead of scoring: propose per-modality-pair thresholds and write conf/search/NAME.yaml (use: search=NAME)",
+        help="instead of scoring: train the learned fusion on the labelled queries (conf/fusion/NAME.json) and propose "
+        "per-modality-pair thresholds (conf/search/NAME.yaml; use: search=NAME)",
+    )
+    sp.add_argument(
+        "--only", choices=("thresholds", "fusion"), default=None,
+        help="--calibrate: only the thresholds, or only the fusion model (use: search.fusion=learned search.fusion_model=NAME)",
     )
     sp.add_argument(
         "--by", action="append", default=[], metavar="TAG",
@@ -112,33 +118,77 @@ def _calibrate(args: argparse.Namespace) -> int:
     if not 0 < keep <= 1:
         raise ConfigError(f"--keep={keep} must be within (0, 1]")
     if cfg.search.reranker != "maxsim":
-        raise ConfigError("thresholds apply to calibrated MaxSim scores: calibrate with search.reranker=maxsim")
-    ct.check_name(args.calibrate, _conf_dir())
+        raise ConfigError("thresholds and the learned fusion read calibrated MaxSim scores: calibrate with search.reranker=maxsim")
+    do_fusion, do_thresholds = args.only in (None, "fusion"), args.only in (None, "thresholds")
+    if do_thresholds:
+        ct.check_name(args.calibrate, _conf_dir())
     query_set = load_query_set(cfg.eval.queries)
-    searcher = open_searcher(cfg, _index, say)
-    scores = ct.collect_scores(cfg, searcher, query_set, progress=say)
-    proposal = ct.propose(scores, keep, cfg.search.thresholds)
     provenance = (
         f"From {query_set.path.name} (sha256 {query_set.sha256}, {len(query_set)} queries), model={cfg.model.name} "
         f"arch={cfg.model.arch}, first_stage={cfg.search.first_stage}, overrides: {' '.join(cfg.overrides) or '(none)'}"
     )
-    path = ct.write_threshold_option(cfg, args.calibrate, proposal, keep=keep, provenance=provenance)
-    out = {
-        "name": args.calibrate, "path": str(path), "use": f"search={args.calibrate}", "keep": keep,
-        "thresholds": {pair: p["threshold"] for pair, p in proposal.items()}, "pairs": proposal,
-        "queries": str(query_set.path),
-    }
+    out: dict[str, Any] = {"name": args.calibrate, "queries": str(query_set.path)}
+    if do_fusion:
+        out["fusion"] = _train_fusion(args, cfg, query_set)
+    if do_thresholds:
+        searcher = open_searcher(cfg, _index, say)
+        scores = ct.collect_scores(cfg, searcher, query_set, progress=say)
+        proposal = ct.propose(scores, keep, cfg.search.thresholds)
+        path = ct.write_threshold_option(
+            cfg, args.calibrate, proposal, keep=keep, provenance=provenance, fusion_model=args.calibrate if do_fusion else None
+        )
+        out |= {
+            "path": str(path), "use": f"search={args.calibrate}", "keep": keep,
+            "thresholds": {pair: p["threshold"] for pair, p in proposal.items()}, "pairs": proposal,
+        }  # fmt: skip
     if args.json:
         emit(out)
-    else:
-        for pair, p in proposal.items():
+        return 0
+    if do_fusion:
+        f = out["fusion"]
+        print(
+            f"fusion model {f['path']}: {f['n_queries']} queries, {f['positives']} relevant of {f['n_rows']} candidates; "
+            f"held-out (grouped {f['folds']}-fold) hit@10 / MRR@10 {f['cv_hit@10']:.2f} / {f['cv_mrr@10']:.2f} against "
+            f"{f['baseline_hit@10']:.2f} / {f['baseline_mrr@10']:.2f} with search.fusion={f['baseline']}"
+        )
+    if do_thresholds:
+        for pair, p in out["pairs"].items():
             what = (
                 f"keeps {p['kept_relevant']:.0%} of {p['relevant_hits']} relevant hits, drops {p['dropped_other'] or 0:.0%} of {p['other_hits']} others"
                 if p["relevant_hits"] else p["source"]
             )
             print(f"{pair:<13} {p['threshold']:>8.3f}  ({what})")
-        print(f"wrote {path}\nuse it: mmrag search \"...\" search={args.calibrate}")
+        print(f"wrote {out['path']}\nuse it: mmrag search \"...\" search={args.calibrate}")
+    else:
+        print(f"use it: mmrag search \"...\" search.fusion=learned search.fusion_model={args.calibrate}")
     return 0
+
+
+def _train_fusion(args: argparse.Namespace, cfg: MmragConfig, query_set: Any) -> dict[str, Any]:
+    """Train the learned fusion on ``query_set`` and write conf/fusion/NAME.json."""
+    import shlex
+
+    from mmrag_assets.lib.evaluation import fusion_train as ft
+    from mmrag_assets.lib.evaluation.experiments import open_searcher
+    from mmrag_assets.lib.search.learned import check_writable, model_path
+
+    path = check_writable(model_path(args.calibrate, _conf_dir()))
+    # the evidence does not depend on the fusion; the fusion that ranks while collecting is the
+    # baseline the report compares with: the configured one, or score fusion when that is learned
+    ccfg = load_config([*args.overrides, "search.fusion=score"]) if cfg.search.fusion == "learned" else cfg
+    searcher = open_searcher(ccfg, _index, say)
+    say(f"training the learned fusion on {query_set.path.name} ({len(query_set)} queries)")
+    command = "mmrag eval --calibrate " + shlex.join([args.calibrate, *(["--only", args.only] if args.only else []), *args.overrides])
+    tier = {"arch": cfg.model.arch, "model": cfg.model.name, "dim": cfg.model.dim}
+    model, report, ds = ft.train(searcher, query_set, name=args.calibrate, tier=tier, command=command, progress=say)
+    model.save(path)
+    best = report["cv"][str(report["C"])]
+    return {
+        "path": str(path), "n_queries": ds.n_queries, "n_rows": len(ds.y), "positives": int(ds.y.sum()), "C": report["C"],
+        "folds": min(ft.FOLDS, ds.n_queries), "cv_hit@10": best["hit@10"], "cv_mrr@10": best["mrr@10"],
+        "baseline": report["baseline"], "baseline_hit@10": report["cv_baseline"]["hit@10"],
+        "baseline_mrr@10": report["cv_baseline"]["mrr@10"],
+    }  # fmt: skip
 
 
 def _conf_dir():

@@ -150,3 +150,22 @@ def test_calibrate_writes_a_search_option_that_eval_uses(
     assert main(["eval", "--json", *env, "search=calibrated_lite"]) == 0
     run = json.loads(capsys.readouterr().out)
     assert run["config"]["search"]["thresholds"] == out["thresholds"]
+    # the same call trained the learned fusion on those queries, and the option selects it
+    fusion = out["fusion"]
+    assert fusion["path"] == str(conf / "fusion" / "calibrated_lite.json")
+    assert fusion["positives"] > 0 and fusion["n_queries"] > 0 and 0 <= fusion["cv_mrr@10"] <= 1
+    model = json.loads((conf / "fusion" / "calibrated_lite.json").read_text())
+    assert model["trained"]["queries_sha256"] and model["tier"]["arch"] == "lite"
+    assert cfg.search.fusion == "learned" and cfg.search.fusion_model == "calibrated_lite"
+    assert run["config"]["search"]["fusion"] == "learned"
+    from mmrag_assets.lib.search.learned import FEATURES
+    from mmrag_assets.lib.search.searcher import search
+
+    resp = search("how do I reset the router", cfg=cfg)
+    assert resp.fusion["method"] == "learned" and resp.fusion["model"] == "calibrated_lite"
+    assert resp.results and all(0 < r.score < 1 for r in resp.results)  # probabilities of relevance
+    assert all(set(r.why) <= {*FEATURES, "bias"} for r in resp.results)
+    # --only fusion leaves the thresholds alone; a file that is not a model is never overwritten
+    (conf / "fusion" / "notamodel.json").write_text("{}")
+    assert main(["eval", "--calibrate", "notamodel", "--only", "fusion", *env]) == 2
+    assert "is not an mmrag-fusion/1 model" in capsys.readouterr().err

@@ -109,7 +109,10 @@ def check_name(name: str, conf_dir: Path) -> Path:
     return path
 
 
-def render_yaml(name: str, base: str, proposal: Mapping[str, Mapping[str, Any]], *, keep: float, provenance: str) -> str:
+def render_yaml(
+    name: str, base: str, proposal: Mapping[str, Mapping[str, Any]], *, keep: float, provenance: str,
+    fusion_model: str | None = None,
+) -> str:
     lines = [
         f"{MARKER} {name}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; re-run it rather than editing.",
         f"# Thresholds on calibrated scores that keep {keep:.0%} of the relevant hits of each modality pair.",
@@ -119,6 +122,10 @@ def render_yaml(name: str, base: str, proposal: Mapping[str, Mapping[str, Any]],
         f"  - {base}",
         "  - _self_",
         "",
+    ]
+    if fusion_model:
+        lines += ["fusion: learned", f"fusion_model: {fusion_model}    # conf/fusion/{fusion_model}.json, trained on the same queries", ""]
+    lines += [
         "thresholds:",
     ]
     for pair, p in proposal.items():
@@ -137,6 +144,7 @@ def write_threshold_option(
     *,
     keep: float,
     provenance: str,
+    fusion_model: str | None = None,
 ) -> Path:
     """Write ``<CONF_DIR>/search/<name>.yaml`` and check that ``search=<name>`` composes to
     exactly the proposed thresholds (a file that does not compose is put back as it was)."""
@@ -148,7 +156,7 @@ def write_threshold_option(
     if not (conf_dir / "search" / f"{base}.yaml").exists():
         raise ConfigError(f"base search option {base!r} has no conf/search/{base}.yaml")
     previous = path.read_text(encoding="utf-8") if path.exists() else None
-    path.write_text(render_yaml(name, base, proposal, keep=keep, provenance=provenance), encoding="utf-8")
+    path.write_text(render_yaml(name, base, proposal, keep=keep, provenance=provenance, fusion_model=fusion_model), encoding="utf-8")
     rest = [o for o in cfg.overrides if o.partition("=")[0].lstrip("+~") != "search"]
     try:
         got = config.load_config([*rest, f"search={name}"], resolve_paths=False).search.thresholds

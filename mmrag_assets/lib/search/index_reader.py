@@ -49,6 +49,7 @@ COLUMNS = (
     "snippet",
     "image_path",
     "thumb_path",
+    "n_tokens",
 )
 
 
