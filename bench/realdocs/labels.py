@@ -10,8 +10,9 @@ it was made from, the words spoken), known from the build, never from OCR or ASR
 - **Paraphrases** are written by hand against a unit (``paraphrases.jsonl``); each names an
   ``anchor``, a phrase of the target unit's text, that locates the unit (so that a rebuilt
   corpus re-labels by content, not by position). An anchor must match exactly one unit.
-- **Split**: within each (channel, kind) stratum, queries are ordered by sha256 of their qid and
-  the first ``round(DEV_SHARE * n)`` are the dev set (tuning), the rest the test set (reporting).
+- **Split**: within each stratum (channel, kind, and for the build also the recording kind and the
+  paraphrase file), queries are ordered by sha256 of their qid and the first ``round(DEV_SHARE * n)``
+  are the dev set (tuning), the rest the test set (reporting).
 """
 
 from __future__ import annotations
@@ -132,13 +133,17 @@ def resolve_anchor(anchor: str, units: Sequence[Unit], normalised: Mapping[str, 
     return hits[0]
 
 
-def split(queries: Sequence[Mapping[str, Any]], dev_share: float = DEV_SHARE) -> tuple[list[dict], list[dict]]:
-    """(dev, test): per (channel, kind), the first round(dev_share * n) by sha256(qid) go to dev."""
-    strata: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+def split(
+    queries: Sequence[Mapping[str, Any]], dev_share: float = DEV_SHARE, strata: Sequence[str] = ("channel", "kind")
+) -> tuple[list[dict], list[dict]]:
+    """(dev, test): per stratum (the values of the ``strata`` tags; an absent tag is one value of its
+    own), the first round(dev_share * n) by sha256(qid) go to dev. Adding a tag to ``strata`` that the
+    existing queries lack leaves their split as it was: new queries with the tag fill new strata."""
+    groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
     for q in queries:
-        strata.setdefault((str(q["channel"]), str(q["kind"])), []).append(q)
+        groups.setdefault(tuple(str(q.get(t, "")) for t in strata), []).append(q)
     dev_ids: set[str] = set()
-    for qs in strata.values():
+    for qs in groups.values():
         ordered = sorted(qs, key=lambda q: hashlib.sha256(str(q["qid"]).encode()).hexdigest())
         dev_ids |= {str(q["qid"]) for q in ordered[: round(dev_share * len(ordered))]}
     dev = [dict(q) for q in queries if str(q["qid"]) in dev_ids]
