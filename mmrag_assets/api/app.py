@@ -230,6 +230,11 @@ def create_app(cfg: MmragConfig) -> FastAPI:
             raise RequestValidationError(e.errors()) from None
         return run_search(req)
 
+    # ---------------------------------------------------------------- answers (api/answer.py)
+    from mmrag_assets.api.answer import add_answer_routes
+
+    add_answer_routes(app, cfg, warm, auth, get_searcher, _links, describe)
+
     # ---------------------------------------------------------------- files
     @app.head("/items/{item_id}/image", dependencies=[Depends(auth)], include_in_schema=False)
     @app.get("/items/{item_id}/image", dependencies=[Depends(auth)], response_class=FileResponse)
