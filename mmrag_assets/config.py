@@ -156,6 +156,9 @@ class DenseConfig:
     stride_words: int = MISSING  # each window starts this many words after the previous one (= window_words: no overlap)
     max_windows: int = MISSING  # at most this many windows (vectors) per item; the rest is not encoded
     batch_size: int = MISSING  # windows encoded at once
+    # minilm's runtime: an int8 or fp32 ONNX export on ONNX Runtime, or none (sentence-transformers)
+    onnx: Literal["int8", "fp32", "none"] = MISSING
+    threads: int | None = MISSING  # ONNX Runtime threads encoding documents; null: the cores available
 
 
 @dataclass

@@ -19,6 +19,8 @@ os.environ.pop("DAGSTER_HOME", None)  # each test gets its own instance under it
 def _isolated_caches(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     cache = tmp_path_factory.getbasetemp() / "hf-cache"
     monkeypatch.setenv("HF_HOME", str(cache))
+    # the dense channel's ONNX export, made once per test session (lib/index/embedding/onnx_encoder.py)
+    monkeypatch.setenv("MMRAG_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "mmrag-cache"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
 
 

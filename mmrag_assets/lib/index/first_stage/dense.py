@@ -36,15 +36,24 @@ if TYPE_CHECKING:
 
 class Dense(Strategy):
     name = "dense"
-    build_params = ("model", "path", "window_words", "stride_words", "max_windows")
-    run_params = ("batch_size",)
+    build_params = ("model", "path", "onnx", "window_words", "stride_words", "max_windows")
+    run_params = ("batch_size", "threads")
     needs_vectors = False
     layout = 1  # 1: int8 windows with a scale per window (0: float16)
+
+    def __init__(self, **params: Any) -> None:
+        # versions published before dense.onnx and dense.threads existed hold sentence-transformers'
+        # float32 vectors: their queries go through the fp32 ONNX export, which gives the same
+        # vectors (max |diff| 2e-7, tests/lib/test_dense.py) without torch
+        params.setdefault("onnx", "fp32")
+        params.setdefault("threads", None)
+        super().__init__(**params)
 
     def encoder(self) -> Any:
         from mmrag_assets.lib.index.embedding.dense import dense_encoder
 
-        return dense_encoder(self.params["model"], self.params["path"], int(self.params["batch_size"]))
+        p = self.params
+        return dense_encoder(p["model"], p["path"], int(p["batch_size"]), p["onnx"], p["threads"])
 
     def encode(self, batch: EncodeBatch) -> dict[str, Ragged]:
         from mmrag_assets.lib.index.embedding.dense import windows
