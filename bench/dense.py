@@ -52,7 +52,7 @@ def main() -> None:
     out["lite (baseline)"] = {"load_s": load, "ms_per_window": per_win, "ms_per_query": per_q, "bytes_per_window": b}
     for model in ("wordllama", "minilm"):
         t0 = time.perf_counter()
-        enc = DenseEncoder(model, dcfg.path, dcfg.batch_size)  # type: ignore[arg-type]
+        enc = DenseEncoder(model, dcfg.path, dcfg.batch_size, dcfg.onnx, dcfg.threads)  # type: ignore[arg-type]
         load = time.perf_counter() - t0
         enc.encode(wins[:4])  # warm
         t0 = time.perf_counter()
