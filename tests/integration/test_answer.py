@@ -51,3 +51,22 @@ def test_mmrag_ask_json(indexed: MmragConfig, capsys: pytest.CaptureFixture[str]
     text = capsys.readouterr().out
     assert "sources:" in text and "[1] manuals/SunVolt SV-5000 installation manual.pdf p.4 (page)" in text
     assert main(["ask", "   ", *args]) == 2
+
+
+def test_answers_through_the_mllm_reranker(indexed: MmragConfig, tmp_path) -> None:
+    """rerank=mllm in the answer path, with a tiny random Qwen2-VL + LoRA adapter (order is random:
+    the test checks the stage runs, scores the budgeted candidates and citations stay checked)."""
+    from mmrag_assets.config import load_config
+    from mmrag_assets.fixtures.tiny_models import tiny_lora_adapter, tiny_qwen2_vl
+
+    base = tiny_qwen2_vl(tmp_path / "base")
+    adapter = tiny_lora_adapter(base, tmp_path / "adapter")
+    cfg = load_config([*indexed.overrides, "rerank=mllm", f"rerank.path={adapter}", f"rerank.base_path={base}",
+                       "rerank.device=cpu", "rerank.candidates=4", "rerank.batch_size=2"])
+    q = "what torque should the anchor bolts of the mounting bracket be tightened to"
+    ans = Answerer(cfg).answer(q)
+    assert "rerank_ms" in ans.timings_ms
+    scored = [s for s in ans.sources if s.rerank_score is not None]
+    assert 1 <= len(scored) <= 4 and all(0 < s.rerank_score < 1 for s in scored)
+    retrieved = {r.item_id for r in get_searcher(indexed).search(q, k=indexed.answer.k).results}
+    assert {c.item_id for c in ans.citations} <= retrieved
