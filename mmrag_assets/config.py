@@ -298,6 +298,11 @@ class ServeConfig:
     max_field_chars: int = MISSING  # every string field except the query
     warm_up: bool = MISSING  # load the index and the query encoder at start-up
     retry_load_s: float = MISSING  # a failed start-up load is retried at most this often
+    # issue 21: slow or greedy clients, logins
+    header_timeout_s: float = MISSING  # a connection whose request headers are not complete by then is closed (408)
+    max_connections_per_client: int = MISSING  # open connections from one address; more get 503 and are closed
+    session_ttl_s: int = MISSING  # a search-page session cookie expires this long after POST /auth
+    auth_attempts_per_minute: int = MISSING  # POST /auth per client address; more get 429 + Retry-After
 
 
 @dataclass

@@ -145,3 +145,100 @@ def make_mute_video(path: Path, seconds: float = 2.0, fps: int = 5) -> Path:
         for pk in vs.encode(None):
             out.mux(pk)
     return path
+
+
+# ---------------------------------------------------------------- issue 21: names and polyglots
+
+
+def speech_pcm(seconds: float = 8.0, rate: int = 16_000) -> bytes:
+    """The first ``seconds`` of the bundled speech recording as 16-bit mono PCM at ``rate``."""
+    import av
+    import numpy as np
+
+    from mmrag_assets.fixtures.sample_corpus import SPEECH_AUDIO
+
+    out = []
+    with av.open(str(SPEECH_AUDIO)) as f:
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+        for frame in f.decode(audio=0):
+            for r in resampler.resample(frame):
+                out.append(r.to_ndarray().reshape(-1))
+    pcm = np.concatenate(out)[: int(seconds * rate)].astype("<i2")
+    return pcm.tobytes()
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return kind + struct.pack("<I", len(data)) + data + (b"\x00" if len(data) % 2 else b"")
+
+
+def wav_with_chunks(pcm: bytes, *, before: bytes = b"", after: bytes = b"", rate: int = 16_000,
+                    riff_size: bytes | None = None) -> bytes:
+    """A PCM WAV whose extra (ignored) chunks ``before`` / ``after`` the audio carry other content."""
+    fmt = struct.pack("<HHIIHH", 1, 1, rate, rate * 2, 2, 16)
+    body = b"WAVE" + _chunk(b"fmt ", fmt) + before + _chunk(b"data", pcm) + after
+    return b"RIFF" + (riff_size or struct.pack("<I", len(body))) + body
+
+
+def html_polyglot(pcm: bytes, script_src: str) -> bytes:
+    """A valid WAV (speech) that is also an HTML page: inline script, and a script loaded from
+    ``script_src`` (the media URL of :func:`js_polyglot`'s file)."""
+    page = (b"<html><body><p id=x>polyglot</p><script>document.title='pwned-inline'</script>"
+            b"<script src='" + script_src.encode() + b"'></script></body></html>")
+    return wav_with_chunks(pcm, before=_chunk(b"html", page))
+
+
+def js_polyglot(pcm: bytes) -> bytes:
+    """A valid WAV (speech) that is also a classic script: the RIFF size bytes are ``=1/*``, so
+    JavaScript reads ``RIFF=1`` and a comment that runs over the audio to a trailing chunk which
+    closes it and sets ``document.title``."""
+    samples = bytearray(pcm)
+    while (i := samples.find(b"*/")) >= 0:  # the audio must not close the comment early
+        samples[i] ^= 1
+    tail = _chunk(b"js  ", b"*/;document.title='pwned-js';//")
+    return wav_with_chunks(bytes(samples), after=tail, riff_size=b"=1/*")
+
+
+# (name bytes, one word only that file holds): every kind of name POSIX allows and a terminal,
+# a log or a database chokes on
+HOSTILE_NAMES: list[tuple[bytes, str]] = [
+    (b"bad\xffname.pdf", "aardvark"),  # not UTF-8
+    (b"two\nlines.pdf", "bandicoot"),  # a newline: a fake log line
+    (b"bell\x07\x1b[31mred.pdf", "capybara"),  # control characters, an ANSI colour escape
+    ("invoice-\u202efdp.exe".encode() + b".pdf", "dugong"),  # RTL override: reads "invoice-exe.pdf"
+    ("zero\u200bwidth\ufeff.pdf".encode(), "echidna"),  # invisible format characters
+    (b"back\\xffslash.pdf", "fossa"),  # a literal backslash-x: must not collide with the first one
+    (b"n" * 251 + b".pdf", "gerenuk"),  # 255 bytes: the longest name Linux allows
+]
+
+
+def make_hostile_names(root: Path) -> dict[bytes, str]:
+    """One small PDF per name of :data:`HOSTILE_NAMES` under ``root`` (its word on page 1);
+    returns {name bytes: word}."""
+    root.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name, word in HOSTILE_NAMES:
+        with open(os.path.join(os.fsencode(root), name), "wb") as f:
+            f.write(_pdf(f"The {word} document explains the {word} procedure", pages=1))
+        out[name] = word
+    return out
+
+
+def matroska_audio(pcm: bytes, rate: int = 16_000) -> bytes:
+    """``pcm`` (16-bit mono) as FLAC in a Matroska file: a recording browsers do not play inline."""
+    import io
+
+    import av
+    import numpy as np
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="matroska") as out:
+        st = out.add_stream("flac", rate=rate, layout="mono")
+        samples = np.frombuffer(pcm, dtype="<i2")
+        for i in range(0, len(samples), rate):
+            frame = av.AudioFrame.from_ndarray(samples[i : i + rate].reshape(1, -1), format="s16", layout="mono")
+            frame.sample_rate, frame.pts = rate, i
+            for pk in st.encode(frame):
+                out.mux(pk)
+        for pk in st.encode(None):
+            out.mux(pk)
+    return buf.getvalue()

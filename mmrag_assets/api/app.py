@@ -3,31 +3,45 @@ page images, recordings with HTTP Range support, readiness, and offline ``/docs`
 
 from __future__ import annotations
 
-import hmac
 import logging
-import mimetypes
+import os
 from contextlib import asynccontextmanager
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
-from mmrag_assets.api.guard import (
-    SESSION_COOKIE,
-    GuardMiddleware,
-    TextRejected,
-    clean_text,
-    scrub,
-    session_value,
-    token_matches,
+from mmrag_assets.api.files import (
+    FILE_CSP,
+    IMAGE_TYPES,
+    MAX_NAME_BYTES,
+    RECORDING_TYPES,
+    file_response,
+    is_file,
+    sniffed_type,
 )
-from mmrag_assets.api.models import Health, OcrBoxes, Readiness, SearchReply, request_model
+from mmrag_assets.api.guard import GuardMiddleware, TextRejected, clean_text, scrub, token_matches
+from mmrag_assets.api.models import (
+    Health,
+    Invalid,
+    Modality,
+    OcrBoxes,
+    Problem,
+    Readiness,
+    SearchReply,
+    request_model,
+    text_schema,
+)
+from mmrag_assets.api.sessions import SESSION_COOKIE, AuthThrottle, Sessions
 from mmrag_assets.api.warm import NotReady, Warmup
 from mmrag_assets.config import MmragConfig
 from mmrag_assets.errors import MmragError, NotFound, QueryError
@@ -38,6 +52,7 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+MAX_PATH_CHARS = 1024  # item ids and stored page paths: what clean_text accepts in a path segment
 # The page loads nothing from anywhere else: the browser enforces it.
 PAGE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self'; "
@@ -51,10 +66,28 @@ DOCS_CSP = (
 )
 
 
-class AuthRequest(BaseModel):
-    token: str
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The documented error replies of a route: 422 in FastAPI's list shape, every other one a
+    ``Problem`` (the handlers below build exactly these)."""
+    what = {400: "a bad query, text value or body", 401: "missing or wrong bearer token / session", 404: "no such item or file",
+            413: "request body over serve.max_body_bytes", 422: "the request does not match this schema",
+            429: "too many attempts: retry after Retry-After seconds", 503: "the index is not loaded yet (Retry-After)"}
+    return {s: {"model": Invalid if s == 422 else Problem, "description": what[s]} for s in statuses}
 
-    model_config = {"extra": "forbid"}
+
+def _typed(**annotations: Any) -> Any:
+    """Give a handler's parameters types built from this configuration (the module's
+    ``from __future__ import annotations`` leaves them as names FastAPI cannot resolve)."""
+
+    def bind(fn: Any) -> Any:
+        fn.__annotations__.update(annotations)
+        return fn
+
+    return bind
+
+
+def _file_types(types: list[str], what: str) -> dict[int | str, dict[str, Any]]:
+    return {200: {"description": what, "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in types}}}
 
 
 def create_app(cfg: MmragConfig) -> FastAPI:
@@ -69,10 +102,20 @@ def create_app(cfg: MmragConfig) -> FastAPI:
 
     sv = cfg.serve
     roots = [(cfg.storage_root.as_posix(), "storage.root"), (cfg.corpus_root.as_posix(), "corpus.root")]
+    # the first stages this configuration builds (plaid always): the schema offers only what will answer
+    first_stages = tuple(sorted(n for n in STRATEGIES if n == "plaid" or n in cfg.search.prebuild))
+    rerankers = tuple(sorted(RERANKERS))
     SearchRequest = request_model(
         max_query_chars=cfg.search.max_query_chars, max_k=cfg.search.max_k, max_filter_values=sv.max_filter_values,
-        max_field_chars=sv.max_field_chars, first_stages=tuple(sorted(STRATEGIES)), rerankers=tuple(sorted(RERANKERS)),
+        max_field_chars=sv.max_field_chars, first_stages=first_stages, rerankers=rerankers,
     )
+    FirstStage = Literal[first_stages]  # type: ignore[valid-type]
+    Reranker = Literal[rerankers]  # type: ignore[valid-type]
+
+    class AuthRequest(BaseModel):
+        token: str = Field(max_length=sv.max_field_chars)
+
+        model_config = {"extra": "forbid"}
 
     def safe(msg: str) -> str:
         return scrub(msg, roots).encode("utf-8", "backslashreplace").decode("utf-8")
@@ -99,35 +142,58 @@ def create_app(cfg: MmragConfig) -> FastAPI:
     )
     app.state.warmup = warm
     app.add_middleware(GuardMiddleware, allowed_hosts=list(sv.allowed_hosts), max_body_bytes=sv.max_body_bytes,
-                       default_csp=PAGE_CSP, csp={"/docs": DOCS_CSP, "/redoc": DOCS_CSP})
-    bearer = HTTPBearer(auto_error=False, description="serve.token; the search page sends a session cookie instead")
+                       default_csp=PAGE_CSP,
+                       csp={"/docs": DOCS_CSP, "/redoc": DOCS_CSP, "/items/": FILE_CSP, "/pages/": FILE_CSP})
+    sessions = Sessions(sv.token, sv.session_ttl_s) if sv.token else None
+    throttle = AuthThrottle(sv.auth_attempts_per_minute)
+    if sv.token:
+        bearer = HTTPBearer(auto_error=False, description="serve.token")
+        cookie_auth = APIKeyCookie(name=SESSION_COOKIE, auto_error=False,
+                                   description="the session cookie POST /auth sets (what the search page sends)")
 
-    def auth(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # noqa: B008
-        token = sv.token
-        if not token:
-            return
-        # headers arrive decoded as latin-1: encoding back gives the exact bytes the client sent
-        if creds is not None and token_matches(creds.credentials.encode("latin-1", "replace"), token):
-            return
-        cookie = request.cookies.get(SESSION_COOKIE)
-        if cookie and hmac.compare_digest(cookie.encode("latin-1", "replace"), session_value(token).encode()):
-            return
-        raise _Unauthorized()
+        def auth(creds: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
+                 cookie: str | None = Depends(cookie_auth)) -> None:
+            # headers arrive decoded as latin-1: encoding back gives the exact bytes the client sent
+            if creds is not None and token_matches(creds.credentials.encode("latin-1", "replace"), sv.token):
+                return
+            if sessions is not None and sessions.valid(cookie):
+                return
+            raise _Unauthorized()
+    else:
+
+        def auth() -> None:
+            """No serve.token: every request may search, and the schema names no security."""
+
+    guarded: list[Any] = [Depends(auth)] if sv.token else []
+    secured = (401,) if sv.token else ()
 
     # ---------------------------------------------------------------- errors: 4xx, never a path
-    def _err(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
-        return JSONResponse(status_code=status, content={"detail": detail}, headers=headers)
+    def _err(status: int, detail: str, headers: dict[str, str] | None = None, field: str | None = None) -> JSONResponse:
+        return JSONResponse(status_code=status, content=Problem(detail=detail, field=field).model_dump(), headers=headers)
+
+    def _invalid_reply(issues: list[dict[str, Any]]) -> JSONResponse:
+        return JSONResponse(status_code=422, content=Invalid.model_validate({"detail": issues}).model_dump())
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_req: Request, e: RequestValidationError) -> JSONResponse:
         # FastAPI's default echoes the input back: a lone surrogate in it made that a 500
-        errors = [{"loc": [safe(str(x)) for x in err.get("loc", ())], "msg": safe(str(err.get("msg", ""))), "type": err.get("type", "")}
-                  for err in e.errors()]
-        return _err(422, errors)
+        return _invalid_reply([{"loc": [safe(str(x)) for x in err.get("loc", ())], "msg": safe(str(err.get("msg", ""))),
+                                "type": str(err.get("type", ""))} for err in e.errors()])
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(req: Request, e: StarletteHTTPException) -> JSONResponse:
+        headers = dict(e.headers or {})
+        if e.status_code == 405:  # Starlette's Allow names the first matching route's methods only
+            path = req.url.path
+            methods = {m for r in app.routes if isinstance(r, Route) and r.path_regex.match(path) for m in (r.methods or ())}
+            headers["Allow"] = ", ".join(sorted(methods))
+        return _err(e.status_code, str(e.detail), headers)
 
     @app.exception_handler(QueryError)
     async def _bad_query(_req: Request, e: QueryError) -> JSONResponse:
-        return JSONResponse(status_code=400 if e.field == "query" else 422, content={"detail": describe(e), "field": e.field})
+        if e.field == "query":
+            return _err(400, describe(e), field="query")
+        return _invalid_reply([{"loc": [str(e.field)], "msg": describe(e), "type": "value_error"}])
 
     @app.exception_handler(NotFound)
     async def _not_found(_req: Request, e: NotFound) -> JSONResponse:
@@ -164,7 +230,7 @@ def create_app(cfg: MmragConfig) -> FastAPI:
         """Liveness: the process answers (``ready`` says whether searches will)."""
         return {"status": "ok", "ready": warm.status == "ready"}
 
-    @app.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
+    @app.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness, "description": "loading or failed"}})
     def readyz() -> JSONResponse:
         """Readiness: 200 once the index and the query encoder are loaded; 503 with ``loading`` or
         ``failed`` and the reason otherwise (a failed load is retried every serve.retry_load_s)."""
@@ -181,16 +247,23 @@ def create_app(cfg: MmragConfig) -> FastAPI:
                 body.update(status="failed", error=describe(e))
         return JSONResponse(body, status_code=200 if body["status"] == "ready" else 503)
 
-    @app.post("/auth", status_code=204, responses={401: {"description": "wrong token"}}, summary="Session cookie for the search page")
-    def login(body: AuthRequest) -> Response:
+    @app.post("/auth", status_code=204, responses={204: {"description": "the session cookie is set"}, **_errors(400, 401, 413, 422, 429)},
+              summary="Session cookie for the search page")
+    @_typed(body=AuthRequest)
+    def login(body: Any, request: Request) -> Response:
         """Exchange the token for a session cookie (what the search page uses: ``<img>`` and
-        ``<audio>`` cannot send an Authorization header)."""
-        token = sv.token
-        if token and not token_matches(body.token.encode("utf-8", "surrogatepass"), token):
+        ``<audio>`` cannot send an Authorization header). The cookie is random, expires after
+        serve.session_ttl_s and stops working when the token changes; at most
+        serve.auth_attempts_per_minute attempts per client address (then 429)."""
+        wait = throttle.hit(request.client.host if request.client else "?")
+        if wait is not None:
+            return _err(429, "too many POST /auth attempts from this address; retry later", {"Retry-After": str(int(wait + 0.999))})
+        if sv.token and not token_matches(body.token.encode("utf-8", "surrogatepass"), sv.token):
             raise _Unauthorized()
         resp = Response(status_code=204)
-        if token:
-            resp.set_cookie(SESSION_COOKIE, session_value(token), httponly=True, samesite="strict", path="/")
+        if sessions is not None:
+            resp.set_cookie(SESSION_COOKIE, sessions.issue(), max_age=int(sv.session_ttl_s), httponly=True,
+                            samesite="strict", path="/")
         return resp
 
     # ---------------------------------------------------------------- search
@@ -209,18 +282,24 @@ def create_app(cfg: MmragConfig) -> FastAPI:
 
     search_post.__annotations__["req"] = SearchRequest  # the model built for this config's limits
     search_post.__doc__ = "Search: ranked pages, images and moments of recordings, with links to their files."
-    app.post("/search", response_model=SearchReply, dependencies=[Depends(auth)], summary="Search (JSON body)")(search_post)
+    app.post("/search", response_model=SearchReply, dependencies=guarded, summary="Search (JSON body)",
+             responses=_errors(400, *secured, 413, 422, 503))(search_post)
 
-    @app.get("/search", response_model=SearchReply, dependencies=[Depends(auth)], summary="Search (query string)")
-    def search_get(
-        q: str = Query(..., description="the question"),
-        k: int | None = None,
-        modality: list[str] | None = Query(None, description="page, image or segment (repeatable)"),  # noqa: B008
-        source: list[str] | None = Query(None, description="source prefix (repeatable)"),  # noqa: B008
-        doc_id: list[str] | None = Query(None),  # noqa: B008
-        first_stage: str | None = None,
-        reranker: str | None = None,
-    ) -> dict[str, Any]:
+    many = {"maxItems": sv.max_filter_values, "items": {"type": "string", **text_schema(sv.max_field_chars)}}
+
+    @app.get("/search", response_model=SearchReply, dependencies=guarded, summary="Search (query string)",
+             responses=_errors(400, *secured, 422, 503))
+    @_typed(
+        q=Annotated[str, Query(description="the question", json_schema_extra=text_schema(cfg.search.max_query_chars, visible=True))],
+        k=Annotated[int | None, Query(ge=1, le=cfg.search.max_k)],
+        modality=Annotated[list[Modality] | None, Query(description="repeatable", json_schema_extra={"maxItems": sv.max_filter_values})],
+        source=Annotated[list[str] | None, Query(description="source prefix (repeatable)", json_schema_extra=many)],
+        doc_id=Annotated[list[str] | None, Query(json_schema_extra=many)],
+        first_stage=FirstStage | None,
+        reranker=Reranker | None,
+    )
+    def search_get(q: str, k: Any = None, modality: Any = None, source: Any = None, doc_id: Any = None,
+                   first_stage: Any = None, reranker: Any = None) -> dict[str, Any]:
         """The same search and the same JSON as ``POST /search``, from the address bar."""
         filters = {k_: v for k_, v in (("modality", modality), ("source_prefix", source), ("doc_id", doc_id)) if v}
         raw = {"query": q, "k": k, "filters": filters or None, "first_stage": first_stage, "reranker": reranker}
@@ -236,14 +315,21 @@ def create_app(cfg: MmragConfig) -> FastAPI:
     add_answer_routes(app, cfg, warm, auth, get_searcher, _links, describe)
 
     # ---------------------------------------------------------------- files
-    @app.head("/items/{item_id}/image", dependencies=[Depends(auth)], include_in_schema=False)
-    @app.get("/items/{item_id}/image", dependencies=[Depends(auth)], response_class=FileResponse)
-    def item_image(item_id: str, thumbnail: bool = False) -> FileResponse:
+    item_path = Annotated[str, PathParam(json_schema_extra=text_schema(MAX_PATH_CHARS, visible=True))]
+
+    @app.head("/items/{item_id}/image", dependencies=guarded, include_in_schema=False)
+    @app.get("/items/{item_id}/image", dependencies=guarded, response_class=FileResponse,
+             responses={**_file_types(IMAGE_TYPES, "the image; its type is what its bytes are"), **_errors(*secured, 404, 422, 503)})
+    @_typed(item_id=item_path)
+    def item_image(item_id: str, thumbnail: bool = False) -> Response:
         """The page image (or its thumbnail) of a result."""
         warm.check()
-        return FileResponse(_existing(get_searcher(cfg).image_path(_path_text(item_id, "item id"), thumb=thumbnail), item_id))
+        item_id = _path_text(item_id, "item id")
+        p = _existing(get_searcher(cfg).image_path(item_id, thumb=thumbnail), item_id)
+        return file_response(p, _served(p, ("image",), f"the image of item {item_id!r}"))
 
-    @app.get("/items/{item_id}/boxes", dependencies=[Depends(auth)], response_model=OcrBoxes)
+    @app.get("/items/{item_id}/boxes", dependencies=guarded, response_model=OcrBoxes, responses=_errors(*secured, 404, 422, 503))
+    @_typed(item_id=item_path)
     def item_boxes(item_id: str) -> dict[str, Any]:
         """The OCR word boxes of a result's page image (what the search page draws on it)."""
         warm.check()
@@ -253,27 +339,41 @@ def create_app(cfg: MmragConfig) -> FastAPI:
             raise NotFound(f"item {item_id!r} has no OCR boxes (its text came from a text layer, or OCR is off)")
         return boxes
 
-    @app.head("/items/{item_id}/media", dependencies=[Depends(auth)], include_in_schema=False)
-    @app.get("/items/{item_id}/media", dependencies=[Depends(auth)], response_class=FileResponse)
-    def item_media(item_id: str) -> FileResponse:
+    @app.head("/items/{item_id}/media", dependencies=guarded, include_in_schema=False)
+    @app.get("/items/{item_id}/media", dependencies=guarded, response_class=FileResponse,
+             responses={**_file_types(RECORDING_TYPES, "the recording (Range requests: 206, 416); its type is what "
+                                      "its bytes are, and a type no browser plays inline is an attachment"),
+                        **_errors(*secured, 404, 422, 503)})
+    @_typed(item_id=item_path)
+    def item_media(item_id: str) -> Response:
         """The recording a time-based result comes from (audio or video), with HTTP Range support
         (206 / Content-Range, suffix ranges, 416 when unsatisfiable); play it from ``start_s``."""
         warm.check()
-        p = get_searcher(cfg).media_path(_path_text(item_id, "item id"))
-        return FileResponse(_existing(p, item_id), media_type=_media_type(p.name), headers={"X-Content-Type-Options": "nosniff"})
+        item_id = _path_text(item_id, "item id")
+        p = _existing(get_searcher(cfg).media_path(item_id), item_id)
+        return file_response(p, _served(p, ("audio", "video"), f"the recording of item {item_id!r}"))
 
-    @app.head("/pages/{path:path}", dependencies=[Depends(auth)], include_in_schema=False)
-    @app.get("/pages/{path:path}", dependencies=[Depends(auth)], response_class=FileResponse)
-    def page_file(path: str) -> FileResponse:
+    @app.head("/pages/{path:path}", dependencies=guarded, include_in_schema=False)
+    @app.get("/pages/{path:path}", dependencies=guarded, response_class=FileResponse,
+             responses={**_file_types(IMAGE_TYPES, "the page image"), **_errors(*secured, 404, 422)})
+    @_typed(path=item_path)
+    def page_file(path: str) -> Response:
         """A rendered page image or thumbnail by its stored path (``image_path`` relative to pages/)."""
         path = _path_text(path, "path")
-        root = cfg.pages_dir.resolve()
-        p = (root / path).resolve()
-        if root in p.parents and p.suffix.lower() in IMAGE_SUFFIXES:
-            p = storage_for(cfg).fetch(p.relative_to(cfg.storage_root.resolve()).as_posix())
-        if root not in p.parents or p.suffix.lower() not in IMAGE_SUFFIXES or not p.is_file():
-            raise NotFound(f"no page image at {path!r}")
-        return FileResponse(p)
+        missing = NotFound(f"no page image at {path!r}")
+        parts = PurePosixPath(path).parts
+        if not parts or any(len(os.fsencode(x)) > MAX_NAME_BYTES for x in parts):
+            raise missing  # no file can have that name (resolving it raised ENAMETOOLONG: a 500)
+        try:
+            root = cfg.pages_dir.resolve()
+            p = (root / path).resolve()
+            if root in p.parents and p.suffix.lower() in IMAGE_SUFFIXES:
+                p = storage_for(cfg).fetch(p.relative_to(cfg.storage_root.resolve()).as_posix())
+        except (OSError, ValueError):
+            raise missing from None
+        if root not in p.parents or p.suffix.lower() not in IMAGE_SUFFIXES or not is_file(p):
+            raise missing
+        return file_response(p, _served(p, ("image",), f"the page image at {path!r}"))
 
     return app
 
@@ -290,13 +390,21 @@ def _path_text(value: str, field: str) -> str:
 
 
 def _existing(p: Path, item_id: str) -> Path:
-    if not p.is_file():
+    if not is_file(p):
         raise NotFound(f"the file of item {item_id!r} is missing from the store; run `mmrag index`")
     return p
 
 
-def _media_type(name: str) -> str:
-    return mimetypes.guess_type(name)[0] or "application/octet-stream"
+def _served(p: Path, kinds: tuple[str, ...], what: str) -> tuple[str, bool]:
+    """The sniffed (type, inline) of a file about to be served; NotFound when it no longer holds
+    one of ``kinds`` (replaced since it was indexed)."""
+    try:
+        served = sniffed_type(p, kinds)
+    except OSError:
+        served = None
+    if served is None:
+        raise NotFound(f"{what} no longer holds {' or '.join(kinds)}; run `mmrag index`")
+    return served
 
 
 def _links(searcher: Any, r: dict[str, Any]) -> dict[str, Any]:
@@ -315,18 +423,22 @@ def _links(searcher: Any, r: dict[str, Any]) -> dict[str, Any]:
     if r.get("start_s") is not None:
         try:
             p = searcher.media_path(r["item_id"])
-            out["media_url"], out["media_type"] = f"/items/{iid}/media", _media_type(p.name)
-        except NotFound:
+            served = sniffed_type(p, ("audio", "video"))
+            if served is not None:
+                out["media_url"], out["media_type"] = f"/items/{iid}/media", served[0]
+        except (NotFound, OSError):
             pass
     return out
 
 
 def serve(cfg: MmragConfig, host: str | None = None, port: int | None = None, *, allow_public_without_token: bool = False) -> None:
-    """Run the app with uvicorn; refuses a non-loopback bind without a token (see ``guard.check_bind``)."""
-    import uvicorn
-
+    """Run the app with uvicorn (with a header timeout and a per-client connection cap: ``server``);
+    refuses a non-loopback bind without a token (see ``guard.check_bind``)."""
     from mmrag_assets.api.guard import check_bind
+    from mmrag_assets.api.server import run
 
-    host = host or cfg.serve.host
-    check_bind(host, cfg.serve.token, allow_public_without_token or cfg.serve.allow_public_without_token)
-    uvicorn.run(create_app(cfg), host=host, port=cfg.serve.port if port is None else port, log_level="info")
+    sv = cfg.serve
+    host = host or sv.host
+    check_bind(host, sv.token, allow_public_without_token or sv.allow_public_without_token)
+    run(create_app(cfg), host=host, port=sv.port if port is None else port, header_timeout_s=sv.header_timeout_s,
+        max_per_client=sv.max_connections_per_client)

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import hmac
 import ipaddress
 import json
@@ -35,7 +34,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-SESSION_COOKIE = "mmrag_session"
 # C0 controls except tab, newline and carriage return, plus DEL: never meaningful in a query or a path
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
@@ -72,12 +70,6 @@ def token_matches(presented: bytes, token: str) -> bool:
     return hmac.compare_digest(presented, token.encode("utf-8"))
 
 
-def session_value(token: str) -> str:
-    """The cookie the search page keeps after ``POST /auth``: derived from the token, not the
-    token itself, so the cookie jar never holds the credential users type."""
-    return hmac.new(token.encode("utf-8"), b"mmrag-session-v1", hashlib.sha256).hexdigest()
-
-
 def scrub(message: str, roots: Iterable[tuple[str, str]] = ()) -> str:
     """``message`` without absolute paths: known roots become their config key, any other
     absolute path ``<path>``."""
@@ -111,8 +103,9 @@ def host_allowed(host_header: str | None, allowed: list[str]) -> bool:
 
 class GuardMiddleware:
     """Host allow-list and body cap, before routing; answers 400 / 413 as JSON itself. Every
-    response gets ``nosniff``, ``no-referrer`` and a Content-Security-Policy (``csp`` by path,
-    else ``default_csp``) that keeps the browser from loading anything from another origin."""
+    response gets ``nosniff``, ``no-referrer`` and a Content-Security-Policy (``csp`` by path or
+    by a prefix ending in ``/``, else ``default_csp``) that keeps the browser from loading anything
+    from another origin; a header the app set itself is kept."""
 
     def __init__(self, app: ASGIApp, *, allowed_hosts: list[str], max_body_bytes: int, default_csp: str,
                  csp: dict[str, str] | None = None) -> None:
@@ -122,11 +115,19 @@ class GuardMiddleware:
         self.default_csp = default_csp
         self.csp = dict(csp or {})
 
+    def policy(self, path: str) -> str:
+        """The CSP of ``path``: an exact key of ``csp``, else the longest key ending in ``/`` that
+        starts it, else ``default_csp``."""
+        if path in self.csp:
+            return self.csp[path]
+        prefixes = [k for k in self.csp if k.endswith("/") and path.startswith(k)]
+        return self.csp[max(prefixes, key=len)] if prefixes else self.default_csp
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        policy = self.csp.get(scope.get("path", ""), self.default_csp).encode()
+        policy = self.policy(scope.get("path", "")).encode()
         inner_send = send
 
         async def secured(message: Message) -> None:

@@ -7,6 +7,9 @@ for one configuration, so the OpenAPI schema states the limits the server enforc
 
 from __future__ import annotations
 
+import functools
+import sys
+import unicodedata
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
@@ -15,21 +18,52 @@ from mmrag_assets.api.guard import clean_text
 
 Modality = Literal["page", "image", "segment"]
 
+# What ``clean_text`` refuses, as a JSON-Schema pattern: the schema says what the server accepts
+# (the checks themselves stay in ``clean_text``, whose messages name the field and the limit).
+_CONTROLS = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
+NO_CONTROLS = f"^[^{_CONTROLS}]*$"
+
+
+@functools.cache
+def visible_text_pattern() -> str:
+    """A pattern for text with at least one character that is neither whitespace nor an invisible
+    format character (what ``check_query`` requires of a query) and no control character."""
+    ranges: list[tuple[int, int]] = []
+    for o in range(0x20, sys.maxunicode + 1):
+        c = chr(o)
+        if (c.isspace() or unicodedata.category(c) == "Cf") and not 0xD800 <= o <= 0xDFFF:
+            if ranges and ranges[-1][1] == o - 1:
+                ranges[-1] = (ranges[-1][0], o)
+            else:
+                ranges.append((o, o))
+
+    def ch(o: int) -> str:
+        return f"\\u{o:04x}" if o <= 0xFFFF else chr(o)
+
+    hidden = "".join(ch(a) if a == b else f"{ch(a)}-{ch(b)}" for a, b in ranges)
+    return f"^[^{_CONTROLS}]*[^{_CONTROLS}{hidden}][^{_CONTROLS}]*$"
+
+
+def text_schema(max_chars: int, *, visible: bool = False) -> dict[str, Any]:
+    return {"minLength": 1 if visible else 0, "maxLength": max_chars,
+            "pattern": visible_text_pattern() if visible else NO_CONTROLS}
+
 
 def _text(field: str, max_chars: int) -> Any:
-    return Annotated[str, AfterValidator(lambda v: clean_text(v, field, max_chars))]
+    return Annotated[str, AfterValidator(lambda v: clean_text(v, field, max_chars)),
+                     Field(json_schema_extra=text_schema(max_chars))]
 
 
 def request_model(*, max_query_chars: int, max_k: int, max_filter_values: int, max_field_chars: int,
                   first_stages: tuple[str, ...], rerankers: tuple[str, ...]) -> type[BaseModel]:
     """The ``POST /search`` body model for these limits (strict: unknown fields are refused)."""
     value = _text("filter value", max_field_chars)
-    many = Field(max_length=max_filter_values)
+    many = Field(min_length=1, max_length=max_filter_values)  # an empty list filters nothing: refused
 
     filters = create_model(
         "Filters",
         __config__=ConfigDict(extra="forbid"),
-        modality=(Modality | Annotated[list[Modality], Field(max_length=max_filter_values)] | None, None),
+        modality=(Modality | Annotated[list[Modality], many] | None, None),
         source_prefix=(value | Annotated[list[value], many] | None, None),
         doc_id=(value | Annotated[list[value], many] | None, None),
     )
@@ -39,7 +73,8 @@ def request_model(*, max_query_chars: int, max_k: int, max_filter_values: int, m
         # the query's own length limit is the searcher's (a 400 that names search.max_query_chars);
         # the bound here only keeps absurd payloads away from the normaliser
         query=(Annotated[str, AfterValidator(lambda v: clean_text(v, "query", 4 * max_query_chars))],
-               Field(..., description="the question, in words")),
+               Field(..., description="the question, in words (whitespace and invisible characters alone: 400)",
+                     json_schema_extra=text_schema(max_query_chars, visible=True))),
         k=(int | None, Field(None, ge=1, le=max_k, description="results to return (default search.k)")),
         filters=(filters | None, None),
         first_stage=(Literal[first_stages] | None, Field(None, description="a first stage the index built")),  # type: ignore[valid-type]
@@ -106,6 +141,25 @@ class SearchReply(BaseModel):
     candidates: int
     index: dict[str, Any]
     fusion: dict[str, Any] = Field(default_factory=dict, description="the final fusion: method, query coverage, channel weights")
+
+
+class Problem(BaseModel):
+    """Every error reply except 422: what went wrong and what to do, never a server path."""
+
+    detail: str
+    field: str | None = Field(None, description="the request field at fault (400: the query)")
+
+
+class Issue(BaseModel):
+    loc: list[str] = Field(description="where in the request: body, query or path, then the field")
+    msg: str
+    type: str
+
+
+class Invalid(BaseModel):
+    """422: the request does not match the schema, one issue per offending field."""
+
+    detail: list[Issue]
 
 
 class Health(BaseModel):

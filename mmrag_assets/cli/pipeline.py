@@ -132,16 +132,23 @@ def print_summary(cfg: MmragConfig, summary: dict[str, Any]) -> None:
 
 
 def print_status(st: dict[str, Any]) -> None:
+    from mmrag_assets.lib.ingest.names import printable as p  # sources are escaped; reasons are free text
+
     docs = ", ".join(f"{n} {k}" for k, n in st["documents"].items())
     print(f"documents: {docs}\npages: {st['pages']}\nsegments: {st['segments']}")
     print(f"quarantined: {len(st['quarantined'])}")
     for q in st["quarantined"]:
-        print(f"  {q['source']}: {q['reason']}")
+        print(f"  {p(q['source'])}: {p(q['reason'] or '')}")
     held = st.get("held_back") or []
     if held:
         print(f"held back by a failed check: {len(held)}")
         for h in held:
-            print(f"  {h['source']}: {h['check']} failed")
+            print(f"  {p(h['source'])}: {h['check']} failed")
+    moved = st.get("changed_after_scan") or []
+    if moved:
+        print(f"vanished or changed after the last scan: {len(moved)} (run `mmrag index`)")
+        for m in moved:
+            print(f"  {p(m['line'])}")
     ix = st.get("index")
     if ix is None:
         print("index: none yet (run `mmrag index`)")
@@ -152,7 +159,7 @@ def print_status(st: dict[str, Any]) -> None:
             + (f"published v{pub['version']}: {pub['items']} items of {pub['documents']} documents" if pub
                else "nothing published")
         )  # fmt: skip
-        for p in ix.get("problems") or []:
-            print(f"  {p}")
-    for p in st.get("problems") or []:
-        print(f"damaged: {p}")
+        for problem in ix.get("problems") or []:
+            print(f"  {p(problem)}")
+    for problem in st.get("problems") or []:
+        print(f"damaged: {p(problem)}")

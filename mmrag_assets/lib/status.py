@@ -6,6 +6,7 @@ from typing import Any
 
 from mmrag_assets.config import MmragConfig
 from mmrag_assets.lib.catalog import Catalog
+from mmrag_assets.lib.ingest.corpus import changed_since_scan
 
 KINDS = ("pdf", "image", "audio", "video")
 
@@ -14,7 +15,7 @@ def catalog_status(cfg: MmragConfig) -> dict[str, Any]:
     if not Catalog.exists(cfg.catalog_url):
         return {
             "documents": dict.fromkeys(KINDS, 0), "pages": 0, "segments": 0, "quarantined": [], "held_back": [], "index": None,
-            "problems": [],
+            "problems": [], "changed_after_scan": [],
         }
     cat = Catalog(cfg.catalog_url)
     by_kind = {
@@ -30,6 +31,8 @@ def catalog_status(cfg: MmragConfig) -> dict[str, Any]:
         "held_back": held_back(cfg, cat),
         "index": index_status(cfg, cat),
         "problems": store_problems(cfg, cat),
+        # files of the last scan that vanished or changed since: the index does not reflect them
+        "changed_after_scan": [] if cfg.storage_remote else changed_since_scan(cfg, cat),
     }
 
 

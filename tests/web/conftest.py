@@ -98,3 +98,75 @@ def server(web_indexed: MmragConfig, tmp_path_factory: pytest.TempPathFactory) -
                      tmp_path_factory.mktemp("serve") / "serve.log", env={"MMRAG_TEST_TOKEN": TOKEN})
     yield s
     stop_server(s)
+
+
+@dataclass
+class HostileServed:
+    """A corpus of hostile file names and WAV polyglots, indexed in two runs (the second by the
+    `mmrag index` command, after a deletion), and a token-protected server over it."""
+
+    cfg: MmragConfig
+    server: Server
+    index_run: subprocess.CompletedProcess  # the second `mmrag index`
+    names: dict[bytes, str]  # name bytes (under names/) -> the word only that file holds
+    doomed_items: list[str]  # item ids of the document deleted before the second run
+    js_item: str  # a transcript window of hostile/call.js
+
+
+@pytest.fixture(scope="session")
+def hostile_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostileServed]:
+    from mmrag_assets.launch import index
+    from mmrag_assets.lib.catalog import Catalog
+    from tests.hostile_corpus import (
+        _chunk,
+        _pdf,
+        html_polyglot,
+        js_polyglot,
+        make_hostile_names,
+        matroska_audio,
+        speech_pcm,
+        wav_with_chunks,
+    )
+
+    base = tmp_path_factory.mktemp("hostile-served")
+    corpus = base / "corpus"
+    (corpus / "hostile").mkdir(parents=True)
+    (corpus / "doomed.pdf").write_bytes(_pdf("The quokka document is deleted before the second run", pages=1))
+    pcm = speech_pcm()
+    (corpus / "hostile" / "call.js").write_bytes(js_polyglot(pcm))
+    cfg = load_config([f"corpus.root={corpus}", f"storage.root={base / 'storage'}", "model=lite", "ocr=none"])
+    index(cfg)
+    cat = Catalog(cfg.catalog_url)
+    doc = {r["source"]: r["doc_id"] for r in cat.query("SELECT source, doc_id FROM documents")}
+    js_item = cat.query("SELECT item_id FROM segments WHERE doc_id = ? ORDER BY start_s LIMIT 1", [doc["hostile/call.js"]])[0]["item_id"]
+    doomed = [r["item_id"] for r in cat.query("SELECT item_id FROM pages WHERE doc_id = ?", [doc["doomed.pdf"]])]
+    # call.html loads call.js's recording as a script: what ran in the server's origin before issue 21
+    (corpus / "hostile" / "call.html").write_bytes(html_polyglot(pcm, f"/items/{js_item}/media"))
+    svg = b"<svg xmlns='http://www.w3.org/2000/svg'><script>document.title='pwned-svg'</script></svg>"
+    (corpus / "hostile" / "call.svg").write_bytes(wav_with_chunks(pcm[: len(pcm) // 2], before=_chunk(b"svg ", svg)))
+    (corpus / "hostile" / "talk.mka").write_bytes(matroska_audio(pcm))
+    names = make_hostile_names(corpus / "names")
+    with open(os.fsencode(corpus / "names") + b"/junk\xfe\n\xe2\x80\xaetxt.pdf", "wb") as f:
+        f.write(b"plain text named .pdf: quarantined under a name that needs escaping\n" * 5)
+    (corpus / "doomed.pdf").unlink()
+    run = subprocess.run([sys.executable, "-m", "mmrag_assets.cli", "index", *cfg.overrides],
+                         capture_output=True, timeout=900, check=False)
+    s = start_server([*cfg.overrides, "serve.token=${oc.env:MMRAG_TEST_TOKEN}"], base / "serve.log", env={"MMRAG_TEST_TOKEN": TOKEN})
+    try:
+        yield HostileServed(cfg, s, run, names, doomed, js_item)
+    finally:
+        stop_server(s)
+
+
+LIMITED_TOKEN = "limits-token"
+LIMITS = {"header_timeout_s": 2, "max_connections_per_client": 6, "session_ttl_s": 4, "auth_attempts_per_minute": 5}
+
+
+@pytest.fixture(scope="session")
+def limited_server(web_indexed: MmragConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A second server over the same index with tight connection, session and login limits (and
+    an ASCII token, which schemathesis sends as a header)."""
+    s = start_server([*web_indexed.overrides, f"serve.token={LIMITED_TOKEN}", *(f"serve.{k}={v}" for k, v in LIMITS.items())],
+                     tmp_path_factory.mktemp("serve-limited") / "serve.log")
+    yield s
+    stop_server(s)

@@ -74,3 +74,38 @@ def test_check_bind(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
         check_bind("0.0.0.0", None, True)
     assert "WITHOUT A TOKEN" in caplog.text
+
+
+def test_session_cookies_are_random_expire_and_die_with_the_token() -> None:
+    from mmrag_assets.api.sessions import Sessions
+
+    s = Sessions("tökén", ttl_s=60)
+    a, b = s.issue(now=1000), s.issue(now=1000)
+    assert a != b and "tökén" not in a  # random, and not the token
+    assert s.valid(a, now=1059) and s.valid(b.encode(), now=1000)
+    assert not s.valid(a, now=1060)  # expired
+    assert not Sessions("other", ttl_s=60).valid(a, now=1000)  # a new token revokes every cookie
+    nonce, expires, mac = a.split(".")
+    assert not s.valid(f"{nonce}.{int(expires) + 3600}.{mac}", now=1000)  # the expiry is signed
+    for junk in ("", None, "a.b", "x.1.y", b"\xff\xfe", "é.é.é", a + ".", a[:-1]):
+        assert not s.valid(junk, now=1000)
+
+
+def test_auth_throttle_counts_per_client() -> None:
+    from mmrag_assets.api.sessions import AuthThrottle
+
+    t = AuthThrottle(3)
+    assert [t.hit("10.0.0.1") for _ in range(3)] == [None, None, None]
+    wait = t.hit("10.0.0.1")
+    assert wait is not None and 1 <= wait <= 60
+    assert t.hit("10.0.0.2") is None  # another address has its own window
+
+
+def test_file_paths_get_their_own_policy() -> None:
+    from mmrag_assets.api.guard import GuardMiddleware
+
+    g = GuardMiddleware(lambda *a: None, allowed_hosts=["*"], max_body_bytes=1, default_csp="page",
+                        csp={"/docs": "docs", "/items/": "file", "/pages/": "file"})
+    assert g.policy("/") == "page" and g.policy("/docs") == "docs" and g.policy("/docs/x") == "page"
+    assert g.policy("/items/abc:1/media") == "file" and g.policy("/pages/a/b.png") == "file"
+    assert g.policy("/itemsX") == "page"

@@ -161,7 +161,7 @@ def test_first_stage_and_reranker_are_names_never_paths(server: Server, web_inde
 def test_a_first_stage_the_index_did_not_build_is_a_422(server: Server, web_indexed) -> None:
     assert "muvera" not in web_indexed.search.prebuild  # a known strategy this index did not build
     r = httpx.post(f"{server.url}/search", json={"query": "inverter", "first_stage": "muvera"}, headers=server.auth, timeout=30)
-    assert r.status_code == 422 and "not built" in r.json()["detail"]
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "first_stage"  # the schema offers only built ones
     _no_paths(r.text, web_indexed)
     ok = httpx.post(f"{server.url}/search", json={"query": "inverter", "first_stage": "plaid", "reranker": "none"}, headers=server.auth, timeout=30)
     assert ok.status_code == 200 and ok.json()["first_stage"] == "plaid" and ok.json()["reranker"] == "none"
@@ -225,3 +225,33 @@ def test_binding_a_public_address_without_a_token_is_refused(web_indexed) -> Non
     lines = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "refusing to listen on 0.0.0.0 without a token" in lines[0]
     assert "serve.token" in lines[0] and "--allow-public-without-token" in lines[0]
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/pages/" + "a" * 252 + ".png", "/pages/x/" + "b" * 300 + ".png", "/pages/" + "c" * 1000 + "/p0001.png",
+     "/items/" + "d" * 300 + ":1/image", "/items/" + "e" * 1000 + "/media", "/items/" + "f" * 1000 + "/boxes"],
+)
+def test_over_long_names_are_a_404_never_a_500(server: Server, path: str) -> None:
+    """`/pages/` + a 252-character name + `.png` was a 500 (OSError: File name too long)."""
+    for r in (httpx.get(server.url + path, headers=server.auth, timeout=30),
+              httpx.head(server.url + path, headers=server.auth, timeout=30)):
+        assert r.status_code == 404, (path, r.status_code, r.text)
+    _alive(server)
+
+
+@pytest.mark.parametrize("query", ["\u200b", "\ufeff", "\u200b\u200c\u200d\u2060", " \u200b\n\ufeff\t", "\u202e", "\u00ad", "\u3000\u2028"])
+def test_invisible_only_queries_are_empty(server: Server, query: str) -> None:
+    """Zero-width characters or a BOM alone returned 200 with ten arbitrary results."""
+    post = httpx.post(f"{server.url}/search", json={"query": query}, headers=server.auth, timeout=30)
+    get = httpx.get(f"{server.url}/search", params={"q": query}, headers=server.auth, timeout=30)
+    for r in (post, get):
+        assert r.status_code == 400, r.text
+        assert "query is empty" in r.json()["detail"] and r.json()["field"] == "query"
+
+
+@pytest.mark.parametrize("path", ["/pages/%ED%A0%80.png", "/items/%ED%B3%BF/image", "/search?q=%ED%A0%80", "/pages/%FF%FE.png"])
+def test_encoded_surrogates_and_bad_utf8_in_urls_are_a_4xx(server: Server, path: str) -> None:
+    r = httpx.get(server.url + path, headers=server.auth, timeout=30)
+    assert 400 <= r.status_code < 500, r.text
+    _alive(server)

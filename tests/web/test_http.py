@@ -255,4 +255,7 @@ def test_auth_endpoint_sets_a_session_cookie(server: Server) -> None:
         assert r.status_code == 204
         cookie = r.headers["set-cookie"].lower()
         assert "httponly" in cookie and "samesite=strict" in cookie and TOKEN.lower() not in cookie
+        assert "max-age=43200" in cookie  # serve.session_ttl_s: the cookie expires
         assert c.get("/search", params={"q": "inverter"}).status_code == 200
+        again = c.post("/auth", json={"token": TOKEN}).cookies["mmrag_session"]
+        assert again != r.cookies["mmrag_session"]  # random per login, not a function of the token

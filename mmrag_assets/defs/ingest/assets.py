@@ -9,7 +9,15 @@ from dagster import AssetExecutionContext
 
 from mmrag_assets.defs.shared import SINGLE_RUN, WRITER, config_metadata, md_table, previews, shards
 from mmrag_assets.lib.faults import fault_point
-from mmrag_assets.lib.ingest.corpus import plan_ingest, purge_documents, record_scan, scan, shard_of
+from mmrag_assets.lib.ingest.corpus import (
+    plan_ingest,
+    purge_documents,
+    record_scan,
+    scan,
+    shard_of,
+    since_scan,
+    since_scan_line,
+)
 from mmrag_assets.lib.ingest.document import ingest_document
 from mmrag_assets.lib.progress import Progress
 from mmrag_assets.resources import CatalogResource, MmragConfigResource
@@ -71,7 +79,7 @@ def document_content(context: AssetExecutionContext, mmrag: MmragConfigResource,
         for e in plan.renamed:  # same content, same settings: only the source changes
             con.execute("UPDATE documents SET source = ? WHERE doc_id = ?", [e.source, e.doc_id])
     for e in plan.changed_on_disk:
-        context.log.info(f"{e.source} changed since the manifest was taken: the next run ingests it")
+        context.log.warning(since_scan_line(e.source, e.reason))
     done: list[dict] = []
     t_all = time.perf_counter()
     progress = Progress("ingested", len(plan.todo), context.log.info, unit="documents")
@@ -81,6 +89,10 @@ def document_content(context: AssetExecutionContext, mmrag: MmragConfigResource,
             progress=lambda p, src=e.source: context.log.info(f"{src}: {p.line()}"),
             say=context.log.info,
         )
+        if (moved := since_scan(cfg, e)) is not None:  # while it was read: its rows may mix two versions
+            context.log.warning(since_scan_line(e.source, moved))
+            progress.step(detail=f"last: {e.source}, {moved} while it was read, not written")
+            continue
         cat.write_document({**res.doc, "run_id": context.run.run_id}, res.pages, res.segments, res.quarantine, ocr=res.ocr)
         for q in res.quarantine:
             context.log.warning(f"quarantined {q['source']} ({q['stage']}): {q['reason']}")

@@ -9,6 +9,7 @@ from pathlib import Path
 from mmrag_assets.config import MmragConfig
 from mmrag_assets.lib.catalog import Catalog
 from mmrag_assets.lib.ingest.manifest import FileEntry, cache_of, documents, scan_corpus
+from mmrag_assets.lib.ingest.names import source_path
 
 
 @dataclass
@@ -60,7 +61,7 @@ class IngestPlan:
     todo: list[FileEntry]  # new content, or rows made with other settings
     renamed: list[FileEntry]  # same content and settings under a new name: only the source changes
     unchanged: int
-    changed_on_disk: list[FileEntry]  # files modified since the manifest: the next run picks them up
+    changed_on_disk: list[FileEntry]  # vanished or changed since the manifest (``reason`` says which)
 
 
 def plan_ingest(cfg: MmragConfig, catalog: Catalog, shards: set[str] | None = None) -> IngestPlan:
@@ -76,12 +77,8 @@ def plan_ingest(cfg: MmragConfig, catalog: Catalog, shards: set[str] | None = No
         if shards is not None and shard_of(r["doc_id"]) not in shards:
             continue
         e = FileEntry(r["source"], r["size"], r["mtime_ns"], r["kind"], "ok", None, r["sha256"])
-        try:
-            st = (cfg.corpus_root / e.source).stat()
-            moved = st.st_size != e.size or st.st_mtime_ns != e.mtime_ns
-        except OSError:
-            moved = True
-        if moved:
+        if (what := since_scan(cfg, e)) is not None:
+            e.reason = what
             plan.changed_on_disk.append(e)
             continue
         old = have.get(r["doc_id"])
@@ -92,6 +89,38 @@ def plan_ingest(cfg: MmragConfig, catalog: Catalog, shards: set[str] | None = No
         else:
             plan.unchanged += 1
     return plan
+
+
+def since_scan(cfg: MmragConfig, e: FileEntry | dict) -> str | None:
+    """What happened to a manifest file since its scan: ``"vanished"`` (gone or unreadable),
+    ``"changed"`` (another size or mtime), or None."""
+    if isinstance(e, FileEntry):
+        size, mtime_ns, source = e.size, e.mtime_ns, e.source
+    else:
+        size, mtime_ns, source = e["size"], e["mtime_ns"], e["source"]
+    try:
+        st = source_path(cfg.corpus_root, source).stat()
+    except OSError:
+        return "vanished"
+    return "changed" if st.st_size != size or st.st_mtime_ns != mtime_ns else None
+
+
+def since_scan_line(source: str, what: str) -> str:
+    """The run-log / status line of a file that vanished or changed after the scan."""
+    if what == "vanished":
+        return f"{source} vanished after the scan: not ingested; the next run drops it from the index"
+    return f"{source} changed after the scan: not ingested this run (its previous rows, if any, stay); the next run ingests it"
+
+
+def changed_since_scan(cfg: MmragConfig, catalog: Catalog) -> list[dict[str, str]]:
+    """Every file of the last manifest (status ok) that vanished or changed since that scan: what
+    ``mmrag status`` lists. One ``stat`` per file (a local corpus)."""
+    out = []
+    for r in catalog.query("SELECT source, size, mtime_ns FROM manifest WHERE status = 'ok' ORDER BY source"):
+        what = since_scan(cfg, r)
+        if what is not None:
+            out.append({"source": r["source"], "what": what, "line": since_scan_line(r["source"], what)})
+    return out
 
 
 def purge_documents(cfg: MmragConfig, catalog: Catalog, doc_ids: set[str] | list[str]) -> int:

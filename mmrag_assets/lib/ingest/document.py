@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from mmrag_assets.config import MmragConfig
 from mmrag_assets.errors import MmragError
+from mmrag_assets.lib.ingest.names import openable_path, source_path
 
 if TYPE_CHECKING:
     from mmrag_assets.lib.ingest.ocr_batch import OcrProgress
@@ -82,8 +83,16 @@ def ingest_document(
     """Render/decode one document into rows, then OCR the pages, images and keyframes that the
     ``ocr`` config asks for (``lib/ingest/ocr_pages.py``), reporting each OCR batch to ``progress``
     and a big PDF's pages (rate, ETA, every few seconds) to ``say``."""
+    # sources are escaped names; a name that is not UTF-8 is read through a UTF-8 symlink (lib/ingest/names.py)
+    with openable_path(source_path(cfg.corpus_root, source)) as path:
+        return _ingest_document(cfg, path, source, doc_id, kind, sha256, size, progress, say)
+
+
+def _ingest_document(
+    cfg: MmragConfig, path: Path, source: str, doc_id: str, kind: str, sha256: str, size: int,
+    progress: Callable[[OcrProgress], None] | None, say: Callable[[str], None] | None,
+) -> DocResult:
     t0 = time.perf_counter()
-    path = cfg.corpus_root / source
     # one folder per (content, settings): a re-render never overwrites images a live version serves
     out_dir = cfg.pages_dir / doc_id / fingerprint(cfg, kind)
     shutil.rmtree(out_dir, ignore_errors=True)  # leftovers of an interrupted attempt

@@ -1,7 +1,9 @@
 """Scan the corpus: every file with size, mtime, sha256, sniffed kind and status.
 
 Documents are keyed by content (``doc_id = sha256[:16]``), so renaming a file keeps its rows
-and two copies of one file are one document. Symlinks are never followed out of the root.
+and two copies of one file are one document. Symlinks are never followed out of the root. A file
+is known by its escaped relative path (``names.escape_name``): any byte string a POSIX name can
+hold is kept, losslessly, in a form every table and log line can store.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mmrag_assets.errors import ConfigError
+from mmrag_assets.lib.ingest.names import escape_name
 from mmrag_assets.lib.ingest.sniff import sniff_file
 
 CHUNK = 1 << 20
@@ -20,7 +23,7 @@ CHUNK = 1 << 20
 
 @dataclass
 class FileEntry:
-    source: str  # relative to the corpus root, POSIX separators
+    source: str  # relative to the corpus root, POSIX separators, escaped (lib/ingest/names.py)
     size: int
     mtime_ns: int
     kind: str  # pdf | image | audio | video | unsupported
@@ -85,7 +88,7 @@ def _classify(p: Path, root: Path, real_root: Path, max_file_bytes: int, cache: 
             return _bad(p, root, "broken symlink")
         if not _inside(target, real_root):
             return _bad(p, root, "symlink points outside the corpus root (not followed)")
-        rel_target = target.relative_to(real_root).as_posix()
+        rel_target = escape_name(target.relative_to(real_root).as_posix())
         return FileEntry(_rel(p, root), 0, 0, "unsupported", "duplicate", f"symlink to {rel_target} (indexed there)")
     try:
         st = p.stat()
@@ -141,7 +144,7 @@ def _inside(path: Path, root: Path) -> bool:
 
 
 def _rel(p: Path, root: Path) -> str:
-    return p.relative_to(root).as_posix()
+    return escape_name(p.relative_to(root).as_posix())
 
 
 def _bad(p: Path, root: Path, reason: str) -> FileEntry:

@@ -35,6 +35,7 @@ from mmrag_assets.lib.index.manifest import IndexLocation
 from mmrag_assets.lib.index.rerank_vectors import Compressed, VocabVectors
 from mmrag_assets.lib.index.segment import Segment, open_segment
 from mmrag_assets.lib.index.vectors import TableVectors
+from mmrag_assets.lib.ingest.names import source_path
 from mmrag_assets.lib.search.term_weights import idf
 
 log = logging.getLogger(__name__)
@@ -255,7 +256,7 @@ class IndexView:
         if _missing(self.items["start_s"][i]):
             raise NotFound(f"item {item_id!r} ({self.modality[i]}) is not part of a recording")
         root = corpus_root.resolve()
-        p = (root / str(self.items["source"][i])).resolve()
+        p = source_path(root, str(self.items["source"][i])).resolve()  # an escaped name (lib/ingest/names.py)
         if root not in p.parents:
             raise NotFound(f"item {item_id!r} points outside the corpus root")
         if not p.is_file():

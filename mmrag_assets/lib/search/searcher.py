@@ -13,6 +13,7 @@ import json
 import os
 import threading
 import time
+import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -314,8 +315,9 @@ class Searcher:
 
 
 def check_query(query: Any, max_chars: int) -> None:
-    """A query worth loading an index for: words, within ``search.max_query_chars``."""
-    if not isinstance(query, str) or not query.strip():
+    """A query worth loading an index for: words, within ``search.max_query_chars``. Whitespace and
+    invisible format characters (Unicode ``Cf``: zero-width spaces, the BOM) alone are empty."""
+    if not isinstance(query, str) or all(c.isspace() or unicodedata.category(c) == "Cf" for c in query):
         raise QueryError("query is empty: ask a question in words")
     if len(query) > max_chars:
         raise QueryError(f"query is {len(query):,} characters, over search.max_query_chars={max_chars:,}")
