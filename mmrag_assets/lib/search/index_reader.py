@@ -121,6 +121,28 @@ class IndexView:
             df += np.bincount(np.asarray(fwd.flat).astype(np.int64)[self.alive[own]], minlength=k)
         return idf(df, self.n_alive)
 
+    @property
+    def neighbours(self) -> np.ndarray:
+        """(n_items, 2) int64: the positions of the previous and next item of the same document
+        (the page before/after, the transcript window or keyframe before/after in time), -1 at an
+        end; what a result's neighbouring context is read from. Computed on first use."""
+        nb = self.__dict__.get("_neighbours")
+        if nb is None:
+            n = len(self.modality)
+            nb = np.full((n, 2), -1, dtype=np.int64)
+            if n:
+                page = np.array([np.nan if _missing(x) else float(x) for x in self.items["page"]])
+                start = np.array([np.nan if _missing(x) else float(x) for x in self.items["start_s"]])
+                when = np.where(np.isnan(start), page, start)  # time for recordings, else the page number
+                kind = (self.modality == "segment").astype(np.int64)  # windows next to windows, frames to frames
+                order = np.lexsort((when, kind, self.doc_id))
+                same = (self.doc_id[order][1:] == self.doc_id[order][:-1]) & (kind[order][1:] == kind[order][:-1])
+                same &= self.alive[order][1:] & self.alive[order][:-1]
+                nb[order[1:][same], 0] = order[:-1][same]
+                nb[order[:-1][same], 1] = order[1:][same]
+            self.__dict__["_neighbours"] = nb
+        return nb
+
     # ---------------------------------------------------------------- pieces
     def parts(self, name: str) -> list[Part]:
         out, base = [], 0

@@ -64,13 +64,18 @@ def candidate_features(ev: Evidence) -> tuple[np.ndarray, np.ndarray, list[str]]
     q_len = math.log1p(q_tokens or len(words))
     question = float(bool(words) and (words[0] in _QUESTION_WORDS or ev.query.text.rstrip().endswith("?")))
     n_tok = view.items.get("n_tokens")
+    nb = getattr(view, "neighbours", None)
+    d_floor = dmin - dmax - 0.05 if dense else -0.3  # a window the dense channel did not list: below its last
     rows = []
     for i, raw in zip(pos, raws, strict=True):
         m = view.modality[i]
         seg, img = float(m == "segment"), float(m == "image")
         rec = float(not _missing(view.items["start_s"][i]))  # a transcript window or a video keyframe
         b = bm25.get(i, 0.0) / bmax if bmax > 0 else 0.0
-        d_gap = (dense[i] - dmax) if i in dense else (dmin - dmax - 0.05 if dense else -0.3)
+        d_gap = (dense[i] - dmax) if i in dense else d_floor
+        around = [int(j) for j in nb[i] if j >= 0] if nb is not None else []
+        nb_b = max((bm25.get(j, 0.0) for j in around), default=0.0) / bmax if bmax > 0 else 0.0
+        nb_d = max((dense[j] - dmax if j in dense else d_floor for j in around), default=d_floor)
         gap = raw - cov
         length = math.log1p(float(n_tok[i])) if n_tok is not None and not _missing(n_tok[i]) else 0.0
         f = {
@@ -84,6 +89,8 @@ def candidate_features(ev: Evidence) -> tuple[np.ndarray, np.ndarray, list[str]]
             "dense_gap": d_gap,
             "dense_rank": _inv_rank(ranks.get("dense", {}).get(i)),
             "first_stage_rank": _inv_rank(ev.ranks.get("first_stage", {}).get(i)),
+            "nb_bm25": nb_b,  # the best BM25 of the item before or after it (neighbouring context)
+            "nb_dense": nb_d,
             "is_segment": seg,
             "is_image": img,
             "is_recording": rec,
@@ -113,9 +120,9 @@ def _missing(x: Any) -> bool:
 
 FEATURES = (
     "maxsim_cov", "maxsim_gap", "maxsim_z", "maxsim_rank", "bm25", "bm25_log", "bm25_rank", "dense_gap",
-    "dense_rank", "first_stage_rank", "is_segment", "is_image", "is_recording", "log_len", "query_cov",
-    "query_len", "question", "bm25_x_cov", "dense_x_uncov", "segment_x_bm25", "segment_x_dense",
-    "segment_x_gap", "segment_x_len", "image_x_bm25", "image_x_dense", "image_x_gap",
+    "dense_rank", "first_stage_rank", "nb_bm25", "nb_dense", "is_segment", "is_image", "is_recording",
+    "log_len", "query_cov", "query_len", "question", "bm25_x_cov", "dense_x_uncov", "segment_x_bm25",
+    "segment_x_dense", "segment_x_gap", "segment_x_len", "image_x_bm25", "image_x_dense", "image_x_gap",
 )  # fmt: skip
 
 
