@@ -104,7 +104,7 @@ def create_app(cfg: MmragConfig) -> FastAPI:
     roots = [(cfg.storage_root.as_posix(), "storage.root"), (cfg.corpus_root.as_posix(), "corpus.root")]
     # the first stages this configuration builds (plaid always): the schema offers only what will answer
     first_stages = tuple(sorted(n for n in STRATEGIES if n == "plaid" or n in cfg.search.prebuild))
-    rerankers = tuple(sorted(RERANKERS))
+    rerankers = tuple(sorted({*RERANKERS, "mllm"}))  # mllm: MaxSim, then the rerank group's LLM on the top
     SearchRequest = request_model(
         max_query_chars=cfg.search.max_query_chars, max_k=cfg.search.max_k, max_filter_values=sv.max_filter_values,
         max_field_chars=sv.max_field_chars, first_stages=first_stages, rerankers=rerankers,

@@ -169,3 +169,25 @@ def test_search_results_asset_writes_duckdb(indexed, tmp_path: Path) -> None:
     rows = Catalog(cfg.catalog_path).query("SELECT qid, query, rank, source FROM search_results ORDER BY qid, rank")
     assert {r["query"] for r in rows} == {"how do I reset my wireless router", "revenue by region"}
     assert max(r["rank"] for r in rows) <= 3
+
+
+def test_mllm_reranker_reorders_the_fused_top(indexed, tmp_path: Path) -> None:
+    """search.reranker=mllm: MaxSim and the fusion as usual, then a (tiny, random) Qwen2-VL with a
+    LoRA adapter scores the top rerank.candidates by its yes/no logits over the page image or the
+    transcript text; the scored come first by weight x P(yes) + (1 - weight) x the fused score."""
+    from mmrag_assets.fixtures.tiny_models import tiny_lora_adapter, tiny_qwen2_vl
+    from mmrag_assets.lib.answer.rerank_mllm import fuse
+
+    base = tiny_qwen2_vl(tmp_path / "base")
+    adapter = tiny_lora_adapter(base, tmp_path / "adapter")
+    ov = [*indexed.overrides, f"rerank.path={adapter}", f"rerank.base_path={base}", "rerank.device=cpu", "rerank.candidates=4"]
+    plain = search("how do I reset my wireless router", k=8, cfg=load_config(ov))
+    resp = search("how do I reset my wireless router", k=8, cfg=load_config([*ov, "search.reranker=mllm"]))
+    assert resp.reranker == "mllm" and resp.timings_ms["mllm_ms"] > 0
+    scored = [r for r in resp.results if "mllm" in r.why]
+    assert len(scored) == 4 and resp.results[:4] == scored  # the budget: the top 4 scored, first
+    assert {r.item_id for r in scored} == {r.item_id for r in plain.results[:4]}
+    assert all(0.0 < r.why["mllm"] < 1.0 for r in scored)
+    again = fuse(plain.results, [r.why["mllm"] for r in sorted(scored, key=lambda r: [x.item_id for x in plain.results].index(r.item_id))], 0.7)
+    assert [r.item_id for r in again] == [r.item_id for r in resp.results]
+    assert [r.rank for r in resp.results] == list(range(1, len(resp.results) + 1))

@@ -236,8 +236,9 @@ class Searcher:
         cand = candidates(hits, s.rrf_k, q.n)
 
         t = time.perf_counter()
-        thresholds = s.thresholds if apply_thresholds and rr_name == "maxsim" else None
-        late = LateInteraction.score(q, cand, rr_name, thresholds, hits["first_stage"], k)
+        late_name = "maxsim" if rr_name == "mllm" else rr_name  # the LLM reads the fused top, after MaxSim
+        thresholds = s.thresholds if apply_thresholds and late_name == "maxsim" else None
+        late = LateInteraction.score(q, cand, late_name, thresholds, hits["first_stage"], k)
         timings["rerank_ms"] = _ms(t)
 
         # the final fusion sees the candidates only: MaxSim's ranking (thresholds cut it: an item
@@ -249,7 +250,7 @@ class Searcher:
                 keep = np.array([i in late.calibrated for i in h.positions.tolist()], dtype=bool)
                 lists[name] = (h.positions[keep], h.scores[keep]) if len(h.positions) else (h.positions, h.scores)
         # how much of the query the best candidate holds (static token vectors: 1.0 = every word)
-        coverage = max(late.raw.values()) if rr_name == "maxsim" and view.idf is not None and late.raw else None
+        coverage = max(late.raw.values()) if late_name == "maxsim" and view.idf is not None and late.raw else None
         ev = Evidence(q, late, lists, {n: fusion.ranks(h.positions) for n, h in hits.items()}, coverage)
         t = time.perf_counter()
         fused = self.fusion(view).fuse(ev)
@@ -262,8 +263,8 @@ class Searcher:
             res.channels = {
                 "first_stage": {"name": fs_name, "rank": ev.ranks["first_stage"].get(i)},
                 "lexical": {"rank": ev.ranks["lexical"].get(i)} if "lexical" in ev.ranks else None,
-                "maxsim": res.raw_score if rr_name == "maxsim" else None,
-                "calibrated": res.calibrated if rr_name == "maxsim" else None,
+                "maxsim": res.raw_score if late_name == "maxsim" else None,
+                "calibrated": res.calibrated if late_name == "maxsim" else None,
                 "dense": {"rank": ev.ranks["dense"].get(i)} if "dense" in ev.ranks else None,
             }
             res.why = {c: round(float(v), 4) for c, v in fused.why.get(i, {}).items()}
@@ -271,6 +272,12 @@ class Searcher:
         results.sort(key=lambda r: (-r.score, r.item_id))
         for rank, r in enumerate(results, 1):
             r.rank = rank
+        if rr_name == "mllm":  # a vision-language model's P(relevant) for the top (rerank config group)
+            results, probs, info = self.mllm().rerank_results(query, results, view, self.cfg.storage_root)
+            timings["mllm_ms"] = info["ms"]
+            for r in results:
+                if r.item_id in probs:
+                    r.why["mllm"] = round(float(probs[r.item_id]), 4)
         timings["total_ms"] = _ms(t_all)
         return SearchResponse(
             query=query, results=results[:k], timings_ms=timings, dropped_below_threshold=len(late.calibrated) - len(final),
@@ -279,6 +286,17 @@ class Searcher:
             fusion={"method": s.fusion, "coverage": None if coverage is None else round(coverage, 4),
                     "weights": {c: round(w, 4) for c, w in fused.weights.items()}, **fused.extra},
         )  # fmt: skip
+
+    def mllm(self) -> Any:
+        """The multimodal LLM reranker of the ``rerank`` group (``lib/answer/rerank_mllm.py``): its
+        weights load once per process, from local directories only."""
+        from mmrag_assets.lib.answer.rerank_mllm import MllmReranker
+
+        key = dataclasses.astuple(self.cfg.rerank)
+        with _MLLM_LOCK:
+            if key not in _MLLM:
+                _MLLM[key] = MllmReranker.from_config(self.cfg.rerank)
+            return _MLLM[key]
 
     def fusion(self, view: IndexView) -> Fusion:
         """The configured fusion (``search.fusion``) for ``view``."""
@@ -341,6 +359,8 @@ def read_queries(path: str | Path) -> list[tuple[str, str]]:
     return out
 
 
+_MLLM: dict[tuple[Any, ...], Any] = {}  # rerank config -> loaded reranker (a process keeps its models)
+_MLLM_LOCK = threading.Lock()
 _POOL: tuple[int, ThreadPoolExecutor] | None = None  # (the pid that made it, the pool)
 _POOL_LOCK = threading.Lock()
 
