@@ -13,6 +13,7 @@ from mmrag_assets.launch import index, ingest
 from mmrag_assets.lib.catalog import Catalog
 from mmrag_assets.lib.ingest.ocr_pages import plan_from_config
 from mmrag_assets.lib.search.searcher import search
+from tests.tolerance import assert_most_keywords, closest
 
 pytestmark = pytest.mark.integration
 
@@ -80,9 +81,12 @@ def test_scanned_page_and_screenshot_get_ocr_text_and_the_text_pdf_does_not(ocr_
     assert summary["failed"] == [] and calls == 2, "the scan and the screenshot; the text PDF is not OCRed"
     (scan,) = _pages(cfg, SCAN)
     assert scan["text_source"] == "layer+ocr"  # the printable stamp stays, the OCR text follows it
-    assert scan["text"].startswith("Scanned with CamScanner") and "E04" in scan["text"] and "insulation" in scan["text"]
+    assert scan["text"].startswith("Scanned with CamScanner")
+    # OCR words with the tolerance of tests/tolerance.py (similarity >= 80): kernels differ by CPU
+    assert_most_keywords(["E04", "insulation"], scan["text"].split(), SCAN, share=1.0)
     (shot,) = _pages(cfg, SHOT)
-    assert shot["text_source"] == "ocr" and "gateway.corp.example" in shot["text"]
+    assert shot["text_source"] == "ocr"
+    assert_most_keywords(["gateway.corp.example", "3128"], shot["text"].split(), SHOT, share=1.0)
     assert [p["text_source"] for p in _pages(cfg, TEXT)] == ["layer", "layer"]
     cat = Catalog(cfg.catalog_path)
     rows = {r["item_id"]: r for r in cat.query("SELECT * FROM page_ocr")}
@@ -90,15 +94,16 @@ def test_scanned_page_and_screenshot_get_ocr_text_and_the_text_pdf_does_not(ocr_
     r = rows[shot["item_id"]]
     assert (r["width"], r["height"]) == (shot["width"], shot["height"]) and r["regions"] is None
     lines = json.loads(r["lines"])
-    proxy = next(ln for ln in lines if "gateway" in ln["text"])
-    assert any(w["text"] == "3128" for w in proxy["words"])
+    proxy = closest("Proxy server: gateway.corp.example port 3128", lines, lambda ln: ln["text"])
+    assert proxy is not None and closest("3128", proxy["words"], lambda w: w["text"]) is not None, lines
     assert cat.scalar("SELECT count(*) FROM ocr_cache") == 2
     # what the search page draws: word boxes in the stored image's pixels
     web = cat.ocr_boxes([shot["item_id"], "no-such-item"])
     assert set(web) == {shot["item_id"]}
     w = web[shot["item_id"]]
     assert (w["image_width"], w["image_height"]) == (shot["width"], shot["height"])
-    port = next(b for b in w["boxes"] if b["text"] == "3128")
+    port = closest("3128", w["boxes"], lambda b: b["text"])
+    assert port is not None, w["boxes"]
     assert 0 <= port["x0"] < port["x1"] <= shot["width"] and 0 <= port["y0"] < port["y1"] <= shot["height"]
 
 

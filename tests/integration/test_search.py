@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -39,14 +40,19 @@ def test_fusion_and_idf_find_the_error_code_page(indexed) -> None:
     before = search("what does error E04 mean", k=3, cfg=old).results
     assert before[0].source.startswith("reports/")  # the defect the fusion fixes
     tied = search("E04", k=3, cfg=old).results
-    assert len({r.score for r in tied}) == 1 and all(r.source.startswith("reports/") for r in tied)
+    # a tie up to float32 rounding, not bit for bit: the same token vector scores the same on every
+    # page, but which SIMD path computes each dot product depends on the CPU (issue 28)
+    scores = [r.score for r in tied]
+    assert max(scores) - min(scores) <= 1e-5 and all(r.source.startswith("reports/") for r in tied)
     for q in ("what does error E04 mean", "E04"):
         r = search(q, k=3, cfg=indexed).results
         assert (r[0].source, r[0].page) == (manual, 4), q
         assert r[0].channels["lexical"]["rank"] == 1 and r[0].channels["calibrated"] is not None
         assert r[0].channels["dense"] is not None  # the default dense channel (dense=minilm) took part
-        assert len({x.score for x in r}) == len(r), q
-        assert [x.score for x in r] == sorted((x.score for x in r), reverse=True)
+        # no two of the top results tie, with room to spare for float32 rounding on another CPU
+        # (measured: the closest two were 0.005 apart)
+        gaps = [a.score - b.score for a, b in itertools.pairwise(r)]
+        assert all(g > 1e-4 for g in gaps), (q, [x.score for x in r])
     # "E04" is in the manual's page: full coverage, the weights as configured
     resp = search("E04", k=3, cfg=indexed)
     assert resp.fusion["coverage"] == pytest.approx(1.0, abs=1e-3)

@@ -18,6 +18,14 @@ from mmrag_assets.lib.ingest.asr import (
     window_words,
 )
 from tests.hostile_corpus import make_hostile_files, make_mute_video
+from tests.tolerance import (
+    MAX_SPEECH_WER,
+    assert_most_keywords,
+    found_keywords,
+    keyword_match,
+    normalize_words,
+    word_error_rate,
+)
 
 
 def w(start: float, end: float, text: str = "x") -> Word:
@@ -165,27 +173,53 @@ def speech_transcript() -> Transcript:
     return transcribe(SPEECH_AUDIO, section("asr", device="cpu"))
 
 
-def test_speech_transcript_has_the_key_words_in_order(speech_transcript: Transcript) -> None:
+# The checks below hold on any CPU: the exact words of the bundled int8 tiny.en depend on the
+# instruction set its kernels use (tests/tolerance.py has the figures; tests/cpu_variants.sh reruns
+# these tests under other instruction sets and thread counts).
+
+
+def test_speech_transcript_is_close_to_the_spoken_text(speech_transcript: Transcript) -> None:
     t = speech_transcript
     assert 25.0 < t.duration_s < 26.0 and t.language == "en"
-    text = " ".join(x.text for x in t.words).lower()
-    for kw in ("wireless", "router", "reset", "button", "firmware", "upgrade", "admin", "browser"):
-        assert kw in text, kw
-    spoken = SPEECH_TEXT.read_text().split()
+    said = " ".join(x.text for x in t.words)
+    wer = word_error_rate(SPEECH_TEXT.read_text(), said)
+    assert wer <= MAX_SPEECH_WER, f"WER {wer:.2f} > {MAX_SPEECH_WER} for {said!r}"
+    spoken = normalize_words(SPEECH_TEXT.read_text())
     assert 0.8 * len(spoken) <= len(t.words) <= 1.2 * len(spoken)
+
+
+def test_speech_key_words_are_heard_in_order(speech_transcript: Transcript) -> None:
+    words = [x.text for x in speech_transcript.words]
+    order = ("wireless", "button", "seconds", "minutes", "firmware", "website", "admin", "browser")
+    found = assert_most_keywords(order, words, "speech", share=0.85)  # 7 of 8
+    at = [keyword_match(kw, words)[1] for kw in found]  # first best match of each
+    assert at == sorted(at), list(zip(found, at, strict=True))
+
+
+def test_speech_word_times_are_monotonic_and_inside_the_file(speech_transcript: Transcript) -> None:
+    t = speech_transcript
     starts = [x.start for x in t.words]
     assert starts == sorted(starts)
+    # Whisper's word ends are estimates from its attention alignment: 0.5 s margin past the end
+    # (measured: the last word ends 0.5 s before the end of the file on every instruction set).
     assert all(0 <= x.start <= x.end <= t.duration_s + 0.5 for x in t.words)
+    # the words spread over the whole recording, not bunched in one place (speech from 0 s to 25 s)
+    assert starts[0] < 1.0 and t.words[-1].end > t.duration_s - 2.0
 
 
 def test_speech_facts_match_word_times(speech_transcript: Transcript) -> None:
-    for f in (f for f in SAMPLE_FACTS if f.kind == "audio"):
+    """Each audio fact's words are said inside its span: most of its keywords are heard there, and
+    a keyword found in one fact's span is not the other fact's ("amber" may be heard as "Sam were")."""
+    facts = [f for f in SAMPLE_FACTS if f.kind == "audio"]
+    assert len(facts) == 2
+    for f in facts:
         assert f.span_s is not None
-        said = " ".join(
-            x.text for x in speech_transcript.words if f.span_s[0] <= x.start < f.span_s[1]
-        ).lower()
-        for kw in f.text_keywords:
-            assert kw.lower() in said, (f.topic, kw)
+        inside = [x.text for x in speech_transcript.words if f.span_s[0] <= x.start < f.span_s[1]]
+        outside = [x.text for x in speech_transcript.words if not f.span_s[0] <= x.start < f.span_s[1]]
+        found = assert_most_keywords(f.text_keywords, inside, f.topic)
+        # "router" and "reset" are said in both halves; the rest belong to one span only
+        own = [kw for kw in found if kw not in ("router", "reset")]
+        assert own and not found_keywords(own, outside)[0], (f.topic, own, outside)
 
 
 def test_speech_windows(speech_transcript: Transcript) -> None:
@@ -193,7 +227,9 @@ def test_speech_windows(speech_transcript: Transcript) -> None:
     assert len(segs) == 3
     assert all(s.start_s < s.end_s for s in segs)
     assert [s.start_s for s in segs] == sorted(s.start_s for s in segs)
-    assert "firmware" in segs[-1].text.lower() and "firmware" not in segs[0].text.lower()
+    # "firmware" is said only after 13.5 s, and tiny.en heard it on every instruction set tried
+    assert found_keywords(["firmware"], segs[-1].text.split())[0]
+    assert not found_keywords(["firmware"], segs[0].text.split())[0]
 
 
 def test_silence_gives_zero_words_and_noise_is_corrupt(tmp_path: Path) -> None:
@@ -231,6 +267,9 @@ def test_video_soundtrack_is_transcribed(tmp_path: Path) -> None:
     build_sample_corpus(tmp_path)
     video = next(f for f in SAMPLE_FACTS if f.kind == "video")
     t = transcribe(tmp_path / video.source, section("asr", device="cpu"))
-    text = " ".join(x.text for x in t.words).lower()
-    for kw in video.text_keywords:
-        assert kw in text
+    said = " ".join(x.text for x in t.words)
+    # the same narration, AAC-encoded: the same tolerance as the recording ("press and hold" on one
+    # CPU, "press and fold" on another)
+    wer = word_error_rate(SPEECH_TEXT.read_text(), said)
+    assert wer <= MAX_SPEECH_WER, f"WER {wer:.2f} > {MAX_SPEECH_WER} for {said!r}"
+    assert_most_keywords(video.text_keywords, said.split(), video.topic)

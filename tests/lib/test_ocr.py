@@ -19,6 +19,7 @@ from mmrag_assets.lib.ingest.ocr_batch import (
     ocr_batch,
     ocr_image,
 )
+from tests.tolerance import assert_has_line, closest, found_keywords
 
 SETTINGS = OcrSettings(
     languages=("en",), min_confidence=0.5, max_pixels=20_000_000, max_side_px=2000, det_max_side_px=1280,
@@ -79,15 +80,18 @@ def test_screenshot_words_come_back_with_their_boxes(screenshot, dialog_result: 
     path, truth = screenshot
     with Image.open(path) as im:
         assert (dialog_result.width, dialog_result.height) == im.size
+    # OCR is read with the tolerance of tests/tolerance.py (lines at similarity >= 90, words >= 80):
+    # onnxruntime's kernels differ by CPU; measured here, every line came back exact at 0.99-1.0
     text = dialog_result.text
     for line in ("Network Settings", "Proxy server: proxy.example.org", "Port: 8080", "Apply"):
-        assert line in text.splitlines(), text
-    words = {w.text.rstrip(":"): w for ln in dialog_result.lines for w in ln.words}
+        assert_has_line(line, text.splitlines())
+    words = [w for ln in dialog_result.lines for w in ln.words]
     for w, box in truth.items():
-        assert w in words, sorted(words)
-        assert words[w].score > 0.9
+        got = closest(w, words, lambda x: x.text)
+        assert got is not None, (w, [x.text for x in words])
+        assert got.score > 0.9  # measured 1.0 for every word
         # the OCR box sits on the word as the PDF laid it out (font boxes include line spacing)
-        assert _iou(words[w].box, box) > 0.4, (w, words[w].box, box)
+        assert _iou(got.box, box) > 0.4, (w, got.box, box)
     for ln in dialog_result.lines:
         x0, y0, x1, y1 = ln.box
         assert 0 <= x0 < x1 <= dialog_result.width and 0 <= y0 < y1 <= dialog_result.height
@@ -142,9 +146,10 @@ def test_a_region_is_ocred_alone_and_placed_in_full_image_pixels(screenshot) -> 
     (o,) = ocr_batch([OcrTask("r", path, region=region, size=(840, 320))], SETTINGS, cache=MemoryOcrCache())
     res = o.result.filtered(SETTINGS.min_confidence)
     assert (res.width, res.height) == (840, 320)
-    assert "Proxy" not in res.text and "8080" in res.text
-    words = {w.text: w.box for ln in res.lines for w in ln.words}
-    assert _iou(words["8080"], truth["8080"]) > 0.4
+    words = [w for ln in res.lines for w in ln.words]
+    assert closest("Proxy", words, lambda x: x.text) is None  # outside the region
+    port = closest("8080", words, lambda x: x.text)
+    assert port is not None and _iou(port.box, truth["8080"]) > 0.4, [x.text for x in words]
 
 
 def test_bad_images_become_outcomes_with_a_reason_not_exceptions(screenshot, tmp_path: Path) -> None:
@@ -167,7 +172,7 @@ def test_bad_images_become_outcomes_with_a_reason_not_exceptions(screenshot, tmp
     assert "not an image" in by["g"].error
     assert "6000x4000 = 24.0 MP, over ocr.max_pixels=20.0 MP" in by["h"].error
     assert "missing" in by["m"].error
-    assert by["ok"].error is None and "8080" in by["ok"].result.text
+    assert by["ok"].error is None and found_keywords(["8080"], by["ok"].result.text.split())[0]
     # one progress report per batch of 2, the last one complete
     assert [p.done for p in seen] == [2, 4, 5] and seen[-1].failed == 4 and seen[-1].total == 5
     assert "OCR 5/5 images, 4 failed" in seen[-1].line()

@@ -12,6 +12,7 @@ from mmrag_assets.lib.ingest.ocr import OcrSettings, get_engine
 from mmrag_assets.lib.ingest.ocr_batch import MemoryOcrCache
 from mmrag_assets.lib.ingest.ocr_pages import OcrPlan, apply_ocr
 from mmrag_assets.lib.ingest.render import render_pdf
+from tests.tolerance import assert_has_line, assert_most_keywords, found_keywords
 
 PLAN = OcrPlan(
     settings=OcrSettings(
@@ -88,12 +89,15 @@ def test_pages_without_a_usable_layer_are_ocred_and_good_layers_are_not(rendered
     assert calls == 2
     assert pages[1]["text_source"] == "layer" and pages[1]["text"] == rendered[2][0]["text"]
     assert pages[2]["text_source"] == "ocr" and pages[3]["text_source"] == "layer+ocr"
+    # OCR words with the tolerance of tests/tolerance.py (similarity >= 80): kernels differ by CPU
     for n in (2, 3):
-        assert "E04" in pages[n]["text"] and "insulation" in pages[n]["text"].lower()
+        assert_most_keywords(["E04", "insulation"], pages[n]["text"].split(), f"page {n}", share=1.0)
     assert pages[3]["text"].startswith("Scanned with CamScanner")  # a printable stamp is kept, OCR appended
     assert pages[4]["text_source"] == "layer+ocr"
     assert pages[4]["text"].startswith(rendered[2][3]["text"])
-    assert "Wholesale 18%" in pages[4]["text"] and "Online 47%" in pages[4]["text"]
+    ocr_lines = pages[4]["text"][len(rendered[2][3]["text"]):].splitlines()
+    assert_has_line("Wholesale 18%", ocr_lines)
+    assert_has_line("Online 47%", ocr_lines)
     rows = {r["item_id"]: r for r in out.ocr_rows}
     assert set(rows) == {"d:2", "d:3", "d:4"}
     assert out.reasons == [] and (out.stats.images, out.stats.cached, out.stats.failed) == (3, 1, 0)
@@ -131,7 +135,8 @@ def test_an_unprintable_layer_is_replaced_by_ocr(rendered) -> None:
     garbled = [dict(r) for r in rows]
     garbled[2]["text"] = "".join(chr(0xE000 + i) for i in range(30))  # broken font encoding on page 3
     pages, _, _ = _apply((pdf, storage, garbled))
-    assert pages[3]["text_source"] == "ocr" and "\ue000" not in pages[3]["text"] and "E04" in pages[3]["text"]
+    assert pages[3]["text_source"] == "ocr" and "\ue000" not in pages[3]["text"]
+    assert found_keywords(["E04"], pages[3]["text"].split())[0]
 
 
 def test_a_failing_image_keeps_its_row_and_gives_a_reason(rendered) -> None:

@@ -9,7 +9,6 @@ import select
 import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
@@ -45,6 +44,7 @@ def _raw(server: Server, request: bytes, *, read_timeout: float = 30) -> tuple[i
                 m = re.search(rb"content-length:\s*(\d+)", head, re.IGNORECASE)
                 if m and len(body) >= int(m.group(1)):
                     break
+    assert data, f"no reply within read_timeout={read_timeout} s"
     return int(data.split(b" ", 2)[1]), data
 
 
@@ -69,10 +69,10 @@ def test_body_over_the_cap_is_refused_before_it_is_read(server: Server) -> None:
     # announce 50 MB, send 1 KB: the 413 must come back without the server waiting for the rest
     head = (f"POST /search HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nAuthorization: Bearer ").encode() + TOKEN.encode() + (
         b"\r\nContent-Type: application/json\r\nContent-Length: 50000000\r\n\r\n")
-    t0 = time.monotonic()
-    status, reply = _raw(server, head + b"{" + b" " * 1024, read_timeout=20)
+    # no clock (issue 28): the client never sends the other 49.99 MB, so a server that waited for them
+    # would never answer and the read would end empty after read_timeout
+    status, reply = _raw(server, head + b"{" + b" " * 1024, read_timeout=60)
     assert status == 413 and b"max_body_bytes" in reply
-    assert time.monotonic() - t0 < 15, "the server waited for a body it should have refused"
     _alive(server)
 
 
@@ -90,9 +90,10 @@ def test_streamed_body_over_the_cap_is_refused(server: Server) -> None:
 
 def test_a_five_million_element_filter_list_costs_nothing(server: Server) -> None:
     body = json.dumps({"query": "inverter", "filters": {"doc_id": ["x"] * 5_000_000}}).encode()
-    t0 = time.monotonic()
-    status, _ = _post_raw(server, body, host=f"127.0.0.1:{server.port}")
-    assert status == 413 and time.monotonic() - t0 < 10
+    status, reply = _post_raw(server, body, host=f"127.0.0.1:{server.port}")
+    # refused by its size before any JSON was parsed (a parsed list gives 422, over 64 elements); no
+    # clock (issue 28): how long the refusal takes depends on the machine's load
+    assert status == 413 and b"max_body_bytes" in reply
     _alive(server)
 
 
