@@ -15,6 +15,26 @@ os.environ.setdefault("MMRAG_FORCE_CPU", "1")
 os.environ.pop("DAGSTER_HOME", None)  # each test gets its own instance under its storage root
 
 
+def _pin_onnxruntime_threads(n: int) -> None:
+    """Every onnxruntime session of this process runs ``n`` intra-op threads (tests/cpu_variants.sh).
+    CTranslate2, torch and numpy read their thread counts and instruction sets from the environment;
+    onnxruntime has no such variable (nor a switch for its instruction set), so it is set here."""
+    import onnxruntime as ort
+
+    init = ort.InferenceSession.__init__
+
+    def pinned(self, path_or_bytes, sess_options=None, *args, **kwargs):
+        opts = sess_options if sess_options is not None else ort.SessionOptions()
+        opts.intra_op_num_threads, opts.inter_op_num_threads = n, 1
+        init(self, path_or_bytes, opts, *args, **kwargs)
+
+    ort.InferenceSession.__init__ = pinned
+
+
+if int(os.environ.get("MMRAG_TEST_ORT_THREADS") or 0) > 0:
+    _pin_onnxruntime_threads(int(os.environ["MMRAG_TEST_ORT_THREADS"]))
+
+
 @pytest.fixture(autouse=True)
 def _isolated_caches(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     cache = tmp_path_factory.getbasetemp() / "hf-cache"
