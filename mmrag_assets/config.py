@@ -533,11 +533,40 @@ def _cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+# the dimension each visual architecture's colpali-engine head projects to (fixed in its code)
+VISUAL_DIMS = {"colqwen2_5": 128, "colpali": 128, "colsmol": 128, "colqwen3": 320}
+
+
+def _weights_cached(option: str) -> bool:
+    """Whether conf/model/<option>.yaml's weights are on this machine: its ``path``, or a snapshot with
+    safetensors in the local Hugging Face cache (looked up on disk, never over the network)."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        m = OmegaConf.load(CONF_DIR / "model" / f"{option}.yaml")
+        if m.get("path"):
+            return Path(str(m.path)).expanduser().is_dir()
+        from huggingface_hub import try_to_load_from_cache
+
+        hit = try_to_load_from_cache(str(m.model_id), "config.json", revision=str(m.revision))
+    except (OSError, ValueError, OmegaConfBaseException):
+        return False
+    return isinstance(hit, str) and any(Path(hit).parent.glob("*.safetensors"))
+
+
+def default_model() -> str:
+    """The ``model`` option when none is given: on CUDA the newest visual tier whose weights are here
+    (colqwen3, else colqwen2_5, which then says how to get its weights); ``lite`` without CUDA."""
+    if not _cuda_available():
+        return "lite"
+    return "colqwen3" if _weights_cached("colqwen3") else "colqwen2_5"
+
+
 def load_config(overrides: list[str] | tuple[str, ...] = (), *, resolve_paths: bool = True) -> MmragConfig:
     """Compose ``conf/config.yaml`` with Hydra ``key=value`` overrides into a typed ``MmragConfig``.
 
-    ``model`` defaults to ``colqwen2_5`` on a CUDA machine and ``lite`` elsewhere.
-    Relative ``corpus.root`` / ``storage.root`` are resolved against the current directory.
+    ``model`` defaults to ``colqwen2_5`` on a CUDA machine (``colqwen3`` where its weights are cached,
+    ``default_model``) and ``lite`` elsewhere. Relative ``corpus.root`` / ``storage.root`` are resolved against the current directory.
     """
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -549,7 +578,7 @@ def load_config(overrides: list[str] | tuple[str, ...] = (), *, resolve_paths: b
         check_override(o)
     ovr = list(overrides)
     if not any(_key_of(o) == "model" for o in ovr):
-        ovr.append("model=" + ("colqwen2_5" if _cuda_available() else "lite"))
+        ovr.append("model=" + default_model())
     with _LOCK:
         _register()
         GlobalHydra.instance().clear()
@@ -693,6 +722,9 @@ def _validate(cfg: MmragConfig) -> None:
         problems.append(f"asr.overlap_s={cfg.asr.overlap_s} must be >= 0 and < asr.window_s={cfg.asr.window_s}")
     if cfg.model.batch_size < 1 or cfg.model.pool_factor < 1:
         problems.append("model.batch_size and model.pool_factor must be >= 1")
+    want = VISUAL_DIMS.get(cfg.model.arch)
+    if want is not None and cfg.model.dim != want:
+        problems.append(f"model.dim={cfg.model.dim} but {cfg.model.arch} projects to {want} dims: set model.dim={want}")
     if not (1 <= cfg.search.k <= cfg.search.max_k):
         problems.append(f"search.k={cfg.search.k} must be within 1..search.max_k={cfg.search.max_k}")
     if cfg.search.candidates < 1:

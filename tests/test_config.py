@@ -38,7 +38,8 @@ def test_overrides_and_groups() -> None:
         ("+search.kk=3", "search.kk is not a config key; did you mean search.k?"),
         ("search.k=abc", "search.k=abc is not valid: expected integer"),
         ("search.prebuild=[plaid,hnsw]", "search.prebuild"),
-        ("model=colbert", "choose one of colpali, colqwen2_5, colsmol, lite, tiny"),
+        ("model=colbert", "choose one of colpali, colqwen2_5, colqwen3, colsmol, lite, tiny"),
+        ("model=tiny model.arch=colqwen3", "model.dim=128 but colqwen3 projects to 320 dims: set model.dim=320"),
         ("checks.contracts.max_tokenz=1", "did you mean checks.contracts.max_tokens?"),
         ("~search.k", "cannot be deleted"),
         ("search.k", "not an override"),
@@ -51,7 +52,34 @@ def test_overrides_and_groups() -> None:
 )
 def test_bad_config_fails_at_compose_time(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
-        load_config([override])
+        load_config(override.split(" "))
+
+
+def test_colqwen3_is_the_cuda_default_only_where_its_weights_are_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a CUDA machine the default tier is colqwen3 when a snapshot of its weights is in the local
+    Hugging Face cache, colqwen2_5 otherwise; without CUDA it stays lite. Nothing is downloaded."""
+    import huggingface_hub.constants
+
+    from mmrag_assets import config
+
+    cfg = load_config(["model=colqwen3"])
+    assert (cfg.model.arch, cfg.model.dim) == ("colqwen3", 320)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    assert load_config([]).model.name == "lite"  # no CUDA here
+    monkeypatch.setattr(config, "_cuda_available", lambda: True)
+    assert load_config([]).model.name == "colqwen2_5"  # CUDA, nothing cached
+    repo = tmp_path / ("models--" + cfg.model.model_id.replace("/", "--"))
+    snap = repo / "snapshots" / ("a" * 40)
+    snap.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("a" * 40)
+    (snap / "config.json").write_text("{}")
+    assert load_config([]).model.name == "colqwen2_5"  # a config without weights is not weights
+    (snap / "model-00001-of-00002.safetensors").write_bytes(b"")
+    assert load_config([]).model.name == "colqwen3"
+    assert load_config(["model=lite"]).model.name == "lite"  # an explicit choice always wins
 
 
 def test_fingerprint_tracks_only_named_sections() -> None:

@@ -24,11 +24,14 @@ def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_cfg() -> Callable[..., ModelConfig]:
-    """``model=tiny model.arch=<arch>`` composed from conf/, plus extra ``model.*`` overrides."""
+    """``model=tiny model.arch=<arch>`` composed from conf/ (with the arch's head dim), plus extra
+    ``model.*`` overrides."""
+    from mmrag_assets.fixtures.tiny_models import TINY_DIMS
 
     def make(arch: str, *overrides: str) -> ModelConfig:
+        dim = f"model.dim={TINY_DIMS[arch]}"
         cfg = load_config(
-            ["model=tiny", f"model.arch={arch}", "corpus.root=unused", "storage.root=unused", *overrides],
+            ["model=tiny", f"model.arch={arch}", dim, "corpus.root=unused", "storage.root=unused", *overrides],
             resolve_paths=False,
         )
         return cfg.model

@@ -1,4 +1,4 @@
-"""Tiny random models of the three visual architectures, loaded like real weights."""
+"""Tiny random models of the four visual architectures, loaded like real weights."""
 
 from __future__ import annotations
 
@@ -13,7 +13,14 @@ import torch
 
 from mmrag_assets.config import ModelConfig
 from mmrag_assets.errors import ModelUnavailable
-from mmrag_assets.fixtures.tiny_models import MARKER, TINY_ARCHS, WEIGHTS, build_in_memory, build_tiny_model
+from mmrag_assets.fixtures.tiny_models import (
+    MARKER,
+    TINY_ARCHS,
+    TINY_DIMS,
+    WEIGHTS,
+    build_in_memory,
+    build_tiny_model,
+)
 from mmrag_assets.lib.index.embedding import load_embedder, tiny_model_dir
 from mmrag_assets.lib.index.embedding.visual import VisualEmbedder
 from mmrag_assets.lib.search.rerank import maxsim_ragged
@@ -32,14 +39,15 @@ def maxsim_many(queries, docs):
 def test_embeds_images_texts_and_queries(
     arch: str, tiny_cfg: CfgFactory, tiny_models_dir: Path, page_images: list[Path]
 ) -> None:
+    d = TINY_DIMS[arch]  # 128; ColQwen3's head projects to 320
     e = load_embedder(tiny_cfg(arch), tiny_models_dir)
-    assert e.supports_images and e.dim == 128 and e.device == "cpu" and e.dtype == "float32"
-    assert e.version_key == f"{arch}__mmrag_tiny__random_init_seed0__p1__d128"
+    assert e.supports_images and e.dim == d and e.device == "cpu" and e.dtype == "float32"
+    assert e.version_key == f"{arch}__mmrag_tiny__random_init_seed0__p1__d{d}"
     images, texts, queries = e.embed_images(page_images), e.embed_texts(TEXTS), e.embed_queries(["revenue?"])
     arrays = images + texts + queries
     assert len(images) == 2 and len(texts) == 2 and len(queries) == 1
     for a in arrays:
-        assert a.dtype == np.float32 and a.ndim == 2 and a.shape[0] > 0 and a.shape[1] == 128
+        assert a.dtype == np.float32 and a.ndim == 2 and a.shape[0] > 0 and a.shape[1] == d
         np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
     assert all(np.isfinite(a).all() for a in arrays)
     assert images[0].shape[0] != texts[1].shape[0]  # padding removed: lengths differ per item
@@ -61,7 +69,7 @@ def test_saved_model_reloads_to_identical_embeddings(
     batch = processor.process_images([Image.open(p).convert("RGB") for p in page_images])
     batch = {k: v for k, v in batch.items() if k != "labels"}
     with torch.inference_mode():
-        ref = model(**batch)  # (2, seq_len, 128)
+        ref = model(**batch)  # (2, seq_len, dim)
     mask = batch["attention_mask"].bool()
     expected = [ref[i][mask[i]].numpy() for i in range(len(page_images))]
 
@@ -127,14 +135,29 @@ def test_pooling_reduces_image_tokens(
     )
 
 
+@pytest.mark.parametrize("arch", ["colqwen2_5", "colqwen3"])
 def test_image_max_pixels_lowers_resolution(
-    tiny_cfg: CfgFactory, tiny_models_dir: Path, page_images: list[Path]
+    arch: str, tiny_cfg: CfgFactory, tiny_models_dir: Path, page_images: list[Path]
 ) -> None:
-    full = load_embedder(tiny_cfg("colqwen2_5"), tiny_models_dir).embed_images(page_images[:1])[0]
+    full = load_embedder(tiny_cfg(arch), tiny_models_dir).embed_images(page_images[:1])[0]
     capped = load_embedder(
-        tiny_cfg("colqwen2_5", f"model.image_max_pixels={16 * 28 * 28}"), tiny_models_dir
+        tiny_cfg(arch, f"model.image_max_pixels={16 * 28 * 28}"), tiny_models_dir
     ).embed_images(page_images[:1])[0]
     assert capped.shape[0] < full.shape[0]
+
+
+def test_tiny_colqwen3_is_the_real_architecture_at_a_megabyte(tiny_models_dir: Path) -> None:
+    """The saved tiny ColQwen3 is a Qwen3-VL (DeepStack, interleaved M-RoPE) with ColQwen3's 320-d
+    head and processor classes, small enough to build in every test session."""
+    d = tiny_model_dir(tiny_models_dir, "colqwen3")
+    config = json.loads((d / "config.json").read_text())
+    assert config["model_type"] == "qwen3_vl" and config["architectures"] == ["ColQwen3"]
+    assert config["vision_config"]["deepstack_visual_indexes"] == [0]
+    assert config["text_config"]["rope_parameters"]["mrope_interleaved"] is True
+    processor = json.loads((d / "processor_config.json").read_text())
+    assert processor["processor_class"] == "ColQwen3Processor"
+    assert json.loads((d / MARKER).read_text())["params"] < 300_000
+    assert (d / WEIGHTS).stat().st_size < 1_500_000
 
 
 def test_missing_path_is_reported(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """Multivector embedders: one entry point, ``load_embedder(cfg.model, cfg.models_dir)``.
 
 - ``lite``: wordllama static token embeddings, text only, CPU, bundled (``lite.py``).
-- ``colqwen2_5`` / ``colpali`` / ``colsmol``: colpali-engine visual retrievers (``visual.py``).
+- ``colqwen2_5`` / ``colpali`` / ``colsmol`` / ``colqwen3``: colpali-engine visual retrievers (``visual.py``).
 - ``name == "tiny"``: a tiny random model of ``cfg.arch`` built offline into
   ``models_dir/tiny-<arch>`` (``tiny.py``) and loaded through the same ``from_pretrained`` path
   as real weights; its ``version_key`` keeps the tiny config's model id and revision.
@@ -36,7 +36,7 @@ def _tiny_seed(revision: str) -> int:
 def _build(cfg: ModelConfig, models_dir: Path) -> Embedder:
     if cfg.arch == "lite":
         if cfg.name == "tiny":
-            raise ConfigError("model=tiny needs a visual model.arch: colqwen2_5, colpali or colsmol")
+            raise ConfigError("model=tiny needs a visual model.arch: colqwen2_5, colpali, colsmol or colqwen3")
         from mmrag_assets.lib.index.embedding.lite import LiteEmbedder
 
         return LiteEmbedder(
@@ -47,8 +47,8 @@ def _build(cfg: ModelConfig, models_dir: Path) -> Embedder:
             query_max_tokens=cfg.query_max_tokens,
             doc_max_tokens=cfg.doc_max_tokens,
         )
-    if cfg.arch not in ("colqwen2_5", "colpali", "colsmol"):
-        raise ConfigError(f"model.arch={cfg.arch!r} must be lite, colqwen2_5, colpali or colsmol")
+    if cfg.arch not in ("colqwen2_5", "colpali", "colsmol", "colqwen3"):
+        raise ConfigError(f"model.arch={cfg.arch!r} must be lite, colqwen2_5, colpali, colsmol or colqwen3")
     from mmrag_assets.lib.index.embedding.visual import VisualEmbedder
 
     path = cfg.path

@@ -22,7 +22,7 @@ import numpy as np
 
 from mmrag_assets.errors import UnsupportedInput
 
-Arch = Literal["lite", "colqwen2_5", "colpali", "colsmol"]
+Arch = Literal["lite", "colqwen2_5", "colpali", "colsmol", "colqwen3"]
 Kind = Literal["query", "text", "image"]
 KINDS: tuple[Kind, ...] = ("query", "text", "image")
 
@@ -208,7 +208,7 @@ class Embedder(ABC):
                 return []
             raise UnsupportedInput(
                 f"the {self.arch!r} model tier embeds text only and cannot embed images; "
-                "use a visual tier (model=colqwen2_5, colpali or colsmol) to index images without text"
+                "use a visual tier (model=colqwen2_5, colqwen3, colpali or colsmol) to index images without text"
             )
         return self._timed("image", lambda: self._embed_images([Path(p) for p in paths]))
 

@@ -1,9 +1,9 @@
-"""Visual retrievers through colpali-engine: ColQwen2.5, ColPali and ColSmol (ColIdefics3).
+"""Visual retrievers through colpali-engine: ColQwen2.5, ColPali, ColSmol (ColIdefics3) and ColQwen3.
 
 Page images go through ``processor.process_images``; queries through ``process_queries``
 (prefix + text + query-augmentation tokens, as the models were trained); document texts
 (page text layers, transcript windows) through ``process_texts``, so that every modality lands
-in the one 128-d space and can be scored against any query with MaxSim.
+in the model's one space (128-d; 320-d for ColQwen3) and can be scored against any query with MaxSim.
 
 Weights load once per process (cached by source, device and dtype) with
 ``from_pretrained(path_or_id, dtype=...)``: ``model.path`` when set (it must exist), else the
@@ -32,11 +32,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-VisualArch = Literal["colqwen2_5", "colpali", "colsmol"]
+VisualArch = Literal["colqwen2_5", "colpali", "colsmol", "colqwen3"]
 _CLASSES: dict[str, tuple[str, str]] = {
     "colqwen2_5": ("ColQwen2_5", "ColQwen2_5_Processor"),
     "colpali": ("ColPali", "ColPaliProcessor"),
     "colsmol": ("ColIdefics3", "ColIdefics3Processor"),
+    "colqwen3": ("ColQwen3", "ColQwen3Processor"),  # Qwen3-VL backbone, 320-d head
 }
 _DTYPES = ("float32", "bfloat16", "float16")
 _MAX_CHARS_PER_TOKEN = 32  # pre-cut very long texts before tokenizing (BPE pieces are far shorter)
@@ -152,7 +153,7 @@ def load_processor(
     arch: VisualArch, model_id: str, revision: str, path: str | None, image_max_pixels: int = 0
 ) -> Any:
     """A fresh processor (cheap). ``image_max_pixels`` > 0 replaces the processor's pixel budget (lower
-    or higher) where the arch has one: ColQwen2.5's max pixels; ColSmol's longest edge, set to the
+    or higher) where the arch has one: ColQwen2.5's and ColQwen3's max pixels; ColSmol's longest edge, set to the
     largest multiple of its tile size whose square fits the budget. ColPali's input size is fixed."""
     import colpali_engine.models as cem
 
@@ -160,7 +161,7 @@ def load_processor(
     processor = _from_pretrained(getattr(cem, _CLASSES[arch][1]), source, revision, is_path)
     if image_max_pixels > 0:
         ip = processor.image_processor
-        if arch == "colqwen2_5":
+        if arch in ("colqwen2_5", "colqwen3"):
             # dynamic resolution: replace the pixel budget (transformers 5 reads it from ``size``)
             m = int(image_max_pixels)
             ip.size = {"shortest_edge": min(int(ip.size["shortest_edge"]), m), "longest_edge": m}
