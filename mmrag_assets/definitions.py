@@ -7,6 +7,7 @@ import os
 
 import dagster as dg
 
+from mmrag_assets.defs.answer.assets import answers
 from mmrag_assets.defs.evaluation import EVAL_ASSETS, EVAL_JOBS
 from mmrag_assets.defs.index.assets import item_embeddings, search_index
 from mmrag_assets.defs.ingest.assets import corpus_manifest, document_content
@@ -17,7 +18,7 @@ from mmrag_assets.defs.search.assets import search_results
 from mmrag_assets.defs.shared import cli_logger
 from mmrag_assets.resources import resources_for
 
-ASSETS = [corpus_manifest, document_content, item_embeddings, search_index, search_results, *QUALITY_ASSETS, *EVAL_ASSETS]
+ASSETS = [corpus_manifest, document_content, item_embeddings, search_index, search_results, answers, *QUALITY_ASSETS, *EVAL_ASSETS]
 ASSET_CHECKS = [*QUALITY_CHECKS]
 
 

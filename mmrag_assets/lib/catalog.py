@@ -103,6 +103,21 @@ CREATE TABLE IF NOT EXISTS search_results (
     snippet     VARCHAR,
     item_id     VARCHAR
 );
+CREATE TABLE IF NOT EXISTS answers (  -- the answers asset: one row per question of answer.questions_file
+    run_id      VARCHAR NOT NULL,      -- the Dagster run that produced the row
+    qid         VARCHAR NOT NULL,
+    question    VARCHAR NOT NULL,
+    answer      VARCHAR NOT NULL,      -- with its [n] citation markers, or answer.not_found
+    abstained   BOOLEAN NOT NULL,      -- the evidence was too weak: the corpus does not hold the answer
+    generator   VARCHAR NOT NULL,      -- extractive | openai | transformers
+    confidence  DOUBLE,                -- the best passage's score
+    n_citations INTEGER NOT NULL,
+    n_dropped   INTEGER NOT NULL,      -- citation markers removed: they named no retrieved item
+    citations   JSON,                  -- [{n, item_id, modality, source, page, start_s, end_s, quote}]
+    sources     JSON,                  -- the numbered retrieved items given to the generator
+    timings_ms  JSON,                  -- {retrieve_ms, rerank_ms, evidence_ms, generate_ms, total_ms}
+    warnings    JSON
+);
 CREATE TABLE IF NOT EXISTS experiments (
     run_id      VARCHAR PRIMARY KEY,   -- sortable: yyyymmdd-hhmmss-<random>
     created_at  TIMESTAMP NOT NULL,
@@ -334,6 +349,13 @@ class Catalog:
             con.execute("BEGIN")
             con.execute("DELETE FROM search_results")
             _insert(con, "search_results", rows)
+            con.execute("COMMIT")
+
+    def replace_answers(self, rows: list[dict[str, Any]]) -> None:
+        with self.connect() as con:
+            con.execute("BEGIN")
+            con.execute("DELETE FROM answers")
+            _insert(con, "answers", rows)
             con.execute("COMMIT")
 
     def add_quarantine(self, rows: list[dict[str, Any]]) -> None:

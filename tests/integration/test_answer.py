@@ -70,3 +70,51 @@ def test_answers_through_the_mllm_reranker(indexed: MmragConfig, tmp_path) -> No
     assert 1 <= len(scored) <= 4 and all(0 < s.rerank_score < 1 for s in scored)
     retrieved = {r.item_id for r in get_searcher(indexed).search(q, k=indexed.answer.k).results}
     assert {c.item_id for c in ans.citations} <= retrieved
+
+
+def test_answers_asset_writes_one_row_per_question_with_metadata(indexed: MmragConfig, tmp_path) -> None:
+    """The ``answers`` asset over a questions file (plain lines and JSON Lines with qids): answered,
+    abstained and failed questions counted in the metadata, one catalog row per question."""
+    import dagster as dg
+
+    from mmrag_assets.config import load_config
+    from mmrag_assets.definitions import ASSET_CHECKS, ASSETS
+    from mmrag_assets.launch import open_instance
+    from mmrag_assets.lib.catalog import Catalog
+    from mmrag_assets.resources import resources_for
+
+    qfile = tmp_path / "questions.jsonl"
+    qfile.write_text(
+        json.dumps({"qid": "torque", "query": "what torque should the anchor bolts be tightened to"}) + "\n"
+        + "# a comment\n"
+        + json.dumps({"qid": "e04", "query": "what does error E04 mean"}) + "\n"
+        + json.dumps({"qid": "worldcup", "query": "who won the football world cup in 1998"}) + "\n"
+        + json.dumps({"qid": "long", "query": "why " * 600}) + "\n"  # over answer.max_question_chars
+    )  # fmt: skip
+    overrides = [*indexed.overrides, f"answer.questions_file={qfile}"]
+    cfg = load_config(overrides)
+    with open_instance(cfg) as instance:
+        r = dg.materialize([*ASSETS, *ASSET_CHECKS], selection=["answers"], instance=instance,
+                           resources=resources_for(overrides))  # fmt: skip
+        assert r.success
+    (mat,) = [e.materialization for e in r.get_asset_materialization_events()]
+    md = {k: v.value for k, v in mat.metadata.items()}
+    assert (md["questions"], md["answered"], md["abstained"], md["failed"]) == (4, 2, 1, 1)
+    assert md["dropped_citations"] == 0 and md["citations"] >= 2 and md["generator"] == "extractive"
+    assert md["retrieve_p50_ms"] > 0 and md["evidence_p50_ms"] > 0 and md["total_p50_ms"] >= md["retrieve_p50_ms"]
+    assert "| torque |" in md["preview"] and "12 Nm" in md["preview"]
+    rows = {r["qid"]: r for r in Catalog(cfg.catalog_path).query("SELECT * FROM answers")}
+    assert set(rows) == {"torque", "e04", "worldcup"}  # the failed question is in the metadata and the log
+    assert rows["worldcup"]["abstained"] and rows["worldcup"]["answer"] == cfg.answer.not_found
+    assert "12 Nm" in rows["torque"]["answer"] and "E04" in rows["e04"]["answer"]
+    cites = json.loads(rows["e04"]["citations"])
+    sources = {s["item_id"] for s in json.loads(rows["e04"]["sources"])}
+    assert cites and {c["item_id"] for c in cites} <= sources and rows["e04"]["n_citations"] == len(cites)
+    assert {r["run_id"] for r in rows.values()} == {r.run_id}
+
+    bad = [*indexed.overrides]  # no questions file: a clear failure, not a crash
+    with open_instance(cfg) as instance:
+        r = dg.materialize([*ASSETS, *ASSET_CHECKS], selection=["answers"], instance=instance,
+                           resources=resources_for(bad), raise_on_error=False)  # fmt: skip
+    (failure,) = [e for e in r.all_events if e.is_step_failure]
+    assert "answer.questions_file is not set" in failure.event_specific_data.error.message
