@@ -1,7 +1,10 @@
-"""GPU page-embedding throughput of the full-size ColQwen2.5-3B architecture (random weights).
+"""GPU throughput of the full-size ColQwen2.5-3B page embedder and of the MonoQwen2-VL-style reranker
+(Qwen2-VL-2B architecture), random weights.
 
-    uv run python bench/embed_gpu.py                  # on a CUDA machine: writes "Embedding (GPU)"
-    uv run python bench/embed_gpu.py --smoke          # CPU check of the script with the tiny model
+    uv run python bench/embed_gpu.py                  # on a CUDA machine: writes "Embedding (GPU)" and
+                                                      # "Multimodal LLM rerank (GPU)"; without one: skips
+    uv run python bench/embed_gpu.py --smoke          # CPU check of the script with the tiny models
+    uv run python bench/embed_gpu.py --only rerank    # one part (embed | rerank)
 
 Throughput does not depend on trained weights, so the model is built from a hard-coded
 ``Qwen2_5_VLConfig`` identical to Qwen2.5-VL-3B-Instruct's (what vidore/colqwen2.5-v0.2 is
@@ -13,6 +16,13 @@ through the production path (``VisualEmbedder.embed_images``: decode, processor,
 padding removal, float32 numpy), batched at 4/8/16/32 against a naive batch-1 loop in the same
 run. Reports pages/s, seconds/page, peak GPU memory, and the ratio to the ColPali paper's
 0.39 s/page offline indexing figure. Prints JSON too.
+
+The reranker part builds Qwen2-VL-2B-Instruct's architecture (what lightonai/MonoQwen2-VL-v0.1's LoRA
+adapter is merged into) in bf16 with random weights and times ``MllmReranker.score`` (the production
+path: image downscale to ``rerank.image_max_pixels``, chat template, processor, one forward per batch,
+yes/no logits at the last position) over synthetic A4 pages at several batch sizes: candidates/s and
+the time for ``rerank.candidates`` per query, beside the article's L4 profile (MonoQwen2-VL rerank
+0.5-2 s per query). ``--smoke`` loads a tiny random Qwen2-VL + LoRA adapter through the real loader.
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._report import table, write_section
 
 COLPALI_PAPER_S_PER_PAGE = 0.39
+ARTICLE_RERANK_S = (0.5, 2.0)  # the article's L4 profile: MonoQwen2-VL rerank per query
 A4_150DPI = (1240, 1754)
 MAX_PIXELS = 768 * 28 * 28  # colqwen2.5-v0.2: at most 768 merged 28x28 patches
 MIN_PIXELS = 4 * 28 * 28
@@ -153,8 +164,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from mmrag_assets.lib.index.embedding.visual import VisualEmbedder
 
     cuda = torch.cuda.is_available() and not args.smoke
-    if not cuda and not args.smoke:
-        raise SystemExit("no CUDA device: run with --smoke for a CPU check of the script")
     device, dtype = ("cuda", "bfloat16") if cuda else ("cpu", "float32")
     t0 = time.perf_counter()
     if args.smoke:
@@ -224,6 +233,166 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def qwen2_vl_2b_config(ids: dict[str, int]) -> Any:
+    """Qwen2-VL-2B-Instruct's architecture (config.json on the hub), special token ids remapped."""
+    from transformers import Qwen2VLConfig
+
+    return Qwen2VLConfig(
+        text_config={
+            "vocab_size": 151936,
+            "hidden_size": 1536,
+            "intermediate_size": 8960,
+            "num_hidden_layers": 28,
+            "num_attention_heads": 12,
+            "num_key_value_heads": 2,
+            "hidden_act": "silu",
+            "max_position_embeddings": 32768,
+            "rms_norm_eps": 1e-6,
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 1_000_000.0,
+                "mrope_section": [16, 24, 24],
+            },
+            "bos_token_id": ids["<|endoftext|>"],
+            "eos_token_id": ids["<|im_end|>"],
+            "pad_token_id": ids["<|endoftext|>"],
+            "tie_word_embeddings": True,
+        },
+        vision_config={
+            "depth": 32,
+            "embed_dim": 1280,
+            "hidden_size": 1536,
+            "num_heads": 16,
+            "mlp_ratio": 4,
+            "in_channels": 3,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+        },
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
+
+
+def build_reranker(smoke: bool, tmp: Path) -> tuple[Any, int]:
+    """``(MllmReranker, params)``: the tiny Qwen2-VL + LoRA adapter through the real loader (smoke), or
+    Qwen2-VL-2B's architecture with random bf16 weights allocated on the GPU."""
+    import torch
+
+    from mmrag_assets.config import load_config
+    from mmrag_assets.fixtures.tiny_models import qwen2_vl_processor, tiny_lora_adapter, tiny_qwen2_vl
+    from mmrag_assets.lib.answer.rerank_mllm import MllmReranker
+
+    if smoke:
+        base = tiny_qwen2_vl(tmp / "base")
+        adapter = tiny_lora_adapter(base, tmp / "adapter")
+        cfg = load_config(
+            ["rerank=mllm", f"rerank.path={adapter}", f"rerank.base_path={base}", "rerank.device=cpu"]
+        )
+        r = MllmReranker.from_config(cfg.rerank)
+        return r, sum(p.numel() for p in r.model.parameters())
+    from transformers import Qwen2VLForConditionalGeneration
+
+    cfg = load_config(["rerank=mllm", f"rerank.path={tmp}"])  # the full model is built here, not loaded
+    processor, ids = qwen2_vl_processor(min_pixels=MIN_PIXELS, max_pixels=cfg.rerank.image_max_pixels)
+    torch.manual_seed(0)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        with torch.device("cuda"):
+            model = Qwen2VLForConditionalGeneration(qwen2_vl_2b_config(ids))
+    finally:
+        torch.set_default_dtype(default)
+    return MllmReranker(model.eval(), processor, cfg.rerank), sum(p.numel() for p in model.parameters())
+
+
+def run_rerank(args: argparse.Namespace) -> dict[str, Any]:
+    """Candidates/s of ``MllmReranker.score`` over page images at each of ``args.rerank_batch_sizes``."""
+    import dataclasses
+
+    import torch
+
+    from mmrag_assets.lib.answer.rerank_mllm import Candidate
+
+    cuda = torch.cuda.is_available() and not args.smoke
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        reranker, params = build_reranker(args.smoke, Path(tmp))
+        build_s = time.perf_counter() - t0
+        per_query = reranker.cfg.candidates  # what one question costs with the shipped config
+        pages = synthetic_pages(args.rerank_pages, Path(tmp), A4_150DPI, seed=1)
+        cands = [Candidate(image=p) for p in pages]
+        query = "which table lists the quarterly revenue of the pump filters"
+
+        def timed(batch_size: int) -> dict[str, Any]:
+            reranker.cfg = dataclasses.replace(
+                reranker.cfg, batch_size=batch_size, candidates=len(cands), time_budget_s=1e9
+            )
+            if cuda:
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            probs, info = reranker.score(query, cands)
+            if cuda:
+                torch.cuda.synchronize()
+            secs = time.perf_counter() - t
+            assert all(p is not None and 0.0 <= p <= 1.0 for p in probs), "every candidate gets a probability"
+            return {
+                "batch_size": batch_size,
+                "candidates": len(cands),
+                "batches": info["batches"],
+                "seconds": secs,
+                "candidates_per_s": len(cands) / secs,
+                "ms_per_candidate": 1000 * secs / len(cands),
+                "per_query_s": per_query * secs / len(cands),
+                "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0,
+            }
+
+        timed(min(2, len(cands)))  # warm-up: CUDA context, kernels, allocator
+        rows = []
+        for bs in args.rerank_batch_sizes:
+            try:
+                rows.append(timed(bs))
+            except torch.cuda.OutOfMemoryError:
+                rows.append({"batch_size": bs, "error": "CUDA out of memory"})
+    return {
+        "device": torch.cuda.get_device_name() if cuda else "cpu (smoke: tiny model)",
+        "smoke": bool(args.smoke),
+        "model_params": params,
+        "build_seconds": build_s,
+        "image_max_pixels": reranker.cfg.image_max_pixels,
+        "per_query_candidates": per_query,
+        "batched": rows,
+        "torch": torch.__version__,
+    }
+
+
+def report_rerank(r: dict[str, Any]) -> str:
+    lo, hi = ARTICLE_RERANK_S
+    rows: list[list[object]] = []
+    for b in r["batched"]:
+        if "error" in b:
+            rows.append([b["batch_size"], b["error"], "", "", "", ""])
+            continue
+        rows.append([b["batch_size"], b["candidates_per_s"], b["ms_per_candidate"], b["per_query_s"],
+                     f"{b['per_query_s'] / hi:.2f}-{b['per_query_s'] / lo:.2f}x", b["peak_gib"]])  # fmt: skip
+    return (
+        f"`bench/embed_gpu.py` on {r['device']}: the MonoQwen2-VL reranker's architecture (Qwen2-VL-2B, "
+        f"{r['model_params'] / 1e9:.2f}B parameters, random weights), `MllmReranker.score` over synthetic A4 pages "
+        f"downscaled to <= {r['image_max_pixels']:,} px (`rerank.image_max_pixels`), yes/no logits at the last "
+        f"position. Per query: `rerank.candidates` = {r['per_query_candidates']} candidates. The article's L4 "
+        f"profile: MonoQwen2-VL rerank {lo}-{hi} s per query.\n\n"
+        + table(
+            ["batch size", "candidates/s", "ms/candidate", "s per query", "x the article's time", "peak GiB"],
+            rows,
+        )
+    )
+
+
 def report(r: dict[str, Any]) -> str:
     naive = r["naive"]
     rows: list[list[object]] = [
@@ -263,28 +432,51 @@ def report(r: dict[str, Any]) -> str:
 
 
 def main() -> None:
+    import torch
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument(
-        "--smoke", action="store_true", help="tiny model on CPU: checks the script, measures nothing"
+        "--smoke", action="store_true", help="tiny models on CPU: checks the script, measures nothing"
     )
+    ap.add_argument("--only", choices=["embed", "rerank"], default=None, help="run one part")
     ap.add_argument("--pages", type=int, default=None, help="pages per batched run (default 96; smoke 6)")
     ap.add_argument("--naive-pages", type=int, default=None, help="pages in the batch-1 loop (default 24)")
     ap.add_argument("--batch-sizes", type=lambda s: [int(x) for x in s.split(",")], default=None)
+    ap.add_argument(
+        "--rerank-pages", type=int, default=None, help="candidates per reranker run (default 32; smoke 4)"
+    )
+    ap.add_argument("--rerank-batch-sizes", type=lambda s: [int(x) for x in s.split(",")], default=None)
     ap.add_argument("--no-write", action="store_true", help="leave BENCHMARKS.md alone (smoke never writes)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
+    if not args.smoke and not torch.cuda.is_available():
+        print("skipped: no CUDA device here (nothing measured, BENCHMARKS.md left alone); "
+              "--smoke checks the script on the CPU with tiny models")  # fmt: skip
+        return
     args.pages = args.pages or (6 if args.smoke else 96)
     args.naive_pages = args.naive_pages or (2 if args.smoke else 24)
     args.batch_sizes = args.batch_sizes or ([2, 4] if args.smoke else [4, 8, 16, 32])
-    r = run(args)
-    text = json.dumps(r, indent=2)
+    args.rerank_pages = args.rerank_pages or (4 if args.smoke else 32)
+    args.rerank_batch_sizes = args.rerank_batch_sizes or ([1, 2] if args.smoke else [1, 2, 4, 8, 16])
+    write = not (args.smoke or args.no_write)
+    results: dict[str, Any] = {}
+    if args.only in (None, "embed"):
+        results["embed"] = run(args)
+    if args.only in (None, "rerank"):
+        results["rerank"] = run_rerank(args)
+    text = json.dumps(results, indent=2)
     print(text)
     if args.json:
         args.json.write_text(text + "\n")
-    body = report(r)
-    print(body)
-    if not (args.smoke or args.no_write):
-        print("wrote", write_section("Embedding (GPU)", body))
+    for part, name, fmt in (
+        ("embed", "Embedding (GPU)", report),
+        ("rerank", "Multimodal LLM rerank (GPU)", report_rerank),
+    ):
+        if part in results:
+            body = fmt(results[part])
+            print(body)
+            if write:
+                print("wrote", write_section(name, body))
 
 
 if __name__ == "__main__":

@@ -28,11 +28,11 @@ from mmrag_assets.lib.search.rerank import maxsim_ragged
 TEXTS = ["The quarterly revenue grew by five percent.", "Install the package with pip."]
 CfgFactory = Callable[..., ModelConfig]
 
+
 def maxsim_many(queries, docs):
     """(n_queries, n_docs) MaxSim through the product's scorer."""
     offsets = np.concatenate([[0], np.cumsum([len(d) for d in docs])])
     return maxsim_ragged(list(queries), np.concatenate(docs), offsets).T
-
 
 
 @pytest.mark.parametrize("arch", TINY_ARCHS)
@@ -204,3 +204,31 @@ def test_gpu_benchmark_smoke(monkeypatch: pytest.MonkeyPatch) -> None:
 
         params = sum(p.numel() for p in ColQwen2_5(embed_gpu.colqwen2_5_3b_config(ids)).parameters())
     assert 3.7e9 < params < 3.8e9  # Qwen2.5-VL-3B: 3.75B
+
+    # the reranker part: the tiny Qwen2-VL + LoRA adapter through the real loader, every batch size timed
+    rr = embed_gpu.run_rerank(argparse.Namespace(smoke=True, rerank_pages=3, rerank_batch_sizes=[1, 2]))
+    assert [b["batch_size"] for b in rr["batched"]] == [1, 2] and [b["batches"] for b in rr["batched"]] == [
+        3,
+        2,
+    ]
+    assert all(b["candidates_per_s"] > 0 for b in rr["batched"]) and rr["per_query_candidates"] == 20
+    assert "| 2 |" in embed_gpu.report_rerank(rr)
+    from transformers import Qwen2VLForConditionalGeneration
+
+    with torch.device("meta"):
+        params = sum(
+            p.numel() for p in Qwen2VLForConditionalGeneration(embed_gpu.qwen2_vl_2b_config(ids)).parameters()
+        )
+    assert 2.1e9 < params < 2.3e9  # Qwen2-VL-2B: 2.21B
+
+
+def test_gpu_benchmark_skips_without_cuda(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench import embed_gpu
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(embed_gpu, "write_section", lambda *_a: pytest.fail("wrote BENCHMARKS.md"))
+    monkeypatch.setattr("sys.argv", ["embed_gpu.py"])
+    embed_gpu.main()  # returns: exit status 0
+    assert capsys.readouterr().out.startswith("skipped: no CUDA device here")
