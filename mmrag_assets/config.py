@@ -78,6 +78,7 @@ class OrchestrationConfig:
     executor: ExecutorName = MISSING  # in_process | multiprocess | celery
     workers: int = MISSING  # shard-range runs at once (1: one run, as on a laptop)
     celery: CeleryConfig = MISSING
+    sensor_interval_s: int = MISSING  # the corpus sensor looks for new, changed and removed files this often
 
 
 @dataclass
@@ -159,6 +160,7 @@ class DenseConfig:
     # minilm's runtime: an int8 or fp32 ONNX export on ONNX Runtime, or none (sentence-transformers)
     onnx: Literal["int8", "fp32", "none"] = MISSING
     threads: int | None = MISSING  # ONNX Runtime threads encoding documents; null: the cores available
+    prefetch_windows: int = MISSING  # windows encoded in the background during ingestion, at most (0: off)
 
 
 @dataclass

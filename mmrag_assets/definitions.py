@@ -7,11 +7,12 @@ import os
 
 import dagster as dg
 
+from mmrag_assets.config import load_config
 from mmrag_assets.defs.answer.assets import answers
 from mmrag_assets.defs.evaluation import EVAL_ASSETS, EVAL_JOBS
 from mmrag_assets.defs.index.assets import item_embeddings, search_index
 from mmrag_assets.defs.ingest.assets import corpus_manifest, document_content
-from mmrag_assets.defs.ingest.sensors import corpus_reconcile_schedule, corpus_sensor
+from mmrag_assets.defs.ingest.sensors import corpus_reconcile_schedule, corpus_sensor_every
 from mmrag_assets.defs.jobs import PIPELINE_JOBS, SCALE_JOBS
 from mmrag_assets.defs.quality import QUALITY_ASSETS, QUALITY_CHECKS, QUALITY_JOBS, QUALITY_SENSORS
 from mmrag_assets.defs.search.assets import search_results
@@ -23,11 +24,12 @@ ASSET_CHECKS = [*QUALITY_CHECKS]
 
 
 def build_definitions(overrides: list[str] | None = None, executor: dg.ExecutorDefinition | None = None) -> dg.Definitions:
+    interval = load_config(list(overrides or [])).orchestration.sensor_interval_s
     return dg.Definitions(
         assets=ASSETS,
         asset_checks=ASSET_CHECKS,
         jobs=[*PIPELINE_JOBS, *SCALE_JOBS, *QUALITY_JOBS, *EVAL_JOBS],
-        sensors=[corpus_sensor, *QUALITY_SENSORS],
+        sensors=[corpus_sensor_every(interval), *QUALITY_SENSORS],
         schedules=[corpus_reconcile_schedule],
         resources=resources_for(list(overrides or [])),
         executor=executor or dg.in_process_executor,

@@ -14,18 +14,17 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import dagster as dg
+from typing import TYPE_CHECKING, Any
 
 from mmrag_assets.config import MmragConfig
-from mmrag_assets.defs.ingest.sensors import range_tags
-from mmrag_assets.defs.shared import PUBLISHER, WRITER
-from mmrag_assets.distributed import instance_yaml
 from mmrag_assets.errors import MmragError
 
+# Dagster (and the definitions) are imported where a run starts, not here: a no-op `mmrag index`
+# decides from the catalog and the index files alone (importing dagster costs ~3-6 s here)
+if TYPE_CHECKING:
+    import dagster as dg
+
 PID_TAG, HOST_TAG, STARTED_TAG = "mmrag/pid", "mmrag/host", "mmrag/process_started"
-ALIVE = (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.NOT_STARTED)
 
 
 def dagster_home(cfg: MmragConfig) -> Path:
@@ -48,6 +47,10 @@ def _file_lock(path: Path) -> Iterator[None]:
 def open_instance(cfg: MmragConfig) -> Iterator[dg.DagsterInstance]:
     """The shared instance; its first creation (schema migration) is serialised by a file lock, so
     two commands starting on a fresh storage root never race on the SQLite schema."""
+    import dagster as dg
+
+    from mmrag_assets.distributed import instance_yaml
+
     home = dagster_home(cfg)
     with _file_lock(home.parent / f".{home.name}.init.lock"):
         home.mkdir(parents=True, exist_ok=True)
@@ -78,9 +81,12 @@ def sweep_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     """Mark failed the runs this machine's mmrag processes started and that died (``kill -9``, a
     crash), and free their concurrency slots, so that nothing waits on them forever. Runs the
     daemon launched are watched by Dagster's run monitoring (instance config)."""
+    import dagster as dg
+
+    alive = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.NOT_STARTED]
     host = socket.gethostname()
     swept = []
-    for run in instance.get_runs(dg.RunsFilter(statuses=list(ALIVE), tags={HOST_TAG: host})):
+    for run in instance.get_runs(dg.RunsFilter(statuses=alive, tags={HOST_TAG: host})):
         pid = int(run.tags.get(PID_TAG, "0"))
         started = float(run.tags[STARTED_TAG]) if STARTED_TAG in run.tags else None
         if pid and not _process_alive(pid, started):
@@ -95,6 +101,8 @@ def sweep_dead_runs(instance: dg.DagsterInstance) -> list[str]:
 
 def _holders(instance: dg.DagsterInstance) -> list[tuple[str, str]]:
     """(run id, started at) of runs holding a writer or publisher slot now."""
+    from mmrag_assets.defs.shared import PUBLISHER, WRITER
+
     out = []
     for pool in (WRITER, PUBLISHER):
         with contextlib.suppress(Exception):  # a storage without pools: nothing to report
@@ -130,6 +138,7 @@ def launch(
 ) -> RunOutcome:
     """Execute one run of ``job_name`` (over the shard range ``shards``) in this process."""
     from mmrag_assets.definitions import build_definitions
+    from mmrag_assets.defs.ingest.sensors import range_tags
 
     say = say or (lambda _m: None)
     for run_id, started in _holders(instance):

@@ -188,3 +188,30 @@ def test_int8_windows_keep_the_cosines_and_the_order() -> None:
     assert as_int8.search(q, 5)[0].tolist() == as_f16.search(q, 5)[0].tolist()
     local = np.array([0, 1, 7, 42])  # the sparse path gathers the scales with the rows
     np.testing.assert_allclose(as_int8.score_part(q, as_int8.parts[0], local), a[local], rtol=1e-6)
+
+
+def test_prefetched_windows_give_the_vectors_encode_gives() -> None:
+    """Windows encoded ahead on the background thread are what encode would give (one text per
+    call), encode takes them and encodes only the rest; past the cap nothing more is queued."""
+    import time
+
+    from mmrag_assets.lib.index.embedding.dense import DenseEncoder
+
+    enc = DenseEncoder("minilm", None, 8, "int8", 2)  # not the cached instance: its own background thread
+    enc.prefetch(TEXTS[:4], cap=6)
+    enc.prefetch(TEXTS[4:7], cap=6)  # 4 + 3 > 6: left to encode
+    assert enc._ahead.held == 4
+    deadline = time.monotonic() + 120
+    while len(enc._ahead.memo) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert set(enc._ahead.memo) == set(TEXTS[:4])
+    calls = []
+    real = enc._impl.encode
+    enc._impl.encode = lambda texts, **kw: calls.append(list(texts)) or real(texts, **kw)
+    got = enc.encode([*TEXTS, TEXTS[0]])
+    assert calls == [TEXTS[4:]]  # only the windows not encoded ahead, once each
+    want = real([*TEXTS, TEXTS[0]])
+    np.testing.assert_allclose(got, want, atol=1e-6)  # the same vectors (to the last bit or two of float32)
+    enc.prefetch(TEXTS[:2], cap=6)  # a new run's prefetch starts a new background thread
+    assert enc._ahead.held == 2 and not enc._ahead.stopped
+    enc._ahead.stop()

@@ -9,6 +9,7 @@ from dagster import AssetExecutionContext
 
 from mmrag_assets.defs.shared import SINGLE_RUN, WRITER, config_metadata, md_table, previews, shards
 from mmrag_assets.lib.faults import fault_point
+from mmrag_assets.lib.index.embedding.dense import prefetch_windows
 from mmrag_assets.lib.ingest.corpus import (
     plan_ingest,
     purge_documents,
@@ -94,6 +95,9 @@ def document_content(context: AssetExecutionContext, mmrag: MmragConfigResource,
             progress.step(detail=f"last: {e.source}, {moved} while it was read, not written")
             continue
         cat.write_document({**res.doc, "run_id": context.run.run_id}, res.pages, res.segments, res.quarantine, ocr=res.ocr)
+        # the dense channel's windows of this document start encoding on the other core now, while
+        # the next document renders (the publish step of this run takes them)
+        prefetch_windows(cfg.dense, [p.get("text") for p in res.pages] + [sg.get("text") for sg in res.segments])
         for q in res.quarantine:
             context.log.warning(f"quarantined {q['source']} ({q['stage']}): {q['reason']}")
         thumbs = [(f"{e.source} p.{pg['page']}", cfg.storage_root / (pg["thumb_path"] or pg["image_path"])) for pg in res.pages[:1]]

@@ -22,8 +22,7 @@ def range_tags(first: str, last: str) -> dict[str, str]:
     return {RANGE_START: first, RANGE_END: last}
 
 
-@dg.sensor(jobs=[index_job, publish_job], minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
-def corpus_sensor(context: SensorEvaluationContext, mmrag: MmragConfigResource) -> dg.SensorResult | dg.SkipReason:
+def corpus_tick(context: SensorEvaluationContext, mmrag: MmragConfigResource) -> dg.SensorResult | dg.SkipReason:
     """Notices new, changed and deleted files and requests one run that ingests, embeds and
     publishes the shards they fall in (or only publishes, for deletions)."""
     cfg = mmrag.cfg
@@ -49,6 +48,29 @@ def corpus_sensor(context: SensorEvaluationContext, mmrag: MmragConfigResource) 
         request = dg.RunRequest(job_name=publish_job.name, run_key=f"publish:{signature}")
     context.log.info(f"requesting {request.job_name}: {plan.describe()}")
     return dg.SensorResult(run_requests=[request], cursor=cursor)
+
+
+def corpus_sensor_every(seconds: int) -> dg.SensorDefinition:
+    """The corpus sensor, evaluated at most every ``seconds`` (``orchestration.sensor_interval_s``:
+    a tick is a stat of every corpus file and two catalog queries, and how long a dropped file
+    waits before its run is requested)."""
+
+    @dg.sensor(name="corpus_sensor", jobs=[index_job, publish_job], minimum_interval_seconds=seconds,
+               default_status=dg.DefaultSensorStatus.RUNNING)  # fmt: skip
+    def corpus_sensor(context: SensorEvaluationContext, mmrag: MmragConfigResource) -> dg.SensorResult | dg.SkipReason:
+        return corpus_tick(context, mmrag)
+
+    corpus_sensor.__doc__ = corpus_tick.__doc__
+    return corpus_sensor
+
+
+def __getattr__(name: str) -> dg.SensorDefinition:
+    """``corpus_sensor``: the sensor at the default config's interval (definitions.py builds the run's own)."""
+    if name == "corpus_sensor":
+        from mmrag_assets.config import load_config
+
+        return corpus_sensor_every(load_config([]).orchestration.sensor_interval_s)
+    raise AttributeError(name)
 
 
 @dg.schedule(job=index_job, cron_schedule="0 3 * * *", default_status=dg.DefaultScheduleStatus.RUNNING)

@@ -91,6 +91,7 @@ class DenseEncoder:
     threads: int | None = None  # ONNX Runtime's intra-op threads for documents (None: the cores available)
     load_seconds: float = 0.0
     _impl: Any = field(default=None, repr=False)
+    _ahead: Any = field(default=None, repr=False)  # the background encoder of prefetch(), if started
 
     def __post_init__(self) -> None:
         t0 = time.perf_counter()
@@ -121,7 +122,7 @@ class DenseEncoder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         if self.model == "minilm" and self.onnx != "none":
-            out = self._impl.encode(list(texts))
+            out = self._encode_onnx(list(texts))
         elif self.model == "minilm":
             out = self._encode_minilm(list(texts))
         else:
@@ -136,6 +137,28 @@ class DenseEncoder:
         if self.model == "minilm" and self.onnx != "none":
             return self._impl.encode_query([query])
         return self.encode([query])
+
+    def prefetch(self, texts: list[str], cap: int) -> None:
+        """Start encoding ``texts`` (windows) on a background thread, one ONNX thread, while the caller
+        goes on (the ingest step renders the next document on the other core); :meth:`encode`
+        then takes the vectors made so far. Blocks while ``AHEAD_QUEUE`` batches wait (the encoder
+        sets the pace, memory stays bounded); beyond ``cap`` windows held, texts are left to
+        :meth:`encode`. Only the ONNX runtime prefetches (wordllama costs nothing)."""
+        if self.model != "minilm" or self.onnx == "none" or not texts:
+            return
+        if self._ahead is None or self._ahead.stopped:
+            self._ahead = _Ahead(self._impl)
+        self._ahead.submit(list(texts), cap)
+
+    def _encode_onnx(self, texts: list[str]) -> np.ndarray:
+        ahead = self._ahead
+        if ahead is None:
+            return self._impl.encode(texts)
+        memo = ahead.stop()  # what is queued and not started is dropped: all threads encode it below
+        miss = [t for t in dict.fromkeys(texts) if t not in memo]
+        if miss:
+            memo.update(zip(miss, self._impl.encode(miss), strict=True))
+        return np.stack([memo[t] for t in texts])
 
     def _encode_minilm(self, texts: list[str]) -> np.ndarray:
         import torch
@@ -160,6 +183,62 @@ class DenseEncoder:
                 torch.set_num_threads(threads)
 
 
+AHEAD_QUEUE = 4  # batches (an ingested document's windows each) waiting for the background encoder
+
+
+class _Ahead:
+    """prefetch's background thread: window text -> unit vector, filled one batch at a time."""
+
+    def __init__(self, impl: Any) -> None:
+        import queue
+        import threading
+
+        self.impl = impl
+        self.memo: dict[str, np.ndarray] = {}
+        self.q: queue.Queue[list[str] | None] = queue.Queue(maxsize=AHEAD_QUEUE)
+        self.stopped = False
+        self.held = 0  # windows queued or encoded
+        self.thread = threading.Thread(target=self._loop, name="dense-prefetch", daemon=True)
+        self.thread.start()
+
+    def submit(self, texts: list[str], cap: int) -> None:
+        if self.stopped or self.held + len(texts) > cap:
+            return
+        self.held += len(texts)
+        self.q.put(texts)
+
+    def _loop(self) -> None:
+        while (batch := self.q.get()) is not None:
+            if not self.stopped:
+                vecs = self.impl.encode(batch, threads=1)
+                self.memo.update(zip(batch, vecs, strict=True))
+
+    def stop(self) -> dict[str, np.ndarray]:
+        """Drop what has not started, wait for the batch in progress; the vectors made so far."""
+        if not self.stopped:
+            self.stopped = True
+            while True:
+                try:
+                    self.q.get_nowait()
+                except Exception:  # noqa: BLE001 - queue.Empty
+                    break
+            self.q.put(None)
+            self.thread.join()
+        return self.memo
+
+
+def prefetch_windows(dense: Any, texts: list[str | None]) -> None:
+    """Windows of freshly ingested items' ``texts`` into the encoder's background queue (``dense``:
+    the config's ``DenseConfig``), so that rendering the next document overlaps encoding this one
+    and the publish finds most windows encoded. The same windows the publish cuts, the same encoder
+    instance (``dense_encoder``'s cache), so they match exactly."""
+    if dense.model != "minilm" or dense.onnx == "none" or dense.prefetch_windows <= 0:
+        return
+    enc = dense_encoder(dense.model, dense.path, dense.batch_size, dense.onnx, dense.threads)
+    ws = [w for t in texts for w in windows(t, dense.window_words, dense.max_windows, dense.stride_words)]
+    enc.prefetch(ws, dense.prefetch_windows)
+
+
 @functools.lru_cache(maxsize=4)
 def dense_encoder(
     model: str, path: str | None, batch_size: int, onnx: str = "int8", threads: int | None = None
@@ -168,4 +247,4 @@ def dense_encoder(
     return DenseEncoder(model, path, batch_size, onnx, threads)  # type: ignore[arg-type]
 
 
-__all__ = ["DenseEncoder", "dense_encoder", "windows"]
+__all__ = ["DenseEncoder", "dense_encoder", "prefetch_windows", "windows"]

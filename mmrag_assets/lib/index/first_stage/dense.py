@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 class Dense(Strategy):
     name = "dense"
     build_params = ("model", "path", "onnx", "window_words", "stride_words", "max_windows")
-    run_params = ("batch_size", "threads")
+    run_params = ("batch_size", "threads", "prefetch_windows")
     needs_vectors = False
     layout = 1  # 1: int8 windows with a scale per window (0: float16)
 
@@ -47,6 +47,7 @@ class Dense(Strategy):
         # vectors (max |diff| 2e-7, tests/lib/test_dense.py) without torch
         params.setdefault("onnx", "fp32")
         params.setdefault("threads", None)
+        params.setdefault("prefetch_windows", 0)
         super().__init__(**params)
 
     def encoder(self) -> Any:

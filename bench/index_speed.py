@@ -1,0 +1,292 @@
+"""Indexing speed (issue 23): `mmrag index` of ~600 pages of real manuals, this checkout against a
+baseline commit, side by side in the same run, plus PyMuPDF rendering the same pages alone.
+
+    uv run python bench/index_speed.py [--baseline REV] [--pages 620] [--only new|both] [--profile] [--no-write]
+
+Corpus: three real manuals from Debian documentation packages (``apt-get download`` once into
+``$MMRAG_BENCH_DATA/index_speed``): the SCons user guide (351 pages), the dblatex manual (143) and
+the Doxygen manual's first pages up to ``--pages`` in all; the added document is the next 10 pages
+of the Doxygen manual (its own PDF). Each version runs the real command line (`python -m
+mmrag_assets.cli ...`, default config, a fresh process each time, its package first on
+``PYTHONPATH`` as in bench/cli_search.py, same virtual environment) on its own storage root:
+
+1. ``mmrag index`` of the corpus (first build): wall, CPU (user + sys), peak RSS;
+2. ``mmrag index`` again, nothing changed (no-op);
+3. the 10-page PDF copied into the corpus, ``mmrag index`` (one-file add);
+4. ``mmrag search`` (lite + dense), median of 3 queries.
+
+Steps alternate between the versions so both see similar machine load. The ONNX export of the
+dense encoder (made once per machine, cached by content hash) is timed on its own first and then
+reused, as a user's later builds would. ``--profile`` records the new version's first build,
+no-op and add with py-spy (every thread, native frames off) and prints where the samples went.
+Writes the section "Indexing speed" of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._paths import DATA
+from bench._report import commit, emit, table
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = DATA / "index_speed"
+PACKAGES = ("scons-doc", "dblatex-doc", "doxygen-doc")
+MANUALS = [  # corpus name, path in the unpacked packages (.gz decompressed)
+    ("scons-user.pdf", "usr/share/doc/scons/PDF/scons-user.pdf.gz"),
+    ("dblatex-manual.pdf", "usr/share/doc/dblatex/manual.pdf.gz"),
+    ("doxygen-manual.pdf", "usr/share/doc/doxygen/doxygen_manual.pdf"),
+]
+ADDED_PAGES = 10
+QUERIES = [
+    "how does scons decide that a target must be rebuilt",
+    "document the parameters of a C function with doxygen",
+    "change the title page of the generated PDF with dblatex",
+]
+DEFAULT_BASELINE = "4de345f"  # main before issue 23: sentence-transformers dense channel
+# where a profile's samples went, by the first frame (innermost last) that matches; order matters
+STAGES = [
+    ("ONNX encoder (dense windows)", ("onnx_encoder.py",)),
+    ("sentence-transformers / torch (dense windows)", ("sentence_transformers", "torch/nn")),
+    ("render pages (PyMuPDF)", ("render.py",)),
+    ("OCR", ("ocr", "rapidocr")),
+    ("catalog writes (DuckDB)", ("catalog.py",)),
+    ("LanceDB writes", ("lib/index/table.py",)),
+    ("publish: encode segments", ("lib/index/encode.py",)),
+    ("publish: table compaction / indexes", ("compact_table", "ensure_table_indexes")),
+    ("publish: other", ("lib/index/publish.py",)),
+    ("data contracts (Great Expectations)", ("great_expectations",)),
+    ("store verification", ("lib/verify.py",)),
+    ("corpus scan / run plan", ("lib/plan.py", "ingest/corpus.py")),
+    ("Dagster event log / run", ("dagster/_core/storage", "dagster/_core/execution")),
+    ("imports", ("<frozen importlib._bootstrap>",)),
+]
+
+
+def sh(argv: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, check=True, capture_output=True, **kw)
+
+
+def build_corpus(pages: int) -> tuple[Path, Path, dict[str, int]]:
+    """corpus dir, the added PDF, pages per document."""
+    import gzip
+
+    import pymupdf
+
+    debs, root = OUT / "debs", OUT / "unpacked"
+    debs.mkdir(parents=True, exist_ok=True)
+    missing = [p for p in PACKAGES if not list(debs.glob(f"{p}_*.deb"))]
+    if missing:
+        sh(["apt-get", "download", *missing], cwd=debs)
+    for deb in sorted(debs.glob("*.deb")):
+        marker = root / f".{deb.name}"
+        if not marker.exists():
+            root.mkdir(parents=True, exist_ok=True)
+            sh(["dpkg-deb", "-x", str(deb), str(root)])
+            marker.touch()
+    corpus = OUT / f"corpus-{pages}"
+    added = OUT / f"added-{pages}.pdf"
+    counts: dict[str, int] = {}
+    docs = []
+    for name, rel in MANUALS:
+        data = (root / rel).read_bytes()
+        docs.append((name, pymupdf.open(stream=gzip.decompress(data) if rel.endswith(".gz") else data, filetype="pdf")))
+    left = pages
+    corpus.mkdir(parents=True, exist_ok=True)
+    for name, doc in docs:
+        n = min(doc.page_count, left)
+        left -= n
+        counts[name] = n
+        dest = corpus / name
+        if not dest.exists():
+            out = pymupdf.open()
+            out.insert_pdf(doc, from_page=0, to_page=n - 1)
+            out.save(dest, garbage=3, deflate=True)
+    name, last = docs[-1]
+    if not added.exists():
+        out = pymupdf.open()
+        out.insert_pdf(last, from_page=counts[name], to_page=counts[name] + ADDED_PAGES - 1)
+        out.save(added, garbage=3, deflate=True)
+    return corpus, added, counts
+
+
+RENDER_ONLY = """
+import sys, time, pymupdf
+from pathlib import Path
+from mmrag_assets.config import load_config
+dpi = load_config([]).ingest.dpi
+t = time.perf_counter(); n = 0
+for p in sorted(Path(sys.argv[1]).glob("*.pdf")):
+    for page in pymupdf.open(p):
+        page.get_pixmap(dpi=dpi).tobytes("png"); n += 1
+print(n, time.perf_counter() - t)
+"""
+
+
+class Version:
+    def __init__(self, label: str, pkg: Path, storage: Path, corpus: Path, env: dict[str, str]) -> None:
+        self.label, self.pkg, self.storage, self.corpus = label, pkg, storage, corpus
+        self.env = {**os.environ, **env, "PYTHONPATH": str(pkg)}
+        self.results: dict[str, dict[str, float]] = {}
+
+    def overrides(self) -> list[str]:
+        return [f"corpus.root={self.corpus}", f"storage.root={self.storage}"]
+
+    def run(self, step: str, args: list[str], profile: Path | None = None) -> dict[str, float]:
+        """wall, cpu, rss of one command (GNU time), optionally under py-spy."""
+        cmd = [sys.executable, "-m", "mmrag_assets.cli", *args, *self.overrides()]
+        if profile is not None:
+            spy = str(Path(sys.executable).parent / "py-spy")
+            cmd = [spy, "record", "--nonblocking", "--subprocesses", "--format", "raw", "--rate", "20", "-o", str(profile), "--", *cmd]
+        load = os.getloadavg()[0]
+        t = time.perf_counter()
+        r = subprocess.run(["/usr/bin/time", "-f", "TIME %U %S %M", *cmd], env=self.env, cwd=self.pkg,
+                           capture_output=True, text=True, check=False)  # fmt: skip
+        wall = time.perf_counter() - t
+        if r.returncode != 0:
+            raise SystemExit(f"{self.label} {step} failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}")
+        u, s_, m = r.stderr.strip().splitlines()[-1].split()[1:]
+        out = {"wall": wall, "cpu": float(u) + float(s_), "rss_mib": int(m) / 1024, "load": load}
+        self.results[step] = out
+        print(f"{self.label:>9} {step:<8} wall {wall:7.1f} s  cpu {out['cpu']:7.1f} s  rss {out['rss_mib']:6.0f} MiB  load {load:.1f}",
+              flush=True)  # fmt: skip
+        return out
+
+
+def summarize_profile(path: Path) -> list[tuple[str, float]]:
+    """Share of samples per stage (the innermost matching frame of each stack decides)."""
+    counts: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit():
+            continue
+        k = int(n)
+        total += k
+        frames = stack.split(";")
+        stage = "other"
+        for fr in reversed(frames):
+            hit = next((name for name, keys in STAGES if any(x in fr for x in keys)), None)
+            if hit:
+                stage = hit
+                break
+        counts[stage] += k
+    return [(s, n / max(total, 1)) for s, n in counts.most_common()]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--baseline", default=DEFAULT_BASELINE)
+    ap.add_argument("--pages", type=int, default=620)
+    ap.add_argument("--only", choices=["new", "both"], default="both")
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="reuse a kept ONNX cache, no render-only run (implies --no-write)")
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args()
+
+    corpus, added, counts = build_corpus(args.pages)
+    n_pages = sum(counts.values())
+    load0 = os.getloadavg()
+    with tempfile.TemporaryDirectory(dir=OUT) as tmp:
+        tmp_p = Path(tmp)
+        cache = OUT / "mmrag-cache" if args.quick else tmp_p / "mmrag-cache"  # fresh: the export is timed below
+        versions = []
+        if args.only == "both":
+            old = tmp_p / "baseline"
+            old.mkdir()
+            archive = sh(["git", "-C", str(ROOT), "archive", args.baseline, "mmrag_assets", "conf", "data_contracts", "workspace.yaml"]).stdout
+            subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+            versions.append(Version(f"{args.baseline}", old, tmp_p / "s-old", tmp_p / "c-old", {"MMRAG_CACHE_DIR": str(cache)}))
+        versions.append(Version("this", ROOT, tmp_p / "s-new", tmp_p / "c-new", {"MMRAG_CACHE_DIR": str(cache)}))
+        for v in versions:
+            shutil.copytree(corpus, v.corpus)
+
+        # the one-off export of the dense encoder (first use on a machine), timed alone
+        t = time.perf_counter()
+        code = ("from mmrag_assets.lib.index.embedding.dense import dense_encoder as d; e = d('minilm', None, 32); "
+                "print(round(e._impl.export_seconds, 2), round(e._impl.load_ms, 1)); e.encode(['warm up'])")  # fmt: skip
+        r = subprocess.run([sys.executable, "-c", code], env={**os.environ, "MMRAG_CACHE_DIR": str(cache)},
+                           capture_output=True, text=True, check=True, cwd=ROOT)  # fmt: skip
+        export_s, load_ms = (float(x) for x in r.stdout.split()[-2:])
+        r = subprocess.run([sys.executable, "-c", code], env={**os.environ, "MMRAG_CACHE_DIR": str(cache)},
+                           capture_output=True, text=True, check=True, cwd=ROOT)  # fmt: skip
+        load_ms = float(r.stdout.split()[-1])
+        print(f"ONNX export (once per machine): {export_s:.1f} s ({time.perf_counter() - t:.1f} s with the processes); "
+              f"encoder load when cached: {load_ms:.0f} ms")  # fmt: skip
+
+        render_s = float("nan")
+        if not args.quick:
+            r = subprocess.run([sys.executable, "-c", RENDER_ONLY, str(corpus)], capture_output=True, text=True,
+                               check=True, cwd=ROOT)  # fmt: skip
+            render_s = float(r.stdout.split()[1])
+        print(f"PyMuPDF render only: {n_pages} pages in {render_s:.1f} s", flush=True)
+
+        prof = OUT / "profiles"
+        prof.mkdir(exist_ok=True)
+
+        def spy(v: Version, step: str) -> Path | None:
+            return prof / f"{step}.txt" if args.profile and v.pkg == ROOT else None
+
+        for v in versions:
+            v.run("build", ["index"], spy(v, "build"))
+        for v in versions:
+            v.run("noop", ["index"], spy(v, "noop"))
+        for v in versions:
+            shutil.copy(added, v.corpus / "added.pdf")
+            v.run("add", ["index"], spy(v, "add"))
+        for v in versions:
+            v.results["search"] = {"wall": statistics.median(v.run(f"q{i}", ["search", q, "--k", "5"])["wall"]
+                                                             for i, q in enumerate(QUERIES))}  # fmt: skip
+    load1 = os.getloadavg()
+
+    rows = []
+    for v in versions:
+        r = v.results
+        rows.append([f"baseline `{v.label}`" if v.pkg != ROOT else f"this checkout `{commit()}`",
+                     r["build"]["wall"], r["build"]["cpu"], n_pages / r["build"]["wall"], r["build"]["rss_mib"],
+                     r["noop"]["wall"], r["add"]["wall"], r["search"]["wall"]])  # fmt: skip
+    body = (
+        f"`bench/index_speed.py --pages {args.pages}`: the real `mmrag index` (default config) of {n_pages} pages of three\n"
+        f"real manuals ({', '.join(f'{k} {n}' for k, n in counts.items())} pages; Debian scons-doc, dblatex-doc,\n"
+        "doxygen-doc), each version from its own package on the same virtual environment and its own storage root,\n"
+        "steps alternating between versions; then `mmrag index` with nothing changed, after adding a 10-page PDF\n"
+        "(the next Doxygen pages), and `mmrag search` (median of 3 queries). Load average "
+        f"{load0[0]:.1f} at the start, {load1[0]:.1f} at the end, on 2 cores shared with other jobs.\n\n"
+        + table(["version", "first build wall s", "CPU s", "pages/s", "peak RSS MiB", "no-op s", "add 10 pages s",
+                 "search s"], rows)  # fmt: skip
+        + f"\n\nPyMuPDF rendering the same {n_pages} pages alone (pixmap at the configured DPI + PNG, one process): "
+        f"{render_s:.1f} s. Dense encoder: ONNX export {export_s:.1f} s once per machine (cached by content hash), "
+        f"then {load_ms:.0f} ms to open.\n"
+    )
+    if len(versions) == 2:
+        o, n = (v.results for v in versions)
+        body += (
+            f"\nFirst build {o['build']['wall'] / n['build']['wall']:.1f}x faster than the baseline (target 5x; CPU "
+            f"{o['build']['cpu'] / n['build']['cpu']:.1f}x less), {n['build']['wall'] / render_s:.1f}x the render-only time "
+            f"(target 3x); no-op {n['noop']['wall']:.1f} s (target 3 s), add {n['add']['wall']:.1f} s (target 10 s), "
+            f"search {n['search']['wall']:.2f} s (target 1.5 s); peak RSS {n['build']['rss_mib']:.0f} vs "
+            f"{o['build']['rss_mib']:.0f} MiB.\n"
+        )
+    if args.profile:
+        body += "\nWhere the new version's time goes (py-spy samples of every thread, share per stage):\n\n"
+        for step in ("build", "noop", "add"):
+            p = prof / f"{step}.txt"
+            if p.exists():
+                body += f"- {step}: " + ", ".join(f"{s} {f:.0%}" for s, f in summarize_profile(p) if f >= 0.01) + "\n"
+    emit("Indexing speed", body, write=not (args.no_write or args.quick))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
