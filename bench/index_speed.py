@@ -17,14 +17,16 @@ mmrag_assets.cli ...`, default config, a fresh process each time, its package fi
 
 Steps alternate between the versions so both see similar machine load. The ONNX export of the
 dense encoder (made once per machine, cached by content hash) is timed on its own first and then
-reused, as a user's later builds would. ``--profile`` records the new version's first build,
-no-op and add with py-spy (every thread, native frames off) and prints where the samples went.
-Writes the section "Indexing speed" of BENCHMARKS.md.
+reused, as a user's later builds would. ``--profile`` (use it with ``--only new``) records the new
+version's first build, no-op and add with py-spy (every thread, sampled without stopping the
+process) and prints the share of samples per stage. Writes the section "Indexing speed" (or, with
+``--profile``, "Indexing speed: where the time goes (py-spy)") of BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -101,7 +103,12 @@ def build_corpus(pages: int) -> tuple[Path, Path, dict[str, int]]:
     docs = []
     for name, rel in MANUALS:
         data = (root / rel).read_bytes()
-        docs.append((name, pymupdf.open(stream=gzip.decompress(data) if rel.endswith(".gz") else data, filetype="pdf")))
+        docs.append(
+            (
+                name,
+                pymupdf.open(stream=gzip.decompress(data) if rel.endswith(".gz") else data, filetype="pdf"),
+            )
+        )
     left = pages
     corpus.mkdir(parents=True, exist_ok=True)
     for name, doc in docs:
@@ -134,6 +141,32 @@ print(n, time.perf_counter() - t)
 """
 
 
+ENCODERS = """
+import json, sys, time, numpy as np, pymupdf, torch
+from pathlib import Path
+from mmrag_assets.config import load_config
+from mmrag_assets.lib.index.embedding.dense import DenseEncoder, windows
+d = load_config([]).dense
+text = " ".join(pg.get_text() for p in sorted(Path(sys.argv[1]).glob("*.pdf")) for pg in list(pymupdf.open(p))[40:80])
+wins = windows(text, d.window_words, 10**9, d.stride_words)[: int(sys.argv[2])]
+torch.set_num_threads(1)
+out, ref = {}, None
+for name in ("none", "fp32", "int8"):  # none: sentence-transformers (the reference vectors)
+    t = time.perf_counter()
+    enc = DenseEncoder("minilm", d.path, d.batch_size, name, 1)
+    enc.encode(wins[:4])
+    load = time.perf_counter() - t
+    c, t = time.process_time(), time.perf_counter()
+    v = enc.encode(wins)
+    cpu, wall = time.process_time() - c, time.perf_counter() - t
+    ref = v if ref is None else ref
+    cos = (v * ref).sum(1)
+    out[name] = {"load_s": load, "cpu_ms": 1000 * cpu / len(wins), "wall_ms": 1000 * wall / len(wins),
+                 "cos_mean": float(cos.mean()), "cos_min": float(cos.min())}
+print(json.dumps(out))
+"""
+
+
 class Version:
     def __init__(self, label: str, pkg: Path, storage: Path, corpus: Path, env: dict[str, str]) -> None:
         self.label, self.pkg, self.storage, self.corpus = label, pkg, storage, corpus
@@ -148,14 +181,29 @@ class Version:
         cmd = [sys.executable, "-m", "mmrag_assets.cli", *args, *self.overrides()]
         if profile is not None:
             spy = str(Path(sys.executable).parent / "py-spy")
-            cmd = [spy, "record", "--nonblocking", "--subprocesses", "--format", "raw", "--rate", "20", "-o", str(profile), "--", *cmd]
+            cmd = [
+                spy,
+                "record",
+                "--nonblocking",
+                "--subprocesses",
+                "--format",
+                "raw",
+                "--rate",
+                "20",
+                "-o",
+                str(profile),
+                "--",
+                *cmd,
+            ]
         load = os.getloadavg()[0]
         t = time.perf_counter()
         r = subprocess.run(["/usr/bin/time", "-f", "TIME %U %S %M", *cmd], env=self.env, cwd=self.pkg,
                            capture_output=True, text=True, check=False)  # fmt: skip
         wall = time.perf_counter() - t
         if r.returncode != 0:
-            raise SystemExit(f"{self.label} {step} failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}")
+            raise SystemExit(
+                f"{self.label} {step} failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
+            )
         u, s_, m = r.stderr.strip().splitlines()[-1].split()[1:]
         out = {"wall": wall, "cpu": float(u) + float(s_), "rss_mib": int(m) / 1024, "load": load}
         self.results[step] = out
@@ -191,7 +239,11 @@ def main() -> int:
     ap.add_argument("--pages", type=int, default=620)
     ap.add_argument("--only", choices=["new", "both"], default="both")
     ap.add_argument("--profile", action="store_true")
-    ap.add_argument("--quick", action="store_true", help="reuse a kept ONNX cache, no render-only run (implies --no-write)")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="reuse a kept ONNX cache, no render-only run (implies --no-write)",
+    )
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
 
@@ -200,15 +252,35 @@ def main() -> int:
     load0 = os.getloadavg()
     with tempfile.TemporaryDirectory(dir=OUT) as tmp:
         tmp_p = Path(tmp)
-        cache = OUT / "mmrag-cache" if args.quick else tmp_p / "mmrag-cache"  # fresh: the export is timed below
+        cache = (
+            OUT / "mmrag-cache" if args.quick else tmp_p / "mmrag-cache"
+        )  # fresh: the export is timed below
         versions = []
         if args.only == "both":
             old = tmp_p / "baseline"
             old.mkdir()
-            archive = sh(["git", "-C", str(ROOT), "archive", args.baseline, "mmrag_assets", "conf", "data_contracts", "workspace.yaml"]).stdout
+            archive = sh(
+                [
+                    "git",
+                    "-C",
+                    str(ROOT),
+                    "archive",
+                    args.baseline,
+                    "mmrag_assets",
+                    "conf",
+                    "data_contracts",
+                    "workspace.yaml",
+                ]
+            ).stdout
             subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
-            versions.append(Version(f"{args.baseline}", old, tmp_p / "s-old", tmp_p / "c-old", {"MMRAG_CACHE_DIR": str(cache)}))
-        versions.append(Version("this", ROOT, tmp_p / "s-new", tmp_p / "c-new", {"MMRAG_CACHE_DIR": str(cache)}))
+            versions.append(
+                Version(
+                    f"{args.baseline}", old, tmp_p / "s-old", tmp_p / "c-old", {"MMRAG_CACHE_DIR": str(cache)}
+                )
+            )
+        versions.append(
+            Version("this", ROOT, tmp_p / "s-new", tmp_p / "c-new", {"MMRAG_CACHE_DIR": str(cache)})
+        )
         for v in versions:
             shutil.copytree(corpus, v.corpus)
 
@@ -231,6 +303,13 @@ def main() -> int:
                                check=True, cwd=ROOT)  # fmt: skip
             render_s = float(r.stdout.split()[1])
         print(f"PyMuPDF render only: {n_pages} pages in {render_s:.1f} s", flush=True)
+
+        n_win = 300
+        r = subprocess.run([sys.executable, "-c", ENCODERS, str(corpus), str(n_win)],
+                           env={**os.environ, "MMRAG_CACHE_DIR": str(cache)}, capture_output=True, text=True,
+                           check=True, cwd=ROOT)  # fmt: skip
+        encoders = json.loads(r.stdout.strip().splitlines()[-1])
+        print(json.dumps(encoders), flush=True)
 
         prof = OUT / "profiles"
         prof.mkdir(exist_ok=True)
@@ -263,11 +342,49 @@ def main() -> int:
         "steps alternating between versions; then `mmrag index` with nothing changed, after adding a 10-page PDF\n"
         "(the next Doxygen pages), and `mmrag search` (median of 3 queries). Load average "
         f"{load0[0]:.1f} at the start, {load1[0]:.1f} at the end, on 2 cores shared with other jobs.\n\n"
-        + table(["version", "first build wall s", "CPU s", "pages/s", "peak RSS MiB", "no-op s", "add 10 pages s",
-                 "search s"], rows)  # fmt: skip
+        + table(
+            [
+                "version",
+                "first build wall s",
+                "CPU s",
+                "pages/s",
+                "peak RSS MiB",
+                "no-op s",
+                "add 10 pages s",
+                "search s",
+            ],
+            rows,
+        )
         + f"\n\nPyMuPDF rendering the same {n_pages} pages alone (pixmap at the configured DPI + PNG, one process): "
         f"{render_s:.1f} s. Dense encoder: ONNX export {export_s:.1f} s once per machine (cached by content hash), "
         f"then {load_ms:.0f} ms to open.\n"
+    )
+    names = {"none": "sentence-transformers (torch; the reference)", "fp32": "ONNX fp32 export",
+             "int8": "ONNX int8 export (default)"}  # fmt: skip
+    body += (
+        f"\nThe dense encoder alone, one thread, {n_win} windows of the corpus (64 words, stride 32), same process:\n\n"
+        + table(
+            [
+                "dense.onnx",
+                "load s (with its export if not cached)",
+                "CPU ms / window",
+                "wall ms / window",
+                "cosine to reference: mean",
+                "min",
+            ],
+            [
+                [
+                    f"`{k}`: {names[k]}",
+                    e["load_s"],
+                    e["cpu_ms"],
+                    e["wall_ms"],
+                    round(e["cos_mean"], 4),
+                    round(e["cos_min"], 4),
+                ]
+                for k, e in encoders.items()
+            ],
+        )
+        + "\n"
     )
     if len(versions) == 2:
         o, n = (v.results for v in versions)
@@ -279,12 +396,18 @@ def main() -> int:
             f"{o['build']['rss_mib']:.0f} MiB.\n"
         )
     if args.profile:
-        body += "\nWhere the new version's time goes (py-spy samples of every thread, share per stage):\n\n"
+        body += ("\nWhere the new version's time goes (py-spy samples of every thread, share per stage; under py-spy\n"
+                 "the CPU and RSS columns are py-spy's own, not the command's):\n\n")  # fmt: skip
         for step in ("build", "noop", "add"):
             p = prof / f"{step}.txt"
             if p.exists():
-                body += f"- {step}: " + ", ".join(f"{s} {f:.0%}" for s, f in summarize_profile(p) if f >= 0.01) + "\n"
-    emit("Indexing speed", body, write=not (args.no_write or args.quick))
+                body += (
+                    f"- {step}: "
+                    + ", ".join(f"{s} {f:.0%}" for s, f in summarize_profile(p) if f >= 0.01)
+                    + "\n"
+                )
+    name = "Indexing speed: where the time goes (py-spy)" if args.profile else "Indexing speed"
+    emit(name, body, write=not (args.no_write or args.quick))
     return 0
 
 
