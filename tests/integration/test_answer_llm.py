@@ -5,19 +5,13 @@ generator, and loaded from its GGUF by the transformers generator. A 135M model 
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
-import httpx
 import pytest
 
 from mmrag_assets.config import MmragConfig, load_config
-from mmrag_assets.fixtures.llm import bundled_gguf, materialise
+from mmrag_assets.fixtures.llm import bundled_gguf, materialise, serve
 from mmrag_assets.lib.answer.pipeline import Answerer
 from mmrag_assets.lib.search.searcher import get_searcher
 
@@ -38,30 +32,8 @@ def _port() -> int:
 def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """`transformers serve` with the bundled model on a loopback port: (base_url, model name)."""
     model_dir = materialise(tmp_path_factory.mktemp("smollm") / "smollm2-135m")
-    port = _port()
-    log = (tmp_path_factory.mktemp("llm-log") / "serve.log").open("wb")
-    cli = Path(sys.executable).with_name("transformers")
-    proc = subprocess.Popen([str(cli), "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
-                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            assert proc.poll() is None, f"transformers serve exited with {proc.returncode}"
-            try:
-                if httpx.get(f"{url}/models", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(1)
-        else:
-            pytest.fail("transformers serve did not start within 300 s")
+    with serve(model_dir, tmp_path_factory.mktemp("llm-log") / "serve.log") as url:
         yield url, str(model_dir)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def _cfg(indexed: MmragConfig, *overrides: str) -> MmragConfig:
