@@ -73,7 +73,7 @@ def build_suite(params: ContractParams) -> ExpectationSuite:
         "n_pages",
         column="n_pages",
         min_value=1,
-        row_condition=rows_where("kind", ("pdf", "image"), status="ok"),
+        row_condition=rows_where("kind", ("pdf", "image", "office", "text"), status="ok"),
     )
     add(
         suite,

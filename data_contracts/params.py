@@ -24,7 +24,7 @@ class ContractParams:
     # facts of the catalog schema, not knobs
     doc_id_regex: str = r"^[0-9a-f]{16}$"  # doc_id is sha256[:16] of the content
     sha256_regex: str = r"^[0-9a-f]{64}$"
-    doc_kinds: tuple[str, ...] = ("pdf", "image", "audio", "video")
+    doc_kinds: tuple[str, ...] = ("pdf", "image", "audio", "video", "office", "text")
     doc_statuses: tuple[str, ...] = ("ok", "partial", "quarantined")
     page_modalities: tuple[str, ...] = ("page", "image")
     embedding_modalities: tuple[str, ...] = ("page", "image", "segment")

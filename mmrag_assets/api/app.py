@@ -46,6 +46,7 @@ from mmrag_assets.api.warm import NotReady, Warmup
 from mmrag_assets.config import MmragConfig
 from mmrag_assets.errors import MmragError, NotFound, QueryError
 from mmrag_assets.lib.ingest.ocr_boxes import boxes_path, read_boxes
+from mmrag_assets.lib.ingest.sniff import converted_original
 from mmrag_assets.lib.storage import storage_for
 
 log = logging.getLogger(__name__)
@@ -353,6 +354,24 @@ def create_app(cfg: MmragConfig) -> FastAPI:
         p = _existing(get_searcher(cfg).media_path(item_id), item_id)
         return file_response(p, _served(p, ("audio", "video"), f"the recording of item {item_id!r}"))
 
+    @app.head("/items/{item_id}/original", dependencies=guarded, include_in_schema=False)
+    @app.get("/items/{item_id}/original", dependencies=guarded, response_class=FileResponse,
+             responses={**_file_types(["application/octet-stream"], "the original Office, OpenDocument or text file, "
+                                      "always an attachment"), **_errors(*secured, 404, 422, 503)})
+    @_typed(item_id=item_path)
+    def item_original(item_id: str) -> Response:
+        """The original file a converted page came from (a slide's deck, a sheet's workbook, an HTML
+        page), always as an attachment: never rendered in this origin (an HTML file's scripts never run here)."""
+        warm.check()
+        item_id = _path_text(item_id, "item id")
+        p = _original(get_searcher(cfg), item_id, cfg.corpus_root)
+        if p is None:
+            raise NotFound(f"item {item_id!r} is not a page of a converted file (its page image is at /items/{{id}}/image)")
+        return FileResponse(
+            p, media_type="application/octet-stream", filename=p.name, content_disposition_type="attachment",
+            headers={"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"},
+        )
+
     @app.head("/pages/{path:path}", dependencies=guarded, include_in_schema=False)
     @app.get("/pages/{path:path}", dependencies=guarded, response_class=FileResponse,
              responses={**_file_types(IMAGE_TYPES, "the page image"), **_errors(*secured, 404, 422)})
@@ -410,7 +429,9 @@ def _served(p: Path, kinds: tuple[str, ...], what: str) -> tuple[str, bool]:
 def _links(searcher: Any, r: dict[str, Any]) -> dict[str, Any]:
     """``thumbnail_url`` / ``image_url`` / ``media_url`` / ``boxes_url`` of a result, where the file exists."""
     iid = quote(r["item_id"], safe=":")
-    out: dict[str, Any] = {"thumbnail_url": None, "image_url": None, "media_url": None, "media_type": None, "boxes_url": None}
+    out: dict[str, Any] = {
+        "thumbnail_url": None, "image_url": None, "media_url": None, "media_type": None, "boxes_url": None, "original_url": None,
+    }
     for key, thumb in (("image_url", False), ("thumbnail_url", True)):
         try:
             p = searcher.image_path(r["item_id"], thumb=thumb)
@@ -420,6 +441,8 @@ def _links(searcher: Any, r: dict[str, Any]) -> dict[str, Any]:
                     out["boxes_url"] = f"/items/{iid}/boxes"
         except NotFound:
             pass
+    if r.get("modality") == "page" and converted_original(searcher.cfg.corpus_root, str(r.get("source") or "")):
+        out["original_url"] = f"/items/{iid}/original"
     if r.get("start_s") is not None:
         try:
             p = searcher.media_path(r["item_id"])
@@ -429,6 +452,14 @@ def _links(searcher: Any, r: dict[str, Any]) -> dict[str, Any]:
         except (NotFound, OSError):
             pass
     return out
+
+
+def _original(searcher: Any, item_id: str, corpus_root: Path) -> Path | None:
+    """The corpus file of a converted item (issue 24), from the served version's item table."""
+    view = searcher.view
+    if item_id not in view.index_of:
+        raise NotFound(f"unknown item id {item_id!r}")
+    return converted_original(corpus_root, str(view.items["source"][view.index_of[item_id]]))
 
 
 def serve(cfg: MmragConfig, host: str | None = None, port: int | None = None, *, allow_public_without_token: bool = False) -> None:

@@ -120,6 +120,9 @@ class Result(BaseModel):
     media_url: str | None = Field(None, description="the recording, with HTTP Range support; play from start_s")
     media_type: str | None = None
     boxes_url: str | None = Field(None, description="the OCR word boxes drawn on image_url (GET), when OCR read the image")
+    original_url: str | None = Field(
+        None, description="the original file of a converted page (Office, OpenDocument, HTML, Markdown, text, EPUB), as a download"
+    )
 
 
 class OcrBoxes(BaseModel):

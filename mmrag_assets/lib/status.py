@@ -8,7 +8,7 @@ from mmrag_assets.config import MmragConfig
 from mmrag_assets.lib.catalog import Catalog
 from mmrag_assets.lib.ingest.corpus import changed_since_scan
 
-KINDS = ("pdf", "image", "audio", "video")
+KINDS = ("pdf", "image", "audio", "video", "office", "text")
 
 
 def catalog_status(cfg: MmragConfig) -> dict[str, Any]:

@@ -100,7 +100,7 @@ def test_status_json_is_one_object_with_relative_sources(ingested) -> None:
     assert r.returncode == 0, r.stderr
     obj = json.loads(r.stdout)  # exactly one JSON document on stdout
     assert set(obj) >= {"documents", "pages", "segments", "quarantined"}
-    assert set(obj["documents"]) == {"pdf", "image", "audio", "video"}
+    assert set(obj["documents"]) == {"pdf", "image", "audio", "video", "office", "text"}
     assert obj["pages"] > 0 and obj["segments"] > 0
     assert obj["quarantined"] and all(not q["source"].startswith("/") for q in obj["quarantined"])
 

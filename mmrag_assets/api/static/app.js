@@ -226,6 +226,7 @@ function resultItem(r, pattern, resp) {
     el("span", { class: "badge", text: MODALITY_LABEL[r.modality] || r.modality })));
   if (r.snippet) body.append(el("p", { class: "snippet" }, highlighted(r.snippet, pattern)));
   if (r.media_url) body.append(player(r));
+  if (r.original_url) body.append(el("p", { class: "original" }, el("a", { href: r.original_url, download: "", text: "download the original file" })));
   body.append(whyLine(r, resp));
   art.append(body);
   art.addEventListener("keydown", (ev) => {

@@ -43,7 +43,7 @@ def corpus_manifest(
         metadata={
             "files": len(result.entries),
             "documents": len(result.docs),
-            **{f"documents_{k}": kinds.get(k, 0) for k in ("pdf", "image", "audio", "video")},
+            **{f"documents_{k}": kinds.get(k, 0) for k in ("pdf", "image", "audio", "video", "office", "text")},
             "quarantined": len(quarantined),
             "quarantined_files": md_table(quarantined, ["source", "kind", "reason"]),
             "duplicates": sum(e.status == "duplicate" for e in result.entries),

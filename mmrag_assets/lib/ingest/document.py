@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import shutil
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -27,8 +28,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # config sections whose values change what a document of each kind produces
-FINGERPRINT_SECTIONS = {"pdf": ("ingest",), "image": ("ingest",), "audio": ("asr",), "video": ("ingest", "asr")}
-OCR_KINDS = ("pdf", "image", "video")  # their rows also depend on the ocr section (less its runtime keys)
+FINGERPRINT_SECTIONS = {
+    "pdf": ("ingest",), "image": ("ingest",), "audio": ("asr",), "video": ("ingest", "asr"),
+    "office": ("ingest", "convert"), "text": ("ingest", "convert"),
+}
+OCR_KINDS = ("pdf", "image", "video", "office", "text")  # their rows also depend on the ocr section (less its runtime keys)
+CONVERTED_KINDS = ("office", "text")  # turned into a PDF first, then ingested as one (OCR rules included)
+# convert keys that change how a conversion runs, not what it produces: left out of the fingerprint
+CONVERT_RUNTIME_KEYS = ("soffice", "timeout_s", "max_memory_mb", "isolate_network", "require_isolation")
 
 
 @dataclass
@@ -40,6 +47,7 @@ class DocResult:
     ocr: list[dict[str, Any]] = field(default_factory=list)  # page_ocr rows: words and boxes
     seconds: float = 0.0
     ocr_stats: dict[str, Any] = field(default_factory=dict)  # images, cached, failed, engine_seconds
+    convert_stats: dict[str, Any] = field(default_factory=dict)  # office/text: format, seconds to a PDF
 
     @property
     def status(self) -> str:
@@ -54,6 +62,7 @@ VIDEO_ONLY_KEYS = ("keyframe_min_change",)
 
 def fingerprint(cfg: MmragConfig, kind: str) -> str:
     leave_out = () if kind == "video" else tuple(f"ingest.{k}" for k in VIDEO_ONLY_KEYS)
+    leave_out += tuple(f"convert.{k}" for k in CONVERT_RUNTIME_KEYS)
     base = cfg.fingerprint(*FINGERPRINT_SECTIONS.get(kind, ("ingest",)), leave_out=leave_out)
     if kind not in OCR_KINDS:
         return base
@@ -103,10 +112,15 @@ def _ingest_document(
             "fingerprint": fingerprint(cfg, kind),
         }
     )
-    stage = {"pdf": "render", "image": "render", "audio": "asr", "video": "video"}.get(kind, "scan")
+    stage = {"pdf": "render", "image": "render", "audio": "asr", "video": "video", "office": "convert", "text": "convert"}.get(kind, "scan")
+    work = None
+    ocr_path, ocr_kind = path, kind
     try:
         if kind == "pdf":
             _pdf(cfg, path, out_dir, res, say)
+        elif kind in CONVERTED_KINDS:
+            work = Path(tempfile.mkdtemp(prefix="mmrag-convert-"))
+            ocr_path, ocr_kind = _converted(cfg, path, kind, out_dir, work, res, say), "pdf"
         elif kind == "image":
             _image(cfg, path, out_dir, res)
         elif kind == "audio":
@@ -120,8 +134,12 @@ def _ingest_document(
     except Exception as e:  # noqa: BLE001 - a decoder bug must not fail the whole run
         log.error("unexpected error ingesting %s:\n%s", source, traceback.format_exc())
         _quarantine(res, source, stage, f"unexpected {type(e).__name__} while decoding: {e}")
-    if res.status != "quarantined" and res.pages:
-        _ocr(cfg, res, path, kind, progress)
+    try:
+        if res.status != "quarantined" and res.pages:
+            _ocr(cfg, res, ocr_path, ocr_kind, progress)
+    finally:
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
     if res.status == "quarantined":
         shutil.rmtree(out_dir, ignore_errors=True)
         res.pages, res.segments, res.ocr = [], [], []
@@ -211,7 +229,9 @@ def _image_kwargs(cfg: MmragConfig) -> dict[str, Any]:
     return {"image_format": i.image_format, "jpeg_quality": i.jpeg_quality, "thumbnail_px": i.thumbnail_px}
 
 
-def _pdf(cfg: MmragConfig, path: Path, out_dir: Path, res: DocResult, say: Callable[[str], None] | None) -> None:
+def _pdf(
+    cfg: MmragConfig, path: Path, out_dir: Path, res: DocResult, say: Callable[[str], None] | None, *, ligatures: bool = True
+) -> None:
     from mmrag_assets.lib.ingest.render import render_pdf
     from mmrag_assets.lib.progress import page_counter
 
@@ -219,11 +239,52 @@ def _pdf(cfg: MmragConfig, path: Path, out_dir: Path, res: DocResult, say: Calla
         path, out_dir, dpi=cfg.ingest.dpi, max_pages=cfg.ingest.max_pages,
         target_pixels=cfg.ingest.image_target_pixels, **_image_kwargs(cfg),
         on_page=page_counter("rendered", say, unit="pages", detail=res.doc["source"]) if say else None,
+        ligatures=ligatures,
     )
     doc_id = res.doc["doc_id"]
     res.pages = [_page_row(cfg, doc_id, p, "page", f"{doc_id}:{p.page}") for p in r.pages]
     for w in r.warnings:
         _quarantine(res, res.doc["source"], "render", w, whole=False)
+
+
+def _converted(
+    cfg: MmragConfig, path: Path, kind: str, out_dir: Path, work: Path, res: DocResult, say: Callable[[str], None] | None
+) -> Path:
+    """An Office file through LibreOffice, a text format through PyMuPDF's layout, into a PDF in
+    ``work``, then ingested as a PDF; slide notes and clipped sheet cells join their page's text.
+    Returns the PDF (OCR reads its embedded images by the same rules as any PDF's)."""
+    from mmrag_assets.lib.ingest.convert_checks import check_container
+    from mmrag_assets.lib.ingest.sniff import sniff_file
+
+    sniffed = sniff_file(path)  # the manifest stores the kind; the exact format is read again here
+    if sniffed.kind != kind:
+        raise MmragError(sniffed.reason or f"the file is now {sniffed.kind}, not {kind}: run the scan again")
+    fmt, c = sniffed.detail, cfg.convert
+    extra: dict[int, str] = {}
+    t0 = time.perf_counter()
+    if kind == "office" or fmt == "epub":
+        findings = check_container(
+            path, fmt, max_unpacked_bytes=c.max_unpacked_bytes, max_ratio=c.max_ratio, max_sheet_cells=c.max_sheet_cells
+        )
+        notes = list(findings.notes)
+    if kind == "office":
+        from mmrag_assets.lib.ingest.convert_office import convert_office
+
+        conv = convert_office(path, fmt, work, c, findings=findings)
+        pdf, extra, notes = conv.pdf, conv.extra_text, conv.notes
+    else:
+        from mmrag_assets.lib.ingest.convert_text import layout_text
+
+        laid = layout_text(path, fmt, work / "document.pdf", c, corpus_root=cfg.corpus_root, max_pages=cfg.ingest.max_pages)
+        pdf, notes = laid.pdf, (notes if fmt == "epub" else []) + laid.notes
+    res.convert_stats = {"format": fmt, "seconds": round(time.perf_counter() - t0, 3)}
+    _pdf(cfg, pdf, out_dir, res, say, ligatures=False)
+    for row in res.pages:
+        if more := extra.get(row["page"]):
+            row["text"] = f"{row['text']}\n\n{more}".strip()
+    for note in notes:
+        _quarantine(res, res.doc["source"], "convert", note, whole=False)
+    return pdf
 
 
 def _image(cfg: MmragConfig, path: Path, out_dir: Path, res: DocResult) -> None:

@@ -210,14 +210,20 @@ def render_pdf(
     jpeg_quality: int,
     thumbnail_px: int,
     on_page: Callable[[int, int], None] | None = None,
+    ligatures: bool = True,
 ) -> PdfRender:
     """Render up to ``max_pages`` pages of a PDF into ``out_dir/pNNNN.<ext>`` + thumbnails + text;
-    ``on_page(done, total)`` after each page (progress of a big PDF).
+    ``on_page(done, total)`` after each page (progress of a big PDF). ``ligatures=False`` spells
+    ligature glyphs out ("ﬂange" becomes "flange", which BM25 and the token tiers can match): the
+    converted formats use it, PDFs keep MuPDF's default so that their stored text does not change.
 
     Raises ``CorruptInput`` for empty, non-PDF, truncated, password-protected, unreadable and
     page-less files. A page that fails to render is skipped and named in ``warnings``.
     """
+    import pymupdf
+
     ext = image_ext(image_format)
+    text_flags = pymupdf.TEXTFLAGS_TEXT if ligatures else pymupdf.TEXTFLAGS_TEXT & ~pymupdf.TEXT_PRESERVE_LIGATURES
     doc = _open_pdf(src)
     out_dir.mkdir(parents=True, exist_ok=True)
     total = doc.page_count
@@ -236,7 +242,7 @@ def render_pdf(
                 thumb_path = out_dir / f"p{n:04d}.thumb.jpg"
                 _write_pixmap(pix, image_path, image_format, jpeg_quality)
                 _write_thumb(_pix_to_pil(pix), thumb_path, thumbnail_px, jpeg_quality)
-                text = page.get_text().strip()
+                text = page.get_text(flags=text_flags).strip()
                 pages.append(RenderedPage(n, image_path, thumb_path, pix.width, pix.height, text))
                 del pix
             except Exception as e:  # noqa: BLE001 - a broken page (font, image stream) must not sink the file
