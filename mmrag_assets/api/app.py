@@ -69,11 +69,20 @@ DOCS_CSP = (
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The documented error replies of a route: 422 in FastAPI's list shape, every other one a
-    ``Problem`` (the handlers below build exactly these)."""
-    what = {400: "a bad query, text value or body", 401: "missing or wrong bearer token / session", 404: "no such item or file",
+    ``Problem`` (the handlers below build exactly these). Every route can also get a plain-text 400
+    from the HTTP server itself (uvicorn), for a request it cannot parse: a request line or header
+    over its size limit never reaches the app."""
+    what = {400: "a bad query, text value or body (JSON); a request the HTTP server cannot parse, e.g. a URL over its "
+                 "size limit (text/plain)",
+            401: "missing or wrong bearer token / session", 404: "no such item or file",
             413: "request body over serve.max_body_bytes", 422: "the request does not match this schema",
             429: "too many attempts: retry after Retry-After seconds", 503: "the index is not loaded yet (Retry-After)"}
-    return {s: {"model": Invalid if s == 422 else Problem, "description": what[s]} for s in statuses}
+    out: dict[int | str, dict[str, Any]] = {}
+    for s in sorted({*statuses, 400}):
+        out[s] = {"model": Invalid if s == 422 else Problem, "description": what[s]}
+        if s == 400:
+            out[s]["content"] = {"text/plain": {"schema": {"type": "string"}}}
+    return out
 
 
 def _typed(**annotations: Any) -> Any:
@@ -105,7 +114,8 @@ def create_app(cfg: MmragConfig) -> FastAPI:
     roots = [(cfg.storage_root.as_posix(), "storage.root"), (cfg.corpus_root.as_posix(), "corpus.root")]
     # the first stages this configuration builds (plaid always): the schema offers only what will answer
     first_stages = tuple(sorted(n for n in STRATEGIES if n == "plaid" or n in cfg.search.prebuild))
-    rerankers = tuple(sorted({*RERANKERS, "mllm"}))  # mllm: MaxSim, then the rerank group's LLM on the top
+    # mllm (MaxSim, then the rerank group's multimodal LLM on the top) only where its weights are configured
+    rerankers = tuple(sorted({*RERANKERS, *(["mllm"] if cfg.rerank.path else [])}))
     SearchRequest = request_model(
         max_query_chars=cfg.search.max_query_chars, max_k=cfg.search.max_k, max_filter_values=sv.max_filter_values,
         max_field_chars=sv.max_field_chars, first_stages=first_stages, rerankers=rerankers,
@@ -329,6 +339,7 @@ def create_app(cfg: MmragConfig) -> FastAPI:
         p = _existing(get_searcher(cfg).image_path(item_id, thumb=thumbnail), item_id)
         return file_response(p, _served(p, ("image",), f"the image of item {item_id!r}"))
 
+    @app.head("/items/{item_id}/boxes", dependencies=guarded, include_in_schema=False)
     @app.get("/items/{item_id}/boxes", dependencies=guarded, response_model=OcrBoxes, responses=_errors(*secured, 404, 422, 503))
     @_typed(item_id=item_path)
     def item_boxes(item_id: str) -> dict[str, Any]:

@@ -143,6 +143,10 @@ class GuardMiddleware:
         if not host_allowed(headers.get("host"), self.allowed_hosts):
             await _json(send, 400, "Host header not allowed: add the name to serve.allowed_hosts")
             return
+        if not utf8_query(scope.get("query_string", b"")):
+            # the framework would decode it with replacement characters and answer a search for "���"
+            await _json(send, 400, "query string is not valid UTF-8 once percent-decoded: send UTF-8 text")
+            return
         length = headers.get("content-length")
         if length is not None:
             if not length.strip().isdigit():
@@ -180,6 +184,19 @@ class GuardMiddleware:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+def utf8_query(raw: bytes) -> bool:
+    """Whether every name and value of a raw query string is UTF-8 once percent-decoded."""
+    from urllib.parse import unquote_to_bytes
+
+    try:
+        for part in raw.replace(b"+", b" ").split(b"&"):
+            for piece in part.split(b"=", 1):
+                unquote_to_bytes(piece).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 async def _json(send: Send, status: int, detail: str) -> None:
