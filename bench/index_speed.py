@@ -233,6 +233,22 @@ def summarize_profile(path: Path) -> list[tuple[str, float]]:
     return [(s, n / max(total, 1)) for s, n in counts.most_common()]
 
 
+def top_frames(path: Path, n: int) -> list[tuple[str, float]]:
+    """The innermost mmrag frames holding the most samples (the leaves of the flame graph, in our code)."""
+    counts: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, k = line.rpartition(" ")
+        if not k.isdigit():
+            continue
+        total += int(k)
+        ours = [f for f in stack.split(";") if "mmrag_assets/" in f]
+        counts[
+            ours[-1].split(" (")[0] + " (" + ours[-1].split("mmrag_assets/")[1] if ours else "(outside mmrag)"
+        ] += int(k)
+    return [(fr, c / max(total, 1)) for fr, c in counts.most_common(n)]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--baseline", default=DEFAULT_BASELINE)
@@ -247,14 +263,13 @@ def main() -> int:
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
 
+    light = args.quick or args.profile  # a kept ONNX cache; no render-only run, no encoder comparison
     corpus, added, counts = build_corpus(args.pages)
     n_pages = sum(counts.values())
     load0 = os.getloadavg()
     with tempfile.TemporaryDirectory(dir=OUT) as tmp:
         tmp_p = Path(tmp)
-        cache = (
-            OUT / "mmrag-cache" if args.quick else tmp_p / "mmrag-cache"
-        )  # fresh: the export is timed below
+        cache = OUT / "mmrag-cache" if light else tmp_p / "mmrag-cache"  # fresh: the export is timed below
         versions = []
         if args.only == "both":
             old = tmp_p / "baseline"
@@ -298,18 +313,19 @@ def main() -> int:
               f"encoder load when cached: {load_ms:.0f} ms")  # fmt: skip
 
         render_s = float("nan")
-        if not args.quick:
+        if not light:
             r = subprocess.run([sys.executable, "-c", RENDER_ONLY, str(corpus)], capture_output=True, text=True,
                                check=True, cwd=ROOT)  # fmt: skip
             render_s = float(r.stdout.split()[1])
         print(f"PyMuPDF render only: {n_pages} pages in {render_s:.1f} s", flush=True)
 
-        n_win = 300
-        r = subprocess.run([sys.executable, "-c", ENCODERS, str(corpus), str(n_win)],
-                           env={**os.environ, "MMRAG_CACHE_DIR": str(cache)}, capture_output=True, text=True,
-                           check=True, cwd=ROOT)  # fmt: skip
-        encoders = json.loads(r.stdout.strip().splitlines()[-1])
-        print(json.dumps(encoders), flush=True)
+        n_win, encoders = 300, {}
+        if not light:
+            r = subprocess.run([sys.executable, "-c", ENCODERS, str(corpus), str(n_win)],
+                               env={**os.environ, "MMRAG_CACHE_DIR": str(cache)}, capture_output=True, text=True,
+                               check=True, cwd=ROOT)  # fmt: skip
+            encoders = json.loads(r.stdout.strip().splitlines()[-1])
+            print(json.dumps(encoders), flush=True)
 
         prof = OUT / "profiles"
         prof.mkdir(exist_ok=True)
@@ -362,29 +378,33 @@ def main() -> int:
     names = {"none": "sentence-transformers (torch; the reference)", "fp32": "ONNX fp32 export",
              "int8": "ONNX int8 export (default)"}  # fmt: skip
     body += (
-        f"\nThe dense encoder alone, one thread, {n_win} windows of the corpus (64 words, stride 32), same process:\n\n"
-        + table(
-            [
-                "dense.onnx",
-                "load s (with its export if not cached)",
-                "CPU ms / window",
-                "wall ms / window",
-                "cosine to reference: mean",
-                "min",
-            ],
-            [
+        ""
+        if not encoders
+        else (
+            f"\nThe dense encoder alone, one thread, {n_win} windows of the corpus (64 words, stride 32), same process:\n\n"
+            + table(
                 [
-                    f"`{k}`: {names[k]}",
-                    e["load_s"],
-                    e["cpu_ms"],
-                    e["wall_ms"],
-                    round(e["cos_mean"], 4),
-                    round(e["cos_min"], 4),
-                ]
-                for k, e in encoders.items()
-            ],
+                    "dense.onnx",
+                    "load s (with its export if not cached)",
+                    "CPU ms / window",
+                    "wall ms / window",
+                    "cosine to reference: mean",
+                    "min",
+                ],
+                [
+                    [
+                        f"`{k}`: {names[k]}",
+                        e["load_s"],
+                        e["cpu_ms"],
+                        e["wall_ms"],
+                        round(e["cos_mean"], 4),
+                        round(e["cos_min"], 4),
+                    ]
+                    for k, e in encoders.items()
+                ],
+            )
+            + "\n"
         )
-        + "\n"
     )
     if len(versions) == 2:
         o, n = (v.results for v in versions)
@@ -405,6 +425,7 @@ def main() -> int:
                     f"- {step}: "
                     + ", ".join(f"{s} {f:.0%}" for s, f in summarize_profile(p) if f >= 0.01)
                     + "\n"
+                    + "".join(f"  - {f:.0%} `{fr}`\n" for fr, f in top_frames(p, 6))
                 )
     name = "Indexing speed: where the time goes (py-spy)" if args.profile else "Indexing speed"
     emit(name, body, write=not (args.no_write or args.quick))

@@ -216,3 +216,12 @@ def test_cli_ingest_exits_zero_with_quarantined_inputs(tmp_path: Path) -> None:
     bad = _cli("ingest", f"corpus.root={tmp_path / 'missing'}", f"storage.root={tmp_path / 's'}")
     assert bad.returncode == 2 and "is not a directory" in bad.stderr
     shutil.rmtree(tmp_path / "s")
+
+
+def test_the_corpus_sensor_ticks_at_the_configured_interval() -> None:
+    """orchestration.sensor_interval_s sets how often the daemon evaluates the corpus sensor."""
+    from mmrag_assets.definitions import build_definitions
+
+    for seconds in (5, 17):
+        sensor = build_definitions([f"orchestration.sensor_interval_s={seconds}"]).get_sensor_def("corpus_sensor")
+        assert sensor.minimum_interval_seconds == seconds
