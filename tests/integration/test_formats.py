@@ -47,8 +47,12 @@ def test_every_file_is_searchable_or_quarantined_with_its_reason(indexed_formats
             assert any(what in r for r in reasons.get(source, [])), f"{source}: {reasons.get(source)} lacks {what!r}"
             continue
         top = search(what, k=3, cfg=cfg).results
-        assert top and top[0].source == source, f"{what!r} -> {[(r.source, r.page) for r in top]}"
-        assert top[0].page is not None and top[0].modality == "page"
+        sources = [r.source for r in top]
+        assert source in sources, f"{what!r} -> {[(r.source, r.page) for r in top]}"
+        # first, unless behind hostile/macros.docm: the docx with a macro part added (same words, a tie)
+        assert sources[0] == source or (source, sources[0]) == ("office/docx.docx", "hostile/macros.docm"), sources
+        hit = top[sources.index(source)]
+        assert hit.page is not None and hit.modality == "page"
 
 
 def test_slides_notes_and_diagram_text_are_found_on_their_slide(indexed_formats) -> None:
