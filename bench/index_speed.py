@@ -371,10 +371,14 @@ def main() -> int:
             ],
             rows,
         )
-        + f"\n\nPyMuPDF rendering the same {n_pages} pages alone (pixmap at the configured DPI + PNG, one process): "
-        f"{render_s:.1f} s. Dense encoder: ONNX export {export_s:.1f} s once per machine (cached by content hash), "
-        f"then {load_ms:.0f} ms to open.\n"
+        + "\n"
     )
+    if not light:  # a profile run reuses a kept export and renders nothing alone
+        body += (
+            f"\nPyMuPDF rendering the same {n_pages} pages alone (pixmap at the configured DPI + PNG, one process): "
+            f"{render_s:.1f} s. Dense encoder: ONNX export {export_s:.1f} s once per machine (cached by content "
+            f"hash), then {load_ms:.0f} ms to open.\n"
+        )
     names = {"none": "sentence-transformers (torch; the reference)", "fp32": "ONNX fp32 export",
              "int8": "ONNX int8 export (default)"}  # fmt: skip
     body += (
