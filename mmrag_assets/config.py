@@ -93,6 +93,9 @@ class IngestConfig:
     keyframe_interval_s: float = MISSING  # video: one keyframe image every N seconds
     max_keyframes: int = MISSING
     keyframe_min_change: float = MISSING  # video: a sampled frame this close to the last kept one is skipped
+    # PDF text layers: keep ligature glyphs ("ﬁ" in "conﬁgure") or spell them out ("configure"), which
+    # is what users type and what BM25 and the token tiers can match (LaTeX manuals are full of them)
+    pdf_ligatures: bool = MISSING
 
 
 @dataclass

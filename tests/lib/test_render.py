@@ -336,3 +336,33 @@ def test_a_big_pdf_reports_its_pages_as_it_renders(tmp_path: Path) -> None:
     assert all(_PROGRESS.match(ln) for ln in lines[:-1]) and _DONE.match(lines[-1])
     assert lines[0].startswith("rendered 1/12 pages, ") and "ETA" in lines[0] and lines[0].endswith("(long.pdf)")
     assert lines[-1].startswith("rendered 12/12 pages in ")
+
+
+def test_ligatures_are_spelled_out_unless_kept(tmp_path: Path) -> None:
+    """LaTeX manuals set "ﬁ", "ﬂ" as one glyph: kept, "conﬁgure" never matches the "configure" a
+    user types (BM25, the lite tier); the default (ingest.pdf_ligatures=false) spells them out."""
+    font = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")  # has the ligature glyphs (fonts-dejavu-core)
+    if not font.is_file():
+        pytest.skip("needs DejaVuSans.ttf (Debian fonts-dejavu-core) for a PDF with ligature glyphs")
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_font(fontname="dj", fontfile=str(font))
+    page.insert_text((72, 72), "Con\ufb01gure the \ufb02ange", fontname="dj")
+    pdf = tmp_path / "lig.pdf"
+    doc.save(pdf)
+    kept = render_pdf(pdf, tmp_path / "kept", **PDF_KW, ligatures=True).pages[0].text
+    spelled = render_pdf(pdf, tmp_path / "spelled", **PDF_KW, ligatures=False).pages[0].text
+    assert "Con\ufb01gure" in kept and "\ufb02ange" in kept
+    assert "Configure the flange" in spelled
+
+
+def test_pdf_only_keys_leave_other_fingerprints_alone() -> None:
+    from mmrag_assets.config import load_config
+    from mmrag_assets.lib.ingest.document import fingerprint
+
+    base = ["corpus.root=unused", "storage.root=unused"]
+    a, b = (load_config([*base, f"ingest.pdf_ligatures={v}"], resolve_paths=False) for v in ("false", "true"))
+    assert a.ingest.pdf_ligatures is False  # the default spells them out
+    assert fingerprint(a, "pdf") != fingerprint(b, "pdf")
+    for kind in ("image", "video", "audio", "office", "text"):
+        assert fingerprint(a, kind) == fingerprint(b, kind), kind

@@ -58,10 +58,14 @@ class DocResult:
 # tuning them re-ingests the videos alone (keys added since fingerprints were first stored; the
 # older keyframe_* keys stay in every kind's hash, or every stored fingerprint would change)
 VIDEO_ONLY_KEYS = ("keyframe_min_change",)
+# ingest keys that only PDFs read (converted formats always spell ligatures out): left out of the
+# other kinds' fingerprints, so that a change re-ingests the PDFs alone
+PDF_ONLY_KEYS = ("pdf_ligatures",)
 
 
 def fingerprint(cfg: MmragConfig, kind: str) -> str:
     leave_out = () if kind == "video" else tuple(f"ingest.{k}" for k in VIDEO_ONLY_KEYS)
+    leave_out += () if kind == "pdf" else tuple(f"ingest.{k}" for k in PDF_ONLY_KEYS)
     leave_out += tuple(f"convert.{k}" for k in CONVERT_RUNTIME_KEYS)
     base = cfg.fingerprint(*FINGERPRINT_SECTIONS.get(kind, ("ingest",)), leave_out=leave_out)
     if kind not in OCR_KINDS:
@@ -230,8 +234,10 @@ def _image_kwargs(cfg: MmragConfig) -> dict[str, Any]:
 
 
 def _pdf(
-    cfg: MmragConfig, path: Path, out_dir: Path, res: DocResult, say: Callable[[str], None] | None, *, ligatures: bool = True
+    cfg: MmragConfig, path: Path, out_dir: Path, res: DocResult, say: Callable[[str], None] | None, *,
+    ligatures: bool | None = None,
 ) -> None:
+    """``ligatures``: keep ligature glyphs in the text layer (default: ``ingest.pdf_ligatures``)."""
     from mmrag_assets.lib.ingest.render import render_pdf
     from mmrag_assets.lib.progress import page_counter
 
@@ -239,7 +245,7 @@ def _pdf(
         path, out_dir, dpi=cfg.ingest.dpi, max_pages=cfg.ingest.max_pages,
         target_pixels=cfg.ingest.image_target_pixels, **_image_kwargs(cfg),
         on_page=page_counter("rendered", say, unit="pages", detail=res.doc["source"]) if say else None,
-        ligatures=ligatures,
+        ligatures=cfg.ingest.pdf_ligatures if ligatures is None else ligatures,
     )
     doc_id = res.doc["doc_id"]
     res.pages = [_page_row(cfg, doc_id, p, "page", f"{doc_id}:{p.page}") for p in r.pages]
