@@ -9,9 +9,10 @@ With ``orchestration.workers > 1`` (and an out-of-process executor), ``mmrag ind
    any other run,
 3. one ``search_index_job_<executor>`` run that publishes what every shard run embedded.
 
-Per-document work runs in parallel only where storage takes concurrent writers: the writer pool's
-limit is ``orchestration.workers`` with ``catalog=postgres`` and 1 with the DuckDB file; the embedding
-pool (one LanceDB writer) and the publisher pool stay at 1.
+Per-document work runs in parallel only where storage takes concurrent writers: the writer and the
+embedding pools' limits are ``orchestration.workers`` with ``catalog=postgres`` and 1 with the DuckDB
+file (one writer process). Embedding steps never commit to the LanceDB table: they stage Lance
+fragments (``lib/index/staging.py``) that the publisher, whose pool stays at 1, commits at once.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ concurrency:
   runs:
     max_concurrent_runs: 4     # queued (daemon/UI) runs; writers serialise on the pools below
   pools:
-    default_limit: 1           # mmrag_writer (raised to orchestration.workers with catalog=postgres), mmrag_embed, mmrag_publisher
+    default_limit: 1           # mmrag_writer, mmrag_embed (both raised to orchestration.workers with catalog=postgres), mmrag_publisher
 run_monitoring:
   enabled: true                # with the daemon: runs whose worker died are marked failed
   start_timeout_seconds: 180
@@ -78,7 +79,7 @@ def set_pool_limits(instance: dg.DagsterInstance, cfg: MmragConfig) -> None:
             run = instance.get_run_by_id(slot.run_id)
             if run is None or run.status in done:
                 storage.free_concurrency_slots_for_run(slot.run_id)
-    want = {WRITER: writer_slots(cfg), EMBED: 1, PUBLISHER: 1}
+    want = {WRITER: writer_slots(cfg), EMBED: writer_slots(cfg), PUBLISHER: 1}
     for pool, n in want.items():
         info = storage.get_concurrency_info(pool)
         if info.slot_count != n:

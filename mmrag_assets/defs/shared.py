@@ -32,8 +32,9 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning, message=".*backfill_p
 # claims PUBLISHER. The CLI's runs, daemon-launched runs and UI launches all go through them.
 WRITER = "mmrag_writer"
 PUBLISHER = "mmrag_publisher"
-# Embedding writes the LanceDB table (one writer: concurrent merge-inserts of one table conflict)
-# and loads the model: its own pool, limit 1, whatever the writer pool's limit.
+# Embedding loads the model and stages Lance fragments that only the publisher commits (no table
+# commit, so no conflict between embedding steps): its own pool, limit = the writer pool's (it writes
+# catalog rows), i.e. orchestration.workers with catalog=postgres.
 EMBED = "mmrag_embed"
 # Steps that load the model (embedding, and publishing, which embeds the probe queries) go to this
 # celery queue: GPU workers consume it, CPU workers only `dagster`, so they never load a visual model.

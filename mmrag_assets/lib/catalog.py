@@ -431,6 +431,16 @@ class Catalog:
             _insert(con, "document_checks", rows, extra={"checked_at": "now()"})
             con.execute("COMMIT")
 
+    def forget_checks(self, doc_ids: Sequence[str], check_name: str, version_key: str) -> None:
+        """Drop gate results, so the next run checks those documents again (their checked rows were lost)."""
+        if not doc_ids:
+            return
+        with self.connect() as con:
+            con.execute(
+                "DELETE FROM document_checks WHERE check_name = ? AND version_key = ? AND doc_id IN (SELECT unnest(?))",
+                [check_name, version_key, list(doc_ids)],
+            )
+
     def publishable_documents(
         self, catalog_checks: Sequence[str], embed_check: str, version_key: str, keys: tuple[str, str]
     ) -> set[str]:

@@ -7,10 +7,14 @@ points sit at the moments where a crash could leave half-done state behind:
 
 - ``ingest.document``: after a document's pages are rendered and written to the catalog, before
   the next document (mid-ingest);
-- ``embed.chunk``: after a chunk of embeddings is committed to LanceDB, before the next chunk
-  (mid-embedding: some documents have rows, the rest none);
-- ``embed.committed``: after the last LanceDB commit, before the catalog records the outcome
-  (quarantine rows) and before the embeddings contract runs;
+- ``embed.written``: a chunk's rows are written as Lance fragments, its staged batch not yet
+  recorded (data files that no table version and no batch names);
+- ``embed.chunk``: after a chunk of embeddings is staged, before the next chunk (mid-embedding:
+  some documents staged, the rest not; nothing in the table);
+- ``embed.staged``: every chunk staged, before the catalog records the outcome (quarantine rows)
+  and before the embeddings contract runs;
+- ``embed.committed``: the publisher committed the staged batches to the LanceDB table, before it
+  removes their records and builds the search version;
 - ``publish.before_current``: a new version's segments, state and manifest are written, ``CURRENT``
   still names the old one (an orphan version on disk);
 - ``publish.after_current``: ``CURRENT`` switched, garbage collection not yet run.
@@ -26,7 +30,9 @@ import signal
 ENV = "MMRAG_FAULT_AT"
 POINTS = (
     "ingest.document",
+    "embed.written",
     "embed.chunk",
+    "embed.staged",
     "embed.committed",
     "publish.before_current",
     "publish.after_current",

@@ -94,7 +94,11 @@ def index_status(cfg: MmragConfig, cat: Catalog | None = None) -> dict[str, Any]
             )
         expected = embeddable_items(cfg, cat) if cat is not None else None
         if expected is not None and out["rows"] < expected:
-            problems.append(f"incomplete: {out['rows']} of {expected} items embedded: run `mmrag index`")
+            from mmrag_assets.lib.index.staging import staging_for
+
+            n = sum(b.rows for b in staging_for(cfg, tbl).batches())  # committed by the next publish
+            staged = f" ({n} more staged, not committed)" if n else ""
+            problems.append(f"incomplete: {out['rows']} of {expected} items embedded{staged}: run `mmrag index`")
     loc = location_for(cfg, vk)
     try:
         live = mf.current_version(loc)

@@ -180,6 +180,19 @@ class Storage:
             sent += len(data)
         return sent
 
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        """Write ``rel`` whole: atomically in a local root (temp file and rename), one PUT in an object
+        store (readers see the old object or the new one, never a part)."""
+        if self.remote:
+            key = self._key(rel)
+            self._call(lambda: _write(self.fs, key, data), rel)
+            return
+        p = self.local / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(f".{p.name}.{os.getpid()}.{threading.get_ident()}.part")
+        tmp.write_bytes(data)
+        os.replace(tmp, p)
+
     def fetch(self, rel: str, size: int | None = None) -> Path:
         """The local mirror's path of ``rel``, downloaded first when missing (or of another ``size``)."""
         p = self.local / rel

@@ -1,5 +1,6 @@
-"""Embedding and index assets: per-shard multi-vectors upserted into LanceDB (staged), then the
-published search version built from the documents whose blocking checks passed."""
+"""Embedding and index assets: per-shard multi-vectors written as staged Lance fragments (any number
+of embedding steps at once), then the single publisher commits them to the LanceDB table in one
+transaction and builds the published search version from the documents whose blocking checks passed."""
 
 
 import time
@@ -23,6 +24,7 @@ from mmrag_assets.defs.shared import (
 from mmrag_assets.lib.faults import fault_point
 from mmrag_assets.lib.index import table as lx
 from mmrag_assets.lib.index.batch import embed_and_write, plan_embeddings
+from mmrag_assets.lib.index.staging import commit_staged, staged_state, staging_for
 from mmrag_assets.lib.ingest.corpus import shard_of
 from mmrag_assets.lib.quality.gates import CATALOG_CHECKS, EMBEDDINGS_CHECK, gate_keys
 from mmrag_assets.lib.storage import gc_remote_index, pull_index, push_index, storage_for
@@ -47,8 +49,10 @@ def item_embeddings(
     embedder: EmbedderResource,
 ) -> dg.MaterializeResult:
     """Late-interaction multi-vectors of the pages, images and transcript windows of the run's
-    shards, upserted by item id into the LanceDB table of the configured embedding version. Rows
-    written here are staged: only ``search_index`` decides what is served."""
+    shards, written as Lance fragments of the LanceDB table of the configured embedding version and
+    staged (``lib/index/staging.py``): no table version holds them until ``search_index`` commits
+    every staged batch at once, so embedding steps of several workers run side by side, and a step
+    killed mid-way leaves nothing visible (its rerun resumes from the batches it finished)."""
     cfg, cat = mmrag.cfg, catalog.catalog
     keys = set(context.partition_keys)
     docs = [
@@ -62,19 +66,19 @@ def item_embeddings(
         if r["check_name"] in CATALOG_CHECKS.values() and r["doc_id"] in sources
     }
     tbl = lance.table()
-    repaired = lx.repair_duplicates(tbl)
-    if repaired:
-        context.log.warning(f"repaired {len(repaired)} duplicated item ids in {tbl.name} (kept the newest row of each)")
+    staging = staging_for(cfg, tbl)
     model = embedder.embedder
-    plan = plan_embeddings(cat, tbl, model, list(sources), held)
+    plan = plan_embeddings(cat, tbl, model, list(sources), held, staged_state(staging.batches()))
     for d, why in plan.held.items():
         context.log.warning(f"{sources[d]}: not embedded, {why}")
+    if plan.staged:
+        context.log.info(f"{len(plan.staged)} documents already staged by an earlier run: not embedded again")
     store = storage_for(cfg)
     run = embed_and_write(
         tbl, model, plan.todo, cfg.storage_root, chunk_items=cfg.index.write_chunk_items, say=context.log.info,
-        store=store if store.remote else None,
+        store=store if store.remote else None, staging=staging, run_id=context.run.run_id,
     )  # fmt: skip
-    fault_point("embed.committed")
+    fault_point("embed.staged")
     by_doc: dict[str, list[dict]] = {}
     for q in run.quarantined:
         by_doc.setdefault(q["doc_id"], []).append({k: v for k, v in q.items() if k != "doc_id"})
@@ -99,15 +103,15 @@ def item_embeddings(
     return dg.MaterializeResult(
         metadata={
             "documents_embedded": len(run.embedded_docs),
-            "documents_unchanged": len(plan.unchanged),
+            "documents_unchanged": len(plan.unchanged) - len(plan.staged),
+            "documents_resumed": len(plan.staged),
             "documents_held_back": len(plan.held),
             "documents_failed": len(run.failed),
             "failed_documents": dg.MetadataValue.json(
                 [{"source": sources[d], "error": f"embedding failed: {e}"} for d, e in run.failed.items()]
             ),
             "items_embedded": run.written,
-            "items_deleted": run.deleted,
-            "duplicates_repaired": len(repaired),
+            "batches_staged": run.batches,
             "items_quarantined": len(run.quarantined),
             "tokens_per_item_mean": float(tokens.mean()),
             "tokens_per_item_p95": float(np.percentile(tokens, 95)),
@@ -135,10 +139,12 @@ def search_index(
     lance: LanceStoreResource,
     embedder: EmbedderResource,
 ) -> dg.MaterializeResult:
-    """The published search version of the current embedding version: a new index version holding
-    what changed in the table since the live one (a delta segment and tombstones; compaction or a
-    codebook retrain when ``index.policy`` says so), the score calibration, and the table's BM25 and
-    scalar indexes, from the documents whose every blocking check passed. Documents held back by a
+    """The published search version of the current embedding version. First every staged batch of
+    embeddings is committed to the LanceDB table in one transaction (``lib/index/staging.py``); then a
+    new index version holds what changed in the table since the live one (a delta segment and
+    tombstones; compaction or a codebook retrain when ``index.policy`` says so), the score
+    calibration, and the table's BM25 and scalar indexes, from the documents whose every blocking
+    check passed. Documents held back by a
     failed check are listed, never served."""
     from mmrag_assets.lib.index.publish import location_for, params_from_config, publish
     from mmrag_assets.lib.ingest.corpus import gc_pages
@@ -146,10 +152,21 @@ def search_index(
     cfg, cat = mmrag.cfg, catalog.catalog
     vk = embedder.version_key
     keys = gate_keys(cfg)
-    allowed = cat.publishable_documents(list(CATALOG_CHECKS.values()), EMBEDDINGS_CHECK, vk, keys)
-    held = cat.failing_checks(vk, keys)
     tbl = lance.table()
     t0 = time.perf_counter()
+    repaired = lx.repair_duplicates(tbl)
+    if repaired:
+        context.log.warning(f"repaired {len(repaired)} duplicated item ids in {tbl.name} (kept the newest row of each)")
+    committed = commit_staged(tbl, staging_for(cfg, tbl), cat, version_key=vk)
+    if committed.batches:
+        context.log.info(
+            f"committed {committed.batches} staged batches ({committed.rows_added} rows of {committed.documents} "
+            f"documents) in one transaction: table version {committed.version_before} -> {committed.version_after}"
+        )
+    for d in committed.dropped:
+        context.log.warning(f"staged batch {d['batch']} not committed: {d['reason']}")
+    allowed = cat.publishable_documents(list(CATALOG_CHECKS.values()), EMBEDDINGS_CHECK, vk, keys)
+    held = cat.failing_checks(vk, keys)
     store = storage_for(cfg)
     pull_index(store, vk)  # an object-store root: continue from its live version, whoever published it
     res = publish(location_for(cfg, vk), tbl, embedder.embedder, params_from_config(cfg), allowed_doc_ids=allowed,
@@ -165,6 +182,8 @@ def search_index(
             "index_table": stats["table"],
             "table_version": text(stats["version"]),
             "rows_in_table": stats["rows"],
+            "embeddings_commit": dg.MetadataValue.json(committed.as_metadata()),
+            "duplicates_repaired": len(repaired),
             "items_published": res.items,
             "documents_published": res.documents,
             "documents_held_back": len({r["doc_id"] for r in held}),

@@ -106,6 +106,7 @@ def embeddings_contract(
     lance: LanceStoreResource,
     embedder: EmbedderResource,
 ) -> dg.AssetCheckResult:
+    from mmrag_assets.lib.index.staging import staged_rows, staging_for
     from mmrag_assets.lib.quality.frames import contract_params, embeddings_frame
 
     cfg, cat = mmrag.cfg, catalog.catalog
@@ -114,9 +115,20 @@ def embeddings_contract(
     todo = cat.unchecked_documents(EMBEDDINGS_CHECK, vk, _shards_of(context), gate_keys(cfg)[1])
     live = {r["doc_id"] for r in cat.query("SELECT doc_id FROM documents WHERE status <> 'quarantined'")}
     todo = {d: fp for d, fp in todo.items() if d in live}
-    outcome = validate_documents(
-        "embeddings", EMBEDDINGS_CHECK, lambda ids: embeddings_frame(tbl, ids), list(todo), contract_params(cfg)
-    )
+    # rows the embedding step staged are in no table version yet: read through a detached version
+    with staged_rows(tbl, staging_for(cfg, tbl), list(todo)) as (view, staged):
+
+        def frame_of(ids):
+            import pandas as pd
+
+            mine = [d for d in ids if d in staged]
+            rest = [d for d in ids if d not in staged]
+            parts = [embeddings_frame(view, mine)] if mine and view is not None else []
+            if rest or not parts:
+                parts.append(embeddings_frame(tbl, rest))
+            return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+        outcome = validate_documents("embeddings", EMBEDDINGS_CHECK, frame_of, list(todo), contract_params(cfg))
     cat.record_checks(gate_rows(outcome, todo, vk, context.run.run_id))
     sources = {r["doc_id"]: r["source"] for r in cat.query("SELECT doc_id, source FROM documents")}
     for d in outcome.failed:

@@ -1,6 +1,7 @@
-"""Embedding many documents at once: plan from the catalog and the table, embed in chunks, write in
-one commit per chunk. One document's failure is isolated: a chunk that fails is retried document
-by document, and only the failing document is recorded as failed."""
+"""Embedding many documents at once: plan from the catalog, the table and the staged batches, embed
+in chunks, stage each chunk's rows as Lance fragments (``staging.py``: the publisher commits them, in
+one transaction with every other worker's). One document's failure is isolated: a chunk that fails
+is retried document by document, and only the failing document is recorded as failed."""
 
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ log = logging.getLogger(__name__)
 @dataclass
 class EmbedPlan:
     todo: dict[str, list[dict[str, Any]]]  # doc_id -> embeddable items whose rows are missing or stale
-    unchanged: list[str]  # documents whose rows already match their items
+    unchanged: list[str]  # documents whose rows (committed or staged) already match their items
     held: dict[str, str]  # doc_id -> why it is not embedded (a failed blocking check upstream)
+    staged: list[str] = field(default_factory=list)  # of ``unchanged``: staged rows, not committed yet
 
 
 @dataclass
@@ -36,18 +38,34 @@ class EmbedRun:
     quarantined: list[dict[str, Any]] = field(default_factory=list)  # per item: NaN/inf, wrong dim
     failed: dict[str, str] = field(default_factory=dict)  # doc_id -> error (the document was not written)
     embedded_docs: list[str] = field(default_factory=list)
+    batches: int = 0  # staged batches written
     seconds: float = 0.0
 
 
-def plan_embeddings(catalog, tbl, embedder, doc_ids: list[str], held: dict[str, str]) -> EmbedPlan:
-    """Which of ``doc_ids`` need (re-)embedding; ``held`` documents are skipped on purpose."""
+def plan_embeddings(
+    catalog,
+    tbl,
+    embedder,
+    doc_ids: list[str],
+    held: dict[str, str],
+    staged: dict[str, dict[str, str]] | None = None,
+) -> EmbedPlan:
+    """Which of ``doc_ids`` need (re-)embedding; ``held`` documents are skipped on purpose. ``staged``
+    (:func:`staging.staged_state`) counts rows a killed or unpublished run staged: a rerun resumes."""
     shards = {d[0] for d in doc_ids}
     state = lx.table_state(tbl, shards)
     items = lx.documents_items(catalog, [d for d in doc_ids if d not in held])
     plan = EmbedPlan({}, [], dict(held))
     for doc_id, its in items.items():
         its = [it for it in its if lx.embeddable(it, embedder)]
-        if state.get(doc_id, {}) == {it["item_id"]: it["ingest_fp"] for it in its}:
+        want = {it["item_id"]: it["ingest_fp"] for it in its}
+        if staged and doc_id in staged:
+            if staged[doc_id] == want:
+                plan.unchanged.append(doc_id)
+                plan.staged.append(doc_id)
+            else:
+                plan.todo[doc_id] = its  # a newer batch supersedes the staged one
+        elif state.get(doc_id, {}) == want:
             plan.unchanged.append(doc_id)
         else:
             plan.todo[doc_id] = its
@@ -63,8 +81,12 @@ def embed_and_write(
     chunk_items: int = 512,
     say: Callable[[str], None] | None = None,
     store: Any = None,
+    staging: Any = None,
+    run_id: str = "",
 ) -> EmbedRun:
-    """Embed the planned documents in chunks of about ``chunk_items`` items, one table commit each."""
+    """Embed the planned documents in chunks of about ``chunk_items`` items and stage each chunk
+    (``staging``: a :class:`staging.Staging`; None writes the table directly, one merge-insert commit
+    per chunk: benchmarks that measure the embedding alone)."""
     out = EmbedRun()
     t0 = time.perf_counter()
     docs = sorted(todo)
@@ -79,12 +101,12 @@ def embed_and_write(
     progress = Progress("embedded", sum(len(v) for v in todo.values()), say, unit="items")
     for chunk in [c for c in chunks if c]:
         try:
-            _write(tbl, embedder, chunk, todo, storage_root, out, store)
+            _write(tbl, embedder, chunk, todo, storage_root, out, store, staging, run_id)
         except Exception as e:  # noqa: BLE001 - isolate the failing document, keep the others
             log.warning("embedding a chunk of %d documents failed (%s): retrying one by one", len(chunk), e)
             for d in chunk:
                 try:
-                    _write(tbl, embedder, [d], todo, storage_root, out, store)
+                    _write(tbl, embedder, [d], todo, storage_root, out, store, staging, run_id)
                 except Exception as e1:  # noqa: BLE001
                     out.failed[d] = f"{type(e1).__name__}: {e1}"
         progress.step(sum(len(todo[d]) for d in chunk))
@@ -94,10 +116,33 @@ def embed_and_write(
     return out
 
 
-def _write(tbl, embedder, doc_ids: list[str], todo, storage_root: Path, out: EmbedRun, store: Any = None) -> None:
+def _write(
+    tbl,
+    embedder,
+    doc_ids: list[str],
+    todo,
+    storage_root: Path,
+    out: EmbedRun,
+    store: Any = None,
+    staging: Any = None,
+    run_id: str = "",
+) -> None:
     items = [it for d in doc_ids for it in todo[d]]
     vecs: list[np.ndarray | None] = lx.embed_items(embedder, items, storage_root, store) if items else []
-    res = lx.upsert_documents(tbl, doc_ids, items, vecs, embedder.dim)
+    if staging is None:
+        res = lx.upsert_documents(tbl, doc_ids, items, vecs, embedder.dim)
+    else:
+        data, res = lx.prepare_rows(items, vecs, tbl.schema, embedder.dim)
+        ids = data.column("item_id").to_pylist() if data is not None else []
+        fps = {it["doc_id"]: it["ingest_fp"] for it in items}
+        # fp None: a document without embeddable items now, whose batch only deletes its old rows
+        docs: dict[str, dict[str, Any]] = {d: {"fp": fps.get(d), "items": []} for d in doc_ids}
+        for item_id, d in zip(
+            ids, data.column("doc_id").to_pylist() if data is not None else [], strict=True
+        ):
+            docs[d]["items"].append(item_id)
+        staging.stage(tbl, data, docs, run_id)
+        out.batches += 1
     out.written += res.written
     out.deleted += res.deleted
     out.tokens += res.tokens

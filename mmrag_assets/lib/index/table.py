@@ -243,15 +243,11 @@ def embed_items(embedder, items: list[dict[str, Any]], storage_root: Path, store
     return vecs
 
 
-def upsert_documents(
-    tbl, doc_ids: list[str], items: list[dict[str, Any]], vecs: list[np.ndarray | None], dim: int
-) -> EmbedOutcome:
-    """Make the table hold exactly ``items`` for the documents ``doc_ids``, in one commit: rows are
-    upserted by item id, rows of those documents not among ``items`` are deleted. Items without
-    vectors are skipped; NaN/inf or wrong-dim vectors (token ids outside the vocabulary, for a
-    token table) become quarantine records instead of rows. Every row gets its ``item_fp``."""
+def prepare_rows(items: list[dict[str, Any]], vecs: list[np.ndarray | None], sch: pa.Schema, dim: int) -> tuple[pa.Table | None, EmbedOutcome]:
+    """The table rows of ``items`` (None when there are none) and what became of each: items without
+    vectors are skipped; NaN/inf or wrong-dim vectors (token ids outside the vocabulary, for a token
+    table) become quarantine records instead of rows. Every row gets its ``item_fp``."""
     out = EmbedOutcome()
-    sch = tbl.schema
     tokens = storage_of(sch) == "tokens"
     vocab_n = len(Decoder(sch).vocab) if tokens else 0  # type: ignore[arg-type]
     rows = []
@@ -289,22 +285,33 @@ def upsert_documents(
         out.tokens.append(len(v16))
         out.bytes_written += v16.nbytes
         rows.append({**_meta(it, sch), "n_tokens": len(v16), "vector": v16, "item_fp": item_fingerprint(it, v16)})
+    out.written = len(rows)
+    return (_to_arrow(rows, sch) if rows else None), out
+
+
+def upsert_documents(
+    tbl, doc_ids: list[str], items: list[dict[str, Any]], vecs: list[np.ndarray | None], dim: int
+) -> EmbedOutcome:
+    """Make the table hold exactly ``items`` for the documents ``doc_ids``, in one commit: rows are
+    upserted by item id, rows of those documents not among ``items`` are deleted (rows as
+    :func:`prepare_rows` makes them). The embedding step stages its rows instead
+    (``lib/index/staging.py``); this direct write serves benchmarks and tests."""
+    data, out = prepare_rows(items, vecs, tbl.schema, dim)
     if not doc_ids:
         return out
     where = f"doc_id IN ({', '.join(repr(_hex(d)) for d in doc_ids)})"
     before = tbl.count_rows(where)
-    if rows:
+    if data is not None:
         (
             tbl.merge_insert("item_id")
             .when_matched_update_all()
             .when_not_matched_insert_all()
             .when_not_matched_by_source_delete(where)
-            .execute(_to_arrow(rows, sch))
+            .execute(data)
         )
     elif before:
         tbl.delete(where)
-    out.written = len(rows)
-    out.deleted = max(0, before - len(rows))
+    out.deleted = max(0, before - out.written)
     return out
 
 
