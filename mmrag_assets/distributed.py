@@ -2,12 +2,18 @@
 
 With ``orchestration.workers > 1`` (and an out-of-process executor), ``mmrag index`` runs
 
-1. ``corpus_manifest_job`` in this process (one scan; it purges removed documents),
+1. ``corpus_manifest_job`` (one scan; it purges removed documents),
 2. one ``shard_index_job_<executor>`` run per contiguous range of the shards with work (ranges
-   balanced by document count), the runs side by side: each executes its steps out of process
-   (``multiprocess`` on this machine, ``celery`` on workers anywhere) and claims the same pools as
-   any other run,
-3. one ``search_index_job_<executor>`` run that publishes what every shard run embedded.
+   balanced by document count), the runs side by side: ``multiprocess`` executes each run's steps
+   in the run's own process on this machine, ``celery`` sends them to workers anywhere; every run
+   claims the same pools as any other,
+3. one ``search_index_job_<executor>`` run that commits what every shard run embedded (staged Lance
+   fragments, one transaction) and publishes it.
+
+Every run of a command executes in one of ``workers`` run processes forked from a server that
+imported the code once (:func:`run_processes`), so a run or a step costs no interpreter start and
+no re-import; celery workers likewise import it once, before their pool processes fork (``mmrag
+worker``).
 
 Per-document work runs in parallel only where storage takes concurrent writers: the writer and the
 embedding pools' limits are ``orchestration.workers`` with ``catalog=postgres`` and 1 with the DuckDB
@@ -28,12 +34,14 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
-
-import dagster as dg
+from typing import TYPE_CHECKING, Any
 
 from mmrag_assets.config import MmragConfig
-from mmrag_assets.defs.shared import EMBED, PUBLISHER, WRITER
+
+# Dagster is imported where it is used: the launcher of a scale-out command coordinates run processes
+# that have it preloaded, and imports none of it itself (~1 s of CPU)
+if TYPE_CHECKING:
+    import dagster as dg
 
 INSTANCE_BASE = """\
 # Written by mmrag from the orchestration config: the CLI, `mmrag ui`, the daemon and the workers share this instance.
@@ -72,6 +80,10 @@ def writer_slots(cfg: MmragConfig) -> int:
 def set_pool_limits(instance: dg.DagsterInstance, cfg: MmragConfig) -> None:
     """The pools' limits for this config, after freeing slots that finished runs still hold (a step
     whose worker was killed never released its slot)."""
+    import dagster as dg
+
+    from mmrag_assets.defs.shared import EMBED, PUBLISHER, WRITER
+
     storage = instance.event_log_storage
     done = {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.SUCCESS}
     for pool in (WRITER, EMBED, PUBLISHER):
@@ -107,19 +119,16 @@ def split_ranges(shards: list[str], weights: Counter, k: int) -> list[tuple[str,
     return out
 
 
-def run_config(cfg: MmragConfig, verbose: bool) -> dict[str, Any]:
-    """Run config for out-of-process steps: the executor's settings and the CLI's overrides with the
-    roots resolved, so a worker in another directory composes the same config."""
+def run_config(cfg: MmragConfig, verbose: bool, *, celery: bool = False) -> dict[str, Any]:
+    """Run config for runs outside this process: the CLI's overrides with the roots resolved (so a
+    worker in another directory composes the same config) and, for a run whose steps go to celery
+    workers, the executor's settings (other runs execute their steps in the run's own process)."""
     from mmrag_assets.launch import cli_run_config
 
-    o = cfg.orchestration
     overrides = [x for x in cfg.overrides if not x.startswith(("corpus.root=", "storage.root="))]
     overrides += [f"corpus.root={cfg.corpus.root}", f"storage.root={cfg.storage.root}"]
-    if o.executor == "celery":
-        execution = {"config": celery_config(cfg)}
-    else:
-        execution = {"config": {"max_concurrent": 2}}  # one shard run: its ingest and check steps
-    return {**cli_run_config(verbose), "execution": execution, "resources": {"mmrag": {"config": {"overrides": overrides}}}}
+    rc = {**cli_run_config(verbose), "resources": {"mmrag": {"config": {"overrides": overrides}}}}
+    return {**rc, "execution": {"config": celery_config(cfg)}} if celery else rc
 
 
 def celery_config(cfg: MmragConfig) -> dict[str, Any]:
@@ -199,6 +208,7 @@ class WorkerWatch(threading.Thread):
         self._placement: StepPlacement | None = None
 
     def run(self) -> None:
+        import dagster as dg
         from dagster_celery.make_app import make_app
 
         c = self.cfg.orchestration.celery
@@ -215,6 +225,7 @@ class WorkerWatch(threading.Thread):
 
     def _look(self, app: Any, inst: dg.DagsterInstance, silent: dict, failed: set[str]) -> bool:
         """One look at the run; True once it has finished."""
+        import dagster as dg
         from billiard.exceptions import WorkerLostError
         from celery import states
 
@@ -334,25 +345,45 @@ class StepPlacement:
 
 
 def _exit_with_parent(poll_s: float = 2.0) -> None:
-    """End this process when the launcher that spawned it is gone (killed: its pool's processes would
-    otherwise orchestrate on, orphaned, for ever). The run it leaves STARTED is swept by the next
-    ``mmrag index`` (the launcher's pid tag names a dead process)."""
+    """End this process when the launcher that started it is gone (killed: its runs would otherwise
+    go on, orphaned, for ever). The runs it leaves STARTED are swept by the next ``mmrag index``
+    (the launcher's pid tag names a dead process)."""
     parent = multiprocessing.parent_process()
     while parent is not None and parent.is_alive():
         time.sleep(poll_s)
     os._exit(3)
 
 
-def execute(cfg: MmragConfig, home: Path, job_name: str, tags: dict[str, str], rc: dict[str, Any]) -> Any:
-    """One out-of-process run on its own instance handle, in this process's main thread (a celery run
-    with a WorkerWatch beside it)."""
+_WATCHING_PARENT = False
+
+
+def execute(
+    cfg: MmragConfig, home: Path, job_name: str, tags: dict[str, str], rc: dict[str, Any],
+    env: dict[str, str] | None = None, *, pools: bool = False,
+) -> Any:
+    """One run of ``job_name`` on its own instance handle, in this process's main thread (a celery
+    run with a WorkerWatch beside it). ``env``: the launcher's environment (a process forked from
+    the preloaded server has the server's, from when it started). ``pools``: first mark failed the
+    runs of dead processes and set the pools' limits (freeing slots that killed steps held)."""
+    global _WATCHING_PARENT
+    import dagster as dg
+
     from mmrag_assets.launch import run_outcome
 
     t0 = time.perf_counter()
-    if multiprocessing.parent_process() is not None:  # a shard run's own process (launch_parallel)
+    if env is not None and env != dict(os.environ):
+        os.environ.clear()
+        os.environ.update(env)
+    if multiprocessing.parent_process() is not None and not _WATCHING_PARENT:  # a run process (launch_parallel)
+        _WATCHING_PARENT = True
         threading.Thread(target=_exit_with_parent, name="mmrag-parent-watch", daemon=True).start()
+    if pools:
+        from mmrag_assets.launch import open_instance
+
+        with open_instance(cfg) as inst:  # creates it on first use, sweeps runs of dead processes
+            set_pool_limits(inst, cfg)
     watch = None
-    if cfg.orchestration.executor == "celery":
+    if rc.get("execution") and cfg.orchestration.executor == "celery":
         from celery.signals import after_task_publish
 
         after_task_publish.connect(_record_task, weak=False, dispatch_uid="mmrag-record-task")
@@ -372,9 +403,55 @@ def execute(cfg: MmragConfig, home: Path, job_name: str, tags: dict[str, str], r
     return out
 
 
+# What every run process needs, imported once by the server the run processes are forked from (the
+# spawned process per run this replaces re-imported all of it: ~4 s of CPU each here, with Great
+# Expectations ~4.7 s of it on its own, README "Scaling out"). An import that fails is skipped.
+PRELOAD = (
+    "mmrag_assets.preload",  # first: what forking after these imports needs (warnings, log levels)
+    "dagster._core.executor.multiprocess",
+    "mmrag_assets.definitions",
+    "data_contracts.runner",
+    "great_expectations",
+    "lancedb",
+    "lance",
+    "pymupdf",
+    "PIL.Image",
+    "psycopg",
+    "psycopg2",
+    "pandas",
+    "scipy.stats",
+)
+PRELOAD_BY_CONFIG = {  # heavier modules only the configs that use them load
+    "lite": ("wordllama",),
+    "visual": ("torch", "transformers", "colpali_engine"),
+    "ocr": ("rapidocr", "onnxruntime"),
+    "dense": ("onnxruntime", "tokenizers"),
+}
+
+
+def preload_modules(cfg: MmragConfig) -> list[str]:
+    mods = list(PRELOAD)
+    mods += PRELOAD_BY_CONFIG["lite" if cfg.model.arch == "lite" else "visual"]
+    if cfg.ocr.engine != "none":
+        mods += PRELOAD_BY_CONFIG["ocr"]
+    if cfg.dense.model != "none":
+        mods += PRELOAD_BY_CONFIG["dense"]
+    return list(dict.fromkeys(mods))
+
+
+def run_processes(cfg: MmragConfig, n: int) -> ProcessPoolExecutor:
+    """``n`` run processes forked from a server that imported :data:`PRELOAD` once (Python's
+    forkserver: a clean process, so no thread or runtime of this one, e.g. LanceDB's, is forked). A
+    process runs several runs one after the other (the manifest, a shard range, the publish): a run
+    costs its own work plus milliseconds of process overhead. Forked, not threads: Dagster configures
+    Python logging per run (dictConfig), which deadlocks against another run's handlers in one process."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(preload_modules(cfg))
+    return ProcessPoolExecutor(max_workers=n, mp_context=ctx)
+
+
 def launch_parallel(
     cfg: MmragConfig,
-    instance: dg.DagsterInstance,
     plan: Any,
     *,
     embed: bool,
@@ -384,44 +461,51 @@ def launch_parallel(
     """Steps 1-3 of the module docstring; returns the outcomes of every run, in order."""
     import psutil
 
-    from mmrag_assets.defs.ingest.sensors import range_tags
-    from mmrag_assets.launch import HOST_TAG, PID_TAG, STARTED_TAG, dagster_home, launch
+    from mmrag_assets.launch import HOST_TAG, PID_TAG, STARTED_TAG, RunOutcome, dagster_home
     from mmrag_assets.lib.ingest.corpus import shard_of
 
-    set_pool_limits(instance, cfg)
     home = dagster_home(cfg)
-    outcomes = [launch(cfg, instance, "corpus_manifest_job", say=say, verbose=verbose)]
-    if not outcomes[0].success:
-        return outcomes
-    suffix = cfg.orchestration.executor
     me = psutil.Process()
     base_tags = {PID_TAG: str(me.pid), HOST_TAG: os.uname().nodename, STARTED_TAG: f"{me.create_time():.3f}"}
-    rc = run_config(cfg, verbose)
+    celery = cfg.orchestration.executor == "celery"
+    local_rc, rc = run_config(cfg, verbose), run_config(cfg, verbose, celery=celery)
+    env = dict(os.environ)
+    ranges: list[tuple[str, str]] = []
     if plan.range is not None:
         weights = Counter(shard_of(d) for d in (plan.scan.docs if plan.scan else {}))
         ranges = split_ranges(plan.shards, weights, cfg.orchestration.workers)
-        job = f"shard_{'index' if embed else 'ingest'}_job_{suffix}"
-        say(f"{len(ranges)} shard runs side by side ({suffix} executor): " + ", ".join(f"{a}-{b}" for a, b in ranges))
-        # one orchestrating process per run: Dagster configures Python logging per run (dictConfig),
-        # which deadlocks against another run's event handlers when two runs share a process
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=len(ranges), mp_context=ctx) as pool:
-            futures = [pool.submit(execute, cfg, home, job, {**base_tags, **range_tags(*r)}, rc) for r in ranges]
-            results = []
-            for f in futures:
-                try:
-                    results.append(f.result())
-                except Exception as e:  # noqa: BLE001 - reported like a failed run
-                    from mmrag_assets.launch import RunOutcome
 
-                    results.append(RunOutcome("-", False, f"{type(e).__name__}: {e}"))
-        set_pool_limits(instance, cfg)  # slots a killed step still holds
-        outcomes += results
-        if not all(o.success or o.blocked for o in results):
+    def one(pool: ProcessPoolExecutor, job: str, tags: dict[str, str], rc: dict[str, Any], pools: bool = False) -> Any:
+        return pool.submit(execute, cfg, home, job, tags, rc, env, pools=pools)
+
+    def outcome(f: Any) -> Any:
+        try:
+            return f.result()
+        except Exception as e:  # noqa: BLE001 - a run process that died: reported like a failed run
+            return RunOutcome("-", False, f"{type(e).__name__}: {e}")
+
+    with run_processes(cfg, max(1, len(ranges))) as pool:
+        outcomes = [outcome(one(pool, "corpus_manifest_job", dict(base_tags), local_rc, pools=True))]
+        if not outcomes[0].success:
             return outcomes
-    if embed:
-        outcomes.append(execute(cfg, home, f"search_index_job_{suffix}", dict(base_tags), rc))
+        suffix = cfg.orchestration.executor
+        if ranges:
+            job = f"shard_{'index' if embed else 'ingest'}_job_{suffix}"
+            where = "steps on celery workers" if celery else "steps in each run's process"
+            say(f"{len(ranges)} shard runs side by side ({suffix}: {where}): " + ", ".join(f"{a}-{b}" for a, b in ranges))
+            # the partition range tags Dagster reads (defs/ingest/sensors.py range_tags, without importing it here)
+            futures = [one(pool, job, {**base_tags, **_range_tags(*r)}, rc) for r in ranges]
+            results = [outcome(f) for f in futures]
+            outcomes += results
+            if not all(o.success or o.blocked for o in results):
+                return outcomes
+        if embed:  # pools=True: frees the slots a killed step of a shard run still holds
+            outcomes.append(outcome(one(pool, f"search_index_job_{suffix}", dict(base_tags), rc, pools=True)))
     return outcomes
+
+
+def _range_tags(first: str, last: str) -> dict[str, str]:
+    return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
 
 
 def merge(outcomes: list[Any]) -> Any:

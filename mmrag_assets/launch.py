@@ -178,15 +178,18 @@ def run_outcome(result: Any, t0: float, *, first_partition_wins: bool = False) -
 
 
 def failure_message(result: Any) -> str:
-    """The innermost cause of the first failed step: mmrag's own message, not Dagster's wrapper."""
+    """The innermost cause of the first failed step (or of the resources that failed to start):
+    mmrag's own message, not Dagster's wrapper."""
     for e in result.all_events:
-        if e.is_step_failure and e.event_specific_data and e.event_specific_data.error:
-            err = e.event_specific_data.error
-            while err.cause is not None:
-                err = err.cause
-            head, _, rest = err.message.strip().partition(": ")
-            msg = rest if rest and head.endswith(err.cls_name or "\0") else err.message.strip()
-            return f"{e.step_key}: {msg.splitlines()[0] if msg else err.cls_name}"
+        data = e.event_specific_data
+        err = getattr(data, "error", None) if data is not None else None
+        if err is None or not (e.is_step_failure or e.event_type_value in ("RESOURCE_INIT_FAILURE", "RUN_FAILURE")):
+            continue
+        while err.cause is not None:
+            err = err.cause
+        head, _, rest = err.message.strip().partition(": ")
+        msg = rest if rest and head.endswith(err.cls_name or "\0") else err.message.strip()
+        return f"{e.step_key or 'resources'}: {msg.splitlines()[0] if msg else err.cls_name}"
     return f"Dagster run {result.run_id} failed: see the run in `mmrag ui`"
 
 
@@ -226,7 +229,6 @@ def _pipeline(
     from mmrag_assets.lib.catalog import Catalog
     from mmrag_assets.lib.ingest.corpus import SHARD_KEYS
     from mmrag_assets.lib.plan import plan_run
-    from mmrag_assets.lib.quality.gates import gate_keys
     from mmrag_assets.lib.verify import check_and_repair
 
     say = say or (lambda _m: None)
@@ -247,19 +249,30 @@ def _pipeline(
         say("up to date: nothing to ingest, embed or publish")
         return {"run_id": None, "documents": plan.documents, "ingested": 0, "embedded": 0, "failed": [],
                 "seconds": round(time.perf_counter() - t0, 2), "index": {"rebuilt": False}}
-    with open_instance(cfg) as instance:
-        from mmrag_assets.distributed import launch_parallel, merge, parallel, set_pool_limits
+    from mmrag_assets.distributed import launch_parallel, merge, parallel
 
+    if parallel(cfg):  # every run in a preloaded run process: this one imports no Dagster
+        out = merge(launch_parallel(cfg, plan, embed=version_key is not None, say=say, verbose=verbose))
+    else:
+        out = _launch_here(cfg, job, plan, version_key, say, verbose)
+    return _finish(cfg, catalog, out, plan, version_key, t0)
+
+
+def _launch_here(cfg: MmragConfig, job: str, plan: Any, version_key: str | None, say, verbose: bool) -> RunOutcome:
+    """The command's one run, in this process."""
+    from mmrag_assets.distributed import set_pool_limits
+
+    with open_instance(cfg) as instance:
         set_pool_limits(instance, cfg)
-        if parallel(cfg):
-            out = merge(launch_parallel(cfg, instance, plan, embed=version_key is not None, say=say, verbose=verbose))
-        elif plan.range is None:
-            if version_key is None:
-                out = launch(cfg, instance, "corpus_manifest_job", say=say, verbose=verbose)
-            else:
-                out = launch(cfg, instance, "publish_job", say=say, verbose=verbose)
-        else:
-            out = launch(cfg, instance, job, plan.range, say=say, verbose=verbose)
+        if plan.range is not None:
+            return launch(cfg, instance, job, plan.range, say=say, verbose=verbose)
+        name = "corpus_manifest_job" if version_key is None else "publish_job"
+        return launch(cfg, instance, name, say=say, verbose=verbose)
+
+
+def _finish(cfg: MmragConfig, catalog: Any, out: RunOutcome, plan: Any, version_key: str | None, t0: float) -> dict[str, Any]:
+    from mmrag_assets.lib.quality.gates import gate_keys
+
     if not out.success and not out.blocked:
         raise MmragError(f"run {out.run_id} failed: {out.error}")
     failed = [

@@ -20,7 +20,7 @@ def worker_flags(sp: argparse.ArgumentParser) -> None:
 @command("worker", "start a celery worker for scale-out runs (orchestration=celery): it executes their steps", worker_flags)
 def cmd_worker(args: argparse.Namespace) -> int:
     from mmrag_assets.defs.shared import EMBED_QUEUE
-    from mmrag_assets.distributed import celery_yaml
+    from mmrag_assets.distributed import celery_yaml, preload_modules
     from mmrag_assets.errors import MmragError
     from mmrag_assets.launch import dagster_home, open_instance
 
@@ -41,8 +41,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     # what `dagster-celery worker start -y celery.yaml` does (a config module on PYTHONPATH), then exec
     # celery itself, so that this process is the worker (signals, pid) rather than a wrapper around it
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (get_config_dir(str(conf)), os.environ.get("PYTHONPATH")) if p)}
+    env["MMRAG_PRELOAD"] = ",".join(preload_modules(cfg))  # imported once, before the pool forks (celery_app.py)
     queues = args.queue or ["dagster", EMBED_QUEUE]
-    argv = [exe, "-A", "dagster_celery.app", "worker", "--prefetch-multiplier=1", "--disable-prefetch", "--loglevel=INFO",
+    argv = [exe, "-A", "mmrag_assets.celery_app", "worker", "--prefetch-multiplier=1", "--disable-prefetch", "--loglevel=INFO",
             "-Q", ",".join(queues), "-n", get_worker_name(args.name), f"--concurrency={args.concurrency}", "--pool=prefork"]  # fmt: skip
     say(f"celery worker on {', '.join(queues)} (broker {cfg.orchestration.celery.broker})")
     os.execve(exe, argv, env)

@@ -30,8 +30,10 @@ PIPELINE_JOBS = [index_job, ingest_job, publish_job, corpus_manifest_job]
 
 # ---------------------------------------------------------------- scale-out (orchestration.workers > 1)
 # `mmrag index` on several workers: one corpus_manifest run, then one run per range of shards, side
-# by side, each executing its steps out of process, then one publish run. The executor is chosen
-# by the job (Dagster picks executors per job): multiprocess on one machine, celery across machines.
+# by side, then one publish run, each in a run process forked from a preloaded server
+# (distributed.run_processes). The executor is chosen by the job (Dagster picks executors per job):
+# on one machine ("multiprocess") a run's steps execute in its own process (a process per step
+# re-imported everything: ~4 s of CPU a step), across machines they go to celery workers.
 SHARD_INDEX = ["page_images", "transcript_segments", "item_embeddings"]
 
 
@@ -39,7 +41,7 @@ def _scale_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
     from dagster_celery import celery_executor
 
     out = []
-    for suffix, executor in (("multiprocess", dg.multiprocess_executor), ("celery", celery_executor)):
+    for suffix, executor in (("multiprocess", dg.in_process_executor), ("celery", celery_executor)):
         out += [
             dg.define_asset_job(f"shard_index_job_{suffix}", selection=dg.AssetSelection.assets(*SHARD_INDEX),
                                 executor_def=executor, tags={"mmrag/writer": "true"},
