@@ -16,6 +16,7 @@ exists is used as it is: run ``mmrag index`` after the corpus changes.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from mmrag_assets.cli._app import command, emit, json_flag, say
@@ -178,7 +179,8 @@ def _train_fusion(args: argparse.Namespace, cfg: MmragConfig, query_set: Any) ->
     ccfg = load_config([*args.overrides, "search.fusion=score"]) if cfg.search.fusion == "learned" else cfg
     searcher = open_searcher(ccfg, _index, say)
     say(f"training the learned fusion on {query_set.path.name} ({len(query_set)} queries)")
-    command = "mmrag eval --calibrate " + shlex.join([args.calibrate, *(["--only", args.only] if args.only else []), *args.overrides])
+    # the model file is shared (conf/ is committed): no path of this machine goes into it
+    command = "mmrag eval --calibrate " + shlex.join([args.calibrate, *(["--only", args.only] if args.only else []), *map(_short, args.overrides)])
     tier = {"arch": cfg.model.arch, "model": cfg.model.name, "dim": cfg.model.dim}
     model, report, ds = ft.train(searcher, query_set, name=args.calibrate, tier=tier, command=command, progress=say)
     model.save(path)
@@ -189,6 +191,13 @@ def _train_fusion(args: argparse.Namespace, cfg: MmragConfig, query_set: Any) ->
         "baseline": report["baseline"], "baseline_hit@10": report["cv_baseline"]["hit@10"],
         "baseline_mrr@10": report["cv_baseline"]["mrr@10"],
     }  # fmt: skip
+
+
+def _short(override: str) -> str:
+    """``key=/an/absolute/path/to/x`` -> ``key=.../to/x`` (what the path was, not where)."""
+    key, eq, value = override.partition("=")
+    p = Path(value)
+    return f"{key}{eq}.../{'/'.join(p.parts[-2:])}" if eq and p.is_absolute() and len(p.parts) > 3 else override
 
 
 def _conf_dir():

@@ -15,6 +15,7 @@ from mmrag_assets.lib.search.channels import LateInteraction, Query
 from mmrag_assets.lib.search.fusion import Evidence, ScoreFusion
 from mmrag_assets.lib.search.learned import (
     FEATURES,
+    MODEL_FEATURES,
     WHY_TERMS,
     FusionModel,
     LearnedFusion,
@@ -62,6 +63,26 @@ def test_features_of_every_listed_candidate() -> None:
     assert f["maxsim_gap"].tolist() == pytest.approx([0.0, -0.2, -0.4, -0.5])
     assert f["question"].tolist() == [1.0] * 4 and f["query_len"][0] == pytest.approx(math.log1p(6))
     assert f["log_len"][1] == pytest.approx(math.log1p(80))
+
+
+def test_score_fusion_terms_are_the_convex_combinations_parts() -> None:
+    ev = _evidence()
+    s = SimpleNamespace(weights={"maxsim": 1.0, "lexical": 2.0, "dense": 0.5}, rrf_k=60,
+                        coverage_weights=SimpleNamespace(semantic={"lexical": 0.5}, low=0.7, high=0.95))  # fmt: skip
+    score = ScoreFusion(s)
+    w = score.weights_for(ev)
+    assert w["lexical"] == pytest.approx(2.0 * (0.8 + 0.2 * 0.5))  # coverage 0.9 between low and high
+    pos, x, names = candidate_features(ev, w)
+    f = {n: x[:, j] for j, n in enumerate(names)}
+    total = f["fuse_maxsim"] + f["fuse_lexical"] + f["fuse_dense"]
+    fused = score.fuse(ev)
+    assert total.tolist() == pytest.approx([fused.scores[i] for i in pos.tolist()])
+    assert f["fuse_lexical"].tolist() == pytest.approx([0.0, 0.0, 0.0, w["lexical"]])  # min-max: BM25's last gets 0
+    assert f["segment_x_fuse_dense"].tolist() == pytest.approx([0.0, w["dense"], 0.0, 0.0])
+    assert f["fuse_dense_x_uncov"].tolist() == pytest.approx((f["fuse_dense"] * 0.1).tolist())
+    # the learned fusion reports the weights its terms were made with
+    model = _model({"fuse_lexical": 1.0})
+    assert LearnedFusion(model, score).fuse(ev).weights == w
 
 
 def _model(coef: dict[str, float], intercept: float = -3.0) -> FusionModel:
@@ -128,9 +149,9 @@ def _gap_dataset(n_queries: int, seed: int) -> ft.Dataset:
         bm = rng.uniform(0.2, 0.9, n)
         bm[ans] = rng.uniform(0.8, 1.0)
         bm[seg] /= 3.0  # the modality gap
-        x[:, j["bm25"]] = bm
+        x[:, j["bm25"]] = x[:, j["fuse_lexical"]] = bm
         x[:, j["is_segment"]] = seg
-        x[:, j["segment_x_bm25"]] = seg * bm
+        x[:, j["segment_x_bm25"]] = x[:, j["segment_x_fuse_lexical"]] = seg * bm
         xs.append(x)
         ys.append(y)
         gs.append(np.full(n, g))
@@ -144,11 +165,12 @@ def test_training_learns_the_per_modality_scale_that_bm25_alone_misses() -> None
     train, test = _gap_dataset(80, 1), _gap_dataset(60, 2)
     model, report = ft.fit(train)
     before = ft.ranking_metrics(test.baseline, test)
-    after = ft.ranking_metrics(model.proba(test.x), test)
+    assert model.features == list(MODEL_FEATURES)
+    after = ft.ranking_metrics(model.proba(ft.columns(test, model.features)), test)
     assert before["mrr@10"] < 0.75  # spoken answers lose to pages that share words
     assert after["mrr@10"] > before["mrr@10"] + 0.15
     assert report["C"] in ft.C_GRID and str(report["C"]) in report["cv"]
-    assert model.coef[FEATURES.index("segment_x_bm25")] > 0  # a window's BM25 counts for more than a page's
+    assert model.coef[model.features.index("segment_x_fuse_lexical")] > 0  # a window's BM25 counts for more than a page's
 
 
 def test_reliability_per_modality() -> None:

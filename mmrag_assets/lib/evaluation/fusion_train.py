@@ -28,8 +28,8 @@ import numpy as np
 
 from mmrag_assets.lib.evaluation.evaluate import grade_of
 from mmrag_assets.lib.evaluation.query_set import QuerySet
-from mmrag_assets.lib.search.fusion import Evidence, Fused, Fusion
-from mmrag_assets.lib.search.learned import FEATURES, FusionModel, candidate_features
+from mmrag_assets.lib.search.fusion import Evidence, Fused, Fusion, ScoreFusion
+from mmrag_assets.lib.search.learned import FEATURES, MODEL_FEATURES, FusionModel, candidate_features
 
 C_GRID = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)  # inverse L2 strengths tried (grouped CV)
 FOLDS = 5
@@ -65,15 +65,13 @@ class _Collector(Fusion):
 
     name = "collector"
 
-    def __init__(self, inner: Fusion) -> None:
-        self.inner = inner
+    def __init__(self, inner: Fusion, score: ScoreFusion) -> None:
+        self.inner, self.score = inner, score  # score: the per-query weights of the fuse_* features
         self.last: tuple[np.ndarray, np.ndarray, Fused, Evidence] | None = None
 
     def fuse(self, ev: Evidence) -> Fused:
         out = self.inner.fuse(ev)
-        pos, x, names = candidate_features(ev)
-        if names != list(FEATURES):
-            x = x[:, [names.index(f) for f in FEATURES]]
+        pos, x, _ = candidate_features(ev, self.score.weights_for(ev))
         self.last = (pos, x, out, ev)
         return out
 
@@ -82,7 +80,7 @@ def collect(searcher: Any, query_set: QuerySet, progress: Callable[[str], None] 
     """Search each query of ``query_set`` once with ``searcher`` (its configured fusion ranks; every
     candidate of the final fusion becomes a row)."""
     inner = searcher.fusion(searcher.view)
-    col = _Collector(inner)
+    col = _Collector(inner, ScoreFusion(searcher.cfg.search))
     searcher.fusion = lambda _view: col
     xs, ys, gs, ms, bs, qids, tags = [], [], [], [], [], [], []
     for n, q in enumerate(query_set.queries):
@@ -132,35 +130,45 @@ def _lr(c: float):
     return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
 
 
-def cross_validate(ds: Dataset, c: float, folds: int = FOLDS) -> np.ndarray:
-    """Held-out P(relevant) of every row: folds grouped by query."""
+def columns(ds: Dataset, features: Sequence[str]) -> np.ndarray:
+    """``ds.x`` cut to ``features`` (names of :data:`FEATURES`), in that order."""
+    unknown = [f for f in features if f not in FEATURES]
+    if unknown:
+        raise ValueError(f"unknown features {unknown}")
+    return ds.x[:, [FEATURES.index(f) for f in features]]
+
+
+def cross_validate(ds: Dataset, c: float, folds: int = FOLDS, features: Sequence[str] = MODEL_FEATURES) -> np.ndarray:
+    """Held-out P(relevant) of every row from a model over ``features``: folds grouped by query."""
     from sklearn.model_selection import GroupKFold
 
+    x = columns(ds, features)
     out = np.zeros(len(ds.y), dtype=np.float64)
     n = min(folds, ds.n_queries)
-    for tr, te in GroupKFold(n_splits=n).split(ds.x, ds.y, ds.group):
+    for tr, te in GroupKFold(n_splits=n).split(x, ds.y, ds.group):
         if ds.y[tr].min() == ds.y[tr].max():  # a fold without a positive (or a negative) teaches nothing
             out[te] = ds.y[tr].mean()
             continue
-        out[te] = _lr(c).fit(ds.x[tr], ds.y[tr]).predict_proba(ds.x[te])[:, 1]
+        out[te] = _lr(c).fit(x[tr], ds.y[tr]).predict_proba(x[te])[:, 1]
     return out
 
 
-def fit(ds: Dataset, grid: Sequence[float] = C_GRID) -> tuple[FusionModel, dict[str, Any]]:
-    """The model (C chosen by grouped CV on MRR@10, then hit@10, then the smaller C) and the CV report."""
+def fit(ds: Dataset, grid: Sequence[float] = C_GRID, features: Sequence[str] = MODEL_FEATURES) -> tuple[FusionModel, dict[str, Any]]:
+    """The model over ``features`` (C chosen by grouped CV on MRR@10, then hit@10, then the smaller
+    C) and the CV report."""
     if ds.y.sum() == 0:
         from mmrag_assets.errors import MmragError
 
         raise MmragError("no candidate of any query is relevant: the labels do not match this index")
     cv: dict[float, dict[str, float]] = {}
     for c in grid:
-        cv[c] = ranking_metrics(cross_validate(ds, c), ds)
+        cv[c] = ranking_metrics(cross_validate(ds, c, features=features), ds)
     best = max(grid, key=lambda c: (round(cv[c]["mrr@10"], 4), round(cv[c]["hit@10"], 4), -c))
-    pipe = _lr(best).fit(ds.x, ds.y)
+    pipe = _lr(best).fit(columns(ds, features), ds.y)
     scaler, lr = pipe[0], pipe[-1]
     scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
     model = FusionModel(
-        list(FEATURES), scaler.mean_.astype(np.float64), scale.astype(np.float64), lr.coef_[0].astype(np.float64),
+        list(features), scaler.mean_.astype(np.float64), scale.astype(np.float64), lr.coef_[0].astype(np.float64),
         float(lr.intercept_[0]),
     )  # fmt: skip
     report = {
@@ -227,4 +235,4 @@ def log_loss(p: np.ndarray, y: np.ndarray) -> float:
     return float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q))) if len(y) else math.nan
 
 
-__all__ = ["Dataset", "collect", "cross_validate", "fit", "platt", "ranking_metrics", "reliability", "train"]
+__all__ = ["Dataset", "collect", "columns", "cross_validate", "fit", "platt", "ranking_metrics", "reliability", "train"]

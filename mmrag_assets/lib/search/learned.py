@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mmrag_assets.errors import ConfigError
-from mmrag_assets.lib.search.fusion import Evidence, Fused, Fusion, ScoreFusion
+from mmrag_assets.lib.search.fusion import CHANNELS, Evidence, Fused, Fusion, ScoreFusion
 
 if TYPE_CHECKING:
     from mmrag_assets.config import SearchConfig
@@ -40,78 +41,135 @@ WHY_TERMS = 8  # the largest contributions a result reports
 _QUESTION_WORDS = frozenset(["how", "why", "what", "when", "where", "which", "who", "whom", "whose", "can", "could", "does", "do", "is", "are", "should"])
 
 
-def _inv_rank(r: int | None) -> float:
-    """1 / log2(1 + rank): 1 for the first, 0.5 for the third, 0 when not listed (a DCG discount)."""
-    return 0.0 if r is None else 1.0 / math.log2(1.0 + r)
+def _first(pos: np.ndarray, scores: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(positions sorted, their 1-based ranks, their scores)`` of a ranking, each position at its
+    first listing (a position listed twice counts at its best rank, as in ``fusion.convex``)."""
+    pos = np.asarray(pos, dtype=np.int64)
+    keys, first = np.unique(pos, return_index=True)
+    sc = np.zeros(len(pos)) if scores is None else np.asarray(scores, dtype=np.float64)
+    return keys, first + 1.0, sc[first]
 
 
-def candidate_features(ev: Evidence) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """``(positions (n,), X (n, F), feature names)`` for every candidate any list of ``ev`` holds."""
-    view, late = ev.query.view, ev.late
-    lists = ev.lists
-    pos = list(dict.fromkeys(int(i) for p, _ in lists.values() for i in p.tolist()))  # first listing order
-    ranks = {n: {int(i): r for r, i in enumerate(p.tolist(), 1)} for n, (p, _) in lists.items()}
-    score = {n: dict(zip(map(int, p.tolist()), np.asarray(s, dtype=np.float64).tolist(), strict=True)) for n, (p, s) in lists.items()}
-    bm25 = score.get("lexical", {})
-    bmax = max(bm25.values(), default=0.0)
-    dense = score.get("dense", {})
-    dmax = max(dense.values(), default=0.0)
-    dmin = min(dense.values(), default=0.0)
-    raws = [late.raw.get(i, 0.0) for i in pos]
-    cov = ev.coverage if ev.coverage is not None else max(raws, default=0.0)
+def _lookup(cand: np.ndarray, keys: np.ndarray, values: np.ndarray, missing: float) -> np.ndarray:
+    """``values`` of each candidate found in ``keys`` (sorted, unique), ``missing`` for the others."""
+    if not len(keys):
+        return np.full(len(cand), missing)
+    at = np.clip(np.searchsorted(keys, cand), 0, len(keys) - 1)
+    return np.where(keys[at] == cand, values[at], missing)
+
+
+def _convex_terms(
+    lists: Mapping[str, tuple[np.ndarray, np.ndarray]], weights: Mapping[str, float], cand: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Each channel's term of ``fusion.convex`` for every candidate (0 where the channel does not
+    list it): the parts that sum to ``search.fusion=score``'s score."""
+    out = {}
+    for name in CHANNELS:
+        col = np.zeros(len(cand))
+        w = float(weights.get(name, 0.0))
+        if name in lists and w > 0 and len(lists[name][0]):
+            keys, _, sc = _first(*lists[name])
+            lo, hi = float(sc.min()), float(sc.max())
+            norm = (sc - lo) / (hi - lo) if hi > lo else np.ones_like(sc)
+            col = _lookup(cand, keys, w * norm, 0.0)
+        out[name] = col
+    return out
+
+
+def _by_position(values: Mapping[int, float], cand: np.ndarray, missing: float = 0.0) -> np.ndarray:
+    return np.fromiter((values.get(i, missing) for i in cand.tolist()), dtype=np.float64, count=len(cand))
+
+
+def _inv_ranks(ranks: np.ndarray) -> np.ndarray:
+    """1 / log2(1 + rank): 1 for the first, 0.5 for the third, 0 when not listed (inf; a DCG discount)."""
+    listed = np.isfinite(ranks)
+    return np.where(listed, 1.0 / np.log2(1.0 + np.where(listed, ranks, 1.0)), 0.0)
+
+
+def candidate_features(ev: Evidence, weights: Mapping[str, float] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``(positions (n,), X (n, len(FEATURES)), FEATURES)`` for every candidate any list of ``ev``
+    holds, in first-listing order. ``weights``: the score fusion's per-channel weights for this query
+    (``ScoreFusion.weights_for``), which the ``fuse_*`` features carry (default: 1 each)."""
+    view, late, lists = ev.query.view, ev.late, ev.lists
+    listed = [np.asarray(p, dtype=np.int64) for p, _ in lists.values()]
+    allpos = np.concatenate(listed) if listed else np.zeros(0, dtype=np.int64)
+    uniq, first = np.unique(allpos, return_index=True)
+    cand = uniq[np.argsort(first, kind="stable")]
+    n = len(cand)
+    if not n:
+        return cand, np.zeros((0, len(FEATURES))), list(FEATURES)
+    inf = math.inf
+    rank_of, score_of = {}, {}
+    for name, (p, s) in lists.items():
+        keys, rk, sc = _first(p, s)
+        rank_of[name], score_of[name] = _lookup(cand, keys, rk, inf), _lookup(cand, keys, sc, math.nan)
+    unlisted = np.full(n, inf)
+    bm25 = np.nan_to_num(score_of["lexical"], nan=0.0) if "lexical" in lists else np.zeros(n)
+    bmax = float(np.max(lists["lexical"][1])) if "lexical" in lists and len(lists["lexical"][1]) else 0.0
+    dscores = np.asarray(lists["dense"][1], dtype=np.float64) if "dense" in lists else np.zeros(0)
+    d_raw = score_of["dense"] if "dense" in lists else np.full(n, math.nan)
+    dmax = float(dscores.max()) if len(dscores) else 0.0
+    d_floor = float(dscores.min()) - dmax - 0.05 if len(dscores) else -0.3  # an item the dense channel did not list: below its last
+    d_gap = np.where(np.isnan(d_raw), d_floor, d_raw - dmax)
+    raw = _by_position(late.raw, cand)
+    cov = ev.coverage if ev.coverage is not None else float(raw.max())
+    uncov = 1.0 - min(cov, 1.0)
     words = ev.query.text.lower().split()
     q_tokens = 0 if ev.query.vectors is None else len(ev.query.vectors)
     q_len = math.log1p(q_tokens or len(words))
     question = float(bool(words) and (words[0] in _QUESTION_WORDS or ev.query.text.rstrip().endswith("?")))
+    mod = view.modality[cand]
+    seg, img = (mod == "segment").astype(np.float64), (mod == "image").astype(np.float64)
+    at = cand.tolist()
+    rec = np.array([not _missing(view.items["start_s"][i]) for i in at], dtype=np.float64)
     n_tok = view.items.get("n_tokens")
+    length = np.array([0.0 if n_tok is None or _missing(n_tok[i]) else math.log1p(float(n_tok[i])) for i in at])
+    b = bm25 / bmax if bmax > 0 else np.zeros(n)
+    nb_b, nb_d = np.zeros(n), np.full(n, d_floor)
     nb = getattr(view, "neighbours", None)
-    d_floor = dmin - dmax - 0.05 if dense else -0.3  # a window the dense channel did not list: below its last
-    rows = []
-    for i, raw in zip(pos, raws, strict=True):
-        m = view.modality[i]
-        seg, img = float(m == "segment"), float(m == "image")
-        rec = float(not _missing(view.items["start_s"][i]))  # a transcript window or a video keyframe
-        b = bm25.get(i, 0.0) / bmax if bmax > 0 else 0.0
-        d_gap = (dense[i] - dmax) if i in dense else d_floor
-        around = [int(j) for j in nb[i] if j >= 0] if nb is not None else []
-        nb_b = max((bm25.get(j, 0.0) for j in around), default=0.0) / bmax if bmax > 0 else 0.0
-        nb_d = max((dense[j] - dmax if j in dense else d_floor for j in around), default=d_floor)
-        gap = raw - cov
-        length = math.log1p(float(n_tok[i])) if n_tok is not None and not _missing(n_tok[i]) else 0.0
-        f = {
-            "maxsim_cov": raw,
-            "maxsim_gap": gap,
-            "maxsim_z": late.calibrated.get(i, 0.0),
-            "maxsim_rank": _inv_rank(ranks.get("maxsim", {}).get(i)),
-            "bm25": b,
-            "bm25_log": math.log1p(bm25.get(i, 0.0)),
-            "bm25_rank": _inv_rank(ranks.get("lexical", {}).get(i)),
-            "dense_gap": d_gap,
-            "dense_rank": _inv_rank(ranks.get("dense", {}).get(i)),
-            "first_stage_rank": _inv_rank(ev.ranks.get("first_stage", {}).get(i)),
-            "nb_bm25": nb_b,  # the best BM25 of the item before or after it (neighbouring context)
-            "nb_dense": nb_d,
-            "is_segment": seg,
-            "is_image": img,
-            "is_recording": rec,
-            "log_len": length,
-            "query_cov": cov,
-            "query_len": q_len,
-            "question": question,
-            "bm25_x_cov": b * cov,
-            "dense_x_uncov": d_gap * (1.0 - min(cov, 1.0)),
-            "segment_x_bm25": seg * b,
-            "segment_x_dense": seg * d_gap,
-            "segment_x_gap": seg * gap,
-            "segment_x_len": seg * length,
-            "image_x_bm25": img * b,
-            "image_x_dense": img * d_gap,
-            "image_x_gap": img * gap,
-        }
-        rows.append(list(f.values()))
-    names = list(f.keys()) if rows else list(FEATURES)
-    x = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(names))
-    return np.asarray(pos, dtype=np.int64), x, names
+    if nb is not None:  # the best BM25 / dense evidence of the item before or after (neighbouring context)
+        b_of = dict(zip(at, b.tolist(), strict=True))
+        d_of = {i: g for i, g, r in zip(at, d_gap.tolist(), d_raw.tolist(), strict=True) if not math.isnan(r)}
+        around = [[int(j) for j in row if j >= 0] for row in nb[cand]]
+        nb_b = np.array([max((b_of.get(j, 0.0) for j in row), default=0.0) for row in around])
+        nb_d = np.array([max((d_of.get(j, d_floor) for j in row), default=d_floor) for row in around])
+    gap = raw - cov
+    cols = {
+        "maxsim_cov": raw,
+        "maxsim_gap": gap,
+        "maxsim_z": _by_position(late.calibrated, cand),
+        "maxsim_rank": _inv_ranks(rank_of.get("maxsim", unlisted)),
+        "bm25": b,
+        "bm25_log": np.log1p(bm25),
+        "bm25_rank": _inv_ranks(rank_of.get("lexical", unlisted)),
+        "dense_gap": d_gap,
+        "dense_rank": _inv_ranks(rank_of.get("dense", unlisted)),
+        "first_stage_rank": _inv_ranks(_by_position(ev.ranks.get("first_stage", {}), cand, inf)),
+        "nb_bm25": nb_b,
+        "nb_dense": nb_d,
+        "is_segment": seg,
+        "is_image": img,
+        "is_recording": rec,
+        "log_len": length,
+        "query_cov": np.full(n, cov),
+        "query_len": np.full(n, q_len),
+        "question": np.full(n, question),
+        "bm25_x_cov": b * cov,
+        "dense_x_uncov": d_gap * uncov,
+        "segment_x_bm25": seg * b,
+        "segment_x_dense": seg * d_gap,
+        "segment_x_gap": seg * gap,
+        "segment_x_len": seg * length,
+        "image_x_bm25": img * b,
+        "image_x_dense": img * d_gap,
+        "image_x_gap": img * gap,
+    }
+    terms = _convex_terms(lists, dict.fromkeys(CHANNELS, 1.0) if weights is None else weights, cand)
+    for c, v in terms.items():
+        cols[f"fuse_{c}"], cols[f"segment_x_fuse_{c}"], cols[f"image_x_fuse_{c}"] = v, seg * v, img * v
+    cols["fuse_dense_x_uncov"] = terms["dense"] * uncov
+    cols["segment_x_fuse_dense_x_uncov"] = seg * terms["dense"] * uncov
+    return cand, np.column_stack([cols[f] for f in FEATURES]), list(FEATURES)
 
 
 def _missing(x: Any) -> bool:
@@ -123,6 +181,21 @@ FEATURES = (
     "dense_rank", "first_stage_rank", "nb_bm25", "nb_dense", "is_segment", "is_image", "is_recording",
     "log_len", "query_cov", "query_len", "question", "bm25_x_cov", "dense_x_uncov", "segment_x_bm25",
     "segment_x_dense", "segment_x_gap", "segment_x_len", "image_x_bm25", "image_x_dense", "image_x_gap",
+    "fuse_maxsim", "segment_x_fuse_maxsim", "image_x_fuse_maxsim", "fuse_lexical", "segment_x_fuse_lexical",
+    "image_x_fuse_lexical", "fuse_dense", "segment_x_fuse_dense", "image_x_fuse_dense", "fuse_dense_x_uncov",
+    "segment_x_fuse_dense_x_uncov",
+)  # fmt: skip
+# What a trained model reads (fusion_train.fit's default): the score fusion's convex terms
+# (fuse_*, which sum to search.fusion=score's score), each again for transcript windows and for
+# images, and the dense evidence where the query's words are missing (1 - coverage). Left out on
+# purpose: the modality, length and query features on their own (is_segment, log_len, query_cov...):
+# on the real-document dev split a model reading every feature learned each modality's base rate
+# (a transcript window is relevant more often per candidate than a page) and flooded page questions
+# with windows; these terms can only re-weigh evidence some channel found (BENCHMARKS.md).
+MODEL_FEATURES = (
+    "fuse_maxsim", "segment_x_fuse_maxsim", "image_x_fuse_maxsim", "fuse_lexical", "segment_x_fuse_lexical",
+    "image_x_fuse_lexical", "fuse_dense", "segment_x_fuse_dense", "image_x_fuse_dense", "fuse_dense_x_uncov",
+    "segment_x_fuse_dense_x_uncov", "dense_x_uncov",
 )  # fmt: skip
 
 
@@ -227,8 +300,9 @@ class LearnedFusion(Fusion):
 
     name = "learned"
 
-    def __init__(self, model: FusionModel) -> None:
+    def __init__(self, model: FusionModel, score: ScoreFusion | None = None) -> None:
         self.model = model
+        self.score = score  # its per-query weights make the fuse_* features (None: 1 per channel)
 
     @classmethod
     def for_search(cls, s: SearchConfig, view: Any, model: FusionModel | None = None) -> Fusion:
@@ -240,15 +314,15 @@ class LearnedFusion(Fusion):
         mismatch = arch is not None and view is not None and ((arch == "lite") != (have == "vocab"))
         if mismatch:
             return _Fallback(s, f"fusion model {s.fusion_model} was trained on the {arch} tier: score fusion used")
-        return cls(model)
+        return cls(model, ScoreFusion(s))
 
     def fuse(self, ev: Evidence) -> Fused:
-        pos, x, names = candidate_features(ev)
+        w = self.score.weights_for(ev) if self.score is not None else None
+        pos, x, names = candidate_features(ev, w)
         if not len(pos):
-            return Fused({}, {}, {}, {"model": self.model.trained.get("name")})
+            return Fused({}, w or {}, {}, {"model": self.model.trained.get("name")})
         if names != self.model.features:
-            idx = [names.index(f) for f in self.model.features]
-            x = x[:, idx]
+            x = x[:, [names.index(f) for f in self.model.features]]
         logit, terms = self.model.logits(x)
         p = 1.0 / (1.0 + np.exp(-logit))
         feats = self.model.features
@@ -257,7 +331,7 @@ class LearnedFusion(Fusion):
             top = np.argsort(-np.abs(terms[r]))[:WHY_TERMS]
             why[i] = {feats[j]: float(terms[r, j]) for j in top} | {"bias": self.model.intercept}
         return Fused(
-            dict(zip(pos.tolist(), p.tolist(), strict=True)), {}, why,
+            dict(zip(pos.tolist(), p.tolist(), strict=True)), w or {}, why,
             {"model": self.model.trained.get("name"), "trained_on": self.model.trained.get("queries_sha256")},
         )  # fmt: skip
 
@@ -273,4 +347,4 @@ class _Fallback(ScoreFusion):
         return out
 
 
-__all__ = ["FEATURES", "FusionModel", "LearnedFusion", "candidate_features", "check_writable", "load_model", "model_path"]
+__all__ = ["FEATURES", "MODEL_FEATURES", "FusionModel", "LearnedFusion", "candidate_features", "check_writable", "load_model", "model_path"]
