@@ -405,7 +405,7 @@ def execute(
 
 # What every run process needs, imported once by the server the run processes are forked from (the
 # spawned process per run this replaces re-imported all of it: ~4 s of CPU each here, with Great
-# Expectations ~4.7 s of it on its own, README "Scaling out"). An import that fails is skipped.
+# Expectations ~4.7 s of it on its own, docs/scaling-out.md). An import that fails is skipped.
 PRELOAD = (
     "mmrag_assets.preload",  # first: what forking after these imports needs (warnings, log levels)
     "dagster._core.executor.multiprocess",
