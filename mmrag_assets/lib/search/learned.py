@@ -5,10 +5,11 @@ transcript window of 80 spoken words and a manual page of 600 written ones get B
 MaxSim coverages and cosines on different scales, so one global set of fusion weights ranks
 spoken answers below pages that merely share words. Here a logistic regression (scikit-learn,
 trained by ``lib/evaluation/fusion_train.py`` on labelled queries: ``mmrag eval --calibrate``)
-reads, per candidate, its channels' scores and ranks, how much of the query it and the best
-candidate hold, its modality and whether it is part of a recording, its length, the query's
-length and form, and per-modality interactions of the channel scores (per-modality-pair
-calibration learned, not assumed), and outputs a probability of relevance:
+reads, per candidate, the score fusion's term of each channel (its share of
+``search.fusion=score``'s score), the same terms again for transcript windows and for images (the
+per-modality-pair calibration learned, not assumed), and the dense evidence where the query's
+words are missing (:data:`MODEL_FEATURES`; :func:`candidate_features` computes more, for study),
+and outputs a probability of relevance:
 
     P(relevant | x) = 1 / (1 + exp(-(b + sum_j w_j (x_j - mean_j) / scale_j)))
 
