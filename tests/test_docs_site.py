@@ -1,0 +1,38 @@
+"""The docs site builds offline with --strict (broken links and anchors, pages missing from the nav fail)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# what a browser would fetch from elsewhere: stylesheets, scripts, images, fonts, CSS imports
+EXTERNAL = re.compile(
+    r"""<(?:link|script|img|iframe)\b[^>]*\b(?:href|src)=["'](?:https?:)?//"""
+    r"""|url\(\s*["']?(?:https?:)?//""",  # CSS: @import url(...), fonts, backgrounds
+    re.IGNORECASE,
+)
+
+
+def test_docs_site_builds_strict_and_offline(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    argv = [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)]
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    pages = {p.relative_to(site).as_posix() for p in site.rglob("index.html")}
+    # README is the home page, BENCHMARKS.md the measured figures, every docs/*.md a page
+    expected = {"index.html", "results/index.html"} | {
+        f"{p.stem}/index.html" for p in (ROOT / "docs").glob("*.md")
+    }
+    assert expected <= pages, sorted(expected - pages)
+    fetched = [
+        (p.relative_to(site).as_posix(), m.group(0)[:120])
+        for p in site.rglob("*")
+        if p.suffix in {".html", ".css", ".js"}
+        for m in EXTERNAL.finditer(p.read_text(errors="replace"))
+    ]
+    assert not fetched, fetched[:10]
