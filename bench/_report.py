@@ -19,7 +19,7 @@ HEADER = (
 
 def machine() -> str:
     try:
-        cpu = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+        cpu = subprocess.run(["nproc"], capture_output=True, text=True, check=False).stdout.strip()
     except OSError:
         cpu = "?"
     return f"{platform.machine()}, {cpu} cores, Python {platform.python_version()}"

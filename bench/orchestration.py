@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._report import table, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
-WORDS = (
+WORDS = (  # noqa: SIM905 (the word list reads better as prose)
     "inverter battery voltage panel roof mounting bracket torque firmware router reset wifi password revenue "
     "quarter region sales cookware steel lighthouse coast night diagram network cable switch install warranty "
     "safety ground fault meter breaker solar grid export tariff pump valve filter housing seal gasket"
@@ -144,8 +144,10 @@ def main() -> None:
     print(json.dumps(figures, indent=1))
     body = "\n".join(
         [
-            f"`bench/orchestration.py --docs {args.docs}`: {args.docs} one-page PDFs, lite tier, each side a fresh "
-            "subprocess on its own storage root (interpreter start and imports included on both sides).",
+            (
+                f"`bench/orchestration.py --docs {args.docs}`: {args.docs} one-page PDFs, lite tier, each side a fresh "
+                "subprocess on its own storage root (interpreter start and imports included on both sides)."
+            ),
             "",
             table(
                 ["", "wall s", "vs plain", "CPU s", "vs plain"],
@@ -156,11 +158,13 @@ def main() -> None:
                 ],
             ),
             "",
-            f"Orchestration adds {overhead:+.0%} wall and {cpu_overhead:+.0%} CPU (target: at most +25%); CPU (user + sys) "
-            "is the steadier figure here, the wall times also count waiting for cores that other jobs hold "
-            f"(load average {load[0]:.1f}, {load[1]:.1f}, {load[2]:.1f} at the end). The run records "
-            f"{events.materializations} materialisations in {events.steps_succeeded} steps: one per shard and asset "
-            f"(16 shards), not one per document; runs: {', '.join(runs)}.",
+            (
+                f"Orchestration adds {overhead:+.0%} wall and {cpu_overhead:+.0%} CPU (target: at most +25%); CPU (user + sys) "
+                "is the steadier figure here, the wall times also count waiting for cores that other jobs hold "
+                f"(load average {load[0]:.1f}, {load[1]:.1f}, {load[2]:.1f} at the end). The run records "
+                f"{events.materializations} materialisations in {events.steps_succeeded} steps: one per shard and asset "
+                f"(16 shards), not one per document; runs: {', '.join(runs)}."
+            ),
         ]
     )
     if not args.no_write:

@@ -223,8 +223,10 @@ def render(out: dict[str, Any], args: argparse.Namespace) -> str:
         (f"- Default layout (plaid + float16 from LanceDB): {(vb + plaid) / 1024:.1f} KiB/page on disk, "
          f"{vb / (344 * 128 * 2 + 100):.3f}x the float16 multi-vector plus its text, plus the first stage (target <= 1.15x)."),
         "",
-        "Per tier, on paper from the measured per-token costs (plaid codes, residual2 codes) and each tier's vectors per page "
-        "(BENCHMARKS.md, Embedding; the lite tier is measured in *Real text* below):",
+        (
+            "Per tier, on paper from the measured per-token costs (plaid codes, residual2 codes) and each tier's vectors "
+            "per page (BENCHMARKS.md, Embedding; the lite tier is measured in *Real text* below):"
+        ),
         "",
         "| tier | vectors/page x dim | float16 in LanceDB | + plaid | + residual2 codes | at 1M pages (default) |",
         "|---|---|---|---|---|---|",
