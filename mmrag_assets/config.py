@@ -43,9 +43,10 @@ ExecutorName = Literal["in_process", "multiprocess", "celery"]
 
 @dataclass
 class CorpusConfig:
-    root: str = MISSING  # directory scanned for documents
+    root: str = MISSING  # directory scanned for documents, or s3://bucket/prefix (lib/ingest/objects.py)
     max_file_bytes: int = MISSING  # larger files are quarantined, never read
     ignore_hidden: bool = MISSING  # skip dot-files and dot-directories
+    cache_bytes: int = MISSING  # an s3:// corpus: the local cache of downloaded objects is kept under this
 
 
 @dataclass
@@ -473,7 +474,23 @@ class MmragConfig:
     # ---- derived locations (never configured separately) ----
     @property
     def corpus_root(self) -> Path:
-        return Path(self.corpus.root)
+        """The corpus folder, or for an object-store corpus the local cache of its objects (whose
+        entries are not laid out by name: read objects through ``lib/ingest/objects.py``)."""
+        from mmrag_assets.lib.storage import parse_root
+
+        uri = parse_root(self.corpus.root, key="corpus.root")
+        if not uri.remote:
+            return Path(uri.prefix)
+        from mmrag_assets.lib.ingest.objects import cache_dir_of
+
+        return cache_dir_of(uri, self.storage.cache_dir)
+
+    @property
+    def corpus_remote(self) -> bool:
+        """``corpus.root`` is an object store (``s3://bucket/prefix``)."""
+        from mmrag_assets.lib.storage import parse_root
+
+        return parse_root(self.corpus.root, key="corpus.root").remote
 
     @property
     def storage_root(self) -> Path:
@@ -622,7 +639,9 @@ def load_config(overrides: list[str] | tuple[str, ...] = (), *, resolve_paths: b
     if resolve_paths:
         from mmrag_assets.lib.storage import parse_root
 
-        obj.corpus.root = str(Path(obj.corpus.root).expanduser().resolve())
+        corpus = parse_root(obj.corpus.root, key="corpus.root")  # s3://... stays a URI, never a folder
+        if not corpus.remote:
+            obj.corpus.root = str(Path(corpus.prefix).expanduser().resolve())
         root = parse_root(obj.storage.root)  # an unsupported scheme is an error here, never a folder
         if not root.remote:
             obj.storage.root = str(Path(root.prefix).expanduser().resolve())

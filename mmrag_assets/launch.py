@@ -242,6 +242,12 @@ def _pipeline(
         say(f"verified in {check.seconds:.1f} s: nothing damaged")
     catalog = Catalog(cfg.catalog_url)
     plan = plan_run(cfg, catalog, version_key=version_key)
+    if cfg.corpus_remote and plan.scan is not None:
+        from mmrag_assets.lib.ingest.corpus import record_scan
+
+        # an object-store corpus: the objects this scan downloaded to hash are hashed for every
+        # machine now (the run's manifest step, on any worker, finds them unchanged: no download)
+        record_scan(catalog, plan.scan)
     if check and check.rerun_all:
         plan.shards = list(SHARD_KEYS)  # the assets redo exactly what is missing, per document
     say(f"{plan.describe()}; shards with work: {' '.join(plan.shards) or 'none'}")

@@ -362,7 +362,13 @@ def create_app(cfg: MmragConfig) -> FastAPI:
         (206 / Content-Range, suffix ranges, 416 when unsatisfiable); play it from ``start_s``."""
         warm.check()
         item_id = _path_text(item_id, "item id")
-        p = _existing(get_searcher(cfg).media_path(item_id), item_id)
+        if cfg.corpus_remote:  # the object itself, through this machine's cache (api/corpus_objects.py)
+            from mmrag_assets.api import corpus_objects
+
+            source = corpus_objects.source_of(get_searcher(cfg), item_id, recording=True)
+            p = corpus_objects.local_copy(cfg, source, item_id)
+        else:
+            p = _existing(get_searcher(cfg).media_path(item_id), item_id)
         return file_response(p, _served(p, ("audio", "video"), f"the recording of item {item_id!r}"))
 
     @app.head("/items/{item_id}/original", dependencies=guarded, include_in_schema=False)
@@ -375,11 +381,11 @@ def create_app(cfg: MmragConfig) -> FastAPI:
         page), always as an attachment: never rendered in this origin (an HTML file's scripts never run here)."""
         warm.check()
         item_id = _path_text(item_id, "item id")
-        p = _original(get_searcher(cfg), item_id, cfg.corpus_root)
+        p = _original(get_searcher(cfg), item_id, cfg)
         if p is None:
             raise NotFound(f"item {item_id!r} is not a page of a converted file (its page image is at /items/{{id}}/image)")
         return FileResponse(
-            p, media_type="application/octet-stream", filename=p.name, content_disposition_type="attachment",
+            p[0], media_type="application/octet-stream", filename=p[1], content_disposition_type="attachment",
             headers={"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"},
         )
 
@@ -452,7 +458,22 @@ def _links(searcher: Any, r: dict[str, Any]) -> dict[str, Any]:
                     out["boxes_url"] = f"/items/{iid}/boxes"
         except NotFound:
             pass
-    if r.get("modality") == "page" and converted_original(searcher.cfg.corpus_root, str(r.get("source") or "")):
+    cfg = searcher.cfg
+    if cfg.corpus_remote:  # an object store: decided from the object's first bytes (api/corpus_objects.py)
+        from mmrag_assets.api import corpus_objects
+
+        source = str(r.get("source") or "")
+        try:
+            if r.get("modality") == "page" and source and corpus_objects.is_converted(cfg, source):
+                out["original_url"] = f"/items/{iid}/original"
+            if r.get("start_s") is not None and source:
+                served = corpus_objects.served_type(cfg, source, ("audio", "video"))
+                if served is not None:
+                    out["media_url"], out["media_type"] = f"/items/{iid}/media", served[0]
+        except OSError:
+            pass  # the store is unreachable: no link rather than a failed search
+        return out
+    if r.get("modality") == "page" and converted_original(cfg.corpus_root, str(r.get("source") or "")):
         out["original_url"] = f"/items/{iid}/original"
     if r.get("start_s") is not None:
         try:
@@ -465,12 +486,22 @@ def _links(searcher: Any, r: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _original(searcher: Any, item_id: str, corpus_root: Path) -> Path | None:
-    """The corpus file of a converted item (issue 24), from the served version's item table."""
+def _original(searcher: Any, item_id: str, cfg: MmragConfig) -> tuple[Path, str] | None:
+    """The corpus file of a converted item (issue 24), from the served version's item table, and
+    the name to download it as (an object store's: the object through this machine's cache)."""
     view = searcher.view
     if item_id not in view.index_of:
         raise NotFound(f"unknown item id {item_id!r}")
-    return converted_original(corpus_root, str(view.items["source"][view.index_of[item_id]]))
+    source = str(view.items["source"][view.index_of[item_id]])
+    if cfg.corpus_remote:
+        from mmrag_assets.api import corpus_objects
+        from mmrag_assets.lib.ingest.objects import key_of
+
+        if not corpus_objects.is_converted(cfg, source):
+            return None
+        return corpus_objects.local_copy(cfg, source, item_id), PurePosixPath(key_of(source)).name
+    p = converted_original(cfg.corpus_root, source)
+    return None if p is None else (p, p.name)
 
 
 def serve(cfg: MmragConfig, host: str | None = None, port: int | None = None, *, allow_public_without_token: bool = False) -> None:

@@ -57,7 +57,12 @@ def sniffed_type(path: Path, kinds: tuple[str, ...]) -> tuple[str, bool] | None:
 def _sniffed(path: str, _size: int, _mtime_ns: int, kinds: tuple[str, ...]) -> tuple[str, bool] | None:
     with open(path, "rb") as f:
         head = f.read(HEAD_BYTES)
-    s = sniff_bytes(head, Path(path).suffix)
+    return type_of_head(head, Path(path).suffix, kinds)
+
+
+def type_of_head(head: bytes, suffix: str, kinds: tuple[str, ...]) -> tuple[str, bool] | None:
+    """``sniffed_type`` of a file's first ``HEAD_BYTES`` (an object's, read by a ranged GET)."""
+    s = sniff_bytes(head, suffix)
     detail = s.detail
     if detail == "matroska" and b"webm" in head[:64]:  # the EBML DocType of a WebM file
         detail = "webm"

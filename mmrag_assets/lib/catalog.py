@@ -58,6 +58,8 @@ CREATE TABLE IF NOT EXISTS pages (
 );
 -- where pages.text came from: layer | ocr | layer+ocr | none (no text layer, OCR off)
 ALTER TABLE pages ADD COLUMN IF NOT EXISTS text_source VARCHAR;
+-- an object's ETag when corpus.root is an object store (lib/ingest/objects.py); NULL for local files
+ALTER TABLE manifest ADD COLUMN IF NOT EXISTS etag VARCHAR;
 CREATE TABLE IF NOT EXISTS page_ocr (
     item_id     VARCHAR PRIMARY KEY,   -- the pages row this OCR belongs to
     doc_id      VARCHAR NOT NULL,
@@ -297,7 +299,7 @@ class Catalog:
 
     # ---- writes ----
     def replace_manifest(self, rows: list[dict[str, Any]]) -> None:
-        cols = ["source", "doc_id", "sha256", "size", "mtime_ns", "kind", "status", "reason"]
+        cols = ["source", "doc_id", "sha256", "size", "mtime_ns", "kind", "status", "reason", "etag"]
         with self.connect() as con:
             con.execute("BEGIN")
             con.execute("DELETE FROM manifest")

@@ -32,7 +32,7 @@ def catalog_status(cfg: MmragConfig) -> dict[str, Any]:
         "index": index_status(cfg, cat),
         "problems": store_problems(cfg, cat),
         # files of the last scan that vanished or changed since: the index does not reflect them
-        "changed_after_scan": [] if cfg.storage_remote else changed_since_scan(cfg, cat),
+        "changed_after_scan": changed_since_scan(cfg, cat) if cfg.corpus_remote or not cfg.storage_remote else [],
     }
 
 

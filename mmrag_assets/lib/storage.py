@@ -50,28 +50,29 @@ class RootUri:
         return self.scheme != "file"
 
 
-def parse_root(value: str) -> RootUri:
-    """``storage.root`` as a local path or an ``s3://bucket/prefix`` URI. Any other scheme, and a
-    malformed ``s3`` URI, is a :class:`ConfigError`: never a local folder named ``s3:``."""
+def parse_root(value: str, key: str = "storage.root") -> RootUri:
+    """``storage.root`` (or ``key``: ``corpus.root``) as a local path or an ``s3://bucket/prefix`` URI.
+    Any other scheme, and a malformed ``s3`` URI, is a :class:`ConfigError`: never a local folder
+    named ``s3:``."""
     m = _SCHEME.match(value)
     if m is None or len(m["scheme"]) == 1 and os.name == "nt":  # no scheme (or a Windows drive letter)
         return RootUri("file", "", value)
     scheme, rest = m["scheme"].lower(), m["rest"]
     if scheme == "file":
         if not rest.startswith("//"):
-            raise ConfigError(f"storage.root={value} is not valid: write file:///absolute/path or a plain path")
+            raise ConfigError(f"{key}={value} is not valid: write file:///absolute/path or a plain path")
         return RootUri("file", "", rest[2:] or "/")
     if scheme not in SCHEMES:
         raise ConfigError(
-            f"storage.root={value} is not valid: the {scheme}: scheme is not supported; "
+            f"{key}={value} is not valid: the {scheme}: scheme is not supported; "
             "use a local path or s3://bucket/prefix (S3 or an S3-compatible store via AWS_ENDPOINT_URL)"
         )
     if not rest.startswith("//"):
-        raise ConfigError(f"storage.root={value} is not valid: write s3://bucket/prefix (two slashes after s3:)")
+        raise ConfigError(f"{key}={value} is not valid: write s3://bucket/prefix (two slashes after s3:)")
     bucket, _, prefix = rest[2:].partition("/")
     if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
         raise ConfigError(
-            f"storage.root={value} is not valid: {bucket!r} is not an S3 bucket name (3-63 lowercase letters, digits, '.', '-')"
+            f"{key}={value} is not valid: {bucket!r} is not an S3 bucket name (3-63 lowercase letters, digits, '.', '-')"
         )
     return RootUri("s3", bucket, prefix.strip("/"))
 

@@ -20,6 +20,7 @@ from mmrag_assets.lib.ingest.corpus import (
     since_scan_line,
 )
 from mmrag_assets.lib.ingest.document import ingest_document
+from mmrag_assets.lib.ingest.objects import SourceChanged
 from mmrag_assets.lib.progress import Progress
 from mmrag_assets.resources import CatalogResource, MmragConfigResource
 
@@ -31,6 +32,7 @@ def corpus_manifest(
     """Every file under ``corpus.root``: size, mtime, sha256, sniffed kind and status (ok, duplicate,
     quarantined with a reason). Purges the catalog and index rows of documents that left the corpus."""
     cfg, cat = mmrag.cfg, catalog.catalog
+    before = _object_stats(cfg)
     result = scan(cfg, cat)
     record_scan(cat, result)
     gone = cat.doc_ids() - set(result.docs)
@@ -48,9 +50,32 @@ def corpus_manifest(
             "quarantined_files": md_table(quarantined, ["source", "kind", "reason"]),
             "duplicates": sum(e.status == "duplicate" for e in result.entries),
             "documents_purged": purged,
+            **_object_metadata(cfg, before),
             **config_metadata(cfg),
         }
     )
+
+
+def _object_stats(cfg) -> dict[str, int]:
+    if not cfg.corpus_remote:
+        return {}
+    from mmrag_assets.lib.ingest.objects import corpus_objects
+
+    return dict(corpus_objects(cfg).stats)
+
+
+def _object_metadata(cfg, before: dict[str, int]) -> dict[str, int]:
+    """An object-store corpus: this step's requests (GETs: objects downloaded; HEADs: ETags read)
+    and cache hits on this machine."""
+    if not cfg.corpus_remote:
+        return {}
+    from mmrag_assets.lib.ingest.objects import corpus_objects, stats_delta
+
+    d = stats_delta(before, dict(corpus_objects(cfg).stats))
+    return {
+        "objects_downloaded": d.get("get", 0), "objects_bytes_downloaded": d.get("get_bytes", 0),
+        "objects_head": d.get("head", 0), "objects_cache_hits": d.get("hit", 0), "objects_evicted": d.get("evicted", 0),
+    }
 
 
 @dg.multi_asset(
@@ -83,13 +108,19 @@ def document_content(context: AssetExecutionContext, mmrag: MmragConfigResource,
         context.log.warning(since_scan_line(e.source, e.reason))
     done: list[dict] = []
     t_all = time.perf_counter()
+    before = _object_stats(cfg)
     progress = Progress("ingested", len(plan.todo), context.log.info, unit="documents")
     for e in plan.todo:
-        res = ingest_document(
-            cfg, source=e.source, doc_id=e.doc_id, kind=e.kind, sha256=e.sha256, size=e.size,
-            progress=lambda p, src=e.source: context.log.info(f"{src}: {p.line()}"),
-            say=context.log.info,
-        )
+        try:
+            res = ingest_document(
+                cfg, source=e.source, doc_id=e.doc_id, kind=e.kind, sha256=e.sha256, size=e.size,
+                progress=lambda p, src=e.source: context.log.info(f"{src}: {p.line()}"),
+                say=context.log.info,
+            )
+        except SourceChanged as moved:  # an object-store corpus: its download no longer matches the scan
+            context.log.warning(since_scan_line(e.source, moved.what))
+            progress.step(detail=f"last: {e.source}, {moved.what} after the scan, not ingested")
+            continue
         if (moved := since_scan(cfg, e)) is not None:  # while it was read: its rows may mix two versions
             context.log.warning(since_scan_line(e.source, moved))
             progress.step(detail=f"last: {e.source}, {moved} while it was read, not written")
@@ -124,6 +155,7 @@ def document_content(context: AssetExecutionContext, mmrag: MmragConfigResource,
             context.add_asset_metadata(meta, asset_key=asset, partition_key=key)
     pages = sum(d["pages"] for d in done)
     common = {
+        **_object_metadata(cfg, before),
         "documents_ingested": len(done),
         "documents_unchanged": plan.unchanged,
         "documents_renamed": len(plan.renamed),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import html as html_lib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,9 +38,14 @@ class Laid:
     encoding: str | None = None
 
 
-def layout_text(src: Path, fmt: str, out_pdf: Path, cfg: Any, *, corpus_root: Path, max_pages: int) -> Laid:
+def layout_text(
+    src: Path, fmt: str, out_pdf: Path, cfg: Any, *, corpus_root: Path, max_pages: int,
+    resolve: Callable[[str], Path | None] | None = None,
+) -> Laid:
     """Lay ``src`` (``fmt`` as sniffed: html md txt rst epub) out into ``out_pdf``; ``cfg`` is the
-    ``convert`` config section. Raises ``CorruptInput`` for what cannot be laid out."""
+    ``convert`` config section. Raises ``CorruptInput`` for what cannot be laid out. ``resolve``
+    (an object-store corpus) turns an image reference relative to the document into a local copy,
+    or None where the local rule refuses it; without it references are files under ``corpus_root``."""
     import pymupdf
 
     size = src.stat().st_size
@@ -64,7 +70,7 @@ def layout_text(src: Path, fmt: str, out_pdf: Path, cfg: Any, *, corpus_root: Pa
         body = _rst(text)
     else:
         body = f"<pre>{html_lib.escape(text)}</pre>"
-    pages = _story(body, src, out_pdf, cfg, paper, corpus_root, max_pages, notes)
+    pages = _story(body, src, out_pdf, cfg, paper, corpus_root, max_pages, notes, resolve)
     return Laid(out_pdf, pages, notes, encoding)
 
 
@@ -111,14 +117,17 @@ def _rst(text: str) -> str:
     return f"<h1>{parts['title']}</h1>{parts['body']}" if parts.get("title") else parts["body"]
 
 
-def _story(body: str, src: Path, out_pdf: Path, cfg: Any, paper: Any, corpus_root: Path, max_pages: int, notes: list[str]) -> int:
+def _story(
+    body: str, src: Path, out_pdf: Path, cfg: Any, paper: Any, corpus_root: Path, max_pages: int, notes: list[str],
+    resolve: Callable[[str], Path | None] | None = None,
+) -> int:
     import pymupdf
 
     css = f"{_CSS} body {{font-size: {cfg.font_size_pt}pt;}}"
     # first pass: read the image sources from MuPDF's own parse of the document (the same parser
     # that lays it out), so the archive holds exactly what the layout will ask for
     first = pymupdf.Story(body, user_css=css)  # kept alive while its tree is walked
-    images = _collect_images(first, src, corpus_root, cfg.max_image_bytes)
+    images = _collect_images(first, src, corpus_root, cfg.max_image_bytes, resolve)
     archive = pymupdf.Archive()
     for name, data in images.inlined.items():
         archive.add(data, name)
@@ -176,7 +185,9 @@ class _Images:
     refused: int = 0
 
 
-def _collect_images(story: Any, src: Path, corpus_root: Path, max_bytes: int) -> _Images:
+def _collect_images(
+    story: Any, src: Path, corpus_root: Path, max_bytes: int, resolve: Callable[[str], Path | None] | None = None
+) -> _Images:
     from mmrag_assets.lib.ingest.sniff import sniff_file
 
     out = _Images()
@@ -193,8 +204,13 @@ def _collect_images(story: Any, src: Path, corpus_root: Path, max_bytes: int) ->
         if parts.scheme or parts.netloc:
             out.remote += 1
             continue
-        p = (src.parent / unquote(parts.path)).resolve()
-        ok = p.is_file() and root in p.parents and p.stat().st_size <= max_bytes and sniff_file(p).kind == "image"
+        if resolve is not None:  # an object-store corpus: the object next to the document, fetched
+            got = resolve(unquote(parts.path))
+            ok = got is not None and got.stat().st_size <= max_bytes and sniff_file(got).kind == "image"
+            p = got if got is not None else src
+        else:
+            p = (src.parent / unquote(parts.path)).resolve()
+            ok = p.is_file() and root in p.parents and p.stat().st_size <= max_bytes and sniff_file(p).kind == "image"
         if not ok:
             out.refused += 1
             continue

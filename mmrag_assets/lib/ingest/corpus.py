@@ -23,15 +23,23 @@ class ScanResult:
 
 
 def scan(cfg: MmragConfig, catalog: Catalog | None = None, cache: dict | None = None) -> ScanResult:
-    """Scan the corpus, re-hashing only files whose size or mtime changed since the last manifest."""
+    """Scan the corpus, re-hashing only files whose size or mtime changed since the last manifest
+    (an object store's corpus: whose size and mtime, then ETag, changed; ``lib/ingest/objects.py``)."""
     if cache is None and catalog is not None:
         cache = {
-            r["source"]: (r["size"], r["mtime_ns"], r["sha256"], r["kind"])
-            for r in catalog.query("SELECT source, size, mtime_ns, sha256, kind FROM manifest WHERE status <> 'quarantined'")
+            r["source"]: (r["size"], r["mtime_ns"], r["sha256"], r["kind"], r["etag"])
+            for r in catalog.query("SELECT source, size, mtime_ns, sha256, kind, etag FROM manifest WHERE status <> 'quarantined'")
         }
-    entries = scan_corpus(
-        cfg.corpus_root, max_file_bytes=cfg.corpus.max_file_bytes, ignore_hidden=cfg.corpus.ignore_hidden, cache=cache
-    )
+    if cfg.corpus_remote:
+        from mmrag_assets.lib.ingest.objects import corpus_objects
+
+        entries = corpus_objects(cfg).scan(
+            max_file_bytes=cfg.corpus.max_file_bytes, ignore_hidden=cfg.corpus.ignore_hidden, cache=cache
+        )
+    else:
+        entries = scan_corpus(
+            cfg.corpus_root, max_file_bytes=cfg.corpus.max_file_bytes, ignore_hidden=cfg.corpus.ignore_hidden, cache=cache
+        )
     return ScanResult(entries, documents(entries))
 
 
@@ -93,7 +101,11 @@ def plan_ingest(cfg: MmragConfig, catalog: Catalog, shards: set[str] | None = No
 
 def since_scan(cfg: MmragConfig, e: FileEntry | dict) -> str | None:
     """What happened to a manifest file since its scan: ``"vanished"`` (gone or unreadable),
-    ``"changed"`` (another size or mtime), or None."""
+    ``"changed"`` (another size or mtime), or None. Always None for an object-store corpus: there
+    the download itself checks the content against the scan's hash (``objects.SourceChanged``),
+    and a stat per object would be a request per object."""
+    if cfg.corpus_remote:
+        return None
     if isinstance(e, FileEntry):
         size, mtime_ns, source = e.size, e.mtime_ns, e.source
     else:
@@ -114,9 +126,14 @@ def since_scan_line(source: str, what: str) -> str:
 
 def changed_since_scan(cfg: MmragConfig, catalog: Catalog) -> list[dict[str, str]]:
     """Every file of the last manifest (status ok) that vanished or changed since that scan: what
-    ``mmrag status`` lists. One ``stat`` per file (a local corpus)."""
+    ``mmrag status`` lists. One ``stat`` per file (a local corpus), one listing (an object store)."""
     out = []
-    for r in catalog.query("SELECT source, size, mtime_ns FROM manifest WHERE status = 'ok' ORDER BY source"):
+    rows = catalog.query("SELECT source, size, mtime_ns FROM manifest WHERE status = 'ok' ORDER BY source")
+    if cfg.corpus_remote:
+        from mmrag_assets.lib.ingest.objects import corpus_objects
+
+        return [{"source": s, "what": w, "line": since_scan_line(s, w)} for s, w in corpus_objects(cfg).changed(rows)]
+    for r in rows:
         what = since_scan(cfg, r)
         if what is not None:
             out.append({"source": r["source"], "what": what, "line": since_scan_line(r["source"], what)})

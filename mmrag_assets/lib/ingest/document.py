@@ -96,6 +96,20 @@ def ingest_document(
     """Render/decode one document into rows, then OCR the pages, images and keyframes that the
     ``ocr`` config asks for (``lib/ingest/ocr_pages.py``), reporting each OCR batch to ``progress``
     and a big PDF's pages (rate, ETA, every few seconds) to ``say``."""
+    if cfg.corpus_remote:
+        # an object store: the object, checked against the scan's hash, from this machine's bounded
+        # cache (downloaded when missing) and pinned there while it is read; an HTML file's images
+        # are fetched the same way (lib/ingest/objects.py). A changed or vanished object raises
+        # objects.SourceChanged: not ingested this run, like a local file that moved after the scan.
+        import contextlib
+
+        from mmrag_assets.lib.ingest.objects import corpus_objects
+
+        objects = corpus_objects(cfg)
+        with contextlib.ExitStack() as stack:
+            got = stack.enter_context(objects.local_copy(source, sha256))
+            resolve = objects.resolver(source, stack, cfg.convert.max_image_bytes)
+            return _ingest_document(cfg, got.path, source, doc_id, kind, sha256, size, progress, say, resolve)
     # sources are escaped names; a name that is not UTF-8 is read through a UTF-8 symlink (lib/ingest/names.py)
     with openable_path(source_path(cfg.corpus_root, source)) as path:
         return _ingest_document(cfg, path, source, doc_id, kind, sha256, size, progress, say)
@@ -104,6 +118,7 @@ def ingest_document(
 def _ingest_document(
     cfg: MmragConfig, path: Path, source: str, doc_id: str, kind: str, sha256: str, size: int,
     progress: Callable[[OcrProgress], None] | None, say: Callable[[str], None] | None,
+    resolve: Callable[[str], Path | None] | None = None,
 ) -> DocResult:
     t0 = time.perf_counter()
     # one folder per (content, settings): a re-render never overwrites images a live version serves
@@ -124,7 +139,7 @@ def _ingest_document(
             _pdf(cfg, path, out_dir, res, say)
         elif kind in CONVERTED_KINDS:
             work = Path(tempfile.mkdtemp(prefix="mmrag-convert-"))
-            ocr_path, ocr_kind = _converted(cfg, path, kind, out_dir, work, res, say), "pdf"
+            ocr_path, ocr_kind = _converted(cfg, path, kind, out_dir, work, res, say, resolve), "pdf"
         elif kind == "image":
             _image(cfg, path, out_dir, res)
         elif kind == "audio":
@@ -254,7 +269,8 @@ def _pdf(
 
 
 def _converted(
-    cfg: MmragConfig, path: Path, kind: str, out_dir: Path, work: Path, res: DocResult, say: Callable[[str], None] | None
+    cfg: MmragConfig, path: Path, kind: str, out_dir: Path, work: Path, res: DocResult, say: Callable[[str], None] | None,
+    resolve: Callable[[str], Path | None] | None = None,
 ) -> Path:
     """An Office file through LibreOffice, a text format through PyMuPDF's layout, into a PDF in
     ``work``, then ingested as a PDF; slide notes and clipped sheet cells join their page's text.
@@ -281,7 +297,9 @@ def _converted(
     else:
         from mmrag_assets.lib.ingest.convert_text import layout_text
 
-        laid = layout_text(path, fmt, work / "document.pdf", c, corpus_root=cfg.corpus_root, max_pages=cfg.ingest.max_pages)
+        laid = layout_text(
+            path, fmt, work / "document.pdf", c, corpus_root=cfg.corpus_root, max_pages=cfg.ingest.max_pages, resolve=resolve
+        )
         pdf, notes = laid.pdf, (notes if fmt == "epub" else []) + laid.notes
     res.convert_stats = {"format": fmt, "seconds": round(time.perf_counter() - t0, 3)}
     _pdf(cfg, pdf, out_dir, res, say, ligatures=False)

@@ -30,6 +30,7 @@ class FileEntry:
     status: str  # ok | duplicate | quarantined
     reason: str | None = None
     sha256: str | None = None
+    etag: str | None = None  # an object store's ETag (corpus.root=s3://...); None for a local file
 
     @property
     def doc_id(self) -> str | None:
@@ -77,7 +78,7 @@ def scan_corpus(
                 continue
             entries.append(_classify(d / name, root, real_root, max_file_bytes, cache))
     entries.sort(key=lambda e: e.source)
-    _mark_duplicates(entries)
+    mark_duplicates(entries)
     return entries
 
 
@@ -119,7 +120,7 @@ def _classify(p: Path, root: Path, real_root: Path, max_file_bytes: int, cache: 
     return FileEntry(source, st.st_size, st.st_mtime_ns, kind, "ok", None, sha)
 
 
-def _mark_duplicates(entries: list[FileEntry]) -> None:
+def mark_duplicates(entries: list[FileEntry]) -> None:
     first: dict[str, str] = {}
     for e in entries:
         if e.status != "ok":
@@ -135,8 +136,9 @@ def documents(entries: list[FileEntry]) -> dict[str, FileEntry]:
     return {e.doc_id: e for e in entries if e.status == "ok" and e.doc_id}
 
 
-def cache_of(entries: list[FileEntry]) -> dict[str, tuple[int, int, str, str]]:
-    return {e.source: (e.size, e.mtime_ns, e.sha256, e.kind) for e in entries if e.sha256 and e.status != "quarantined"}
+def cache_of(entries: list[FileEntry]) -> dict[str, tuple]:
+    """source -> (size, mtime_ns, sha256, kind, etag): what the next scan reuses."""
+    return {e.source: (e.size, e.mtime_ns, e.sha256, e.kind, e.etag) for e in entries if e.sha256 and e.status != "quarantined"}
 
 
 def _inside(path: Path, root: Path) -> bool:

@@ -1,0 +1,75 @@
+"""The HTTP API's links to corpus files when ``corpus.root`` is an object store.
+
+A recording (``/items/{id}/media``) and a converted file's original (``/items/{id}/original``) are
+the corpus object itself: the server reads it into this machine's bounded object cache
+(``lib/ingest/objects.py``; a worker that ingested it here already has it) and serves that copy
+with the same headers and Range support as a local file. Deciding whether a result gets such a
+link reads only the object's first bytes (one ranged GET, remembered for ``storage.refresh_s``
+at least a minute), never the whole recording.
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from mmrag_assets.api.files import type_of_head
+from mmrag_assets.errors import NotFound
+from mmrag_assets.lib.ingest.objects import SourceChanged, corpus_objects, key_of
+from mmrag_assets.lib.ingest.sniff import HEAD_BYTES, sniff_bytes
+
+_HEADS: dict[tuple[str, str], tuple[float, bytes | None]] = {}
+_LOCK = threading.Lock()
+
+
+def source_of(searcher: Any, item_id: str, *, recording: bool) -> str:
+    """The ``source`` of an item of the served version (a recording's, with ``recording``)."""
+    view = searcher.view
+    if item_id not in view.index_of:
+        raise NotFound(f"unknown item id {item_id!r}")
+    i = view.index_of[item_id]
+    t = view.items["start_s"][i]
+    if recording and (t is None or (isinstance(t, float) and math.isnan(t))):
+        raise NotFound(f"item {item_id!r} is not part of a recording")
+    return str(view.items["source"][i])
+
+
+def _head(cfg: Any, source: str) -> bytes | None:
+    now = time.monotonic()
+    k = (cfg.corpus.root, source)
+    with _LOCK:
+        hit = _HEADS.get(k)
+    if hit is not None and now - hit[0] < max(60.0, float(cfg.storage.refresh_s)):
+        return hit[1]
+    head = corpus_objects(cfg).read_head(source, HEAD_BYTES)
+    with _LOCK:
+        if len(_HEADS) > 4096:
+            _HEADS.clear()
+        _HEADS[k] = (now, head)
+    return head
+
+
+def served_type(cfg: Any, source: str, kinds: tuple[str, ...]) -> tuple[str, bool] | None:
+    """(Content-Type, inline?) of the object from its first bytes, or None (gone, another kind)."""
+    head = _head(cfg, source)
+    return None if head is None else type_of_head(head, posixpath.splitext(key_of(source))[1], kinds)
+
+
+def is_converted(cfg: Any, source: str) -> bool:
+    """The object is an Office, OpenDocument or text file (``sniff.converted_original``'s rule, from
+    its first bytes and its name)."""
+    head = _head(cfg, source)
+    return head is not None and sniff_bytes(head, posixpath.splitext(key_of(source))[1]).kind in ("office", "text")
+
+
+def local_copy(cfg: Any, source: str, item_id: str) -> Path:
+    """The object's copy in this machine's cache (downloaded when missing)."""
+    try:
+        with corpus_objects(cfg).local_copy(source) as got:
+            return got.path
+    except SourceChanged:
+        raise NotFound(f"the file of item {item_id!r} is no longer in the corpus") from None
