@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import threading
 import traceback
 
 from mmrag_assets.cli import answer, evaluation, pipeline, quality, scale, search  # noqa: F401 - register the commands
@@ -57,5 +59,35 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def run() -> None:
+    """The ``mmrag`` console script: :func:`main`, then a quick exit. Tearing down the interpreter
+    (every module of Dagster, Great Expectations, LanceDB... freed one by one) cost 2-3 s after the
+    last line was printed (py-spy, a one-file ``mmrag index``); nothing is left to do by then: every
+    catalog connection and file is closed, so the process waits for its own non-daemon threads,
+    runs the exit handlers (logging, multiprocessing, LanceDB's runtime) and exits."""
+    code = main()
+    exit_now(code)
+
+
+def exit_now(code: int) -> None:
+    """Exit without freeing the interpreter's objects (``os._exit``), after what a normal exit does
+    that matters: ``threading``'s shutdown (thread pools told to stop, non-daemon threads joined),
+    the ``atexit`` handlers, stdout and stderr flushed."""
+    import atexit
+
+    shutdown_threads = getattr(threading, "_shutdown", None)
+    run_handlers = getattr(atexit, "_run_exitfuncs", None)
+    if shutdown_threads is None or run_handlers is None:  # another Python: the ordinary exit
+        sys.exit(code)
+    shutdown_threads()
+    run_handlers()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can be said
+            pass
+    os._exit(int(code or 0))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

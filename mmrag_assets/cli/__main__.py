@@ -1,8 +1,6 @@
 """``python -m mmrag_assets.cli``: the ``mmrag`` command line."""
 
-import sys
-
-from mmrag_assets.cli import main
+from mmrag_assets.cli import run
 
 if __name__ == "__main__":  # spawned worker processes import this module again
-    sys.exit(main())
+    run()
