@@ -19,7 +19,7 @@ from mmrag_assets.lib.ingest.ocr_batch import (
     ocr_batch,
     ocr_image,
 )
-from tests.tolerance import assert_has_line, closest, found_keywords
+from tests.tolerance import assert_has_line, assert_most_keywords, closest, found_keywords
 
 SETTINGS = OcrSettings(
     languages=("en",), min_confidence=0.5, max_pixels=20_000_000, max_side_px=2000, det_max_side_px=1280,
@@ -198,3 +198,20 @@ def test_settings_are_checked_before_any_model_loads(tmp_path: Path) -> None:
         replace(SETTINGS, min_confidence=1.5)
     with pytest.raises(ConfigError, match="languages"):
         replace(SETTINGS, languages=())
+
+
+def test_engine_sessions_do_not_busy_wait(screenshot) -> None:
+    """RapidOCR's onnxruntime sessions are made without spinning threads (they burnt the CPU that
+    rendering and the dense encoder needed on shared cores); the words are read as before."""
+    eng = get_engine(SETTINGS)
+    res = eng.recognise(_rgb(screenshot[0]))
+    assert_most_keywords(WORDS, res.text.split(), "no-spin engine")
+    for model in (eng._ocr.text_det, eng._ocr.text_rec):
+        opts = model.session.session.get_session_options()
+        assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+def _rgb(path: Path):
+    from mmrag_assets.lib.ingest.ocr_batch import load_rgb
+
+    return load_rgb(path, max_pixels=SETTINGS.max_pixels)
