@@ -150,6 +150,9 @@ def launch(
     if shards:
         tags.update(range_tags(*shards))
     job = build_definitions(cfg.overrides).resolve_job_def(job_name)
+    from mmrag_assets.lib.warm import for_job, warm_imports
+
+    warm_imports(for_job(job_name))  # while the run starts (instance writes) and ingests
     t0 = time.perf_counter()
     result = job.execute_in_process(
         instance=instance, tags=tags, run_config={**cli_run_config(verbose), **(run_config or {})}, raise_on_error=False

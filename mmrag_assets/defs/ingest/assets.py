@@ -22,6 +22,7 @@ from mmrag_assets.lib.ingest.corpus import (
 from mmrag_assets.lib.ingest.document import ingest_document
 from mmrag_assets.lib.ingest.objects import SourceChanged
 from mmrag_assets.lib.progress import Progress
+from mmrag_assets.lib.warm import for_job, warm_imports
 from mmrag_assets.resources import CatalogResource, MmragConfigResource
 
 
@@ -106,6 +107,8 @@ def document_content(context: AssetExecutionContext, mmrag: MmragConfigResource,
             con.execute("UPDATE documents SET source = ? WHERE doc_id = ?", [e.source, e.doc_id])
     for e in plan.changed_on_disk:
         context.log.warning(since_scan_line(e.source, e.reason))
+    if plan.todo:  # the later steps' imports, while ingestion keeps the cores busy in native code
+        warm_imports(for_job(context.run.job_name))
     done: list[dict] = []
     t_all = time.perf_counter()
     before = _object_stats(cfg)
