@@ -11,8 +11,11 @@ the step that needs it (which then reports the error as before).
 from __future__ import annotations
 
 import importlib
+import logging
 import threading
 import time
+
+log = logging.getLogger(__name__)
 
 # the contracts step (every run that ingests)
 CONTRACTS = ("great_expectations", "data_contracts.runner")
@@ -61,6 +64,7 @@ def _import_all(modules: tuple[str, ...]) -> None:
         t = time.perf_counter()
         try:
             importlib.import_module(m)
-        except Exception:  # noqa: BLE001 - the step that needs it imports it again and reports
+        except Exception as e:  # noqa: BLE001 - the step that needs it imports it again and reports
+            log.debug("background import of %s failed: %s", m, e)
             continue
         last[m] = time.perf_counter() - t
