@@ -35,6 +35,15 @@ if int(os.environ.get("MMRAG_TEST_ORT_THREADS") or 0) > 0:
     _pin_onnxruntime_threads(int(os.environ["MMRAG_TEST_ORT_THREADS"]))
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The fast profile, `pytest -m "not slow"`, replaces the default `-m 'not gpu and not scale'` of
+    addopts: tests that need a GPU or the scale-out services count as slow, so it still leaves them out."""
+    for item in items:
+        if item.get_closest_marker("gpu") or item.get_closest_marker("scale"):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_caches(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     cache = tmp_path_factory.getbasetemp() / "hf-cache"

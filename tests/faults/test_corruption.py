@@ -14,7 +14,7 @@ import pytest
 from mmrag_assets.cli import main
 from tests.faults.conftest import cfg_for, make_corpus, snapshot
 
-pytestmark = [pytest.mark.faults, pytest.mark.integration]
+pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

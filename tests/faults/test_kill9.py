@@ -11,7 +11,7 @@ import pytest
 from mmrag_assets.lib.faults import POINTS
 from tests.faults.conftest import cfg_for, make_corpus, mmrag, snapshot
 
-pytestmark = [pytest.mark.faults, pytest.mark.integration]
+pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
 
 # (fault point, hit) -> what the store must look like right after the kill (proof it hit mid-way)
 CASES = {

@@ -13,7 +13,7 @@ import pytest
 from bench.serve_load import ADDED, REMOVED, prepare, run_load
 from tests.faults.conftest import FAST
 
-pytestmark = [pytest.mark.faults, pytest.mark.integration]
+pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
 
 
 def test_publish_never_breaks_readers(tmp_path: Path) -> None:

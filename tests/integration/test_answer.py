@@ -11,7 +11,7 @@ from mmrag_assets.config import MmragConfig
 from mmrag_assets.lib.answer.pipeline import Answerer
 from mmrag_assets.lib.search.searcher import get_searcher
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # the sample index (`indexed`): 27-45 s to build
 
 
 def test_answer_quotes_the_page_that_holds_it_and_every_citation_was_retrieved(indexed: MmragConfig) -> None:

@@ -16,7 +16,7 @@ from mmrag_assets.config import load_config
 from mmrag_assets.fixtures.sample_corpus import VIDEO, build_sample_corpus
 from mmrag_assets.lib.evaluation.experiments import load_experiments
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from mmrag_assets.lib.index import table as lx
 from mmrag_assets.lib.index.embedding import version_key_for
 from mmrag_assets.lib.index.vectors import iter_item_vectors
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _table(cfg):

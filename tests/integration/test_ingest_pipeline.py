@@ -18,7 +18,7 @@ from mmrag_assets.launch import ingest, open_instance
 from mmrag_assets.lib.catalog import Catalog
 from mmrag_assets.lib.status import catalog_status
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

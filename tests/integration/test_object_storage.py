@@ -18,6 +18,7 @@ from tests.scale.services import fresh_database, postgres_available, s3_emulator
 
 pytestmark = [
     pytest.mark.integration,
+    pytest.mark.slow,
     pytest.mark.skipif(not postgres_available(), reason="needs the Postgres server on 127.0.0.1:5432 (.ci/run starts it)"),
 ]
 

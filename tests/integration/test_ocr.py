@@ -15,7 +15,7 @@ from mmrag_assets.lib.ingest.ocr_pages import plan_from_config
 from mmrag_assets.lib.search.searcher import search
 from tests.tolerance import assert_most_keywords, closest
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SCAN = "scans/inverter manual page 4 (scanned).pdf"
 SHOT = "screens/proxy dialog.png"

@@ -16,7 +16,7 @@ from mmrag_assets.launch import index, open_instance
 from mmrag_assets.lib.index import table as lx
 from mmrag_assets.lib.index.embedding import version_key_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FAST = ["model=lite", "ingest.dpi=30", "search.prebuild=[pooled]", "search.first_stage=pooled"]
 

@@ -20,7 +20,7 @@ from mmrag_assets.config import MmragConfig, load_config
 from mmrag_assets.launch import index, open_instance
 from mmrag_assets.lib.catalog import Catalog
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 # Cheap search structures: these tests are about quality gates, not first stages.
 FAST = ["model=lite", "ingest.dpi=30", "search.prebuild=[pooled]", "search.first_stage=pooled"]

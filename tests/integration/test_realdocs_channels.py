@@ -10,7 +10,7 @@ import pytest
 from mmrag_assets.config import load_config
 from mmrag_assets.lib.evaluation.query_set import load_query_set
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # the sample index (`indexed`): 27-45 s to build
 
 MANUAL = "manuals/SunVolt SV-5000 installation manual.pdf"
 

@@ -10,7 +10,7 @@ import pytest
 from mmrag_assets.config import load_config
 from tests.hostile_corpus import _pdf
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_a_file_that_moves_after_the_scan_gets_a_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

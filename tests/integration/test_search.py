@@ -15,7 +15,7 @@ from mmrag_assets.errors import QueryError
 from mmrag_assets.lib.catalog import Catalog
 from mmrag_assets.lib.search.searcher import SearchResult, search
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # the sample index (`indexed`): 27-45 s to build
 
 
 def test_python_search_finds_each_modality(indexed) -> None:

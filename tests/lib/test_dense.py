@@ -77,6 +77,7 @@ TEXTS = [
 ]
 
 
+@pytest.mark.slow  # loads sentence-transformers (torch) beside the ONNX graph, and exports fp32: 5-14 s each
 @pytest.mark.parametrize(("quantize", "min_cos"), [("fp32", 0.99999), ("int8", 0.98)])
 def test_onnx_minilm_matches_sentence_transformers(quantize: str, min_cos: float) -> None:
     """The ONNX export (documents on two threads, queries on this one) gives
@@ -96,6 +97,7 @@ def test_onnx_minilm_matches_sentence_transformers(quantize: str, min_cos: float
         np.testing.assert_allclose(docs, theirs, atol=2e-5)
 
 
+@pytest.mark.slow  # hashes the MiniLM folder three times and opens the graph twice: 20-30 s on 2 busy cores
 def test_onnx_export_is_cached_by_content(tmp_path) -> None:
     """A second encoder of the same model opens the cached graph (no export); a folder whose
     files differ gets another cache key."""

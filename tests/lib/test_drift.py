@@ -90,6 +90,7 @@ def run(baseline: Baseline, batch: ItemSample, seed: int = 0):
     )
 
 
+@pytest.mark.slow  # ~5 s: 100 drift checks, each with its permutation tests
 def test_no_false_alarm_on_resampled_population() -> None:
     severities = []
     for trial in range(100):

@@ -9,6 +9,8 @@ import pytest
 
 from tests.web.conftest import Server
 
+pytestmark = pytest.mark.slow  # a real `mmrag serve` on its own index: ~27 s to start
+
 
 def events(text: str) -> list[tuple[str, dict]]:
     out = []

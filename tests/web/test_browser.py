@@ -14,6 +14,7 @@ from tests.web.conftest import TOKEN, Server
 
 pytestmark = [
     pytest.mark.integration,
+    pytest.mark.slow,
     pytest.mark.browser,
     pytest.mark.skipif(chromium_path() is None, reason="needs Debian's chromium (apt-get install -y chromium)"),
 ]

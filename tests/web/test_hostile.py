@@ -15,7 +15,7 @@ import pytest
 
 from tests.web.conftest import TOKEN, Server
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ABS_PATH = re.compile(r"(?<![\w.])/(?:tmp|work|home|root|var|usr|etc|private)/")
 

@@ -15,7 +15,7 @@ from tests.hostile_corpus import HOSTILE_NAMES
 from tests.web.browser import browser_page, chromium_path
 from tests.web.conftest import TOKEN, HostileServed
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 HIDDEN = ("\n", "\r", "\x1b", "\x07", "\u202e", "\u200b", "\ufeff", "\udcff")
 

@@ -11,7 +11,7 @@ import pytest
 
 from tests.web.conftest import TOKEN, Server
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PAGE_Q = "what does inverter error code E04 mean"
 AUDIO_Q = "never unplug the router during the firmware update"

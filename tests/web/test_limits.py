@@ -12,7 +12,7 @@ import pytest
 
 from tests.web.conftest import LIMITED_TOKEN, LIMITS, TOKEN, Server
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _client(server: Server, source: str) -> httpx.Client:
