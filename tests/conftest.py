@@ -37,10 +37,13 @@ if int(os.environ.get("MMRAG_TEST_ORT_THREADS") or 0) > 0:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The fast profile, `pytest -m "not slow"`, replaces the default `-m 'not gpu and not scale'` of
-    addopts: tests that need a GPU or the scale-out services count as slow, so it still leaves them out."""
+    """The fast profile, `pytest -m "not slow"`, leaves out every test that builds its own index, starts a
+    server or runs Dagster, whether or not its module says `slow`: integration, faults and browser tests
+    count as slow. So do gpu and scale tests, because `-m` replaces the default `-m 'not gpu and not scale'`
+    of addopts."""
+    implied = ("integration", "faults", "browser", "gpu", "scale")
     for item in items:
-        if item.get_closest_marker("gpu") or item.get_closest_marker("scale"):
+        if any(item.get_closest_marker(name) for name in implied):
             item.add_marker(pytest.mark.slow)
 
 
