@@ -198,7 +198,7 @@ def failure_message(result: Any) -> str:
 
 def _published(cfg: MmragConfig, catalog: Any, version_key: str) -> bool:
     """The live index version already serves exactly the documents that may be served."""
-    from mmrag_assets.lib.index.publish import is_published, location_for
+    from mmrag_assets.lib.index.manifest import is_published, location_for
     from mmrag_assets.lib.quality.gates import CATALOG_CHECKS, EMBEDDINGS_CHECK, gate_keys
     from mmrag_assets.lib.storage import pull_index, storage_for
 

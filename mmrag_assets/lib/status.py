@@ -66,7 +66,7 @@ def index_status(cfg: MmragConfig, cat: Catalog | None = None) -> dict[str, Any]
     from mmrag_assets.lib.index import manifest as mf
     from mmrag_assets.lib.index import table as lx
     from mmrag_assets.lib.index.embedding import version_key_for
-    from mmrag_assets.lib.index.publish import location_for
+    from mmrag_assets.lib.index.manifest import location_for
     from mmrag_assets.lib.verify import lance_problems
 
     if not lx.has_tables(cfg):

@@ -219,8 +219,7 @@ def repair_pages(cfg: MmragConfig, cat: Any, out: StoreCheck) -> None:
 # ---------------------------------------------------------------- the search index
 def mark_rebuild(cfg: MmragConfig, version_key: str) -> None:
     from mmrag_assets.lib.index.files import atomic_write_text
-    from mmrag_assets.lib.index.manifest import REBUILD
-    from mmrag_assets.lib.index.publish import location_for
+    from mmrag_assets.lib.index.manifest import REBUILD, location_for
 
     loc = location_for(cfg, version_key)
     atomic_write_text(loc.root / REBUILD, f"requested {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
@@ -228,7 +227,7 @@ def mark_rebuild(cfg: MmragConfig, version_key: str) -> None:
 
 def repair_index(cfg: MmragConfig, version_key: str, out: StoreCheck, *, deep: bool) -> None:
     from mmrag_assets.lib.index import manifest as mf
-    from mmrag_assets.lib.index.publish import location_for
+    from mmrag_assets.lib.index.manifest import location_for
 
     loc = location_for(cfg, version_key)
     try:
@@ -276,7 +275,7 @@ def diagnose(cfg: MmragConfig, version_key: str) -> str | None:
     """The first thing wrong with the store that serves ``version_key`` (cheap checks), or None:
     what a reader reports instead of a traceback."""
     from mmrag_assets.lib.index import manifest as mf
-    from mmrag_assets.lib.index.publish import location_for
+    from mmrag_assets.lib.index.manifest import location_for
 
     if cfg.storage_remote:
         return None

@@ -109,6 +109,7 @@ def test_loads_without_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", no_net)
     monkeypatch.setattr(socket, "create_connection", no_net)
     lite_mod._wordllama.cache_clear()
+    lite_mod._tokens.cache_clear()
     lite_mod._table.cache_clear()
     (a,) = LiteEmbedder(dim=128).embed_queries(["offline"])
     assert a.shape[1] == 128
@@ -120,3 +121,20 @@ def test_load_embedder_uses_config(tmp_path: Path) -> None:
     cfg = load_config(["model=lite", "model.dim=128", f"corpus.root={tmp_path}", f"storage.root={tmp_path}"])
     e = load_embedder(cfg.model, cfg.models_dir)
     assert isinstance(e, LiteEmbedder) and e.dim == 128 and e.doc_max_tokens == cfg.model.doc_max_tokens
+
+
+def test_bundled_files_read_directly_equal_wordllamas_own_load() -> None:
+    """The tokenizer and table opened without importing wordllama are WordLlama.load's: same ids
+    (padding included) and the same table."""
+    import numpy as np
+
+    from mmrag_assets.lib.index.embedding import lite as lite_mod
+
+    tok, table = lite_mod._tokens()
+    wl = lite_mod._wordllama()
+    assert table.dtype == np.float32 and np.array_equal(table, wl.embedding)
+    texts = ["how does scons decide that a target must be rebuilt", "", "Ünïcode — naïve café 8080"]
+    mine = tok.encode_batch(texts, add_special_tokens=False)
+    theirs = wl.tokenizer.encode_batch(texts, add_special_tokens=False)
+    assert [e.ids for e in mine] == [e.ids for e in theirs]
+    assert [e.attention_mask for e in mine] == [e.attention_mask for e in theirs]

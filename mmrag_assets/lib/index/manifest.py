@@ -27,7 +27,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -94,6 +94,27 @@ class IndexLocation:
 
 
 # ---------------------------------------------------------------- reading
+def location_for(cfg: Any, version_key: str) -> IndexLocation:
+    """Where the index of ``version_key`` under ``cfg``'s storage root lives (here, not in
+    ``publish.py``: readers and the store check need it without pandas)."""
+    return IndexLocation.of(cfg.storage_root, version_key)
+
+
+def is_published(location: IndexLocation, allowed_doc_ids: Collection[str]) -> bool:
+    """The live version serves exactly ``allowed_doc_ids`` (reads the manifest and the small
+    documents array only, never the table): the caller may skip launching a publish."""
+    if (location.root / REBUILD).exists():
+        return False
+    v = current_version(location)
+    if v is None:
+        return not allowed_doc_ids
+    try:
+        docs = read_state(location, v)["docs"]
+    except (OSError, ValueError, IndexDamaged):
+        return False
+    return set(docs.astype(str).tolist()) == set(allowed_doc_ids)
+
+
 def current_version(loc: IndexLocation) -> int | None:
     """The live version number (one small file read), or None before the first publish."""
     try:

@@ -27,14 +27,16 @@ from mmrag_assets.lib.index.calibration import calibrate, needs_recalibration, p
 from mmrag_assets.lib.index.codebook import Codebook
 from mmrag_assets.lib.index.encode import Encoder, IndexParams, Progress, params_from_config, train_codebook
 from mmrag_assets.lib.index.first_stage import Part
-from mmrag_assets.lib.index.manifest import REBUILD, IndexLocation, publisher_lock
+from mmrag_assets.lib.index.manifest import REBUILD, IndexLocation, is_published, location_for, publisher_lock
 from mmrag_assets.lib.index.policy import Decision, compaction, retrain_reason
 from mmrag_assets.lib.index.rerank_vectors import VocabVectors
 from mmrag_assets.lib.index.segment import Segment, open_segment
 from mmrag_assets.lib.index.table import compact_table, ensure_table_indexes, storage_bytes
 from mmrag_assets.lib.index.vectors import TableVectors
 
-__all__ = ["IndexLocation", "IndexParams", "PublishResult", "is_published", "params_from_config", "publish", "verify"]
+__all__ = [
+    "IndexLocation", "IndexParams", "PublishResult", "is_published", "location_for", "params_from_config", "publish", "verify",
+]
 verify = mf.verify
 
 
@@ -138,25 +140,6 @@ def publish(
             index_bytes=_version_bytes(final), table_bytes=storage_bytes(table, run.tv), gc=gc,
             decision=decision.as_dict() | run.maintenance, published_at=final["published_at"], **base,
         )  # fmt: skip
-
-
-def is_published(location: IndexLocation, allowed_doc_ids: Collection[str]) -> bool:
-    """The live version serves exactly ``allowed_doc_ids`` (reads the manifest and the small
-    documents array only, never the table): the caller may skip launching a publish."""
-    if (location.root / REBUILD).exists():
-        return False
-    v = mf.current_version(location)
-    if v is None:
-        return not allowed_doc_ids
-    try:
-        docs = mf.read_state(location, v)["docs"]
-    except (OSError, ValueError, mf.IndexDamaged):
-        return False
-    return set(docs.astype(str).tolist()) == set(allowed_doc_ids)
-
-
-def location_for(cfg: Any, version_key: str) -> IndexLocation:
-    return IndexLocation.of(cfg.storage_root, version_key)
 
 
 class _Run:

@@ -48,10 +48,39 @@ def _wordllama() -> Any:
         raise ModelUnavailable(f"wordllama's bundled weights could not be loaded offline: {e}") from e
 
 
+# the bundled l2_supercat files inside the wordllama wheel, and the tensor WordLlama.load reads
+_TOKENIZER_FILE = "tokenizers/l2_supercat_tokenizer_config.json"
+_WEIGHTS_FILE, _TENSOR = "weights/l2_supercat_256.safetensors", "embedding.weight"
+
+
+@functools.lru_cache(maxsize=1)
+def _tokens() -> tuple[Any, np.ndarray]:
+    """(tokenizer, (32000, 256) float32 table): the same two files ``WordLlama.load`` reads, opened
+    directly: importing wordllama (pydantic, requests) cost ~0.35 s of every ``mmrag search``. The
+    tokenizer pads a batch and never truncates, as in ``WordLlamaInference``. Another wordllama
+    layout falls back to loading it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("wordllama")  # finds the package without importing it
+    pkg = Path(next(iter(spec.submodule_search_locations or []), "")) if spec else None
+    if pkg is None or not (pkg / _TOKENIZER_FILE).is_file() or not (pkg / _WEIGHTS_FILE).is_file():
+        wl = _wordllama()
+        return wl.tokenizer, wl.embedding
+    from safetensors import safe_open
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(pkg / _TOKENIZER_FILE))
+    tok.enable_padding()
+    tok.no_truncation()
+    with safe_open(str(pkg / _WEIGHTS_FILE), framework="np", device="cpu") as f:
+        table = np.ascontiguousarray(f.get_tensor(_TENSOR).astype(np.float32))
+    return tok, table
+
+
 @functools.lru_cache(maxsize=4)
 def _table(dim: int) -> np.ndarray:
     """(32000, dim) float32 token table: Matryoshka truncation of the 256-d table."""
-    return np.ascontiguousarray(_wordllama().embedding[:, :dim], dtype=np.float32)
+    return np.ascontiguousarray(_tokens()[1][:, :dim], dtype=np.float32)
 
 
 @functools.lru_cache(maxsize=4)
@@ -92,7 +121,7 @@ class LiteEmbedder(Embedder):
             doc_max_tokens=doc_max_tokens,
         )
         t0 = time.perf_counter()
-        self._wl = _wordllama()
+        self._tokenizer = _tokens()[0]
         self._emb = _table(dim)  # (vocab, dim)
         self.stats.load_seconds = time.perf_counter() - t0
 
@@ -104,7 +133,7 @@ class LiteEmbedder(Embedder):
         for start in range(0, len(live), max(1, self.batch_size)):
             chunk = live[start : start + self.batch_size]
             # the tokenizer pads a batch to its longest text (right side): keep masked-in ids only
-            encs = self._wl.tokenizer.encode_batch([texts[i][:cap] for i in chunk], add_special_tokens=False)
+            encs = self._tokenizer.encode_batch([texts[i][:cap] for i in chunk], add_special_tokens=False)
             for i, enc in zip(chunk, encs, strict=True):
                 ids = np.asarray(enc.ids, dtype=np.int64)
                 keep = np.asarray(enc.attention_mask, dtype=bool)
@@ -113,9 +142,7 @@ class LiteEmbedder(Embedder):
         return out
 
     def token_counts(self, texts: list[str]) -> list[int]:
-        encs = self._wl.tokenizer.encode_batch(
-            [t if t.strip() else "" for t in texts], add_special_tokens=False
-        )
+        encs = self._tokenizer.encode_batch([t if t.strip() else "" for t in texts], add_special_tokens=False)
         return [int(sum(e.attention_mask)) for e in encs]  # the batch is right-padded to its longest text
 
     def vocabulary(self) -> np.ndarray:
