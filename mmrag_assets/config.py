@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from omegaconf import MISSING, OmegaConf
+MISSING: Any = "???"  # omegaconf.MISSING (omegaconf itself is imported when Hydra composes)
 
 from mmrag_assets.errors import ConfigError
 
@@ -583,6 +583,7 @@ VISUAL_DIMS = {"colqwen2_5": 128, "colpali": 128, "colsmol": 128, "colqwen3": 32
 def _weights_cached(option: str) -> bool:
     """Whether conf/model/<option>.yaml's weights are on this machine: its ``path``, or a snapshot with
     safetensors in the local Hugging Face cache (looked up on disk, never over the network)."""
+    from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     try:
@@ -611,28 +612,18 @@ def load_config(overrides: list[str] | tuple[str, ...] = (), *, resolve_paths: b
     ``model`` defaults to ``colqwen2_5`` on a CUDA machine (``colqwen3`` where its weights are cached,
     ``default_model``) and ``lite`` elsewhere. Relative ``corpus.root`` / ``storage.root`` are resolved against the current directory.
     """
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
     overrides = [str(o) for o in overrides]
     for o in overrides:
         check_override(o)
     ovr = list(overrides)
     if not any(_key_of(o) == "model" for o in ovr):
         ovr.append("model=" + default_model())
-    with _LOCK:
-        _register()
-        GlobalHydra.instance().clear()
-        try:
-            with initialize_config_dir(config_dir=str(CONF_DIR)):
-                node = compose(config_name="config", overrides=ovr)
-            obj = OmegaConf.to_object(node)
-        except (HydraException, OmegaConfBaseException) as e:
-            raise ConfigError(explain(e, ovr)) from e
-        finally:
-            GlobalHydra.instance().clear()
+    key = _composition_key(ovr)
+    obj = _cached_composition(key) if key else None
+    if obj is None:
+        obj = _compose(ovr)
+        if key:
+            _store_composition(key, obj)
     assert isinstance(obj, MmragConfig)
     if obj.queries:
         obj.eval.queries = obj.queries
@@ -649,6 +640,120 @@ def load_config(overrides: list[str] | tuple[str, ...] = (), *, resolve_paths: b
     obj.overrides = overrides
     _validate(obj)
     return obj
+
+
+def _compose(ovr: list[str]) -> MmragConfig:
+    """Hydra's composition of ``conf/`` with ``ovr``, as the typed dataclass."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    with _LOCK:
+        _register()
+        GlobalHydra.instance().clear()
+        try:
+            with initialize_config_dir(config_dir=str(CONF_DIR)):
+                node = compose(config_name="config", overrides=ovr)
+            obj = OmegaConf.to_object(node)
+        except (HydraException, OmegaConfBaseException) as e:
+            raise ConfigError(explain(e, ovr)) from e
+        finally:
+            GlobalHydra.instance().clear()
+    assert isinstance(obj, MmragConfig)
+    return obj
+
+
+# ---------------------------------------------------------------- the composition cache
+# Hydra's composition (search path, defaults lists, struct merges) and its import cost ~0.3 s of
+# CPU, a fifth of a shell `mmrag search` or of a no-op `mmrag index`. Its result depends only on
+# the YAML files, the overrides, the schema in this file and the environment variables the YAML
+# reads (`oc.env`), so it is kept as JSON under the cache folder, named by a hash of all of them,
+# and later commands with the same inputs rebuild the dataclasses from it. Errors are never cached.
+# MMRAG_CONFIG_CACHE=0 turns it off.
+_CACHE_FORMAT = 1
+_ENV_REF = re.compile(rb"\$\{oc\.env:([A-Za-z_][A-Za-z0-9_]*)")
+_RESOLVER = re.compile(rb"\$\{([A-Za-z_][\w.]*):")
+
+
+def cache_root() -> Path:
+    """mmrag's cache folder: ``$MMRAG_CACHE_DIR``, else ``$XDG_CACHE_HOME/mmrag``, else ``~/.cache/mmrag``."""
+    if os.environ.get("MMRAG_CACHE_DIR"):
+        return Path(os.environ["MMRAG_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mmrag"
+
+
+def _composition_key(ovr: list[str]) -> str | None:
+    """sha256 of everything a composition depends on; None when it cannot be cached (turned off, or
+    a YAML file uses a resolver other than ``oc.env``, whose value could change between calls)."""
+    if os.environ.get("MMRAG_CONFIG_CACHE", "1") == "0":
+        return None
+    import importlib.util
+
+    h = hashlib.sha256(json.dumps([_CACHE_FORMAT, ovr, str(CONF_DIR)]).encode())
+    h.update(Path(__file__).read_bytes())  # the schema and this code
+    envs: set[bytes] = set()
+    try:
+        for p in sorted(CONF_DIR.rglob("*.yaml")):
+            b = p.read_bytes()
+            if any(r != b"oc.env" for r in _RESOLVER.findall(b)):
+                return None
+            envs.update(_ENV_REF.findall(b))
+            h.update(p.relative_to(CONF_DIR).as_posix().encode() + b"\0" + b + b"\0")
+    except OSError:
+        return None
+    for name in sorted(envs):
+        h.update(f"{name.decode()}={os.environ.get(name.decode())!r}\0".encode())
+    for lib in ("hydra", "omegaconf"):  # their versions, by the files installed
+        spec = importlib.util.find_spec(lib)
+        st = Path(spec.origin).stat() if spec and spec.origin else None
+        h.update(f"{lib}:{spec and spec.origin}:{st and st.st_mtime_ns}:{st and st.st_size}\0".encode())
+    return h.hexdigest()[:32]
+
+
+def _cache_file(key: str) -> Path:
+    return cache_root() / "config" / f"{key}.json"
+
+
+def _cached_composition(key: str) -> MmragConfig | None:
+    try:
+        data = json.loads(_cache_file(key).read_text())
+        return _from_plain(MmragConfig, data)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def _store_composition(key: str, obj: MmragConfig) -> None:
+    path = _cache_file(key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(asdict(obj)))
+        tmp.replace(path)
+    except OSError:
+        pass  # a read-only cache: compose every time
+
+
+def _from_plain(cls: type, data: dict[str, Any]) -> Any:
+    """The dataclass ``cls`` from ``dataclasses.asdict``'s output (nested dataclasses rebuilt)."""
+    hints = _hints(cls)
+    kw = {}
+    for f in fields(cls):
+        if f.name not in data:
+            raise KeyError(f.name)
+        t, v = hints[f.name], data[f.name]
+        kw[f.name] = _from_plain(t, v) if is_dataclass(t) and isinstance(v, dict) else v
+    return cls(**kw)
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = get_type_hints(cls)
+    return _HINTS[cls]
 
 
 # ---------------------------------------------------------------- error messages

@@ -151,3 +151,48 @@ def test_to_dict_equals_omegaconfs_view(overrides: list[str]) -> None:
     cfg = load_config(overrides)
     slow = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
     assert json.dumps(cfg.to_dict(), sort_keys=True) == json.dumps(slow, sort_keys=True, default=str)
+
+
+# ---------------------------------------------------------------- the composition cache
+@pytest.mark.parametrize(
+    "overrides",
+    [[], ["model=tiny", "dense=none"], ["orchestration=celery", "catalog=postgres"], ["queries=q.jsonl", "search.k=7"]],
+)
+def test_a_cached_composition_is_the_composed_config(
+    overrides: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import asdict
+
+    monkeypatch.setenv("MMRAG_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("MMRAG_CONFIG_CACHE", "0")
+    composed = load_config(overrides)
+    monkeypatch.setenv("MMRAG_CONFIG_CACHE", "1")
+    load_config(overrides)  # composes and stores
+    assert len(list((tmp_path / "cache" / "config").glob("*.json"))) == 1
+    cached = load_config(overrides)
+    assert asdict(cached) == asdict(composed)
+    assert cached.fingerprint("ingest", "ocr") == composed.fingerprint("ingest", "ocr")
+
+
+def test_the_cache_follows_the_yaml_files_and_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from mmrag_assets import config
+
+    conf = tmp_path / "conf"
+    shutil.copytree(config.CONF_DIR, conf)
+    monkeypatch.setattr(config, "CONF_DIR", conf)
+    monkeypatch.setenv("MMRAG_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("MMRAG_CONFIG_CACHE", "1")
+    monkeypatch.setenv("MMRAG_CORPUS_ROOT", str(tmp_path / "one"))
+    assert load_config([]).corpus.root == str(tmp_path / "one")
+    assert load_config([]).corpus.root == str(tmp_path / "one")  # from the cache
+    monkeypatch.setenv("MMRAG_CORPUS_ROOT", str(tmp_path / "two"))  # read by oc.env in the YAML
+    assert load_config([]).corpus.root == str(tmp_path / "two")
+    ingest = conf / "ingest" / "default.yaml"
+    ingest.write_text(ingest.read_text().replace("dpi: 150", "dpi: 120"))
+    assert load_config([]).ingest.dpi == 120
+    with pytest.raises(ConfigError, match="ingest.dpii"):  # errors are never cached
+        load_config(["ingest.dpii=3"])
+    with pytest.raises(ConfigError, match="ingest.dpii"):
+        load_config(["ingest.dpii=3"])

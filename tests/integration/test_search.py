@@ -197,3 +197,19 @@ def test_mllm_reranker_reorders_the_fused_top(indexed, tmp_path: Path) -> None:
     again = fuse(plain.results, [r.why["mllm"] for r in sorted(scored, key=lambda r: [x.item_id for x in plain.results].index(r.item_id))], 0.7)
     assert [r.item_id for r in again] == [r.item_id for r in resp.results]
     assert [r.rank for r in resp.results] == list(range(1, len(resp.results) + 1))
+
+
+def test_cli_search_imports_only_what_a_query_needs(indexed) -> None:
+    """A shell `mmrag search` (lite + dense) starts without Dagster, LanceDB, torch, wordllama's
+    package or, from the second call with the same inputs, Hydra (the composition cache); pandas
+    comes with `lance`, which the lexical channel needs."""
+    code = (
+        "import sys; from mmrag_assets.cli import main; rc = main(sys.argv[1:]); "
+        "print(sorted(m for m in ('dagster', 'lancedb', 'torch', 'wordllama', 'hydra', "
+        "'great_expectations', 'sklearn') if m in sys.modules)); sys.exit(rc)"
+    )
+    argv = [sys.executable, "-c", code, "search", "how do I reset my wireless router", "--k", "3", *indexed.overrides]
+    for _ in range(2):
+        r = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "[]"

@@ -35,9 +35,9 @@ FILES = ("config.json", "model.safetensors", "tokenizer.json", "1_Pooling/config
 
 
 def cache_root() -> Path:
-    if os.environ.get("MMRAG_CACHE_DIR"):
-        return Path(os.environ["MMRAG_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mmrag"
+    from mmrag_assets.config import cache_root as root
+
+    return root()
 
 
 def cores() -> int:
