@@ -19,7 +19,12 @@ points sit at the moments where a crash could leave half-done state behind:
   still names the old one (an orphan version on disk);
 - ``publish.after_current``: ``CURRENT`` switched, garbage collection not yet run.
 
-Unset (the default), :func:`fault_point` is one dictionary lookup.
+``MMRAG_FAULT_WAIT=<point>:<dir>`` holds a process at ``<point>`` instead, once ``<dir>/armed`` exists:
+it writes ``<dir>/<pid>.arrived`` and waits until ``<dir>/go`` exists (at most ``WAIT_MAX_S``). The
+loopback scale test uses it to have two embedding steps on two workers inside their writes at the
+same time, and to kill one of them there.
+
+Unset (the default), :func:`fault_point` is two dictionary lookups.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ import os
 import signal
 
 ENV = "MMRAG_FAULT_AT"
+WAIT_ENV = "MMRAG_FAULT_WAIT"
+WAIT_MAX_S = 600.0
 POINTS = (
     "ingest.document",
     "embed.written",
@@ -41,7 +48,10 @@ _hits: dict[str, int] = {}
 
 
 def fault_point(name: str) -> None:
-    """Kill this process with SIGKILL if ``MMRAG_FAULT_AT`` names this point and hit count."""
+    """Kill this process with SIGKILL if ``MMRAG_FAULT_AT`` names this point and hit count; wait
+    here if ``MMRAG_FAULT_WAIT`` names it and its folder is armed."""
+    if wait := os.environ.get(WAIT_ENV):
+        _wait(name, wait)
     spec = os.environ.get(ENV)
     if not spec:
         return
@@ -53,3 +63,19 @@ def fault_point(name: str) -> None:
     _hits[name] = _hits.get(name, 0) + 1
     if _hits[name] >= int(n or 1):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _wait(name: str, spec: str) -> None:
+    import time
+    from pathlib import Path
+
+    point, _, folder = spec.partition(":")
+    if point not in POINTS:
+        raise ValueError(f"{WAIT_ENV}={spec!r}: unknown fault point; choose one of {', '.join(POINTS)}")
+    d = Path(folder)
+    if point != name or not (d / "armed").exists():
+        return
+    (d / f"{os.getpid()}.arrived").write_text(f"{time.time()}\n")
+    deadline = time.monotonic() + WAIT_MAX_S
+    while not (d / "go").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
