@@ -22,7 +22,7 @@ from mmrag_assets.lib.search.searcher import get_searcher
 from tests.hostile_corpus import _pdf
 from tests.scale.services import s3_emulator
 
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 BUCKET = "mmrag-test"
 PREFIX = "team/docs"
