@@ -106,6 +106,7 @@ class ObjectCorpus:
         self.store = Storage(uri, self.cache, allow_http=allow_http)
         self.stats: Counter[str] = Counter()  # list, head, get, get_bytes, hit, evicted (this process)
         self._lock = threading.Lock()
+        self._approx: int | None = None  # the cache's bytes as of the last full look, plus this process's downloads
 
     # ---- addresses
     def url(self, key: str = "") -> str:
@@ -234,7 +235,7 @@ class ObjectCorpus:
         os.replace(tmp, d / name)
         meta = {"key": key, "file": name, "size": size, "mtime_ns": _mtime_ns(md), "etag": _etag(md), "sha256": h.hexdigest()}
         _write_json(d / "meta.json", meta)
-        self.evict(keep=d)
+        self._added(size, keep=d)
         return Cached(d / name, meta["sha256"], size, meta["mtime_ns"], meta["etag"], True)
 
     def remember(self, key: str, **fields: Any) -> None:
@@ -243,6 +244,16 @@ class ObjectCorpus:
         meta = self.cached_meta(key)
         if meta is not None:
             _write_json(d / "meta.json", {**meta, **fields})
+
+    def _added(self, size: int, keep: Path) -> None:
+        """Evict when this download may have taken the cache past its bound: a full look (every entry's
+        meta.json) when the running estimate says so, and every 64 downloads (other processes add too)."""
+        with self._lock:
+            if self._approx is not None and self.stats["get"] % 64:
+                self._approx += size
+                if self._approx <= self.cache_bytes:
+                    return
+        self.evict(keep=keep)
 
     def evict(self, keep: Path | None = None) -> int:
         """Remove least recently used entries until the cache holds at most ``corpus.cache_bytes``;
@@ -267,6 +278,7 @@ class ObjectCorpus:
                 total -= size
                 freed += size
                 self.stats["evicted"] += 1
+            self._approx = total
             return freed
 
     def read_head(self, source: str, n: int) -> bytes | None:
