@@ -189,6 +189,25 @@ def test_sensor_requests_one_run_over_the_shards_with_work(make_cfg, tmp_path: P
         assert [rr.job_name for rr in r3.run_requests] == ["publish_job"]  # only a removal: nothing to ingest
         run(instance, r3.run_requests[0])
         assert Catalog(cfg.catalog_path).doc_ids() == {ids["b"]}
+        # an earlier corpus state that comes back gets new run keys (Dagster skips a used one),
+        # while the ticks of one state repeat theirs
+        d = pymupdf.open()
+        d.new_page().insert_text((72, 72), "document a")
+        d.save(corpus / "a.pdf")
+        r4 = tick(instance, r3.cursor)
+        r4b = tick(instance, r4.cursor)  # its run has not run yet: the same request
+        assert [rr.job_name for rr in r4.run_requests] == ["index_job"]
+        assert r4.run_requests[0].run_key != r1.run_requests[0].run_key
+        assert r4b.run_requests[0].run_key == r4.run_requests[0].run_key
+        run(instance, r4.run_requests[0])
+        idle = tick(instance, r4b.cursor)
+        assert not idle.run_requests
+        (corpus / "a.pdf").unlink()
+        r5 = tick(instance, idle.cursor)
+        assert [rr.job_name for rr in r5.run_requests] == ["publish_job"]
+        assert r5.run_requests[0].run_key != r3.run_requests[0].run_key
+        run(instance, r5.run_requests[0])
+        assert Catalog(cfg.catalog_path).doc_ids() == {ids["b"]}
 
 
 def test_sensor_skips_with_a_reason_when_the_corpus_is_missing(make_cfg, tmp_path: Path) -> None:

@@ -36,16 +36,20 @@ def corpus_tick(context: SensorEvaluationContext, mmrag: MmragConfigResource) ->
     signature = hashlib.sha256(
         json.dumps([sorted(result.docs), sorted((e.source, e.status, e.reason) for e in result.entries)]).encode()
     ).hexdigest()[:16]
-    cursor = json.dumps({"signature": signature, "cache": scan_cache(result)})
+    # the corpus state's generation: run keys repeat while a state lasts (the ticks during its run
+    # request nothing new) but not when an earlier state comes back (a file added, deleted, added
+    # again), whose run keys Dagster would skip as already used
+    gen = int(state.get("gen", 0)) + (signature != state.get("signature"))
+    cursor = json.dumps({"signature": signature, "gen": gen, "cache": scan_cache(result)})
     if not plan.shards and signature == state.get("signature"):
         return dg.SensorResult(skip_reason=dg.SkipReason(f"up to date: {plan.describe()}"), cursor=cursor)
     if plan.shards:
         first, last = plan.range  # type: ignore[misc]
         request = dg.RunRequest(
-            job_name=index_job.name, run_key=f"index:{signature}:{first}-{last}", tags=range_tags(first, last)
+            job_name=index_job.name, run_key=f"index:{signature}:{gen}:{first}-{last}", tags=range_tags(first, last)
         )
     else:
-        request = dg.RunRequest(job_name=publish_job.name, run_key=f"publish:{signature}")
+        request = dg.RunRequest(job_name=publish_job.name, run_key=f"publish:{signature}:{gen}")
     context.log.info(f"requesting {request.job_name}: {plan.describe()}")
     return dg.SensorResult(run_requests=[request], cursor=cursor)
 
