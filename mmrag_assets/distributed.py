@@ -52,6 +52,8 @@ concurrency:
     max_concurrent_runs: 4     # queued (daemon/UI) runs; writers serialise on the pools below
   pools:
     default_limit: 1           # mmrag_writer, mmrag_embed (both raised to orchestration.workers with catalog=postgres), mmrag_publisher
+run_queue:
+  dequeue_interval_seconds: 1  # a run the sensor requested starts within a second (Dagster's default 5 s)
 run_monitoring:
   enabled: true                # with the daemon: runs whose worker died are marked failed
   start_timeout_seconds: 180

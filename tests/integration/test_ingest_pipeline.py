@@ -244,3 +244,11 @@ def test_the_corpus_sensor_ticks_at_the_configured_interval() -> None:
     for seconds in (5, 17):
         sensor = build_definitions([f"orchestration.sensor_interval_s={seconds}"]).get_sensor_def("corpus_sensor")
         assert sensor.minimum_interval_seconds == seconds
+
+
+def test_queued_runs_are_dequeued_every_second(make_cfg) -> None:
+    """A run the sensor requests waits at most ~1 s in the run queue (Dagster's default: 5 s),
+    and the queue still runs at most 4 at once."""
+    with open_instance(make_cfg()) as instance:
+        assert instance.run_coordinator.dequeue_interval_seconds == 1
+        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 4
