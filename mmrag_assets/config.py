@@ -166,6 +166,7 @@ class OcrConfig:
     direction: bool = MISSING  # 0/180 degree text-line direction classifier
     threads: int = MISSING  # onnxruntime intra-op threads; 0: onnxruntime decides
     batch_size: int = MISSING  # images per cache lookup, cache write and progress report
+    rec_batch: int = MISSING  # text lines the recogniser reads per call (RapidOCR pads them to the widest)
     det_model_path: str | None = MISSING  # local ONNX models; null: the ones bundled in the rapidocr wheel
     rec_model_path: str | None = MISSING
     cls_model_path: str | None = MISSING

@@ -215,3 +215,15 @@ def _rgb(path: Path):
     from mmrag_assets.lib.ingest.ocr_batch import load_rgb
 
     return load_rgb(path, max_pixels=SETTINGS.max_pixels)
+
+
+def test_rec_batch_is_passed_to_the_recogniser_and_keeps_the_words(screenshot) -> None:
+    """ocr.rec_batch sets RapidOCR's text lines per recogniser call; 1 (the default) and RapidOCR's
+    own 6 read the same words; it makes its own engine but not its own cache key."""
+    one, six = get_engine(replace(SETTINGS, rec_batch=1)), get_engine(replace(SETTINGS, rec_batch=6))
+    assert one is not six and one.key == six.key
+    rgb = _rgb(screenshot[0])
+    texts = [e.recognise(rgb).text for e in (one, six)]
+    assert one._ocr.text_rec.rec_batch_num == 1 and six._ocr.text_rec.rec_batch_num == 6
+    for t in texts:
+        assert_most_keywords(WORDS, t.split(), "rec_batch")

@@ -60,6 +60,7 @@ class OcrSettings:
     direction: bool  # run the 0/180 degree text-line direction classifier
     threads: int  # onnxruntime intra-op threads; 0: onnxruntime decides
     batch_size: int  # images per cache lookup / cache write / progress report
+    rec_batch: int = 1  # text lines the recogniser reads per call (padded to the widest of them)
     det_model_path: str | None = None  # None: the model bundled in the rapidocr wheel
     rec_model_path: str | None = None
     cls_model_path: str | None = None
@@ -69,10 +70,13 @@ class OcrSettings:
             raise ConfigError("ocr.languages is empty: name at least one language, e.g. [en]")
         if not 0.0 <= self.min_confidence <= 1.0:
             raise ConfigError(f"ocr.min_confidence={self.min_confidence} must be within 0..1")
-        if self.max_pixels <= 0 or min(self.max_side_px, self.det_max_side_px) < 32 or self.batch_size < 1 or self.threads < 0:
+        if (
+            self.max_pixels <= 0 or min(self.max_side_px, self.det_max_side_px) < 32 or self.batch_size < 1
+            or self.threads < 0 or self.rec_batch < 1
+        ):  # fmt: skip
             raise ConfigError(
                 "ocr.max_pixels must be > 0, ocr.max_side_px and ocr.det_max_side_px >= 32, "
-                "ocr.batch_size >= 1 and ocr.threads >= 0"
+                "ocr.batch_size and ocr.rec_batch >= 1 and ocr.threads >= 0"
             )
 
 
@@ -268,6 +272,9 @@ class OcrEngine:
             # RapidOCR's default ("min" 736) upscales a 900x300 screenshot to 2208x736 for detection
             "Det.limit_type": "max",
             "Det.limit_side_len": settings.det_max_side_px,
+            # RapidOCR pads a batch of text lines to the widest one; one line per call read the same
+            # words for 7-23% less CPU than its default 6 (bench/ocr_settings.py, BENCHMARKS 'OCR settings')
+            "Rec.rec_batch_num": settings.rec_batch,
             "Det.model_path": str(paths["det"]),
             "Rec.model_path": str(paths["rec"]),
             "Cls.model_path": str(paths["cls"]),
@@ -376,10 +383,10 @@ def get_engine(settings: OcrSettings) -> OcrEngine:
     """The process-wide engine for these settings (model loading costs ~0.3 s; keep one).
 
     Settings applied outside the engine (``min_confidence``, ``max_pixels``, ``batch_size``)
-    share it: only the engine key and the thread count make another one.
+    share it: only the engine key, the thread count and ``rec_batch`` make another one.
     """
     check_languages(settings)
-    ident = (engine_key(settings), settings.threads)
+    ident = (engine_key(settings), settings.threads, settings.rec_batch)
     with _ENGINES_LOCK:
         eng = _ENGINES.get(ident)
         if eng is None:

@@ -57,7 +57,7 @@ def plan_from_config(ocr: Any) -> OcrPlan | None:
         return None
     settings = OcrSettings(
         languages=tuple(ocr.languages), min_confidence=ocr.min_confidence, max_pixels=ocr.max_pixels,
-        max_side_px=ocr.max_side_px, det_max_side_px=ocr.det_max_side_px, direction=ocr.direction, threads=ocr.threads, batch_size=ocr.batch_size,
+        max_side_px=ocr.max_side_px, det_max_side_px=ocr.det_max_side_px, direction=ocr.direction, threads=ocr.threads, batch_size=ocr.batch_size, rec_batch=ocr.rec_batch,
         det_model_path=ocr.det_model_path, rec_model_path=ocr.rec_model_path, cls_model_path=ocr.cls_model_path,
     )
     i, pdf = ocr.inputs, ocr.pdf
@@ -74,7 +74,8 @@ def plan_from_config(ocr: Any) -> OcrPlan | None:
 
 # Keys of the ocr section that change how fast OCR runs, not what it produces: left out of the
 # ingest fingerprint, so that tuning them does not re-ingest and re-embed a corpus.
-RUNTIME_KEYS = ("threads", "batch_size")
+RUNTIME_KEYS = ("threads", "batch_size", "rec_batch")  # rec_batch: padding, like threads' reduction order, moves a
+# character at most (bench/ocr_settings.py: the same word recall at 1, 2, 3 and 6)
 
 
 @dataclass
