@@ -234,7 +234,7 @@ def calibration(out: Path, split: str, base: list[str]) -> str:
     ev = dev if split == "dev" else ft.collect(searcher, load_query_set(out / "queries" / f"{split}.jsonl"))
     model = load_model(load_config(base).search.fusion_model)
     before = ft.reliability(ft.platt(dev.baseline, dev.y)(ev.baseline), ev.y, ev.modality)
-    after = ft.reliability(model.proba(ev.x), ev.y, ev.modality)
+    after = ft.reliability(model.proba(ft.columns(ev, model.features)), ev.y, ev.modality)
     mods = [m for m in after if m != "all"] + ["all"]
     rows = [[f"{m} ({after[m]['n']} candidates, {after[m]['positives']} relevant)", f"{before[m]['ece']:.4f}", f"{after[m]['ece']:.4f}"] for m in mods]
     curves = []
