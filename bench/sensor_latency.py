@@ -1,0 +1,205 @@
+"""How long a file dropped into the corpus takes to be served when `mmrag ui` runs (issue 23): the
+Dagster daemon's corpus sensor notices it, requests an `index_job` run, the run ingests, embeds and
+publishes, and the search index's live version then holds the document.
+
+    uv run python bench/sensor_latency.py [--pages 620] [--repeats 3] [--store DIR] [--no-write]
+
+Corpus: bench/index_speed.py's three real manuals (620 text pages); the dropped file is its added
+10-page Doxygen PDF (9 screenshot regions to OCR). The store is built once with `mmrag index` (or
+``--store``: a store of that corpus kept from an earlier run, copied, not changed). Then `mmrag ui`
+(webserver + daemon, default config: `orchestration.sensor_interval_s`) runs on that store; once its
+sensor reports the corpus up to date, each repeat copies the PDF in and polls the live index version
+every 0.2 s until it serves one document more (what a search server reads between queries), then
+deletes the file and waits until the removal is served too; the OCR cache entries the add wrote
+are dropped between repeats (the same screenshots would be cache hits). The phases come from the Dagster
+instance's run record: dropped -> run created (sensor tick), -> run started (queue + run process
+start), -> published (ingest, contracts, embed, publish). Writes the section "Sensor latency".
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._report import commit, emit, table
+from bench.index_speed import OUT, build_corpus
+
+ROOT = Path(__file__).resolve().parents[1]
+POLL_S = 0.2
+
+
+def served_documents(cfg) -> tuple[int | None, int]:
+    """(live index version, documents it serves)."""
+    from mmrag_assets.lib.index import manifest as mf
+    from mmrag_assets.lib.index.embedding import version_key_for
+
+    loc = mf.location_for(cfg, version_key_for(cfg.model))
+    try:
+        v = mf.current_version(loc)
+        return v, int(mf.read_manifest(loc, v)["n_documents"]) if v else 0
+    except (OSError, ValueError, mf.IndexDamaged):  # mid-write: ask again
+        return None, -1
+
+
+def wait_for(pred, timeout_s: float, what: str) -> float:
+    t0 = time.time()
+    while not pred():
+        if time.time() - t0 > timeout_s:
+            raise SystemExit(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(POLL_S)
+    return time.time()
+
+
+def up_to_date_ticks(log: Path) -> int:
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return text.count("Sensor corpus_sensor skipped: up to date")
+
+
+def newest_run(home: Path, job: str, after: float):
+    """The newest run of ``job`` created after ``after`` (epoch s): its record, or None."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as inst:
+        for rec in inst.get_run_records(dg.RunsFilter(job_name=job), limit=5):
+            if rec.create_timestamp.timestamp() >= after - 1:
+                return rec
+    return None
+
+
+def forget_ocr(cfg, since: float) -> int:
+    """Drop the OCR cache entries written after ``since`` (epoch s), so that the next repeat's add
+    reads its screenshots again as a new file would (re-adding the same pixels hits the cache)."""
+    from mmrag_assets.lib.catalog import Catalog
+
+    with Catalog(cfg.catalog_url).connect() as con:
+        n = con.execute("SELECT count(*) FROM ocr_cache WHERE created_at >= to_timestamp(?)", [since - 1]).fetchone()[0]
+        con.execute("DELETE FROM ocr_cache WHERE created_at >= to_timestamp(?)", [since - 1])
+    return int(n)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """`mmrag ui` forwards SIGTERM to `dagster dev`'s process group; whatever is left is killed."""
+    import psutil
+
+    groups = {proc.pid}
+    with contextlib.suppress(psutil.NoSuchProcess):
+        groups |= {os.getpgid(c.pid) for c in psutil.Process(proc.pid).children(recursive=True)}
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=40)
+    except subprocess.TimeoutExpired:
+        pass
+    for g in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(g, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pages", type=int, default=620)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--store", type=Path, help="a store of the same corpus built earlier (copied)")
+    ap.add_argument("--port", type=int, default=3133)
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args()
+
+    from mmrag_assets.config import load_config
+
+    corpus_src, added, counts = build_corpus(args.pages)
+    load0 = os.getloadavg()
+    with tempfile.TemporaryDirectory(dir=OUT) as tmp:
+        tmp_p = Path(tmp)
+        corpus, storage = tmp_p / "corpus", tmp_p / "storage"
+        shutil.copytree(corpus_src, corpus)
+        overrides = [f"corpus.root={corpus}", f"storage.root={storage}"]
+        env = {**os.environ, "MMRAG_CACHE_DIR": str(OUT / "mmrag-cache")}
+        env.pop("DAGSTER_HOME", None)
+        cli = [sys.executable, "-m", "mmrag_assets.cli"]
+        if args.store:
+            shutil.copytree(args.store, storage)
+            # a copied store keeps its old paths in Dagster's instance: start a fresh instance
+            shutil.rmtree(storage / "dagster", ignore_errors=True)
+        t = time.perf_counter()
+        subprocess.run([*cli, "index", *overrides], env=env, cwd=ROOT, check=True, capture_output=True)
+        print(f"store ready ({time.perf_counter() - t:.0f} s)", flush=True)
+        cfg = load_config(overrides)
+        _, n0 = served_documents(cfg)
+
+        log = tmp_p / "ui.log"
+        if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:  # started in the background: let ui see Ctrl-C
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # a handled signal is SIG_DFL after exec
+        with open(log, "w") as fh:
+            ui = subprocess.Popen(
+                [*cli, "ui", "--port", str(args.port), *overrides], env=env, cwd=ROOT, stdout=fh,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        rows, removals = [], []
+        try:
+            t_ui = time.time()
+            wait_for(lambda: up_to_date_ticks(log) >= 1, 600, "the sensor's first up-to-date tick")
+            print(f"daemon up, sensor idle after {time.time() - t_ui:.0f} s", flush=True)
+            for r in range(args.repeats):
+                ticks = up_to_date_ticks(log)
+                wait_for(lambda ticks=ticks: up_to_date_ticks(log) > ticks, 120, "an idle tick")
+                t0 = time.time()
+                shutil.copy(added, corpus / "added.pdf")
+                t1 = wait_for(lambda: served_documents(cfg)[1] == n0 + 1, 900, "the added file to be served")
+                rec = newest_run(cfg.dagster_home, "index_job", t0)
+                created = rec.create_timestamp.timestamp() if rec else float("nan")
+                started = rec.start_time if rec and rec.start_time else float("nan")
+                rows.append({"total": t1 - t0, "to_request": created - t0, "to_start": started - created,
+                             "to_publish": t1 - started, "load": os.getloadavg()[0]})  # fmt: skip
+                print(f"repeat {r + 1}: served {t1 - t0:.1f} s after the drop {rows[-1]}", flush=True)
+                wait_for(lambda t0=t0: (x := newest_run(cfg.dagster_home, "index_job", t0)) is not None
+                         and x.end_time is not None, 600, "the run to end")  # fmt: skip
+                t2 = time.time()
+                (corpus / "added.pdf").unlink()
+                t3 = wait_for(lambda: served_documents(cfg)[1] == n0, 900, "the removal to be served")
+                removals.append(t3 - t2)
+                print(f"repeat {r + 1}: removal served {t3 - t2:.1f} s after the delete", flush=True)
+                wait_for(lambda t2=t2: (x := newest_run(cfg.dagster_home, "publish_job", t2)) is None or x.end_time is not None,
+                         600, "the removal run to end")  # fmt: skip
+                print(f"repeat {r + 1}: {forget_ocr(cfg, t0)} OCR cache entries dropped", flush=True)
+        finally:
+            stop(ui)
+            shutil.copy(log, OUT / "sensor_latency-ui.log")  # the daemon's log of the last run, for a look
+    load1 = os.getloadavg()
+
+    def med(k: str) -> float:
+        return statistics.median(x[k] for x in rows)
+
+    body = (
+        f"`bench/sensor_latency.py --pages {args.pages} --repeats {args.repeats}` at `{commit()}`: `mmrag ui` (Dagster\n"
+        f"webserver + daemon, default config, corpus sensor every `orchestration.sensor_interval_s` = "
+        f"{cfg.orchestration.sensor_interval_s} s) on a\nstore of the {sum(counts.values())}-page corpus of bench/index_speed.py; "
+        "a 10-page PDF (the next Doxygen pages, 9 screenshot\nregions to OCR) copied into the corpus, then deleted, each "
+        "time waited for until the live index version\nserves it (or no longer does). Phases from the run's record in "
+        f"the Dagster instance. Load average {load0[0]:.1f} at the\nstart, {load1[0]:.1f} at the end, on 2 cores shared "
+        "with other jobs.\n\n"
+        + table(
+            ["repeat", "dropped -> served s", "-> run requested s", "-> run started s", "-> published s", "load"],
+            [[i + 1, x["total"], x["to_request"], x["to_start"], x["to_publish"], x["load"]] for i, x in enumerate(rows)]
+            + [["median", med("total"), med("to_request"), med("to_start"), med("to_publish"), ""]],
+        )
+        + f"\n\nA deleted file stopped being served after {statistics.median(removals):.1f} s (median; a publish-only run).\n"
+    )
+    emit("Sensor latency", body, write=not args.no_write)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
