@@ -21,6 +21,12 @@ reused, as a user's later builds would. ``--profile`` (use it with ``--only new`
 version's first build, no-op and add with py-spy (every thread, sampled without stopping the
 process) and prints the share of samples per stage. Writes the section "Indexing speed" (or, with
 ``--profile``, "Indexing speed: where the time goes (py-spy)") of BENCHMARKS.md.
+
+``--warm REV`` measures only the small changes, this checkout against REV: one store of the corpus
+is built by this checkout (not reported), and each of ``--rounds`` rounds gives both versions, in
+turn, a fresh copy of it (same path) for a no-op ``mmrag index``, an add of the 10-page PDF above
+(9 screenshot regions to OCR), an add of 10 text-only Doxygen pages (no image: the add without OCR)
+and ``mmrag search`` (3 queries); medians. Writes "Indexing speed: small changes".
 """
 
 from __future__ import annotations
@@ -249,9 +255,99 @@ def top_frames(path: Path, n: int) -> list[tuple[str, float]]:
     return [(fr, c / max(total, 1)) for fr, c in counts.most_common(n)]
 
 
+def text_pdf(pages: int, counts: dict[str, int]) -> Path:
+    """10 Doxygen pages after the corpus's and the added PDF's that hold no image (nothing to OCR)."""
+    import pymupdf
+
+    out = OUT / f"added-text-{pages}.pdf"
+    if out.exists():
+        return out
+    doc = pymupdf.open(OUT / "unpacked" / MANUALS[-1][1])
+    start = next(
+        s for s in range(counts[MANUALS[-1][0]] + ADDED_PAGES, doc.page_count - ADDED_PAGES)
+        if all(not doc[i].get_images() and len(doc[i].get_text()) > 500 for i in range(s, s + ADDED_PAGES))
+    )  # fmt: skip
+    new = pymupdf.open()
+    new.insert_pdf(doc, from_page=start, to_page=start + ADDED_PAGES - 1)
+    new.save(out, garbage=3, deflate=True)
+    return out
+
+
+def archive(rev: str, dest: Path) -> Path:
+    """``rev``'s package, config and contracts extracted into ``dest`` (run with it first on the path)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    data = sh(["git", "-C", str(ROOT), "archive", rev, "mmrag_assets", "conf", "data_contracts", "workspace.yaml"]).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=data, check=True)
+    return dest
+
+
+def warm_main(args: argparse.Namespace) -> int:
+    """``--warm REV`` (see the module docstring)."""
+    corpus_src, added, counts = build_corpus(args.pages)
+    text = text_pdf(args.pages, counts)
+    n_pages = sum(counts.values())
+    load0 = os.getloadavg()
+    with tempfile.TemporaryDirectory(dir=OUT) as tmp:
+        tmp_p = Path(tmp)
+        store, corpus, built = tmp_p / "s", tmp_p / "c", tmp_p / "built"
+        env = {"MMRAG_CACHE_DIR": str(OUT / "mmrag-cache")}
+        new = Version("this", ROOT, store, corpus, env)
+        old = Version(args.warm, archive(args.warm, tmp_p / "baseline"), store, corpus, env)
+        shutil.copytree(corpus_src, corpus)
+        t = time.perf_counter()
+        new.run("build", ["index"])
+        print(f"store built in {time.perf_counter() - t:.0f} s", flush=True)
+        shutil.copytree(store, built)
+
+        def fresh() -> None:
+            shutil.rmtree(store)
+            shutil.copytree(built, store)
+            for extra in ("added.pdf", "text.pdf"):
+                (corpus / extra).unlink(missing_ok=True)
+
+        res: dict[str, dict[str, list[dict[str, float]]]] = {"old": {}, "new": {}}
+        for r in range(args.rounds):
+            for key, v in (("old", old), ("new", new)) if r % 2 == 0 else (("new", new), ("old", old)):
+                got = res[key]
+                fresh()
+                got.setdefault("noop", []).append(v.run("noop", ["index"]))
+                shutil.copy(added, corpus / "added.pdf")
+                got.setdefault("add", []).append(v.run("add", ["index"]))
+                fresh()
+                shutil.copy(text, corpus / "text.pdf")
+                got.setdefault("add_text", []).append(v.run("add_text", ["index"]))
+                for i, q in enumerate(QUERIES):
+                    got.setdefault("search", []).append(v.run(f"q{i}", ["search", q, "--k", "5"]))
+    load1 = os.getloadavg()
+
+    def med(key: str, step: str, what: str) -> float:
+        return statistics.median(x[what] for x in res[key][step])
+
+    steps = ("noop", "add", "add_text", "search")
+    rows = [
+        [f"baseline `{args.warm}`" if key == "old" else f"this checkout `{commit()}`"]
+        + [f"{med(key, st, 'wall'):.2f} ({med(key, st, 'cpu'):.2f})" for st in steps]
+        for key in ("old", "new")
+    ]
+    body = (
+        f"`bench/index_speed.py --warm {args.warm} --rounds {args.rounds}`: small changes to the {n_pages}-page store of the\n"
+        "corpus above (built once by this checkout; each version gets a fresh copy of it for every step, rounds\n"
+        "alternating which version goes first): `mmrag index` with nothing changed, after adding the 10-page Doxygen\n"
+        "PDF (9 screenshot regions to OCR), after adding 10 text-only Doxygen pages (nothing to OCR), and `mmrag\n"
+        "search` (3 queries each round). Medians, wall s (CPU s: user + sys); load average "
+        f"{load0[0]:.1f} at the start,\n{load1[0]:.1f} at the end, on 2 cores shared with other jobs.\n\n"
+        + table(["version", "no-op s", "add 10 pages (OCR) s", "add 10 text pages s", "search s"], rows)
+        + "\n\nTargets: add <= 10 s, no-op <= 3 s, search <= 1.5 s wall.\n"
+    )
+    emit("Indexing speed: small changes", body, write=not args.no_write)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--baseline", default=DEFAULT_BASELINE)
+    ap.add_argument("--warm", metavar="REV", help="only the small changes, this checkout against REV")
+    ap.add_argument("--rounds", type=int, default=3, help="--warm: rounds (medians)")
     ap.add_argument("--pages", type=int, default=620)
     ap.add_argument("--only", choices=["new", "both"], default="both")
     ap.add_argument("--profile", action="store_true")
@@ -262,6 +358,8 @@ def main() -> int:
     )
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
+    if args.warm:
+        return warm_main(args)
 
     light = args.quick or args.profile  # a kept ONNX cache; no render-only run, no encoder comparison
     corpus, added, counts = build_corpus(args.pages)
