@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mmrag_assets.errors import ConfigError
-from mmrag_assets.lib.search.fusion import CHANNELS, Evidence, Fused, Fusion, ScoreFusion
+from mmrag_assets.lib.search.fusion import CHANNELS, Evidence, Fused, Fusion, ScoreFusion, convex
 
 if TYPE_CHECKING:
     from mmrag_assets.config import SearchConfig
@@ -62,19 +62,12 @@ def _lookup(cand: np.ndarray, keys: np.ndarray, values: np.ndarray, missing: flo
 def _convex_terms(
     lists: Mapping[str, tuple[np.ndarray, np.ndarray]], weights: Mapping[str, float], cand: np.ndarray
 ) -> dict[str, np.ndarray]:
-    """Each channel's term of ``fusion.convex`` for every candidate (0 where the channel does not
-    list it): the parts that sum to ``search.fusion=score``'s score."""
-    out = {}
-    for name in CHANNELS:
-        col = np.zeros(len(cand))
-        w = float(weights.get(name, 0.0))
-        if name in lists and w > 0 and len(lists[name][0]):
-            keys, _, sc = _first(*lists[name])
-            lo, hi = float(sc.min()), float(sc.max())
-            norm = (sc - lo) / (hi - lo) if hi > lo else np.ones_like(sc)
-            col = _lookup(cand, keys, w * norm, 0.0)
-        out[name] = col
-    return out
+    """Each channel's term of :func:`fusion.convex` for every candidate (0 where the channel does not
+    list it): the parts that sum to ``search.fusion=score``'s score, from the same function."""
+    parts: dict[int, dict[str, float]] = {}
+    convex(lists, weights, parts=parts)
+    at = cand.tolist()
+    return {c: np.array([parts.get(i, {}).get(c, 0.0) for i in at]) for c in CHANNELS}
 
 
 def _by_position(values: Mapping[int, float], cand: np.ndarray, missing: float = 0.0) -> np.ndarray:
