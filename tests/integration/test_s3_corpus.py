@@ -7,8 +7,8 @@ serve the object."""
 from __future__ import annotations
 
 import collections
-import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,7 @@ from mmrag_assets.lib.catalog import Catalog
 from mmrag_assets.lib.search.index_reader import IndexReader
 from mmrag_assets.lib.search.searcher import get_searcher
 from tests.hostile_corpus import _pdf
-from tests.scale.services import s3_emulator
+from tests.scale.services import counting_gets, s3_emulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -50,22 +50,10 @@ def _hits(cfg) -> dict[str, list[tuple]]:
 
 
 @pytest.fixture
-def gets(monkeypatch) -> collections.Counter:
+def gets() -> Iterator[collections.Counter]:
     """Every object GET the emulator answers (it runs in this process): key -> count."""
-    from moto.s3.responses import S3Response
-
-    seen: collections.Counter = collections.Counter()
-    lock = threading.Lock()
-    real = S3Response.get_object
-
-    def counted(self):
-        out = real(self)
-        with lock:
-            seen[self.parse_key_name()] += 1
-        return out
-
-    monkeypatch.setattr(S3Response, "get_object", counted)
-    return seen
+    with counting_gets() as seen:
+        yield seen
 
 
 def _upload(s3, corpus: Path) -> dict[str, str]:

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
+import threading
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -36,6 +38,28 @@ def s3_emulator(bucket: str = "mmrag-test") -> Iterator[dict[str, str]]:
         yield env
     finally:
         srv.stop()
+
+
+@contextlib.contextmanager
+def counting_gets() -> Iterator[collections.Counter]:
+    """Every object GET the emulator (running in this process) answers, by key."""
+    from moto.s3.responses import S3Response
+
+    seen: collections.Counter = collections.Counter()
+    lock = threading.Lock()
+    real = S3Response.get_object
+
+    def counted(self):
+        out = real(self)
+        with lock:
+            seen[self.parse_key_name()] += 1
+        return out
+
+    S3Response.get_object = counted
+    try:
+        yield seen
+    finally:
+        S3Response.get_object = real
 
 
 def postgres_available() -> bool:

@@ -15,7 +15,6 @@ Only new objects are downloaded from the corpus bucket, and a run with nothing t
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import hashlib
 import io
@@ -42,7 +41,7 @@ from mmrag_assets.lib.catalog import Catalog
 from mmrag_assets.lib.search.index_reader import IndexReader
 from mmrag_assets.lib.search.searcher import get_searcher
 from tests.hostile_corpus import _pdf
-from tests.scale.services import fresh_database, postgres_available, s3_emulator
+from tests.scale.services import counting_gets, fresh_database, postgres_available, s3_emulator
 
 pytestmark = [
     pytest.mark.scale,
@@ -130,28 +129,6 @@ def _new_documents() -> dict[str, bytes]:
             rev += 1
         docs[f"tidal/procedure {i + 1}.pdf"] = data
     return docs
-
-
-@contextlib.contextmanager
-def _counting_gets() -> collections.Counter:
-    """Every object GET the emulator (in this process) answers, by key."""
-    from moto.s3.responses import S3Response
-
-    seen: collections.Counter = collections.Counter()
-    lock = threading.Lock()
-    real = S3Response.get_object
-
-    def counted(self):
-        out = real(self)
-        with lock:
-            seen[self.parse_key_name()] += 1
-        return out
-
-    S3Response.get_object = counted
-    try:
-        yield seen
-    finally:
-        S3Response.get_object = real
 
 
 def _kill_when_embedding(barrier: Path, workers: dict[str, subprocess.Popen], out: dict, stop: threading.Event, replace) -> None:
@@ -262,7 +239,7 @@ def _scenario(tmp_path: Path, monkeypatch, boto3) -> None:
     s_local = index(local)
     assert s_local["ingested"] == 7 and not s_local["failed"]
 
-    with s3_emulator() as env, fresh_database() as catalog_db, fresh_database() as dagster_db, _counting_gets() as gets:
+    with s3_emulator() as env, fresh_database() as catalog_db, fresh_database() as dagster_db, counting_gets() as gets:
         for k, v in env.items():
             monkeypatch.setenv(k, v)
         s3 = boto3.client("s3")
