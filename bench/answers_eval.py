@@ -22,7 +22,7 @@ after the evidence, which does not depend on it).
   (recorded from the search call itself, not from the answer).
 - ``answer.extractive.min_confidence`` is chosen on dev: the lowest threshold at which dev's
   unanswerable questions abstain at the target rate (the answerable lose least there); test is
-  reported at that threshold. A small grid of passage-score weights (lexical / dense / rank) is
+  reported at that threshold. A small grid of passage-score weights (lexical / dense / rank / sentence) is
   scored on dev the same way, each at its own threshold (``--no-grid`` skips it), so that a change
   of weights is judged by the same rule and on dev only.
 - **Latency** per stage (retrieve, rerank, evidence, generate) and the added latency (everything
@@ -366,7 +366,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-GRID = [(1.0, d, r) for d in (0.0, 0.5, 1.0, 2.0) for r in (0.0, 0.1, 0.3)]  # (lexical, dense, rank)
+# (lexical, dense, rank, sentence): window cosines alone, and the passages' own cosines (answer.extractive.rescore)
+GRID = [(1.0, d, r, 0.0) for d in (0.0, 0.5, 1.0, 2.0) for r in (0.0, 0.1, 0.3)] + [
+    (lex, d, r, s) for lex in (0.5, 1.0) for d in (0.0, 1.0) for r in (0.1,) for s in (1.0, 2.0)
+]
 
 
 def weight_grid(
@@ -374,7 +377,7 @@ def weight_grid(
     rec: RecordingSearcher,
     questions: Sequence[dict[str, Any]],
     anchor: Mapping[str, str],
-    grid: Sequence[tuple[float, float, float]],
+    grid: Sequence[tuple[float, float, float, float]],
 ) -> list[dict[str, Any]]:
     """For each passage-score weighting, the dev rates at the threshold the rule picks for it (the
     retrieval is the cached one of the main pass: only the evidence is re-scored)."""
@@ -382,21 +385,22 @@ def weight_grid(
     from mmrag_assets.lib.answer.pipeline import Answerer
 
     out = []
-    for lex, dense, rank in grid:
+    for lex, dense, rank, sentence in grid:
         w = [
             f"answer.extractive.weights.lexical={lex}",
             f"answer.extractive.weights.dense={dense}",
             f"answer.extractive.weights.rank={rank}",
+            f"answer.extractive.weights.sentence={sentence}",
         ]
         cfg = load_config([*base, "answer.extractive.min_confidence=-1e9", *w])
         records = answer_all(
-            Answerer(cfg, searcher=rec), rec, questions, anchor, f"grid {lex}/{dense}/{rank}"
+            Answerer(cfg, searcher=rec), rec, questions, anchor, f"grid {lex}/{dense}/{rank}/{sentence}"
         )
         t, _ = choose_threshold(records, TARGETS["unanswerable"])
         r = rates(records, t)
         out.append(
             {
-                "weights": [lex, dense, rank],
+                "weights": [lex, dense, rank, sentence],
                 "threshold": round(t, 4),
                 **r,
                 "answerable_mean": statistics.mean([r["literal"] or 0.0, r["paraphrase"] or 0.0]),
@@ -588,8 +592,9 @@ def report(r: dict[str, Any]) -> str:
     if r.get("grid"):
         w = r["weights"]
         grid = (
-            "\n\nPassage-score weights on dev (lexical / dense / rank), each at the threshold the rule picks for it; "
-            f"the run above used {w.get('lexical', 0):g} / {w.get('dense', 0):g} / {w.get('rank', 0):g}. "
+            "\n\nPassage-score weights on dev (lexical / dense / rank / sentence; sentence > 0 encodes the "
+            f"`answer.extractive.rescore` best passages one by one), each at the threshold the rule picks for it; the run "
+            f"above used {' / '.join(f'{w.get(k, 0):g}' for k in ('lexical', 'dense', 'rank', 'sentence'))}. "
             "'Held' counts dev's answerable questions whose evidence holds the answer:\n\n"
             + table(
                 ["weights", "min_confidence", "held", "literal", "paraphrase", "unanswerable"],
