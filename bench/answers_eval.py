@@ -176,6 +176,8 @@ def answer_all(
                 "kind": q["kind"],
                 "channel": q.get("channel"),
                 "confidence": a.confidence,
+                "top_score": a.sources[0].score if a.sources else None,  # the search's own score of its first result
+                "best_scores": a.evidence[0]["scores"] if a.evidence else {},
                 "has_quotes": bool(quotes),
                 "holds": holds,
                 "near_holds": holds or (bool(target) and near_match(target, quotes)),
