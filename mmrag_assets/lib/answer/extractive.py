@@ -2,7 +2,7 @@
 
 Each passage (a sentence, ``evidence.passages``) gets
 
-    score = w_lexical * lexical + w_dense * dense + w_rank / n
+    score = w_lexical * lexical + w_dense * dense + w_rank / n + w_search * search + w_sentence * sentence
 
 - ``lexical``: the idf-weighted share of the question's content words (stop words dropped, a light
   suffix stemmer) that the passage holds, idf counted over the passages of this question's sources;
@@ -10,7 +10,13 @@ Each passage (a sentence, ``evidence.passages``) gets
   the passage's middle word. The windows were encoded when the index was published, so scoring a
   passage costs one dot product per window, not a forward pass: MiniLM on each sentence measured
   ~40 ms a sentence on one core of the shared machine (1.6 s for 40), against the 100 ms budget;
-- ``1 / n``: the source's retrieval rank (after the reranker, when there is one).
+- ``1 / n``: the source's retrieval rank (after the reranker, when there is one);
+- ``search``: the source's score in the search response (with ``search.fusion=learned`` its
+  calibrated probability of relevance: low for every result of a question the corpus cannot answer);
+- ``sentence`` (``weights.sentence`` > 0): the ``rescore`` best passages by the terms above are
+  encoded one by one with the same MiniLM, and the question's cosine to the passage itself replaces
+  the window's resolution (a 64-word window cannot tell which of its sentences a paraphrase means);
+  only those passages are ranked.
 
 The best passage's score is the answer's **confidence**: below ``min_confidence`` the answer is
 "not in the corpus" (also the gate the LLM generators pass before they are called). A quote takes
@@ -136,7 +142,7 @@ def score_passages(question: str, sources: Sequence[Source], cfg: ExtractiveConf
         floor = min(have) if have else 0.0  # passages past the encoded windows: the item's weakest window
         for p, t, d in zip(ps, ts, dense_scores, strict=True):
             lex = sum(idf[x] for x in q if x in t) / total if total else 0.0
-            p.scores = {"lexical": lex, "dense": floor if d is None else d, "rank": 1.0 / src.n}
+            p.scores = {"lexical": lex, "dense": floor if d is None else d, "rank": 1.0 / src.n, "search": src.score}
             p.score = sum(w.get(k, 0.0) * v for k, v in p.scores.items())
     if dense is not None and cfg.rescore > 0 and w.get("sentence", 0) > 0:
         _rescore(per_source, dense, cfg)
