@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from mmrag_assets.lib.index.vectors import iter_item_vectors
-from mmrag_assets.lib.search.rerank import maxsim_ragged, rerank_maxsim, topk
+from mmrag_assets.lib.scoring.maxsim import maxsim_ragged, topk
+from mmrag_assets.lib.search.rerank import rerank_maxsim
 
 K = 10
 GT_KEEP = 100

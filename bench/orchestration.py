@@ -126,7 +126,7 @@ def main() -> None:
         dagster_s, dagster_cpu, _ = timed(mmrag)
         noop_s, noop_cpu, _ = timed(mmrag)
         from mmrag_assets.config import load_config
-        from mmrag_assets.launch import open_instance
+        from mmrag_assets.orchestration.instance import open_instance
 
         with open_instance(load_config([*common, f"storage.root={base / 'dagster'}"])) as instance:
             runs = [r.job_name for r in instance.get_runs()]

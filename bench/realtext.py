@@ -40,8 +40,9 @@ from mmrag_assets.lib.index import manifest as mf
 from mmrag_assets.lib.index import table as lx
 from mmrag_assets.lib.index.embedding import load_embedder
 from mmrag_assets.lib.index.publish import IndexLocation, params_from_config, publish
+from mmrag_assets.lib.scoring.maxsim import topk
 from mmrag_assets.lib.search.index_reader import IndexReader
-from mmrag_assets.lib.search.rerank import rerank_maxsim, topk
+from mmrag_assets.lib.search.rerank import rerank_maxsim
 from mmrag_assets.lib.search.searcher import Searcher
 
 DATA = BENCH_DATA / "realtext"

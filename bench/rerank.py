@@ -27,7 +27,8 @@ from _index import load_avg
 from _report import commit, emit, table
 
 from mmrag_assets.lib.index.vectors import TableVectors
-from mmrag_assets.lib.search.rerank import maxsim_ragged, rerank_maxsim
+from mmrag_assets.lib.scoring.maxsim import maxsim_ragged
+from mmrag_assets.lib.search.rerank import rerank_maxsim
 
 N_CAND = synth.TAKE_ROWS
 KERNELS = [  # (label, compute, chunk rows)

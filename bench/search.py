@@ -49,8 +49,8 @@ from mmrag_assets.lib.index.publish import IndexLocation, params_from_config, pu
 from mmrag_assets.lib.index.rerank_vectors import Compressed
 from mmrag_assets.lib.index.segment import SegmentWriter, open_segment
 from mmrag_assets.lib.index.vectors import Ragged, TableVectors, iter_item_vectors
+from mmrag_assets.lib.scoring.maxsim import maxsim_ragged, topk
 from mmrag_assets.lib.search.index_reader import IndexReader
-from mmrag_assets.lib.search.rerank import maxsim_ragged, topk
 
 TABLE = "items__synthbench"
 CACHE = synth.CACHE

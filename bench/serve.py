@@ -81,7 +81,7 @@ def main() -> int:
 
     from mmrag_assets.config import load_config
     from mmrag_assets.fixtures.sample_corpus import build_sample_corpus
-    from mmrag_assets.launch import index
+    from mmrag_assets.orchestration.launch import index
 
     with tempfile.TemporaryDirectory() as tmp:
         base = args.dir or Path(tmp)

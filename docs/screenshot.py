@@ -30,7 +30,7 @@ def main() -> int:
 
     from mmrag_assets.config import load_config
     from mmrag_assets.fixtures.sample_corpus import build_sample_corpus
-    from mmrag_assets.launch import index
+    from mmrag_assets.orchestration.launch import index
     from tests.web.browser import browser_page, chromium_path, search, wait_for
     from tests.web.conftest import start_server, stop_server
 

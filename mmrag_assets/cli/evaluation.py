@@ -48,7 +48,7 @@ def eval_flags(sp: argparse.ArgumentParser) -> None:
 
 
 def _index(cfg: MmragConfig) -> Any:
-    from mmrag_assets.launch import index
+    from mmrag_assets.orchestration.launch import index
 
     return index(cfg, say)
 

@@ -26,7 +26,7 @@ def ui_flags(sp: argparse.ArgumentParser) -> None:
 
 @command("ingest", "run the ingestion assets (manifest, pages, transcripts) as one Dagster run")
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from mmrag_assets.launch import ingest
+    from mmrag_assets.orchestration.launch import ingest
 
     cfg = config_of(args)
     summary = ingest(cfg, say, verbose=args.verbose)
@@ -45,7 +45,7 @@ def verify_flag(sp: argparse.ArgumentParser) -> None:
     "index", "run everything up to the published search index (ingest, embed, publish) as one Dagster run", verify_flag
 )
 def cmd_index(args: argparse.Namespace) -> int:
-    from mmrag_assets.launch import index
+    from mmrag_assets.orchestration.launch import index
 
     cfg = config_of(args)
     summary = index(cfg, say, verbose=args.verbose, verify=args.verify)
@@ -69,8 +69,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from mmrag_assets.cli.search import print_results
     from mmrag_assets.fixtures.sample_corpus import DEMO_QUERIES, build_sample_corpus
-    from mmrag_assets.launch import index
     from mmrag_assets.lib.search.searcher import Searcher
+    from mmrag_assets.orchestration.launch import index
 
     base = Path(args.dir).resolve()
     cfg = config_of(args, [f"corpus.root={base / 'corpus'}", f"storage.root={base / 'storage'}"])
@@ -88,7 +88,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 @command("ui", "start the Dagster UI and daemon (dagster dev) on the same instance and config as the CLI", ui_flags)
 def cmd_ui(args: argparse.Namespace) -> int:
-    from mmrag_assets.launch import open_instance
+    from mmrag_assets.orchestration.instance import open_instance
 
     cfg = config_of(args)
     with open_instance(cfg) as instance:  # created (and swept) before the webserver and daemon start

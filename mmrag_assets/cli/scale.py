@@ -20,9 +20,9 @@ def worker_flags(sp: argparse.ArgumentParser) -> None:
 @command("worker", "start a celery worker for scale-out runs (orchestration=celery): it executes their steps", worker_flags)
 def cmd_worker(args: argparse.Namespace) -> int:
     from mmrag_assets.defs.shared import EMBED_QUEUE
-    from mmrag_assets.distributed import celery_yaml, preload_modules
     from mmrag_assets.errors import MmragError
-    from mmrag_assets.launch import dagster_home, open_instance
+    from mmrag_assets.orchestration.distributed import celery_yaml, preload_modules
+    from mmrag_assets.orchestration.instance import dagster_home, open_instance
 
     cfg = config_of(args)
     if cfg.orchestration.executor != "celery":
@@ -43,7 +43,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (get_config_dir(str(conf)), os.environ.get("PYTHONPATH")) if p)}
     env["MMRAG_PRELOAD"] = ",".join(preload_modules(cfg))  # imported once, before the pool forks (celery_app.py)
     queues = args.queue or ["dagster", EMBED_QUEUE]
-    argv = [exe, "-A", "mmrag_assets.celery_app", "worker", "--prefetch-multiplier=1", "--disable-prefetch", "--loglevel=INFO",
+    argv = [exe, "-A", "mmrag_assets.orchestration.celery_app", "worker", "--prefetch-multiplier=1", "--disable-prefetch", "--loglevel=INFO",
             "-Q", ",".join(queues), "-n", get_worker_name(args.name), f"--concurrency={args.concurrency}", "--pool=prefork"]  # fmt: skip
     say(f"celery worker on {', '.join(queues)} (broker {cfg.orchestration.celery.broker})")
     os.execve(exe, argv, env)

@@ -80,7 +80,7 @@ def snapshot(cfg: MmragConfig) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def clean_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The uninterrupted reference: the same corpus indexed once, in this process."""
-    from mmrag_assets.launch import index
+    from mmrag_assets.orchestration.launch import index
 
     base = tmp_path_factory.mktemp("clean")
     make_corpus(base / "corpus")

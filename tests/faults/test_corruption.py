@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An indexed store, copied by each case before it damages it."""
-    from mmrag_assets.launch import index
+    from mmrag_assets.orchestration.launch import index
 
     base = tmp_path_factory.mktemp("pristine")
     make_corpus(base / "corpus")
@@ -90,9 +90,9 @@ def _cli(capsys, *argv: str) -> tuple[int, list[str]]:
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_damage_is_one_error_line_and_verify_repairs_it(case: str, tmp_path: Path, pristine: Path, capsys) -> None:
-    from mmrag_assets.launch import index
     from mmrag_assets.lib.search.index_reader import IndexReader
     from mmrag_assets.lib.status import catalog_status
+    from mmrag_assets.orchestration.launch import index
 
     shutil.copytree(pristine, tmp_path / "s", symlinks=True)
     base = tmp_path / "s"
@@ -134,10 +134,10 @@ def test_damage_is_one_error_line_and_verify_repairs_it(case: str, tmp_path: Pat
 def test_duplicated_item_ids_are_repaired_not_fatal(tmp_path: Path, pristine: Path) -> None:
     """Two writers that raced (before the writer pools) left repeated item ids: the next `mmrag index`
     keeps one row of each instead of failing on them forever."""
-    from mmrag_assets.launch import index
     from mmrag_assets.lib.index import table as lx
     from mmrag_assets.lib.index.embedding import version_key_for
     from mmrag_assets.lib.status import catalog_status
+    from mmrag_assets.orchestration.launch import index
 
     shutil.copytree(pristine, tmp_path / "s", symlinks=True)
     cfg = cfg_for(tmp_path / "s")

@@ -33,12 +33,13 @@ def test_every_fault_point_has_a_case() -> None:
 def test_kill9_then_rerun_equals_a_clean_run(fault: str, tmp_path: Path, clean_run) -> None:
     import dagster as dg
 
-    from mmrag_assets.launch import index, open_instance
     from mmrag_assets.lib.catalog import Catalog
     from mmrag_assets.lib.index import manifest as mf
     from mmrag_assets.lib.index.embedding import version_key_for
     from mmrag_assets.lib.index.publish import location_for
     from mmrag_assets.lib.status import catalog_status
+    from mmrag_assets.orchestration.instance import open_instance
+    from mmrag_assets.orchestration.launch import index
 
     make_corpus(tmp_path / "corpus")
     cfg = cfg_for(tmp_path)

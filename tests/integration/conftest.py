@@ -22,7 +22,7 @@ def hostile_corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
 @pytest.fixture(scope="session")
 def ingested(hostile_corpus) -> tuple[MmragConfig, dict]:
     """One real in-process Dagster ingestion of the hostile corpus, shared by read-only tests."""
-    from mmrag_assets.launch import ingest
+    from mmrag_assets.orchestration.launch import ingest
 
     corpus, storage, _ = hostile_corpus
     # big.png (4 MP) must trip the pixel cap; the sample images stay under it
@@ -34,7 +34,7 @@ def ingested(hostile_corpus) -> tuple[MmragConfig, dict]:
 @pytest.fixture(scope="session")
 def indexed(tmp_path_factory: pytest.TempPathFactory) -> MmragConfig:
     """The sample corpus indexed with the bundled lite tier through real Dagster runs."""
-    from mmrag_assets.launch import index
+    from mmrag_assets.orchestration.launch import index
 
     base = tmp_path_factory.mktemp("indexed")
     build_sample_corpus(base / "corpus")

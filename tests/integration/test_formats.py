@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def indexed_formats(tmp_path_factory: pytest.TempPathFactory) -> tuple[MmragConfig, dict, dict]:
-    from mmrag_assets.launch import index
+    from mmrag_assets.orchestration.launch import index
 
     root, expected = formats_corpus(tmp_path_factory)
     storage = tmp_path_factory.mktemp("formats-storage")

@@ -12,11 +12,11 @@ import pymupdf
 import pytest
 
 from mmrag_assets.config import load_config
-from mmrag_assets.launch import index
 from mmrag_assets.lib.catalog import Catalog
 from mmrag_assets.lib.index import table as lx
 from mmrag_assets.lib.index.embedding import version_key_for
 from mmrag_assets.lib.index.vectors import iter_item_vectors
+from mmrag_assets.orchestration.launch import index
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

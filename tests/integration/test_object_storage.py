@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from mmrag_assets.config import load_config
-from mmrag_assets.launch import index
 from mmrag_assets.lib.search.index_reader import IndexReader
 from mmrag_assets.lib.search.searcher import get_searcher
 from mmrag_assets.lib.status import catalog_status
+from mmrag_assets.orchestration.launch import index
 from tests.integration.test_orchestration import FAST, _pdf
 from tests.scale.services import fresh_database, postgres_available, s3_emulator
 

@@ -13,7 +13,8 @@ import pytest
 from mmrag_assets.config import load_config
 from mmrag_assets.errors import QueryError
 from mmrag_assets.lib.catalog import Catalog
-from mmrag_assets.lib.search.searcher import SearchResult, search
+from mmrag_assets.lib.search.results import SearchResult
+from mmrag_assets.lib.search.searcher import search
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # the sample index (`indexed`): 27-45 s to build
 
@@ -75,7 +76,7 @@ def test_a_question_few_of_whose_words_occur_leans_on_meaning(indexed) -> None:
 def indexed_all(tmp_path_factory: pytest.TempPathFactory):
     """The sample corpus with every first stage prebuilt (the default builds plaid only)."""
     from mmrag_assets.fixtures.sample_corpus import build_sample_corpus
-    from mmrag_assets.launch import index
+    from mmrag_assets.orchestration.launch import index
 
     base = tmp_path_factory.mktemp("indexed_all")
     build_sample_corpus(base / "corpus", video=False)
@@ -162,7 +163,7 @@ def test_search_results_asset_writes_duckdb(indexed, tmp_path: Path) -> None:
     import dagster as dg
 
     from mmrag_assets.definitions import ASSET_CHECKS, ASSETS
-    from mmrag_assets.launch import open_instance
+    from mmrag_assets.orchestration.instance import open_instance
     from mmrag_assets.resources import resources_for
 
     qfile = tmp_path / "queries.txt"

@@ -18,7 +18,8 @@ from mmrag_assets.lib.index.compress import (
 from mmrag_assets.lib.index.first_stage import EncodeBatch, Part
 from mmrag_assets.lib.index.rerank_vectors import Compressed
 from mmrag_assets.lib.index.vectors import Ragged
-from mmrag_assets.lib.search.rerank import exact_maxsim_all, rerank_maxsim, topk
+from mmrag_assets.lib.scoring.maxsim import exact_maxsim_all, topk
+from mmrag_assets.lib.search.rerank import rerank_maxsim
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ import pytest
 from mmrag_assets.errors import ConfigError, UnsupportedInput
 from mmrag_assets.lib.index.embedding import load_embedder
 from mmrag_assets.lib.index.embedding.lite import LiteEmbedder
-from mmrag_assets.lib.search.rerank import maxsim_ragged
+from mmrag_assets.lib.scoring.maxsim import maxsim_ragged
 
 DOCS = [
     "Use the hist function to draw a histogram of the data.",

@@ -23,7 +23,7 @@ from mmrag_assets.fixtures.tiny_models import (
 )
 from mmrag_assets.lib.index.embedding import load_embedder, tiny_model_dir
 from mmrag_assets.lib.index.embedding.visual import VisualEmbedder
-from mmrag_assets.lib.search.rerank import maxsim_ragged
+from mmrag_assets.lib.scoring.maxsim import maxsim_ragged
 
 TEXTS = ["The quarterly revenue grew by five percent.", "Install the package with pip."]
 CfgFactory = Callable[..., ModelConfig]

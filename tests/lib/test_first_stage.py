@@ -14,7 +14,8 @@ from mmrag_assets.lib.index.codebook import Codebook
 from mmrag_assets.lib.index.first_stage import STRATEGIES, EncodeBatch, FirstStageError, Part, get_strategy
 from mmrag_assets.lib.index.first_stage.base import csr_rows
 from mmrag_assets.lib.index.vectors import Ragged
-from mmrag_assets.lib.search.rerank import exact_maxsim_all, rerank_maxsim, topk
+from mmrag_assets.lib.scoring.maxsim import exact_maxsim_all, topk
+from mmrag_assets.lib.search.rerank import rerank_maxsim
 
 DIM = 64
 N_ITEMS = 500

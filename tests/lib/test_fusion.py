@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from mmrag_assets.lib.index.vectors import Ragged
+from mmrag_assets.lib.scoring.maxsim import maxsim_ragged
 from mmrag_assets.lib.search.fusion import coverage_weights, ranks, weighted_rrf
-from mmrag_assets.lib.search.rerank import maxsim_ragged
 from mmrag_assets.lib.search.term_weights import idf, weight_query
 
 

@@ -5,14 +5,8 @@ import pytest
 
 from mmrag_assets.errors import QueryError
 from mmrag_assets.lib.index.vectors import Ragged
-from mmrag_assets.lib.search.rerank import (
-    RERANKERS,
-    RerankerError,
-    exact_maxsim_all,
-    get_reranker,
-    maxsim_ragged,
-    rerank_maxsim,
-)
+from mmrag_assets.lib.scoring.maxsim import exact_maxsim_all, maxsim_ragged
+from mmrag_assets.lib.search.rerank import RERANKERS, RerankerError, get_reranker, rerank_maxsim
 
 
 def naive_maxsim(q: np.ndarray, d: np.ndarray) -> float:

@@ -36,10 +36,11 @@ import pytest
 from mmrag_assets.config import load_config
 from mmrag_assets.errors import MmragError
 from mmrag_assets.fixtures.sample_corpus import build_sample_corpus
-from mmrag_assets.launch import dagster_home, index
 from mmrag_assets.lib.catalog import Catalog
 from mmrag_assets.lib.search.index_reader import IndexReader
 from mmrag_assets.lib.search.searcher import get_searcher
+from mmrag_assets.orchestration.instance import dagster_home
+from mmrag_assets.orchestration.launch import index
 from tests.hostile_corpus import _pdf
 from tests.scale.services import counting_gets, fresh_database, postgres_available, s3_emulator
 

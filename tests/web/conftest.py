@@ -80,7 +80,7 @@ def stop_server(server: Server) -> None:
 @pytest.fixture(scope="session")
 def web_indexed(tmp_path_factory: pytest.TempPathFactory) -> MmragConfig:
     """The sample corpus indexed with the lite tier; 10 s transcript windows."""
-    from mmrag_assets.launch import index
+    from mmrag_assets.orchestration.launch import index
 
     base = tmp_path_factory.mktemp("web")
     build_sample_corpus(base / "corpus")
@@ -115,8 +115,8 @@ class HostileServed:
 
 @pytest.fixture(scope="session")
 def hostile_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostileServed]:
-    from mmrag_assets.launch import index
     from mmrag_assets.lib.catalog import Catalog
+    from mmrag_assets.orchestration.launch import index
     from tests.hostile_corpus import (
         _chunk,
         _pdf,

@@ -9,7 +9,7 @@ import dagster as dg
 import numpy as np
 from dagster import AssetExecutionContext
 
-from mmrag_assets.defs.quality.automation import EMBEDDINGS_AUTOMATION, INDEX_AUTOMATION
+from mmrag_assets.defs.index.automation import EMBEDDINGS_AUTOMATION, INDEX_AUTOMATION
 from mmrag_assets.defs.shared import (
     EMBED,
     EMBED_TAGS,

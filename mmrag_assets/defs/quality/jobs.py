@@ -16,5 +16,5 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
     emit_backfills=False,  # one run per document, like the corpus sensor's ingest runs
-    description="Embeds changed documents and rebuilds the index (automation conditions in defs/quality/automation.py).",
+    description="Embeds changed documents and rebuilds the index (automation conditions in defs/index/automation.py).",
 )

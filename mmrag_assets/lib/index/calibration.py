@@ -45,7 +45,7 @@ def calibrate(
 ) -> dict[str, Any]:
     """Score distribution per modality of ``queries`` (each (Tq, d)) over up to ``max_items``
     alive items of each modality, read from ``source`` (a VectorSource at the pinned version)."""
-    from mmrag_assets.lib.search.rerank import maxsim_ragged
+    from mmrag_assets.lib.scoring.maxsim import maxsim_ragged
 
     rng = np.random.default_rng(seed)
     qs = [q for q in queries if len(q)]

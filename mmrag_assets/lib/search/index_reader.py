@@ -36,6 +36,7 @@ from mmrag_assets.lib.index.rerank_vectors import Compressed, VocabVectors
 from mmrag_assets.lib.index.segment import Segment, open_segment
 from mmrag_assets.lib.index.vectors import TableVectors
 from mmrag_assets.lib.ingest.names import source_path
+from mmrag_assets.lib.search.results import SearchResult
 from mmrag_assets.lib.search.term_weights import idf
 
 log = logging.getLogger(__name__)
@@ -246,8 +247,6 @@ class IndexView:
         return (raw - c["mean"]) / c["std"] if c else raw
 
     def result(self, i: int, rank: int, score: float, raw: float):
-        from mmrag_assets.lib.search.searcher import SearchResult
-
         it = self.items
         page = it["page"][i]
         return SearchResult(

@@ -3,7 +3,7 @@
 Every embedder turns one input (a query, a text, an image) into one multivector: a float32
 array of shape ``(n_tokens, dim)`` whose rows are L2-normalised, with padding tokens removed.
 Queries, page text layers, transcript windows and page images of one model live in one space,
-so any of them can be scored against any other with MaxSim (``mmrag_assets.lib.search.rerank.maxsim_ragged``).
+so any of them can be scored against any other with MaxSim (``mmrag_assets.lib.scoring.maxsim.maxsim_ragged``).
 Empty or whitespace-only texts give a ``(0, dim)`` array: callers skip them (nothing to index).
 """
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from mmrag_assets.errors import MmragError, QueryError
 from mmrag_assets.lib.index.vectors import Ragged
-from mmrag_assets.lib.search.rerank import as_query, topk
+from mmrag_assets.lib.scoring.maxsim import as_query, topk
 
 if TYPE_CHECKING:
     from mmrag_assets.lib.index.codebook import Codebook

@@ -24,7 +24,7 @@ from mmrag_assets.lib.index.first_stage.base import (
     csr_rows,
 )
 from mmrag_assets.lib.index.vectors import Ragged
-from mmrag_assets.lib.search.rerank import maxsim_ragged
+from mmrag_assets.lib.scoring.maxsim import maxsim_ragged
 
 if TYPE_CHECKING:
     from mmrag_assets.lib.index.codebook import Codebook

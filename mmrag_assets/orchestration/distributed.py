@@ -37,68 +37,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmrag_assets.config import MmragConfig
+from mmrag_assets.orchestration.instance import (
+    HOST_TAG,
+    PID_TAG,
+    STARTED_TAG,
+    dagster_home,
+    open_instance,
+    set_pool_limits,
+)
+from mmrag_assets.orchestration.runs import RunOutcome, cli_run_config, run_outcome
 
 # Dagster is imported where it is used: the launcher of a scale-out command coordinates run processes
 # that have it preloaded, and imports none of it itself (~1 s of CPU)
 if TYPE_CHECKING:
     import dagster as dg
-
-INSTANCE_BASE = """\
-# Written by mmrag from the orchestration config: the CLI, `mmrag ui`, the daemon and the workers share this instance.
-telemetry:
-  enabled: false
-concurrency:
-  runs:
-    max_concurrent_runs: 4     # queued (daemon/UI) runs; writers serialise on the pools below
-  pools:
-    default_limit: 1           # mmrag_writer, mmrag_embed (both raised to orchestration.workers with catalog=postgres), mmrag_publisher
-run_queue:
-  dequeue_interval_seconds: 1  # a run the sensor requested starts within a second (Dagster's default 5 s)
-run_monitoring:
-  enabled: true                # with the daemon: runs whose worker died are marked failed
-  start_timeout_seconds: 180
-  max_resume_run_attempts: 0
-  poll_interval_seconds: 60
-"""
-
-
-def instance_yaml(cfg: MmragConfig) -> str:
-    """The instance's ``dagster.yaml``: SQLite under the storage root, or Postgres (``dagster-postgres``)."""
-    if cfg.orchestration.instance != "postgres":
-        return INSTANCE_BASE
-    # dagster-postgres speaks psycopg2 (`NOTIFY run_events, %(id)s`); SQLAlchemy 2.1 picks psycopg 3 for a
-    # bare postgresql:// URL, so the driver is named
-    url = str(cfg.orchestration.postgres_url)
-    if url.startswith(("postgresql://", "postgres://")):
-        url = "postgresql+psycopg2://" + url.split("://", 1)[1]
-    return INSTANCE_BASE + f"storage:\n  postgres:\n    postgres_url: \"{url}\"\n"
-
-
-def writer_slots(cfg: MmragConfig) -> int:
-    """How many steps may write the catalog at once: one for a DuckDB file (one writer process)."""
-    return max(1, cfg.orchestration.workers) if cfg.catalog.backend == "postgres" else 1
-
-
-def set_pool_limits(instance: dg.DagsterInstance, cfg: MmragConfig) -> None:
-    """The pools' limits for this config, after freeing slots that finished runs still hold (a step
-    whose worker was killed never released its slot)."""
-    import dagster as dg
-
-    from mmrag_assets.defs.shared import EMBED, PUBLISHER, WRITER
-
-    storage = instance.event_log_storage
-    done = {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.SUCCESS}
-    for pool in (WRITER, EMBED, PUBLISHER):
-        for slot in storage.get_concurrency_info(pool).claimed_slots:
-            run = instance.get_run_by_id(slot.run_id)
-            if run is None or run.status in done:
-                storage.free_concurrency_slots_for_run(slot.run_id)
-    want = {WRITER: writer_slots(cfg), EMBED: writer_slots(cfg), PUBLISHER: 1}
-    for pool, n in want.items():
-        info = storage.get_concurrency_info(pool)
-        if info.slot_count != n:
-            storage.set_concurrency_slots(pool, n)
-
 
 def parallel(cfg: MmragConfig) -> bool:
     return cfg.orchestration.executor != "in_process" and cfg.orchestration.workers > 1
@@ -125,8 +77,6 @@ def run_config(cfg: MmragConfig, verbose: bool, *, celery: bool = False) -> dict
     """Run config for runs outside this process: the CLI's overrides with the roots resolved (so a
     worker in another directory composes the same config) and, for a run whose steps go to celery
     workers, the executor's settings (other runs execute their steps in the run's own process)."""
-    from mmrag_assets.launch import cli_run_config
-
     overrides = [x for x in cfg.overrides if not x.startswith(("corpus.root=", "storage.root="))]
     overrides += [f"corpus.root={cfg.corpus.root}", f"storage.root={cfg.storage.root}"]
     rc = {**cli_run_config(verbose), "resources": {"mmrag": {"config": {"overrides": overrides}}}}
@@ -370,8 +320,6 @@ def execute(
     global _WATCHING_PARENT
     import dagster as dg
 
-    from mmrag_assets.launch import run_outcome
-
     t0 = time.perf_counter()
     if env is not None and env != dict(os.environ):
         os.environ.clear()
@@ -380,8 +328,6 @@ def execute(
         _WATCHING_PARENT = True
         threading.Thread(target=_exit_with_parent, name="mmrag-parent-watch", daemon=True).start()
     if pools:
-        from mmrag_assets.launch import open_instance
-
         with open_instance(cfg) as inst:  # creates it on first use, sweeps runs of dead processes
             set_pool_limits(inst, cfg)
     watch = None
@@ -409,7 +355,7 @@ def execute(
 # spawned process per run this replaces re-imported all of it: ~4 s of CPU each here, with Great
 # Expectations ~4.7 s of it on its own, docs/scaling-out.md). An import that fails is skipped.
 PRELOAD = (
-    "mmrag_assets.preload",  # first: what forking after these imports needs (warnings, log levels)
+    "mmrag_assets.orchestration.preload",  # first: what forking after these imports needs (warnings, log levels)
     "dagster._core.executor.multiprocess",
     "mmrag_assets.definitions",
     "data_contracts.runner",
@@ -463,7 +409,6 @@ def launch_parallel(
     """Steps 1-3 of the module docstring; returns the outcomes of every run, in order."""
     import psutil
 
-    from mmrag_assets.launch import HOST_TAG, PID_TAG, STARTED_TAG, RunOutcome, dagster_home
     from mmrag_assets.lib.ingest.corpus import shard_of
 
     home = dagster_home(cfg)
@@ -512,8 +457,6 @@ def _range_tags(first: str, last: str) -> dict[str, str]:
 
 def merge(outcomes: list[Any]) -> Any:
     """The runs of one scale-out command as one outcome (counts summed, the publish's index)."""
-    from mmrag_assets.launch import RunOutcome
-
     bad = [o for o in outcomes if not (o.success or o.blocked)]
     first_bad = bad[0] if bad else None
     meta: dict[str, dict[str, Any]] = {}

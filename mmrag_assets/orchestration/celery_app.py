@@ -11,7 +11,7 @@ import os
 
 from dagster_celery.app import app, execute_job, execute_plan, resume_job  # noqa: F401 - the tasks
 
-import mmrag_assets.preload  # noqa: F401 - warning filters and log levels of a forking process
+import mmrag_assets.orchestration.preload  # noqa: F401 - warning filters and log levels of a forking process
 
 for _name in filter(None, os.environ.get("MMRAG_PRELOAD", "").split(",")):
     try:

@@ -7,96 +7,20 @@ runs the daemon or the UI launch, so a second writer waits for the first instead
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import socket
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from mmrag_assets.config import MmragConfig
 from mmrag_assets.errors import MmragError
+from mmrag_assets.orchestration.instance import HOST_TAG, PID_TAG, STARTED_TAG, open_instance
+from mmrag_assets.orchestration.runs import RunOutcome, cli_run_config, run_outcome
 
 # Dagster (and the definitions) are imported where a run starts, not here: a no-op `mmrag index`
 # decides from the catalog and the index files alone (importing dagster costs ~3-6 s here)
 if TYPE_CHECKING:
     import dagster as dg
-
-PID_TAG, HOST_TAG, STARTED_TAG = "mmrag/pid", "mmrag/host", "mmrag/process_started"
-
-
-def dagster_home(cfg: MmragConfig) -> Path:
-    """``$DAGSTER_HOME`` if set, else ``<storage.root>/dagster``, created with an instance config."""
-    return Path(os.environ.get("DAGSTER_HOME") or cfg.dagster_home)
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)  # released by the kernel if this process dies
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
-def open_instance(cfg: MmragConfig) -> Iterator[dg.DagsterInstance]:
-    """The shared instance; its first creation (schema migration) is serialised by a file lock, so
-    two commands starting on a fresh storage root never race on the SQLite schema."""
-    import dagster as dg
-
-    from mmrag_assets.distributed import instance_yaml
-
-    home = dagster_home(cfg)
-    with _file_lock(home.parent / f".{home.name}.init.lock"):
-        home.mkdir(parents=True, exist_ok=True)
-        yaml = home / "dagster.yaml"
-        text = instance_yaml(cfg)  # SQLite or Postgres storage, from the orchestration config
-        managed = bool(os.environ.get("DAGSTER_HOME")) and yaml.exists()  # a deployment's own (deploy/dagster.yaml)
-        if not managed and (not yaml.exists() or yaml.read_text() != text):
-            tmp = yaml.with_suffix(".tmp")
-            tmp.write_text(text)
-            tmp.replace(yaml)
-        instance = dg.DagsterInstance.from_config(str(home))
-    with instance:
-        sweep_dead_runs(instance)
-        yield instance
-
-
-def _process_alive(pid: int, started: float | None) -> bool:
-    import psutil
-
-    try:
-        p = psutil.Process(pid)
-        return started is None or abs(p.create_time() - started) < 1.0  # not a reused pid
-    except psutil.NoSuchProcess:
-        return False
-
-
-def sweep_dead_runs(instance: dg.DagsterInstance) -> list[str]:
-    """Mark failed the runs this machine's mmrag processes started and that died (``kill -9``, a
-    crash), and free their concurrency slots, so that nothing waits on them forever. Runs the
-    daemon launched are watched by Dagster's run monitoring (instance config)."""
-    import dagster as dg
-
-    alive = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.NOT_STARTED]
-    host = socket.gethostname()
-    swept = []
-    for run in instance.get_runs(dg.RunsFilter(statuses=alive, tags={HOST_TAG: host})):
-        pid = int(run.tags.get(PID_TAG, "0"))
-        started = float(run.tags[STARTED_TAG]) if STARTED_TAG in run.tags else None
-        if pid and not _process_alive(pid, started):
-            if run.status != dg.DagsterRunStatus.NOT_STARTED:
-                instance.report_run_failed(run, f"the process that ran it (pid {pid}) is gone; marked failed by mmrag")
-            else:
-                instance.report_run_canceled(run, f"the process that created it (pid {pid}) is gone")
-            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
-            swept.append(run.run_id)
-    return swept
 
 
 def _holders(instance: dg.DagsterInstance) -> list[tuple[str, str]]:
@@ -113,17 +37,6 @@ def _holders(instance: dg.DagsterInstance) -> list[tuple[str, str]]:
                 when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)) if started else "?"
                 out.append((slot.run_id, when))
     return out
-
-
-@dataclass
-class RunOutcome:
-    run_id: str
-    success: bool
-    error: str | None
-    metadata: dict[str, dict[str, Any]] = field(default_factory=dict)  # asset -> metadata (last event)
-    seconds: float = 0.0
-    blocked: bool = False  # failed only because blocking checks failed (documents held back), not a fault
-    run_ids: list[str] = field(default_factory=list)  # every run of a scale-out command (distributed.py)
 
 
 def launch(
@@ -158,42 +71,6 @@ def launch(
         instance=instance, tags=tags, run_config={**cli_run_config(verbose), **(run_config or {})}, raise_on_error=False
     )
     return run_outcome(result, t0)
-
-
-def run_outcome(result: Any, t0: float, *, first_partition_wins: bool = False) -> RunOutcome:
-    """What a finished run says: success, its one-line error, whether only blocking checks failed,
-    and each asset's materialisation metadata (the last one's, or with ``first_partition_wins`` the
-    unpartitioned one or else the first partition's)."""
-    meta: dict[str, dict[str, Any]] = {}
-    for ev in result.get_asset_materialization_events():
-        mat = ev.materialization
-        key = mat.asset_key.to_user_string()
-        if not first_partition_wins or mat.partition is None or key not in meta:
-            meta[key] = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
-    failures = [e for e in result.all_events if e.is_step_failure]
-    blocked = bool(failures) and all(
-        e.event_specific_data and e.event_specific_data.error
-        and e.event_specific_data.error.cls_name == "DagsterAssetCheckFailedError"
-        for e in failures
-    )
-    error = None if result.success else failure_message(result)
-    return RunOutcome(result.run_id, result.success, error, meta, time.perf_counter() - t0, blocked)
-
-
-def failure_message(result: Any) -> str:
-    """The innermost cause of the first failed step (or of the resources that failed to start):
-    mmrag's own message, not Dagster's wrapper."""
-    for e in result.all_events:
-        data = e.event_specific_data
-        err = getattr(data, "error", None) if data is not None else None
-        if err is None or not (e.is_step_failure or e.event_type_value in ("RESOURCE_INIT_FAILURE", "RUN_FAILURE")):
-            continue
-        while err.cause is not None:
-            err = err.cause
-        head, _, rest = err.message.strip().partition(": ")
-        msg = rest if rest and head.endswith(err.cls_name or "\0") else err.message.strip()
-        return f"{e.step_key or 'resources'}: {msg.splitlines()[0] if msg else err.cls_name}"
-    return f"Dagster run {result.run_id} failed: see the run in `mmrag ui`"
 
 
 def _published(cfg: MmragConfig, catalog: Any, version_key: str) -> bool:
@@ -258,7 +135,7 @@ def _pipeline(
         say("up to date: nothing to ingest, embed or publish")
         return {"run_id": None, "documents": plan.documents, "ingested": 0, "embedded": 0, "failed": [],
                 "seconds": round(time.perf_counter() - t0, 2), "index": {"rebuilt": False}}
-    from mmrag_assets.distributed import launch_parallel, merge, parallel
+    from mmrag_assets.orchestration.distributed import launch_parallel, merge, parallel
 
     if parallel(cfg):  # every run in a preloaded run process: this one imports no Dagster
         out = merge(launch_parallel(cfg, plan, embed=version_key is not None, say=say, verbose=verbose))
@@ -269,7 +146,7 @@ def _pipeline(
 
 def _launch_here(cfg: MmragConfig, job: str, plan: Any, version_key: str | None, say, verbose: bool) -> RunOutcome:
     """The command's one run, in this process."""
-    from mmrag_assets.distributed import set_pool_limits
+    from mmrag_assets.orchestration.instance import set_pool_limits
 
     with open_instance(cfg) as instance:
         set_pool_limits(instance, cfg)
@@ -302,7 +179,3 @@ def _finish(cfg: MmragConfig, catalog: Any, out: RunOutcome, plan: Any, version_
         "seconds": round(time.perf_counter() - t0, 2),
         "index": out.metadata.get("search_index", {}),
     }
-
-
-def cli_run_config(verbose: bool) -> dict[str, Any]:
-    return {"loggers": {"mmrag_cli": {"config": {"log_level": "DEBUG" if verbose else "INFO"}}}}
