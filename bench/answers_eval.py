@@ -302,8 +302,8 @@ def llm_backends(
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from mmrag_assets.config import load_config
     from mmrag_assets.lib.answer.pipeline import Answerer
-    from mmrag_assets.lib.catalog import Catalog
     from mmrag_assets.lib.search.searcher import get_searcher
+    from mmrag_assets.lib.store.catalog import Catalog
 
     root = Path(args.data) / "evalset"
     base = [f"corpus.root={root / 'corpus'}", f"storage.root={root / 'storage'}", *args.config.split()]

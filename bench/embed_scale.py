@@ -57,10 +57,11 @@ class Store:
     def __init__(self, base: Path, remote: bool) -> None:
         import lancedb
 
-        from mmrag_assets.lib.catalog import Catalog
         from mmrag_assets.lib.index import staging as st
-        from mmrag_assets.lib.index import table as lx
-        from mmrag_assets.lib.storage import RootUri, Storage
+        from mmrag_assets.lib.store import table as lx
+        from mmrag_assets.lib.store.catalog import Catalog
+        from mmrag_assets.lib.store.storage import Storage
+        from mmrag_assets.roots import RootUri
 
         base.mkdir(parents=True, exist_ok=True)
         uri = RootUri("s3", "mmrag-bench", "embed") if remote else RootUri("file", "", str(base))
@@ -84,7 +85,7 @@ class Store:
 
     def chunk(self, pages: int, pages_per_doc: int, rng: np.random.Generator):
         """(rows, docs) of one chunk: ``pages`` ColPali-shaped pages of new documents."""
-        from mmrag_assets.lib.index import table as lx
+        from mmrag_assets.lib.store import table as lx
 
         n_docs = max(1, pages // pages_per_doc)
         items, vecs = [], []

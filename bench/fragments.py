@@ -3,7 +3,7 @@
 Every ingest commit writes a fragment of its own, so a corpus kept current by many small runs ends
 up in thousands. The same synthetic ColPali-shaped pages (bench/synth.py, 344 x 128 float16) are
 written as one table per layout, ``--rows`` pages per commit, then compacted by the product's own
-``lib/index/table.compact_table``; measured on each: the publish's scan (item ids, fingerprints and
+``lib/store/table.compact_table``; measured on each: the publish's scan (item ids, fingerprints and
 row addresses of every row) and the rerank's take of 200 random rows by row address (p50 of 30).
 
     uv run python bench/fragments.py [--pages 2000] [--rows 1,4] [--no-write]
@@ -26,8 +26,8 @@ import synth
 from _index import load_avg
 from _report import commit, emit, table
 
-from mmrag_assets.lib.index.table import compact_table
 from mmrag_assets.lib.index.vectors import TableVectors
+from mmrag_assets.lib.store.table import compact_table
 
 TAKES = 30
 

@@ -50,12 +50,12 @@ from _index import (
 from _report import table, write_section
 
 from mmrag_assets.config import load_config
-from mmrag_assets.lib.index import manifest as mf
-from mmrag_assets.lib.index import table as lx
 from mmrag_assets.lib.index.policy import retrain_reason
 from mmrag_assets.lib.index.publish import IndexLocation, params_from_config, publish
 from mmrag_assets.lib.index.vectors import Ragged, TableVectors
 from mmrag_assets.lib.search.index_reader import IndexReader
+from mmrag_assets.lib.store import manifest as mf
+from mmrag_assets.lib.store import table as lx
 
 TABLE = "items__synthbench"
 CACHE = synth.CACHE

@@ -26,10 +26,10 @@ import realtext as rt
 from _index import load_avg
 
 from mmrag_assets.config import load_config
-from mmrag_assets.lib.index import table as lx
 from mmrag_assets.lib.index.publish import IndexLocation, params_from_config, publish
 from mmrag_assets.lib.scoring.maxsim import topk
 from mmrag_assets.lib.search.index_reader import IndexReader
+from mmrag_assets.lib.store import table as lx
 
 SHORT = 38  # pooled's n_vectors: an item of at most this many tokens is not pooled at all
 

@@ -39,8 +39,8 @@ PLAIN = textwrap.dedent(
     """
     import sys, time
     from mmrag_assets.config import load_config
-    from mmrag_assets.lib.catalog import Catalog
-    from mmrag_assets.lib.index import table as lx
+    from mmrag_assets.lib.store.catalog import Catalog
+    from mmrag_assets.lib.store import table as lx
     from mmrag_assets.lib.index.batch import embed_and_write, plan_embeddings
     from mmrag_assets.lib.index.embedding import load_embedder
     from mmrag_assets.lib.index.publish import location_for, params_from_config, publish

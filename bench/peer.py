@@ -30,10 +30,10 @@ from _paths import DATA
 from _report import table, write_section
 
 from mmrag_assets.config import load_config
-from mmrag_assets.lib.index import table as lx
 from mmrag_assets.lib.index.publish import IndexLocation, params_from_config, publish
 from mmrag_assets.lib.search.index_reader import IndexReader
 from mmrag_assets.lib.search.rerank import rerank_maxsim
+from mmrag_assets.lib.store import table as lx
 
 CACHE = synth.CACHE
 SETTINGS = [{"n_ivf_probe": p, "n_full_scores": f} for p in (4, 8, 16, 32) for f in (1024, 4096)]

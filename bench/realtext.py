@@ -36,14 +36,14 @@ from _paths import DATA as BENCH_DATA
 from _report import commit, table, write_section
 
 from mmrag_assets.config import load_config
-from mmrag_assets.lib.index import manifest as mf
-from mmrag_assets.lib.index import table as lx
 from mmrag_assets.lib.index.embedding import load_embedder
 from mmrag_assets.lib.index.publish import IndexLocation, params_from_config, publish
 from mmrag_assets.lib.scoring.maxsim import topk
 from mmrag_assets.lib.search.index_reader import IndexReader
 from mmrag_assets.lib.search.rerank import rerank_maxsim
 from mmrag_assets.lib.search.searcher import Searcher
+from mmrag_assets.lib.store import manifest as mf
+from mmrag_assets.lib.store import table as lx
 
 DATA = BENCH_DATA / "realtext"
 STRATEGIES = ["plaid", "binary", "pooled", "muvera"]

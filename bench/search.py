@@ -42,8 +42,6 @@ from _index import (
 from _report import table, write_section
 
 from mmrag_assets.config import load_config
-from mmrag_assets.lib.index import manifest as mf
-from mmrag_assets.lib.index import table as lx
 from mmrag_assets.lib.index.first_stage import EncodeBatch, Part
 from mmrag_assets.lib.index.publish import IndexLocation, params_from_config, publish
 from mmrag_assets.lib.index.rerank_vectors import Compressed
@@ -51,6 +49,8 @@ from mmrag_assets.lib.index.segment import SegmentWriter, open_segment
 from mmrag_assets.lib.index.vectors import Ragged, TableVectors, iter_item_vectors
 from mmrag_assets.lib.scoring.maxsim import maxsim_ragged, topk
 from mmrag_assets.lib.search.index_reader import IndexReader
+from mmrag_assets.lib.store import manifest as mf
+from mmrag_assets.lib.store import table as lx
 
 TABLE = "items__synthbench"
 CACHE = synth.CACHE

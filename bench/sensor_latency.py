@@ -41,8 +41,8 @@ POLL_S = 0.2
 
 def served_documents(cfg) -> tuple[int | None, int]:
     """(live index version, documents it serves)."""
-    from mmrag_assets.lib.index import manifest as mf
     from mmrag_assets.lib.index.embedding import version_key_for
+    from mmrag_assets.lib.store import manifest as mf
 
     loc = mf.location_for(cfg, version_key_for(cfg.model))
     try:
@@ -80,7 +80,7 @@ def newest_run(home: Path, job: str, after: float):
 def forget_ocr(cfg, since: float) -> int:
     """Drop the OCR cache entries written after ``since`` (epoch s), so that the next repeat's add
     reads its screenshots again as a new file would (re-adding the same pixels hits the cache)."""
-    from mmrag_assets.lib.catalog import Catalog
+    from mmrag_assets.lib.store.catalog import Catalog
 
     with Catalog(cfg.catalog_url).connect() as con:
         n = con.execute("SELECT count(*) FROM ocr_cache WHERE created_at >= to_timestamp(?)", [since - 1]).fetchone()[0]

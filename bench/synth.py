@@ -211,8 +211,8 @@ def item_id(spec: SynthSpec, page: int) -> str:
 
 
 def page_rows(spec: SynthSpec, pages: range, vectors: np.ndarray, schema: pa.Schema) -> pa.Table:
-    """Product rows (``lib/index/table.py`` schema) for ``pages`` with their (B, n, d) vectors."""
-    from mmrag_assets.lib.index import table as lx
+    """Product rows (``lib/store/table.py`` schema) for ``pages`` with their (B, n, d) vectors."""
+    from mmrag_assets.lib.store import table as lx
 
     rows = []
     for j, i in enumerate(pages):
@@ -229,7 +229,7 @@ def generate(spec: SynthSpec, db_dir: Path, table_name: str, *, verbose: bool = 
     if missing); a marker file makes a finished table a cache hit. Returns the table."""
     import lancedb
 
-    from mmrag_assets.lib.index import table as lx
+    from mmrag_assets.lib.store import table as lx
 
     marker = db_dir / f"{table_name}.{spec.key}.from{start}.done"
     db = lancedb.connect(str(db_dir))

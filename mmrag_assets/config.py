@@ -23,6 +23,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 MISSING: Any = "???"  # omegaconf.MISSING (omegaconf itself is imported when Hydra composes)
 
 from mmrag_assets.errors import ConfigError
+from mmrag_assets.roots import cache_dir_of, mirror_dir, parse_root
 
 CONF_DIR = Path(os.environ.get("MMRAG_CONF_DIR", Path(__file__).resolve().parents[1] / "conf"))
 
@@ -477,36 +478,26 @@ class MmragConfig:
     def corpus_root(self) -> Path:
         """The corpus folder, or for an object-store corpus the local cache of its objects (whose
         entries are not laid out by name: read objects through ``lib/ingest/objects.py``)."""
-        from mmrag_assets.lib.storage import parse_root
-
         uri = parse_root(self.corpus.root, key="corpus.root")
         if not uri.remote:
             return Path(uri.prefix)
-        from mmrag_assets.lib.ingest.objects import cache_dir_of
-
         return cache_dir_of(uri, self.storage.cache_dir)
 
     @property
     def corpus_remote(self) -> bool:
         """``corpus.root`` is an object store (``s3://bucket/prefix``)."""
-        from mmrag_assets.lib.storage import parse_root
-
         return parse_root(self.corpus.root, key="corpus.root").remote
 
     @property
     def storage_root(self) -> Path:
         """The local folder the code works in: ``storage.root`` itself, or the local mirror of an
-        object-store root (``lib/storage.py`` moves files between the two)."""
-        from mmrag_assets.lib.storage import mirror_dir, parse_root
-
+        object-store root (``lib/store/storage.py`` moves files between the two)."""
         uri = parse_root(self.storage.root)
         return mirror_dir(uri, self.storage.cache_dir) if uri.remote else Path(uri.prefix)
 
     @property
     def storage_remote(self) -> bool:
         """``storage.root`` is an object store (shared by workers and search replicas)."""
-        from mmrag_assets.lib.storage import parse_root
-
         return parse_root(self.storage.root).remote
 
     @property
@@ -629,8 +620,6 @@ def load_config(overrides: list[str] | tuple[str, ...] = (), *, resolve_paths: b
     if obj.queries:
         obj.eval.queries = obj.queries
     if resolve_paths:
-        from mmrag_assets.lib.storage import parse_root
-
         corpus = parse_root(obj.corpus.root, key="corpus.root")  # s3://... stays a URI, never a folder
         if not corpus.remote:
             obj.corpus.root = str(Path(corpus.prefix).expanduser().resolve())

@@ -24,7 +24,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from mmrag_assets.lib.catalog import Catalog
+from mmrag_assets.lib.store.catalog import Catalog
 
 USABLE_CHARS = 30  # a text layer with fewer non-space characters is treated as absent (OCR it)
 _PUNCT = re.compile(r"[^\w\s]+")

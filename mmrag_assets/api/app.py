@@ -45,9 +45,9 @@ from mmrag_assets.api.sessions import SESSION_COOKIE, AuthThrottle, Sessions
 from mmrag_assets.api.warm import NotReady, Warmup
 from mmrag_assets.config import MmragConfig
 from mmrag_assets.errors import MmragError, NotFound, QueryError
-from mmrag_assets.lib.ingest.ocr_boxes import boxes_path, read_boxes
 from mmrag_assets.lib.ingest.sniff import converted_original
-from mmrag_assets.lib.storage import storage_for
+from mmrag_assets.lib.store.ocr_boxes import boxes_path, read_boxes
+from mmrag_assets.lib.store.storage import storage_for
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ def reason_flag(sp: argparse.ArgumentParser) -> None:
 def cmd_checks(args: argparse.Namespace) -> int:
     from mmrag_assets.definitions import build_definitions
     from mmrag_assets.defs.quality.results import latest_check_results
-    from mmrag_assets.lib.catalog import Catalog
     from mmrag_assets.lib.index.embedding import version_key_for
     from mmrag_assets.lib.quality.gates import gate_keys
+    from mmrag_assets.lib.store.catalog import Catalog
     from mmrag_assets.orchestration.instance import open_instance
 
     cfg = config_of(args)
@@ -48,9 +48,9 @@ def cmd_checks(args: argparse.Namespace) -> int:
 )
 def cmd_baseline(args: argparse.Namespace) -> int:
     from mmrag_assets.errors import MmragError
-    from mmrag_assets.lib.catalog import Catalog
     from mmrag_assets.lib.index.embedding import version_key_for
     from mmrag_assets.lib.quality.baselines import baseline_log
+    from mmrag_assets.lib.store.catalog import Catalog
     from mmrag_assets.orchestration.instance import open_instance
     from mmrag_assets.orchestration.launch import launch
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mmrag_assets.config import MmragConfig
-from mmrag_assets.lib.catalog import Catalog
 from mmrag_assets.lib.ingest.corpus import SHARD_KEYS, ScanResult, scan, shard_of
 from mmrag_assets.lib.ingest.document import fingerprint
 from mmrag_assets.lib.quality.gates import CATALOG_CHECKS, EMBEDDINGS_CHECK, gate_keys
+from mmrag_assets.lib.store.catalog import Catalog
 
 
 @dataclass

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from mmrag_assets.config import MmragConfig
-from mmrag_assets.lib.catalog import Catalog
 from mmrag_assets.lib.ingest.corpus import changed_since_scan
+from mmrag_assets.lib.store.catalog import Catalog
 
 KINDS = ("pdf", "image", "audio", "video", "office", "text")
 
@@ -38,7 +38,7 @@ def catalog_status(cfg: MmragConfig) -> dict[str, Any]:
 
 def store_problems(cfg: MmragConfig, cat: Catalog) -> list[str]:
     """Damage outside the index: rendered page files the catalog lists that are gone."""
-    from mmrag_assets.lib.verify import REPAIR, missing_pages
+    from mmrag_assets.lib.store.verify import REPAIR, missing_pages
 
     if cfg.storage_remote:
         return []
@@ -63,11 +63,11 @@ def index_status(cfg: MmragConfig, cat: Catalog | None = None) -> dict[str, Any]
     """The LanceDB table of the configured embedding version and its published search version, or
     None before `mmrag index`. ``problems`` lists, one line each, what is incomplete (a killed
     embedding run: "49 of 129 items embedded") or damaged, with the command that repairs it."""
-    from mmrag_assets.lib.index import manifest as mf
-    from mmrag_assets.lib.index import table as lx
     from mmrag_assets.lib.index.embedding import version_key_for
-    from mmrag_assets.lib.index.manifest import location_for
-    from mmrag_assets.lib.verify import lance_problems
+    from mmrag_assets.lib.store import manifest as mf
+    from mmrag_assets.lib.store import table as lx
+    from mmrag_assets.lib.store.manifest import location_for
+    from mmrag_assets.lib.store.verify import lance_problems
 
     if not lx.has_tables(cfg):
         return None

@@ -75,9 +75,9 @@ def launch(
 
 def _published(cfg: MmragConfig, catalog: Any, version_key: str) -> bool:
     """The live index version already serves exactly the documents that may be served."""
-    from mmrag_assets.lib.index.manifest import is_published, location_for
     from mmrag_assets.lib.quality.gates import CATALOG_CHECKS, EMBEDDINGS_CHECK, gate_keys
-    from mmrag_assets.lib.storage import pull_index, storage_for
+    from mmrag_assets.lib.store.manifest import is_published, location_for
+    from mmrag_assets.lib.store.storage import pull_index, storage_for
 
     pull_index(storage_for(cfg), version_key)  # an object-store root: its live version decides
 
@@ -96,7 +96,7 @@ def index(
 ) -> dict[str, Any]:
     """``mmrag index``: one ``index_job`` run (ingest, embed, publish) over the shards with work, or a
     ``publish_job`` run when only removals or held-back documents changed what is served. First the
-    store is verified and what is damaged repaired (``lib/verify.py``; ``verify``: checksums, a full
+    store is verified and what is damaged repaired (``lib/store/verify.py``; ``verify``: checksums, a full
     table scan and a damaged catalog too)."""
     from mmrag_assets.lib.index.embedding import version_key_for
 
@@ -106,10 +106,10 @@ def index(
 def _pipeline(
     cfg: MmragConfig, job: str, version_key: str | None, say, verbose: bool, verify: bool = False
 ) -> dict[str, Any]:
-    from mmrag_assets.lib.catalog import Catalog
     from mmrag_assets.lib.ingest.corpus import SHARD_KEYS
     from mmrag_assets.lib.plan import plan_run
-    from mmrag_assets.lib.verify import check_and_repair
+    from mmrag_assets.lib.store.catalog import Catalog
+    from mmrag_assets.lib.store.verify import check_and_repair
 
     say = say or (lambda _m: None)
     t0 = time.perf_counter()

@@ -13,9 +13,9 @@ from pydantic import PrivateAttr
 from mmrag_assets.resources.config import MmragConfigResource
 
 if TYPE_CHECKING:  # string annotations below: Dagster inspects the resource fields at class creation
-    from mmrag_assets.lib.catalog import Catalog
     from mmrag_assets.lib.index.embedding import Embedder
     from mmrag_assets.lib.search.searcher import Searcher
+    from mmrag_assets.lib.store.catalog import Catalog
 
 
 class CatalogResource(dg.ConfigurableResource):
@@ -26,7 +26,7 @@ class CatalogResource(dg.ConfigurableResource):
 
     @property
     def catalog(self) -> "Catalog":
-        from mmrag_assets.lib.catalog import Catalog
+        from mmrag_assets.lib.store.catalog import Catalog
 
         if self._catalog is None:
             self._catalog = Catalog(self.mmrag.cfg.catalog_url)
@@ -62,7 +62,7 @@ class LanceStoreResource(dg.ConfigurableResource):
     mmrag: MmragConfigResource
 
     def table(self, *, create: bool = True) -> Any:
-        from mmrag_assets.lib.index import table as lx
+        from mmrag_assets.lib.store import table as lx
 
         return lx.open_config_table(self.mmrag.cfg, create=create)  # the lite tier's is a token table
 

@@ -49,12 +49,12 @@ def mmrag(cfg: MmragConfig, *args: str, fault: str | None = None, timeout: float
 
 def snapshot(cfg: MmragConfig) -> dict[str, Any]:
     """What a user can observe: table rows, the served items, search results and status."""
-    from mmrag_assets.lib.index import manifest as mf
-    from mmrag_assets.lib.index import table as lx
     from mmrag_assets.lib.index.embedding import version_key_for
     from mmrag_assets.lib.index.publish import location_for
     from mmrag_assets.lib.search.searcher import Searcher
     from mmrag_assets.lib.status import catalog_status
+    from mmrag_assets.lib.store import manifest as mf
+    from mmrag_assets.lib.store import table as lx
 
     vk = version_key_for(cfg.model)
     tbl = lx.open_table(cfg, vk, lx.model_schema(cfg.model), create=False)

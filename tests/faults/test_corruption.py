@@ -134,9 +134,9 @@ def test_damage_is_one_error_line_and_verify_repairs_it(case: str, tmp_path: Pat
 def test_duplicated_item_ids_are_repaired_not_fatal(tmp_path: Path, pristine: Path) -> None:
     """Two writers that raced (before the writer pools) left repeated item ids: the next `mmrag index`
     keeps one row of each instead of failing on them forever."""
-    from mmrag_assets.lib.index import table as lx
     from mmrag_assets.lib.index.embedding import version_key_for
     from mmrag_assets.lib.status import catalog_status
+    from mmrag_assets.lib.store import table as lx
     from mmrag_assets.orchestration.launch import index
 
     shutil.copytree(pristine, tmp_path / "s", symlinks=True)

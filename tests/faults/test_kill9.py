@@ -33,11 +33,11 @@ def test_every_fault_point_has_a_case() -> None:
 def test_kill9_then_rerun_equals_a_clean_run(fault: str, tmp_path: Path, clean_run) -> None:
     import dagster as dg
 
-    from mmrag_assets.lib.catalog import Catalog
-    from mmrag_assets.lib.index import manifest as mf
     from mmrag_assets.lib.index.embedding import version_key_for
     from mmrag_assets.lib.index.publish import location_for
     from mmrag_assets.lib.status import catalog_status
+    from mmrag_assets.lib.store import manifest as mf
+    from mmrag_assets.lib.store.catalog import Catalog
     from mmrag_assets.orchestration.instance import open_instance
     from mmrag_assets.orchestration.launch import index
 
@@ -53,8 +53,8 @@ def test_kill9_then_rerun_equals_a_clean_run(fault: str, tmp_path: Path, clean_r
     if point == "ingest.document":
         assert Catalog(cfg.catalog_path).scalar("SELECT count(*) FROM documents") == 3 and not ix
     elif point in ("embed.written", "embed.chunk", "embed.staged"):
-        from mmrag_assets.lib.index import table as lx
         from mmrag_assets.lib.index.staging import staging_for
+        from mmrag_assets.lib.store import table as lx
 
         tbl = lx.open_table(cfg, version_key_for(cfg.model), lx.model_schema(cfg.model), create=False)
         staged = sum(b.rows for b in staging_for(cfg, tbl).batches())

@@ -79,7 +79,7 @@ def test_answers_asset_writes_one_row_per_question_with_metadata(indexed: MmragC
 
     from mmrag_assets.config import load_config
     from mmrag_assets.definitions import ASSET_CHECKS, ASSETS
-    from mmrag_assets.lib.catalog import Catalog
+    from mmrag_assets.lib.store.catalog import Catalog
     from mmrag_assets.orchestration.instance import open_instance
     from mmrag_assets.resources import resources_for
 

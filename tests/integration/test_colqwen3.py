@@ -12,9 +12,9 @@ import pymupdf
 import pytest
 
 from mmrag_assets.config import load_config
-from mmrag_assets.lib.catalog import Catalog
-from mmrag_assets.lib.index import table as lx
 from mmrag_assets.lib.index.embedding import version_key_for
+from mmrag_assets.lib.store import table as lx
+from mmrag_assets.lib.store.catalog import Catalog
 from mmrag_assets.orchestration.instance import open_instance
 from mmrag_assets.orchestration.launch import index
 

@@ -12,10 +12,10 @@ import pymupdf
 import pytest
 
 from mmrag_assets.config import load_config
-from mmrag_assets.lib.catalog import Catalog
-from mmrag_assets.lib.index import table as lx
 from mmrag_assets.lib.index.embedding import version_key_for
 from mmrag_assets.lib.index.vectors import iter_item_vectors
+from mmrag_assets.lib.store import table as lx
+from mmrag_assets.lib.store.catalog import Catalog
 from mmrag_assets.orchestration.launch import index
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -185,7 +185,7 @@ def test_lite_index_bytes_per_item_all_structures_included(indexed) -> None:
     its data, full-text and scalar indexes and version manifests, plus the live search-index
     version) stays under 8 KB per item even on the tiny sample corpus, where fixed per-file
     overheads weigh most (the real-text benchmark in BENCHMARKS.md measures a 100k-chunk corpus)."""
-    from mmrag_assets.lib.index import manifest as mf
+    from mmrag_assets.lib.store import manifest as mf
 
     cfg = indexed
     tbl = _table(cfg)

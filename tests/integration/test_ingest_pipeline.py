@@ -14,8 +14,8 @@ import dagster as dg
 import pymupdf
 import pytest
 
-from mmrag_assets.lib.catalog import Catalog
 from mmrag_assets.lib.status import catalog_status
+from mmrag_assets.lib.store.catalog import Catalog
 from mmrag_assets.orchestration.instance import open_instance
 from mmrag_assets.orchestration.launch import ingest
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from mmrag_assets.config import load_config
-from mmrag_assets.lib.catalog import Catalog
 from mmrag_assets.lib.ingest.ocr_pages import plan_from_config
 from mmrag_assets.lib.search.searcher import search
+from mmrag_assets.lib.store.catalog import Catalog
 from mmrag_assets.orchestration.launch import index, ingest
 from tests.tolerance import assert_most_keywords, closest
 

@@ -17,7 +17,7 @@ import pymupdf
 import pytest
 
 from mmrag_assets.config import MmragConfig, load_config
-from mmrag_assets.lib.catalog import Catalog
+from mmrag_assets.lib.store.catalog import Catalog
 from mmrag_assets.orchestration.instance import open_instance
 from mmrag_assets.orchestration.launch import index
 
@@ -310,8 +310,8 @@ def rotate_vectors_in_place(cfg: MmragConfig) -> None:
     another token's vector, which moves the items as far as a model swap would)."""
     import pyarrow as pa
 
-    from mmrag_assets.lib.index import table as lx
     from mmrag_assets.lib.index.embedding import version_key_for
+    from mmrag_assets.lib.store import table as lx
 
     d = cfg.model.dim
     tbl = lx.open_table(cfg, version_key_for(cfg.model), d, create=False)

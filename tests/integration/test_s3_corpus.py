@@ -15,9 +15,9 @@ import pytest
 
 from mmrag_assets.config import load_config
 from mmrag_assets.fixtures.sample_corpus import DIAGRAM, REPORT, build_sample_corpus
-from mmrag_assets.lib.catalog import Catalog
 from mmrag_assets.lib.search.index_reader import IndexReader
 from mmrag_assets.lib.search.searcher import get_searcher
+from mmrag_assets.lib.store.catalog import Catalog
 from mmrag_assets.orchestration.launch import index
 from tests.hostile_corpus import _pdf
 from tests.scale.services import counting_gets, s3_emulator

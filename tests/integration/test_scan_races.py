@@ -19,8 +19,8 @@ def test_a_file_that_moves_after_the_scan_gets_a_line(tmp_path: Path, capsys: py
     from mmrag_assets.cli.pipeline import print_status
     from mmrag_assets.definitions import ASSET_CHECKS, ASSETS
     from mmrag_assets.defs.ingest.sensors import range_tags
-    from mmrag_assets.lib.catalog import Catalog
     from mmrag_assets.lib.status import catalog_status
+    from mmrag_assets.lib.store.catalog import Catalog
     from mmrag_assets.orchestration.instance import open_instance
     from mmrag_assets.orchestration.launch import ingest
     from mmrag_assets.resources import resources_for

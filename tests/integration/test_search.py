@@ -12,9 +12,9 @@ import pytest
 
 from mmrag_assets.config import load_config
 from mmrag_assets.errors import QueryError
-from mmrag_assets.lib.catalog import Catalog
 from mmrag_assets.lib.search.results import SearchResult
 from mmrag_assets.lib.search.searcher import search
+from mmrag_assets.lib.store.catalog import Catalog
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # the sample index (`indexed`): 27-45 s to build
 

@@ -142,7 +142,7 @@ def test_experiments_table_round_trip(make_cfg, query_file: Path, fake: FakeSear
     back = report.as_record(row)
     assert back["label"] == "search.k=7" and back["metrics"] == rec["metrics"]
     assert "0.667*" in report.text_table([back, back]).splitlines()[2]  # a stored run reads back into a table
-    from mmrag_assets.lib.catalog import Catalog
+    from mmrag_assets.lib.store.catalog import Catalog
 
     (sql,) = Catalog(db).query(
         """SELECT metrics->>'$.label' AS run, CAST(metrics->>'$.reranked."ndcg@10"' AS DOUBLE) AS ndcg10,

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from mmrag_assets.config import load_config
-from mmrag_assets.lib.index import manifest as mf
-from mmrag_assets.lib.index import table as lx
 from mmrag_assets.lib.index.encode import IndexParams
 from mmrag_assets.lib.index.publish import IndexLocation, params_from_config, publish, verify
 from mmrag_assets.lib.search.index_reader import IndexReader
 from mmrag_assets.lib.search.rerank import rerank_maxsim
+from mmrag_assets.lib.store import manifest as mf
+from mmrag_assets.lib.store import table as lx
 
 DIM = 32
 TOKENS = 24

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from mmrag_assets.errors import ConfigError, CorruptInput
-from mmrag_assets.lib.catalog import Catalog
 from mmrag_assets.lib.ingest.ocr import OcrError, OcrResult, OcrSettings, get_engine
 from mmrag_assets.lib.ingest.ocr_batch import (
     CatalogOcrCache,
@@ -19,6 +18,7 @@ from mmrag_assets.lib.ingest.ocr_batch import (
     ocr_batch,
     ocr_image,
 )
+from mmrag_assets.lib.store.catalog import Catalog
 from tests.tolerance import assert_has_line, assert_most_keywords, closest, found_keywords
 
 SETTINGS = OcrSettings(

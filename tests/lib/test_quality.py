@@ -12,12 +12,12 @@ import json
 import numpy as np
 import pytest
 
-from mmrag_assets.lib.catalog import Catalog
-from mmrag_assets.lib.index import table as lx
 from mmrag_assets.lib.quality import baselines as bs
 from mmrag_assets.lib.quality.drift import Baseline
 from mmrag_assets.lib.quality.frames import embeddings_frame, pool_multivectors, summarize_table
 from mmrag_assets.lib.quality.monitor import AUTO_USER, evaluate_drift, set_baselines, thresholds_for
+from mmrag_assets.lib.store import table as lx
+from mmrag_assets.lib.store.catalog import Catalog
 
 DIM, LATENT = 64, 12
 VK = "synthetic__v1__p1__d64"

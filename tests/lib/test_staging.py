@@ -14,10 +14,11 @@ import lancedb
 import numpy as np
 import pytest
 
-from mmrag_assets.lib.catalog import Catalog
 from mmrag_assets.lib.index import staging as st
-from mmrag_assets.lib.index import table as lx
-from mmrag_assets.lib.storage import RootUri, Storage
+from mmrag_assets.lib.store import table as lx
+from mmrag_assets.lib.store.catalog import Catalog
+from mmrag_assets.lib.store.storage import Storage
+from mmrag_assets.roots import RootUri
 
 DIM = 16
 

@@ -8,7 +8,7 @@ import pytest
 
 from mmrag_assets.config import load_config
 from mmrag_assets.errors import ConfigError
-from mmrag_assets.lib.storage import mirror_dir, parse_root
+from mmrag_assets.roots import mirror_dir, parse_root
 
 
 @pytest.mark.parametrize(
@@ -48,7 +48,7 @@ def test_local_root_unchanged(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_plain_http_endpoint_needs_allow_http(tmp_path: Path, monkeypatch) -> None:
-    from mmrag_assets.lib.index import table as lx
+    from mmrag_assets.lib.store import table as lx
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
     cfg = load_config([f"corpus.root={tmp_path}", "storage.root=s3://bucket-a/x", "catalog=postgres", f"storage.cache_dir={tmp_path}"])

@@ -36,9 +36,9 @@ import pytest
 from mmrag_assets.config import load_config
 from mmrag_assets.errors import MmragError
 from mmrag_assets.fixtures.sample_corpus import build_sample_corpus
-from mmrag_assets.lib.catalog import Catalog
 from mmrag_assets.lib.search.index_reader import IndexReader
 from mmrag_assets.lib.search.searcher import get_searcher
+from mmrag_assets.lib.store.catalog import Catalog
 from mmrag_assets.orchestration.instance import dagster_home
 from mmrag_assets.orchestration.launch import index
 from tests.hostile_corpus import _pdf
@@ -333,7 +333,7 @@ def _scenario(tmp_path: Path, monkeypatch, boto3) -> None:
             assert max(s["start"] for s in steps) < min(s["end"] for s in steps), steps  # they overlapped
             # nothing of the new documents is visible: the killed range wrote data files no version names,
             # the other range's batch waits for the publisher, which a failed shard run does not start
-            from mmrag_assets.lib.storage import storage_for
+            from mmrag_assets.lib.store.storage import storage_for
 
             store = storage_for(cfg)
             table = _status(remote_ovr)["index"]["table"]
@@ -408,7 +408,7 @@ def _same_as_local(cfg, local, remote_ovr: list[str], local_ovr: list[str]) -> N
     assert (ri["table"], ri["rows"]) == (li["table"], li["rows"])  # the table version counts commits, not rows
 
     # the LanceDB table in the object store holds each item once
-    from mmrag_assets.lib.storage import storage_for
+    from mmrag_assets.lib.store.storage import storage_for
 
     store = storage_for(cfg)
     ids = [r["item_id"] for r in _table(store.url(f"lancedb/{ri['table']}.lance"), store.lance_options())]

@@ -115,7 +115,7 @@ class HostileServed:
 
 @pytest.fixture(scope="session")
 def hostile_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostileServed]:
-    from mmrag_assets.lib.catalog import Catalog
+    from mmrag_assets.lib.store.catalog import Catalog
     from mmrag_assets.orchestration.launch import index
     from tests.hostile_corpus import (
         _chunk,

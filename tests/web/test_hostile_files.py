@@ -99,7 +99,7 @@ def test_a_recording_is_served_as_what_its_bytes_are(hostile_served: HostileServ
 
 
 def test_a_wav_named_html_is_quarantined_as_a_mismatch(hostile_served: HostileServed) -> None:
-    from mmrag_assets.lib.catalog import Catalog
+    from mmrag_assets.lib.store.catalog import Catalog
 
     rows = Catalog(hostile_served.cfg.catalog_url).query("SELECT source, reason FROM quarantine WHERE stage = 'scan'")
     reasons = {r["source"]: r["reason"] for r in rows}

@@ -22,12 +22,12 @@ from mmrag_assets.defs.shared import (
     when,
 )
 from mmrag_assets.lib.faults import fault_point
-from mmrag_assets.lib.index import table as lx
 from mmrag_assets.lib.index.batch import embed_and_write, plan_embeddings
 from mmrag_assets.lib.index.staging import commit_staged, staged_state, staging_for
 from mmrag_assets.lib.ingest.corpus import shard_of
 from mmrag_assets.lib.quality.gates import CATALOG_CHECKS, EMBEDDINGS_CHECK, gate_keys
-from mmrag_assets.lib.storage import gc_remote_index, pull_index, push_index, storage_for
+from mmrag_assets.lib.store import table as lx
+from mmrag_assets.lib.store.storage import gc_remote_index, pull_index, push_index, storage_for
 from mmrag_assets.resources import CatalogResource, EmbedderResource, LanceStoreResource, MmragConfigResource
 
 

@@ -9,10 +9,10 @@ from dagster import SensorEvaluationContext
 
 from mmrag_assets.defs.jobs import index_job, publish_job
 from mmrag_assets.errors import ConfigError
-from mmrag_assets.lib.catalog import Catalog
 from mmrag_assets.lib.index.embedding import version_key_for
 from mmrag_assets.lib.ingest.corpus import SHARD_KEYS, scan, scan_cache
 from mmrag_assets.lib.plan import plan_run
+from mmrag_assets.lib.store.catalog import Catalog
 from mmrag_assets.resources import MmragConfigResource
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"

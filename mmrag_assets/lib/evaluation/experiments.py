@@ -14,7 +14,7 @@ from typing import Any
 
 from mmrag_assets.config import MmragConfig
 from mmrag_assets.errors import ConfigError, NotFound
-from mmrag_assets.lib.catalog import Catalog
+from mmrag_assets.lib.store.catalog import Catalog
 
 METRIC_SECTIONS = ("by_channel", "by_tag", "latency_ms", "first_stage_latency_ms")
 _COLUMNS = ("run_id", "created_at", "sweep_id", "origin", "queries", "queries_sha256", "overrides", "config", "metrics", "per_query")
@@ -86,9 +86,9 @@ def index_status(cfg: MmragConfig) -> str | None:
     """None when ``cfg`` can be searched as configured, else what is missing. Looks only at the
     live manifest of the config's embedding version (no model load); a corpus that changed since
     the last ``mmrag index`` is not detected here."""
-    from mmrag_assets.lib.index import manifest as mf
     from mmrag_assets.lib.index.embedding import version_key_for
-    from mmrag_assets.lib.storage import pull_index, storage_for
+    from mmrag_assets.lib.store import manifest as mf
+    from mmrag_assets.lib.store.storage import pull_index, storage_for
 
     vk = version_key_for(cfg.model)
     pull_index(storage_for(cfg), vk)  # an object-store root: mirror its live version first

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from mmrag_assets.lib.faults import fault_point
-from mmrag_assets.lib.index import table as lx
 from mmrag_assets.lib.progress import Progress
+from mmrag_assets.lib.store import table as lx
 
 log = logging.getLogger(__name__)
 

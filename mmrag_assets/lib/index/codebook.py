@@ -25,8 +25,8 @@ from typing import Any, Literal
 import numpy as np
 
 from mmrag_assets.errors import MmragError
-from mmrag_assets.lib.index.files import atomic_write_json, load_array, save_array
 from mmrag_assets.lib.index.kmeans import TwoLevelCodebook
+from mmrag_assets.lib.store.files import atomic_write_json, load_array, save_array
 
 ASSIGN_ROWS = 1 << 18  # tokens assigned per torch call (128 MiB of float32 at d = 128)
 META = "codebook.json"

@@ -22,17 +22,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmrag_assets.lib.index import manifest as mf
 from mmrag_assets.lib.index.calibration import calibrate, needs_recalibration, probe_queries
 from mmrag_assets.lib.index.codebook import Codebook
 from mmrag_assets.lib.index.encode import Encoder, IndexParams, Progress, params_from_config, train_codebook
 from mmrag_assets.lib.index.first_stage import Part
-from mmrag_assets.lib.index.manifest import REBUILD, IndexLocation, is_published, location_for, publisher_lock
 from mmrag_assets.lib.index.policy import Decision, compaction, retrain_reason
 from mmrag_assets.lib.index.rerank_vectors import VocabVectors
 from mmrag_assets.lib.index.segment import Segment, open_segment
-from mmrag_assets.lib.index.table import compact_table, ensure_table_indexes, storage_bytes
 from mmrag_assets.lib.index.vectors import TableVectors
+from mmrag_assets.lib.store import manifest as mf
+from mmrag_assets.lib.store.manifest import REBUILD, IndexLocation, is_published, location_for, publisher_lock
+from mmrag_assets.lib.store.table import compact_table, ensure_table_indexes, storage_bytes
 
 __all__ = [
     "IndexLocation", "IndexParams", "PublishResult", "is_published", "location_for", "params_from_config", "publish", "verify",
@@ -151,7 +151,7 @@ class _Run:
         self.loc, self.table, self.embedder, self.params, self.say = loc, table, embedder, params, say
         self.tm: dict[str, float] = {}
         self.vocab = embedder.vocabulary()
-        # a repair asked for a rebuild (lib/verify.py): the live version is not trusted, not patched
+        # a repair asked for a rebuild (lib/store/verify.py): the live version is not trusted, not patched
         self.rebuild = (loc.root / REBUILD).exists()
         self.replaced = mf.current_version(loc) if self.rebuild and loc.current_file.exists() else None
         self.live = None if self.rebuild else _load_live(loc, self.vocab)

@@ -35,8 +35,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmrag_assets.errors import MmragError
-from mmrag_assets.lib.index.files import atomic_write_json, file_info, fsync_dir, load_array, save_array
 from mmrag_assets.lib.index.vectors import Ragged
+from mmrag_assets.lib.store.files import atomic_write_json, file_info, fsync_dir, load_array, save_array
 
 META = "segment.json"
 ITEMS = "items.parquet"

@@ -37,7 +37,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from mmrag_assets.lib.storage import Storage
+from mmrag_assets.lib.store.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class Staging:
 
 
 def staging_for(cfg: Any, tbl: Any) -> Staging:
-    from mmrag_assets.lib.storage import storage_for
+    from mmrag_assets.lib.store.storage import storage_for
 
     return Staging(storage_for(cfg), tbl.name)
 
@@ -277,7 +277,7 @@ def _fingerprints(catalog: Any, doc_ids: list[str]) -> dict[str, str]:
 def _delete_rows(ds: Any, doc_ids: list[str]) -> tuple[list[int], list[Any], int]:
     """(fragments left empty, fragments with new deletion vectors, rows deleted): the rows of
     ``doc_ids`` in ``ds``, found through the ``doc_id`` index where there is one."""
-    from mmrag_assets.lib.index.table import _hex
+    from mmrag_assets.lib.store.table import _hex
 
     if not doc_ids:
         return [], [], 0

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmrag_assets.config import MmragConfig
-from mmrag_assets.lib.catalog import Catalog
 from mmrag_assets.lib.ingest.manifest import FileEntry, cache_of, documents, scan_corpus
 from mmrag_assets.lib.ingest.names import source_path
+from mmrag_assets.lib.store.catalog import Catalog
 
 
 @dataclass
@@ -147,7 +147,7 @@ def purge_documents(cfg: MmragConfig, catalog: Catalog, doc_ids: set[str] | list
     if not doc_ids:
         return 0
     n = catalog.delete_documents(doc_ids)
-    from mmrag_assets.lib.index.table import delete_documents
+    from mmrag_assets.lib.store.table import delete_documents
 
     delete_documents(cfg, doc_ids)
     return n
@@ -160,7 +160,7 @@ def gc_pages(cfg: MmragConfig, catalog: Catalog, referenced: set[str], grace_s: 
     was removed."""
     import time
 
-    from mmrag_assets.lib.storage import storage_for
+    from mmrag_assets.lib.store.storage import storage_for
 
     store = storage_for(cfg)
     if not store.remote and not cfg.pages_dir.is_dir():

@@ -165,7 +165,7 @@ def _ingest_document(
     res.doc["n_pages"] = len(res.pages)
     res.doc["n_segments"] = len(res.segments)
     if res.pages and out_dir.is_dir():
-        from mmrag_assets.lib.storage import storage_for
+        from mmrag_assets.lib.store.storage import storage_for
 
         # an object-store root: the images are there before any catalog row names them (a storage
         # outage fails the step, to be retried, rather than quarantining a good document)
@@ -188,9 +188,9 @@ def _ocr(
     if plan is None:
         set_text_sources(res.pages)
         return
-    from mmrag_assets.lib.catalog import Catalog
     from mmrag_assets.lib.ingest.ocr_batch import CatalogOcrCache
     from mmrag_assets.lib.ingest.ocr_pages import apply_ocr
+    from mmrag_assets.lib.store.catalog import Catalog
 
     source = res.doc["source"]
     try:
@@ -217,7 +217,7 @@ def _ocr(
 
 def _write_boxes(cfg: MmragConfig, res: DocResult) -> None:
     """Each OCRed page's word boxes beside its image, for the search page (``ocr_boxes.py``)."""
-    from mmrag_assets.lib.ingest.ocr_boxes import write_boxes
+    from mmrag_assets.lib.store.ocr_boxes import write_boxes
 
     image_of = {row["item_id"]: row["image_path"] for row in res.pages}
     for o in res.ocr:

@@ -46,7 +46,8 @@ from typing import Any
 
 from mmrag_assets.errors import MmragError
 from mmrag_assets.lib.ingest.names import escape_name, name_bytes
-from mmrag_assets.lib.storage import RootUri, Storage, StorageError, parse_root
+from mmrag_assets.lib.store.storage import Storage, StorageError
+from mmrag_assets.roots import RootUri, cache_dir_of, parse_root
 
 CHUNK = 1 << 20
 _SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,16}")
@@ -75,11 +76,6 @@ class Cached:
     mtime_ns: int
     etag: str | None
     downloaded: bool  # False: it was already in the cache
-
-
-def cache_dir_of(uri: RootUri, cache_dir: str | Path) -> Path:
-    """Where the objects of a corpus root are cached (what ``cfg.corpus_root`` is for it)."""
-    return Path(cache_dir) / "corpus" / uri.bucket / uri.prefix
 
 
 def key_of(source: str) -> str:

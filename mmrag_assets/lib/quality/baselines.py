@@ -2,7 +2,7 @@
 
 A baseline is stored per (embedding version, modality) and never overwritten: setting one appends a
 row, and the newest row is the live one. Every set/rotation is logged with who, when and why.
-The tables are declared in ``lib/catalog.SCHEMA``.
+The tables are declared in ``lib/store/catalog.SCHEMA``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from mmrag_assets.lib.catalog import Catalog, bulk_insert
 from mmrag_assets.lib.quality.drift import Baseline
+from mmrag_assets.lib.store.catalog import Catalog, bulk_insert
 
 
 @dataclass

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from data_contracts.params import ContractParams
     from mmrag_assets.config import MmragConfig
-    from mmrag_assets.lib.catalog import Catalog
+    from mmrag_assets.lib.store.catalog import Catalog
 
 SUMMARY_COLUMNS = ["item_id", "doc_id", "modality"]
 
@@ -54,8 +54,8 @@ def embeddings_frame(tbl, doc_ids: Sequence[str] | None = None) -> pd.DataFrame:
     import pandas as pd
 
     from data_contracts.embeddings import vector_stats
-    from mmrag_assets.lib.index.table import _hex
     from mmrag_assets.lib.index.vectors import iter_item_vectors
+    from mmrag_assets.lib.store.table import _hex
 
     cols = ["item_id", "doc_id", "source", "modality", "page", "start_s", "end_s", "text"]
     filt = f"doc_id IN ({', '.join(repr(_hex(d)) for d in doc_ids)})" if doc_ids else None

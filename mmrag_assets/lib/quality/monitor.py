@@ -40,7 +40,7 @@ from mmrag_assets.lib.quality.frames import ItemSummaries, measure_gap, summariz
 
 if TYPE_CHECKING:
     from mmrag_assets.config import MmragConfig
-    from mmrag_assets.lib.catalog import Catalog
+    from mmrag_assets.lib.store.catalog import Catalog
 
 AUTO_USER = "mmrag (automatic)"
 RANK = {"OK": 0, "WARN": 1, "ERROR": 2}

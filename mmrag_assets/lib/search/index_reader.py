@@ -27,17 +27,17 @@ import numpy as np
 
 from mmrag_assets.config import MmragConfig
 from mmrag_assets.errors import MmragError, NotFound, QueryError
-from mmrag_assets.lib.index import manifest as mf
 from mmrag_assets.lib.index.codebook import Codebook
 from mmrag_assets.lib.index.first_stage import Part, Searchable, get_strategy
 from mmrag_assets.lib.index.first_stage.base import item_of_rows
-from mmrag_assets.lib.index.manifest import IndexLocation
 from mmrag_assets.lib.index.rerank_vectors import Compressed, VocabVectors
 from mmrag_assets.lib.index.segment import Segment, open_segment
 from mmrag_assets.lib.index.vectors import TableVectors
 from mmrag_assets.lib.ingest.names import source_path
 from mmrag_assets.lib.search.results import SearchResult
 from mmrag_assets.lib.search.term_weights import idf
+from mmrag_assets.lib.store import manifest as mf
+from mmrag_assets.lib.store.manifest import IndexLocation
 
 log = logging.getLogger(__name__)
 COLUMNS = (
@@ -189,7 +189,7 @@ class IndexView:
                 import lancedb
 
                 db = lancedb.connect(str(db))
-            elif hasattr(db, "storage_options"):  # lib/storage.RemoteTables: an object-store root
+            elif hasattr(db, "storage_options"):  # lib/store/storage.RemoteTables: an object-store root
                 import lancedb
 
                 db = lancedb.connect(db.uri, storage_options=db.storage_options)
@@ -290,7 +290,7 @@ def _open_dataset(db: Any, name: str, version: int) -> Any:
     import lance
 
     root = str(db) if isinstance(db, (str, Path)) else str(db.uri)
-    opts = getattr(db, "storage_options", None) or None  # an object-store root (lib/storage.RemoteTables)
+    opts = getattr(db, "storage_options", None) or None  # an object-store root (lib/store/storage.RemoteTables)
     return lance.dataset(f"{root.rstrip('/')}/{name}.lance", version=version, storage_options=opts)
 
 
@@ -325,7 +325,7 @@ class IndexReader:
         self._view = IndexView(loc, v, db, embedder, self._cache)
         self.previous: IndexView | None = None  # the version the live one replaced, for links of results served from it
         self.refresh_error: str | None = None
-        self.store: Any = None  # lib/storage.Storage of an object-store root: follow its CURRENT
+        self.store: Any = None  # lib/store/storage.Storage of an object-store root: follow its CURRENT
         self.refresh_s = 0.0
         self._checked = time.monotonic()
 
@@ -338,7 +338,7 @@ class IndexReader:
         with cls._shared_lock:
             r = cls._shared.get(key)
             if r is None:
-                from mmrag_assets.lib.storage import pull_index, storage_for
+                from mmrag_assets.lib.store.storage import pull_index, storage_for
 
                 embedder = load_embedder(cfg.model, cfg.models_dir)
                 store = storage_for(cfg)
@@ -348,7 +348,7 @@ class IndexReader:
                 loc = IndexLocation.of(cfg.storage_root, embedder.version_key)
                 db = store.tables() if store.remote else cfg.lancedb_dir
                 if not store.remote:
-                    from mmrag_assets.lib.verify import diagnose
+                    from mmrag_assets.lib.store.verify import diagnose
 
                     found = diagnose(cfg, embedder.version_key)  # cheap: stats, no checksums
                     if found:
@@ -358,7 +358,7 @@ class IndexReader:
                 except MmragError:
                     raise
                 except Exception as e:  # a damaged store: one line saying what and how to repair it
-                    from mmrag_assets.lib.verify import diagnose
+                    from mmrag_assets.lib.store.verify import diagnose
 
                     found = None if store.remote else diagnose(cfg, embedder.version_key)
                     if found:
@@ -383,7 +383,7 @@ class IndexReader:
                 return self._view
             self._checked = time.monotonic()
             try:
-                from mmrag_assets.lib.storage import pull_index, remote_version
+                from mmrag_assets.lib.store.storage import pull_index, remote_version
 
                 if remote_version(self.store, self.loc.version_key) != self._view.version:
                     pull_index(self.store, self.loc.version_key)

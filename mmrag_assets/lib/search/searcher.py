@@ -109,8 +109,8 @@ class Searcher:
         except MmragError:
             raise
         except Exception as e:  # a damaged store: say what is damaged and how to repair it, not a traceback
-            from mmrag_assets.lib.index.manifest import IndexDamaged
-            from mmrag_assets.lib.verify import diagnose
+            from mmrag_assets.lib.store.manifest import IndexDamaged
+            from mmrag_assets.lib.store.verify import diagnose
 
             found = diagnose(self.cfg, self.embedder.version_key)
             if found:
@@ -247,7 +247,7 @@ class Searcher:
 
     def image_path(self, item_id: str, thumb: bool = False) -> Path:
         """The stored page image (or thumbnail) of an item; never a path outside the storage root."""
-        from mmrag_assets.lib.storage import storage_for
+        from mmrag_assets.lib.store.storage import storage_for
 
         view = self.view
         try:
@@ -262,7 +262,7 @@ class Searcher:
         store = storage_for(self.cfg)  # an object-store root: downloaded into the mirror once
         if not store.remote:
             return p
-        from mmrag_assets.lib.ingest.ocr_boxes import boxes_path
+        from mmrag_assets.lib.store.ocr_boxes import boxes_path
 
         root = self.cfg.storage_root.resolve()
         if not thumb:  # the OCR word boxes stored beside the page image, when it has them

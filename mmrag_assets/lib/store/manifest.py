@@ -37,7 +37,7 @@ import numpy as np
 
 from mmrag_assets.errors import MmragError, NotFound
 from mmrag_assets.lib.faults import fault_point
-from mmrag_assets.lib.index.files import (
+from mmrag_assets.lib.store.files import (
     atomic_write_json,
     atomic_write_text,
     file_info,

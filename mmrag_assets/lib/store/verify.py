@@ -52,7 +52,7 @@ def damaged_dir(cfg: MmragConfig) -> Path:
 
 # ---------------------------------------------------------------- catalog
 def repair_catalog(cfg: MmragConfig, out: StoreCheck) -> None:
-    from mmrag_assets.lib.catalog import Catalog
+    from mmrag_assets.lib.store.catalog import Catalog
 
     try:
         Catalog(cfg.catalog_path).scalar("SELECT count(*) FROM documents")
@@ -70,7 +70,7 @@ def repair_catalog(cfg: MmragConfig, out: StoreCheck) -> None:
 
 # ---------------------------------------------------------------- LanceDB table
 def lance_uri(cfg: MmragConfig, version_key: str) -> Path:
-    from mmrag_assets.lib.index.table import table_name
+    from mmrag_assets.lib.store.table import table_name
 
     return cfg.lancedb_dir / f"{table_name(version_key)}.lance"
 
@@ -153,7 +153,7 @@ def repair_lance(cfg: MmragConfig, version_key: str, out: StoreCheck, *, deep: b
         )
         # the BM25 and scalar indexes still count the dropped rows (BM25's document statistics would
         # differ from a clean build's): dropped here, the publish recreates them over the whole table
-        from mmrag_assets.lib.index import table as lx
+        from mmrag_assets.lib.store import table as lx
 
         tbl = lx.connect(cfg).open_table(lx.table_name(version_key))
         for ix in tbl.list_indices():
@@ -164,7 +164,7 @@ def repair_duplicate_rows(cfg: MmragConfig, version_key: str, out: StoreCheck) -
     import lance
     import pyarrow.compute as pc
 
-    from mmrag_assets.lib.index import table as lx
+    from mmrag_assets.lib.store import table as lx
 
     uri = lance_uri(cfg, version_key)
     if not uri.exists():
@@ -218,16 +218,16 @@ def repair_pages(cfg: MmragConfig, cat: Any, out: StoreCheck) -> None:
 
 # ---------------------------------------------------------------- the search index
 def mark_rebuild(cfg: MmragConfig, version_key: str) -> None:
-    from mmrag_assets.lib.index.files import atomic_write_text
-    from mmrag_assets.lib.index.manifest import REBUILD, location_for
+    from mmrag_assets.lib.store.files import atomic_write_text
+    from mmrag_assets.lib.store.manifest import REBUILD, location_for
 
     loc = location_for(cfg, version_key)
     atomic_write_text(loc.root / REBUILD, f"requested {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
 
 
 def repair_index(cfg: MmragConfig, version_key: str, out: StoreCheck, *, deep: bool) -> None:
-    from mmrag_assets.lib.index import manifest as mf
-    from mmrag_assets.lib.index.manifest import location_for
+    from mmrag_assets.lib.store import manifest as mf
+    from mmrag_assets.lib.store.manifest import location_for
 
     loc = location_for(cfg, version_key)
     try:
@@ -252,7 +252,7 @@ def repair_index(cfg: MmragConfig, version_key: str, out: StoreCheck, *, deep: b
 def check_and_repair(cfg: MmragConfig, version_key: str | None, *, deep: bool) -> StoreCheck:
     """Everything above, in order (the catalog only with ``deep``; otherwise a damaged catalog
     raises :class:`CatalogDamaged` naming the command that repairs it). A local storage root only."""
-    from mmrag_assets.lib.catalog import Catalog
+    from mmrag_assets.lib.store.catalog import Catalog
 
     t0 = time.perf_counter()
     out = StoreCheck()
@@ -274,8 +274,8 @@ def check_and_repair(cfg: MmragConfig, version_key: str | None, *, deep: bool) -
 def diagnose(cfg: MmragConfig, version_key: str) -> str | None:
     """The first thing wrong with the store that serves ``version_key`` (cheap checks), or None:
     what a reader reports instead of a traceback."""
-    from mmrag_assets.lib.index import manifest as mf
-    from mmrag_assets.lib.index.manifest import location_for
+    from mmrag_assets.lib.store import manifest as mf
+    from mmrag_assets.lib.store.manifest import location_for
 
     if cfg.storage_remote:
         return None

@@ -73,7 +73,7 @@ def connect(cfg: MmragConfig):
     worker and search replica opens the same tables)."""
     import lancedb
 
-    from mmrag_assets.lib.storage import storage_for
+    from mmrag_assets.lib.store.storage import storage_for
 
     store = storage_for(cfg)
     if not store.remote:

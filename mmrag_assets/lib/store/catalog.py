@@ -231,7 +231,7 @@ class Catalog:
 
     def __init__(self, path: str | Path, *, retries: int = 200, retry_wait_s: float = 0.05):
         """``path``: the DuckDB file, or a ``postgresql://`` URL (``cfg.catalog_url`` gives either)."""
-        from mmrag_assets.lib import catalog_pg
+        from mmrag_assets.lib.store import catalog_pg
 
         self.url = str(path) if catalog_pg.is_url(path) else None
         self.path = Path(path) if self.url is None else Path()
@@ -254,14 +254,14 @@ class Catalog:
     @staticmethod
     def exists(path: str | Path) -> bool:
         """A catalog is there to read (a Postgres catalog always is: its schema is created on use)."""
-        from mmrag_assets.lib import catalog_pg
+        from mmrag_assets.lib.store import catalog_pg
 
         return catalog_pg.is_url(path) or Path(path).exists()
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[Any]:
         if self.url is not None:
-            from mmrag_assets.lib.catalog_pg import PgConnection
+            from mmrag_assets.lib.store.catalog_pg import PgConnection
 
             pg = PgConnection(self.url)
             try:
@@ -393,7 +393,7 @@ class Catalog:
         stored page image. Items without OCR are absent."""
         import json
 
-        from mmrag_assets.lib.ingest.ocr_boxes import word_boxes
+        from mmrag_assets.lib.store.ocr_boxes import word_boxes
 
         if not item_ids:
             return {}

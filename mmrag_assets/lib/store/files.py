@@ -1,7 +1,7 @@
 """Small file helpers for the versioned index: checksummed array files and atomic writes.
 
 Every file a published version references is recorded with its size and sha256 when it is
-written, so that :func:`~mmrag_assets.lib.index.manifest.verify` can tell a damaged or
+written, so that :func:`~mmrag_assets.lib.store.manifest.verify` can tell a damaged or
 truncated file from a good one without trusting modification times.
 """
 
