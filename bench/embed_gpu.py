@@ -102,7 +102,7 @@ def build_full(device: str) -> tuple[Any, Any, int]:
     import torch
     from colpali_engine.models import ColQwen2_5
 
-    from mmrag_assets.fixtures.tiny_models import qwen_processor
+    from mmrag_assets.lib.index.embedding.tiny import qwen_processor
 
     processor, ids = qwen_processor(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS)
     config = colqwen2_5_3b_config(ids)
@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from PIL import Image
 
-    from mmrag_assets.fixtures.tiny_models import build_in_memory
+    from mmrag_assets.lib.index.embedding.tiny import build_in_memory
     from mmrag_assets.lib.index.embedding.visual import VisualEmbedder
 
     cuda = torch.cuda.is_available() and not args.smoke

@@ -854,6 +854,37 @@ def explain(e: BaseException, overrides: list[str]) -> str:
     return f"invalid configuration: {first}"
 
 
+def ocr_settings_problems(s: Any) -> list[str]:
+    """Range checks of the OCR engine settings (an ``ocr`` section, or ``lib/ingest/ocr.OcrSettings``
+    built from one: the same field names)."""
+    problems = []
+    if not s.languages:
+        problems.append("ocr.languages is empty: name at least one language, e.g. [en]")
+    if not 0.0 <= s.min_confidence <= 1.0:
+        problems.append(f"ocr.min_confidence={s.min_confidence} must be within 0..1")
+    if (
+        s.max_pixels <= 0 or min(s.max_side_px, s.det_max_side_px) < 32 or s.batch_size < 1
+        or s.threads < 0 or s.rec_batch < 1
+    ):  # fmt: skip
+        problems.append(
+            "ocr.max_pixels must be > 0, ocr.max_side_px and ocr.det_max_side_px >= 32, "
+            "ocr.batch_size and ocr.rec_batch >= 1 and ocr.threads >= 0"
+        )
+    return problems
+
+
+def ocr_pdf_problems(pdf: Any) -> list[str]:
+    """Range checks of ``ocr.pdf``."""
+    if not (0 < pdf.min_image_area <= 1 and 0 <= pdf.max_layer_coverage <= 1 and 0 <= pdf.max_known_share <= 1):
+        return ["ocr.pdf.min_image_area must be within (0, 1], max_layer_coverage and max_known_share within [0, 1]"]
+    return []
+
+
+def ocr_problems(ocr: Any) -> list[str]:
+    """Every range check of an ``ocr`` section, in the order the OCR plan makes them."""
+    return ocr_settings_problems(ocr) + ocr_pdf_problems(ocr.pdf)
+
+
 def _validate(cfg: MmragConfig) -> None:
     problems = []
     if cfg.ingest.dpi < 10 or cfg.ingest.dpi > 1200:
@@ -899,12 +930,7 @@ def _validate(cfg: MmragConfig) -> None:
     if cfg.serve.max_filter_values < 1 or cfg.serve.max_field_chars < 1:
         problems.append("serve.max_filter_values and serve.max_field_chars must be >= 1")
     if cfg.ocr.engine != "none":
-        from mmrag_assets.lib.ingest.ocr_pages import plan_from_config
-
-        try:
-            plan_from_config(cfg.ocr)  # range checks of the OCR settings
-        except ConfigError as e:
-            problems.append(str(e))
+        problems += ocr_problems(cfg.ocr)[:1]  # range checks of the OCR settings (the first, as before)
     if cfg.catalog.backend == "postgres" and not str(cfg.catalog.url or "").startswith(("postgresql://", "postgres://")):
         problems.append(f"catalog.url={cfg.catalog.url} is not valid: write postgresql://user@host:port/database")
     orch = cfg.orchestration

@@ -13,8 +13,8 @@ from mmrag_assets.config import ModelConfig, load_config
 @pytest.fixture(scope="session")
 def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``models/tiny-<arch>`` for every visual arch, built once per test session."""
-    from mmrag_assets.fixtures.tiny_models import TINY_ARCHS, build_tiny_model
     from mmrag_assets.lib.index.embedding import tiny_model_dir
+    from mmrag_assets.lib.index.embedding.tiny import TINY_ARCHS, build_tiny_model
 
     models = tmp_path_factory.mktemp("models")
     for arch in TINY_ARCHS:
@@ -26,7 +26,7 @@ def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_cfg() -> Callable[..., ModelConfig]:
     """``model=tiny model.arch=<arch>`` composed from conf/ (with the arch's head dim), plus extra
     ``model.*`` overrides."""
-    from mmrag_assets.fixtures.tiny_models import TINY_DIMS
+    from mmrag_assets.lib.index.embedding.tiny import TINY_DIMS
 
     def make(arch: str, *overrides: str) -> ModelConfig:
         dim = f"model.dim={TINY_DIMS[arch]}"

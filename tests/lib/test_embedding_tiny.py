@@ -13,7 +13,8 @@ import torch
 
 from mmrag_assets.config import ModelConfig
 from mmrag_assets.errors import ModelUnavailable
-from mmrag_assets.fixtures.tiny_models import (
+from mmrag_assets.lib.index.embedding import load_embedder, tiny_model_dir
+from mmrag_assets.lib.index.embedding.tiny import (
     MARKER,
     TINY_ARCHS,
     TINY_DIMS,
@@ -21,7 +22,6 @@ from mmrag_assets.fixtures.tiny_models import (
     build_in_memory,
     build_tiny_model,
 )
-from mmrag_assets.lib.index.embedding import load_embedder, tiny_model_dir
 from mmrag_assets.lib.index.embedding.visual import VisualEmbedder
 from mmrag_assets.lib.scoring.maxsim import maxsim_ragged
 

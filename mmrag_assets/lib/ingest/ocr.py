@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mmrag_assets.config import ocr_settings_problems
 from mmrag_assets.errors import ConfigError, MmragError
 
 if TYPE_CHECKING:
@@ -66,18 +67,9 @@ class OcrSettings:
     cls_model_path: str | None = None
 
     def __post_init__(self) -> None:
-        if not self.languages:
-            raise ConfigError("ocr.languages is empty: name at least one language, e.g. [en]")
-        if not 0.0 <= self.min_confidence <= 1.0:
-            raise ConfigError(f"ocr.min_confidence={self.min_confidence} must be within 0..1")
-        if (
-            self.max_pixels <= 0 or min(self.max_side_px, self.det_max_side_px) < 32 or self.batch_size < 1
-            or self.threads < 0 or self.rec_batch < 1
-        ):  # fmt: skip
-            raise ConfigError(
-                "ocr.max_pixels must be > 0, ocr.max_side_px and ocr.det_max_side_px >= 32, "
-                "ocr.batch_size and ocr.rec_batch >= 1 and ocr.threads >= 0"
-            )
+        problems = ocr_settings_problems(self)  # the config's own range checks
+        if problems:
+            raise ConfigError(problems[0])
 
 
 # ---------------------------------------------------------------- results

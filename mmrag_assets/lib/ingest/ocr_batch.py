@@ -281,7 +281,7 @@ class CatalogOcrCache:
     """``OcrCache`` over the catalog's ``ocr_cache`` table (survives re-ingests and deletions)."""
 
     def __init__(self, catalog: Any):
-        self.catalog = catalog  # lib.catalog.Catalog
+        self.catalog = catalog  # lib.store.catalog.Catalog
 
     def get_many(self, keys: Sequence[str]) -> dict[str, OcrResult]:
         rows = self.catalog.ocr_cache(list(keys))

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmrag_assets.config import ocr_pdf_problems
+from mmrag_assets.errors import ConfigError
 from mmrag_assets.lib.ingest.ocr import OcrLine, OcrResult, OcrSettings, get_engine
 from mmrag_assets.lib.ingest.ocr_batch import OcrCache, OcrOutcome, OcrProgress, OcrStats, OcrTask, ocr_batch
 from mmrag_assets.lib.ingest.ocr_select import (
@@ -61,10 +63,9 @@ def plan_from_config(ocr: Any) -> OcrPlan | None:
         det_model_path=ocr.det_model_path, rec_model_path=ocr.rec_model_path, cls_model_path=ocr.cls_model_path,
     )
     i, pdf = ocr.inputs, ocr.pdf
-    if not (0 < pdf.min_image_area <= 1 and 0 <= pdf.max_layer_coverage <= 1 and 0 <= pdf.max_known_share <= 1):
-        from mmrag_assets.errors import ConfigError
-
-        raise ConfigError("ocr.pdf.min_image_area must be within (0, 1], max_layer_coverage and max_known_share within [0, 1]")
+    problems = ocr_pdf_problems(pdf)  # the config's own range checks
+    if problems:
+        raise ConfigError(problems[0])
     return OcrPlan(
         settings=settings, images=i.images, pdf_pages=i.pdf_pages, pdf_images=i.pdf_images, keyframes=i.keyframes,
         min_layer_chars=pdf.min_layer_chars, min_printable_share=pdf.min_printable_share,

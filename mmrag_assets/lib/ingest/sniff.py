@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from mmrag_assets.lib.ingest.sniff_office import FORMAT_NAMES, Container, inspect
+
 Kind = Literal["pdf", "image", "audio", "video", "office", "text", "unsupported"]
 HEAD_BYTES = 4096
 
@@ -38,14 +40,6 @@ TEXT_FORMATS: dict[str, str] = {
     **dict.fromkeys(["txt", "text"], "txt"),
     "rst": "rst",
     "epub": "epub",
-}
-# what each format is called in a reason
-FORMAT_NAMES: dict[str, str] = {
-    "docx": "a Word document", "pptx": "a PowerPoint deck", "xlsx": "an Excel workbook",
-    "odt": "an OpenDocument text", "odp": "an OpenDocument presentation", "ods": "an OpenDocument spreadsheet",
-    "doc": "a Word 97-2003 document", "xls": "an Excel 97-2003 workbook", "ppt": "a PowerPoint 97-2003 deck",
-    "rtf": "an RTF document", "html": "HTML", "md": "Markdown", "txt": "plain text", "rst": "reStructuredText",
-    "epub": "an EPUB book", "encrypted": "an encrypted Office file",
 }
 
 EXTENSIONS: dict[str, Kind] = {
@@ -104,19 +98,8 @@ def sniff_file(path: Path) -> Sniffed:
         head = f.read(HEAD_BYTES)
     container = None
     if _magic(head, "") in ("zip", "ole2"):
-        from mmrag_assets.lib.ingest.sniff_office import inspect
-
         container = inspect(path)
     return sniff_bytes(head, path.suffix, container)
-
-
-@dataclass(frozen=True)
-class Container:
-    """What a zip or OLE2 file holds, as far as telling Office formats apart needs."""
-
-    format: str | None  # docx pptx xlsx odt odp ods epub doc xls ppt encrypted, or None
-    what: str  # its description for a reason ("a zip archive", "an OLE2 file (Outlook message)"...)
-    error: str | None = None  # the container cannot be read (truncated, damaged)
 
 
 def _office_container(detail: str, ext: str, c: Container | None) -> Sniffed:

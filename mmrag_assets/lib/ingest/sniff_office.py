@@ -7,9 +7,27 @@ an OpenDocument/EPUB ``mimetype`` entry, never the document itself: cheap enough
 from __future__ import annotations
 
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
-from mmrag_assets.lib.ingest.sniff import Container
+# what each format is called in a reason
+FORMAT_NAMES: dict[str, str] = {
+    "docx": "a Word document", "pptx": "a PowerPoint deck", "xlsx": "an Excel workbook",
+    "odt": "an OpenDocument text", "odp": "an OpenDocument presentation", "ods": "an OpenDocument spreadsheet",
+    "doc": "a Word 97-2003 document", "xls": "an Excel 97-2003 workbook", "ppt": "a PowerPoint 97-2003 deck",
+    "rtf": "an RTF document", "html": "HTML", "md": "Markdown", "txt": "plain text", "rst": "reStructuredText",
+    "epub": "an EPUB book", "encrypted": "an encrypted Office file",
+}
+
+
+@dataclass(frozen=True)
+class Container:
+    """What a zip or OLE2 file holds, as far as telling Office formats apart needs."""
+
+    format: str | None  # docx pptx xlsx odt odp ods epub doc xls ppt encrypted, or None
+    what: str  # its description for a reason ("a zip archive", "an OLE2 file (Outlook message)"...)
+    error: str | None = None  # the container cannot be read (truncated, damaged)
+
 
 _ODF_MIMETYPES = {
     "application/vnd.oasis.opendocument.text": "odt",
@@ -72,6 +90,4 @@ def _ole(path: Path) -> Container:
 
 
 def _name(fmt: str) -> str:
-    from mmrag_assets.lib.ingest.sniff import FORMAT_NAMES
-
     return FORMAT_NAMES.get(fmt, fmt)

@@ -108,19 +108,6 @@ class Dense(Channel):
         return pool.submit(self.search, q)
 
 
-def candidates(rankings: Mapping[str, Hits], rrf_k: int, n: int) -> Hits:
-    """The items the reranker scores: one channel's ranking as it is, several fused by reciprocal
-    rank fusion with unit weights (``fusion.weighted_rrf``), ties by position, cut at ``n``; the
-    scores are what ``search.reranker=none`` keeps."""
-    from mmrag_assets.lib.search.fusion import weighted_rrf
-
-    if len(rankings) == 1:
-        return next(iter(rankings.values()))
-    fused = weighted_rrf({c: h.positions for c, h in rankings.items()}, dict.fromkeys(rankings, 1.0), rrf_k)
-    order = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
-    return Hits(np.array([i for i, _ in order], dtype=np.int64), np.array([v for _, v in order], dtype=np.float32))
-
-
 @dataclass
 class LateInteraction:
     """Exact MaxSim of every candidate (``search.reranker``), normalised by the query's length and
@@ -185,4 +172,4 @@ def _ms(t0: float) -> float:
     return round((time.perf_counter() - t0) * 1000, 2)
 
 
-__all__ = ["Channel", "Dense", "FirstStage", "Hits", "LateInteraction", "Lexical", "Query", "candidates"]
+__all__ = ["Channel", "Dense", "FirstStage", "Hits", "LateInteraction", "Lexical", "Query"]

@@ -1,6 +1,6 @@
 """The final ranking: each channel's evidence after the rerank, fused, so that no channel's order
 overwrites another's. A fusion is a small class (:class:`Fusion`) with one method,
-``fuse(evidence) -> Fused``; ``search.fusion`` picks one (:func:`make_fusion`): ``learned``
+``fuse(evidence) -> Fused``; ``search.fusion`` picks one (``searcher.make_fusion``): ``learned``
 (``learned.py``: a probability of relevance from every candidate's evidence), ``score`` (convex
 combination), ``rrf`` (weighted reciprocal rank fusion) or ``none`` (the rerank's order).
 
@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+
+from mmrag_assets.lib.search.channels import Hits
 
 if TYPE_CHECKING:
     from mmrag_assets.config import SearchConfig
@@ -116,19 +118,6 @@ class RerankOrder(Fusion):
         return Fused(scores, {"maxsim": 1.0}, {i: {"maxsim": v} for i, v in scores.items()})
 
 
-def make_fusion(s: SearchConfig, view: Any = None, model: Any = None) -> Fusion:
-    """The fusion ``search.fusion`` names; ``learned`` reads its model (``learned.py``)."""
-    if s.fusion == "learned":
-        from mmrag_assets.lib.search.learned import LearnedFusion
-
-        return LearnedFusion.for_search(s, view, model)
-    fusions: dict[str, type[Fusion]] = {"score": ScoreFusion, "rrf": RRFFusion, "none": RerankOrder}
-    cls = fusions.get(s.fusion)
-    if cls is None:
-        raise ValueError(f"unknown fusion {s.fusion!r}; use learned, score, rrf or none")
-    return cls() if cls is RerankOrder else cls(s)  # type: ignore[call-arg]
-
-
 def weighted_rrf(
     rankings: Mapping[str, np.ndarray],
     weights: Mapping[str, float],
@@ -157,6 +146,17 @@ def weighted_rrf(
             if parts is not None:
                 parts.setdefault(i, {})[name] = w / (rrf_k + r)
     return fused
+
+
+def candidates(rankings: Mapping[str, Hits], rrf_k: int, n: int) -> Hits:
+    """The items the reranker scores: one channel's ranking as it is, several fused by reciprocal
+    rank fusion with unit weights (``fusion.weighted_rrf``), ties by position, cut at ``n``; the
+    scores are what ``search.reranker=none`` keeps."""
+    if len(rankings) == 1:
+        return next(iter(rankings.values()))
+    fused = weighted_rrf({c: h.positions for c, h in rankings.items()}, dict.fromkeys(rankings, 1.0), rrf_k)
+    order = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+    return Hits(np.array([i for i, _ in order], dtype=np.int64), np.array([v for _, v in order], dtype=np.float32))
 
 
 def convex(
@@ -230,9 +230,9 @@ __all__ = [
     "RRFFusion",
     "RerankOrder",
     "ScoreFusion",
+    "candidates",
     "convex",
     "coverage_weights",
-    "make_fusion",
     "ranks",
     "weighted_rrf",
 ]

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from mmrag_assets.config import MmragConfig
+from mmrag_assets.config import MmragConfig, SearchConfig
 from mmrag_assets.errors import MmragError, NotFound, QueryError
 from mmrag_assets.lib.search import fusion
 from mmrag_assets.lib.search.channels import (
@@ -30,10 +30,10 @@ from mmrag_assets.lib.search.channels import (
     LateInteraction,
     Lexical,
     Query,
-    candidates,
 )
-from mmrag_assets.lib.search.fusion import Evidence, Fusion, make_fusion
+from mmrag_assets.lib.search.fusion import Evidence, Fusion, RerankOrder, RRFFusion, ScoreFusion, candidates
 from mmrag_assets.lib.search.index_reader import IndexReader, IndexView
+from mmrag_assets.lib.search.learned import LearnedFusion
 from mmrag_assets.lib.search.results import SearchResponse
 from mmrag_assets.lib.search.term_weights import weight_query
 
@@ -58,6 +58,17 @@ def validate_filters(filters: dict[str, Any] | None) -> dict[str, list[str]]:
                 )
         out[key] = values
     return out
+
+
+def make_fusion(s: SearchConfig, view: Any = None, model: Any = None) -> Fusion:
+    """The fusion ``search.fusion`` names; ``learned`` reads its model (``learned.py``)."""
+    if s.fusion == "learned":
+        return LearnedFusion.for_search(s, view, model)
+    fusions: dict[str, type[Fusion]] = {"score": ScoreFusion, "rrf": RRFFusion, "none": RerankOrder}
+    cls = fusions.get(s.fusion)
+    if cls is None:
+        raise ValueError(f"unknown fusion {s.fusion!r}; use learned, score, rrf or none")
+    return cls() if cls is RerankOrder else cls(s)  # type: ignore[call-arg]
 
 
 class Searcher:

@@ -53,7 +53,7 @@ def _build(cfg: ModelConfig, models_dir: Path) -> Embedder:
 
     path = cfg.path
     if cfg.name == "tiny" and not path:
-        from mmrag_assets.fixtures.tiny_models import build_tiny_model
+        from mmrag_assets.lib.index.embedding.tiny import build_tiny_model
 
         path = str(
             build_tiny_model(cfg.arch, tiny_model_dir(models_dir, cfg.arch), seed=_tiny_seed(cfg.revision))
