@@ -22,7 +22,7 @@ after the evidence, which does not depend on it).
   (recorded from the search call itself, not from the answer).
 - ``answer.extractive.min_confidence`` is chosen on dev: the lowest threshold at which dev's
   unanswerable questions abstain at the target rate (the answerable lose least there); test is
-  reported at that threshold. A small grid of passage-score weights (lexical / dense / rank) is
+  reported at that threshold. A small grid of passage-score weights (lexical / dense / rank / search / sentence) is
   scored on dev the same way, each at its own threshold (``--no-grid`` skips it), so that a change
   of weights is judged by the same rule and on dev only.
 - **Latency** per stage (retrieve, rerank, evidence, generate) and the added latency (everything
@@ -176,6 +176,8 @@ def answer_all(
                 "kind": q["kind"],
                 "channel": q.get("channel"),
                 "confidence": a.confidence,
+                "top_score": a.sources[0].score if a.sources else None,  # the search's own score of its first result
+                "best_scores": a.evidence[0]["scores"] if a.evidence else {},
                 "has_quotes": bool(quotes),
                 "holds": holds,
                 "near_holds": holds or (bool(target) and near_match(target, quotes)),
@@ -329,6 +331,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         answerer.answer(q["query"])
     t0 = time.perf_counter()
     dev = answer_all(answerer, rec, dev_q + un_dev, anchor, "dev")
+    if args.dev_only:  # a weights study: dev and the grid, no test figures, nothing written
+        grid = weight_grid(base, rec, dev_q + un_dev, anchor, args.grid or [])
+        return {"dev_only": True, "weights": dict(cfg.answer.extractive.weights), "grid": grid, "records": {"dev": dev}}
     test = answer_all(answerer, rec, test_q + un_test, anchor, "test")
     seconds = time.perf_counter() - t0
     t, why = choose_threshold(dev, TARGETS["unanswerable"])
@@ -366,7 +371,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-GRID = [(1.0, d, r) for d in (0.0, 0.5, 1.0, 2.0) for r in (0.0, 0.1, 0.3)]  # (lexical, dense, rank)
+# (lexical, dense, rank, search, sentence): window cosines alone, the search's own score of the source, and the
+# passages' own cosines (answer.extractive.rescore)
+KEYS = ("lexical", "dense", "rank", "search", "sentence")
+GRID = (
+    [(1.0, d, r, 0.0, 0.0) for d in (0.0, 0.5, 1.0, 2.0) for r in (0.0, 0.1, 0.3)]
+    + [(1.0, 1.0, 0.1, q, 0.0) for q in (0.5, 1.0)]
+    + [(lex, d, 0.1, q, s) for lex in (0.5, 1.0) for d in (0.0, 1.0) for q in (0.0, 1.0) for s in (1.0, 2.0)]
+)
 
 
 def weight_grid(
@@ -374,7 +386,7 @@ def weight_grid(
     rec: RecordingSearcher,
     questions: Sequence[dict[str, Any]],
     anchor: Mapping[str, str],
-    grid: Sequence[tuple[float, float, float]],
+    grid: Sequence[tuple[float, ...]],
 ) -> list[dict[str, Any]]:
     """For each passage-score weighting, the dev rates at the threshold the rule picks for it (the
     retrieval is the cached one of the main pass: only the evidence is re-scored)."""
@@ -382,21 +394,16 @@ def weight_grid(
     from mmrag_assets.lib.answer.pipeline import Answerer
 
     out = []
-    for lex, dense, rank in grid:
-        w = [
-            f"answer.extractive.weights.lexical={lex}",
-            f"answer.extractive.weights.dense={dense}",
-            f"answer.extractive.weights.rank={rank}",
-        ]
+    for ws in grid:
+        w = [f"answer.extractive.weights.{k}={v}" for k, v in zip(KEYS, ws, strict=True)]
         cfg = load_config([*base, "answer.extractive.min_confidence=-1e9", *w])
-        records = answer_all(
-            Answerer(cfg, searcher=rec), rec, questions, anchor, f"grid {lex}/{dense}/{rank}"
-        )
+        label = "/".join(f"{v:g}" for v in ws)
+        records = answer_all(Answerer(cfg, searcher=rec), rec, questions, anchor, f"grid {label}")
         t, _ = choose_threshold(records, TARGETS["unanswerable"])
         r = rates(records, t)
         out.append(
             {
-                "weights": [lex, dense, rank],
+                "weights": list(ws),
                 "threshold": round(t, 4),
                 **r,
                 "answerable_mean": statistics.mean([r["literal"] or 0.0, r["paraphrase"] or 0.0]),
@@ -588,8 +595,9 @@ def report(r: dict[str, Any]) -> str:
     if r.get("grid"):
         w = r["weights"]
         grid = (
-            "\n\nPassage-score weights on dev (lexical / dense / rank), each at the threshold the rule picks for it; "
-            f"the run above used {w.get('lexical', 0):g} / {w.get('dense', 0):g} / {w.get('rank', 0):g}. "
+            f"\n\nPassage-score weights on dev ({' / '.join(KEYS)}; sentence > 0 encodes the "
+            f"`answer.extractive.rescore` best passages one by one), each at the threshold the rule picks for it; the run "
+            f"above used {' / '.join(f'{w.get(k, 0):g}' for k in KEYS)}. "
             "'Held' counts dev's answerable questions whose evidence holds the answer:\n\n"
             + table(
                 ["weights", "min_confidence", "held", "literal", "paraphrase", "unanswerable"],
@@ -648,6 +656,13 @@ def main() -> None:
         default=GRID,
         help="skip the passage-score weight grid on dev",
     )
+    ap.add_argument(
+        "--grid",
+        dest="grid",
+        type=lambda v: [tuple(float(x) for x in w.split("/")) for w in v.split()],
+        help='passage-score weights to score on dev instead of the built-in grid, e.g. "1/1/0.1/0/0 1/0/0.1/1/2"',
+    )
+    ap.add_argument("--dev-only", action="store_true", help="answer dev's questions only (weights and thresholds)")
     ap.add_argument("--no-write", action="store_true", help="leave BENCHMARKS.md alone")
     ap.add_argument(
         "--json", type=Path, default=None, help="also write the results (with per-question records) here"
@@ -659,6 +674,12 @@ def main() -> None:
             f"error: no index under {storage}: build it first (bench/realdocs_eval.py or mmrag index)"
         )
     r = run(args)
+    if r.get("dev_only"):
+        if args.json:
+            args.json.write_text(json.dumps(r, indent=2, default=str) + "\n")
+        for g in r["grid"]:
+            print("/".join(f"{x:g}" for x in g["weights"]), g["threshold"], *(fmt_rate(g[k]) for k in ("literal", "paraphrase", "unanswerable")))
+        return
     if args.json:
         args.json.write_text(json.dumps(r, indent=2, default=str) + "\n")
     body = report(r)

@@ -36,3 +36,26 @@ def test_docs_site_builds_strict_and_offline(tmp_path: Path) -> None:
         for m in EXTERNAL.finditer(p.read_text(errors="replace"))
     ]
     assert not fetched, fetched[:10]
+
+
+def test_config_reference_lists_every_key_of_the_composed_config() -> None:
+    sys.path.insert(0, str(ROOT / "docs"))
+    from config_reference import reference
+
+    from mmrag_assets.config import load_config
+
+    def leaves(node: object, prefix: str = "") -> list[str]:
+        import dataclasses
+
+        if dataclasses.is_dataclass(node):
+            return [k for f in dataclasses.fields(node) if f.name != "overrides"
+                    for k in leaves(getattr(node, f.name), prefix + f.name + ".")]
+        return [prefix.rstrip(".")]
+
+    page = reference()
+    keys = leaves(load_config(["model=lite"], resolve_paths=False))
+    assert len(keys) > 200
+    missing = [k for k in keys if f"| `{k}` |" not in page]
+    assert not missing, missing[:10]
+    assert "| `answer.extractive.rescore` | int | `16` | this many best passages" in page  # type, value, comment
+    assert "| `search.fusion` | one of " in page  # a Literal lists its choices

@@ -73,6 +73,32 @@ def test_unrelated_question_has_low_confidence() -> None:
     assert ev.confidence < CFG.min_confidence
 
 
+class SentencesOnly(extractive.DenseWindows):
+    """The real bundled MiniLM (ONNX, as the dense channel runs it) without an index: no stored windows."""
+
+    def __init__(self, question: str) -> None:
+        import numpy as np
+
+        from mmrag_assets.lib.index.embedding.dense import dense_encoder
+
+        self.encoder = dense_encoder("minilm", None, 32, "int8", None)
+        self.q = np.asarray(self.encoder.encode_query(question), dtype=np.float32).reshape(-1)
+
+
+def test_a_paraphrase_is_quoted_from_the_sentence_that_means_it_not_the_one_that_shares_its_words() -> None:
+    q = "my picture comes out far too big for a sheet of paper"
+    sources = [src(1, "The picture below shows a graph with three nodes. A sheet of labels is printed in the appendix. "
+                      "The easiest way to control the output size of the drawing is to set the size attribute, which "
+                      "scales the layout down to fit. Colors can be given by name.")]
+    words_only = extractive.select(q, extractive.score_passages(q, sources, CFG, SentencesOnly(q)),
+                                   section("answer", "answer.extractive.weights.sentence=0").extractive)
+    assert "output size" not in words_only.ranked[0].text  # shares no word with the question
+    cfg = section("answer", "answer.extractive.weights.sentence=1", "answer.extractive.rescore=3").extractive
+    ev = extractive.select(q, extractive.score_passages(q, sources, cfg, SentencesOnly(q)), cfg)
+    assert "output size of the drawing" in ev.ranked[0].text and ev.ranked[0].scores["sentence"] > 0.3
+    assert len(ev.ranked) == 3  # only the re-scored passages are ranked: the fourth was not encoded
+
+
 def test_a_quote_takes_in_the_sentence_that_holds_the_rest_of_the_question() -> None:
     s = src(1, "Error codes are listed below. The code E04 is shown on the display. It means a DC insulation fault.")
     cfg = section("answer", "answer.extractive.min_quote_words=0").extractive

@@ -2,7 +2,7 @@
 
 Each passage (a sentence, ``evidence.passages``) gets
 
-    score = w_lexical * lexical + w_dense * dense + w_rank / n
+    score = w_lexical * lexical + w_dense * dense + w_rank / n + w_search * search + w_sentence * sentence
 
 - ``lexical``: the idf-weighted share of the question's content words (stop words dropped, a light
   suffix stemmer) that the passage holds, idf counted over the passages of this question's sources;
@@ -10,7 +10,13 @@ Each passage (a sentence, ``evidence.passages``) gets
   the passage's middle word. The windows were encoded when the index was published, so scoring a
   passage costs one dot product per window, not a forward pass: MiniLM on each sentence measured
   ~40 ms a sentence on one core of the shared machine (1.6 s for 40), against the 100 ms budget;
-- ``1 / n``: the source's retrieval rank (after the reranker, when there is one).
+- ``1 / n``: the source's retrieval rank (after the reranker, when there is one);
+- ``search``: the source's score in the search response (with ``search.fusion=learned`` its
+  calibrated probability of relevance: low for every result of a question the corpus cannot answer);
+- ``sentence`` (``weights.sentence`` > 0): the ``rescore`` best passages by the terms above are
+  encoded one by one with the same MiniLM, and the question's cosine to the passage itself replaces
+  the window's resolution (a 64-word window cannot tell which of its sentences a paraphrase means);
+  only those passages are ranked.
 
 The best passage's score is the answer's **confidence**: below ``min_confidence`` the answer is
 "not in the corpus" (also the gate the LLM generators pass before they are called). A quote takes
@@ -82,8 +88,16 @@ class DenseWindows:
 
         # one BLAS thread: a 10-token forward pass gains nothing from a second one, and on the
         # shared 2-core machine two threads spun (40 sentences: 1.6 s on one thread, 14 s on two)
+        reader = view.first_stage("dense")
+        self.encoder = reader.strategy.encoder()  # the one that encoded the windows (cached per process)
         with threadpool_limits(limits=1, user_api="blas"):
-            self.q = np.asarray(view.first_stage("dense").encode_query(question), dtype=np.float32).reshape(-1)  # (d,)
+            self.q = np.asarray(reader.encode_query(question), dtype=np.float32).reshape(-1)  # (d,)
+
+    def sentence_cosines(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts),) cosine between the question and each text encoded on its own."""
+        if not texts:
+            return np.zeros(0, dtype=np.float32)
+        return np.asarray(self.encoder.encode(list(texts)), dtype=np.float32) @ self.q
 
     def cosines(self, position: int) -> np.ndarray:
         """(n_windows,) cosine of each stored window of the item at ``position``."""
@@ -128,9 +142,24 @@ def score_passages(question: str, sources: Sequence[Source], cfg: ExtractiveConf
         floor = min(have) if have else 0.0  # passages past the encoded windows: the item's weakest window
         for p, t, d in zip(ps, ts, dense_scores, strict=True):
             lex = sum(idf[x] for x in q if x in t) / total if total else 0.0
-            p.scores = {"lexical": lex, "dense": floor if d is None else d, "rank": 1.0 / src.n}
+            p.scores = {"lexical": lex, "dense": floor if d is None else d, "rank": 1.0 / src.n, "search": src.score}
             p.score = sum(w.get(k, 0.0) * v for k, v in p.scores.items())
+    if dense is not None and cfg.rescore > 0 and w.get("sentence", 0) > 0:
+        _rescore(per_source, dense, cfg)
     return per_source
+
+
+def _rescore(per_source: list[list[Passage]], dense: DenseWindows, cfg: ExtractiveConfig) -> None:
+    """The ``cfg.rescore`` best passages (by the score above) encoded one by one: their ``sentence``
+    score is the question's cosine to the passage itself, not to the 64-word window around it. The
+    other passages are marked ``unranked``: :func:`select` ranks only the re-scored ones."""
+    flat = sorted((p for ps in per_source for p in ps), key=lambda p: (-p.score, p.source.n, p.w0))
+    top, rest = flat[: cfg.rescore], flat[cfg.rescore :]
+    for p, c in zip(top, dense.sentence_cosines([p.text for p in top]), strict=True):
+        p.scores["sentence"] = float(c)
+        p.score = sum(cfg.weights.get(k, 0.0) * v for k, v in p.scores.items())
+    for p in rest:
+        p.scores["unranked"] = 1.0
 
 
 def _extend(ps: list[Passage], i: int, q: set[str], max_words: int, min_words: int) -> Passage:
@@ -154,7 +183,7 @@ def _extend(ps: list[Passage], i: int, q: set[str], max_words: int, min_words: i
 
 def select(question: str, per_source: list[list[Passage]], cfg: ExtractiveConfig) -> Evidence:
     """The ranked passages and the quotes an answer shows (see the module docstring)."""
-    ranked = sorted((p for ps in per_source for p in ps), key=lambda p: (-p.score, p.source.n, p.w0))
+    ranked = sorted((p for ps in per_source for p in ps if "unranked" not in p.scores), key=lambda p: (-p.score, p.source.n, p.w0))
     if not ranked:
         return Evidence([], [], 0.0)
     best = ranked[0].score

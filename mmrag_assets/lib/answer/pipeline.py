@@ -152,7 +152,8 @@ class Answerer:
         for s in sources:
             s.rerank_score = rerank_scores.get(s.item_id)
         dense = None
-        if view.has_dense and a.extractive.weights.get("dense", 0) > 0 and sources:
+        w = a.extractive.weights
+        if view.has_dense and (w.get("dense", 0) > 0 or w.get("sentence", 0) > 0) and sources:
             dense = extractive.DenseWindows(view, question)
         per_source = extractive.score_passages(question, sources, a.extractive, dense)
         evidence = extractive.select(question, per_source, a.extractive)
