@@ -107,6 +107,7 @@ class ConvertConfig:
     soffice: str | None = MISSING  # LibreOffice's soffice; None: found on PATH (soffice, libreoffice)
     timeout_s: float = MISSING  # a conversion running longer is killed and its file quarantined
     max_memory_mb: int = MISSING  # address-space cap of the LibreOffice process (RLIMIT_AS)
+    batch_files: int = MISSING  # Office files of one kind converted by one LibreOffice process (1: one each)
     isolate_network: bool = MISSING  # run LibreOffice in its own network namespace (unshare -rn) where possible
     require_isolation: bool = MISSING  # True: quarantine Office files when the namespace cannot be made
     max_unpacked_bytes: int = MISSING  # zip containers (OOXML, ODF, EPUB): more inflated bytes is a bomb

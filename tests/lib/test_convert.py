@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import http.server
 import os
+import shutil
 import threading
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 from typing import ClassVar
 
 import pytest
 
 from mmrag_assets.config import load_config
-from mmrag_assets.lib.ingest.document import DocResult, ingest_document
+from mmrag_assets.errors import CorruptInput
+from mmrag_assets.lib.ingest.convert_checks import check_container
+from mmrag_assets.lib.ingest.convert_office import BatchStats, OfficeJob, convert_office_batch
+from mmrag_assets.lib.ingest.document import DocResult, OfficeConversions, ingest_document
 from mmrag_assets.lib.ingest.sniff import sniff_file
 from tests.formats_corpus import DIAGRAM_WORD, NOTES_WORD, WORDS, formats_corpus
 
@@ -157,6 +162,74 @@ def test_external_links_are_never_fetched(tmp_path: Path) -> None:
     assert any("refers to external content (linked image): never fetched" in q["reason"] for q in r.quarantine)
     assert "kiwifruitlink" in r.pages[0]["text"]
     assert _Counter.hits == []
+
+
+# ---------------------------------------------------------------- batches: several files, one LibreOffice
+
+
+def _unloadable_odt(path: Path) -> None:
+    """A valid ODF container whose content.xml is not XML: it passes the container checks, and
+    LibreOffice reports 'source file could not be loaded' for it and goes on with the next file."""
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("mimetype", "application/vnd.oasis.opendocument.text", compress_type=zipfile.ZIP_STORED)
+        z.writestr(
+            "META-INF/manifest.xml",
+            '<?xml version="1.0" encoding="UTF-8"?><manifest:manifest '
+            'xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0" manifest:version="1.2">'
+            '<manifest:file-entry manifest:full-path="/" manifest:media-type="application/vnd.oasis.opendocument.text"/>'
+            '<manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/></manifest:manifest>',
+        )
+        z.writestr("content.xml", "<office:document-content this is not XML <<<")
+
+
+def _batch_corpus(corpus: Path, root: Path) -> list[SimpleNamespace]:
+    """docx, the unloadable odt, odt, a deck (another kind: its own process) as manifest entries."""
+    root.mkdir()
+    for f in ("docx.docx", "odt.odt", "pptx.pptx"):
+        shutil.copyfile(corpus / "office" / f, root / f)
+    _unloadable_odt(root / "broken.odt")
+    return [SimpleNamespace(doc_id=f"d{i}", source=s, kind="office") for i, s in
+            enumerate(["docx.docx", "broken.odt", "odt.odt", "pptx.pptx"])]  # fmt: skip
+
+
+def test_a_batch_with_one_bad_file_converts_the_others_and_quarantines_only_it(corpus: Path, tmp_path: Path) -> None:
+    entries = _batch_corpus(corpus, tmp_path / "corpus")
+    cfg = load_config([f"corpus.root={tmp_path / 'corpus'}", f"storage.root={tmp_path / 's'}", "ocr=none"])
+    office = OfficeConversions(cfg, entries)
+    got, taken = {}, []
+    for e in entries:
+        taken.append(office.take(e.doc_id))
+        got[e.source] = ingest_document(cfg, source=e.source, doc_id=e.doc_id, kind="office", sha256="0" * 64,
+                                        size=1, converted=taken[-1])  # fmt: skip
+    office.close()
+    assert {s: r.status for s, r in got.items()} == {
+        "docx.docx": "ok", "broken.odt": "quarantined", "odt.odt": "ok", "pptx.pptx": "ok"
+    }, {s: r.quarantine for s, r in got.items()}
+    assert "LibreOffice could not convert this odt file (Error: source file could not be loaded)" in (
+        got["broken.odt"].quarantine[0]["reason"]
+    )
+    assert WORDS["docx"] in got["docx.docx"].pages[0]["text"] and WORDS["odt"] in got["odt.odt"].pages[0]["text"]
+    first, _ = (p["text"] for p in got["pptx.pptx"].pages)  # the deck alone, its notes cut off as ever
+    assert NOTES_WORD in first and len(got["pptx.pptx"].pages) == 2
+    # one process for the three texts, one retry for the file it could not load, one for the deck
+    assert (office.stats.batches, office.stats.retried, office.stats.processes) == (1, 1, 3)
+    assert got["docx.docx"].convert_stats["batched"] and "batched" not in got["broken.odt"].convert_stats
+    assert not any(t.work.exists() for t in taken if t) and not _processes_with("mmrag-convert-")
+
+
+def test_a_batch_that_times_out_falls_back_to_one_file_at_a_time(corpus: Path, tmp_path: Path) -> None:
+    jobs = []
+    for i, f in enumerate(["docx.docx", "odt.odt"]):
+        work = tmp_path / f"w{i}"
+        p = corpus / "office" / f
+        jobs.append(OfficeJob(p, f.split(".")[1], work, check_container(p, f.split(".")[1], max_unpacked_bytes=1 << 28,
+                                                                       max_ratio=200, max_sheet_cells=50_000)))  # fmt: skip
+    cfg = load_config(["convert.timeout_s=0.3"]).convert
+    stats = BatchStats()
+    out = convert_office_batch(jobs, cfg, stats=stats)
+    assert all(isinstance(r, CorruptInput) and "within convert.timeout_s=0.3 s and was killed" in str(r) for r in out)
+    assert (stats.batches, stats.retried, stats.processes) == (1, 2, 3)  # the batch, then each file alone
+    assert not _processes_with("mmrag-convert-")
 
 
 # ---------------------------------------------------------------- text formats (PyMuPDF layout)

@@ -19,7 +19,7 @@ from mmrag_assets.lib.ingest.corpus import (
     since_scan,
     since_scan_line,
 )
-from mmrag_assets.lib.ingest.document import ingest_document
+from mmrag_assets.lib.ingest.document import OfficeConversions, ingest_document
 from mmrag_assets.lib.ingest.objects import SourceChanged
 from mmrag_assets.lib.progress import Progress
 from mmrag_assets.lib.warm import for_job, warm_imports
@@ -113,12 +113,13 @@ def document_content(context: AssetExecutionContext, mmrag: MmragConfigResource,
     t_all = time.perf_counter()
     before = _object_stats(cfg)
     progress = Progress("ingested", len(plan.todo), context.log.info, unit="documents")
+    office = OfficeConversions(cfg, plan.todo)  # Office files converted a batch at a time, as they come up
     for e in plan.todo:
         try:
             res = ingest_document(
                 cfg, source=e.source, doc_id=e.doc_id, kind=e.kind, sha256=e.sha256, size=e.size,
                 progress=lambda p, src=e.source: context.log.info(f"{src}: {p.line()}"),
-                say=context.log.info,
+                say=context.log.info, converted=office.take(e.doc_id),
             )
         except SourceChanged as moved:  # an object-store corpus: its download no longer matches the scan
             context.log.warning(since_scan_line(e.source, moved.what))
@@ -146,6 +147,7 @@ def document_content(context: AssetExecutionContext, mmrag: MmragConfigResource,
         )
         progress.step(detail=f"last: {e.source}, {res.status}, {len(res.pages)} pages, {len(res.segments)} segments")
         fault_point("ingest.document")
+    office.close()
     progress.done(f"{sum(d['status'] == 'quarantined' for d in done)} quarantined, {plan.unchanged} unchanged")
     seconds = time.perf_counter() - t_all
     cols = ["source", "status", "pages", "segments", "seconds", "reason"]

@@ -1,6 +1,11 @@
-"""Office and OpenDocument files to PDF with LibreOffice headless, one sandboxed process per file.
+"""Office and OpenDocument files to PDF with LibreOffice headless, in sandboxed processes.
 
-Each conversion gets:
+``convert_office`` converts one file in one process; ``convert_office_batch`` converts several files
+of the same kind (same export filter) in one process, which saves LibreOffice's start (~1 s of CPU
+a file): files a failed batch (a timeout, a crash, a file it could not load) left without a complete
+PDF are then converted one by one, so a hostile file quarantines itself and no other.
+
+Each LibreOffice process gets:
 - its own fresh profile directory (``-env:UserInstallation``), written with macros disabled
   (security level "very high", macro execution off) and links never updated, so two conversions
   at once never share a profile and no document can leave state for the next;
@@ -8,7 +13,8 @@ Each conversion gets:
   beside what it opens: never into the corpus);
 - an empty network namespace (``unshare -rn``: not even loopback) where the kernel allows one,
   so nothing a document refers to can be fetched;
-- an address-space cap (RLIMIT_AS) and a timeout, after which its whole process group is killed.
+- an address-space cap (RLIMIT_AS) and a timeout, after which its whole process group is killed
+  (a batch: ``timeout_s`` without a new finished PDF, so every file has ``timeout_s`` of its own).
 
 Presentations are exported with their notes pages (``ExportNotesPages``), which are cut off the
 PDF and become the text of their slide's page; spreadsheets one page per sheet
@@ -23,12 +29,13 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from mmrag_assets.errors import CorruptInput, UnsupportedInput
+from mmrag_assets.errors import CorruptInput, MmragError, UnsupportedInput
 
 INSTALL_HINT = (
     "install LibreOffice (Debian/Ubuntu: `apt-get install libreoffice-core libreoffice-writer "
@@ -90,48 +97,170 @@ def network_namespace_available() -> bool:
         return False
 
 
+@dataclass
+class OfficeJob:
+    """One file of a batch: ``src`` (sniffed format ``fmt``) converted into ``work/out/document.pdf``."""
+
+    src: Path
+    fmt: str
+    work: Path
+    findings: Any  # convert_checks.check_container's findings
+
+
+@dataclass
+class BatchStats:
+    processes: int = 0  # LibreOffice processes started (batches + one-by-one retries)
+    batches: int = 0
+    retried: int = 0  # files converted alone after their batch failed
+
+
 def convert_office(src: Path, fmt: str, work: Path, cfg: Any, *, findings: Any) -> Converted:
     """Convert ``src`` (format ``fmt`` as sniffed) into ``work/out/document.pdf``; ``cfg`` is the
     ``convert`` config section, ``findings`` what ``convert_checks.check_container`` found."""
+    exe, isolated = _setup(cfg)
+    doc, outbox = _sandbox(work, [(src, fmt)])[0], work / "out"
+    t0 = time.perf_counter()
+    out, err, code = _run(_argv(exe, work, fmt, cfg, [doc], isolated), work, cfg.timeout_s, cfg.max_memory_mb)
+    return _result(outbox / f"{doc.stem}.pdf", fmt, cfg, findings, time.perf_counter() - t0, isolated, err or out, code)
+
+
+def convert_office_batch(
+    jobs: Sequence[OfficeJob], cfg: Any, *, stats: BatchStats | None = None
+) -> list[Converted | MmragError]:
+    """Each job's conversion (or the error that quarantines it), in order: the files of one export
+    filter (writer, impress, calc) go through one LibreOffice process per ``cfg.batch_files``;
+    whatever a batch left unconverted (its process timed out, crashed or could not load a file) is
+    converted alone by :func:`convert_office`. ``UnsupportedInput`` (no LibreOffice, no namespace
+    where one is required) is every job's error."""
+    stats = stats if stats is not None else BatchStats()
+    out: list[Converted | MmragError | None] = [None] * len(jobs)
+    try:
+        exe, isolated = _setup(cfg)
+    except UnsupportedInput as e:
+        return [e] * len(jobs)
+    groups: dict[tuple[str, bool], list[int]] = {}
+    for i, j in enumerate(jobs):
+        groups.setdefault((_FILTERS[j.fmt], j.fmt in PRESENTATIONS), []).append(i)
+    size = max(1, int(getattr(cfg, "batch_files", 1)))
+    for idx in groups.values():
+        for s in range(0, len(idx), size):
+            part = idx[s : s + size]
+            if len(part) > 1:
+                stats.processes += 1
+                stats.batches += 1
+                for i, res in zip(part, _batch([jobs[i] for i in part], cfg, exe, isolated), strict=True):
+                    out[i] = res
+    for i, j in enumerate(jobs):
+        if out[i] is None:  # alone in its group, or left over by a failed batch
+            stats.processes += 1
+            stats.retried += len(groups[(_FILTERS[j.fmt], j.fmt in PRESENTATIONS)]) > 1
+            try:
+                out[i] = convert_office(j.src, j.fmt, j.work, cfg, findings=j.findings)
+            except MmragError as e:
+                out[i] = e
+    return [r for r in out if r is not None]
+
+
+def _batch(jobs: list[OfficeJob], cfg: Any, exe: str, isolated: bool) -> list[Converted | None]:
+    """One LibreOffice over ``jobs`` (one export filter) in a sandbox of its own; None for a file
+    without a complete PDF afterwards (to be converted alone)."""
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix="mmrag-convert-batch-"))
+    try:
+        docs = _sandbox(work, [(j.src, j.fmt) for j in jobs])
+        t0 = time.perf_counter()
+        try:
+            _run(_argv(exe, work, jobs[0].fmt, cfg, docs, isolated), work, cfg.timeout_s, cfg.max_memory_mb,
+                 watch=work / "out", n_files=len(docs))  # fmt: skip
+        except CorruptInput:
+            pass  # timed out: what it finished is kept, the rest converted alone
+        seconds = (time.perf_counter() - t0) / len(jobs)
+        res: list[Converted | None] = []
+        for j, doc in zip(jobs, docs, strict=True):
+            pdf = work / "out" / f"{doc.stem}.pdf"
+            if not _complete_pdf(pdf):
+                res.append(None)
+                continue
+            (j.work / "out").mkdir(parents=True, exist_ok=True)
+            mine = j.work / "out" / "document.pdf"
+            shutil.move(pdf, mine)
+            try:
+                res.append(_result(mine, j.fmt, cfg, j.findings, seconds, isolated, "", 0))
+            except MmragError:
+                res.append(None)
+        return res
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _complete_pdf(pdf: Path) -> bool:
+    """A PDF LibreOffice finished writing (ends with ``%%EOF``; a killed export leaves less)."""
+    try:
+        size = pdf.stat().st_size
+        with pdf.open("rb") as f:
+            f.seek(max(0, size - 64))
+            return size > 0 and b"%%EOF" in f.read()
+    except OSError:
+        return False
+
+
+def _setup(cfg: Any) -> tuple[str, bool]:
     exe = find_soffice(cfg.soffice)
     isolated = bool(cfg.isolate_network) and network_namespace_available()
-    notes = list(findings.notes)
     if cfg.isolate_network and not isolated and cfg.require_isolation:
         raise UnsupportedInput(
                 "convert.require_isolation is set but no network namespace can be made here (`unshare -rn` "
                 "fails: user namespaces are off); enable them or set convert.require_isolation=false"
             )
-    filter_name = _FILTERS[fmt]
+    return exe, isolated
+
+
+def _sandbox(work: Path, files: list[tuple[Path, str]]) -> list[Path]:
+    """A fresh profile (macros off, links never updated) and copies of ``files`` under neutral
+    names in ``work/in`` (``document.<fmt>`` alone, ``d<i>.<fmt>`` in a batch)."""
+    profile, inbox = work / "profile", work / "in"
+    for d in (profile / "user", inbox, work / "out", work / "tmp"):
+        d.mkdir(parents=True, exist_ok=True)
+    (profile / "user" / "registrymodifications.xcu").write_text(_PROFILE)
+    docs = []
+    for i, (src, fmt) in enumerate(files):
+        doc = inbox / (f"document.{fmt}" if len(files) == 1 else f"d{i}.{fmt}")
+        shutil.copyfile(src, doc)
+        docs.append(doc)
+    return docs
+
+
+def _argv(exe: str, work: Path, fmt: str, cfg: Any, docs: list[Path], isolated: bool) -> list[str]:
     options: dict[str, Any] = {}
     if fmt in PRESENTATIONS and cfg.notes:
         options["ExportNotesPages"] = {"type": "boolean", "value": "true"}
     if fmt in SPREADSHEETS:
         options["SinglePageSheets"] = {"type": "boolean", "value": "true"}
-    profile, inbox, outbox = work / "profile", work / "in", work / "out"
-    for d in (profile / "user", inbox, outbox, work / "tmp"):
-        d.mkdir(parents=True, exist_ok=True)
-    (profile / "user" / "registrymodifications.xcu").write_text(_PROFILE)
-    doc = inbox / f"document.{fmt}"
-    shutil.copyfile(src, doc)
+    filter_name = _FILTERS[fmt]
     argv = [
-        exe, f"-env:UserInstallation={profile.resolve().as_uri()}", "--headless", "--invisible", "--nologo",
+        exe, f"-env:UserInstallation={(work / 'profile').resolve().as_uri()}", "--headless", "--invisible", "--nologo",
         "--norestore", "--nolockcheck", "--nodefault", "--nofirststartwizard",
         "--convert-to", f"pdf:{filter_name}:{json.dumps(options)}" if options else f"pdf:{filter_name}",
-        "--outdir", str(outbox), str(doc),
-    ]
+        "--outdir", str(work / "out"), *map(str, docs),
+    ]  # fmt: skip
     if isolated:
         argv = [shutil.which("unshare") or "unshare", "-rn", *argv]
-    t0 = time.perf_counter()
-    out, err, code = _run(argv, work, cfg.timeout_s, cfg.max_memory_mb)
-    seconds = time.perf_counter() - t0
-    pdf = outbox / "document.pdf"
+    return argv
+
+
+def _result(
+    pdf: Path, fmt: str, cfg: Any, findings: Any, seconds: float, isolated: bool, said: str, code: int | None
+) -> Converted:
     if not pdf.is_file() or pdf.stat().st_size == 0:
-        said = _last_line(err) or _last_line(out) or f"exit status {code}"
+        said = _last_line(said) or f"exit status {code}"
         raise CorruptInput(
             f"LibreOffice could not convert this {fmt} file ({said}): it is damaged, password-protected or "
             "not what its extension says; open and re-save it"
         )
-    res = Converted(pdf, notes=notes, seconds=seconds, isolated=isolated)
+    if pdf.name != "document.pdf":
+        pdf = pdf.rename(pdf.with_name("document.pdf"))
+    res = Converted(pdf, notes=list(findings.notes), seconds=seconds, isolated=isolated)
     if fmt in PRESENTATIONS and cfg.notes:
         _split_notes(res, findings.slides)
     elif fmt in SPREADSHEETS:
@@ -139,7 +268,11 @@ def convert_office(src: Path, fmt: str, work: Path, cfg: Any, *, findings: Any) 
     return res
 
 
-def _run(argv: list[str], work: Path, timeout_s: float, max_memory_mb: int) -> tuple[str, str, int]:
+def _run(
+    argv: list[str], work: Path, timeout_s: float, max_memory_mb: int, *, watch: Path | None = None, n_files: int = 1
+) -> tuple[str, str, int]:
+    """Run ``argv`` capped and sandboxed; killed after ``timeout_s`` (with ``watch``: after
+    ``timeout_s`` in which no new file appeared in ``watch``, and ``n_files * timeout_s`` in all)."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work), "TMPDIR": str(work / "tmp"),
         "LANG": "C.UTF-8", "SAL_USE_VCLPLUGIN": "svp",  # no display, no proxy variables, no session bus
@@ -151,24 +284,48 @@ def _run(argv: list[str], work: Path, timeout_s: float, max_memory_mb: int) -> t
     if prlimit is None:
         raise UnsupportedInput("`prlimit` (util-linux) is missing: it caps LibreOffice's memory; install util-linux")
     argv = [prlimit, f"--as={cap}", "--core=0", "--", *argv]
-    try:
-        p = subprocess.Popen(
-            argv, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            start_new_session=True, text=True, errors="replace",
-        )
-    except OSError as e:
-        raise UnsupportedInput(f"LibreOffice could not be started ({e}): {INSTALL_HINT}") from e
-    try:
-        out, err = p.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        _kill_group(p)
-        raise CorruptInput(
-            f"LibreOffice did not finish converting within convert.timeout_s={timeout_s:g} s and was killed "
-            "(a file that makes it hang, or too big for the timeout: raise convert.timeout_s)"
-        ) from None
-    finally:
-        _kill_group(p)  # a converter that forked something must leave nothing behind
-    return out, err, p.returncode
+    logs = work / "tmp"
+    logs.mkdir(parents=True, exist_ok=True)
+    # output to files, not pipes: a batch is polled, and a full pipe would block LibreOffice
+    with (logs / "stdout.txt").open("w+") as so, (logs / "stderr.txt").open("w+") as se:
+        try:
+            p = subprocess.Popen(
+                argv, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=so, stderr=se, start_new_session=True,
+            )  # fmt: skip
+        except OSError as e:
+            raise UnsupportedInput(f"LibreOffice could not be started ({e}): {INSTALL_HINT}") from e
+        try:
+            _wait(p, timeout_s, watch, n_files)
+        except subprocess.TimeoutExpired:
+            raise CorruptInput(
+                f"LibreOffice did not finish converting within convert.timeout_s={timeout_s:g} s and was killed "
+                "(a file that makes it hang, or too big for the timeout: raise convert.timeout_s)"
+            ) from None
+        finally:
+            _kill_group(p)  # a converter that forked something must leave nothing behind
+        so.seek(0)
+        se.seek(0)
+        return so.read(), se.read(), p.returncode
+
+
+def _wait(p: subprocess.Popen, timeout_s: float, watch: Path | None, n_files: int) -> None:
+    if watch is None:
+        p.wait(timeout=timeout_s)
+        return
+    start = last = time.monotonic()
+    seen = 0
+    while True:
+        try:
+            p.wait(timeout=min(0.25, timeout_s))
+            return
+        except subprocess.TimeoutExpired:
+            pass
+        now = time.monotonic()
+        done = sum(1 for _ in watch.iterdir()) if watch.is_dir() else 0
+        if done != seen:
+            seen, last = done, now
+        if now - last > timeout_s or now - start > n_files * timeout_s:
+            raise subprocess.TimeoutExpired(p.args, timeout_s)
 
 
 def _kill_group(p: subprocess.Popen) -> None:
@@ -178,8 +335,8 @@ def _kill_group(p: subprocess.Popen) -> None:
         pass
     if p.returncode is None:
         try:
-            p.communicate(timeout=10)
-        except (subprocess.TimeoutExpired, ValueError):
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
             pass
 
 

@@ -35,7 +35,7 @@ FINGERPRINT_SECTIONS = {
 OCR_KINDS = ("pdf", "image", "video", "office", "text")  # their rows also depend on the ocr section (less its runtime keys)
 CONVERTED_KINDS = ("office", "text")  # turned into a PDF first, then ingested as one (OCR rules included)
 # convert keys that change how a conversion runs, not what it produces: left out of the fingerprint
-CONVERT_RUNTIME_KEYS = ("soffice", "timeout_s", "max_memory_mb", "isolate_network", "require_isolation")
+CONVERT_RUNTIME_KEYS = ("soffice", "timeout_s", "max_memory_mb", "isolate_network", "require_isolation", "batch_files")
 
 
 @dataclass
@@ -92,10 +92,12 @@ def ingest_document(
     size: int,
     progress: Callable[[OcrProgress], None] | None = None,
     say: Callable[[str], None] | None = None,
+    converted: Preconverted | None = None,
 ) -> DocResult:
     """Render/decode one document into rows, then OCR the pages, images and keyframes that the
     ``ocr`` config asks for (``lib/ingest/ocr_pages.py``), reporting each OCR batch to ``progress``
-    and a big PDF's pages (rate, ETA, every few seconds) to ``say``."""
+    and a big PDF's pages (rate, ETA, every few seconds) to ``say``. ``converted``: an Office file's
+    conversion done ahead in a batch (:class:`OfficeConversions`), taken instead of converting it here."""
     if cfg.corpus_remote:
         # an object store: the object, checked against the scan's hash, from this machine's bounded
         # cache (downloaded when missing) and pinned there while it is read; an HTML file's images
@@ -112,13 +114,13 @@ def ingest_document(
             return _ingest_document(cfg, got.path, source, doc_id, kind, sha256, size, progress, say, resolve)
     # sources are escaped names; a name that is not UTF-8 is read through a UTF-8 symlink (lib/ingest/names.py)
     with openable_path(source_path(cfg.corpus_root, source)) as path:
-        return _ingest_document(cfg, path, source, doc_id, kind, sha256, size, progress, say)
+        return _ingest_document(cfg, path, source, doc_id, kind, sha256, size, progress, say, converted=converted)
 
 
 def _ingest_document(
     cfg: MmragConfig, path: Path, source: str, doc_id: str, kind: str, sha256: str, size: int,
     progress: Callable[[OcrProgress], None] | None, say: Callable[[str], None] | None,
-    resolve: Callable[[str], Path | None] | None = None,
+    resolve: Callable[[str], Path | None] | None = None, *, converted: Preconverted | None = None,
 ) -> DocResult:
     t0 = time.perf_counter()
     # one folder per (content, settings): a re-render never overwrites images a live version serves
@@ -138,8 +140,9 @@ def _ingest_document(
         if kind == "pdf":
             _pdf(cfg, path, out_dir, res, say)
         elif kind in CONVERTED_KINDS:
-            work = Path(tempfile.mkdtemp(prefix="mmrag-convert-"))
-            ocr_path, ocr_kind = _converted(cfg, path, kind, out_dir, work, res, say, resolve), "pdf"
+            pre = converted if kind == "office" else None
+            work = pre.work if pre is not None else Path(tempfile.mkdtemp(prefix="mmrag-convert-"))
+            ocr_path, ocr_kind = _converted(cfg, path, kind, out_dir, work, res, say, resolve, pre), "pdf"
         elif kind == "image":
             _image(cfg, path, out_dir, res)
         elif kind == "audio":
@@ -270,14 +273,20 @@ def _pdf(
 
 def _converted(
     cfg: MmragConfig, path: Path, kind: str, out_dir: Path, work: Path, res: DocResult, say: Callable[[str], None] | None,
-    resolve: Callable[[str], Path | None] | None = None,
+    resolve: Callable[[str], Path | None] | None = None, pre: Preconverted | None = None,
 ) -> Path:
-    """An Office file through LibreOffice, a text format through PyMuPDF's layout, into a PDF in
+    """An Office file through LibreOffice (or its batch conversion ``pre``), a text format through PyMuPDF's layout, into a PDF in
     ``work``, then ingested as a PDF; slide notes and clipped sheet cells join their page's text.
     Returns the PDF (OCR reads its embedded images by the same rules as any PDF's)."""
     from mmrag_assets.lib.ingest.convert_checks import check_container
     from mmrag_assets.lib.ingest.sniff import sniff_file
 
+    if pre is not None:  # sniffed, checked and converted in its batch
+        if isinstance(pre.result, MmragError):
+            raise pre.result
+        conv = pre.result
+        res.convert_stats = {"format": pre.fmt, "seconds": round(conv.seconds, 3), "batched": True}
+        return _ingest_pdf(cfg, conv.pdf, out_dir, res, say, conv.extra_text, conv.notes)
     sniffed = sniff_file(path)  # the manifest stores the kind; the exact format is read again here
     if sniffed.kind != kind:
         raise MmragError(sniffed.reason or f"the file is now {sniffed.kind}, not {kind}: run the scan again")
@@ -302,6 +311,14 @@ def _converted(
         )
         pdf, notes = laid.pdf, (notes if fmt == "epub" else []) + laid.notes
     res.convert_stats = {"format": fmt, "seconds": round(time.perf_counter() - t0, 3)}
+    return _ingest_pdf(cfg, pdf, out_dir, res, say, extra, notes)
+
+
+def _ingest_pdf(
+    cfg: MmragConfig, pdf: Path, out_dir: Path, res: DocResult, say: Callable[[str], None] | None,
+    extra: dict[int, str], notes: list[str],
+) -> Path:
+    """A converted document's PDF ingested as one; slide notes and clipped sheet cells join their page's text."""
     _pdf(cfg, pdf, out_dir, res, say, ligatures=False)
     for row in res.pages:
         if more := extra.get(row["page"]):
@@ -309,6 +326,83 @@ def _converted(
     for note in notes:
         _quarantine(res, res.doc["source"], "convert", note, whole=False)
     return pdf
+
+
+@dataclass
+class Preconverted:
+    """An Office file converted in a batch: its work folder (removed once the document is ingested),
+    sniffed format and conversion (or the error that quarantines it)."""
+
+    work: Path
+    fmt: str
+    result: Any  # convert_office.Converted | MmragError
+
+
+class OfficeConversions:
+    """The Office files among a run's documents, converted ahead in batches as the ingest loop reaches
+    them: asked for one, it converts it with up to ``convert.batch_files - 1`` more of the same kind
+    (writer, impress, calc) that come after it, in one LibreOffice (``convert_office_batch``). Local
+    corpora only (an object store's files are downloaded one at a time); files whose sniff or container
+    check fails are left to :func:`ingest_document`, which quarantines them with the reason."""
+
+    def __init__(self, cfg: MmragConfig, entries: list[Any]) -> None:
+        from mmrag_assets.lib.ingest.convert_office import BatchStats
+
+        self.cfg = cfg
+        on = int(cfg.convert.batch_files) > 1 and not cfg.corpus_remote
+        self.queue = [e for e in entries if e.kind == "office"] if on else []
+        self.ready: dict[str, Preconverted] = {}
+        self.stats = BatchStats()
+
+    def take(self, doc_id: str) -> Preconverted | None:
+        """``doc_id``'s conversion (made now, with its batch, unless made already), or None: convert it alone."""
+        if doc_id not in self.ready:
+            self._convert_from(doc_id)
+        return self.ready.pop(doc_id, None)
+
+    def close(self) -> None:
+        for pre in self.ready.values():
+            shutil.rmtree(pre.work, ignore_errors=True)
+        self.ready.clear()
+
+    def _convert_from(self, doc_id: str) -> None:
+        import contextlib
+
+        from mmrag_assets.lib.ingest.convert_checks import check_container
+        from mmrag_assets.lib.ingest.convert_office import _FILTERS, OfficeJob, convert_office_batch
+        from mmrag_assets.lib.ingest.sniff import sniff_file
+
+        pos = next((i for i, e in enumerate(self.queue) if e.doc_id == doc_id), None)
+        if pos is None:
+            return
+        c, family, picked, jobs, keep = self.cfg.convert, None, [], [], []
+        with contextlib.ExitStack() as stack:
+            for e in self.queue[pos:]:
+                if len(jobs) >= int(c.batch_files):
+                    break
+                try:
+                    path = stack.enter_context(openable_path(source_path(self.cfg.corpus_root, e.source)))
+                    sniffed = sniff_file(path)
+                    kind_of = _FILTERS.get(sniffed.detail) if sniffed.kind == "office" else None
+                    if kind_of is None or family not in (None, kind_of):
+                        raise MmragError("not an Office file of this batch's kind")
+                    findings = check_container(path, sniffed.detail, max_unpacked_bytes=c.max_unpacked_bytes,
+                                               max_ratio=c.max_ratio, max_sheet_cells=c.max_sheet_cells)  # fmt: skip
+                except (MmragError, OSError):
+                    if e.doc_id == doc_id:
+                        self.queue.pop(pos)
+                        return  # converted alone, which says why it fails
+                    continue
+                family = kind_of
+                work = Path(tempfile.mkdtemp(prefix="mmrag-convert-"))
+                jobs.append(OfficeJob(path, sniffed.detail, work, findings))
+                picked.append(e)
+            results = convert_office_batch(jobs, c, stats=self.stats)
+        for e, job, r in zip(picked, jobs, results, strict=True):
+            self.ready[e.doc_id] = Preconverted(job.work, job.fmt, r)
+            keep.append(e.doc_id)
+        done = set(keep)
+        self.queue = [e for e in self.queue if e.doc_id not in done]
 
 
 def _image(cfg: MmragConfig, path: Path, out_dir: Path, res: DocResult) -> None:
