@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mmrag_assets.errors import MmragError
-from mmrag_assets.lib.index.kmeans import TwoLevelCodebook
+from mmrag_assets.lib.index.kmeans import KMeansFit, TwoLevelCodebook
 from mmrag_assets.lib.store.files import atomic_write_json, load_array, save_array
 
 ASSIGN_ROWS = 1 << 18  # tokens assigned per torch call (128 MiB of float32 at d = 128)
@@ -90,8 +90,10 @@ class Codebook:
         assign_probe: int = 2,
         residual_bits: tuple[int, ...] = (),
         seed: int = 0,
+        fit: KMeansFit | None = None,
     ) -> Codebook:
-        """Train on ``sample`` (n, d) token vectors; K from PLAID's rule on ``n_tokens_total``."""
+        """Train on ``sample`` (n, d) token vectors; K from PLAID's rule on ``n_tokens_total``
+        (``fit``: the k-means of ``kmeans.py`` unless given; ``bench/kmeans.py`` passes others)."""
         from mmrag_assets.lib.index.compress import fit_residual
 
         t0 = time.perf_counter()
@@ -106,7 +108,7 @@ class Codebook:
         k = int(n_centroids or auto_centroids(n_tokens_total or len(x)))
         k = max(1, min(k, len(x)))
         kc = int(k_coarse or max(1, round(math.sqrt(k))))
-        book = TwoLevelCodebook.train(x, k, kc, iters=kmeans_iters, seed=seed)
+        book = TwoLevelCodebook.train(x, k, kc, iters=kmeans_iters, seed=seed, fit=fit)
         codes, sims = book.assign_with_sims(x, probe=assign_probe)
         held_codes, held_sims = book.assign_with_sims(x_held, probe=assign_probe) if len(x_held) else (codes, sims)
         # scoring centroids: the mean of the (unit) tokens each leaf holds
