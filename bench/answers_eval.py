@@ -371,13 +371,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-# (lexical, dense, rank, search, sentence): window cosines alone, the search's own score of the source, and the
-# passages' own cosines (answer.extractive.rescore)
-KEYS = ("lexical", "dense", "rank", "search", "sentence")
+# (lexical, dense, rank, search, sentence, unknown): window cosines alone, the search's own score of the source,
+# the passages' own cosines (answer.extractive.rescore), and the penalty for a name the corpus never mentions
+KEYS = ("lexical", "dense", "rank", "search", "sentence", "unknown")
 GRID = (
-    [(1.0, d, r, 0.0, 0.0) for d in (0.0, 0.5, 1.0, 2.0) for r in (0.0, 0.1, 0.3)]
-    + [(1.0, 1.0, 0.1, q, 0.0) for q in (0.5, 1.0)]
-    + [(lex, d, 0.1, q, s) for lex in (0.5, 1.0) for d in (0.0, 1.0) for q in (0.0, 1.0) for s in (1.0, 2.0)]
+    [(1.0, d, r, 0.0, 0.0, 0.0) for d in (0.0, 1.0, 2.0) for r in (0.0, 0.1, 0.3)]
+    + [(1.0, 1.0, 0.1, 1.0, 0.0, 0.0)]
+    + [(1.0, d, 0.1, 0.0, s, 0.0) for d in (0.0, 1.0) for s in (1.0, 2.0)]
+    + [(1.0, d, 0.1, 0.0, s, u) for d in (0.0, 1.0) for s in (0.0, 1.0) for u in (0.5, 1.0, 10.0)]
 )
 
 

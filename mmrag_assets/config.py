@@ -379,7 +379,7 @@ class ExtractiveConfig:
     min_quote_words: int = MISSING  # a shorter quote takes in the passages after it (a table cell: its row)
     min_passage_words: int = MISSING  # shorter fragments join their neighbour
     max_passage_words: int = MISSING  # longer sentences are cut into pieces of this many words
-    weights: dict[str, float] = MISSING  # passage score: lexical (query words held), dense (MiniLM window cosine), rank (retrieval order), search (the search's score of the source), sentence (MiniLM cosine of the passage itself)
+    weights: dict[str, float] = MISSING  # passage score: lexical (query words held), dense (MiniLM window cosine), rank (retrieval order), search (the search's score of the source), sentence (MiniLM cosine of the passage itself), unknown (subtracted from the confidence when the question names what the corpus never mentions)
     rescore: int = MISSING  # this many best passages are encoded one by one for the sentence score (0: off)
     min_confidence: float = MISSING  # the best passage's score below this: "not in the corpus"
     min_relative: float = MISSING  # a further quote must score at least this share of the best one
@@ -967,8 +967,8 @@ def _answer_problems(cfg: MmragConfig) -> list[str]:
         out.append("answer.extractive: max_quotes >= 1 and 1 <= min_passage_words <= max_passage_words <= max_quote_words")
     if not 0 <= e.min_quote_words <= e.max_quote_words:
         out.append("answer.extractive.min_quote_words must be within 0..max_quote_words")
-    if any(v < 0 for v in e.weights.values()) or set(e.weights) - {"lexical", "dense", "rank", "search", "sentence"}:
-        out.append("answer.extractive.weights: lexical, dense, rank, search and sentence, each >= 0")
+    if any(v < 0 for v in e.weights.values()) or set(e.weights) - {"lexical", "dense", "rank", "search", "sentence", "unknown"}:
+        out.append("answer.extractive.weights: lexical, dense, rank, search, sentence and unknown, each >= 0")
     if e.rescore < 0:
         out.append(f"answer.extractive.rescore={e.rescore} must be >= 0")
     if a.generator == "transformers" and not a.transformers.path:

@@ -156,7 +156,8 @@ class Answerer:
         if view.has_dense and (w.get("dense", 0) > 0 or w.get("sentence", 0) > 0) and sources:
             dense = extractive.DenseWindows(view, question)
         per_source = extractive.score_passages(question, sources, a.extractive, dense)
-        evidence = extractive.select(question, per_source, a.extractive)
+        unknown = extractive.unknown_words(question, lambda w: len(view.lexical(w, 1, None)[0]) > 0) if w.get("unknown", 0) > 0 else []
+        evidence = extractive.select(question, per_source, a.extractive, unknown)
         timings["evidence_ms"] = _ms(t)
         yield {"event": "sources", "sources": sources}
 
@@ -164,7 +165,7 @@ class Answerer:
         gen_name = a.generator
         t = time.perf_counter()
         if abstained:
-            text = a.not_found
+            text = a.not_found + (f" It never mentions: {', '.join(evidence.unknown)}." if evidence.unknown else "")
         elif self.generator is None:  # extractive
             text = extractive.compose(evidence.quotes)
         else:
