@@ -284,7 +284,7 @@ def build_reranker(smoke: bool, tmp: Path) -> tuple[Any, int]:
 
     from mmrag_assets.config import load_config
     from mmrag_assets.fixtures.tiny_models import qwen2_vl_processor, tiny_lora_adapter, tiny_qwen2_vl
-    from mmrag_assets.lib.answer.rerank_mllm import MllmReranker
+    from mmrag_assets.lib.search.rerank_mllm import MllmReranker
 
     if smoke:
         base = tiny_qwen2_vl(tmp / "base")
@@ -315,7 +315,7 @@ def run_rerank(args: argparse.Namespace) -> dict[str, Any]:
 
     import torch
 
-    from mmrag_assets.lib.answer.rerank_mllm import Candidate
+    from mmrag_assets.lib.search.rerank_mllm import Candidate
 
     cuda = torch.cuda.is_available() and not args.smoke
     with tempfile.TemporaryDirectory() as tmp:

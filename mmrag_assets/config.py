@@ -432,7 +432,7 @@ class AnswerConfig:
 
 @dataclass
 class RerankConfig:
-    """The multimodal LLM reranker (``lib/answer/rerank_mllm.py``): MonoQwen2-VL-style yes/no logits."""
+    """The multimodal LLM reranker (``lib/search/rerank_mllm.py``): MonoQwen2-VL-style yes/no logits."""
 
     kind: Literal["none", "mllm"] = MISSING
     model_id: str = MISSING  # a LoRA adapter (MonoQwen2-VL) or a full Qwen2-VL checkpoint

@@ -183,7 +183,7 @@ def test_mllm_reranker_reorders_the_fused_top(indexed, tmp_path: Path) -> None:
     LoRA adapter scores the top rerank.candidates by its yes/no logits over the page image or the
     transcript text; the scored come first by weight x P(yes) + (1 - weight) x the fused score."""
     from mmrag_assets.fixtures.tiny_models import tiny_lora_adapter, tiny_qwen2_vl
-    from mmrag_assets.lib.answer.rerank_mllm import fuse
+    from mmrag_assets.lib.search.rerank_mllm import fuse
 
     base = tiny_qwen2_vl(tmp_path / "base")
     adapter = tiny_lora_adapter(base, tmp_path / "adapter")

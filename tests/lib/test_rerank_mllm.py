@@ -12,8 +12,8 @@ import pytest
 
 from mmrag_assets.config import section
 from mmrag_assets.fixtures.tiny_models import tiny_lora_adapter, tiny_qwen2_vl
-from mmrag_assets.lib.answer import rerank_mllm
-from mmrag_assets.lib.answer.rerank_mllm import Candidate, MllmReranker
+from mmrag_assets.lib.search import rerank_mllm
+from mmrag_assets.lib.search.rerank_mllm import Candidate, MllmReranker
 
 
 @pytest.fixture(scope="module")

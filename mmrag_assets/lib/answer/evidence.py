@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from mmrag_assets.lib.search.results import item_texts
 
 _END = re.compile(r"[.!?…][\"')\]]*$")  # a word that ends a sentence
 _ABBREV = frozenset({"e.g.", "i.e.", "etc.", "vs.", "cf.", "fig.", "no.", "dr.", "mr.", "mrs.", "st."})
@@ -71,20 +71,6 @@ class Passage:
     end_s: float | None = None
     scores: dict[str, float] = field(default_factory=dict)
     score: float = 0.0
-
-
-def item_texts(view: Any, positions: list[int]) -> list[str]:
-    """The full ``text`` of the items at these positions of an index version, read from the LanceDB
-    table at the version's pinned table version by row address (one take for all of them)."""
-    if not positions:
-        return []
-    addr = np.asarray(view.rowaddr, dtype=np.int64)[np.asarray(positions, dtype=np.int64)]
-    if (addr < 0).any():
-        return ["" for _ in positions]
-    uniq = sorted(set(addr.tolist()))
-    t = view.dataset._take_rows(uniq, columns=["text", "_rowaddr"])
-    by_addr = dict(zip(t.column("_rowaddr").to_pylist(), t.column("text").to_pylist(), strict=True))
-    return [str(by_addr.get(a) or "") for a in addr.tolist()]
 
 
 def sources_from(view: Any, results: list[Any], storage_root: Path, max_sources: int) -> list[Source]:

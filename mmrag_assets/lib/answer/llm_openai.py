@@ -16,7 +16,8 @@ from typing import Any
 
 from mmrag_assets.config import OpenAIGeneratorConfig
 from mmrag_assets.errors import MmragError
-from mmrag_assets.lib.answer.prompt import Part, load_image
+from mmrag_assets.lib.answer.prompt import Part
+from mmrag_assets.lib.index.embedding.visual import load_image
 
 
 class GeneratorError(MmragError, RuntimeError):

@@ -20,7 +20,8 @@ from typing import Any
 
 from mmrag_assets.config import TransformersGeneratorConfig
 from mmrag_assets.errors import ModelUnavailable
-from mmrag_assets.lib.answer.prompt import Part, as_text, load_image
+from mmrag_assets.lib.answer.prompt import Part, as_text
+from mmrag_assets.lib.index.embedding.visual import load_image
 
 _LOCK = threading.Lock()
 _LOADED: dict[tuple[str, str | None, str, str], tuple[Any, Any, bool]] = {}

@@ -70,7 +70,7 @@ def make_generator(cfg: MmragConfig) -> Any:
 def make_reranker(cfg: MmragConfig) -> Any:
     if cfg.rerank.kind != "mllm":
         return None
-    from mmrag_assets.lib.answer.rerank_mllm import MllmReranker
+    from mmrag_assets.lib.search.rerank_mllm import MllmReranker
 
     return MllmReranker.from_config(cfg.rerank)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from mmrag_assets.lib.answer.evidence import Passage, Source
+from mmrag_assets.lib.index.embedding.visual import load_image  # noqa: F401  (its home; tests read prompt.load_image)
 
 CHARS_PER_TOKEN = 4  # a rough, tokenizer-free budget: English BPE tokenizers average ~4 characters
 Part = tuple[Literal["text", "image"], "str | Path"]
@@ -78,19 +79,3 @@ def merge(parts: Sequence[Part]) -> list[Part]:
 def as_text(parts: Sequence[Part]) -> str:
     """A text-only model's prompt: image parts left out (the sources' text stays)."""
     return "".join(str(v) for k, v in parts if k == "text")
-
-
-def load_image(path: Path, max_side_px: int = 0, max_pixels: int = 0):
-    """The image as RGB, downscaled to ``max_side_px`` (longest side) and/or ``max_pixels``."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-    scale = 1.0
-    if max_side_px and max(im.size) > max_side_px:
-        scale = max_side_px / max(im.size)
-    if max_pixels and im.width * im.height * scale * scale > max_pixels:
-        scale = (max_pixels / (im.width * im.height)) ** 0.5
-    if scale < 1.0:
-        im = im.resize((max(1, int(im.width * scale)), max(1, int(im.height * scale))), Image.Resampling.LANCZOS)
-    return im

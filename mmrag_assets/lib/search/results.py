@@ -1,11 +1,14 @@
 """What a search returns: one :class:`SearchResult` per item, in a :class:`SearchResponse`. Their own
 module, so the index reader (which builds results) and the searcher (which ranks them) both import
-it and not each other."""
+it and not each other; and the full text of results' items (:func:`item_texts`: a result carries
+only a snippet), which the answers and the multimodal reranker read."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import numpy as np
 
 
 @dataclass
@@ -63,3 +66,17 @@ class SearchResponse:
             "index": self.index,
             "fusion": self.fusion,
         }
+
+
+def item_texts(view: Any, positions: list[int]) -> list[str]:
+    """The full ``text`` of the items at these positions of an index version, read from the LanceDB
+    table at the version's pinned table version by row address (one take for all of them)."""
+    if not positions:
+        return []
+    addr = np.asarray(view.rowaddr, dtype=np.int64)[np.asarray(positions, dtype=np.int64)]
+    if (addr < 0).any():
+        return ["" for _ in positions]
+    uniq = sorted(set(addr.tolist()))
+    t = view.dataset._take_rows(uniq, columns=["text", "_rowaddr"])
+    by_addr = dict(zip(t.column("_rowaddr").to_pylist(), t.column("text").to_pylist(), strict=True))
+    return [str(by_addr.get(a) or "") for a in addr.tolist()]

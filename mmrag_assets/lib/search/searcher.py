@@ -242,9 +242,9 @@ class Searcher:
         )  # fmt: skip
 
     def mllm(self) -> Any:
-        """The multimodal LLM reranker of the ``rerank`` group (``lib/answer/rerank_mllm.py``): its
+        """The multimodal LLM reranker of the ``rerank`` group (``lib/search/rerank_mllm.py``): its
         weights load once per process, from local directories only."""
-        from mmrag_assets.lib.answer.rerank_mllm import MllmReranker
+        from mmrag_assets.lib.search.rerank_mllm import MllmReranker
 
         key = dataclasses.astuple(self.cfg.rerank)
         with _MLLM_LOCK:

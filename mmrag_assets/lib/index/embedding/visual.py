@@ -74,6 +74,23 @@ def resolve_dtype(dtype: str, device: str) -> str:
     return dtype
 
 
+def load_image(path: Path, max_side_px: int = 0, max_pixels: int = 0):
+    """The image as RGB, downscaled to ``max_side_px`` (longest side) and/or ``max_pixels``: a vision-language
+    model's input (the answer generators, the multimodal reranker)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+    scale = 1.0
+    if max_side_px and max(im.size) > max_side_px:
+        scale = max_side_px / max(im.size)
+    if max_pixels and im.width * im.height * scale * scale > max_pixels:
+        scale = (max_pixels / (im.width * im.height)) ** 0.5
+    if scale < 1.0:
+        im = im.resize((max(1, int(im.width * scale)), max(1, int(im.height * scale))), Image.Resampling.LANCZOS)
+    return im
+
+
 def _unavailable_message(model_id: str) -> str:
     return (
         f"weights for {model_id} are not in the local Hugging Face cache and the hub is unreachable: "

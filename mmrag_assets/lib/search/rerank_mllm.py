@@ -101,7 +101,7 @@ class MllmReranker:
         return cls(model, processor, cfg)
 
     def _batch(self, query: str, cands: Sequence[Candidate]) -> Any:
-        from mmrag_assets.lib.answer.prompt import load_image
+        from mmrag_assets.lib.index.embedding.visual import load_image
 
         texts, images = [], []
         for c in cands:
@@ -141,7 +141,7 @@ class MllmReranker:
 
     def rerank_results(self, query: str, results: Sequence[Any], view: Any, storage_root: Path) -> tuple[list[Any], dict[str, float], dict[str, Any]]:
         """Search results reordered (see the module docstring), ``{item_id: P(yes)}`` and the info."""
-        from mmrag_assets.lib.answer.evidence import item_texts
+        from mmrag_assets.lib.search.results import item_texts
 
         top = list(results)[: self.cfg.candidates]
         positions = [view.index_of.get(r.item_id) for r in top]
