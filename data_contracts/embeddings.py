@@ -19,6 +19,7 @@ from data_contracts._expect import (
     text_length_check,
     time_span_checks,
 )
+from mmrag_assets.lib.store.items import CONTRACT_COLUMNS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,19 +30,9 @@ if TYPE_CHECKING:
 SUITE_NAME = "embeddings"
 SUITE_VERSION = "1.0.0"  # bump on any change to the expectations below
 ID_COLUMN = "item_id"
-REQUIRED_COLUMNS = (
-    "item_id",
-    "doc_id",
-    "source",
-    "modality",
-    "page",
-    "start_s",
-    "end_s",
-    "text",
-    "n_tokens",
-    "dim",
-    "n_nonfinite",
-)
+STATS_COLUMNS = ("n_tokens", "dim", "n_nonfinite")  # measured on each multivector (vector_stats)
+# the item columns the suite checks as stored (mmrag_assets/lib/store/items.py), then the measured ones
+REQUIRED_COLUMNS = (*CONTRACT_COLUMNS, *STATS_COLUMNS)
 
 
 def vector_stats(vectors: Iterable[Any]) -> pd.DataFrame:
@@ -61,7 +52,7 @@ def vector_stats(vectors: Iterable[Any]) -> pd.DataFrame:
         dims = {t.shape[0] for t in toks}
         nonfinite = int(sum(int((~np.isfinite(t)).sum()) for t in toks))
         rows.append((len(toks), dims.pop() if len(dims) == 1 else -1, nonfinite))
-    return pd.DataFrame(rows, columns=["n_tokens", "dim", "n_nonfinite"])
+    return pd.DataFrame(rows, columns=list(STATS_COLUMNS))
 
 
 def prepare(df: pd.DataFrame, params: ContractParams) -> pd.DataFrame:

@@ -37,17 +37,12 @@ import pyarrow.parquet as pq
 from mmrag_assets.errors import MmragError
 from mmrag_assets.lib.index.vectors import Ragged
 from mmrag_assets.lib.store.files import atomic_write_json, file_info, fsync_dir, load_array, save_array
+from mmrag_assets.lib.store.items import segment_schema
 
 META = "segment.json"
 ITEMS = "items.parquet"
 SNIPPET_CHARS = 240  # what a result shows; the full text stays in the LanceDB table
-ITEM_SCHEMA = pa.schema(
-    [
-        ("item_id", pa.string()), ("doc_id", pa.string()), ("source", pa.string()), ("modality", pa.string()),
-        ("page", pa.int32()), ("start_s", pa.float64()), ("end_s", pa.float64()), ("image_path", pa.string()),
-        ("thumb_path", pa.string()), ("n_tokens", pa.int32()), ("item_fp", pa.string()), ("snippet", pa.string()),
-    ]
-)  # fmt: skip
+ITEM_SCHEMA = segment_schema()  # the item columns segments keep (lib/store/items.py)
 ITEM_COLUMNS = ITEM_SCHEMA.names
 TABLE_COLUMNS = [c for c in ITEM_COLUMNS if c != "snippet"] + ["text"]  # what a publish reads from LanceDB
 

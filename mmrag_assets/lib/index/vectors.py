@@ -4,7 +4,8 @@ The LanceDB table ``items__<version_key>`` is the only copy of the vectors. Visu
 float16 multi-vector column ``vector`` (``list<fixed_size_list<float16, dim>>``). The lite tier's
 token vectors are a fixed lookup table (wordllama's vocabulary: equal tokens, equal vectors), so
 it stores the token ids (``tokens``: ``list<uint16>``) and the vectors are looked up here. Which
-form a table has is recorded in its Arrow schema metadata (``mmrag.storage``, ``mmrag.vocab``).
+form a table has is recorded in its Arrow schema metadata (``mmrag.storage``, ``mmrag.vocab``: the
+items table's columns and storage forms are defined in ``lib/store/items.py``).
 
 - :func:`iter_item_vectors` streams ``(metadata batch, Ragged vectors)`` for either form: drift
   summaries, data contracts, analytics and the index build all read through it.
@@ -17,21 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
 
-from mmrag_assets.errors import MmragError
-
-Storage = Literal["vectors", "tokens"]
-STORAGE_KEY = b"mmrag.storage"
-VOCAB_KEY = b"mmrag.vocab"
-DIM_KEY = b"mmrag.dim"
-
-
-class VectorsError(MmragError, ValueError):
-    """A table whose vectors cannot be read (unknown storage form or vocabulary)."""
+from mmrag_assets.lib.store.items import DIM_KEY, VOCAB_KEY, VectorsError, storage_of
 
 
 @dataclass
@@ -121,17 +113,6 @@ class VectorSource(Protocol):
 
 
 # ---------------------------------------------------------------- storage forms
-def storage_of(schema: pa.Schema) -> Storage:
-    meta = schema.metadata or {}
-    if STORAGE_KEY in meta:
-        return meta[STORAGE_KEY].decode()  # type: ignore[return-value]
-    if "tokens" in schema.names:
-        return "tokens"
-    if "vector" in schema.names:
-        return "vectors"
-    raise VectorsError(f"table has neither a 'vector' nor a 'tokens' column: {schema.names}")
-
-
 def dim_of(schema: pa.Schema) -> int:
     if storage_of(schema) == "vectors":
         return int(schema.field("vector").type.value_type.list_size)

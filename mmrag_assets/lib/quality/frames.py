@@ -53,11 +53,12 @@ def embeddings_frame(tbl, doc_ids: Sequence[str] | None = None) -> pd.DataFrame:
     (the stored float16 vectors, or the lite tier's vocabulary rows of its stored token ids)."""
     import pandas as pd
 
-    from data_contracts.embeddings import vector_stats
+    from data_contracts.embeddings import STATS_COLUMNS, vector_stats
     from mmrag_assets.lib.index.vectors import iter_item_vectors
+    from mmrag_assets.lib.store.items import CONTRACT_COLUMNS
     from mmrag_assets.lib.store.table import _hex
 
-    cols = ["item_id", "doc_id", "source", "modality", "page", "start_s", "end_s", "text"]
+    cols = list(CONTRACT_COLUMNS)
     filt = f"doc_id IN ({', '.join(repr(_hex(d)) for d in doc_ids)})" if doc_ids else None
     if doc_ids is not None and not doc_ids:
         filt = "false"
@@ -66,7 +67,7 @@ def embeddings_frame(tbl, doc_ids: Sequence[str] | None = None) -> pd.DataFrame:
         stats = vector_stats(vecs.item(i) for i in range(len(vecs)))
         frames.append(pd.concat([batch.to_pandas().reset_index(drop=True), stats], axis=1))
     if not frames:
-        return pd.DataFrame(columns=[*cols, "n_tokens", "dim", "n_nonfinite"])
+        return pd.DataFrame(columns=[*cols, *STATS_COLUMNS])
     return pd.concat(frames, ignore_index=True)
 
 

@@ -37,22 +37,12 @@ from mmrag_assets.lib.ingest.names import source_path
 from mmrag_assets.lib.search.results import SearchResult
 from mmrag_assets.lib.search.term_weights import idf
 from mmrag_assets.lib.store import manifest as mf
+from mmrag_assets.lib.store.items import SEGMENT_ORDER
 from mmrag_assets.lib.store.manifest import IndexLocation
 
 log = logging.getLogger(__name__)
-COLUMNS = (
-    "item_id",
-    "doc_id",
-    "source",
-    "modality",
-    "page",
-    "start_s",
-    "end_s",
-    "snippet",
-    "image_path",
-    "thumb_path",
-    "n_tokens",
-)
+# the segments' item columns a search reads (item_fp is for publishes): lib/store/items.py
+COLUMNS = tuple(c for c in SEGMENT_ORDER if c != "item_fp")
 
 
 class IndexView:

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from mmrag_assets.config import MmragConfig
-from mmrag_assets.lib.index.vectors import DIM_KEY, STORAGE_KEY, VOCAB_KEY, Decoder, storage_of
+from mmrag_assets.lib.store.items import DIM_KEY, VOCAB_SIZES, schema, storage_of, version_key_for, vocab_size
 
 TABLE_PREFIX = "items__"
 FP_CHARS = 16  # hex digits of an item's content fingerprint
@@ -28,37 +28,6 @@ FP_CHARS = 16  # hex digits of an item's content fingerprint
 
 def table_name(version_key: str) -> str:
     return TABLE_PREFIX + version_key
-
-
-def schema(dim: int, *, vocab: str | None = None, vocab_size: int = 0) -> pa.Schema:
-    """The items table; ``vocab`` (e.g. ``"lite"``) makes it a token table of that vocabulary."""
-    if vocab:
-        # wordllama's vocabulary has 32,000 rows: two bytes per token instead of 2 x dim
-        tok = pa.uint16() if vocab_size <= 1 << 16 else pa.uint32()
-        payload = pa.field("tokens", pa.list_(tok))  # (n_tokens,) ids into the vocabulary
-        meta = {STORAGE_KEY: b"tokens", VOCAB_KEY: vocab.encode(), DIM_KEY: str(int(dim)).encode()}
-    else:
-        payload = pa.field("vector", pa.list_(pa.list_(pa.float16(), dim)))  # (n_tokens, dim) unit rows
-        meta = {STORAGE_KEY: b"vectors", DIM_KEY: str(int(dim)).encode()}
-    return pa.schema(
-        [
-            pa.field("item_id", pa.string(), nullable=False),
-            pa.field("doc_id", pa.string(), nullable=False),
-            pa.field("source", pa.string()),
-            pa.field("modality", pa.string()),  # page | image | segment
-            pa.field("page", pa.int32()),  # 1-based; NULL for segments
-            pa.field("start_s", pa.float64()),  # segments only
-            pa.field("end_s", pa.float64()),
-            pa.field("text", pa.string()),
-            pa.field("n_tokens", pa.int32()),
-            payload,
-            pa.field("image_path", pa.string()),  # relative to storage.root
-            pa.field("thumb_path", pa.string()),
-            pa.field("ingest_fp", pa.string()),  # fingerprint of the ingest config that made the item
-            pa.field("item_fp", pa.string()),  # content fingerprint: a publish re-encodes changed items only
-        ],
-        metadata=meta,
-    )
 
 
 def embedder_schema(embedder) -> pa.Schema:
@@ -115,16 +84,12 @@ def open_table(cfg: MmragConfig, version_key: str, dim: int | pa.Schema, *, crea
 def model_schema(model_cfg: Any) -> pa.Schema:
     """The table schema of a model config, without loading the model (the lite tier: token ids)."""
     if model_cfg.arch == "lite":
-        from mmrag_assets.lib.index.embedding.lite import VOCAB_SIZE
-
-        return schema(model_cfg.dim, vocab="lite", vocab_size=VOCAB_SIZE)
+        return schema(model_cfg.dim, vocab="lite", vocab_size=VOCAB_SIZES["lite"])
     return schema(model_cfg.dim)
 
 
 def open_config_table(cfg: MmragConfig, *, create: bool = True):
     """The table of ``cfg``'s embedding version, created with the right storage form if missing."""
-    from mmrag_assets.lib.index.embedding import version_key_for
-
     return open_table(cfg, version_key_for(cfg.model), model_schema(cfg.model), create=create)
 
 
@@ -249,7 +214,7 @@ def prepare_rows(items: list[dict[str, Any]], vecs: list[np.ndarray | None], sch
     table) become quarantine records instead of rows. Every row gets its ``item_fp``."""
     out = EmbedOutcome()
     tokens = storage_of(sch) == "tokens"
-    vocab_n = len(Decoder(sch).vocab) if tokens else 0  # type: ignore[arg-type]
+    vocab_n = vocab_size(sch) if tokens else 0
     rows = []
     for it, v in zip(items, vecs, strict=True):
         if v is None or len(v) == 0:

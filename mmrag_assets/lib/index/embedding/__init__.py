@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mmrag_assets.errors import ConfigError
-from mmrag_assets.lib.index.embedding.base import Embedder, EmbedStats, make_version_key, run_batches
+from mmrag_assets.lib.index.embedding.base import Embedder, EmbedStats, run_batches
+from mmrag_assets.lib.store.items import make_version_key, version_key_for
 
 if TYPE_CHECKING:
     from mmrag_assets.config import ModelConfig
 
-__all__ = ["EmbedStats", "Embedder", "load_embedder", "make_version_key", "run_batches", "tiny_model_dir"]
+__all__ = ["EmbedStats", "Embedder", "load_embedder", "make_version_key", "run_batches", "tiny_model_dir", "version_key_for"]
 
 
 
@@ -81,6 +82,3 @@ def load_embedder(cfg: ModelConfig, models_dir: Path) -> Embedder:
     return _build(cfg, Path(models_dir))
 
 
-def version_key_for(cfg: ModelConfig) -> str:
-    """The embedding version (LanceDB table key) ``cfg`` produces, without loading the model."""
-    return make_version_key(cfg.arch, cfg.model_id, cfg.revision, cfg.pool_factor, cfg.dim)

@@ -9,8 +9,6 @@ Empty or whitespace-only texts give a ``(0, dim)`` array: callers skip them (not
 
 from __future__ import annotations
 
-import hashlib
-import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -21,6 +19,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 import numpy as np
 
 from mmrag_assets.errors import UnsupportedInput
+from mmrag_assets.lib.store.items import make_version_key
 
 Arch = Literal["lite", "colqwen2_5", "colpali", "colsmol", "colqwen3"]
 Kind = Literal["query", "text", "image"]
@@ -28,9 +27,6 @@ KINDS: tuple[Kind, ...] = ("query", "text", "image")
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-_MAX_KEY = 64  # longer version keys are shortened and get a hash suffix
-
 
 # ---------------------------------------------------------------- statistics
 @dataclass
@@ -77,28 +73,6 @@ def l2_normalize_rows(a: np.ndarray) -> np.ndarray:
     a = np.asarray(a, dtype=np.float32)
     norms = np.linalg.norm(a, axis=1, keepdims=True)  # (n, 1)
     return a / np.maximum(norms, 1e-12)
-
-
-def _slug(s: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", s.lower()).strip("_") or "x"
-
-
-def make_version_key(arch: str, model_id: str, revision: str, pool_factor: int, dim: int) -> str:
-    """Short, table-name-safe key (``[a-z0-9_]``), one per model id + revision + pooling + dim.
-
-    ``colqwen2_5__vidore_colqwen2_5_v0_2__main__p1__d128``. Characters outside ``[a-z0-9]`` fold
-    to ``_`` (so ``org/a-b`` and ``org/a.b`` would share a key: hub ids are never that close);
-    a key over 64 characters (a 40-hex commit revision, a long id) is shortened and gets the
-    first 8 hex digits of the sha256 of the exact inputs, which keeps it unique.
-    """
-    mid, rev = _slug(model_id), _slug(revision)
-    key = f"{_slug(arch)}__{mid}__{rev}__p{int(pool_factor)}__d{int(dim)}"
-    if len(key) <= _MAX_KEY:
-        return key
-    h = hashlib.sha256(f"{arch}\0{model_id}\0{revision}\0{pool_factor}\0{dim}".encode()).hexdigest()[:8]
-    return (
-        f"{_slug(arch)}__{mid[:20].strip('_')}__{rev[:8].strip('_')}__p{int(pool_factor)}__d{int(dim)}__{h}"
-    )
 
 
 def run_batches(

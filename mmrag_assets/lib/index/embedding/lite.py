@@ -24,7 +24,6 @@ from mmrag_assets.errors import ConfigError, ModelUnavailable
 from mmrag_assets.lib.index.embedding.base import Embedder, l2_normalize_rows
 
 LITE_DIMS = (64, 128, 256)
-VOCAB_SIZE = 32_000  # rows of wordllama's l2_supercat table (the Llama-2 tokenizer's vocabulary)
 _MAX_CHARS_PER_TOKEN = (
     32  # Llama-2 pieces are <= 16 chars: cutting at 32 x max_tokens never loses a kept token
 )
