@@ -33,6 +33,12 @@ def test_a_question_the_corpus_cannot_answer_gets_not_found(indexed: MmragConfig
     assert ans.sources  # the closest results are still listed
 
 
+def test_a_question_about_a_tool_the_corpus_never_mentions_says_so(indexed: MmragConfig) -> None:
+    ans = Answerer(indexed).answer("how do I set up a Kubernetes ingress for the inverter dashboard")
+    assert ans.abstained and ans.text.startswith(indexed.answer.not_found) and "kubernetes" in ans.text
+    assert ans.citations == []
+
+
 def test_spoken_answers_cite_the_moment(indexed: MmragConfig) -> None:
     ans = Answerer(indexed, ).answer("how do I reset my wireless router", filters={"modality": "segment"})
     assert not ans.abstained

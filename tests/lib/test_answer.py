@@ -9,6 +9,7 @@ import pytest
 from mmrag_assets.config import section
 from mmrag_assets.lib.answer import citations, extractive, prompt
 from mmrag_assets.lib.answer.evidence import Source, passages
+from mmrag_assets.lib.index.embedding.visual import load_image
 
 
 def src(n: int, text: str, **kw) -> Source:
@@ -90,8 +91,8 @@ def test_a_paraphrase_is_quoted_from_the_sentence_that_means_it_not_the_one_that
     sources = [src(1, "The picture below shows a graph with three nodes. A sheet of labels is printed in the appendix. "
                       "The easiest way to control the output size of the drawing is to set the size attribute, which "
                       "scales the layout down to fit. Colors can be given by name.")]
-    words_only = extractive.select(q, extractive.score_passages(q, sources, CFG, SentencesOnly(q)),
-                                   section("answer", "answer.extractive.weights.sentence=0").extractive)
+    words = section("answer", "answer.extractive.weights.sentence=0").extractive
+    words_only = extractive.select(q, extractive.score_passages(q, sources, words, SentencesOnly(q)), words)
     assert "output size" not in words_only.ranked[0].text  # shares no word with the question
     cfg = section("answer", "answer.extractive.weights.sentence=1", "answer.extractive.rescore=3").extractive
     ev = extractive.select(q, extractive.score_passages(q, sources, cfg, SentencesOnly(q)), cfg)
@@ -132,7 +133,7 @@ def test_prompt_keeps_the_best_passage_within_the_budget(tmp_path: Path) -> None
     assert "(3.0 s) We hold the reset button." in text  # transcripts as timed lines
     assert len(text) < 200 * prompt.CHARS_PER_TOKEN + 600
     assert ("image", img) in parts
-    assert prompt.load_image(img, max_side_px=512).size == (512, 170)
+    assert load_image(img, max_side_px=512).size == (512, 170)
     assert not any(k == "image" for k, _ in prompt.build("q", [s1], per[:1], 200, vision=False))
 
 
@@ -148,3 +149,17 @@ def test_answer_config_is_checked_at_compose_time() -> None:
         load_config(["rerank=mllm"])
     cfg = load_config(["answer=openai", "answer.openai.model=m"])
     assert cfg.answer.generator == "openai" and cfg.answer.k == 10  # the rest inherited from extractive
+
+
+def test_a_name_the_corpus_never_mentions_lowers_the_confidence_and_is_said() -> None:
+    corpus = {"scons", "build", "cache"}
+    unknown = extractive.unknown_words("how do I set up the Bazel remote cache like in SCons", corpus.__contains__)
+    assert unknown == ["bazel"]  # "set", "remote" are common English; "scons" is in the corpus
+    assert extractive.unknown_words("how do I make the picture smaller", lambda w: False) == []  # plain English
+    sources = [src(1, "SCons can cache derived files. Set CacheDir to a shared folder to share the build cache.")]
+    cfg = section("answer", "answer.extractive.weights.unknown=1").extractive
+    per = extractive.score_passages("how do I set up the Bazel remote cache", sources, cfg)
+    plain = extractive.select("how do I set up the Bazel remote cache", per, cfg)
+    named = extractive.select("how do I set up the Bazel remote cache", per, cfg, unknown)
+    assert named.confidence == pytest.approx(plain.confidence - 1.0) and named.unknown == ["bazel"]
+    assert named.quotes == plain.quotes  # what would be quoted does not change, only how sure it is

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Literal
 
 from mmrag_assets.lib.answer.evidence import Passage, Source
-from mmrag_assets.lib.index.embedding.visual import load_image  # noqa: F401  (its home; tests read prompt.load_image)
 
 CHARS_PER_TOKEN = 4  # a rough, tokenizer-free budget: English BPE tokenizers average ~4 characters
 Part = tuple[Literal["text", "image"], "str | Path"]
