@@ -459,7 +459,8 @@ def misses(records: Sequence[Mapping[str, Any]], t: float) -> str:
         f"spoken ones in {share(spoken, 'holds')} ({share(spoken, 'near_holds')} with one word different: the quote is "
         f"the transcript, not the script the phrase was taken from). Paraphrases: the labelled unit is among the sources "
         f"for {len(para_in)}/{len(para)}, and of those the quotes hold the anchor for {share(para_in, 'holds')} (the "
-        f"sentence choice scores question words and 64-word dense windows: a paraphrase shares few words). Confidence "
+        f"source text may not hold the anchor verbatim: OCR, transcripts; and the bundled MiniLM ranks the anchor's "
+        f"sentence among the three quoted for a minority of the ~100 sentences of five sources). Confidence "
         f"quartiles: unanswerable {quart('unanswerable')}, paraphrase {quart('paraphrase')}, literal {quart('literal')}: "
         "a near-topic question the corpus cannot answer looks like a paraphrase to this score."
     )

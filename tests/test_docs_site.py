@@ -53,9 +53,11 @@ def test_config_reference_lists_every_key_of_the_composed_config() -> None:
         return [prefix.rstrip(".")]
 
     page = reference()
-    keys = leaves(load_config(["model=lite"], resolve_paths=False))
+    cfg = load_config(["model=lite"], resolve_paths=False)
+    keys = leaves(cfg)
     assert len(keys) > 200
     missing = [k for k in keys if f"| `{k}` |" not in page]
     assert not missing, missing[:10]
-    assert "| `answer.extractive.rescore` | int | `16` | this many best passages" in page  # type, value, comment
+    rescore = cfg.answer.extractive.rescore
+    assert f"| `answer.extractive.rescore` | int | `{rescore}` | this many best passages" in page  # type, value, comment
     assert "| `search.fusion` | one of " in page  # a Literal lists its choices
