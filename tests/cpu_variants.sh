@@ -5,7 +5,7 @@
 # int8 tiny.en heard "blinks amber" as "link Sam were" with AVX2 kernels, "link is amber" without).
 #
 #   tests/cpu_variants.sh                                   # generic-1 and avx2-1, default tests
-#   tests/cpu_variants.sh generic-2 avx512-1 -- tests/lib/test_asr.py -k speech
+#   tests/cpu_variants.sh generic-2 avx512-1 -- tests/lib/ingest/test_asr.py -k speech
 #
 # A variant is ISA-THREADS: ISA one of generic (SSE4.2 at most), avx, avx2, avx512, native (this
 # CPU's own choice); THREADS the thread count of every library. What each library is told:
@@ -29,8 +29,9 @@ while [ $# -gt 0 ] && [ "$1" != "--" ]; do variants+=("$1"); shift; done
 [ ${#variants[@]} -eq 0 ] && variants=(generic-1 avx2-1)
 tests=("$@")
 if [ ${#tests[@]} -eq 0 ]; then
-  tests=(tests/lib/test_asr.py tests/lib/test_ocr.py tests/lib/test_ocr_pages.py tests/lib/test_dense.py
-         tests/lib/test_embedding_lite.py tests/lib/test_rerank.py tests/lib/test_first_stage.py
+  tests=(tests/lib/ingest/test_asr.py tests/lib/ingest/test_ocr.py tests/lib/ingest/test_ocr_pages.py
+         tests/lib/index/test_dense.py tests/lib/index/test_embedding_lite.py tests/lib/index/test_first_stage.py
+         tests/lib/search/test_rerank.py
          tests/integration/test_ocr.py tests/integration/test_search.py)
 fi
 

@@ -44,7 +44,7 @@ class Dense(Strategy):
     def __init__(self, **params: Any) -> None:
         # versions published before dense.onnx and dense.threads existed hold sentence-transformers'
         # float32 vectors: their queries go through the fp32 ONNX export, which gives the same
-        # vectors (max |diff| 2e-7, tests/lib/test_dense.py) without torch
+        # vectors (max |diff| 2e-7, tests/lib/index/test_dense.py) without torch
         params.setdefault("onnx", "fp32")
         params.setdefault("threads", None)
         params.setdefault("prefetch_windows", 0)

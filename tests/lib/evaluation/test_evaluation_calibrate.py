@@ -12,7 +12,7 @@ from mmrag_assets.config import load_config
 from mmrag_assets.errors import ConfigError
 from mmrag_assets.lib.evaluation import calibrate as ct
 from mmrag_assets.lib.evaluation.query_set import load_query_set
-from tests.lib.test_evaluation import Response
+from tests.lib.evaluation.test_evaluation import Response
 
 
 @pytest.fixture
