@@ -207,9 +207,10 @@ def report(prod: dict[str, Any], base: dict[str, Any], conv: dict[str, Any], use
         (f"Product misses at 10: {', '.join(misses) or 'none'}. Index of the corpus {prod['index_s']:.0f} s; search p50 "
          f"{prod['latency_ms'].get('p50') or 0:.0f} ms. Baseline OCR: {base['ocr_calls']} pages OCRed in {base['ocr_s']:.0f} s."),
         "",
-        ("Conversion throughput (pages/s, wall time, same files, same run): the product converts each file alone in "
-         "a sandboxed LibreOffice (fresh profile, network namespace, memory cap, timeout) or lays text formats out with "
-         "PyMuPDF; the baseline is one plain `soffice --convert-to pdf` per folder (a user's batch; its page counts "
+        ("Conversion throughput (pages/s, wall time, same files, same run): the product's single-file path converts "
+         "each file alone in a sandboxed LibreOffice (fresh profile, network namespace, memory cap, timeout; what a batch "
+         "falls back to: `mmrag index` converts Office files in batches of `convert.batch_files`, see 'Office "
+         "conversion') or lays text formats out with PyMuPDF; the baseline is one plain `soffice --convert-to pdf` per folder (a user's batch; its page counts "
          "differ: print pages for sheets, no notes, no EPUB)."),
         "",
         table(["kind", "files", "product pages", "product pages/s", "batch pages", "batch pages/s", "product / batch"], tput),
