@@ -142,8 +142,16 @@ def two_stage(
         t_all.append(t2 - t0)
         rec.append(recall([ids[i] for i in top], list(truth[j])))
         fs_rec.append(len(set(ids[cand].tolist()) & set(truth[j][:K])) / K)
-    return Timed(float(np.mean(rec)), float(np.mean(fs_rec)), pct(t_all, 50), pct(t_all, 95), pct(t_fs, 50), pct(t_rr, 50), nq,
-                 {"read_mb": float(np.median(io)) if io else float("nan")})
+    return Timed(
+        float(np.mean(rec)),
+        float(np.mean(fs_rec)),
+        pct(t_all, 50),
+        pct(t_all, 95),
+        pct(t_fs, 50),
+        pct(t_rr, 50),
+        nq,
+        {"read_mb": float(np.median(io)) if io else float("nan")},
+    )
 
 
 def read_bytes() -> int:
@@ -155,8 +163,15 @@ def read_bytes() -> int:
         return 0
 
 
-def exact_truth_after(view: Any, qs: Sequence[np.ndarray], truth_ids: np.ndarray, truth_sc: np.ndarray,
-                      removed: set[str], added_ids: list[str], added_vecs: Any) -> np.ndarray:
+def exact_truth_after(
+    view: Any,
+    qs: Sequence[np.ndarray],
+    truth_ids: np.ndarray,
+    truth_sc: np.ndarray,
+    removed: set[str],
+    added_ids: list[str],
+    added_vecs: Any,
+) -> np.ndarray:
     """Ground truth after a change: the old best minus removed items, merged with the exact scores
     of the added items."""  # fmt: skip
     out = []
@@ -229,4 +244,15 @@ def top_ids(view: Any, qs: np.ndarray, k: int = K) -> list[list[str]]:
     return out
 
 
-__all__ = ["K", "Timed", "VectorEmbedder", "drop_cache", "du", "ground_truth", "recall", "topk", "two_stage", "unit"]
+__all__ = [
+    "K",
+    "Timed",
+    "VectorEmbedder",
+    "drop_cache",
+    "du",
+    "ground_truth",
+    "recall",
+    "topk",
+    "two_stage",
+    "unit",
+]

@@ -176,7 +176,9 @@ def answer_all(
                 "kind": q["kind"],
                 "channel": q.get("channel"),
                 "confidence": a.confidence,
-                "top_score": a.sources[0].score if a.sources else None,  # the search's own score of its first result
+                "top_score": a.sources[0].score
+                if a.sources
+                else None,  # the search's own score of its first result
                 "best_scores": a.evidence[0]["scores"] if a.evidence else {},
                 "has_quotes": bool(quotes),
                 "holds": holds,
@@ -333,7 +335,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     dev = answer_all(answerer, rec, dev_q + un_dev, anchor, "dev")
     if args.dev_only:  # a weights study: dev and the grid, no test figures, nothing written
         grid = weight_grid(base, rec, dev_q + un_dev, anchor, args.grid or [])
-        return {"dev_only": True, "weights": dict(cfg.answer.extractive.weights), "grid": grid, "records": {"dev": dev}}
+        return {
+            "dev_only": True,
+            "weights": dict(cfg.answer.extractive.weights),
+            "grid": grid,
+            "records": {"dev": dev},
+        }
     test = answer_all(answerer, rec, test_q + un_test, anchor, "test")
     seconds = time.perf_counter() - t0
     t, why = choose_threshold(dev, TARGETS["unanswerable"])
@@ -664,7 +671,9 @@ def main() -> None:
         type=lambda v: [tuple(float(x) for x in w.split("/")) for w in v.split()],
         help='passage-score weights to score on dev instead of the built-in grid, e.g. "1/1/0.1/0/0 1/0/0.1/1/2"',
     )
-    ap.add_argument("--dev-only", action="store_true", help="answer dev's questions only (weights and thresholds)")
+    ap.add_argument(
+        "--dev-only", action="store_true", help="answer dev's questions only (weights and thresholds)"
+    )
     ap.add_argument("--no-write", action="store_true", help="leave BENCHMARKS.md alone")
     ap.add_argument(
         "--json", type=Path, default=None, help="also write the results (with per-question records) here"
@@ -680,7 +689,11 @@ def main() -> None:
         if args.json:
             args.json.write_text(json.dumps(r, indent=2, default=str) + "\n")
         for g in r["grid"]:
-            print("/".join(f"{x:g}" for x in g["weights"]), g["threshold"], *(fmt_rate(g[k]) for k in ("literal", "paraphrase", "unanswerable")))
+            print(
+                "/".join(f"{x:g}" for x in g["weights"]),
+                g["threshold"],
+                *(fmt_rate(g[k]) for k in ("literal", "paraphrase", "unanswerable")),
+            )
         return
     if args.json:
         args.json.write_text(json.dumps(r, indent=2, default=str) + "\n")

@@ -92,31 +92,57 @@ def excerpts(data: Path, excerpt_s: float, workdir: Path) -> list[dict[str, Any]
     clean = sorted((u for u in units if u["channel"] == "audio" and u["meta"].get("recording", "clean") == "clean"),
                    key=lambda u: (u["source"], u["start_s"]))  # fmt: skip
     first = clean[0]["source"]
-    cut, ref = _cut([{"text": u["text"], "end_s": u["end_s"]} for u in clean if u["source"] == first], excerpt_s)
+    cut, ref = _cut(
+        [{"text": u["text"], "end_s": u["end_s"]} for u in clean if u["source"] == first], excerpt_s
+    )
     out.append({"kind": "clean", "name": first, "path": corpus / first, "cut_s": cut, "ref": ref})
     calls = [s for s in scripts if s["kind"] == "call"][:2]
     for s in calls:
         cut, ref = _cut(s["lines"], excerpt_s)
-        out.append({"kind": "call 8 kHz", "name": s["name"], "path": corpus / s["name"], "cut_s": cut, "ref": ref})
+        out.append(
+            {"kind": "call 8 kHz", "name": s["name"], "path": corpus / s["name"], "cut_s": cut, "ref": ref}
+        )
         # the same call before the phone line: the script re-spoken (same seed: the same samples) at 16 kHz
-        x, _ = media.script([media.Line(ln["text"], ln["voice"], ln["wpm"], ln["pause_s"]) for ln in s["lines"]], s["seed"])
+        x, _ = media.script(
+            [media.Line(ln["text"], ln["voice"], ln["wpm"], ln["pause_s"]) for ln in s["lines"]], s["seed"]
+        )
         dry = workdir / (Path(s["name"]).stem + "-16k.flac")
         media.plain(x, dry)
-        out.append({"kind": "call 16 kHz", "name": s["name"] + " (16 kHz, before the line)", "path": dry, "cut_s": cut, "ref": ref})
+        out.append(
+            {
+                "kind": "call 16 kHz",
+                "name": s["name"] + " (16 kHz, before the line)",
+                "path": dry,
+                "cut_s": cut,
+                "ref": ref,
+            }
+        )
     for s in scripts:
         if s["kind"] == "lecture":
             cut, ref = _cut(s["lines"], excerpt_s)
-            out.append({"kind": "lecture", "name": s["name"], "path": corpus / s["name"], "cut_s": cut, "ref": ref})
+            out.append(
+                {"kind": "lecture", "name": s["name"], "path": corpus / s["name"], "cut_s": cut, "ref": ref}
+            )
         elif s["kind"] == "noisy":
             cut, ref = _cut(s["lines"], excerpt_s)
-            out.append({"kind": f"noisy {s['snr_db']:g} dB", "name": s["name"], "path": corpus / s["name"], "cut_s": cut, "ref": ref})
+            out.append(
+                {
+                    "kind": f"noisy {s['snr_db']:g} dB",
+                    "name": s["name"],
+                    "path": corpus / s["name"],
+                    "cut_s": cut,
+                    "ref": ref,
+                }
+            )
     return out
 
 
 # ---------------------------------------------------------------- vocabulary
 
 
-def corpus_vocabulary(data: Path, tokenizer: Any, *, min_df: int = VOCAB_MIN_DF, max_tokens: int = VOCAB_TOKENS) -> str:
+def corpus_vocabulary(
+    data: Path, tokenizer: Any, *, min_df: int = VOCAB_MIN_DF, max_tokens: int = VOCAB_TOKENS
+) -> str:
     """Frequent words of the pages that the model's tokenizer splits (see the module docstring)."""
     units = [json.loads(x) for x in (data / "units.jsonl").read_text().splitlines() if x.strip()]
     df: Counter[str] = Counter()
@@ -125,7 +151,9 @@ def corpus_vocabulary(data: Path, tokenizer: Any, *, min_df: int = VOCAB_MIN_DF,
         if u["channel"] != "page":
             continue
         seen = set()
-        for w in re.findall(r"[A-Za-z][A-Za-z0-9]{3,}", unicodedata.normalize("NFKC", u["text"])):  # "ﬁ" -> "fi"
+        for w in re.findall(
+            r"[A-Za-z][A-Za-z0-9]{3,}", unicodedata.normalize("NFKC", u["text"])
+        ):  # "ﬁ" -> "fi"
             key = w.lower()
             surface.setdefault(key, Counter())[w] += 1
             seen.add(key)
@@ -179,7 +207,9 @@ def run(data: Path, settings: list[str], models: dict[str, str], excerpt_s: floa
             ex["audio"] = decode_audio(str(ex["path"]), sampling_rate=16000)[: int(ex["cut_s"] * 16000)]
             results["excerpts"].append({"kind": ex["kind"], "name": ex["name"], "seconds": round(len(ex["audio"]) / 16000, 1),
                                         "words": sum(len(labels.words(r)) for r in ex["ref"])})  # fmt: skip
-        runs = [(s, "tiny.en (bundled)") for s in settings] + [(s, m) for m in models for s in ("default", "beam5")]
+        runs = [(s, "tiny.en (bundled)") for s in settings] + [
+            (s, m) for m in models for s in ("default", "beam5")
+        ]
         for setting, model_name in runs:
             args = {**BASE_ARGS, **{k: (vocab if v == "VOCAB" else v) for k, v in SETTINGS[setting].items()}}
             model = loaded[model_name]
@@ -195,8 +225,13 @@ def run(data: Path, settings: list[str], models: dict[str, str], excerpt_s: floa
             for kind, k in per_kind.items():
                 row["wer"][kind] = wer_of(k["refs"], k["hyps"])
                 row["rtf"][kind] = sum(k["secs"]) / sum(k["audio"])
-            row["rtf_all"] = sum(sum(k["secs"]) for k in per_kind.values()) / sum(sum(k["audio"]) for k in per_kind.values())
-            row["wer_all"] = wer_of([r for k in per_kind.values() for r in k["refs"]], [h for k in per_kind.values() for h in k["hyps"]])
+            row["rtf_all"] = sum(sum(k["secs"]) for k in per_kind.values()) / sum(
+                sum(k["audio"]) for k in per_kind.values()
+            )
+            row["wer_all"] = wer_of(
+                [r for k in per_kind.values() for r in k["refs"]],
+                [h for k in per_kind.values() for h in k["hyps"]],
+            )
             say(f"{model_name} {setting}: WER {row['wer_all']:.3f}, RTF {row['rtf_all']:.3f} "
                 + " ".join(f"{kind}={w:.3f}" for kind, w in row["wer"].items()))  # fmt: skip
             results["rows"].append(row)
@@ -218,39 +253,58 @@ def report(res: dict[str, Any], excerpt_s: float) -> str:
         words[e["kind"]] += e["words"]
     corpus_line = ", ".join(f"{k} {n[k]} x ({secs[k]:.0f} s, {words[k]} words)" for k in kinds)
     md = [
-        (f"`bench/asr_wer.py` at commit `{commit()}`: WER of the transcripts against the words spoken, per recording "
-        f"kind, pooled over each kind's words; RTF = transcription seconds / audio seconds, all settings in one "
-        f"run (model loaded before timing; int8 on CPU). Excerpts (each cut after its last line ending before "
-        f"{excerpt_s:g} s): {corpus_line}."),
+        (
+            f"`bench/asr_wer.py` at commit `{commit()}`: WER of the transcripts against the words spoken, per recording "
+            f"kind, pooled over each kind's words; RTF = transcription seconds / audio seconds, all settings in one "
+            f"run (model loaded before timing; int8 on CPU). Excerpts (each cut after its last line ending before "
+            f"{excerpt_s:g} s): {corpus_line}."
+        ),
         "",
         table(["model: setting", *kinds, "all", "RTF", "RTF vs default"], rows),
         "",
         "Settings (faster-whisper `transcribe()` arguments over the default: `language=en, beam_size=1, "
         "vad_filter=True, word_timestamps=True`, temperature fallback 0.0-1.0): "
-        + "; ".join(f"`{k}` {json.dumps(v) if v else '(as conf/asr/tiny_en.yaml was)'}" for k, v in SETTINGS.items())
+        + "; ".join(
+            f"`{k}` {json.dumps(v) if v else '(as conf/asr/tiny_en.yaml was)'}" for k, v in SETTINGS.items()
+        )
         + ". `VOCAB`: the corpus vocabulary below.",
         "",
-        (f"Corpus vocabulary ({len(res['vocab'].split(', '))} terms, pages used by >= {VOCAB_MIN_DF} pages, split by "
-        f"Whisper's tokenizer): {res['vocab']}"),
+        (
+            f"Corpus vocabulary ({len(res['vocab'].split(', '))} terms, pages used by >= {VOCAB_MIN_DF} pages, split by "
+            f"Whisper's tokenizer): {res['vocab']}"
+        ),
     ]
     return "\n".join(md)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=default_data(), help="the evaluation build (bench/realdocs/build.py --out)")
-    ap.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, of: {', '.join(SETTINGS)}")
-    ap.add_argument("--model", action="append", default=[], metavar="NAME=DIR", help="another CTranslate2 Whisper model")
+    ap.add_argument(
+        "--data",
+        type=Path,
+        default=default_data(),
+        help="the evaluation build (bench/realdocs/build.py --out)",
+    )
+    ap.add_argument(
+        "--settings", default=",".join(SETTINGS), help=f"comma-separated, of: {', '.join(SETTINGS)}"
+    )
+    ap.add_argument(
+        "--model", action="append", default=[], metavar="NAME=DIR", help="another CTranslate2 Whisper model"
+    )
     ap.add_argument("--excerpt-s", type=float, default=EXCERPT_S)
     ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = ap.parse_args(argv)
     if not (args.data / "scripts.jsonl").exists():
-        print(f"error: {args.data}/scripts.jsonl not found: run bench/realdocs/build.py first", file=sys.stderr)
+        print(
+            f"error: {args.data}/scripts.jsonl not found: run bench/realdocs/build.py first", file=sys.stderr
+        )
         return 2
     settings = [s.strip() for s in args.settings.split(",") if s.strip()]
     if unknown := [s for s in settings if s not in SETTINGS]:
-        print(f"error: unknown setting(s) {', '.join(unknown)}; known: {', '.join(SETTINGS)}", file=sys.stderr)
+        print(
+            f"error: unknown setting(s) {', '.join(unknown)}; known: {', '.join(SETTINGS)}", file=sys.stderr
+        )
         return 2
     if "default" not in settings:
         settings.insert(0, "default")

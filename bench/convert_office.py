@@ -153,8 +153,18 @@ def main(argv: list[str] | None = None) -> None:
         f"Pages: the product's pages (slides without their notes pages, one per sheet); the plain batch counts "
         f"its own PDFs' pages (notes pages of the decks not exported, sheets in print pages). Load average "
         f"{started} at the start, {load_avg()} at the end, on 2 shared cores.\n\n"
-        + table(["mode", "LibreOffice processes", "pages", "files failed", "best s", "pages/s",
-                 "speed vs one per file"], rows)
+        + table(
+            [
+                "mode",
+                "LibreOffice processes",
+                "pages",
+                "files failed",
+                "best s",
+                "pages/s",
+                "speed vs one per file",
+            ],
+            rows,
+        )
     )
     emit(SECTION, md, write=not args.no_write)
 

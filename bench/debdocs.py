@@ -89,7 +89,9 @@ def info_blocks(path: Path) -> list[str]:
     text = gzip.decompress(path.read_bytes()).decode("utf-8", errors="replace")
     out = []
     for para in re.split(r"\n\s*\n", text):
-        if para.startswith(("\x1f", "File:", "* Menu:", "Tag Table:", "END-INFO-DIR")) or para.lstrip().startswith("* "):
+        if para.startswith(
+            ("\x1f", "File:", "* Menu:", "Tag Table:", "END-INFO-DIR")
+        ) or para.lstrip().startswith("* "):
             continue
         t = " ".join(para.split())
         if t and not re.fullmatch(r"[=\-*.\s]+", t):
@@ -177,7 +179,9 @@ def main(argv: list[str] | None = None) -> None:
         k = s.split("/")[1] if s.startswith("doc/") else s.split("/")[0]
         by[k] = by.get(k, 0) + 1
     words = [len(x.split()) for x in rows["text"]]
-    print(f"{t.num_rows:,} chunks from {len(set(rows['source'])):,} files, mean {sum(words) / len(words):.0f} words; by package: {by}")
+    print(
+        f"{t.num_rows:,} chunks from {len(set(rows['source'])):,} files, mean {sum(words) / len(words):.0f} words; by package: {by}"
+    )
 
 
 if __name__ == "__main__":

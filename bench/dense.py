@@ -31,8 +31,13 @@ def main() -> None:
     ap.add_argument("--windows", type=int, default=96)
     ap.add_argument("--queries", type=int, default=48)
     ap.add_argument("--no-write", action="store_true")
-    ap.add_argument("--realdocs", type=Path, default=None, metavar="DIR",
-                    help="also: each encoder's dense channel alone on the real-document dev split (DIR: its build)")
+    ap.add_argument(
+        "--realdocs",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also: each encoder's dense channel alone on the real-document dev split (DIR: its build)",
+    )
     args = ap.parse_args()
     dcfg = load_config(["corpus.root=unused", "storage.root=unused"], resolve_paths=False).dense
     text = " ".join(paragraphs(args.windows * 4))
@@ -48,8 +53,15 @@ def main() -> None:
     t0 = time.perf_counter()
     lite.embed_queries(queries)
     per_q = (time.perf_counter() - t0) * 1000 / len(queries)
-    b = sum(len(set(i.tolist())) for i in ids) * 6 / len(ids)  # plaid: 4 B inverted + 2 B forward per unique id
-    out["lite (baseline)"] = {"load_s": load, "ms_per_window": per_win, "ms_per_query": per_q, "bytes_per_window": b}
+    b = (
+        sum(len(set(i.tolist())) for i in ids) * 6 / len(ids)
+    )  # plaid: 4 B inverted + 2 B forward per unique id
+    out["lite (baseline)"] = {
+        "load_s": load,
+        "ms_per_window": per_win,
+        "ms_per_query": per_q,
+        "bytes_per_window": b,
+    }
     for model in ("wordllama", "minilm"):
         t0 = time.perf_counter()
         enc = DenseEncoder(model, dcfg.path, dcfg.batch_size, dcfg.onnx, dcfg.threads)  # type: ignore[arg-type]
@@ -102,10 +114,19 @@ def channel_alone(root: Path, dcfg) -> str:
 
     def as_result(i: int, score: float) -> dict:
         r = view.result(int(i), 0, score, score)
-        return {"source": r.source, "page": r.page, "start_s": r.start_s, "end_s": r.end_s, "score": score, "item_id": r.item_id}
+        return {
+            "source": r.source,
+            "page": r.page,
+            "start_s": r.start_s,
+            "end_s": r.end_s,
+            "score": score,
+            "item_id": r.item_id,
+        }
 
     wl = DenseEncoder("wordllama", None, dcfg.batch_size)
-    per_item = [windows(texts.get(ids[i]), dcfg.window_words, dcfg.max_windows, dcfg.stride_words) for i in pos]
+    per_item = [
+        windows(texts.get(ids[i]), dcfg.window_words, dcfg.max_windows, dcfg.stride_words) for i in pos
+    ]
     flat = wl.encode([w for ws in per_item for w in ws])
     owner = np.repeat(pos, [len(ws) for ws in per_item])
     rows = []
@@ -122,11 +143,21 @@ def channel_alone(root: Path, dcfg) -> str:
                     best[i] = max(best.get(i, -1.0), v)
                 top = sorted(best, key=lambda i: -best[i])[:10]
                 idx, sc = np.array(top), np.array([best[i] for i in top])
-            m = score_ranking([as_result(i, float(v)) for i, v in zip(idx, sc, strict=True)], list(q.relevant), (10,))
+            m = score_ranking(
+                [as_result(i, float(v)) for i, v in zip(idx, sc, strict=True)], list(q.relevant), (10,)
+            )
             per_q["all"].append(m)
             per_q[str(q.tags.get("kind"))].append(m)
         aggs = {k: aggregate(v) for k, v in per_q.items() if v}
-        rows.append([f"dense={name} alone", *(f"{aggs[k]['hit@10']:.2f} / {aggs[k]['mrr@10']:.2f}" for k in ("all", "literal", "paraphrase"))])
+        rows.append(
+            [
+                f"dense={name} alone",
+                *(
+                    f"{aggs[k]['hit@10']:.2f} / {aggs[k]['mrr@10']:.2f}"
+                    for k in ("all", "literal", "paraphrase")
+                ),
+            ]
+        )
     return (
         f"The dense channel alone (no fusion, mixed ranking) on the real-document **dev** split ({len(qs)} queries), "
         "hit@10 / MRR@10:\n\n" + table(["channel", "all", "literal", "paraphrase"], rows)

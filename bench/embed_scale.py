@@ -44,7 +44,9 @@ SECTION = "Parallel embedding (bench/embed_scale.py)"
 TOKENS, DIM = 344, 128  # ColPali-shaped page after token pooling by 3 (bench/search.py)
 ISSUE_PAGES_PER_S = 15.0  # the issue's 10-20 pages/s for a batched GPU: the middle
 WORKERS = (1, 2, 4, 8, 16, 32, 64, 128)
-REPLICA_RAM_GIB = 64  # one search replica's memory, half of it for the first stage (the rest: page cache, process)
+REPLICA_RAM_GIB = (
+    64  # one search replica's memory, half of it for the first stage (the rest: page cache, process)
+)
 
 
 def _doc(i: int) -> str:
@@ -66,7 +68,9 @@ class Store:
         base.mkdir(parents=True, exist_ok=True)
         uri = RootUri("s3", "mmrag-bench", "embed") if remote else RootUri("file", "", str(base))
         self.store = Storage(uri, base, allow_http=True)
-        self.db = lancedb.connect(self.store.url("lancedb"), storage_options=self.store.lance_options() or None)
+        self.db = lancedb.connect(
+            self.store.url("lancedb"), storage_options=self.store.lance_options() or None
+        )
         self.tbl = self.db.create_table("items__bench", schema=lx.schema(DIM))
         self.cat = Catalog(base / "catalog.duckdb")
         self.staging = st.Staging(self.store, self.tbl.name)
@@ -103,7 +107,9 @@ class Store:
         return data, docs
 
 
-def measure(store: Store, chunk: int, repeats: int, batch_counts: list[int], rng: np.random.Generator) -> dict:
+def measure(
+    store: Store, chunk: int, repeats: int, batch_counts: list[int], rng: np.random.Generator
+) -> dict:
     from mmrag_assets.lib.index import staging as st
 
     stage_s = []
@@ -116,7 +122,9 @@ def measure(store: Store, chunk: int, repeats: int, batch_counts: list[int], rng
     commits = []
     for b in batch_counts:
         for _ in range(b):
-            data, docs = store.chunk(8, 8, rng)  # one small document per batch: the commit's cost is per batch
+            data, docs = store.chunk(
+                8, 8, rng
+            )  # one small document per batch: the commit's cost is per batch
             store.staging.stage(store.tbl, data, docs, run_id="bench")
         t = time.perf_counter()
         res = st.commit_staged(store.tbl, store.staging, store.cat, version_key="bench")
@@ -151,40 +159,72 @@ def _find(pattern: str, default: float) -> tuple[float, bool]:
     return (float(hit.group(1).replace(",", "")), True) if hit else (default, False)
 
 
-def report(res: dict[str, dict], chunk: int, load: tuple[tuple[float, ...], tuple[float, ...]] | None = None) -> str:
+def report(
+    res: dict[str, dict], chunk: int, load: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+) -> str:
     s3 = res["s3"]
-    rates = {"paper 0.39 s/page": 1 / COLPALI_PAPER_S_PER_PAGE, f"issue {ISSUE_PAGES_PER_S:g} pages/s": ISSUE_PAGES_PER_S}
+    rates = {
+        "paper 0.39 s/page": 1 / COLPALI_PAPER_S_PER_PAGE,
+        f"issue {ISSUE_PAGES_PER_S:g} pages/s": ISSUE_PAGES_PER_S,
+    }
     build_s, build_found = _find(r"full build \(train [^)]*\) \| 100,000 \| ([\d,.]+) \|", 264.0)
     build_per_page = build_s / 100_000
     images, _ = _find(r"page images ([\d.]+) KiB", 124.9)
     lance_kib, _ = _find(r"lance flat \(native MaxSim, no rerank\): ([\d.]+) KiB/page", 86.3)
     plaid_kib, _ = _find(r"- plaid: ([\d.]+) KiB/page", 1.8)
     fs_1m, _ = _find(r"~(\d+) ms first stage at 1M", 76.0)
-    rerank_ms, _ = _find(r"\| 100,000 \| plaid \| \d+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| ([\d.]+) \|", 39.1)
+    rerank_ms, _ = _find(
+        r"\| 100,000 \| plaid \| \d+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| ([\d.]+) \|", 39.1
+    )
 
     lines = [
-        (f"Commit `{commit()}`. Measured with `lib/index/staging.py` on local disk and on moto's S3 server on 127.0.0.1 "
-         f"(in-process, 2 shared cores: the object store's figures are the emulator's, not S3's). A chunk is "
-         f"{chunk} ColPali-shaped pages ({TOKENS} x {DIM} float16 per page, {res['local']['chunk_bytes'] / 2**20:.1f} MiB of "
-         f"vectors), as `index.write_chunk_items` stages it; commits stage one 8-page document per batch"
-         + (f". Load average {', '.join(f'{x:.1f}' for x in load[0])} at the start, "
-            f"{', '.join(f'{x:.1f}' for x in load[1])} at the end." if load else ".")),
-        "",
-        table(
-            ["storage", f"stage one chunk s (median of {len(s3['stage_all'])})", "stage s/page",
-             f"commit of {res['local']['full_batches']} full chunks s", "commit fixed s", "commit per batch ms"],
-            [[k, round(r["stage_s"], 3), round(r["stage_s"] / chunk, 5), round(r["full_commit_s"], 3),
-              round(r["commit_fixed_s"], 3), round(r["commit_per_batch_s"] * 1000, 2)] for k, r in res.items()],
+        (
+            f"Commit `{commit()}`. Measured with `lib/index/staging.py` on local disk and on moto's S3 server on 127.0.0.1 "
+            f"(in-process, 2 shared cores: the object store's figures are the emulator's, not S3's). A chunk is "
+            f"{chunk} ColPali-shaped pages ({TOKENS} x {DIM} float16 per page, {res['local']['chunk_bytes'] / 2**20:.1f} MiB of "
+            f"vectors), as `index.write_chunk_items` stages it; commits stage one 8-page document per batch"
+            + (
+                f". Load average {', '.join(f'{x:.1f}' for x in load[0])} at the start, "
+                f"{', '.join(f'{x:.1f}' for x in load[1])} at the end."
+                if load
+                else "."
+            )
         ),
         "",
-        table(["storage", *[f"commit {b} batches s" for b, _ in s3["commits"]]],
-              [[k, *[round(x, 3) for _, x in r["commits"]]] for k, r in res.items()]),
+        table(
+            [
+                "storage",
+                f"stage one chunk s (median of {len(s3['stage_all'])})",
+                "stage s/page",
+                f"commit of {res['local']['full_batches']} full chunks s",
+                "commit fixed s",
+                "commit per batch ms",
+            ],
+            [
+                [
+                    k,
+                    round(r["stage_s"], 3),
+                    round(r["stage_s"] / chunk, 5),
+                    round(r["full_commit_s"], 3),
+                    round(r["commit_fixed_s"], 3),
+                    round(r["commit_per_batch_s"] * 1000, 2),
+                ]
+                for k, r in res.items()
+            ],
+        ),
+        "",
+        table(
+            ["storage", *[f"commit {b} batches s" for b, _ in s3["commits"]]],
+            [[k, *[round(x, 3) for _, x in r["commits"]]] for k, r in res.items()],
+        ),
         "",
         "### Embedding throughput against GPU workers (on paper, S3 figures)",
         "",
-        (f"N workers embed P pages at r pages/s each and stage every chunk: P/N x (1/r + stage/{chunk}); then the "
-         f"publisher's one commit of P/{chunk} batches (fixed + per batch, measured above). Speed-up against one worker; "
-         f"efficiency = speed-up / N."),
+        (
+            f"N workers embed P pages at r pages/s each and stage every chunk: P/N x (1/r + stage/{chunk}); then the "
+            f"publisher's one commit of P/{chunk} batches (fixed + per batch, measured above). Speed-up against one worker; "
+            f"efficiency = speed-up / N."
+        ),
         "",
     ]
     rows = []
@@ -197,15 +237,29 @@ def report(res: dict[str, dict], chunk: int, load: tuple[tuple[float, ...], tupl
                 rows.append([label, f"{pages:,.0f}", n, round(pages / t, 1), round(one / t, 1), f"{one / t / n:.0%}",
                              f"{t / 3600:,.1f}", f"{commit_s:,.0f}", f"{t * n / 3600:,.0f}"])  # fmt: skip
     lines += [
-        table(["per-GPU rate", "pages", "workers", "pages/s", "speed-up", "efficiency", "wall h (embed + commit)",
-               "commit s", "GPU-hours held"], rows),
+        table(
+            [
+                "per-GPU rate",
+                "pages",
+                "workers",
+                "pages/s",
+                "speed-up",
+                "efficiency",
+                "wall h (embed + commit)",
+                "commit s",
+                "GPU-hours held",
+            ],
+            rows,
+        ),
         "",
-        (f"- What does not spread: the commit (one publisher; {s3['commit_per_batch_s'] * 1000:.1f} ms per batch on the emulator: "
-         f"{s3['commit_per_batch_s'] * math.ceil(1e6 / chunk):,.0f} s for 1M pages, "
-         f"{s3['commit_per_batch_s'] * math.ceil(1e8 / chunk) / 3600:,.1f} h for 100M) and the search-index build after it: "
-         f"{build_s:g} s per 100,000 pages measured (*Incremental index*{'' if build_found else ', default'}; 2 cores) -> "
-         f"{build_per_page * 1e6 / 3600:,.1f} h at 1M, {build_per_page * 1e8 / 3600:,.0f} h at 100M on one such publisher, "
-         "unless it moves to more cores or the index is sharded (below)."),
+        (
+            f"- What does not spread: the commit (one publisher; {s3['commit_per_batch_s'] * 1000:.1f} ms per batch on the emulator: "
+            f"{s3['commit_per_batch_s'] * math.ceil(1e6 / chunk):,.0f} s for 1M pages, "
+            f"{s3['commit_per_batch_s'] * math.ceil(1e8 / chunk) / 3600:,.1f} h for 100M) and the search-index build after it: "
+            f"{build_s:g} s per 100,000 pages measured (*Incremental index*{'' if build_found else ', default'}; 2 cores) -> "
+            f"{build_per_page * 1e6 / 3600:,.1f} h at 1M, {build_per_page * 1e8 / 3600:,.0f} h at 100M on one such publisher, "
+            "unless it moves to more cores or the index is sharded (below)."
+        ),
         "",
         "### 1M and 100M pages on paper",
         "",
@@ -232,25 +286,44 @@ def report(res: dict[str, dict], chunk: int, load: tuple[tuple[float, ...], tupl
             shards, f"{pages / shards / 1e6:,.1f}M", f"{ms:,.0f}", f"{cpu_s:,.2f}", math.ceil(100 * cpu_s / 16),
         ])  # fmt: skip
     lines += [
-        table(["pages", "storage", "page images", "LanceDB vectors", "first stage (in RAM)", "GPU-hours (paper / issue rate)",
-               "index shards", "pages per shard", "query ms (shards in parallel)", "CPU s per query",
-               "16-core machines for 100 QPS"], paper_rows),
+        table(
+            [
+                "pages",
+                "storage",
+                "page images",
+                "LanceDB vectors",
+                "first stage (in RAM)",
+                "GPU-hours (paper / issue rate)",
+                "index shards",
+                "pages per shard",
+                "query ms (shards in parallel)",
+                "CPU s per query",
+                "16-core machines for 100 QPS",
+            ],
+            paper_rows,
+        ),
         "",
-        (f"- Bytes per page: page images {images:g} KiB (*Scale-out*, rendered at the default dpi), the LanceDB float16 "
-         f"multi-vectors {lance_kib:g} KiB and the plaid first stage {plaid_kib:g} KiB (*Search*, 100,000 ColPali-shaped pages)."),
-        (f"- **Where one replica stops fitting:** a replica keeps the first stage in memory (the rerank reads ~200 pages' "
-         f"vectors per query from local SSD or the object store). With {REPLICA_RAM_GIB} GiB, half of it for the first stage, "
-         f"one replica holds ~{fit_pages / 1e6:,.0f}M pages: below 10M pages one replica fits, so the sharded layout stays on "
-         "paper. Past it: shards by document hash (the same hex digits as the ingest shards), every replica serving one shard, "
-         "a query scattered to every shard, each returning its exact top-k (exact MaxSim rerank), merged by score: the merge "
-         "is exact because the scores are."),
-        (f"- Query cost per shard: {fixed_ms:g} ms (S = q @ leaves) + {full_ms:g} ms (full interaction of the survivors) + "
-         f"the inverted-list pass, {list_1m:.0f} ms per 1M pages (the *Search* section's extrapolation: {fs_1m:g} ms first stage "
-         f"at 1M) + {rerank_ms:g} ms rerank, one core each. The list pass grows with the pages whatever the layout, so 100M "
-         f"pages cost {paper_rows[1][9]}-{paper_rows[2][9]} CPU-seconds per query: sharding buys latency and memory, not CPU. "
-         "These are extrapolations from "
-         "100,000 synthetic pages on 2 shared cores"
-         f"{'' if fixed_found else ' (defaults: the Search section was not found)'}, not measurements at 1M or 100M."),
+        (
+            f"- Bytes per page: page images {images:g} KiB (*Scale-out*, rendered at the default dpi), the LanceDB float16 "
+            f"multi-vectors {lance_kib:g} KiB and the plaid first stage {plaid_kib:g} KiB (*Search*, 100,000 ColPali-shaped pages)."
+        ),
+        (
+            f"- **Where one replica stops fitting:** a replica keeps the first stage in memory (the rerank reads ~200 pages' "
+            f"vectors per query from local SSD or the object store). With {REPLICA_RAM_GIB} GiB, half of it for the first stage, "
+            f"one replica holds ~{fit_pages / 1e6:,.0f}M pages: below 10M pages one replica fits, so the sharded layout stays on "
+            "paper. Past it: shards by document hash (the same hex digits as the ingest shards), every replica serving one shard, "
+            "a query scattered to every shard, each returning its exact top-k (exact MaxSim rerank), merged by score: the merge "
+            "is exact because the scores are."
+        ),
+        (
+            f"- Query cost per shard: {fixed_ms:g} ms (S = q @ leaves) + {full_ms:g} ms (full interaction of the survivors) + "
+            f"the inverted-list pass, {list_1m:.0f} ms per 1M pages (the *Search* section's extrapolation: {fs_1m:g} ms first stage "
+            f"at 1M) + {rerank_ms:g} ms rerank, one core each. The list pass grows with the pages whatever the layout, so 100M "
+            f"pages cost {paper_rows[1][9]}-{paper_rows[2][9]} CPU-seconds per query: sharding buys latency and memory, not CPU. "
+            "These are extrapolations from "
+            "100,000 synthetic pages on 2 shared cores"
+            f"{'' if fixed_found else ' (defaults: the Search section was not found)'}, not measurements at 1M or 100M."
+        ),
     ]
     return "\n".join(lines)
 

@@ -45,7 +45,25 @@ from mmrag_assets.lib.evaluation.query_set import load_query_set
 
 KS = (10,)
 DEPTH = 10
-FORMAT_ORDER = ("pptx", "odp", "ppt", "docx", "odt", "doc", "rtf", "xlsx", "ods", "xls", "epub", "html", "htm", "md", "markdown", "rst", "txt")
+FORMAT_ORDER = (
+    "pptx",
+    "odp",
+    "ppt",
+    "docx",
+    "odt",
+    "doc",
+    "rtf",
+    "xlsx",
+    "ods",
+    "xls",
+    "epub",
+    "html",
+    "htm",
+    "md",
+    "markdown",
+    "rst",
+    "txt",
+)
 EVIDENCE = ("slide", "notes", "diagram", "document", "sheet", "html-section", "text")
 REPORT = Path(__file__).resolve().parent / "formats" / "REPORT.md"
 CONVERTED = ("office", "text")
@@ -66,7 +84,12 @@ def run_product(corpus: Path, storage: Path, queries: Path, qs: Any) -> dict[str
     (row,) = load_experiments(storage / "catalog.duckdb", run_ids=[out["run_id"]])
     tags = {q.qid: q.tags for q in qs.queries}
     per_query = [{"qid": p["qid"], "tags": tags[p["qid"]], "mixed": p["reranked"]} for p in row["per_query"]]
-    return {"name": "product: default", "per_query": per_query, "index_s": index_s, "latency_ms": out["latency_ms"]["total"]}
+    return {
+        "name": "product: default",
+        "per_query": per_query,
+        "index_s": index_s,
+        "latency_ms": out["latency_ms"]["total"],
+    }
 
 
 def product_conversion(corpus: Path, files: list[Path]) -> dict[str, Any]:
@@ -88,11 +111,23 @@ def product_conversion(corpus: Path, files: list[Path]) -> dict[str, Any]:
             t0 = time.perf_counter()
             try:
                 if s.kind == "office":
-                    f = check_container(p, s.detail, max_unpacked_bytes=c.max_unpacked_bytes, max_ratio=c.max_ratio,
-                                        max_sheet_cells=c.max_sheet_cells)
+                    f = check_container(
+                        p,
+                        s.detail,
+                        max_unpacked_bytes=c.max_unpacked_bytes,
+                        max_ratio=c.max_ratio,
+                        max_sheet_cells=c.max_sheet_cells,
+                    )
                     pdf = convert_office(p, s.detail, Path(tmp), c, findings=f).pdf
                 else:
-                    pdf = layout_text(p, s.detail, Path(tmp) / "d.pdf", c, corpus_root=corpus, max_pages=cfg.ingest.max_pages).pdf
+                    pdf = layout_text(
+                        p,
+                        s.detail,
+                        Path(tmp) / "d.pdf",
+                        c,
+                        corpus_root=corpus,
+                        max_pages=cfg.ingest.max_pages,
+                    ).pdf
                 with pymupdf.open(pdf) as d:
                     n = d.page_count
             except Exception as e:  # noqa: BLE001 - a quarantined file counts its time, no pages
@@ -108,7 +143,9 @@ def product_conversion(corpus: Path, files: list[Path]) -> dict[str, Any]:
 # ---------------------------------------------------------------- the user's way: LibreOffice batch + OCR + BM25
 
 
-def user_conversion(corpus: Path, files: list[Path], out: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def user_conversion(
+    corpus: Path, files: list[Path], out: Path
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One plain ``soffice --convert-to pdf`` over the files (per kind), then page items."""
     import pymupdf
 
@@ -127,9 +164,22 @@ def user_conversion(corpus: Path, files: list[Path], out: Path) -> tuple[dict[st
         for folder in sorted({p.parent for p in group}):
             dest = out / folder.relative_to(corpus)
             with tempfile.TemporaryDirectory() as prof:
-                subprocess.run(["soffice", f"-env:UserInstallation=file://{prof}", "--headless", "--norestore",
-                                "--convert-to", "pdf", "--outdir", str(dest), *map(str, [p for p in group if p.parent == folder])],
-                               capture_output=True, check=False, timeout=1800)
+                subprocess.run(
+                    [
+                        "soffice",
+                        f"-env:UserInstallation=file://{prof}",
+                        "--headless",
+                        "--norestore",
+                        "--convert-to",
+                        "pdf",
+                        "--outdir",
+                        str(dest),
+                        *map(str, [p for p in group if p.parent == folder]),
+                    ],
+                    capture_output=True,
+                    check=False,
+                    timeout=1800,
+                )
         secs = time.perf_counter() - t0
         pages = 0
         for p in group:
@@ -142,8 +192,18 @@ def user_conversion(corpus: Path, files: list[Path], out: Path) -> tuple[dict[st
                     img = out / "pages" / f"{rel.as_posix().replace('/', '__')}.p{i}.png"
                     img.parent.mkdir(parents=True, exist_ok=True)
                     page.get_pixmap(dpi=150).save(img)
-                    items.append({"item_id": f"{rel.as_posix()}:{i}", "source": rel.as_posix(), "page": i, "modality": "page",
-                                  "text": page.get_text(), "image_path": str(img), "start_s": None, "end_s": None})
+                    items.append(
+                        {
+                            "item_id": f"{rel.as_posix()}:{i}",
+                            "source": rel.as_posix(),
+                            "page": i,
+                            "modality": "page",
+                            "text": page.get_text(),
+                            "image_path": str(img),
+                            "start_s": None,
+                            "end_s": None,
+                        }
+                    )
                     pages += 1
         stats[kind] = [secs, pages, len(group)]
     return stats, items
@@ -156,7 +216,9 @@ def run_baseline(items: list[dict[str, Any]], work: Path, qs: Any) -> dict[str, 
     per_query = []
     for q in qs.queries:
         ranking, _ = engine.search(q.query, DEPTH)
-        per_query.append({"qid": q.qid, "tags": q.tags, "mixed": score_ranking(ranking, list(q.relevant), KS)})
+        per_query.append(
+            {"qid": q.qid, "tags": q.tags, "mixed": score_ranking(ranking, list(q.relevant), KS)}
+        )
     return {"name": "OCR + BM25", "per_query": per_query, "ocr_calls": ocr.calls, "ocr_s": ocr.seconds}
 
 
@@ -165,7 +227,11 @@ def run_baseline(items: list[dict[str, Any]], work: Path, qs: Any) -> dict[str, 
 
 def groups(per_query: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     out = {"all": aggregate([q["mixed"] for q in per_query])}
-    for tag, values in (("channel", FORMAT_ORDER), ("evidence", EVIDENCE), ("kind", ("literal", "paraphrase"))):
+    for tag, values in (
+        ("channel", FORMAT_ORDER),
+        ("evidence", EVIDENCE),
+        ("kind", ("literal", "paraphrase")),
+    ):
         for v in values:
             sel = [q["mixed"] for q in per_query if q["tags"].get(tag) == v]
             if sel:
@@ -177,7 +243,14 @@ def cell(m: Mapping[str, Any] | None) -> str:
     return "-" if not m or not m.get("n_queries_evaluated") else f"{m['hit@10']:.2f} / {m['mrr@10']:.2f}"
 
 
-def report(prod: dict[str, Any], base: dict[str, Any], conv: dict[str, Any], user: dict[str, Any], split: str, n_files: int) -> str:
+def report(
+    prod: dict[str, Any],
+    base: dict[str, Any],
+    conv: dict[str, Any],
+    user: dict[str, Any],
+    split: str,
+    n_files: int,
+) -> str:
     gp, gb = groups(prod["per_query"]), groups(base["per_query"])
     rows, met = [], []
     for g in gp:
@@ -193,27 +266,63 @@ def report(prod: dict[str, Any], base: dict[str, Any], conv: dict[str, Any], use
             s, pg, nf = conv[kind]
             us = user.get(kind, [0, 0, 0])
             ratio = (pg / s) / (us[1] / us[0]) if s and us[0] and us[1] else None
-            tput.append([kind, nf, pg, f"{pg / s:.2f}" if s else "-", us[1], f"{us[1] / us[0]:.2f}" if us[0] else "-",
-                         f"{ratio:.2f}x" if ratio else "-"])
+            tput.append(
+                [
+                    kind,
+                    nf,
+                    pg,
+                    f"{pg / s:.2f}" if s else "-",
+                    us[1],
+                    f"{us[1] / us[0]:.2f}" if us[0] else "-",
+                    f"{ratio:.2f}x" if ratio else "-",
+                ]
+            )
     body = [
-        (f"Commit {commit()}, {machine()}; split `{split}`; {n_files} files (every listed format, and 24 "
-         "python-pptx/python-docx test files that must ingest); `bench/formats_eval.py`."),
+        (
+            f"Commit {commit()}, {machine()}; split `{split}`; {n_files} files (every listed format, and 24 "
+            "python-pptx/python-docx test files that must ingest); `bench/formats_eval.py`."
+        ),
         "",
-        (f"Retrieval, mixed ranking (hit@10 / MRR@10; judgements: the slide for decks, the file otherwise). "
-         f"Default config >= OCR + BM25 on both metrics for every format and overall: **{'yes' if all(met) else 'no'}**."),
+        (
+            f"Retrieval, mixed ranking (hit@10 / MRR@10; judgements: the slide for decks, the file otherwise). "
+            f"Default config >= OCR + BM25 on both metrics for every format and overall: **{'yes' if all(met) else 'no'}**."
+        ),
         "",
-        table(["queries (n)", "product: default", "OCR + BM25 (LibreOffice PDF, layer + RapidOCR)", "default >= baseline"], rows),
+        table(
+            [
+                "queries (n)",
+                "product: default",
+                "OCR + BM25 (LibreOffice PDF, layer + RapidOCR)",
+                "default >= baseline",
+            ],
+            rows,
+        ),
         "",
-        (f"Product misses at 10: {', '.join(misses) or 'none'}. Index of the corpus {prod['index_s']:.0f} s; search p50 "
-         f"{prod['latency_ms'].get('p50') or 0:.0f} ms. Baseline OCR: {base['ocr_calls']} pages OCRed in {base['ocr_s']:.0f} s."),
+        (
+            f"Product misses at 10: {', '.join(misses) or 'none'}. Index of the corpus {prod['index_s']:.0f} s; search p50 "
+            f"{prod['latency_ms'].get('p50') or 0:.0f} ms. Baseline OCR: {base['ocr_calls']} pages OCRed in {base['ocr_s']:.0f} s."
+        ),
         "",
-        ("Conversion throughput (pages/s, wall time, same files, same run): the product's single-file path converts "
-         "each file alone in a sandboxed LibreOffice (fresh profile, network namespace, memory cap, timeout; what a batch "
-         "falls back to: `mmrag index` converts Office files in batches of `convert.batch_files`, see 'Office "
-         "conversion') or lays text formats out with PyMuPDF; the baseline is one plain `soffice --convert-to pdf` per folder (a user's batch; its page counts "
-         "differ: print pages for sheets, no notes, no EPUB)."),
+        (
+            "Conversion throughput (pages/s, wall time, same files, same run): the product's single-file path converts "
+            "each file alone in a sandboxed LibreOffice (fresh profile, network namespace, memory cap, timeout; what a batch "
+            "falls back to: `mmrag index` converts Office files in batches of `convert.batch_files`, see 'Office "
+            "conversion') or lays text formats out with PyMuPDF; the baseline is one plain `soffice --convert-to pdf` per folder (a user's batch; its page counts "
+            "differ: print pages for sheets, no notes, no EPUB)."
+        ),
         "",
-        table(["kind", "files", "product pages", "product pages/s", "batch pages", "batch pages/s", "product / batch"], tput),
+        table(
+            [
+                "kind",
+                "files",
+                "product pages",
+                "product pages/s",
+                "batch pages",
+                "batch pages/s",
+                "product / batch",
+            ],
+            tput,
+        ),
     ]
     return "\n".join(body) + "\n"
 
@@ -222,7 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=build.default_out())
     ap.add_argument("--split", choices=("test", "dev", "all"), default="test")
-    ap.add_argument("--no-write", action="store_true", help="print only; BENCHMARKS.md and REPORT.md untouched")
+    ap.add_argument(
+        "--no-write", action="store_true", help="print only; BENCHMARKS.md and REPORT.md untouched"
+    )
     args = ap.parse_args(argv)
     out: Path = args.out
     if not (out / "queries" / "all.jsonl").exists():

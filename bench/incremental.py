@@ -82,12 +82,24 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cache", type=Path, default=CACHE)
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--resume", action="store_true", help="steps 1-2 from the state file of a stopped run")
-    ap.add_argument("--no-rebuild", dest="rebuild", action="store_false", help="baseline: step 1's full build")
-    ap.add_argument("--no-shift", dest="shift", action="store_false", help="skip step 4 (new topics, retrain)")
-    ap.add_argument("--cold-queries", type=int, default=30, help="queries with the page cache dropped (0: none)")
-    ap.add_argument("--cold-codecs", default=None, help="codecs compared cold and warm (default: none and --codec)")
-    ap.add_argument("--rescore", type=int, default=20, help="compressed codecs: the top N re-scored exactly from LanceDB")
-    ap.add_argument("--max-queries", type=int, default=None, help="timed queries per measurement of steps 1-2")
+    ap.add_argument(
+        "--no-rebuild", dest="rebuild", action="store_false", help="baseline: step 1's full build"
+    )
+    ap.add_argument(
+        "--no-shift", dest="shift", action="store_false", help="skip step 4 (new topics, retrain)"
+    )
+    ap.add_argument(
+        "--cold-queries", type=int, default=30, help="queries with the page cache dropped (0: none)"
+    )
+    ap.add_argument(
+        "--cold-codecs", default=None, help="codecs compared cold and warm (default: none and --codec)"
+    )
+    ap.add_argument(
+        "--rescore", type=int, default=20, help="compressed codecs: the top N re-scored exactly from LanceDB"
+    )
+    ap.add_argument(
+        "--max-queries", type=int, default=None, help="timed queries per measurement of steps 1-2"
+    )
     args = ap.parse_args(argv)
     n = args.pages
     spec = synth.SynthSpec(n_pages=n, pool=3)
@@ -103,7 +115,9 @@ def main(argv: list[str] | None = None) -> None:
     if not base_file.exists():
         base_file.write_text(str(tbl.version))
     base_v = int(base_file.read_text())
-    if tbl.version != base_v and not args.resume:  # a previous run changed the table: back to the generated pages
+    if (
+        tbl.version != base_v and not args.resume
+    ):  # a previous run changed the table: back to the generated pages
         tbl.checkout(base_v)
         tbl.restore()
     if not args.resume:
@@ -113,7 +127,9 @@ def main(argv: list[str] | None = None) -> None:
             marker.unlink()
     shutil.rmtree(args.cache / "index-rebuild", ignore_errors=True)
     qs, targets = synth.queries(spec, args.queries, args.cache)
-    gt_ids, gt_sc = ground_truth(tbl, qs, args.cache / f"gt_{spec.key}_{args.queries}.npz", version=base_v, say=say)
+    gt_ids, gt_sc = ground_truth(
+        tbl, qs, args.cache / f"gt_{spec.key}_{args.queries}.npz", version=base_v, say=say
+    )
     emb = VectorEmbedder(spec.dim, f"synthbench__{spec.key}", qs[:24])
     # dense=none: the dense sentence channel embeds page text, and a synthetic page's text is a placeholder;
     # with it on, every publish of this benchmark would also load MiniLM and embed "synthetic page N"
@@ -133,7 +149,12 @@ def main(argv: list[str] | None = None) -> None:
         t0 = time.perf_counter()
         first = publish(loc, tbl, emb, params, allowed_doc_ids=None, progress=say)
         t_build = time.perf_counter() - t0
-        state["build"] = {"seconds": t_build, "version": first.version, "timings": first.timings, "reason": first.reason}
+        state["build"] = {
+            "seconds": t_build,
+            "version": first.version,
+            "timings": first.timings,
+            "reason": first.reason,
+        }
         state_file.write_text(json.dumps(state, indent=1, default=str))
         view = IndexReader(loc, emb, lx_db(db_dir), version=first.version).view()
     say(f"full build {t_build:.0f}s: {first.timings}")
@@ -143,7 +164,12 @@ def main(argv: list[str] | None = None) -> None:
     comp = two_stage(view, qs, gt_ids, exact_top=exact, max_queries=args.max_queries)
     rows.append(["full build (train + encode all)", f"{n:,}", round(t_build, 1), "-", round(base.recall, 3), round(comp.recall, 3),
                  round(base.p50, 1), first.reason])  # fmt: skip
-    out["build"] = {"seconds": t_build, "timings": first.timings, "recall_exact": base.recall, "recall_codec": comp.recall}
+    out["build"] = {
+        "seconds": t_build,
+        "timings": first.timings,
+        "recall_exact": base.recall,
+        "recall_codec": comp.recall,
+    }
 
     # 2. the update: one 10-page document in, another out, until search sees both
     plus = dataclasses.replace(spec, n_pages=n + synth.PAGES_PER_DOC)
@@ -172,10 +198,16 @@ def main(argv: list[str] | None = None) -> None:
     # a query made of a page's own token vectors finds that page first: every new page is found,
     # and no page of the deleted document comes back for its own tokens
     own = lambda v: v[::17][:20].astype(np.float32)
-    found_new = [ids[0] == it["item_id"] for it, ids in zip(items, top_ids(view, np.stack([own(v) for v in new_vecs]), 1), strict=True)]
+    found_new = [
+        ids[0] == it["item_id"]
+        for it, ids in zip(items, top_ids(view, np.stack([own(v) for v in new_vecs]), 1), strict=True)
+    ]
     victim_pages = [p for p in range(n) if synth.doc_id(spec, p) == victim]
     victim_vecs = synth._page_chunk(synth.World(spec), victim_pages[0], victim_pages[-1] + 1)
-    gone = [not any(i.startswith(victim) for i in ids) for ids in top_ids(view, np.stack([own(v) for v in victim_vecs]), 10)]
+    gone = [
+        not any(i.startswith(victim) for i in ids)
+        for ids in top_ids(view, np.stack([own(v) for v in victim_vecs]), 10)
+    ]
     removed = {synth.item_id(spec, p) for p in victim_pages}
     truth2 = exact_truth_after(view, qs, gt_ids, gt_sc, removed, [it["item_id"] for it in items],
                                Ragged.from_list([v.astype(np.float32) for v in new_vecs]))  # fmt: skip
@@ -192,9 +224,19 @@ def main(argv: list[str] | None = None) -> None:
 
     # bytes per page on disk of the updated version: the vectors once (LanceDB), each structure of the index
     n_alive = view.n_alive
-    out["bytes_per_page"] = {"LanceDB data files (float16 vectors + text + metadata)": lx.storage_bytes(view.table, view.table_version) / n_alive}
-    out["bytes_per_page"] |= {f"index: {k}": sum(sg.strategy_bytes(k) for sg in view.segments) / n_alive for k in ("plaid", "rerank")}
-    out["bytes_per_page"]["index: all files of the version"] = sum(f["size"] for f in mf.read_manifest(loc)["files"].values()) / n_alive
+    out["bytes_per_page"] = {
+        "LanceDB data files (float16 vectors + text + metadata)": lx.storage_bytes(
+            view.table, view.table_version
+        )
+        / n_alive
+    }
+    out["bytes_per_page"] |= {
+        f"index: {k}": sum(sg.strategy_bytes(k) for sg in view.segments) / n_alive
+        for k in ("plaid", "rerank")
+    }
+    out["bytes_per_page"]["index: all files of the version"] = (
+        sum(f["size"] for f in mf.read_manifest(loc)["files"].values()) / n_alive
+    )
 
     # 2b. the updated index with a cold page cache: every file the rerank reads is dropped before each
     # query; each codec of --cold-codecs is the same updated version re-encoded (same codebook) in a copy
@@ -213,26 +255,44 @@ def main(argv: list[str] | None = None) -> None:
         shutil.rmtree(args.cache / "index-rebuild", ignore_errors=True)
     else:
         rows[0][3] = f"{t_build / t_update:.0f}x (vs the update)"
-        out["rebuild"] = {"seconds": t_build, "timings": first.timings, "ratio": t_build / t_update, "step": 1}
+        out["rebuild"] = {
+            "seconds": t_build,
+            "timings": first.timings,
+            "ratio": t_build / t_update,
+            "step": 1,
+        }
         notes.append("Baseline: step 1's full build of the same run (`--no-rebuild`): a rebuild of the updated table does the "
                      "same work (train on the same sample size, encode every page).")  # fmt: skip
 
     # 4. 10% more pages from other topics, against the old codebook, then a retrain
     if args.shift:
-        synth.generate(shift, db_dir, TABLE)  # bulk append (the ingest part: not index work), through another handle
+        synth.generate(
+            shift, db_dir, TABLE
+        )  # bulk append (the ingest part: not index work), through another handle
         tbl.checkout_latest()  # this handle would not see that append otherwise: the ground truth would miss the new pages
         qs_shift, _ = synth.queries(shift, args.queries // 2, args.cache)
         q_mix = np.concatenate([qs[1 : 1 + args.queries // 2], qs_shift])
-        gt_mix, _ = ground_truth(tbl, q_mix, args.cache / f"gt_mix_{spec.key}_{shift.key}_{len(q_mix)}.npz", say=say)
-        no_retrain = dataclasses.replace(params, policy=dataclasses.replace(params.policy, retrain_delta_share=1e9, retrain_error_factor=1e9))
+        gt_mix, _ = ground_truth(
+            tbl, q_mix, args.cache / f"gt_mix_{spec.key}_{shift.key}_{len(q_mix)}.npz", say=say
+        )
+        no_retrain = dataclasses.replace(
+            params,
+            policy=dataclasses.replace(params.policy, retrain_delta_share=1e9, retrain_error_factor=1e9),
+        )
         t0 = time.perf_counter()
         delta = publish(loc, tbl, emb, no_retrain, allowed_doc_ids=None, progress=say)
         t_delta = time.perf_counter() - t0
         view = reader.view()
-        d_exact = two_stage(view, q_mix, gt_mix, vectors=TableVectors(view.table, view.table_version, view.rowaddr))
-        d_comp = two_stage(view, q_mix, gt_mix, exact_top=TableVectors(view.table, view.table_version, view.rowaddr))
+        d_exact = two_stage(
+            view, q_mix, gt_mix, vectors=TableVectors(view.table, view.table_version, view.rowaddr)
+        )
+        d_comp = two_stage(
+            view, q_mix, gt_mix, exact_top=TableVectors(view.table, view.table_version, view.rowaddr)
+        )
         m = delta.decision
-        cb_stats = json.loads((loc.codebooks / mf.read_manifest(loc)["codebook"] / "codebook.json").read_text())["stats"]
+        cb_stats = json.loads(
+            (loc.codebooks / mf.read_manifest(loc)["codebook"] / "codebook.json").read_text()
+        )["stats"]
         default_says = retrain_reason(
             params.policy, vocab=False, trained_items=int(cb_stats.get("trained_items", n)), encoded_since=int(m.get("encoded_since_train", 0)),
             new_error=m.get("new_error"), new_tokens=int(m.get("new_tokens", 0)), train_error=float(m.get("train_error", 0)),
@@ -241,11 +301,17 @@ def main(argv: list[str] | None = None) -> None:
                      round(d_exact.recall, 3), round(d_comp.recall, 3), round(d_exact.p50, 1),
                      f"error {m.get('new_error', 0):.4f} vs trained {m.get('train_error', 0):.4f}"])  # fmt: skip
         t0 = time.perf_counter()
-        rt = publish(loc, tbl, emb, dataclasses.replace(params, force="retrain"), allowed_doc_ids=None, progress=say)
+        rt = publish(
+            loc, tbl, emb, dataclasses.replace(params, force="retrain"), allowed_doc_ids=None, progress=say
+        )
         t_retrain = time.perf_counter() - t0
         view = reader.view()
-        r_exact = two_stage(view, q_mix, gt_mix, vectors=TableVectors(view.table, view.table_version, view.rowaddr))
-        r_comp = two_stage(view, q_mix, gt_mix, exact_top=TableVectors(view.table, view.table_version, view.rowaddr))
+        r_exact = two_stage(
+            view, q_mix, gt_mix, vectors=TableVectors(view.table, view.table_version, view.rowaddr)
+        )
+        r_comp = two_stage(
+            view, q_mix, gt_mix, exact_top=TableVectors(view.table, view.table_version, view.rowaddr)
+        )
         rows.append(["then a retrain (new codebook, all re-encoded)", f"{n + n // 10:,}", round(t_retrain, 1), "-",
                      round(r_exact.recall, 3), round(r_comp.recall, 3), round(r_exact.p50, 1), rt.reason])  # fmt: skip
         out["shift"] = {"delta_seconds": t_delta, "delta_recall": [d_exact.recall, d_comp.recall], "retrain_seconds": t_retrain,
@@ -271,8 +337,16 @@ def main(argv: list[str] | None = None) -> None:
         marker.unlink()
 
 
-def cold_cache(args: argparse.Namespace, view: Any, emb: Any, params: Any, tbl: Any, qs: np.ndarray, truth: np.ndarray,
-               loc: IndexLocation) -> list[list[Any]]:
+def cold_cache(
+    args: argparse.Namespace,
+    view: Any,
+    emb: Any,
+    params: Any,
+    tbl: Any,
+    qs: np.ndarray,
+    truth: np.ndarray,
+    loc: IndexLocation,
+) -> list[list[Any]]:
     """Per codec, side by side: recall@10, p50/p95 with the page cache dropped before each query, p50 warm,
     and the bytes read from storage per cold query (``/proc/self/io``)."""  # fmt: skip
     codecs = (args.cold_codecs or f"none,{args.codec}").split(",")
@@ -290,18 +364,45 @@ def cold_cache(args: argparse.Namespace, view: Any, emb: Any, params: Any, tbl: 
             pub = publish(loc_c, src, emb, dataclasses.replace(params, codec=codec), allowed_doc_ids=None)
             say(f"  {codec}: {pub.action} in {time.perf_counter() - t0:.0f}s ({pub.reason})")
             v = IndexReader(loc_c, emb, lx_db(args.cache / "lancedb"), version=pub.version).view()
-        exact = TableVectors(v.table, v.table_version, v.rowaddr)  # by the positions of *this* version's items
+        exact = TableVectors(
+            v.table, v.table_version, v.rowaddr
+        )  # by the positions of *this* version's items
         code_files = files_under(*[sg.dir / "rerank" for sg in v.segments if (sg.dir / "rerank").exists()])
         maps = [r.flat for pt in getattr(v.vectors, "parts", []) for r in pt.fields.values()]
         drop = lambda f=code_files + lance_files, m=maps: drop_cache(f, m)
-        kinds = [("float16 from LanceDB", {"vectors": exact})] if codec == "none" else [
-            ("codes only", {}), (f"codes + exact top {args.rescore} from LanceDB", {"exact_top": exact, "rescore": args.rescore})]
+        kinds = (
+            [("float16 from LanceDB", {"vectors": exact})]
+            if codec == "none"
+            else [
+                ("codes only", {}),
+                (
+                    f"codes + exact top {args.rescore} from LanceDB",
+                    {"exact_top": exact, "rescore": args.rescore},
+                ),
+            ]
+        )
         for label, kw in kinds:
             c = two_stage(v, qs, truth, before_each=drop, max_queries=args.cold_queries, count_io=True, **kw)
             w = two_stage(v, qs, truth, max_queries=args.cold_queries, **kw)
-            rows.append([codec, label, c.queries, round(c.recall, 3), round(w.recall, 3), round(c.p50, 1), round(c.p95, 1),
-                         round(w.p50, 1), round(c.fs_p50, 1), round(w.fs_p50, 1), round(c.rr_p50, 1), round(c.extra["read_mb"], 1)])
-            say(f"  {codec} {label}: recall {c.recall:.3f} cold p50 {c.p50:.0f} ms (read {c.extra['read_mb']:.1f} MB), warm p50 {w.p50:.0f} ms")
+            rows.append(
+                [
+                    codec,
+                    label,
+                    c.queries,
+                    round(c.recall, 3),
+                    round(w.recall, 3),
+                    round(c.p50, 1),
+                    round(c.p95, 1),
+                    round(w.p50, 1),
+                    round(c.fs_p50, 1),
+                    round(w.fs_p50, 1),
+                    round(c.rr_p50, 1),
+                    round(c.extra["read_mb"], 1),
+                ]
+            )
+            say(
+                f"  {codec} {label}: recall {c.recall:.3f} cold p50 {c.p50:.0f} ms (read {c.extra['read_mb']:.1f} MB), warm p50 {w.p50:.0f} ms"
+            )
         if v is not view:
             shutil.rmtree(args.cache / f"index-cold-{codec}", ignore_errors=True)
     return rows
@@ -323,12 +424,25 @@ def lx_db(db_dir: Path) -> Any:
     return lancedb.connect(str(db_dir))
 
 
-HEADERS = ["step", "pages", "seconds", "rebuild / step", "recall@10 (exact rerank)", "recall@10 (codec + exact top 20)", "p50 ms", "what the publish did"]
+HEADERS = [
+    "step",
+    "pages",
+    "seconds",
+    "rebuild / step",
+    "recall@10 (exact rerank)",
+    "recall@10 (codec + exact top 20)",
+    "p50 ms",
+    "what the publish did",
+]
 
 
 def render(rows: list[list[Any]], out: dict[str, Any], args: argparse.Namespace, notes: list[str]) -> str:
     u, b = out["update"], out["rebuild"]
-    target = "met" if u["seconds"] <= 5 and b["ratio"] >= 50 and min(u["recall_exact"], u["recall_codec"]) >= 0.95 else "missed"
+    target = (
+        "met"
+        if u["seconds"] <= 5 and b["ratio"] >= 50 and min(u["recall_exact"], u["recall_codec"]) >= 0.95
+        else "missed"
+    )
     lines = [
         (f"Synthetic ColPali-shaped pages (bench/synth.py, 344 x 128 float16 per page after token pooling by 3) in one "
          f"LanceDB items table, {min(args.max_queries or args.queries, args.queries)} queries of 20 tokens (step 4: {args.queries}, half of them new-topic); recall@10 against exact MaxSim over every published "
@@ -353,20 +467,48 @@ def render(rows: list[list[Any]], out: dict[str, Any], args: argparse.Namespace,
     if out.get("bytes_per_page"):
         bp = out["bytes_per_page"]
         f16 = 344 * 128 * 2
-        lines += ["", "| on disk, per page (updated version) | bytes | at 1M pages (on paper) |", "|---|---|---|",
-                  *[f"| {k} | {v:,.0f} | {v * 1e6 / 1e9:,.1f} GB |" for k, v in bp.items()],
-                  "", (f"- One copy of the vectors: LanceDB holds {next(iter(bp.values())) / f16:.3f}x the float16 multi-vector "
-                       f"({f16:,} bytes) with its text and metadata (target <= 1.15x), plus the index's "
-                       f"{bp['index: all files of the version']:,.0f} bytes per page; `rerank` = the `{args.codec}` codes.")]
+        lines += [
+            "",
+            "| on disk, per page (updated version) | bytes | at 1M pages (on paper) |",
+            "|---|---|---|",
+            *[f"| {k} | {v:,.0f} | {v * 1e6 / 1e9:,.1f} GB |" for k, v in bp.items()],
+            "",
+            (
+                f"- One copy of the vectors: LanceDB holds {next(iter(bp.values())) / f16:.3f}x the float16 multi-vector "
+                f"({f16:,} bytes) with its text and metadata (target <= 1.15x), plus the index's "
+                f"{bp['index: all files of the version']:,.0f} bytes per page; `rerank` = the `{args.codec}` codes."
+            ),
+        ]
     if out.get("cold"):
-        lines += ["", (f"Cold page cache, the updated index at {out['pages']:,} pages: before each cold query every file the rerank "
-                       "reads (the pinned LanceDB version's data files, the rerank code segments) is dropped from the page cache "
-                       "with posix_fadvise(DONTNEED), memory maps unmapped first (`_index.drop_cache`); the first-stage "
-                       "structures stay in process memory as in a running server. Warm: the same queries right after, nothing "
-                       "dropped. MB read: bytes fetched from storage per cold query (`read_bytes` of /proc/self/io, median). "
-                       "Target: p50 <= 150 ms cold, recall@10 >= 0.95."),
-                  "", table(["codec", "rerank vectors", "queries", "recall@10 cold", "recall@10 warm", "p50 ms cold", "p95 ms cold",
-                             "p50 ms warm", "first stage p50 cold", "first stage p50 warm", "rerank p50 cold", "MB read / query"], out["cold"])]
+        lines += [
+            "",
+            (
+                f"Cold page cache, the updated index at {out['pages']:,} pages: before each cold query every file the rerank "
+                "reads (the pinned LanceDB version's data files, the rerank code segments) is dropped from the page cache "
+                "with posix_fadvise(DONTNEED), memory maps unmapped first (`_index.drop_cache`); the first-stage "
+                "structures stay in process memory as in a running server. Warm: the same queries right after, nothing "
+                "dropped. MB read: bytes fetched from storage per cold query (`read_bytes` of /proc/self/io, median). "
+                "Target: p50 <= 150 ms cold, recall@10 >= 0.95."
+            ),
+            "",
+            table(
+                [
+                    "codec",
+                    "rerank vectors",
+                    "queries",
+                    "recall@10 cold",
+                    "recall@10 warm",
+                    "p50 ms cold",
+                    "p95 ms cold",
+                    "p50 ms warm",
+                    "first stage p50 cold",
+                    "first stage p50 warm",
+                    "rerank p50 cold",
+                    "MB read / query",
+                ],
+                out["cold"],
+            ),
+        ]
     return "\n".join(lines)
 
 

@@ -276,7 +276,9 @@ def text_pdf(pages: int, counts: dict[str, int]) -> Path:
 def archive(rev: str, dest: Path) -> Path:
     """``rev``'s package, config and contracts extracted into ``dest`` (run with it first on the path)."""
     dest.mkdir(parents=True, exist_ok=True)
-    data = sh(["git", "-C", str(ROOT), "archive", rev, "mmrag_assets", "conf", "data_contracts", "workspace.yaml"]).stdout
+    data = sh(
+        ["git", "-C", str(ROOT), "archive", rev, "mmrag_assets", "conf", "data_contracts", "workspace.yaml"]
+    ).stdout
     subprocess.run(["tar", "-x", "-C", str(dest)], input=data, check=True)
     return dest
 

@@ -193,8 +193,12 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--dpi", type=int, default=150)
     ap.add_argument("--no-write", action="store_true")
-    ap.add_argument("--only", choices=["all", "render", "ocr"], default="all",
-                    help="render: rendering + ASR (section Ingestion); ocr: OCR (section Ingestion: OCR)")
+    ap.add_argument(
+        "--only",
+        choices=["all", "render", "ocr"],
+        default="all",
+        help="render: rendering + ASR (section Ingestion); ocr: OCR (section Ingestion: OCR)",
+    )
     ap.add_argument("--ocr-pages", type=int, default=12, help="scanned pages to OCR")
     ap.add_argument("--shots", type=int, default=20, help="screenshots to OCR")
     args = ap.parse_args()

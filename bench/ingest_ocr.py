@@ -71,7 +71,9 @@ def make_material(src: Path, pages: int, shots: int, out: Path) -> dict[str, Any
             ph = page.rect.height * zoom
             for top in range(150, int(ph) - SHOT[1] - 150, SHOT[1] * 2):
                 clip = pymupdf.Rect(60 / zoom, top / zoom, (60 + SHOT[0]) / zoom, (top + SHOT[1]) / zoom)
-                text = " ".join(w[4] for w in page.get_text("words", clip=clip) if pymupdf.Rect(w[:4]) in clip)
+                text = " ".join(
+                    w[4] for w in page.get_text("words", clip=clip) if pymupdf.Rect(w[:4]) in clip
+                )
                 if len(words(text)) < 8 or clip.x1 > page.rect.width:
                     continue
                 p = out / f"shot{len(shot_paths):03d}.png"
@@ -129,8 +131,14 @@ def bench_ocr(src: Path, src_name: str, *, pages: int, shots: int, plan: OcrPlan
         t = time.perf_counter()
         eng = get_engine(settings)
         load_s = time.perf_counter() - t
-        kw = {"dpi": SCAN_DPI, "max_pages": 10_000, "target_pixels": 4_000_000, "image_format": "png",
-              "jpeg_quality": 90, "thumbnail_px": 256}
+        kw = {
+            "dpi": SCAN_DPI,
+            "max_pages": 10_000,
+            "target_pixels": 4_000_000,
+            "image_format": "png",
+            "jpeg_quality": 90,
+            "thumbnail_px": 256,
+        }
         render_pdf(m["scan_pdf"], tmp / "warm", **kw)  # warm-up
         t = time.perf_counter()
         r = render_pdf(m["scan_pdf"], tmp / "render", **kw)
@@ -139,8 +147,16 @@ def bench_ocr(src: Path, src_name: str, *, pages: int, shots: int, plan: OcrPlan
 
         def rows() -> list[dict[str, Any]]:
             return [
-                {"item_id": f"d:{p.page}", "page": p.page, "modality": "page", "width": p.width, "height": p.height,
-                 "text": p.text, "t_s": None, "image_path": Path(p.image_path).relative_to(tmp).as_posix()}
+                {
+                    "item_id": f"d:{p.page}",
+                    "page": p.page,
+                    "modality": "page",
+                    "width": p.width,
+                    "height": p.height,
+                    "text": p.text,
+                    "t_s": None,
+                    "image_path": Path(p.image_path).relative_to(tmp).as_posix(),
+                }
                 for p in r.pages
             ]
 
@@ -150,13 +166,28 @@ def bench_ocr(src: Path, src_name: str, *, pages: int, shots: int, plan: OcrPlan
         calls = eng.calls
         cold_rows = rows()
         t = time.perf_counter()
-        applied = apply_ocr(cold_rows, kind="pdf", doc_id="d", source_path=m["scan_pdf"], storage_root=tmp,
-                            plan=plan, cache=cache)
+        applied = apply_ocr(
+            cold_rows,
+            kind="pdf",
+            doc_id="d",
+            source_path=m["scan_pdf"],
+            storage_root=tmp,
+            plan=plan,
+            cache=cache,
+        )
         ocr_s = time.perf_counter() - t
         assert eng.calls - calls == n, "every scanned page is OCRed once"
         warm_rows = rows()
         t = time.perf_counter()
-        apply_ocr(warm_rows, kind="pdf", doc_id="d", source_path=m["scan_pdf"], storage_root=tmp, plan=plan, cache=cache)
+        apply_ocr(
+            warm_rows,
+            kind="pdf",
+            doc_id="d",
+            source_path=m["scan_pdf"],
+            storage_root=tmp,
+            plan=plan,
+            cache=cache,
+        )
         cached_s = time.perf_counter() - t
         assert eng.calls - calls == n, "the second pass is all cache hits"
         ours_pages = [row["text"] for row in cold_rows]
@@ -170,19 +201,29 @@ def bench_ocr(src: Path, src_name: str, *, pages: int, shots: int, plan: OcrPlan
         tess_pages = _tesseract(page_pngs, tmp)
         tess_shots = _tesseract(m["shots"], tmp)
         return {
-            "source": src_name, "pages": n, "shots": len(m["shots"]), "engine_load_s": load_s,
-            "render_s": render_s, "render_ocr_s": render_s + ocr_s, "ocr_s": ocr_s, "cached_s": render_s + cached_s,
-            "shots_s": shots_s, "failed": applied.stats.failed,
-            "recall_pages": recall(m["truth_pages"], ours_pages), "recall_shots": recall(m["truth_shots"], ours_shots),
+            "source": src_name,
+            "pages": n,
+            "shots": len(m["shots"]),
+            "engine_load_s": load_s,
+            "render_s": render_s,
+            "render_ocr_s": render_s + ocr_s,
+            "ocr_s": ocr_s,
+            "cached_s": render_s + cached_s,
+            "shots_s": shots_s,
+            "failed": applied.stats.failed,
+            "recall_pages": recall(m["truth_pages"], ours_pages),
+            "recall_shots": recall(m["truth_shots"], ours_shots),
             "tess_pages_s": tess_pages[0] if tess_pages else None,
             "tess_recall_pages": recall(m["truth_pages"], tess_pages[1]) if tess_pages else None,
             "tess_shots_s": tess_shots[0] if tess_shots else None,
             "tess_recall_shots": recall(m["truth_shots"], tess_shots[1]) if tess_shots else None,
             "page_px": f"{r.pages[0].width}x{r.pages[0].height}",
             "det_max_side_px": settings.det_max_side_px,
-            "paired_ours_pages_s": vs_pages[0], "default_pages_s": vs_pages[1],
+            "paired_ours_pages_s": vs_pages[0],
+            "default_pages_s": vs_pages[1],
             "default_recall_pages": recall(m["truth_pages"], vs_pages[2]),
-            "paired_ours_shots_s": vs_shots[0], "default_shots_s": vs_shots[1],
+            "paired_ours_shots_s": vs_shots[0],
+            "default_shots_s": vs_shots[1],
             "default_recall_shots": recall(m["truth_shots"], vs_shots[2]),
         }
     finally:
@@ -196,39 +237,115 @@ def ocr_section(res: dict[str, Any], table: Callable[[list[str], list[list[objec
         return round(count / s, 2) if s else "n/a"
 
     rows = [
-        ["scanned pages", "render_pdf only (baseline)", n, round(res["render_s"], 2), rate(n, res["render_s"]), "1.00x", "-"],
-        ["scanned pages", f"render_pdf + RapidOCR (det_max_side_px={res['det_max_side_px']}), cold cache", n, round(res["render_ocr_s"], 2),
-         rate(n, res["render_ocr_s"]), f"{res['render_s'] / res['render_ocr_s']:.3f}x", f"{res['recall_pages']:.3f}"],
-        ["scanned pages", "render_pdf + RapidOCR, warm cache (re-ingest)", n, round(res["cached_s"], 2),
-         rate(n, res["cached_s"]), f"{res['render_s'] / res['cached_s']:.2f}x", f"{res['recall_pages']:.3f}"],
+        [
+            "scanned pages",
+            "render_pdf only (baseline)",
+            n,
+            round(res["render_s"], 2),
+            rate(n, res["render_s"]),
+            "1.00x",
+            "-",
+        ],
+        [
+            "scanned pages",
+            f"render_pdf + RapidOCR (det_max_side_px={res['det_max_side_px']}), cold cache",
+            n,
+            round(res["render_ocr_s"], 2),
+            rate(n, res["render_ocr_s"]),
+            f"{res['render_s'] / res['render_ocr_s']:.3f}x",
+            f"{res['recall_pages']:.3f}",
+        ],
+        [
+            "scanned pages",
+            "render_pdf + RapidOCR, warm cache (re-ingest)",
+            n,
+            round(res["cached_s"], 2),
+            rate(n, res["cached_s"]),
+            f"{res['render_s'] / res['cached_s']:.2f}x",
+            f"{res['recall_pages']:.3f}",
+        ],
     ]
-    rows.append(["scanned pages", "RapidOCR defaults (detector at shorter side 736), OCR only, paired", n,
-                 round(res["default_pages_s"], 2), rate(n, res["default_pages_s"]), "-", f"{res['default_recall_pages']:.3f}"])
+    rows.append(
+        [
+            "scanned pages",
+            "RapidOCR defaults (detector at shorter side 736), OCR only, paired",
+            n,
+            round(res["default_pages_s"], 2),
+            rate(n, res["default_pages_s"]),
+            "-",
+            f"{res['default_recall_pages']:.3f}",
+        ]
+    )
     if res["tess_pages_s"]:
-        rows.append(["scanned pages", "tesseract 5 (eng), OCR only", n, round(res["tess_pages_s"], 2),
-                     rate(n, res["tess_pages_s"]), "-", f"{res['tess_recall_pages']:.3f}"])
-    rows.append(["screenshots", f"RapidOCR (det_max_side_px={res['det_max_side_px']})", k, round(res["shots_s"], 2), rate(k, res["shots_s"]), "-", f"{res['recall_shots']:.3f}"])
-    rows.append(["screenshots", "RapidOCR defaults (detector at shorter side 736), paired", k, round(res["default_shots_s"], 2),
-                 rate(k, res["default_shots_s"]), "-", f"{res['default_recall_shots']:.3f}"])
+        rows.append(
+            [
+                "scanned pages",
+                "tesseract 5 (eng), OCR only",
+                n,
+                round(res["tess_pages_s"], 2),
+                rate(n, res["tess_pages_s"]),
+                "-",
+                f"{res['tess_recall_pages']:.3f}",
+            ]
+        )
+    rows.append(
+        [
+            "screenshots",
+            f"RapidOCR (det_max_side_px={res['det_max_side_px']})",
+            k,
+            round(res["shots_s"], 2),
+            rate(k, res["shots_s"]),
+            "-",
+            f"{res['recall_shots']:.3f}",
+        ]
+    )
+    rows.append(
+        [
+            "screenshots",
+            "RapidOCR defaults (detector at shorter side 736), paired",
+            k,
+            round(res["default_shots_s"], 2),
+            rate(k, res["default_shots_s"]),
+            "-",
+            f"{res['default_recall_shots']:.3f}",
+        ]
+    )
     if res["tess_shots_s"]:
-        rows.append(["screenshots", "tesseract 5 (eng)", k, round(res["tess_shots_s"], 2), rate(k, res["tess_shots_s"]), "-",
-                     f"{res['tess_recall_shots']:.3f}"])
+        rows.append(
+            [
+                "screenshots",
+                "tesseract 5 (eng)",
+                k,
+                round(res["tess_shots_s"], 2),
+                rate(k, res["tess_shots_s"]),
+                "-",
+                f"{res['tess_recall_shots']:.3f}",
+            ]
+        )
     ocr_vs_tess = (
         f" RapidOCR reads pages at {res['tess_pages_s'] / res['ocr_s']:.2f}x tesseract's speed (OCR time only) "
         f"and screenshots at {res['tess_shots_s'] / res['shots_s']:.2f}x."
-        if res["tess_pages_s"] and res["tess_shots_s"] else " tesseract not installed: no OCR baseline."
+        if res["tess_pages_s"] and res["tess_shots_s"]
+        else " tesseract not installed: no OCR baseline."
     )
-    return "\n\n".join([
-        (f"OCR (RapidOCR 3.10, bundled PP-OCRv6 small det/rec + direction classifier, onnxruntime CPU, default "
-         f"`ocr` settings) on material made from {res['source']}: its first {n} pages rasterised at {SCAN_DPI} DPI "
-         f"into an image-only PDF (page images {res['page_px']} px), and {k} screenshots ({SHOT[0]}x{SHOT[1]} px "
-         "crops of rendered pages). Word recall: share of the real text layer's distinct words (3+ letters) found "
-         f"in the OCR text. Engine load {res['engine_load_s']:.2f} s (once per process, not included)."),
-        table(["input", "pipeline", "items", "s", "items/s", "vs render only", "word recall"], rows),
-        ("OCR dominates ingestion of scanned pages: the 'vs render only' ratio is the share of render-only "
-         "throughput that remains with OCR on. A re-ingest at the same settings reads every page from the "
-         "content-addressed cache (no engine call)." + ocr_vs_tess
-         + " RapidOCR's own detector sizing (shorter side raised to 736 px), run image by image alternating with "
-         f"ours on the same pixels, took {res['default_pages_s'] / res['paired_ours_pages_s']:.2f}x our engine time on "
-         f"pages and {res['default_shots_s'] / res['paired_ours_shots_s']:.2f}x on screenshots, at the word recall shown."),
-    ])
+    return "\n\n".join(
+        [
+            (
+                f"OCR (RapidOCR 3.10, bundled PP-OCRv6 small det/rec + direction classifier, onnxruntime CPU, default "
+                f"`ocr` settings) on material made from {res['source']}: its first {n} pages rasterised at {SCAN_DPI} DPI "
+                f"into an image-only PDF (page images {res['page_px']} px), and {k} screenshots ({SHOT[0]}x{SHOT[1]} px "
+                "crops of rendered pages). Word recall: share of the real text layer's distinct words (3+ letters) found "
+                f"in the OCR text. Engine load {res['engine_load_s']:.2f} s (once per process, not included)."
+            ),
+            table(["input", "pipeline", "items", "s", "items/s", "vs render only", "word recall"], rows),
+            (
+                "OCR dominates ingestion of scanned pages: the 'vs render only' ratio is the share of render-only "
+                "throughput that remains with OCR on. A re-ingest at the same settings reads every page from the "
+                "content-addressed cache (no engine call)."
+                + ocr_vs_tess
+                + " RapidOCR's own detector sizing (shorter side raised to 736 px), run image by image alternating with "
+                f"ours on the same pixels, took {res['default_pages_s'] / res['paired_ours_pages_s']:.2f}x our engine time on "
+                f"pages and {res['default_shots_s'] / res['paired_ours_shots_s']:.2f}x on screenshots, at the word recall shown."
+            ),
+        ]
+    )

@@ -187,7 +187,9 @@ def build_data(kind: str, n_items: int) -> Path:
         qs = [q @ proj for q in qs]
     docs = [_unit(d) for d in docs if len(d)]
     qs = [_unit(q) for q in qs if len(q)]
-    print(f"{kind}: {len(docs):,} items, {sum(map(len, docs)):,} tokens embedded in {time.perf_counter() - t0:.0f}s")
+    print(
+        f"{kind}: {len(docs):,} items, {sum(map(len, docs)):,} tokens embedded in {time.perf_counter() - t0:.0f}s"
+    )
     from mmrag_assets.lib.index.vectors import Ragged
     from mmrag_assets.lib.search.rerank import exact_maxsim_all, topk
 
@@ -318,8 +320,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--methods", nargs="+", default=list(FITS), choices=list(FITS))
     ap.add_argument("--sample-tokens", type=int, default=262_144)
     ap.add_argument("--iters", type=int, default=6)
-    ap.add_argument("--slow-everywhere", action="store_true",
-                    help="scikit-learn's two on every data set and K (default: the first of each only)")
+    ap.add_argument(
+        "--slow-everywhere",
+        action="store_true",
+        help="scikit-learn's two on every data set and K (default: the first of each only)",
+    )
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--child", choices=list(FITS), help=argparse.SUPPRESS)
     ap.add_argument("--data-file", type=Path, help=argparse.SUPPRESS)

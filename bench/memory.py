@@ -56,7 +56,9 @@ def peak_rss_of(argv: list[str], env: dict[str, str]) -> tuple[int, float, int]:
         "rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode; "
         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, time.perf_counter() - t, rc)"
     )
-    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env, check=True
+    )
     kb, wall, rc = out.stdout.split()
     return int(kb) * 1024, float(wall), int(rc)
 
@@ -93,18 +95,22 @@ def main() -> None:
         return
     body = "\n".join(
         [
-            (f"`bench/memory.py --tier {args.tier}`: one PDF per run (30 lines of text, a vector drawing and an "
-            f"small embedded raster image per page), `mmrag index` at {args.dpi} dpi in a fresh process on its "
-            "own storage root (OCR on, as by default); peak RSS of that process (`ru_maxrss`), baseline the "
-            f"{base_n}-page document in the same run."),
+            (
+                f"`bench/memory.py --tier {args.tier}`: one PDF per run (30 lines of text, a vector drawing and an "
+                f"small embedded raster image per page), `mmrag index` at {args.dpi} dpi in a fresh process on its "
+                "own storage root (OCR on, as by default); peak RSS of that process (`ru_maxrss`), baseline the "
+                f"{base_n}-page document in the same run."
+            ),
             "",
             table(["pages", "peak RSS (MiB)", f"vs {base_n} pages", "wall (s)", "exit"], rows),
             "",
-            (f"**{big} pages at {ratio:.3f}x the {base_n}-page peak (target <= 1.2x: {verdict}); "
-             f"{(peaks[big] - peaks[base_n]) / (big - base_n) / 2**20:.2f} MiB more per extra page.** Pages are "
-             "rendered and written one at a time; a document is embedded and committed to LanceDB as one unit "
-             "(`index.write_chunk_items` splits only between documents, so that a document's rows change in one "
-             "commit), which is where the remaining growth is expected to come from (not profiled)."),
+            (
+                f"**{big} pages at {ratio:.3f}x the {base_n}-page peak (target <= 1.2x: {verdict}); "
+                f"{(peaks[big] - peaks[base_n]) / (big - base_n) / 2**20:.2f} MiB more per extra page.** Pages are "
+                "rendered and written one at a time; a document is embedded and committed to LanceDB as one unit "
+                "(`index.write_chunk_items` splits only between documents, so that a document's rows change in one "
+                "commit), which is where the remaining growth is expected to come from (not profiled)."
+            ),
             f"_measured {time.strftime('%Y-%m-%d %H:%M')} UTC_",
         ]
     )

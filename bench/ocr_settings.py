@@ -64,11 +64,20 @@ def doxygen_regions() -> list:
     for i, page in enumerate(doc, 1):
         p = page.get_pixmap(dpi=cfg.ingest.dpi, alpha=False)
         pix[i] = p
-        if layer_usable(page.get_text(), min_chars=cfg.ocr.pdf.min_layer_chars, min_printable_share=cfg.ocr.pdf.min_printable_share):
+        if layer_usable(
+            page.get_text(),
+            min_chars=cfg.ocr.pdf.min_layer_chars,
+            min_printable_share=cfg.ocr.pdf.min_printable_share,
+        ):
             geo.append(PageGeometry(i, p.width, p.height))
     import numpy as np
 
-    regions = raster_regions(added, geo, min_image_area=cfg.ocr.pdf.min_image_area, max_layer_coverage=cfg.ocr.pdf.max_layer_coverage)
+    regions = raster_regions(
+        added,
+        geo,
+        min_image_area=cfg.ocr.pdf.min_image_area,
+        max_layer_coverage=cfg.ocr.pdf.max_layer_coverage,
+    )
     for pg, boxes in regions.items():
         img = np.frombuffer(pix[pg].samples, dtype=np.uint8).reshape(pix[pg].height, pix[pg].width, 3)
         out += [img[y0:y1, x0:x1].copy() for x0, y0, x1, y1 in boxes]
@@ -154,9 +163,7 @@ def main() -> int:
         f"{n['Doxygen screenshots']} screenshot regions of the 10-page Doxygen PDF of\nbench/index_speed.py (share of the "
         "configured engine's words also read). Each image goes through every variant in\nturn; CPU s per round "
         f"(user + sys, every ORT thread). Load average {load0[0]:.1f} at the start, {load1[0]:.1f} at the end, on 2\n"
-        "cores shared with other jobs.\n\n"
-        + table(HEADERS, rows)
-        + "\n"
+        "cores shared with other jobs.\n\n" + table(HEADERS, rows) + "\n"
     )
     emit("OCR settings", body, write=not args.no_write)
     return 0

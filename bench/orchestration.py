@@ -104,7 +104,14 @@ def timed(argv: list[str]) -> tuple[float, float, str]:
     shared cores: the wall time also counts waiting for cores that other jobs hold."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    r = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "MMRAG_FORCE_CPU": "1"}, check=False)
+    r = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "MMRAG_FORCE_CPU": "1"},
+        check=False,
+    )
     wall = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode not in (0, 1):
@@ -121,8 +128,17 @@ def main() -> None:
         base = Path(tmp)
         make_corpus(base / "corpus", args.docs)
         common = [f"corpus.root={base / 'corpus'}", "model=lite"]
-        plain_s, plain_cpu, plain_out = timed([sys.executable, "-c", PLAIN, *common, f"storage.root={base / 'plain'}"])
-        mmrag = [sys.executable, "-m", "mmrag_assets.cli", "index", *common, f"storage.root={base / 'dagster'}"]
+        plain_s, plain_cpu, plain_out = timed(
+            [sys.executable, "-c", PLAIN, *common, f"storage.root={base / 'plain'}"]
+        )
+        mmrag = [
+            sys.executable,
+            "-m",
+            "mmrag_assets.cli",
+            "index",
+            *common,
+            f"storage.root={base / 'dagster'}",
+        ]
         dagster_s, dagster_cpu, _ = timed(mmrag)
         noop_s, noop_cpu, _ = timed(mmrag)
         from mmrag_assets.config import load_config
@@ -135,11 +151,18 @@ def main() -> None:
     cpu_overhead = dagster_cpu / plain_cpu - 1
     load = os.getloadavg()
     figures = {
-        "documents": args.docs, "items_published": int(plain_out.strip().splitlines()[-1]),
-        "plain_s": round(plain_s, 1), "mmrag_index_s": round(dagster_s, 1), "overhead": round(overhead, 3),
-        "plain_cpu_s": round(plain_cpu, 1), "mmrag_index_cpu_s": round(dagster_cpu, 1), "cpu_overhead": round(cpu_overhead, 3),
-        "noop_mmrag_index_s": round(noop_s, 1), "runs": runs,
-        "materializations_in_run": events.materializations, "steps_in_run": events.steps_succeeded,
+        "documents": args.docs,
+        "items_published": int(plain_out.strip().splitlines()[-1]),
+        "plain_s": round(plain_s, 1),
+        "mmrag_index_s": round(dagster_s, 1),
+        "overhead": round(overhead, 3),
+        "plain_cpu_s": round(plain_cpu, 1),
+        "mmrag_index_cpu_s": round(dagster_cpu, 1),
+        "cpu_overhead": round(cpu_overhead, 3),
+        "noop_mmrag_index_s": round(noop_s, 1),
+        "runs": runs,
+        "materializations_in_run": events.materializations,
+        "steps_in_run": events.steps_succeeded,
     }
     print(json.dumps(figures, indent=1))
     body = "\n".join(
@@ -153,8 +176,20 @@ def main() -> None:
                 ["", "wall s", "vs plain", "CPU s", "vs plain"],
                 [
                     ["plain process, the same library calls", plain_s, "1.00x", plain_cpu, "1.00x"],
-                    ["`mmrag index` (one `index_job` run)", dagster_s, f"{dagster_s / plain_s:.2f}x", dagster_cpu, f"{dagster_cpu / plain_cpu:.2f}x"],
-                    ["`mmrag index` again, nothing changed", noop_s, f"{noop_s / plain_s:.2f}x", noop_cpu, f"{noop_cpu / plain_cpu:.2f}x"],
+                    [
+                        "`mmrag index` (one `index_job` run)",
+                        dagster_s,
+                        f"{dagster_s / plain_s:.2f}x",
+                        dagster_cpu,
+                        f"{dagster_cpu / plain_cpu:.2f}x",
+                    ],
+                    [
+                        "`mmrag index` again, nothing changed",
+                        noop_s,
+                        f"{noop_s / plain_s:.2f}x",
+                        noop_cpu,
+                        f"{noop_cpu / plain_cpu:.2f}x",
+                    ],
                 ],
             ),
             "",

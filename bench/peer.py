@@ -61,7 +61,12 @@ def ours(view: Any, qs: np.ndarray, truth: list[list[str]]) -> tuple[float, floa
 def run_peer(args: argparse.Namespace, job: dict[str, Any], work: Path) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     (work / "job.json").write_text(json.dumps(job))
-    cmd = [str(args.venv / "bin" / "python"), str(Path(__file__).with_name("peer_fastplaid.py")), "--job", str(work / "job.json")]
+    cmd = [
+        str(args.venv / "bin" / "python"),
+        str(Path(__file__).with_name("peer_fastplaid.py")),
+        "--job",
+        str(work / "job.json"),
+    ]
     t0 = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=args.peer_timeout)
     if r.returncode != 0:
@@ -92,10 +97,17 @@ def compare(name: str, tbl: Any, emb: Any, params: Any, qs: np.ndarray, truth: l
     view = reader.view()
     update = time.perf_counter() - t0
     upd_v = tbl.version
-    new_addr = tbl.to_lance().to_table(columns=["item_id"], with_row_address=True, filter=f"doc_id = '{new_items[0]['doc_id']}'")
+    new_addr = tbl.to_lance().to_table(
+        columns=["item_id"], with_row_address=True, filter=f"doc_id = '{new_items[0]['doc_id']}'"
+    )
     victim_ids = [i for i in view.items["item_id"][~view.alive].tolist() if i.startswith(victim)]
-    width = max(len(q) for q in qs)  # fast-plaid reads a (Q, Tq, d) array: zero-padded, sliced to each length there
-    np.save(work / "queries.npy", np.stack([np.pad(np.asarray(q, np.float32), ((0, width - len(q)), (0, 0))) for q in qs]))
+    width = max(
+        len(q) for q in qs
+    )  # fast-plaid reads a (Q, Tq, d) array: zero-padded, sliced to each length there
+    np.save(
+        work / "queries.npy",
+        np.stack([np.pad(np.asarray(q, np.float32), ((0, width - len(q)), (0, 0))) for q in qs]),
+    )
     np.save(work / "query_lens.npy", np.array([len(q) for q in qs]))
     if vocab is not None:
         np.save(work / "vocab.npy", vocab.astype(np.float16))
@@ -103,7 +115,9 @@ def compare(name: str, tbl: Any, emb: Any, params: Any, qs: np.ndarray, truth: l
            "queries": str(work / "queries.npy"), "query_lens": str(work / "query_lens.npy"), "index_dir": str(work / "fastplaid"), "settings": SETTINGS,
            "create": {"n_samples_kmeans": args.kmeans_docs, "kmeans_niters": 4, "nbits": args.nbits},
            "update": {"version": upd_v, "rowaddr": new_addr.column("_rowaddr").to_pylist(), "delete": victim_ids}}  # fmt: skip
-    say(f"  {name}: ours build {build:.0f}s, recall {rec:.3f}, p50 {p50:.0f} ms, update {update:.2f}s; running fast-plaid ...")
+    say(
+        f"  {name}: ours build {build:.0f}s, recall {rec:.3f}, p50 {p50:.0f} ms, update {update:.2f}s; running fast-plaid ..."
+    )
     peer = run_peer(args, job, work)
     for s in peer["search"]:
         s["recall"] = float(np.mean([recall(t, g) for t, g in zip(s["top"], truth, strict=True)]))
@@ -120,7 +134,9 @@ def synthetic(args: argparse.Namespace) -> dict[str, Any]:
     spec = synth.SynthSpec(n_pages=args.pages, pool=3)
     tbl = synth.generate(spec, args.cache / "lancedb", f"items__peer{args.pages}")
     qs, targets = synth.queries(spec, args.queries, args.cache)
-    gt, _ = ground_truth(tbl, qs, args.cache / f"gt_peer_{spec.key}_{args.queries}.npz", version=tbl.version, say=say)
+    gt, _ = ground_truth(
+        tbl, qs, args.cache / f"gt_peer_{spec.key}_{args.queries}.npz", version=tbl.version, say=say
+    )
     emb = VectorEmbedder(spec.dim, f"peer__{spec.key}", qs[:24])
     plus = dataclasses.replace(spec, n_pages=spec.n_pages + synth.PAGES_PER_DOC)
     pages = range(spec.n_pages, spec.n_pages + synth.PAGES_PER_DOC)
@@ -152,12 +168,17 @@ def realtext(args: argparse.Namespace) -> dict[str, Any]:
     indexed = chunks.filter(pa.array(mask)).slice(0, args.real_limit)
     queries = rt.make_queries([chunks.column("text")[int(i)].as_py() for i in held], rng)[: args.queries]
     tbl, emb = rt.build_table(cfg, indexed)
-    qv = emb.embed_queries([q for _, q in queries])  # each at its own length (a padded query would weigh its pad)
+    qv = emb.embed_queries(
+        [q for _, q in queries]
+    )  # each at its own length (a padded query would weigh its pad)
     loc = IndexLocation.of(storage, emb.version_key)
     publish(loc, tbl, emb, params_from_config(cfg), allowed_doc_ids=None)
     view = IndexReader(loc, emb, lx.connect(cfg), follow=False).view()
     every = np.flatnonzero(view.alive)
-    truth = [[view.items["item_id"][every[i]] for i in np.argsort(-view.vectors.exact_scores(q, every))[:K]] for q in qv]
+    truth = [
+        [view.items["item_id"][every[i]] for i in np.argsort(-view.vectors.exact_scores(q, every))[:K]]
+        for q in qv
+    ]
     tail = chunks.filter(pa.array(mask)).slice(args.real_limit, synth.PAGES_PER_DOC)
     doc = "f" * 16
     items = [{"item_id": f"{doc}:{i + 1}", "doc_id": doc, "source": "new.html", "modality": "page", "page": i + 1, "start_s": None,
@@ -175,7 +196,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--pages", type=int, default=10_000)
     ap.add_argument("--real-limit", type=int, default=20_000)
     ap.add_argument("--queries", type=int, default=50)
-    ap.add_argument("--kmeans-docs", type=int, default=None, help="fast-plaid n_samples_kmeans (None: its default)")
+    ap.add_argument(
+        "--kmeans-docs", type=int, default=None, help="fast-plaid n_samples_kmeans (None: its default)"
+    )
     ap.add_argument("--nbits", type=int, default=2)
     ap.add_argument("--peer-timeout", type=int, default=4 * 3600)
     ap.add_argument("--only", choices=["synthetic", "realtext"], default=None)

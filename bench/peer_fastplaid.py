@@ -28,7 +28,9 @@ from typing import Any
 import numpy as np
 
 
-def load_docs(uri: str, version: int, vocab: str | None, rowaddr: list[int] | None = None) -> tuple[list[Any], list[str]]:
+def load_docs(
+    uri: str, version: int, vocab: str | None, rowaddr: list[int] | None = None
+) -> tuple[list[Any], list[str]]:
     """Every row (or the given row addresses) as float16 torch tensors, and their item ids."""
     import lance
     import torch
@@ -54,7 +56,11 @@ def load_docs(uri: str, version: int, vocab: str | None, rowaddr: list[int] | No
             vec = c.values.values.to_numpy(zero_copy_only=False).reshape(-1, dim)
         base = offs[0]
         for i in range(len(offs) - 1):
-            docs.append(torch.from_numpy(np.ascontiguousarray(vec[offs[i] - base : offs[i + 1] - base], dtype=np.float16)))
+            docs.append(
+                torch.from_numpy(
+                    np.ascontiguousarray(vec[offs[i] - base : offs[i + 1] - base], dtype=np.float16)
+                )
+            )
         ids += b.column("item_id").to_pylist()
     return docs, ids
 
@@ -93,7 +99,12 @@ def main() -> None:
             res = fp.search(queries_embeddings=q[None], top_k=10, show_progress=False, **settings)
             lat.append(time.perf_counter() - t)
             tops.append([doc_ids[i] for i, _ in res[0]])
-        return {"settings": settings, "p50_ms": float(np.percentile(lat, 50)) * 1000, "p95_ms": float(np.percentile(lat, 95)) * 1000, "top": tops}
+        return {
+            "settings": settings,
+            "p50_ms": float(np.percentile(lat, 50)) * 1000,
+            "p95_ms": float(np.percentile(lat, 95)) * 1000,
+            "top": tops,
+        }
 
     doc_ids = list(ids)
     fp.search(queries_embeddings=queries[0][None], top_k=10, show_progress=False)  # load the index
@@ -105,7 +116,9 @@ def main() -> None:
         t0 = time.perf_counter()
         fp.update(documents_embeddings=new_docs)
         fp.delete(subset=gone)
-        fp.search(queries_embeddings=queries[0][None], top_k=10, show_progress=False)  # the change is searchable
+        fp.search(
+            queries_embeddings=queries[0][None], top_k=10, show_progress=False
+        )  # the change is searchable
         out["update_s"] = time.perf_counter() - t0
         # fast-plaid renumbers documents after a delete: ids after the deleted ones shift down
         keep = [i for j, i in enumerate(doc_ids) if j not in set(gone)]

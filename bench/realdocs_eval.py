@@ -51,7 +51,10 @@ METRICS = ("hit@10", "mrr@10", "ndcg@10")
 # ablation per part; all share one index (the dense vectors are built once, weights are query-time)
 DEFAULT_CONFIGS = [
     ("product: default", ""),
-    ("product: score fusion", "search.fusion=score"),  # the default before the learned fusion (issue 22's baseline)
+    (
+        "product: score fusion",
+        "search.fusion=score",
+    ),  # the default before the learned fusion (issue 22's baseline)
     ("product: before fusion", "search.fusion=none search.idf=false search.weights.dense=0"),
     ("product: search.weights.dense=0", "search.weights.dense=0 search.fusion=score"),
     ("product: search.fusion=rrf", "search.fusion=rrf"),
@@ -86,10 +89,14 @@ def run_baseline(name: str, engine: baselines.Bm25, qs, kinds: Mapping[str, str]
         ranking, ms = engine.search(q.query, DEPTH)
         lat.append(ms)
         rel = list(q.relevant)
-        per_query.append({
-            "qid": q.qid, "tags": q.tags,
-            "mixed": score_ranking(ranking, rel, KS), "restricted": score_ranking(restricted(ranking, rel, kinds), rel, KS),
-        })
+        per_query.append(
+            {
+                "qid": q.qid,
+                "tags": q.tags,
+                "mixed": score_ranking(ranking, rel, KS),
+                "restricted": score_ranking(restricted(ranking, rel, kinds), rel, KS),
+            }
+        )
     return {"name": name, "per_query": per_query, "latency_ms": percentiles(lat)}
 
 
@@ -99,17 +106,27 @@ def run_product(name: str, overrides: list[str], base: list[str], queries: Path,
     r = mmrag("index", *base, *overrides)
     say(f"  indexed in {time.perf_counter() - t0:.0f} s (exit {r.returncode})")
     say(f"{name}: mmrag eval --by channel --by kind")
-    r = mmrag("eval", "--json", *(a for tag in dict.fromkeys(t for t, _ in ROWS) for a in ("--by", tag)), *base, f"queries={queries}", *overrides)
+    r = mmrag(
+        "eval",
+        "--json",
+        *(a for tag in dict.fromkeys(t for t, _ in ROWS) for a in ("--by", tag)),
+        *base,
+        f"queries={queries}",
+        *overrides,
+    )
     out = json.loads(r.stdout.strip().splitlines()[-1])
     storage = Path(next(o.split("=", 1)[1] for o in base if o.startswith("storage.root=")))
     (row,) = load_experiments(storage / "catalog.duckdb", run_ids=[out["run_id"]])
     tags = {q.qid: q.tags for q in qs.queries}
-    per_query = [
-        {"qid": p["qid"], "tags": tags[p["qid"]], "mixed": p["reranked"]}
-        for p in row["per_query"]
-    ]
-    return {"name": name, "per_query": per_query, "by_tag": out["by_tag"], "latency_ms": out["latency_ms"]["total"],
-            "run_id": out["run_id"], "index": out.get("index")}
+    per_query = [{"qid": p["qid"], "tags": tags[p["qid"]], "mixed": p["reranked"]} for p in row["per_query"]]
+    return {
+        "name": name,
+        "per_query": per_query,
+        "by_tag": out["by_tag"],
+        "latency_ms": out["latency_ms"]["total"],
+        "run_id": out["run_id"],
+        "index": out.get("index"),
+    }
 
 
 def product_groups(run: Mapping[str, Any], view: str) -> dict[str, dict[str, Any]]:
@@ -123,7 +140,14 @@ def product_groups(run: Mapping[str, Any], view: str) -> dict[str, dict[str, Any
     # all queries: the query-weighted mean over the kinds, which partition the set
     parts = [out[f"kind={k}"] for k in KINDS if out[f"kind={k}"].get("n_queries_evaluated")]
     n = sum(m["n_queries_evaluated"] for m in parts)
-    out["all"] = {"n_queries_evaluated": n, **{k: sum(m[k] * m["n_queries_evaluated"] for m in parts) / n for k in METRICS}} if n else {}
+    out["all"] = (
+        {
+            "n_queries_evaluated": n,
+            **{k: sum(m[k] * m["n_queries_evaluated"] for m in parts) / n for k in METRICS},
+        }
+        if n
+        else {}
+    )
     return out
 
 
@@ -136,7 +160,9 @@ def cell(m: Mapping[str, Any]) -> str:
 def view_table(systems: list[dict[str, Any]], view: str) -> str:
     rows = []
     for g in ("all", *(f"{t}={v}" for t, v in ROWS)):
-        n = next((s["groups"][view][g].get("n_queries_evaluated") for s in systems if s["groups"][view].get(g)), 0)
+        n = next(
+            (s["groups"][view][g].get("n_queries_evaluated") for s in systems if s["groups"][view].get(g)), 0
+        )
         if n:
             rows.append([f"{g} ({n})", *(cell(s["groups"][view].get(g, {})) for s in systems)])
     return table(["queries (n)", *(s["name"] for s in systems)], rows)
@@ -179,12 +205,20 @@ def targets(systems: Sequence[Mapping[str, Any]]) -> str:
         if not p.get("n_queries_evaluated") or not b.get("n_queries_evaluated"):
             continue
         ok = all(p[k] >= b[k] - 1e-9 for k in ("hit@10", "mrr@10"))
-        rows.append([f"{g.split('=')[-1]} >= OCR + BM25 on hit@10 and MRR@10", f"{hm(p)} vs {hm(b)}", yes(ok)])
+        rows.append(
+            [f"{g.split('=')[-1]} >= OCR + BM25 on hit@10 and MRR@10", f"{hm(p)} vs {hm(b)}", yes(ok)]
+        )
     for c in ("audio", "video"):
         m, r = prod.get(f"channel={c}") or {}, restr.get(f"channel={c}") or {}
         if m.get("n_queries_evaluated") and r.get("n_queries_evaluated"):
             gap = r["hit@10"] - m["hit@10"]
-            rows.append([f"{c}: mixed hit@10 within 0.05 of restricted", f"{m['hit@10']:.2f} vs {r['hit@10']:.2f} (gap {gap:.2f})", yes(gap <= 0.05 + 1e-9)])
+            rows.append(
+                [
+                    f"{c}: mixed hit@10 within 0.05 of restricted",
+                    f"{m['hit@10']:.2f} vs {r['hit@10']:.2f} (gap {gap:.2f})",
+                    yes(gap <= 0.05 + 1e-9),
+                ]
+            )
     para, lit = prod.get("kind=paraphrase") or {}, prod.get("kind=literal") or {}
     if para.get("n_queries_evaluated"):
         ok = para["hit@10"] >= 0.85 and para["mrr@10"] >= 0.55
@@ -194,18 +228,25 @@ def targets(systems: Sequence[Mapping[str, Any]]) -> str:
     before = by.get(TARGET_BEFORE)
     if before and before["latency_ms"].get("p50") and by[TARGET_PRODUCT]["latency_ms"].get("p50"):
         r = by[TARGET_PRODUCT]["latency_ms"]["p50"] / before["latency_ms"]["p50"]
-        rows.append([
-            "search p50 at most 1.5x the default before this change (score fusion)",
-            f"{by[TARGET_PRODUCT]['latency_ms']['p50']:.1f} ms vs {before['latency_ms']['p50']:.1f} ms ({r:.2f}x)",
-            yes(r <= 1.5),
-        ])
+        rows.append(
+            [
+                "search p50 at most 1.5x the default before this change (score fusion)",
+                f"{by[TARGET_PRODUCT]['latency_ms']['p50']:.1f} ms vs {before['latency_ms']['p50']:.1f} ms ({r:.2f}x)",
+                yes(r <= 1.5),
+            ]
+        )
     return table(["target (default config, mixed ranking)", "figures", "met?"], rows)
 
 
 def gap_table(systems: Sequence[Mapping[str, Any]]) -> str:
     """hit@10 / MRR@10 per channel and recording kind: mixed, restricted, and the hit@10 gap."""
     rows = []
-    for g in (*(f"channel={c}" for c in CHANNELS), *(f"recording={r}" for r in RECORDINGS), "kind=paraphrase", "kind=literal"):
+    for g in (
+        *(f"channel={c}" for c in CHANNELS),
+        *(f"recording={r}" for r in RECORDINGS),
+        "kind=paraphrase",
+        "kind=literal",
+    ):
         cells, n = [], 0
         for s in systems:
             m, r = s["groups"]["mixed"].get(g) or {}, s["groups"]["restricted"].get(g) or {}
@@ -236,7 +277,14 @@ def calibration(out: Path, split: str, base: list[str]) -> str:
     before = ft.reliability(ft.platt(dev.baseline, dev.y)(ev.baseline), ev.y, ev.modality)
     after = ft.reliability(model.proba(ft.columns(ev, model.features)), ev.y, ev.modality)
     mods = [m for m in after if m != "all"] + ["all"]
-    rows = [[f"{m} ({after[m]['n']} candidates, {after[m]['positives']} relevant)", f"{before[m]['ece']:.4f}", f"{after[m]['ece']:.4f}"] for m in mods]
+    rows = [
+        [
+            f"{m} ({after[m]['n']} candidates, {after[m]['positives']} relevant)",
+            f"{before[m]['ece']:.4f}",
+            f"{after[m]['ece']:.4f}",
+        ]
+        for m in mods
+    ]
     curves = []
     for m in mods:
         for name, rel in (("score fusion + one Platt map", before), ("learned", after)):
@@ -245,58 +293,81 @@ def calibration(out: Path, split: str, base: list[str]) -> str:
     return (
         table(["modality", "ECE: score fusion + one Platt map (fit on dev)", "ECE: learned fusion"], rows)
         + f"\n\nReliability curves (mean predicted P(relevant) -> observed share relevant, per bin of {ft.CAL_BINS}; "
-        + f"candidates of the {split} split's queries):\n\n" + "\n".join(curves)
+        + f"candidates of the {split} split's queries):\n\n"
+        + "\n".join(curves)
     )
 
 
 def report(
-    systems: list[dict[str, Any]], manifest: Mapping[str, Any], split: str, qs, ocr_note: str, load: str = "", cal: str = ""
+    systems: list[dict[str, Any]],
+    manifest: Mapping[str, Any],
+    split: str,
+    qs,
+    ocr_note: str,
+    load: str = "",
+    cal: str = "",
 ) -> str:
     counts = {c: sum(q.tags.get("channel") == c for q in qs.queries) for c in CHANNELS}
     kinds = {k: sum(q.tags.get("kind") == k for q in qs.queries) for k in KINDS}
     pk = ", ".join(f"`{p}` {v}" for p, v in sorted(manifest["packages"].items()))
-    lat = table(["system", "search p50 ms", "p95 ms"], [[s["name"], s["latency_ms"]["p50"], s["latency_ms"]["p95"]] for s in systems])
+    lat = table(
+        ["system", "search p50 ms", "p95 ms"],
+        [[s["name"], s["latency_ms"]["p50"], s["latency_ms"]["p95"]] for s in systems],
+    )
     rev = commit()
     body = [
         f"`bench/realdocs_eval.py` at commit `{rev}` on the **{split}** split ({len(qs)} queries: "
-        + ", ".join(f"{c} {n}" for c, n in counts.items()) + "; " + ", ".join(f"{k} {n}" for k, n in kinds.items()) + ")." + (f" Load average (1 min) {load}." if load else ""),
+        + ", ".join(f"{c} {n}" for c, n in counts.items())
+        + "; "
+        + ", ".join(f"{k} {n}" for k, n in kinds.items())
+        + ")."
+        + (f" Load average (1 min) {load}." if load else ""),
         f"Corpus (`bench/realdocs/build.py`, Debian packages {pk}): units per channel "
-        + ", ".join(f"{c} {n}" for c, n in manifest["units"].items()) + ". " + ocr_note,
+        + ", ".join(f"{c} {n}" for c, n in manifest["units"].items())
+        + ". "
+        + ocr_note,
         (
             "Each cell is **hit@10 / MRR@10 / nDCG@10**. *Mixed*: the ranking a user sees, every modality competing. "
             "*Restricted*: the same ranking cut to the modalities that can hold the answer (pages for page/scanned, "
             "images for image, transcript windows for audio, windows + keyframes for video)."
         ),
         "### Mixed ranking (what a user sees)\n\n" + view_table(systems, "mixed"),
-        "### Against the issue's targets\n\n" + (targets(systems) or "(needs the OCR + BM25 and default rows)"),
-        "### Mixed vs restricted: hit@10 in the ranking a user sees / cut to the answer's modality (gap)\n\n" + gap_table(systems),
+        "### Against the issue's targets\n\n"
+        + (targets(systems) or "(needs the OCR + BM25 and default rows)"),
+        "### Mixed vs restricted: hit@10 in the ranking a user sees / cut to the answer's modality (gap)\n\n"
+        + gap_table(systems),
         "### Restricted to the answer's modality (per-channel view)\n\n" + view_table(systems, "restricted"),
         *(["### Calibration per modality: P(relevant | score)\n\n" + cal] if cal else []),
-        "### Search latency\n\n" + lat + "\n\nBaselines time one LanceDB FTS call; the product's figure is `mmrag eval`'s total per query.",
-        "### How the figures are made\n\n" + "\n".join([
-            (
-                "- One relevant unit per query: a page, an image, or a time span (a spoken passage, a slide on screen); "
-                "a transcript window that overlaps the span, or a keyframe inside it, is a hit."
-            ),
-            (
-                "- Literal queries are phrases that occur in exactly one unit of the corpus (lower-cased, punctuation dropped); "
-                "paraphrases were written by hand against a passage (mean share of their content words found in the target: "
-                f"{manifest.get('content_word_overlap', {}).get('paraphrase', '?')}, literal: "
-                f"{manifest.get('content_word_overlap', {}).get('literal', '?')})."
-            ),
-            (
-                "- `evidence` says where the answer is: `text_layer` (PDF text), `pixels` (scanned page, image, a slide's "
-                "text that is not read aloud), `speech`, `speech+pixels` (a slide whose narration says it too)."
-            ),
-            (
-                "- BM25 and OCR + BM25 rank the product's own catalog items (same ids, pages, spans) with LanceDB's FTS, "
-                "over the text a user has without the product's OCR (text layers, transcripts; items whose text came "
-                "from the product's OCR alone have none); OCR + BM25 adds RapidOCR with its defaults (the call a user "
-                "would write) on the page images, images and keyframes without a usable text layer. The product's "
-                "figures include its own OCR (`lib/ingest/ocr*.py`, in ingestion)."
-            ),
-            "- Product figures are `mmrag eval`'s reranked stage, as served (thresholds applied).",
-        ]),
+        "### Search latency\n\n"
+        + lat
+        + "\n\nBaselines time one LanceDB FTS call; the product's figure is `mmrag eval`'s total per query.",
+        "### How the figures are made\n\n"
+        + "\n".join(
+            [
+                (
+                    "- One relevant unit per query: a page, an image, or a time span (a spoken passage, a slide on screen); "
+                    "a transcript window that overlaps the span, or a keyframe inside it, is a hit."
+                ),
+                (
+                    "- Literal queries are phrases that occur in exactly one unit of the corpus (lower-cased, punctuation dropped); "
+                    "paraphrases were written by hand against a passage (mean share of their content words found in the target: "
+                    f"{manifest.get('content_word_overlap', {}).get('paraphrase', '?')}, literal: "
+                    f"{manifest.get('content_word_overlap', {}).get('literal', '?')})."
+                ),
+                (
+                    "- `evidence` says where the answer is: `text_layer` (PDF text), `pixels` (scanned page, image, a slide's "
+                    "text that is not read aloud), `speech`, `speech+pixels` (a slide whose narration says it too)."
+                ),
+                (
+                    "- BM25 and OCR + BM25 rank the product's own catalog items (same ids, pages, spans) with LanceDB's FTS, "
+                    "over the text a user has without the product's OCR (text layers, transcripts; items whose text came "
+                    "from the product's OCR alone have none); OCR + BM25 adds RapidOCR with its defaults (the call a user "
+                    "would write) on the page images, images and keyframes without a usable text layer. The product's "
+                    "figures include its own OCR (`lib/ingest/ocr*.py`, in ingestion)."
+                ),
+                "- Product figures are `mmrag eval`'s reranked stage, as served (thresholds applied).",
+            ]
+        ),
         "### Misses (no relevant result in the mixed top 10)\n\n"
         + "\n".join(f"- **{s['name']}**\n" + ("\n".join(misses(s)) or "  - none") for s in systems),
     ]
@@ -307,8 +378,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=build.default_out())
     ap.add_argument("--split", choices=("test", "dev", "all"), default="test")
-    ap.add_argument("--config", action="append", default=None, metavar='NAME="k=v ..."', help="product configuration (repeatable)")
-    ap.add_argument("--no-benchmarks-md", action="store_true", help="do not rewrite BENCHMARKS.md / REPORT.md")
+    ap.add_argument(
+        "--config",
+        action="append",
+        default=None,
+        metavar='NAME="k=v ..."',
+        help="product configuration (repeatable)",
+    )
+    ap.add_argument(
+        "--no-benchmarks-md", action="store_true", help="do not rewrite BENCHMARKS.md / REPORT.md"
+    )
     args = ap.parse_args(argv)
     out: Path = args.out
     load0 = os.getloadavg()[0]
@@ -320,7 +399,9 @@ def main(argv: list[str] | None = None) -> int:
     queries = out / "queries" / f"{args.split}.jsonl"
     qs = load_query_set(queries)
     base = [f"corpus.root={out / 'corpus'}", f"storage.root={out / 'storage'}"]
-    configs = [(c.split("=", 1)[0], c.split("=", 1)[1]) for c in args.config] if args.config else DEFAULT_CONFIGS
+    configs = (
+        [(c.split("=", 1)[0], c.split("=", 1)[1]) for c in args.config] if args.config else DEFAULT_CONFIGS
+    )
     products = [run_product(n, o.split(), base, queries, qs) for n, o in configs]
 
     storage = out / "storage"
@@ -340,17 +421,26 @@ def main(argv: list[str] | None = None) -> int:
 
     systems = [bm25, ocr_bm25, *products]
     for s in systems:
-        s["groups"] = {"mixed": groups(s["per_query"], "mixed") if "by_tag" not in s else product_groups(s, "mixed")}
-        s["groups"]["restricted"] = groups(s["per_query"], "restricted") if "by_tag" not in s else product_groups(s, "restricted")
+        s["groups"] = {
+            "mixed": groups(s["per_query"], "mixed") if "by_tag" not in s else product_groups(s, "mixed")
+        }
+        s["groups"]["restricted"] = (
+            groups(s["per_query"], "restricted") if "by_tag" not in s else product_groups(s, "restricted")
+        )
     cal = calibration(out, args.split, base) if any(n == TARGET_PRODUCT for n, _ in configs) else ""
     load = f"{load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (2 cores shared with other jobs: absolute times are noisy, ratios are what to read)"
     md = report(systems, manifest, args.split, qs, ocr_note, load, cal)
     (out / "report.md").write_text(md)
-    (out / "report.json").write_text(json.dumps([{k: v for k, v in s.items()} for s in systems], default=str, indent=1))
+    (out / "report.json").write_text(
+        json.dumps([{k: v for k, v in s.items()} for s in systems], default=str, indent=1)
+    )
     print(md)
     if not args.no_benchmarks_md:
         REPORT.write_text("# Real-document retrieval report\n\n" + md)
-        summary = md.split("### Restricted")[0] + "Restricted view, latency and every missed query: `bench/realdocs/REPORT.md`.\n"
+        summary = (
+            md.split("### Restricted")[0]
+            + "Restricted view, latency and every missed query: `bench/realdocs/REPORT.md`.\n"
+        )
         write_section("Real-document retrieval (bench/realdocs_eval.py)", summary)
     return 0
 

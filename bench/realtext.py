@@ -47,13 +47,103 @@ from mmrag_assets.lib.store import table as lx
 
 DATA = BENCH_DATA / "realtext"
 STRATEGIES = ["plaid", "binary", "pooled", "muvera"]
-STOP = {"a", "an", "and", "are", "as", "at", "be", "been", "being", "but", "by", "can", "could", "did", "do", "does", "doing", "for", "from", "had", "has", "have", "having", "he", "her", "his", "how", "i", "if", "in", "into", "is", "it", "its", "may", "me", "might", "my", "no", "not", "of", "on", "or", "our", "she", "should", "so", "such", "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "those", "to", "too", "us", "was", "we", "were", "what", "when", "where", "which", "while", "who", "why", "will", "with", "would", "you", "your"}
-FRAMES = ["how do i", "what is", "where can i find", "why does", "explain", "how to", "what happens when", "is there a way to"]
+STOP = {
+    "a",
+    "an",
+    "and",
+    "are",
+    "as",
+    "at",
+    "be",
+    "been",
+    "being",
+    "but",
+    "by",
+    "can",
+    "could",
+    "did",
+    "do",
+    "does",
+    "doing",
+    "for",
+    "from",
+    "had",
+    "has",
+    "have",
+    "having",
+    "he",
+    "her",
+    "his",
+    "how",
+    "i",
+    "if",
+    "in",
+    "into",
+    "is",
+    "it",
+    "its",
+    "may",
+    "me",
+    "might",
+    "my",
+    "no",
+    "not",
+    "of",
+    "on",
+    "or",
+    "our",
+    "she",
+    "should",
+    "so",
+    "such",
+    "than",
+    "that",
+    "the",
+    "their",
+    "them",
+    "then",
+    "there",
+    "these",
+    "they",
+    "this",
+    "those",
+    "to",
+    "too",
+    "us",
+    "was",
+    "we",
+    "were",
+    "what",
+    "when",
+    "where",
+    "which",
+    "while",
+    "who",
+    "why",
+    "will",
+    "with",
+    "would",
+    "you",
+    "your",
+}
+FRAMES = [
+    "how do i",
+    "what is",
+    "where can i find",
+    "why does",
+    "explain",
+    "how to",
+    "what happens when",
+    "is there a way to",
+]
 SAMPLE_SEED = 0
 SEARCH_ROWS = [  # (row label, config overrides) of the search() rows
     ("search() default (encode + idf + plaid + BM25 + rerank + score fusion)", []),
     ("search() idf=false fusion=none (BM25 in the candidates)", ["search.idf=false", "search.fusion=none"]),
-    ("search() idf=false fusion=none lexical=false", ["search.idf=false", "search.fusion=none", "search.lexical=false"]),
+    (
+        "search() idf=false fusion=none lexical=false",
+        ["search.idf=false", "search.fusion=none", "search.lexical=false"],
+    ),
 ]
 
 
@@ -100,7 +190,11 @@ def build_table(cfg: Any, chunks: pa.Table, say_every: int = 20000):
     if name in lx.list_item_tables(db):
         db.drop_table(name)
     tbl = db.create_table(name, schema=lx.embedder_schema(emb))
-    src, ns, texts = chunks.column("source").to_pylist(), chunks.column("n").to_pylist(), chunks.column("text").to_pylist()
+    src, ns, texts = (
+        chunks.column("source").to_pylist(),
+        chunks.column("n").to_pylist(),
+        chunks.column("text").to_pylist(),
+    )
     t0 = time.perf_counter()
     for s in range(0, len(texts), 5000):
         rows = []
@@ -144,7 +238,9 @@ def main(argv: list[str] | None = None) -> None:
     cfg = load_config([f"corpus.root={args.data}", f"storage.root={storage}", "model=lite", "dense=none",
                        f"search.prebuild=[{','.join(STRATEGIES)}]"])  # fmt: skip
     load_start = load_avg()
-    say(f"== {indexed.num_rows:,} chunks ({chunks.num_rows:,} made, {args.queries} held out); load {load_start}")
+    say(
+        f"== {indexed.num_rows:,} chunks ({chunks.num_rows:,} made, {args.queries} held out); load {load_start}"
+    )
     tbl, emb = build_table(cfg, indexed)
     loc = IndexLocation.of(cfg.storage_root, emb.version_key)
     t0 = time.perf_counter()
@@ -198,8 +294,14 @@ def main(argv: list[str] | None = None) -> None:
         say(f"  {label}: recall {r.mean():.3f} p50 {pct(lat, 50):.0f} ms")
     lance_dir = Path(tbl.to_lance().uri)
     m = mf.read_manifest(loc)
-    plaid_bytes = sum(f["size"] for k, f in m["files"].items() if "/plaid/" in k or k.endswith(("items.parquet", "segment.json")))
-    version_bytes = sum(f["size"] for k, f in m["files"].items() if not any(f"/{s}/" in k for s in STRATEGIES[1:]))
+    plaid_bytes = sum(
+        f["size"]
+        for k, f in m["files"].items()
+        if "/plaid/" in k or k.endswith(("items.parquet", "segment.json"))
+    )
+    version_bytes = sum(
+        f["size"] for k, f in m["files"].items() if not any(f"/{s}/" in k for s in STRATEGIES[1:])
+    )
     n = view.n_alive
     sizes = {
         "LanceDB data (token ids + text + metadata)": lx.storage_bytes(tbl), "LanceDB indexes (BM25, bitmap, btree)": du(lance_dir / "_indices"),

@@ -59,7 +59,10 @@ def main(argv: list[str] | None = None) -> None:
             maxsim_ragged(q, flat, off, compute=compute, chunk_rows=chunk)  # type: ignore[arg-type]
         rerank_maxsim(q, src, c, 10)
     t: dict[str, list[float]] = {"gather from LanceDB": []} | {k[0]: [] for k in KERNELS}
-    t |= {"rerank_maxsim, default (gather + float32 + top 10)": [], "rerank_maxsim, screen=True (gather + screen + rescore)": []}
+    t |= {
+        "rerank_maxsim, default (gather + float32 + top 10)": [],
+        "rerank_maxsim, screen=True (gather + screen + rescore)": [],
+    }
     same = 0
     for q, c in zip(qs, cands, strict=True):
         t0 = time.perf_counter()

@@ -51,7 +51,9 @@ def make_corpus(root: Path, n: int, pages: int, seed: int = 0) -> None:
         for p in range(pages):
             page = doc.new_page(width=595, height=842)
             words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(120, 260)))
-            page.insert_textbox(pymupdf.Rect(36, 36, 559, 806), f"Document {i} page {p + 1}. {words}", fontsize=10)
+            page.insert_textbox(
+                pymupdf.Rect(36, 36, 559, 806), f"Document {i} page {p + 1}. {words}", fontsize=10
+            )
         doc.save(root / f"doc{i:04d}.pdf")
 
 
@@ -98,7 +100,9 @@ def storage_per_page(env: dict[str, str]) -> dict[str, float]:
         "        if part in sizes: sizes[part] += o['Size']\n"
         "print(json.dumps(sizes))\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, check=True)
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, check=True
+    )
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
@@ -130,8 +134,16 @@ def main() -> None:
         for storage in ("local", "s3"):
             for workers in (1, 2):
                 key = f"{storage}-{workers}"
-                root = f"storage.root={base / key}" if storage == "local" else f"storage.root=s3://mmrag-bench/{key}"
-                orch = ["orchestration=local"] if workers == 1 else ["orchestration=multiprocess", "orchestration.workers=2"]
+                root = (
+                    f"storage.root={base / key}"
+                    if storage == "local"
+                    else f"storage.root=s3://mmrag-bench/{key}"
+                )
+                orch = (
+                    ["orchestration=local"]
+                    if workers == 1
+                    else ["orchestration=multiprocess", "orchestration.workers=2"]
+                )
                 configs[key] = [f"corpus.root={base / 'corpus'}", root, "model=lite", f"storage.cache_dir={base / 'cache'}",
                                 "storage.allow_http=true", *orch]  # fmt: skip
         with fresh_database() as d1, fresh_database() as d2, fresh_database() as d3, fresh_database() as d4:
@@ -140,7 +152,10 @@ def main() -> None:
                 wall, cpu, _ = timed([sys.executable, "-m", "mmrag_assets.cli", "index", *ovr], env)
                 res[key] = {"wall": wall, "cpu": cpu}
                 print(f"{key}: {wall:.1f} s wall, {cpu:.1f} s CPU", flush=True)
-            lat = {s: search_latency([*configs[f"{s}-2"], f"storage.cache_dir={base / ('replica-' + s)}"], env) for s in ("local", "s3")}
+            lat = {
+                s: search_latency([*configs[f"{s}-2"], f"storage.cache_dir={base / ('replica-' + s)}"], env)
+                for s in ("local", "s3")
+            }
             sizes = storage_per_page(env)
     n = args.docs
     pages = args.docs * args.pages
@@ -148,32 +163,47 @@ def main() -> None:
         one = res[f"{storage}-1"]["wall"]
         for workers in (1, 2):
             r = res[f"{storage}-{workers}"]
-            rows.append([storage, workers, round(r["wall"], 1), round(r["cpu"], 1), round(n / r["wall"], 3), round(one / r["wall"], 2)])
+            rows.append(
+                [
+                    storage,
+                    workers,
+                    round(r["wall"], 1),
+                    round(r["cpu"], 1),
+                    round(n / r["wall"], 3),
+                    round(one / r["wall"], 2),
+                ]
+            )
     qps = 1000.0 / lat["s3"]["p50"]
     per_page = {k: v / pages for k, v in sizes.items()}
     paper = paper_figures()
     gpu_h = 1e6 * COLPALI_PAPER_S_PER_PAGE / 3600
     lines = [
-        (f"Corpus: {n} text PDFs x {args.pages} pages ({pages} pages), `model=lite`, `catalog=postgres` everywhere; "
-         "1 worker = `orchestration=local` (one in-process run, the baseline), 2 workers = "
-         "`orchestration=multiprocess orchestration.workers=2`; S3 = moto's server on 127.0.0.1. Speed-up is against the "
-         "1-worker run of the same storage, in the same run."),
+        (
+            f"Corpus: {n} text PDFs x {args.pages} pages ({pages} pages), `model=lite`, `catalog=postgres` everywhere; "
+            "1 worker = `orchestration=local` (one in-process run, the baseline), 2 workers = "
+            "`orchestration=multiprocess orchestration.workers=2`; S3 = moto's server on 127.0.0.1. Speed-up is against the "
+            "1-worker run of the same storage, in the same run."
+        ),
         "",
         table(["storage", "workers", "wall s", "CPU s", "documents/s", "speed-up"], rows),
         "",
         table(
             ["search (warm, 20 queries, one replica process)", "p50 ms", "p95 ms"],
-            [["local disk", round(lat["local"]["p50"], 1), round(lat["local"]["p95"], 1)],
-             ["object store (S3 emulator)", round(lat["s3"]["p50"], 1), round(lat["s3"]["p95"], 1)]],
+            [
+                ["local disk", round(lat["local"]["p50"], 1), round(lat["local"]["p95"], 1)],
+                ["object store (S3 emulator)", round(lat["s3"]["p50"], 1), round(lat["s3"]["p95"], 1)],
+            ],
         ),
         "",
         f"Search p50 object store / local disk: {lat['s3']['p50'] / lat['local']['p50']:.2f}x.",
         "",
         "### 1M pages on paper",
         "",
-        (f"- Stored per page in this run (lite tier, S3): LanceDB {per_page['lancedb'] / 1024:.1f} KiB, index files "
-         f"{per_page['index'] / 1024:.1f} KiB, page images {per_page['pages'] / 1024:.1f} KiB -> "
-         f"{sum(per_page.values()) * 1e6 / 1e9:.0f} GB at 1M pages."),
+        (
+            f"- Stored per page in this run (lite tier, S3): LanceDB {per_page['lancedb'] / 1024:.1f} KiB, index files "
+            f"{per_page['index'] / 1024:.1f} KiB, page images {per_page['pages'] / 1024:.1f} KiB -> "
+            f"{sum(per_page.values()) * 1e6 / 1e9:.0f} GB at 1M pages."
+        ),
     ]
     if paper:
         lines.append(
@@ -182,11 +212,15 @@ def main() -> None:
             f"{paper.get('plaid', 0) * 1e6 / 1e9:.1f} GB, plus the page images above."
         )
     lines += [
-        (f"- Embedding at the throughput bench/embed_gpu.py measures against ({COLPALI_PAPER_S_PER_PAGE} s/page on one GPU): "
-         f"{gpu_h:,.0f} GPU-hours for 1M pages ({gpu_h / 8:,.0f} h on 8 GPU workers); no GPU figure is recorded here yet."),
-        (f"- Search replicas: one replica process answered {qps:.1f} queries/s at the object-store p50 (single-threaded, warm); "
-         f"100 QPS needs ~{int(-(-100 // qps))} replicas of this size. This index is tiny: at 1M pages the first stage costs "
-         "more per query (Search section), so measure replicas on the real index."),
+        (
+            f"- Embedding at the throughput bench/embed_gpu.py measures against ({COLPALI_PAPER_S_PER_PAGE} s/page on one GPU): "
+            f"{gpu_h:,.0f} GPU-hours for 1M pages ({gpu_h / 8:,.0f} h on 8 GPU workers); no GPU figure is recorded here yet."
+        ),
+        (
+            f"- Search replicas: one replica process answered {qps:.1f} queries/s at the object-store p50 (single-threaded, warm); "
+            f"100 QPS needs ~{int(-(-100 // qps))} replicas of this size. This index is tiny: at 1M pages the first stage costs "
+            "more per query (Search section), so measure replicas on the real index."
+        ),
     ]
     body = "\n".join(lines)
     print(body)

@@ -78,7 +78,10 @@ def build_codec(view: Any, codec: str, out: Path) -> Any:
                 _, raw = tv.take_raw(idx)
                 codes = p.fields["codes"].take(idx)
                 vecs = Ragged(np.asarray(raw.flat, dtype=np.float32), raw.offsets)
-                w.add(seg.items.slice(s, len(idx)), {"rerank": strat.encode(EncodeBatch(codes, vecs, view.codebook))})
+                w.add(
+                    seg.items.slice(s, len(idx)),
+                    {"rerank": strat.encode(EncodeBatch(codes, vecs, view.codebook))},
+                )
             w.close()
         s2 = open_segment(d)
         parts.append(Part(p.base, p.n_items, s2.fields["rerank"], {}))
@@ -108,9 +111,14 @@ def main(argv: list[str] | None = None) -> None:
         tbl.checkout(base_v)
         tbl.restore()
     qs, _ = synth.queries(spec, args.queries, args.cache)
-    gt_ids, _ = ground_truth(tbl, qs, args.cache / f"gt_{spec.key}_{args.queries}.npz", version=base_v, say=say)
+    gt_ids, _ = ground_truth(
+        tbl, qs, args.cache / f"gt_{spec.key}_{args.queries}.npz", version=base_v, say=say
+    )
     emb = VectorEmbedder(spec.dim, f"synthsearch__{spec.key}", qs[:24])
-    cfg = load_config(["corpus.root=unused", "storage.root=unused", f"search.prebuild=[{','.join(STRATEGIES)}]"], resolve_paths=False)
+    cfg = load_config(
+        ["corpus.root=unused", "storage.root=unused", f"search.prebuild=[{','.join(STRATEGIES)}]"],
+        resolve_paths=False,
+    )
     params = params_from_config(cfg, codec="residual2", gc_grace_s=1e9)
     loc = IndexLocation.of(args.cache / "index-search", emb.version_key)
     res = publish(loc, tbl, emb, params, allowed_doc_ids=None, progress=say)
@@ -130,7 +138,14 @@ def main(argv: list[str] | None = None) -> None:
     # first stages, exact float16 rerank from LanceDB, warm
     seg_bytes = {s: sum(seg.strategy_bytes(s) for seg in view.segments) / n for s in [*STRATEGIES, "rerank"]}
     for name in STRATEGIES:
-        t = two_stage(view, qs, gt_ids, first_stage=name, vectors=exact, max_queries=args.queries if name == "plaid" else 30)
+        t = two_stage(
+            view,
+            qs,
+            gt_ids,
+            first_stage=name,
+            vectors=exact,
+            max_queries=args.queries if name == "plaid" else 30,
+        )
         rows.append([name, "float16 (LanceDB)", "warm", t.queries, round(t.recall, 3), round(t.fs_recall, 3), round(t.p50, 1),
                      round(t.p95, 1), round(t.fs_p50, 1), round(t.rr_p50, 1), f"{seg_bytes[name] / 1024:.1f}"])  # fmt: skip
         say(f"  {name}: recall {t.recall:.3f} p50 {t.p50:.0f} ms")
@@ -140,10 +155,15 @@ def main(argv: list[str] | None = None) -> None:
     for codec in EXTRA_CODECS:
         t0 = time.perf_counter()
         sources[codec] = build_codec(view, codec, args.cache / "index-search-codecs")
-        notes.append(f"{codec} codes for {n:,} pages encoded in {time.perf_counter() - t0:.0f}s (segment files beside the index).")
+        notes.append(
+            f"{codec} codes for {n:,} pages encoded in {time.perf_counter() - t0:.0f}s (segment files beside the index)."
+        )
     codec_bytes = {"float16 (LanceDB)": vec_bytes, "residual2": seg_bytes["rerank"]}
     codec_bytes |= {c: sources[c].nbytes / n for c in EXTRA_CODECS}
-    codec_files = {"float16 (LanceDB)": lance_files, "residual2": files_under(*[s.dir / "rerank" for s in view.segments])}
+    codec_files = {
+        "float16 (LanceDB)": lance_files,
+        "residual2": files_under(*[s.dir / "rerank" for s in view.segments]),
+    }
     codec_files |= {c: files_under(args.cache / "index-search-codecs" / c) for c in EXTRA_CODECS}
     for label, src in sources.items():
         variants = [("", None)] if label.startswith("float16") else [("", None), (" + exact top 20", exact)]
@@ -153,10 +173,14 @@ def main(argv: list[str] | None = None) -> None:
                 maps = [r.flat for p in getattr(src, "parts", []) for r in p.fields.values()]
                 before = (lambda f=files, mp=maps: drop_cache(f, mp)) if cache == "cold" else None
                 nq = args.queries if cache == "warm" else args.cold_queries
-                t = two_stage(view, qs, gt_ids, vectors=src, exact_top=top, before_each=before, max_queries=nq)
+                t = two_stage(
+                    view, qs, gt_ids, vectors=src, exact_top=top, before_each=before, max_queries=nq
+                )
                 rows.append(["plaid", label + suffix, cache, t.queries, round(t.recall, 3), round(t.fs_recall, 3), round(t.p50, 1),
                              round(t.p95, 1), round(t.fs_p50, 1), round(t.rr_p50, 1), f"{codec_bytes[label] / 1024:.1f}"])  # fmt: skip
-                say(f"  plaid + {label}{suffix} {cache}: recall {t.recall:.3f} p50 {t.p50:.0f} ms (rerank {t.rr_p50:.0f})")
+                say(
+                    f"  plaid + {label}{suffix} {cache}: recall {t.recall:.3f} p50 {t.p50:.0f} ms (rerank {t.rr_p50:.0f})"
+                )
 
     # baselines: brute force over every page, LanceDB's native flat multivector search
     ts, rec = [], []
@@ -164,7 +188,9 @@ def main(argv: list[str] | None = None) -> None:
         t0 = time.perf_counter()
         best_s, best_i = np.full(K, -np.inf), np.zeros(K, dtype=object)
 
-        for batch, vecs in iter_item_vectors(view.table, ["item_id"], batch_rows=1024, version=view.table_version):
+        for batch, vecs in iter_item_vectors(
+            view.table, ["item_id"], batch_rows=1024, version=view.table_version
+        ):
             s = maxsim_ragged(qs[j], vecs.flat, vecs.offsets)
             ids = np.array(batch.column("item_id").to_pylist(), dtype=object)
             all_s, all_i = np.concatenate([best_s, s]), np.concatenate([best_i, ids])
@@ -178,7 +204,13 @@ def main(argv: list[str] | None = None) -> None:
     for j in range(args.lance_queries):
         q = qs[j] / np.linalg.norm(qs[j], axis=1, keepdims=True)
         t0 = time.perf_counter()
-        hits = view.table.search(q, vector_column_name="vector").bypass_vector_index().select(["item_id"]).limit(K).to_list()
+        hits = (
+            view.table.search(q, vector_column_name="vector")
+            .bypass_vector_index()
+            .select(["item_id"])
+            .limit(K)
+            .to_list()
+        )
         ts.append(time.perf_counter() - t0)
         rec.append(recall([h["item_id"] for h in hits], list(gt_ids[j])))
     rows.append(["LanceDB flat multivector search (native)", "-", "warm", len(ts), round(float(np.mean(rec)), 3), "-",

@@ -83,7 +83,9 @@ def forget_ocr(cfg, since: float) -> int:
     from mmrag_assets.lib.store.catalog import Catalog
 
     with Catalog(cfg.catalog_url).connect() as con:
-        n = con.execute("SELECT count(*) FROM ocr_cache WHERE created_at >= to_timestamp(?)", [since - 1]).fetchone()[0]
+        n = con.execute(
+            "SELECT count(*) FROM ocr_cache WHERE created_at >= to_timestamp(?)", [since - 1]
+        ).fetchone()[0]
         con.execute("DELETE FROM ocr_cache WHERE created_at >= to_timestamp(?)", [since - 1])
     return int(n)
 
@@ -191,8 +193,18 @@ def main() -> int:
         f"the Dagster instance. Load average {load0[0]:.1f} at the\nstart, {load1[0]:.1f} at the end, on 2 cores shared "
         "with other jobs.\n\n"
         + table(
-            ["repeat", "dropped -> served s", "-> run requested s", "-> run started s", "-> published s", "load"],
-            [[i + 1, x["total"], x["to_request"], x["to_start"], x["to_publish"], x["load"]] for i, x in enumerate(rows)]
+            [
+                "repeat",
+                "dropped -> served s",
+                "-> run requested s",
+                "-> run started s",
+                "-> published s",
+                "load",
+            ],
+            [
+                [i + 1, x["total"], x["to_request"], x["to_start"], x["to_publish"], x["load"]]
+                for i, x in enumerate(rows)
+            ]
             + [["median", med("total"), med("to_request"), med("to_start"), med("to_publish"), ""]],
         )
         + f"\n\nA deleted file stopped being served after {statistics.median(removals):.1f} s (median; a publish-only run).\n"

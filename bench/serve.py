@@ -44,8 +44,19 @@ def run(overrides: list[str], warm: bool, n: int) -> dict[str, float]:
     port = _port()
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mmrag_assets.cli", "serve", "--port", str(port), *overrides, f"serve.warm_up={str(warm).lower()}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ},
+        [
+            sys.executable,
+            "-m",
+            "mmrag_assets.cli",
+            "serve",
+            "--port",
+            str(port),
+            *overrides,
+            f"serve.warm_up={str(warm).lower()}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ},
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -67,7 +78,12 @@ def run(overrides: list[str], warm: bool, n: int) -> dict[str, float]:
                 r.raise_for_status()
                 lat.append((time.perf_counter() - t) * 1000)
         rest = sorted(lat[1:])
-        return {"ready_s": ready_s, "first_ms": lat[0], "p50_ms": statistics.median(rest), "p95_ms": rest[int(0.95 * (len(rest) - 1))]}
+        return {
+            "ready_s": ready_s,
+            "first_ms": lat[0],
+            "p50_ms": statistics.median(rest),
+            "p95_ms": rest[int(0.95 * (len(rest) - 1))],
+        }
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -75,7 +91,12 @@ def run(overrides: list[str], warm: bool, n: int) -> dict[str, float]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dir", type=Path, default=None, help="where the sample corpus and its index go (default: a temp dir)")
+    ap.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="where the sample corpus and its index go (default: a temp dir)",
+    )
     ap.add_argument("--queries", type=int, default=30, help="searches after the first one")
     args = ap.parse_args()
 
@@ -90,11 +111,17 @@ def main() -> int:
         index(load_config(overrides))
         cold = run(overrides, False, args.queries)
         warm = run(overrides, True, args.queries)
-    rows = [[name, r["ready_s"], r["first_ms"], r["p50_ms"], r["p95_ms"]] for name, r in (("warm_up=false (baseline)", cold), ("warm_up=true (default)", warm))]
+    rows = [
+        [name, r["ready_s"], r["first_ms"], r["p50_ms"], r["p95_ms"]]
+        for name, r in (("warm_up=false (baseline)", cold), ("warm_up=true (default)", warm))
+    ]
     body = (
         "`bench/serve.py`: the real `mmrag serve` on the sample corpus (lite tier), client-side wall times over\n"
         f"loopback; {args.queries} searches after the first.\n\n"
-        + table(["server", "start to /readyz 200 (s)", "first search (ms)", "then p50 (ms)", "then p95 (ms)"], rows)
+        + table(
+            ["server", "start to /readyz 200 (s)", "first search (ms)", "then p50 (ms)", "then p95 (ms)"],
+            rows,
+        )
         + f"\n\nFirst search: {cold['first_ms'] / warm['first_ms']:.1f}x faster with the warm-up "
         f"({cold['first_ms']:.0f} ms -> {warm['first_ms']:.0f} ms); readiness comes "
         f"{warm['ready_s'] - cold['ready_s']:.1f} s later, while the server already answers `/healthz` and the page.\n"

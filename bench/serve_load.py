@@ -99,7 +99,9 @@ def run_load(base: Path, overrides: list[str], *, clients: int = 8, requests: in
     current = location_for(cfg, version_key_for(cfg.model)).current_file
     port = free_port()
     log = open(base / "serve.log", "wb")  # noqa: SIM115 - closed below
-    server = subprocess.Popen(_mmrag("serve", "--port", str(port), *overrides), stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        _mmrag("serve", "--port", str(port), *overrides), stdout=log, stderr=subprocess.STDOUT
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 300
@@ -247,10 +249,12 @@ def main() -> None:
         return
     body = "\n".join(
         [
-            (f"`bench/serve_load.py`: a real `mmrag serve` on 127.0.0.1 (lite tier, 6 PDFs of 3 pages), {args.clients} "
-            f"client threads x {args.requests} searches (every other one also fetching its first page image), while "
-            f"`mmrag index` in another process removes `{REMOVED}` and adds two documents. Latency is per search, "
-            "client side; the baseline is the searches that ran outside the re-index in the same run."),
+            (
+                f"`bench/serve_load.py`: a real `mmrag serve` on 127.0.0.1 (lite tier, 6 PDFs of 3 pages), {args.clients} "
+                f"client threads x {args.requests} searches (every other one also fetching its first page image), while "
+                f"`mmrag index` in another process removes `{REMOVED}` and adds two documents. Latency is per search, "
+                "client side; the baseline is the searches that ran outside the re-index in the same run."
+            ),
             "",
             table(["searches", "n", "success", "p50 ms", "p95 ms"], rows),
             "",

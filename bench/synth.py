@@ -203,7 +203,9 @@ def make_queries(
 def doc_id(spec: SynthSpec, page: int) -> str:
     import hashlib
 
-    return hashlib.sha256(f"synth{spec.seed}:{spec.n_tokens}:doc{page // PAGES_PER_DOC}".encode()).hexdigest()[:16]
+    return hashlib.sha256(
+        f"synth{spec.seed}:{spec.n_tokens}:doc{page // PAGES_PER_DOC}".encode()
+    ).hexdigest()[:16]
 
 
 def item_id(spec: SynthSpec, page: int) -> str:
@@ -248,12 +250,17 @@ def generate(spec: SynthSpec, db_dir: Path, table_name: str, *, verbose: bool = 
             tbl.add(pa.concat_tables(buf))
             buf = []
         if verbose and (lo // CHUNK_PAGES) % 40 == 0:
-            print(f"  synth {spec.key}: {hi:,}/{spec.n_pages:,} pages, {time.perf_counter() - t0:.0f}s", flush=True)
+            print(
+                f"  synth {spec.key}: {hi:,}/{spec.n_pages:,} pages, {time.perf_counter() - t0:.0f}s",
+                flush=True,
+            )
     marker.write_text(json.dumps(asdict(spec) | {"gen_s": time.perf_counter() - t0}))
     return tbl
 
 
-def queries(spec: SynthSpec, n_queries: int, cache: Path = CACHE, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def queries(
+    spec: SynthSpec, n_queries: int, cache: Path = CACHE, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """(queries (Q, Tq, d) float32, target page numbers (Q,)), cached."""
     cache.mkdir(parents=True, exist_ok=True)
     qfile = cache / f"{spec.key}_queries_{n_queries}_s{seed}.npz"
@@ -273,10 +280,11 @@ def take_table(n_pages: int, cache: Path = CACHE):
     reads from (one cached table per size)."""
     if n_pages < TAKE_ROWS:
         raise SystemExit(f"--pages must be >= {TAKE_ROWS} (each read takes {TAKE_ROWS} distinct rows)")
-    return generate(SynthSpec(n_pages=n_pages, pool=3), cache / "lancedb", f"items__rerank{n_pages}", verbose=False)
+    return generate(
+        SynthSpec(n_pages=n_pages, pool=3), cache / "lancedb", f"items__rerank{n_pages}", verbose=False
+    )
 
 
 def take_rows(rng: np.random.Generator, n_rows: int) -> np.ndarray:
     """``TAKE_ROWS`` distinct row positions out of ``n_rows``, sorted (disk order, as the rerank reads)."""
     return np.sort(rng.choice(n_rows, TAKE_ROWS, replace=False))
-

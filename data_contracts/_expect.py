@@ -34,7 +34,9 @@ def gx_context() -> Any:
             from great_expectations.data_context.types.base import ProgressBarsConfig
 
             for name in ("great_expectations", "great_expectations.data_context.types.base"):
-                logging.getLogger(name).setLevel(logging.WARNING)  # "Created temporary directory ... docs site"
+                logging.getLogger(name).setLevel(
+                    logging.WARNING
+                )  # "Created temporary directory ... docs site"
 
             ctx = gx.get_context(mode="ephemeral")
             ctx.enable_analytics(False)
@@ -100,12 +102,21 @@ def text_length_check(suite: ExpectationSuite, params: ContractParams, column: s
     )
 
 
-def time_span_checks(suite: ExpectationSuite, *, row_condition: Any = None, null_check: str = "{col}_not_null") -> None:
+def time_span_checks(
+    suite: ExpectationSuite, *, row_condition: Any = None, null_check: str = "{col}_not_null"
+) -> None:
     """``start_s``/``end_s`` present, ``start_s >= 0`` and ``start_s < end_s`` (where ``row_condition`` holds)."""
     cond = {} if row_condition is None else {"row_condition": row_condition}
     for col in ("start_s", "end_s"):
         add(suite, "ExpectColumnValuesToNotBeNull", null_check.format(col=col), col, column=col, **cond)
-    add(suite, "ExpectColumnValuesToBeBetween", "start_s_non_negative", "start_s", column="start_s", min_value=0)
+    add(
+        suite,
+        "ExpectColumnValuesToBeBetween",
+        "start_s_non_negative",
+        "start_s",
+        column="start_s",
+        min_value=0,
+    )
     add(
         suite,
         "ExpectColumnPairValuesAToBeGreaterThanB",

@@ -108,6 +108,8 @@ def build_suite(params: ContractParams) -> ExpectationSuite:
     )
     add(suite, "ExpectColumnValuesToBeBetween", "page_ge_1", "page", column="page", min_value=1)
     # segments only: keyframes may carry t_s twice
-    time_span_checks(suite, row_condition=rows_where("modality", ("segment",)), null_check="segment_has_{col}")
+    time_span_checks(
+        suite, row_condition=rows_where("modality", ("segment",)), null_check="segment_has_{col}"
+    )
     text_length_check(suite, params)
     return suite

@@ -68,7 +68,9 @@ def value_text(v: Any) -> str:
     return "null" if v is None else str(v)
 
 
-def rows(cls: type, obj: Any, prefix: str, comments: dict[str, dict[str, str]]) -> list[tuple[str, str, str, str]]:
+def rows(
+    cls: type, obj: Any, prefix: str, comments: dict[str, dict[str, str]]
+) -> list[tuple[str, str, str, str]]:
     """(key, type, default value, comment) of every leaf field of dataclass ``cls``, depth first."""
     hints = typing.get_type_hints(cls)
     out: list[tuple[str, str, str, str]] = []
@@ -79,7 +81,9 @@ def rows(cls: type, obj: Any, prefix: str, comments: dict[str, dict[str, str]]) 
         if dataclasses.is_dataclass(tp):
             out += rows(tp, value, key + ".", comments)
         else:
-            out.append((key, type_name(tp), value_text(value), comments.get(cls.__name__, {}).get(f.name, "")))
+            out.append(
+                (key, type_name(tp), value_text(value), comments.get(cls.__name__, {}).get(f.name, ""))
+            )
     return out
 
 
@@ -89,7 +93,9 @@ def group_options() -> list[tuple[str, str, str]]:
     for d in sorted(p for p in CONF.iterdir() if p.is_dir()):
         for y in sorted(d.glob("*.yaml")):
             lines = y.read_text(encoding="utf-8").splitlines()
-            head = " ".join(ln.lstrip("#").strip() for ln in itertools.takewhile(lambda ln: ln.startswith("#"), lines))
+            head = " ".join(
+                ln.lstrip("#").strip() for ln in itertools.takewhile(lambda ln: ln.startswith("#"), lines)
+            )
             out.append((d.name, y.stem, re.split(r"(?<=\.)\s", head, maxsplit=1)[0]))
     return out
 
@@ -123,12 +129,16 @@ def reference() -> str:
     lines = [
         "# Configuration reference",
         "",
-        ("Generated at every docs build from the schemas in `mmrag_assets/config.py` and the files under `conf/` "
-        "(`docs/config_reference.py`): every key, its type, its value in the default composition and the "
-        "schema's comment. How composition, overrides and errors work: [Configuration](configuration.md)."),
+        (
+            "Generated at every docs build from the schemas in `mmrag_assets/config.py` and the files under `conf/` "
+            "(`docs/config_reference.py`): every key, its type, its value in the default composition and the "
+            "schema's comment. How composition, overrides and errors work: [Configuration](configuration.md)."
+        ),
         "",
-        ("The `model` group has no fixed default: `lite` without CUDA, a visual tier with it "
-        "(`mmrag_assets.config.default_model`); the values below are composed with `model=lite`."),
+        (
+            "The `model` group has no fixed default: `lite` without CUDA, a visual tier with it "
+            "(`mmrag_assets.config.default_model`); the values below are composed with `model=lite`."
+        ),
         "",
         "## Groups and their options",
         "",

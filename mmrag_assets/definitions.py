@@ -19,11 +19,22 @@ from mmrag_assets.defs.search.assets import search_results
 from mmrag_assets.defs.shared import cli_logger
 from mmrag_assets.resources import resources_for
 
-ASSETS = [corpus_manifest, document_content, item_embeddings, search_index, search_results, answers, *QUALITY_ASSETS, *EVAL_ASSETS]
+ASSETS = [
+    corpus_manifest,
+    document_content,
+    item_embeddings,
+    search_index,
+    search_results,
+    answers,
+    *QUALITY_ASSETS,
+    *EVAL_ASSETS,
+]
 ASSET_CHECKS = [*QUALITY_CHECKS]
 
 
-def build_definitions(overrides: list[str] | None = None, executor: dg.ExecutorDefinition | None = None) -> dg.Definitions:
+def build_definitions(
+    overrides: list[str] | None = None, executor: dg.ExecutorDefinition | None = None
+) -> dg.Definitions:
     interval = load_config(list(overrides or [])).orchestration.sensor_interval_s
     return dg.Definitions(
         assets=ASSETS,

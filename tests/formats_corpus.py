@@ -36,7 +36,10 @@ WRITER = ("docx", "doc", "odt", "rtf")
 IMPRESS = ("pptx", "ppt", "odp")
 CALC = ("xlsx", "xls", "ods")
 # the word each file can be found by (only that file holds it)
-WORDS = {f: f"{f}quokka" for f in (*WRITER, *IMPRESS, *CALC, "epub", "html", "htm", "xhtml", "md", "markdown", "txt", "rst")}
+WORDS = {
+    f: f"{f}quokka"
+    for f in (*WRITER, *IMPRESS, *CALC, "epub", "html", "htm", "xhtml", "md", "markdown", "txt", "rst")
+}
 NOTES_WORD = "zeppelinmigration"  # only in the pptx's speaker notes
 DIAGRAM_WORD = "FLUXCAPACITOR"  # only in pixels: a picture on the second slide of the pptx
 
@@ -109,9 +112,20 @@ def soffice_convert(sources: list[Path], target: str, out: Path) -> None:
     """Files written by LibreOffice itself (a private profile per run)."""
     with tempfile.TemporaryDirectory() as prof:
         subprocess.run(
-            ["soffice", f"-env:UserInstallation=file://{prof}", "--headless", "--norestore", "--convert-to", target,
-             "--outdir", str(out), *map(str, sources)],
-            check=True, capture_output=True, timeout=180,
+            [
+                "soffice",
+                f"-env:UserInstallation=file://{prof}",
+                "--headless",
+                "--norestore",
+                "--convert-to",
+                target,
+                "--outdir",
+                str(out),
+                *map(str, sources),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=180,
         )
 
 
@@ -144,19 +158,23 @@ def text_files(dest: Path) -> None:
         '<img src="img/diagram.png" alt="local"><img src="http://127.0.0.1:9/remote.png" alt="remote">'
         "<script>document.body.innerHTML = 'SCRIPTRAN'</script></body></html>"
     )
-    (dest / "page.htm").write_text(f"<html><body><h2>Legacy page {w['htm']}</h2><p>Old intranet page.</p></body></html>")
+    (dest / "page.htm").write_text(
+        f"<html><body><h2>Legacy page {w['htm']}</h2><p>Old intranet page.</p></body></html>"
+    )
     (dest / "doc.xhtml").write_text(
         '<?xml version="1.0" encoding="UTF-8"?>\n<html xmlns="http://www.w3.org/1999/xhtml"><head><title>x</title></head>'
         f"<body><p>XHTML export {w['xhtml']} of the design notes.</p></body></html>"
     )
     (dest / "README.md").write_text(
-        f"# Service {w['md']}\n\n<div align=\"center\">badge</div>\n\n| key | value |\n|---|---|\n"
+        f'# Service {w["md"]}\n\n<div align="center">badge</div>\n\n| key | value |\n|---|---|\n'
         "| retries | 5 |\n\n![diagram](img/diagram.png)\n"
     )
     (dest / "CHANGES.markdown").write_text(f"## Release notes {w['markdown']}\n\n* fixed the scheduler\n")
     # a legacy Windows note: cp1252, not UTF-8
     (dest / "notes.txt").write_bytes(
-        f"Meeting notes {w['txt']}\nThe caf\u00e9 cr\u00e8me br\u00fbl\u00e9e budget, d\u00e9j\u00e0 vu.\n".encode("cp1252")
+        f"Meeting notes {w['txt']}\nThe caf\u00e9 cr\u00e8me br\u00fbl\u00e9e budget, d\u00e9j\u00e0 vu.\n".encode(
+            "cp1252"
+        )
     )
     (dest / "guide.rst").write_text(
         f"Install guide {w['rst']}\n=================\n\nRun the installer.\n\n.. include:: /etc/passwd\n\n"
@@ -179,7 +197,9 @@ def hostile_files(dest: Path, office: Path) -> dict[str, tuple[str, str]]:
     out["bomb.docx"] = ("quarantined", "zip bomb")
     (dest / "truncated.docx").write_bytes(docx[: len(docx) // 2])
     out["truncated.docx"] = ("quarantined", "damaged or truncated")
-    (dest / "macros.docm").write_bytes(_with_entries(docx, {"word/vbaProject.bin": b"\xd0\xcf\x11\xe0fake vba project"}))
+    (dest / "macros.docm").write_bytes(
+        _with_entries(docx, {"word/vbaProject.bin": b"\xd0\xcf\x11\xe0fake vba project"})
+    )
     out["macros.docm"] = ("partial", "never run")
     (dest / "big.xlsx").write_bytes(_big_sheet((office / "xlsx.xlsx").read_bytes(), rows=100_000))
     out["big.xlsx"] = ("quarantined", "convert.max_sheet_cells")
@@ -193,7 +213,10 @@ def hostile_files(dest: Path, office: Path) -> dict[str, tuple[str, str]]:
 
 def _with_entries(zip_bytes: bytes, extra: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(zip_bytes)) as src, zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as dst:
+    with (
+        zipfile.ZipFile(io.BytesIO(zip_bytes)) as src,
+        zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as dst,
+    ):
         for info in src.infolist():
             dst.writestr(info, src.read(info))
         for name, data in extra.items():
@@ -203,8 +226,10 @@ def _with_entries(zip_bytes: bytes, extra: dict[str, bytes]) -> bytes:
 
 def _big_sheet(xlsx: bytes, rows: int) -> bytes:
     """The real workbook with its first sheet replaced by ``rows`` rows of three cells."""
-    body = "".join(f'<row r="{i}"><c r="A{i}"><v>{i}</v></c><c r="B{i}"><v>{i * 2}</v></c><c r="C{i}"><v>{i * 3}</v></c></row>'
-                   for i in range(1, rows + 1))
+    body = "".join(
+        f'<row r="{i}"><c r="A{i}"><v>{i}</v></c><c r="B{i}"><v>{i * 2}</v></c><c r="C{i}"><v>{i * 3}</v></c></row>'
+        for i in range(1, rows + 1)
+    )
     sheet = (
         '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<worksheet xmlns="http://schemas.openxmlformats.org/'
         f'spreadsheetml/2006/main"><dimension ref="A1:C{rows}"/><sheetData>{body}</sheetData></worksheet>'
@@ -221,7 +246,9 @@ def formats_corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict
     root = tmp_path_factory.getbasetemp() / "formats-corpus"
     if not (root / ".done").exists():
         if shutil.which("soffice") is None:
-            pytest.skip("LibreOffice (soffice) is not installed: .ci/run installs libreoffice-core and its apps")
+            pytest.skip(
+                "LibreOffice (soffice) is not installed: .ci/run installs libreoffice-core and its apps"
+            )
         shutil.rmtree(root, ignore_errors=True)
         make_office_files(root / "office")
         text_files(root / "text")
@@ -230,8 +257,15 @@ def formats_corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict
     expected: dict[str, tuple[str, str]] = {}
     for fmt in (*WRITER, *IMPRESS, *CALC, "epub"):
         expected[f"office/{fmt}.{fmt}"] = ("ok", WORDS[fmt])
-    text_names = {"html": "wiki.html", "htm": "page.htm", "xhtml": "doc.xhtml", "md": "README.md",
-                  "markdown": "CHANGES.markdown", "txt": "notes.txt", "rst": "guide.rst"}
+    text_names = {
+        "html": "wiki.html",
+        "htm": "page.htm",
+        "xhtml": "doc.xhtml",
+        "md": "README.md",
+        "markdown": "CHANGES.markdown",
+        "txt": "notes.txt",
+        "rst": "guide.rst",
+    }
     for fmt, name in text_names.items():
         expected[f"text/{name}"] = ("ok", WORDS[fmt])
     for line in (root / ".done").read_text().splitlines():

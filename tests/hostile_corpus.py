@@ -171,8 +171,9 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return kind + struct.pack("<I", len(data)) + data + (b"\x00" if len(data) % 2 else b"")
 
 
-def wav_with_chunks(pcm: bytes, *, before: bytes = b"", after: bytes = b"", rate: int = 16_000,
-                    riff_size: bytes | None = None) -> bytes:
+def wav_with_chunks(
+    pcm: bytes, *, before: bytes = b"", after: bytes = b"", rate: int = 16_000, riff_size: bytes | None = None
+) -> bytes:
     """A PCM WAV whose extra (ignored) chunks ``before`` / ``after`` the audio carry other content."""
     fmt = struct.pack("<HHIIHH", 1, 1, rate, rate * 2, 2, 16)
     body = b"WAVE" + _chunk(b"fmt ", fmt) + before + _chunk(b"data", pcm) + after
@@ -182,8 +183,10 @@ def wav_with_chunks(pcm: bytes, *, before: bytes = b"", after: bytes = b"", rate
 def html_polyglot(pcm: bytes, script_src: str) -> bytes:
     """A valid WAV (speech) that is also an HTML page: inline script, and a script loaded from
     ``script_src`` (the media URL of :func:`js_polyglot`'s file)."""
-    page = (b"<html><body><p id=x>polyglot</p><script>document.title='pwned-inline'</script>"
-            b"<script src='" + script_src.encode() + b"'></script></body></html>")
+    page = (
+        b"<html><body><p id=x>polyglot</p><script>document.title='pwned-inline'</script>"
+        b"<script src='" + script_src.encode() + b"'></script></body></html>"
+    )
     return wav_with_chunks(pcm, before=_chunk(b"html", page))
 
 
@@ -235,7 +238,9 @@ def matroska_audio(pcm: bytes, rate: int = 16_000) -> bytes:
         st = out.add_stream("flac", rate=rate, layout="mono")
         samples = np.frombuffer(pcm, dtype="<i2")
         for i in range(0, len(samples), rate):
-            frame = av.AudioFrame.from_ndarray(samples[i : i + rate].reshape(1, -1), format="s16", layout="mono")
+            frame = av.AudioFrame.from_ndarray(
+                samples[i : i + rate].reshape(1, -1), format="s16", layout="mono"
+            )
             frame.sample_rate, frame.pts = rate, i
             for pk in st.encode(frame):
                 out.mux(pk)

@@ -30,9 +30,13 @@ def test_console_script_exits_with_its_output_and_code(tmp_path: Path) -> None:
     roots = [f"corpus.root={tmp_path / 'c'}", f"storage.root={tmp_path / 's'}"]
     (tmp_path / "c").mkdir()
     py = [sys.executable, "-m", "mmrag_assets.cli"]
-    ok = subprocess.run([*py, "status", "--json", *roots], check=False, capture_output=True, text=True, timeout=120)
+    ok = subprocess.run(
+        [*py, "status", "--json", *roots], check=False, capture_output=True, text=True, timeout=120
+    )
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["pages"] == 0
-    bad = subprocess.run([*py, "search", "anything", *roots], check=False, capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [*py, "search", "anything", *roots], check=False, capture_output=True, text=True, timeout=120
+    )
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1].startswith("error: no index")

@@ -39,7 +39,10 @@ def test_overrides_and_groups() -> None:
         ("search.k=abc", "search.k=abc is not valid: expected integer"),
         ("search.prebuild=[plaid,hnsw]", "search.prebuild"),
         ("model=colbert", "choose one of colpali, colqwen2_5, colqwen3, colsmol, lite, tiny"),
-        ("model=tiny model.arch=colqwen3", "model.dim=128 but colqwen3 projects to 320 dims: set model.dim=320"),
+        (
+            "model=tiny model.arch=colqwen3",
+            "model.dim=128 but colqwen3 projects to 320 dims: set model.dim=320",
+        ),
         ("checks.contracts.max_tokenz=1", "did you mean checks.contracts.max_tokens?"),
         ("~search.k", "cannot be deleted"),
         ("search.k", "not an override"),
@@ -134,13 +137,17 @@ def test_a_key_missing_from_yaml_fails(tmp_path: Path, monkeypatch: pytest.Monke
     conf = tmp_path / "conf"
     shutil.copytree(config.CONF_DIR, conf)
     text = (conf / "search" / "default.yaml").read_text()
-    (conf / "search" / "default.yaml").write_text("\n".join(l for l in text.splitlines() if not l.startswith("k:")))
+    (conf / "search" / "default.yaml").write_text(
+        "\n".join(l for l in text.splitlines() if not l.startswith("k:"))
+    )
     monkeypatch.setattr(config, "CONF_DIR", conf)
     with pytest.raises(ConfigError, match="search.k has no value"):
         load_config([])
 
 
-@pytest.mark.parametrize("overrides", [[], ["model=tiny", "ocr=none", "storage.root=/tmp/x"], ["search.k=3", "asr.window_s=10"]])
+@pytest.mark.parametrize(
+    "overrides", [[], ["model=tiny", "ocr=none", "storage.root=/tmp/x"], ["search.k=3", "asr.window_s=10"]]
+)
 def test_to_dict_equals_omegaconfs_view(overrides: list[str]) -> None:
     """``to_dict`` is a fast path: it must give exactly what OmegaConf's structured view gives,
     or every stored fingerprint would change (and every document be re-ingested) on upgrade."""
@@ -156,7 +163,12 @@ def test_to_dict_equals_omegaconfs_view(overrides: list[str]) -> None:
 # ---------------------------------------------------------------- the composition cache
 @pytest.mark.parametrize(
     "overrides",
-    [[], ["model=tiny", "dense=none"], ["orchestration=celery", "catalog=postgres"], ["queries=q.jsonl", "search.k=7"]],
+    [
+        [],
+        ["model=tiny", "dense=none"],
+        ["orchestration=celery", "catalog=postgres"],
+        ["queries=q.jsonl", "search.k=7"],
+    ],
 )
 def test_a_cached_composition_is_the_composed_config(
     overrides: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -174,7 +186,9 @@ def test_a_cached_composition_is_the_composed_config(
     assert cached.fingerprint("ingest", "ocr") == composed.fingerprint("ingest", "ocr")
 
 
-def test_the_cache_follows_the_yaml_files_and_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cache_follows_the_yaml_files_and_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import shutil
 
     from mmrag_assets import config

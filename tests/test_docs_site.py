@@ -48,8 +48,12 @@ def test_config_reference_lists_every_key_of_the_composed_config() -> None:
         import dataclasses
 
         if dataclasses.is_dataclass(node):
-            return [k for f in dataclasses.fields(node) if f.name != "overrides"
-                    for k in leaves(getattr(node, f.name), prefix + f.name + ".")]
+            return [
+                k
+                for f in dataclasses.fields(node)
+                if f.name != "overrides"
+                for k in leaves(getattr(node, f.name), prefix + f.name + ".")
+            ]
         return [prefix.rstrip(".")]
 
     page = reference()
@@ -59,5 +63,7 @@ def test_config_reference_lists_every_key_of_the_composed_config() -> None:
     missing = [k for k in keys if f"| `{k}` |" not in page]
     assert not missing, missing[:10]
     rescore = cfg.answer.extractive.rescore
-    assert f"| `answer.extractive.rescore` | int | `{rescore}` | this many best passages" in page  # type, value, comment
+    assert (
+        f"| `answer.extractive.rescore` | int | `{rescore}` | this many best passages" in page
+    )  # type, value, comment
     assert "| `search.fusion` | one of " in page  # a Literal lists its choices

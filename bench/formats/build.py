@@ -74,8 +74,12 @@ def soffice(sources: list[Path], target: str, out: Path, infilter: str | None = 
         cmd = ["soffice", f"-env:UserInstallation=file://{prof}", "--headless", "--norestore"]
         if infilter:
             cmd.append(f"--infilter={infilter}")
-        subprocess.run([*cmd, "--convert-to", target, "--outdir", str(out), *map(str, sources)],
-                       check=True, capture_output=True, timeout=600)
+        subprocess.run(
+            [*cmd, "--convert-to", target, "--outdir", str(out), *map(str, sources)],
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
 
 
 def plain(text_html: str) -> str:
@@ -152,7 +156,8 @@ def fodp(sections: list[tuple[str, list[str]]]) -> tuple[str, list[dict[str, str
     doc = (
         f'<?xml version="1.0" encoding="UTF-8"?>\n<office:document {NS} office:version="1.2" '
         'office:mimetype="application/vnd.oasis.opendocument.presentation"><office:body><office:presentation>'
-        + "".join(slides) + "</office:presentation></office:body></office:document>\n"
+        + "".join(slides)
+        + "</office:presentation></office:body></office:document>\n"
     )
     return doc, truth
 
@@ -176,8 +181,16 @@ def build_decks(corpus: Path, work: Path) -> list[Unit]:
         by_target.setdefault(fmt, []).append(work / f"{name}.fodp")
         for n, t in enumerate(truth, 1):
             for evidence, text in t.items():
-                units.append(Unit(f"decks/{name}.{fmt}#p{n}:{evidence}", fmt, f"decks/{name}.{fmt}", text, page=n,
-                                  meta={"evidence": evidence}))
+                units.append(
+                    Unit(
+                        f"decks/{name}.{fmt}#p{n}:{evidence}",
+                        fmt,
+                        f"decks/{name}.{fmt}",
+                        text,
+                        page=n,
+                        meta={"evidence": evidence},
+                    )
+                )
     for fmt, srcs in by_target.items():
         soffice(srcs, fmt, corpus / "decks")
     return units
@@ -187,11 +200,25 @@ def build_decks(corpus: Path, work: Path) -> list[Unit]:
 
 LIBFFI = DOC / "libffi8" / "html"
 DOCS_FROM_HTML = {  # libffi manual pages -> Office documents written by LibreOffice
-    "Using-libffi.html": "docx", "The-Basics.html": "docx", "Closure-Example.html": "odt", "Types.html": "odt",
-    "Structures.html": "doc", "Memory-Usage.html": "rtf", "Size-and-Alignment.html": "epub", "Thread-Safety.html": "docx",
+    "Using-libffi.html": "docx",
+    "The-Basics.html": "docx",
+    "Closure-Example.html": "odt",
+    "Types.html": "odt",
+    "Structures.html": "doc",
+    "Memory-Usage.html": "rtf",
+    "Size-and-Alignment.html": "epub",
+    "Thread-Safety.html": "docx",
 }
-HTML_AS_IS = ["Introduction.html", "Simple-Example.html", "Primitive-Types.html", "Type-Example.html",
-              "The-Closure-API.html", "Multiple-ABIs.html", "Arrays-Unions-Enums.html", "Complex-Type-Example.html"]
+HTML_AS_IS = [
+    "Introduction.html",
+    "Simple-Example.html",
+    "Primitive-Types.html",
+    "Type-Example.html",
+    "The-Closure-API.html",
+    "Multiple-ABIs.html",
+    "Arrays-Unions-Enums.html",
+    "Complex-Type-Example.html",
+]
 TEXT_FILES = [  # (path under /usr/share/doc, corpus name, format)
     ("python3-pip/html/getting-started.md", "pip-getting-started.md", "md"),
     ("python3-pip/html/installation.md", "pip-installation.md", "md"),
@@ -226,24 +253,45 @@ def build_documents(corpus: Path, work: Path) -> list[Unit]:
         stem = Path(name).stem
         shutil.copyfile(LIBFFI / name, work / name)
         by_target.setdefault(fmt, []).append(work / name)
-        units.append(Unit(f"docs/{stem}.{fmt}", fmt, f"docs/{stem}.{fmt}", plain((LIBFFI / name).read_text(errors="replace")),
-                          meta={"evidence": "document"}))
+        units.append(
+            Unit(
+                f"docs/{stem}.{fmt}",
+                fmt,
+                f"docs/{stem}.{fmt}",
+                plain((LIBFFI / name).read_text(errors="replace")),
+                meta={"evidence": "document"},
+            )
+        )
     for fmt, srcs in by_target.items():
         # opened as a Writer document: Writer/Web (HTML's default) has no docx/doc/rtf/EPUB export
         soffice(srcs, fmt, corpus / "docs", infilter="HTML (StarWriter)")
     (corpus / "web").mkdir(parents=True, exist_ok=True)
     for name in HTML_AS_IS:
         shutil.copyfile(LIBFFI / name, corpus / "web" / name)
-        units.append(Unit(f"web/{name}", "html", f"web/{name}", plain((LIBFFI / name).read_text(errors="replace")),
-                          meta={"evidence": "html-section"}))
+        units.append(
+            Unit(
+                f"web/{name}",
+                "html",
+                f"web/{name}",
+                plain((LIBFFI / name).read_text(errors="replace")),
+                meta={"evidence": "html-section"},
+            )
+        )
     for rel, name, fmt in TEXT_FILES:
         if not (DOC / rel).exists():
             continue
         dest = corpus / "web" / (name.replace(".xhtml.html", ".html"))
         shutil.copyfile(DOC / rel, dest)
         text = read_doc(rel)
-        units.append(Unit(f"web/{dest.name}", fmt, f"web/{dest.name}", strip_markup(text, fmt),
-                          meta={"evidence": "html-section" if fmt in ("html", "htm") else "text"}))
+        units.append(
+            Unit(
+                f"web/{dest.name}",
+                fmt,
+                f"web/{dest.name}",
+                strip_markup(text, fmt),
+                meta={"evidence": "html-section" if fmt in ("html", "htm") else "text"},
+            )
+        )
     return units
 
 
@@ -258,8 +306,15 @@ def build_sheets(corpus: Path, work: Path) -> list[Unit]:
         (work / f"{Path(name).stem}.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
         soffice([work / f"{Path(name).stem}.csv"], fmt, corpus / "sheets", infilter="CSV:9,34,76")
         for i in range(0, len(rows), 40):  # units of 40 rows, each judged by the whole sheet (file)
-            units.append(Unit(f"sheets/{Path(name).stem}.{fmt}#r{i}", fmt, f"sheets/{Path(name).stem}.{fmt}",
-                              "\n".join(r.replace("\t", " ") for r in rows[i : i + 40]), meta={"evidence": "sheet"}))
+            units.append(
+                Unit(
+                    f"sheets/{Path(name).stem}.{fmt}#r{i}",
+                    fmt,
+                    f"sheets/{Path(name).stem}.{fmt}",
+                    "\n".join(r.replace("\t", " ") for r in rows[i : i + 40]),
+                    meta={"evidence": "sheet"},
+                )
+            )
     return units
 
 
@@ -268,10 +323,18 @@ def build_library_files(corpus: Path, work: Path) -> list[str]:
     dest = corpus / "library-tests"
     dest.mkdir(parents=True, exist_ok=True)
     got = []
-    pip = [str(Path(sys.base_prefix) / "bin" / "python3"), "-m", "pip"]  # the base interpreter's pip (uv's venv has none)
+    pip = [
+        str(Path(sys.base_prefix) / "bin" / "python3"),
+        "-m",
+        "pip",
+    ]  # the base interpreter's pip (uv's venv has none)
     for spec in SDISTS:
-        r = subprocess.run([*pip, "download", "--no-binary", ":all:", "--no-deps", spec, "-d", str(work)],
-                           capture_output=True, text=True, check=False)
+        r = subprocess.run(
+            [*pip, "download", "--no-binary", ":all:", "--no-deps", spec, "-d", str(work)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if r.returncode != 0:
             print(f"warning: {spec} sdist not downloaded: {r.stderr.strip()[-200:]}", file=sys.stderr)
     for tgz in sorted(work.glob("python_*.tar.gz")):
@@ -279,7 +342,10 @@ def build_library_files(corpus: Path, work: Path) -> list[str]:
             for m in tar.getmembers():
                 if len([g for g in got if g.startswith(tgz.name.split("-")[0])]) >= LIBRARY_FILES_PER_SDIST:
                     break
-                if re.search(r"/(features/steps|tests)/test_files/[^/]+\.(pptx|docx|xlsx)$", m.name) and m.size < 2_000_000:
+                if (
+                    re.search(r"/(features/steps|tests)/test_files/[^/]+\.(pptx|docx|xlsx)$", m.name)
+                    and m.size < 2_000_000
+                ):
                     f = tar.extractfile(m)
                     if f:
                         name = f"{tgz.name.split('-')[0]}-{Path(m.name).name}"
@@ -293,8 +359,14 @@ def build_library_files(corpus: Path, work: Path) -> list[str]:
 
 def query_line(qid: str, query: str, u: Unit, kind: str) -> dict[str, Any]:
     judgement = {"source": u.source, "page": u.page} if u.page is not None else {"source": u.source}
-    return {"qid": qid, "query": query, "relevant": [judgement], "channel": u.channel, "kind": kind,
-            "evidence": u.meta["evidence"]}
+    return {
+        "qid": qid,
+        "query": query,
+        "relevant": [judgement],
+        "channel": u.channel,
+        "kind": kind,
+        "evidence": u.meta["evidence"],
+    }
 
 
 def literal_queries(units: list[Unit]) -> list[dict[str, Any]]:
@@ -359,7 +431,10 @@ def main(argv: list[str] | None = None) -> int:
         units = build_decks(corpus, work) + build_documents(corpus, work) + build_sheets(corpus, work)
         (work / "sdists").mkdir()
         library = build_library_files(corpus, work / "sdists")
-    missing = sorted({u.source for u in units} - {p.relative_to(corpus).as_posix() for p in corpus.rglob("*") if p.is_file()})
+    missing = sorted(
+        {u.source for u in units}
+        - {p.relative_to(corpus).as_posix() for p in corpus.rglob("*") if p.is_file()}
+    )
     if missing:
         raise SystemExit(f"error: LibreOffice did not write {', '.join(missing)}")
     queries = literal_queries(units) + paraphrase_queries(units)
@@ -368,12 +443,26 @@ def main(argv: list[str] | None = None) -> int:
     write_jsonl(out / "queries" / "all.jsonl", queries, header)
     write_jsonl(out / "queries" / "dev.jsonl", dev, header)
     write_jsonl(out / "queries" / "test.jsonl", test, header)
-    (out / "units.jsonl").write_text("\n".join(json.dumps({"uid": u.uid, "source": u.source, "page": u.page,
-                                                            "evidence": u.meta["evidence"], "text": u.text}) for u in units))
+    (out / "units.jsonl").write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    "uid": u.uid,
+                    "source": u.source,
+                    "page": u.page,
+                    "evidence": u.meta["evidence"],
+                    "text": u.text,
+                }
+            )
+            for u in units
+        )
+    )
     files = sorted(p.relative_to(corpus).as_posix() for p in corpus.rglob("*") if p.is_file())
     (out / "manifest.json").write_text(json.dumps({"files": files, "library_test_files": library}, indent=1))
-    print(f"{len(files)} files ({len(library)} library test files), {len(units)} units, "
-          f"{len(queries)} queries ({len(dev)} dev, {len(test)} test) in {out}")
+    print(
+        f"{len(files)} files ({len(library)} library test files), {len(units)} units, "
+        f"{len(queries)} queries ({len(dev)} dev, {len(test)} test) in {out}"
+    )
     return 0
 
 

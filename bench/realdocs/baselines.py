@@ -51,7 +51,9 @@ def catalog_items(storage_root: Path) -> list[dict[str, Any]]:
 
 
 def source_kinds(storage_root: Path) -> dict[str, str]:
-    rows = Catalog(storage_root / "catalog.duckdb").query("SELECT source, kind FROM manifest WHERE kind <> 'unsupported'")
+    rows = Catalog(storage_root / "catalog.duckdb").query(
+        "SELECT source, kind FROM manifest WHERE kind <> 'unsupported'"
+    )
     return {r["source"]: r["kind"] for r in rows}
 
 
@@ -81,7 +83,9 @@ class RapidOcr:
         return text
 
 
-def with_ocr(items: list[dict[str, Any]], storage_root: Path, ocr: RapidOcr, progress: Callable[[str], None]) -> list[dict[str, Any]]:
+def with_ocr(
+    items: list[dict[str, Any]], storage_root: Path, ocr: RapidOcr, progress: Callable[[str], None]
+) -> list[dict[str, Any]]:
     """Items whose text layer is not usable get their rendered image's OCR text."""
     todo = [it for it in items if it["image_path"] and len("".join(it["text"].split())) < USABLE_CHARS]
     out, t0 = [], time.perf_counter()
@@ -91,7 +95,9 @@ def with_ocr(items: list[dict[str, Any]], storage_root: Path, ocr: RapidOcr, pro
             it = {**it, "text": (it["text"] + "\n" + ocr.text(storage_root / it["image_path"])).strip()}
             done += 1
             if done % 25 == 0 or done == len(todo):
-                progress(f"  OCR {done}/{len(todo)} images ({time.perf_counter() - t0:.0f} s, {ocr.calls} not cached)")
+                progress(
+                    f"  OCR {done}/{len(todo)} images ({time.perf_counter() - t0:.0f} s, {ocr.calls} not cached)"
+                )
         out.append(it)
     return out
 
@@ -115,13 +121,26 @@ class Bm25:
         try:
             rows = self.table.search(query, query_type="fts").select(["item_id", "_score"]).limit(k).to_list()
         except Exception:  # noqa: BLE001 - a query the FTS parser rejects: retry with words only
-            rows = self.table.search(_PUNCT.sub(" ", query), query_type="fts").select(["item_id", "_score"]).limit(k).to_list()
+            rows = (
+                self.table.search(_PUNCT.sub(" ", query), query_type="fts")
+                .select(["item_id", "_score"])
+                .limit(k)
+                .to_list()
+            )
         ms = (time.perf_counter() - t0) * 1000
         out = []
         for rank, r in enumerate(rows, 1):
             it = self.items[r["item_id"]]
-            out.append({
-                "rank": rank, "score": float(r["_score"]), "item_id": it["item_id"], "modality": it["modality"],
-                "source": it["source"], "page": it["page"], "start_s": it["start_s"], "end_s": it["end_s"],
-            })
+            out.append(
+                {
+                    "rank": rank,
+                    "score": float(r["_score"]),
+                    "item_id": it["item_id"],
+                    "modality": it["modality"],
+                    "source": it["source"],
+                    "page": it["page"],
+                    "start_s": it["start_s"],
+                    "end_s": it["end_s"],
+                }
+            )
         return out, ms

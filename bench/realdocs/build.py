@@ -131,12 +131,16 @@ def build_images(root: Path, corpus: Path) -> list[Unit]:
         name = f"images/zsh-manual/zsh-p{p + 1:03d}-region.jpg"
         text = media.save_region(data, p, rect, corpus / name, dpi=DPI_IMAGE)
         units.append(Unit(name, "image", name, text, page=1, meta={"kind": "page region"}))
-    shots = sorted((root / sources.SCREENSHOTS_DIR).glob("ws-*.png"), key=lambda f: (-f.stat().st_size, f.name))
+    shots = sorted(
+        (root / sources.SCREENSHOTS_DIR).glob("ws-*.png"), key=lambda f: (-f.stat().st_size, f.name)
+    )
     for f in shots[:N_SCREENSHOTS]:
         name = f"images/wireshark/{f.name}"
         (corpus / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(f, corpus / name)
-        units.append(Unit(name, "image", name, "", page=1, meta={"kind": "screenshot (unlabelled distractor)"}))
+        units.append(
+            Unit(name, "image", name, "", page=1, meta={"kind": "screenshot (unlabelled distractor)"})
+        )
     return units
 
 
@@ -170,7 +174,11 @@ class _Paragraphs(HTMLParser):
 def passages(html: str, lo: int = 30, hi: int = 110) -> list[str]:
     p = _Paragraphs()
     p.feed(html)
-    return [t for t in p.out if lo <= len(t.split()) <= hi and sum(c.isalpha() for c in t) > 0.7 * len(t.replace(" ", ""))]
+    return [
+        t
+        for t in p.out
+        if lo <= len(t.split()) <= hi and sum(c.isalpha() for c in t) > 0.7 * len(t.replace(" ", ""))
+    ]
 
 
 def build_audio(root: Path, corpus: Path) -> list[Unit]:
@@ -186,7 +194,15 @@ def build_audio(root: Path, corpus: Path) -> list[Unit]:
                 name = f"audio/{stem}-part{part}.ogg"
                 spans = media.recording(batch, corpus / name, seed=SEED + part)
                 units += [
-                    Unit(f"{name}@{s:.2f}-{e:.2f}", "audio", name, txt, start_s=s, end_s=e, meta={"recording": "clean"})
+                    Unit(
+                        f"{name}@{s:.2f}-{e:.2f}",
+                        "audio",
+                        name,
+                        txt,
+                        start_s=s,
+                        end_s=e,
+                        meta={"recording": "clean"},
+                    )
                     for txt, (s, e) in zip(batch, spans, strict=True)
                 ]
                 part, batch, est = part + 1, [], 0.0
@@ -227,7 +243,9 @@ def html_to_pdf(root: Path, rels: list[str], out: Path) -> None:
     for rel in rels:
         src = pymupdf.open(str(root / rel))
         doc.insert_pdf(pymupdf.open("pdf", src.convert_to_pdf()))
-    doc.set_metadata({"title": out.stem, "producer": "bench/realdocs/build.py", "creationDate": "", "modDate": ""})
+    doc.set_metadata(
+        {"title": out.stem, "producer": "bench/realdocs/build.py", "creationDate": "", "modDate": ""}
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     doc.save(out, garbage=4, deflate=True, no_new_id=True)
 
@@ -242,21 +260,39 @@ def build_support_pages(root: Path, corpus: Path) -> list[Unit]:
 
 
 def load_recordings(path: Path = RECORDINGS) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip() and not line.startswith("#")]
+    return [
+        json.loads(line)
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
 
 
 def _faq_blocks(root: Path, faq: str) -> list[spoken.Block]:
-    return [b for rel in sources.FAQS[faq] for b in spoken.html_blocks((root / rel).read_text(encoding="utf-8", errors="replace"))]
+    return [
+        b
+        for rel in sources.FAQS[faq]
+        for b in spoken.html_blocks((root / rel).read_text(encoding="utf-8", errors="replace"))
+    ]
 
 
-def exchange_unit(name: str, kind: str, spans: list[tuple[float, float]], first: int, last: int, said: str, meta: dict[str, Any]) -> Unit:
+def exchange_unit(
+    name: str,
+    kind: str,
+    spans: list[tuple[float, float]],
+    first: int,
+    last: int,
+    said: str,
+    meta: dict[str, Any],
+) -> Unit:
     """The unit of one exchange of a recording: from the start of its first line (a caller's
     question, or the question read aloud) to the end of its last (the answer); greetings and
     closings belong to no unit."""
     if last < first:
         raise ValueError(f"{name}: an exchange needs turns {first}..{last} in order")
     s, e = spans[first][0], spans[last][1]
-    return Unit(f"{name}@{s:.2f}-{e:.2f}", "audio", name, said, start_s=s, end_s=e, meta={"recording": kind, **meta})
+    return Unit(
+        f"{name}@{s:.2f}-{e:.2f}", "audio", name, said, start_s=s, end_s=e, meta={"recording": kind, **meta}
+    )
 
 
 def build_support_audio(root: Path, corpus: Path, scripts: list[dict[str, Any]]) -> list[Unit]:
@@ -264,11 +300,17 @@ def build_support_audio(root: Path, corpus: Path, scripts: list[dict[str, Any]])
     (its lines with times) to ``scripts``."""
     units = []
     faqs: dict[str, list[spoken.Block]] = {}
-    babble_texts = spoken.section_passages(spoken.html_blocks((root / sources.BABBLE_HTML).read_text(encoding="utf-8")))
+    babble_texts = spoken.section_passages(
+        spoken.html_blocks((root / sources.BABBLE_HTML).read_text(encoding="utf-8"))
+    )
     for n, rec in enumerate(load_recordings()):
         name, kind, seed = rec["name"], rec["kind"], SEED + 1000 + n
         if kind == "lecture":
-            blocks = [b for rel in sources.LECTURES[rec["lecture"]] for b in spoken.html_blocks((root / rel).read_text(encoding="utf-8"))]
+            blocks = [
+                b
+                for rel in sources.LECTURES[rec["lecture"]]
+                for b in spoken.html_blocks((root / rel).read_text(encoding="utf-8"))
+            ]
             texts, est = [], 0.0
             for t in spoken.section_passages(blocks):
                 texts.append(t)
@@ -279,7 +321,15 @@ def build_support_audio(root: Path, corpus: Path, scripts: list[dict[str, Any]])
             x, spans = media.script(lines, seed)
             media.hall(x, corpus / name, reverb=rec["reverb"])
             units += [
-                Unit(f"{name}@{s:.2f}-{e:.2f}", "audio", name, t, start_s=s, end_s=e, meta={"recording": "lecture", "lecture": rec["lecture"]})
+                Unit(
+                    f"{name}@{s:.2f}-{e:.2f}",
+                    "audio",
+                    name,
+                    t,
+                    start_s=s,
+                    end_s=e,
+                    meta={"recording": "lecture", "lecture": rec["lecture"]},
+                )
                 for t, (s, e) in zip(texts, spans, strict=True)
             ]
         else:
@@ -292,26 +342,57 @@ def build_support_audio(root: Path, corpus: Path, scripts: list[dict[str, Any]])
                 question, answer = spoken.faq_answer(blocks, turn["question"])
                 first = len(lines)
                 if kind == "call":  # the caller asks in their own words; the agent reads the FAQ's answer
-                    lines += [media.Line(turn["caller"], rec["caller"], rec["caller_wpm"], 0.7), media.Line(answer, rec["agent"], rec["agent_wpm"], 0.5)]
+                    lines += [
+                        media.Line(turn["caller"], rec["caller"], rec["caller_wpm"], 0.7),
+                        media.Line(answer, rec["agent"], rec["agent_wpm"], 0.5),
+                    ]
                     said = f"{turn['caller']}\n{answer}"
                 else:  # a recorded answer: the FAQ's question, then its answer, one voice
-                    lines += [media.Line(question, rec["voice"], rec["wpm"], 1.2), media.Line(answer, rec["voice"], rec["wpm"], 0.5)]
+                    lines += [
+                        media.Line(question, rec["voice"], rec["wpm"], 1.2),
+                        media.Line(answer, rec["voice"], rec["wpm"], 0.5),
+                    ]
                     said = f"{question}\n{answer}"
-                exchanges.append((first, len(lines) - 1, said, {"faq": faq, "question": question, "answer": answer}))
+                exchanges.append(
+                    (first, len(lines) - 1, said, {"faq": faq, "question": question, "answer": answer})
+                )
             if kind == "call":
                 lines.append(media.Line(rec["closing"], rec["caller"], rec["caller_wpm"], 0.6))
             x, spans = media.script(lines, seed)
             if kind == "call":
                 media.phone_line(x, spans, corpus / name, seed=seed, line_snr_db=rec["line_snr_db"])
             elif kind == "noisy":
-                media.room(x, spans, corpus / name, seed=seed, snr_db=rec["snr_db"], reverb=rec["reverb"], babble_texts=babble_texts)
+                media.room(
+                    x,
+                    spans,
+                    corpus / name,
+                    seed=seed,
+                    snr_db=rec["snr_db"],
+                    reverb=rec["reverb"],
+                    babble_texts=babble_texts,
+                )
             else:
                 raise SystemExit(f"error: {RECORDINGS.name}: {name}: unknown kind {kind!r}")
             units += [exchange_unit(name, kind, spans, a, b, said, meta) for a, b, said, meta in exchanges]
-        scripts.append({
-            "name": name, "kind": kind, "seed": seed, **{k: v for k, v in rec.items() if k not in ("name", "kind", "turns")},
-            "lines": [{"text": ln.text, "voice": ln.voice, "wpm": ln.wpm, "pause_s": ln.pause_s, "start_s": round(s, 3), "end_s": round(e, 3)} for ln, (s, e) in zip(lines, spans, strict=True)],
-        })
+        scripts.append(
+            {
+                "name": name,
+                "kind": kind,
+                "seed": seed,
+                **{k: v for k, v in rec.items() if k not in ("name", "kind", "turns")},
+                "lines": [
+                    {
+                        "text": ln.text,
+                        "voice": ln.voice,
+                        "wpm": ln.wpm,
+                        "pause_s": ln.pause_s,
+                        "start_s": round(s, 3),
+                        "end_s": round(e, 3),
+                    }
+                    for ln, (s, e) in zip(lines, spans, strict=True)
+                ],
+            }
+        )
     return units
 
 
@@ -328,15 +409,33 @@ def literal_queries(units: list[Unit], normalised: dict[str, str]) -> list[dict[
     ``N_LITERAL_SUPPORT`` per support recording kind, unique in the whole corpus, from what the
     recording's text source says (a call's answer, not the caller's words written for the script)."""
     first = [u for u in units if not is_support(u)]
-    out = _pick_literals(first, first, normalised, ("page", "scanned", "image", "audio", "video"), lambda u, ch: u.channel == ch, N_LITERAL)
+    out = _pick_literals(
+        first,
+        first,
+        normalised,
+        ("page", "scanned", "image", "audio", "video"),
+        lambda u, ch: u.channel == ch,
+        N_LITERAL,
+    )
     clash = [q["qid"] for q in out if len(labels.containing(q["query"], units, normalised)) != 1]
     if clash:
-        raise SystemExit(f"error: literal queries of the first corpus no longer unique with the support material: {', '.join(clash)}")
-    out += _pick_literals(units, units, normalised, ("call", "noisy", "lecture"), lambda u, k: u.channel == "audio" and u.meta.get("recording") == k, N_LITERAL_SUPPORT)
+        raise SystemExit(
+            f"error: literal queries of the first corpus no longer unique with the support material: {', '.join(clash)}"
+        )
+    out += _pick_literals(
+        units,
+        units,
+        normalised,
+        ("call", "noisy", "lecture"),
+        lambda u, k: u.channel == "audio" and u.meta.get("recording") == k,
+        N_LITERAL_SUPPORT,
+    )
     return out
 
 
-def _pick_literals(pool_from: list[Unit], units: list[Unit], normalised: dict[str, str], groups, member, n: int) -> list[dict[str, Any]]:
+def _pick_literals(
+    pool_from: list[Unit], units: list[Unit], normalised: dict[str, str], groups, member, n: int
+) -> list[dict[str, Any]]:
     df = labels.document_frequency(units)
     out = []
     for group in groups:
@@ -344,11 +443,17 @@ def _pick_literals(pool_from: list[Unit], units: list[Unit], normalised: dict[st
         random.Random(f"{SEED}:{group}").shuffle(pool)
         picked = 0
         for u in pool:
-            source = replace(u, text=u.meta["answer"]) if "answer" in u.meta else u  # the FAQ's words, not the script's
+            source = (
+                replace(u, text=u.meta["answer"]) if "answer" in u.meta else u
+            )  # the FAQ's words, not the script's
             phrase = labels.pick_literal(source, units, df, SEED, normalised)
             if phrase is None:
                 continue
-            out.append(query_line(f"lit-{u.channel}-{hashlib.sha256(u.uid.encode()).hexdigest()[:6]}", phrase, u, "literal"))
+            out.append(
+                query_line(
+                    f"lit-{u.channel}-{hashlib.sha256(u.uid.encode()).hexdigest()[:6]}", phrase, u, "literal"
+                )
+            )
             picked += 1
             if picked == n:
                 break
@@ -360,7 +465,9 @@ def paraphrase_files(here: Path = HERE) -> list[Path]:
     return sorted(here.glob("paraphrases*.jsonl"))
 
 
-def paraphrase_queries(units: list[Unit], normalised: dict[str, str], path: Path = PARAPHRASES) -> list[dict[str, Any]]:
+def paraphrase_queries(
+    units: list[Unit], normalised: dict[str, str], path: Path = PARAPHRASES
+) -> list[dict[str, Any]]:
     """The hand-written queries of one file; those of a file other than ``paraphrases.jsonl`` are
     tagged ``set`` = the rest of its name (``paraphrases_pages.jsonl``: ``pages``)."""
     out = []
@@ -388,7 +495,14 @@ def query_line(qid: str, query: str, u: Unit, kind: str, anchor: str | None = No
     if u.channel == "video":
         said = f" {labels.normalise(anchor or query)} " in f" {labels.normalise(u.meta['narration'])} "
         evidence = "speech+pixels" if said else "pixels"
-    line = {"qid": qid, "query": query, "relevant": [u.judgement()], "channel": u.channel, "kind": kind, "evidence": evidence}
+    line = {
+        "qid": qid,
+        "query": query,
+        "relevant": [u.judgement()],
+        "channel": u.channel,
+        "kind": kind,
+        "evidence": evidence,
+    }
     if u.channel == "audio":
         line["recording"] = u.meta.get("recording", "clean")
     return line
@@ -402,10 +516,23 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]], header: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, default=default_out(), help="cache dir (default: $MMRAG_REALDOCS or $MMRAG_BENCH_DATA/evalset)")
-    ap.add_argument("--update-committed", action="store_true", help="copy the query files into bench/realdocs/queries/")
-    ap.add_argument("--queries-only", action="store_true", help="re-label from an existing units.jsonl (no media rebuild)")
-    ap.add_argument("--support-only", action="store_true", help="rebuild only the support material (calls, rooms, lectures, their pages) of an existing build")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=default_out(),
+        help="cache dir (default: $MMRAG_REALDOCS or $MMRAG_BENCH_DATA/evalset)",
+    )
+    ap.add_argument(
+        "--update-committed", action="store_true", help="copy the query files into bench/realdocs/queries/"
+    )
+    ap.add_argument(
+        "--queries-only", action="store_true", help="re-label from an existing units.jsonl (no media rebuild)"
+    )
+    ap.add_argument(
+        "--support-only",
+        action="store_true",
+        help="rebuild only the support material (calls, rooms, lectures, their pages) of an existing build",
+    )
     args = ap.parse_args(argv)
     out: Path = args.out
     for tool in ("espeak-ng", "sox"):
@@ -425,7 +552,11 @@ def main(argv: list[str] | None = None) -> int:
         scripts: list[dict[str, Any]] = []
         steps = (build_pages, build_scanned, build_images, build_audio, build_video, build_support_pages)
         if args.support_only and units_path.exists():
-            units = [u for u in (Unit(**json.loads(line)) for line in units_path.read_text().splitlines()) if not is_support(u)]
+            units = [
+                u
+                for u in (Unit(**json.loads(line)) for line in units_path.read_text().splitlines())
+                if not is_support(u)
+            ]
             for d in ("pages/support", "audio/calls", "audio/rooms", "audio/lectures"):
                 shutil.rmtree(corpus / d, ignore_errors=True)
             steps = (build_support_pages,)
@@ -434,9 +565,15 @@ def main(argv: list[str] | None = None) -> int:
             units = []
         for step in (*steps, lambda r, c: build_support_audio(r, c, scripts)):
             got = step(root, corpus)
-            print(f"{getattr(step, '__name__', 'build_support_audio')}: {len(got)} units", file=sys.stderr, flush=True)
+            print(
+                f"{getattr(step, '__name__', 'build_support_audio')}: {len(got)} units",
+                file=sys.stderr,
+                flush=True,
+            )
             units += got
-        (out / "scripts.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in scripts) + "\n")
+        (out / "scripts.jsonl").write_text(
+            "\n".join(json.dumps(r, ensure_ascii=False) for r in scripts) + "\n"
+        )
         units_path.write_text("\n".join(json.dumps(u.__dict__, ensure_ascii=False) for u in units) + "\n")
     normalised = {u.uid: labels.normalise(u.text) for u in units}
     queries = literal_queries(units, normalised)
@@ -469,12 +606,23 @@ def main(argv: list[str] | None = None) -> int:
                 by_recording.setdefault(key, {"dev": 0, "test": 0})[split_name] += 1
     by_uid = {(json.dumps(u.judgement(), sort_keys=True)): u for u in units}
     overlap = {
-        kind: round(sum(labels.content_overlap(q["query"], by_uid[json.dumps(q["relevant"][0], sort_keys=True)].text) for q in qs) / len(qs), 3)
+        kind: round(
+            sum(
+                labels.content_overlap(q["query"], by_uid[json.dumps(q["relevant"][0], sort_keys=True)].text)
+                for q in qs
+            )
+            / len(qs),
+            3,
+        )
         for kind in ("literal", "paraphrase")
         if (qs := [q for q in queries if q["kind"] == kind])
     }
     manifest = {
-        "packages": versions, "units": counts, "queries": len(queries), "dev": len(dev), "test": len(test),
+        "packages": versions,
+        "units": counts,
+        "queries": len(queries),
+        "dev": len(dev),
+        "test": len(test),
         "audio_queries": by_recording,
         "content_word_overlap": overlap,  # share of a query's content words found in its target's text
     }

@@ -48,7 +48,10 @@ class Recorder(fusion.Fusion):
 
     def fuse(self, ev: fusion.Evidence) -> fusion.Fused:
         out = self.inner.fuse(ev)
-        self.seen["lists"] = {n: (np.asarray(p).tolist(), np.asarray(s, dtype=np.float64).tolist()) for n, (p, s) in ev.lists.items()}
+        self.seen["lists"] = {
+            n: (np.asarray(p).tolist(), np.asarray(s, dtype=np.float64).tolist())
+            for n, (p, s) in ev.lists.items()
+        }
         self.seen["weights"] = dict(out.weights)
         return out
 
@@ -109,14 +112,19 @@ def report_channels(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def replay(rows: list[dict[str, Any]], weights: dict[str, float] | None, how: str = "score", rrf_k: float = 60) -> list[list[int]]:
+def replay(
+    rows: list[dict[str, Any]], weights: dict[str, float] | None, how: str = "score", rrf_k: float = 60
+) -> list[list[int]]:
     """Each query's fused top 10 (item positions) under ``weights`` (None: the weights that query's
     search used, which the coverage moved), by the product's fusion code; ties by position (the
     search breaks them by item id: rare on real scores)."""
     out = []
     for r in rows:
         w = (r.get("weights") or {}) if weights is None else weights
-        lists = {n: (np.array([x[0] for x in ch], dtype=np.int64), np.array([x[1] for x in ch])) for n, ch in r["channels"].items()}
+        lists = {
+            n: (np.array([x[0] for x in ch], dtype=np.int64), np.array([x[1] for x in ch]))
+            for n, ch in r["channels"].items()
+        }
         if how == "rrf":
             fused = fusion.weighted_rrf({n: p for n, (p, _) in lists.items()}, w, rrf_k)
         else:
@@ -125,7 +133,9 @@ def replay(rows: list[dict[str, Any]], weights: dict[str, float] | None, how: st
     return out
 
 
-def replay_table(rows: list[dict[str, Any]], configs: list[tuple[str, dict[str, float], str]], rrf_k: float) -> str:
+def replay_table(
+    rows: list[dict[str, Any]], configs: list[tuple[str, dict[str, float], str]], rrf_k: float
+) -> str:
     cols = ["all", *(f"{t}={v}" for t, vs in TAGS for v in vs)]
     lines = ["| fusion | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
     for name, w, how in configs:
@@ -139,7 +149,11 @@ def replay_table(rows: list[dict[str, Any]], configs: list[tuple[str, dict[str, 
         cells = []
         for g in cols:
             v = per.get(g, [])
-            cells.append(f"{sum(k is not None for k in v) / len(v):.2f} / {sum(1 / k for k in v if k) / len(v):.2f}" if v else "-")
+            cells.append(
+                f"{sum(k is not None for k in v) / len(v):.2f} / {sum(1 / k for k in v if k) / len(v):.2f}"
+                if v
+                else "-"
+            )
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -157,23 +171,43 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", choices=("dev", "test", "all"), default="dev")
     ap.add_argument("--fixed", default="", metavar='"k=v k=v"')
     ap.add_argument("--dump", type=Path, default=None)
-    ap.add_argument("--replay", type=Path, default=None, help="a --dump file: re-fuse it instead of searching")
-    ap.add_argument("--weights", action="append", default=[], metavar="maxsim=1,lexical=2,dense=1",
-                    help="repeatable; 'rrf:' prefix for rank fusion; 'captured': each query's own (coverage-moved) weights")
+    ap.add_argument(
+        "--replay", type=Path, default=None, help="a --dump file: re-fuse it instead of searching"
+    )
+    ap.add_argument(
+        "--weights",
+        action="append",
+        default=[],
+        metavar="maxsim=1,lexical=2,dense=1",
+        help="repeatable; 'rrf:' prefix for rank fusion; 'captured': each query's own (coverage-moved) weights",
+    )
     ap.add_argument("--rrf-k", type=float, default=60)
     args = ap.parse_args(argv)
     if args.replay:
         rows = json.loads(args.replay.read_text())
-        configs = [(w, parse_weights(w.removeprefix("rrf:")), "rrf" if w.startswith("rrf:") else "score") for w in args.weights]
+        configs = [
+            (w, parse_weights(w.removeprefix("rrf:")), "rrf" if w.startswith("rrf:") else "score")
+            for w in args.weights
+        ]
         print(replay_table(rows, configs, args.rrf_k))
         if configs and all("top10" in r for r in rows):
-            same = sum(t == r["top10"] for t, r in zip(replay(rows, configs[0][1], configs[0][2], args.rrf_k), rows, strict=True))
-            print(f"\nthe first replayed config reproduces the captured search's top 10 on {same}/{len(rows)} queries")
+            same = sum(
+                t == r["top10"]
+                for t, r in zip(replay(rows, configs[0][1], configs[0][2], args.rrf_k), rows, strict=True)
+            )
+            print(
+                f"\nthe first replayed config reproduces the captured search's top 10 on {same}/{len(rows)} queries"
+            )
         return 0
     if args.split == "test":
         print("warning: diagnosing on the test split overfits the report", file=sys.stderr)
     qs = load_query_set(args.out / "queries" / f"{args.split}.jsonl")
-    base = [f"corpus.root={args.out / 'corpus'}", f"storage.root={args.out / 'storage'}", "search.fusion=score", *args.fixed.split()]
+    base = [
+        f"corpus.root={args.out / 'corpus'}",
+        f"storage.root={args.out / 'storage'}",
+        "search.fusion=score",
+        *args.fixed.split(),
+    ]
     rows = capture(load_config(base), qs)
     if args.dump:
         args.dump.write_text(json.dumps(rows))

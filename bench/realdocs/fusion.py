@@ -44,13 +44,24 @@ def collect(out: Path, dump: Path | None) -> ft.Dataset:
     if dump is not None and dump.exists():
         z = np.load(dump, allow_pickle=False)
         meta = json.loads(str(z["meta"]))
-        return ft.Dataset(z["x"], z["y"], z["group"], z["modality"], z["baseline"], meta["qids"], meta["tags"], meta["baseline_name"])
+        return ft.Dataset(
+            z["x"],
+            z["y"],
+            z["group"],
+            z["modality"],
+            z["baseline"],
+            meta["qids"],
+            meta["tags"],
+            meta["baseline_name"],
+        )
     from mmrag_assets.config import load_config
     from mmrag_assets.lib.evaluation.experiments import open_searcher
     from mmrag_assets.lib.evaluation.query_set import load_query_set
 
     cfg = load_config([*overrides(out), "search.fusion=score"])
-    ds = ft.collect(open_searcher(cfg), load_query_set(out / "queries" / "dev.jsonl"), lambda m: print(m, file=sys.stderr))
+    ds = ft.collect(
+        open_searcher(cfg), load_query_set(out / "queries" / "dev.jsonl"), lambda m: print(m, file=sys.stderr)
+    )
     if dump is not None:
         meta = {"qids": ds.qids, "tags": ds.tags, "baseline_name": ds.baseline_name}
         np.savez_compressed(dump, x=ds.x, y=ds.y, group=ds.group, modality=ds.modality.astype(str), baseline=ds.baseline,
@@ -83,7 +94,9 @@ def study(ds: ft.Dataset) -> str:
     _, report = ft.fit(ds)
     # what the shipped feature list leaves out, at the chosen C: every feature (the modality, length
     # and query features on their own too)
-    variants[f"logistic C={report['C']}, every feature"] = ft.cross_validate(ds, report["C"], features=FEATURES)
+    variants[f"logistic C={report['C']}, every feature"] = ft.cross_validate(
+        ds, report["C"], features=FEATURES
+    )
     rows = {name: per_tag(s, ds) for name, s in variants.items()}
     cols = list(next(iter(rows.values())))
     lines = ["| fusion (dev, grouped CV) | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
@@ -91,10 +104,21 @@ def study(ds: ft.Dataset) -> str:
         lines.append(f"| {name} | " + " | ".join(f"{h:.2f} / {m:.2f}" for h, m in r.values()) + " |")
     best = ft.cross_validate(ds, report["C"])
     before = ft.platt(ds.baseline, ds.y)(ds.baseline)
-    cal = {"before (one Platt map)": ft.reliability(before, ds.y, ds.modality), "learned": ft.reliability(best, ds.y, ds.modality)}
-    lines += ["", "| ECE (dev, held out) | " + " | ".join(cal["learned"]) + " |", "|" + "---|" * (len(cal["learned"]) + 1)]
+    cal = {
+        "before (one Platt map)": ft.reliability(before, ds.y, ds.modality),
+        "learned": ft.reliability(best, ds.y, ds.modality),
+    }
+    lines += [
+        "",
+        "| ECE (dev, held out) | " + " | ".join(cal["learned"]) + " |",
+        "|" + "---|" * (len(cal["learned"]) + 1),
+    ]
     for name, r in cal.items():
-        lines.append(f"| {name} | " + " | ".join(f"{v['ece']:.4f} (n {v['n']}, {v['positives']} rel.)" for v in r.values()) + " |")
+        lines.append(
+            f"| {name} | "
+            + " | ".join(f"{v['ece']:.4f} (n {v['n']}, {v['positives']} rel.)" for v in r.values())
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -103,7 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("what", choices=("train", "study"))
     ap.add_argument("--out", type=Path, default=build.default_out())
     ap.add_argument("--dump", type=Path, default=None, help="study: cache of the collected evidence (.npz)")
-    ap.add_argument("--benchmarks-md", action="store_true", help="study: also write its section of BENCHMARKS.md")
+    ap.add_argument(
+        "--benchmarks-md", action="store_true", help="study: also write its section of BENCHMARKS.md"
+    )
     args = ap.parse_args(argv)
     if args.what == "train":
         return train(args.out)
@@ -116,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         "of P(relevant) per modality, held out, the score fusion mapped by one Platt scaling against the learned "
         "model. The test split figures are in *Real-document retrieval*."
     )
-    emit("Learned fusion (dev, bench/realdocs/fusion.py)", intro + "\n\n" + study(ds), write=args.benchmarks_md)
+    emit(
+        "Learned fusion (dev, bench/realdocs/fusion.py)", intro + "\n\n" + study(ds), write=args.benchmarks_md
+    )
     return 0
 
 

@@ -44,12 +44,79 @@ class Unit:
 
     def judgement(self) -> dict[str, Any]:
         if self.start_s is not None:
-            return {"source": self.source, "start_s": round(self.start_s, 2), "end_s": round(self.end_s or self.start_s, 2)}
+            return {
+                "source": self.source,
+                "start_s": round(self.start_s, 2),
+                "end_s": round(self.end_s or self.start_s, 2),
+            }
         return {"source": self.source, "page": self.page or 1}
 
 
 STOPWORDS = frozenset(
-    ["the", "and", "for", "with", "that", "this", "from", "into", "over", "what", "which", "when", "where", "how", "why", "does", "can", "are", "was", "were", "has", "have", "had", "you", "your", "not", "but", "its", "it's", "all", "any", "one", "two", "than", "then", "them", "they", "their", "there", "here", "our", "use", "used", "using", "get", "set", "way", "ways", "same", "will", "would", "should", "could", "may", "might", "must", "also", "only", "just", "still", "even", "each"]
+    [
+        "the",
+        "and",
+        "for",
+        "with",
+        "that",
+        "this",
+        "from",
+        "into",
+        "over",
+        "what",
+        "which",
+        "when",
+        "where",
+        "how",
+        "why",
+        "does",
+        "can",
+        "are",
+        "was",
+        "were",
+        "has",
+        "have",
+        "had",
+        "you",
+        "your",
+        "not",
+        "but",
+        "its",
+        "it's",
+        "all",
+        "any",
+        "one",
+        "two",
+        "than",
+        "then",
+        "them",
+        "they",
+        "their",
+        "there",
+        "here",
+        "our",
+        "use",
+        "used",
+        "using",
+        "get",
+        "set",
+        "way",
+        "ways",
+        "same",
+        "will",
+        "would",
+        "should",
+        "could",
+        "may",
+        "might",
+        "must",
+        "also",
+        "only",
+        "just",
+        "still",
+        "even",
+        "each",
+    ]
 )
 
 
@@ -104,14 +171,22 @@ def literal_candidates(
         for i in range(len(toks) - n + 1):
             win = toks[i : i + n]
             alpha = [w for w in win if w.isalpha() and len(w) >= 3]
-            if len(alpha) < 3 or sum(len(w) == 1 for w in win) > 1 or not any(df.get(w, 0) <= max_df and w.isalpha() and len(w) >= 4 for w in win):
+            if (
+                len(alpha) < 3
+                or sum(len(w) == 1 for w in win) > 1
+                or not any(df.get(w, 0) <= max_df and w.isalpha() and len(w) >= 4 for w in win)
+            ):
                 continue
             out.append(" ".join(win))
     return list(dict.fromkeys(out))
 
 
 def pick_literal(
-    unit: Unit, units: Sequence[Unit], df: Mapping[str, int], seed: int, normalised: Mapping[str, str] | None = None
+    unit: Unit,
+    units: Sequence[Unit],
+    df: Mapping[str, int],
+    seed: int,
+    normalised: Mapping[str, str] | None = None,
 ) -> str | None:
     """A phrase of ``unit`` that no other unit holds (seeded choice); None when there is none."""
     cands = literal_candidates(unit, df)
@@ -129,12 +204,16 @@ def resolve_anchor(anchor: str, units: Sequence[Unit], normalised: Mapping[str, 
     hits = containing(anchor, units, normalised)
     if len(hits) != 1:
         where = ", ".join(h.uid for h in hits[:5])
-        raise ValueError(f"anchor {anchor!r} matches {len(hits)} units{': ' + where if hits else ''}; make it longer or fix it")
+        raise ValueError(
+            f"anchor {anchor!r} matches {len(hits)} units{': ' + where if hits else ''}; make it longer or fix it"
+        )
     return hits[0]
 
 
 def split(
-    queries: Sequence[Mapping[str, Any]], dev_share: float = DEV_SHARE, strata: Sequence[str] = ("channel", "kind")
+    queries: Sequence[Mapping[str, Any]],
+    dev_share: float = DEV_SHARE,
+    strata: Sequence[str] = ("channel", "kind"),
 ) -> tuple[list[dict], list[dict]]:
     """(dev, test): per stratum (the values of the ``strata`` tags; an absent tag is one value of its
     own), the first round(dev_share * n) by sha256(qid) go to dev. Adding a tag to ``strata`` that the

@@ -62,7 +62,11 @@ def panels(src: bytes, *, cols: int, rows: int) -> list[tuple[int, pymupdf.Rect]
     for i, page in enumerate(doc):
         r = page.rect
         w, h = r.width / cols, r.height / rows
-        out += [(i, pymupdf.Rect(c * w, k * h, (c + 1) * w, (k + 1) * h)) for c in range(cols) for k in range(rows)]
+        out += [
+            (i, pymupdf.Rect(c * w, k * h, (c + 1) * w, (k + 1) * h))
+            for c in range(cols)
+            for k in range(rows)
+        ]
     return out
 
 
@@ -83,7 +87,8 @@ def speak(text: str, seed: int, voice: str = VOICE, wpm: int = WPM) -> tuple[np.
         pitch = 35 + seed % 30  # a little variety between passages
         subprocess.run(
             ["espeak-ng", "-v", voice, "-s", str(wpm), "-p", str(pitch), "-w", str(wav), text],
-            check=True, capture_output=True,
+            check=True,
+            capture_output=True,
         )
         with wave.open(str(wav)) as w:
             assert w.getsampwidth() == SPEECH_RATE and w.getnchannels() == 1
@@ -110,7 +115,15 @@ def recording(passages: list[str], out: Path, seed: int) -> list[tuple[float, fl
     return spans
 
 
-def screencast(slides: list[Image.Image], narration: list[str], out: Path, *, seed: int, min_slide_s: float, size=(1280, 720)) -> list[tuple[float, float]]:
+def screencast(
+    slides: list[Image.Image],
+    narration: list[str],
+    out: Path,
+    *,
+    seed: int,
+    min_slide_s: float,
+    size=(1280, 720),
+) -> list[tuple[float, float]]:
     """An H.264 + AAC screencast: each slide shown while its narration plays (at least
     ``min_slide_s``). Returns each slide's (start_s, end_s)."""
     import av
@@ -202,7 +215,9 @@ def power_in(x: np.ndarray, spans: list[tuple[float, float]], rate: int = RATE) 
     return float(np.mean(np.concatenate(parts) ** 2))
 
 
-def band_noise(n: int, rate: int, lo: float, hi: float, rng: np.random.Generator, slope: float = 0.0) -> np.ndarray:
+def band_noise(
+    n: int, rate: int, lo: float, hi: float, rng: np.random.Generator, slope: float = 0.0
+) -> np.ndarray:
     """Gaussian noise shaped in the frequency domain: zero outside [lo, hi] Hz, power ~ f**-slope
     (0 white, 1 pink), unit mean power."""
     spec = np.fft.rfft(rng.standard_normal(n))
@@ -238,7 +253,9 @@ def normalise_peak(x: np.ndarray, peak: float = 0.7) -> np.ndarray:
     return x * (peak / (float(np.max(np.abs(x))) + 1e-9))
 
 
-def phone_line(x: np.ndarray, spans: list[tuple[float, float]], out: Path, *, seed: int, line_snr_db: float) -> None:
+def phone_line(
+    x: np.ndarray, spans: list[tuple[float, float]], out: Path, *, seed: int, line_snr_db: float
+) -> None:
     """A support call as a call recorder keeps it: the mix resampled to 8 kHz and band-passed to
     300-3400 Hz (the telephone band), hiss and 50 Hz-harmonic hum of the line at ``line_snr_db``,
     through the GSM 06.10 full-rate codec of a mobile leg and back, stored as 8-bit mu-law WAV at 8 kHz."""
@@ -250,8 +267,12 @@ def phone_line(x: np.ndarray, spans: list[tuple[float, float]], out: Path, *, se
         y = _read_wav(band)
         n = len(y)
         t = np.arange(n) / PHONE_RATE
-        hum = sum(np.sin(2 * np.pi * 50 * k * t + rng.uniform(0, 2 * np.pi)) / k for k in (7, 9, 11))  # in band
-        line = band_noise(n, PHONE_RATE, 300, 3400, rng) + 0.5 * hum.astype(np.float32) / np.sqrt(np.mean(hum**2))
+        hum = sum(
+            np.sin(2 * np.pi * 50 * k * t + rng.uniform(0, 2 * np.pi)) / k for k in (7, 9, 11)
+        )  # in band
+        line = band_noise(n, PHONE_RATE, 300, 3400, rng) + 0.5 * hum.astype(np.float32) / np.sqrt(
+            np.mean(hum**2)
+        )
         y = y + at_snr(power_in(y, spans, PHONE_RATE), line, line_snr_db)
         _write_wav(normalise_peak(y), PHONE_RATE, band)
         _sox([str(band), str(gsm)])
@@ -269,7 +290,10 @@ def babble(texts: list[str], n: int, *, seed: int, voices: tuple[str, ...]) -> n
         i = k
         while sum(len(c) for c in talk) < n + RATE * 5:
             s, _ = speak(texts[i % len(texts)], seed + i, voice, WPM)
-            talk += [s.astype(np.float32)[::-1] / 32768.0, np.zeros(int(rng.uniform(0.2, 1.0) * RATE), np.float32)]
+            talk += [
+                s.astype(np.float32)[::-1] / 32768.0,
+                np.zeros(int(rng.uniform(0.2, 1.0) * RATE), np.float32),
+            ]
             i += len(voices)
         y = np.concatenate(talk)
         off = int(rng.uniform(0, RATE * 4))
@@ -278,13 +302,24 @@ def babble(texts: list[str], n: int, *, seed: int, voices: tuple[str, ...]) -> n
     return mix / np.sqrt(np.mean(mix**2) + 1e-12)
 
 
-def room(x: np.ndarray, spans: list[tuple[float, float]], out: Path, *, seed: int, snr_db: float, reverb: int,
-         babble_texts: list[str], rate: int = 16000) -> None:
+def room(
+    x: np.ndarray,
+    spans: list[tuple[float, float]],
+    out: Path,
+    *,
+    seed: int,
+    snr_db: float,
+    reverb: int,
+    babble_texts: list[str],
+    rate: int = 16000,
+) -> None:
     """Speech in a noisy room: the dry speech with sox ``reverb`` (reverberance ``reverb`` %),
     talkers in the background and fan-like pink noise (half the noise power each) at ``snr_db``
     against the dry speech, resampled to ``rate`` (FLAC or anything sox writes, by suffix)."""
     rng = np.random.default_rng(seed)
-    noise = 0.5**0.5 * babble(babble_texts, len(x), seed=seed, voices=("en-gb+m2", "en-us+f2", "en-us+m5", "en-gb+f4"))
+    noise = 0.5**0.5 * babble(
+        babble_texts, len(x), seed=seed, voices=("en-gb+m2", "en-us+f2", "en-us+m5", "en-gb+f4")
+    )
     noise = noise + 0.5**0.5 * band_noise(len(x), RATE, 60, 8000, rng, slope=1.0)
     noisy = x + at_snr(power_in(x, spans), noise, snr_db)
     with tempfile.TemporaryDirectory() as d:

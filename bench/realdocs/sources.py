@@ -15,7 +15,16 @@ import shutil
 import subprocess
 from pathlib import Path
 
-PACKAGES = ("doxygen-doc", "scons-doc", "dblatex-doc", "graphviz-doc", "pari-doc", "zsh-doc", "git-doc", "wireshark-doc")
+PACKAGES = (
+    "doxygen-doc",
+    "scons-doc",
+    "dblatex-doc",
+    "graphviz-doc",
+    "pari-doc",
+    "zsh-doc",
+    "git-doc",
+    "wireshark-doc",
+)
 # the support material: FAQs read as support calls and in noisy rooms, manual chapters read as
 # lectures, and long manuals on the same topics as page distractors
 SUPPORT_PACKAGES = ("sqlite3-doc", "debian-faq", "privoxy", "ffmpeg-doc", "fetchmail", "aptitude-doc-en")
@@ -60,14 +69,23 @@ _SQLITE = "usr/share/doc/sqlite3"
 # FAQ name -> its HTML pages (questions and answers; recordings.jsonl names which are read)
 FAQS = {
     "sqlite": [f"{_SQLITE}/faq.html"],
-    "debian": [f"{_DEB_FAQ}/{c}.en.html" for c in ("pkg-basics", "pkgtools", "uptodate", "customizing", "software", "compatibility", "kernel")],
-    "privoxy": [f"{_PRIVOXY}/faq/{c}.html" for c in ("general", "installation", "configuration", "misc", "trouble")],
+    "debian": [
+        f"{_DEB_FAQ}/{c}.en.html"
+        for c in ("pkg-basics", "pkgtools", "uptodate", "customizing", "software", "compatibility", "kernel")
+    ],
+    "privoxy": [
+        f"{_PRIVOXY}/faq/{c}.html" for c in ("general", "installation", "configuration", "misc", "trouble")
+    ],
     "ffmpeg": ["usr/share/doc/ffmpeg/manual/faq.html"],
     "fetchmail": ["usr/share/doc/fetchmail/fetchmail-FAQ.html"],
 }
 # lecture name -> the manual pages read aloud, in order (not among the page distractors below)
 LECTURES = {
-    "aptitude-tutorial": [f"{_APTITUDE}/ch01.html", *(f"{_APTITUDE}/ch01s01s0{i}.html" for i in range(1, 6)), f"{_APTITUDE}/ch01s02.html"],
+    "aptitude-tutorial": [
+        f"{_APTITUDE}/ch01.html",
+        *(f"{_APTITUDE}/ch01s01s0{i}.html" for i in range(1, 6)),
+        f"{_APTITUDE}/ch01s02.html",
+    ],
     "sqlite-atomic-commit": [f"{_SQLITE}/atomiccommit.html"],
 }
 # page distractors: HTML manuals on the FAQs' topics, rendered to PDF (corpus name, HTML pages)
@@ -75,13 +93,46 @@ SUPPORT_PAGES = [
     (f"pages/support/sqlite-{n}.pdf", [f"{_SQLITE}/{n}.html"])
     # on the FAQ's topics, but not its answers: autoinc, lang_vacuum, foreignkeys and lang_altertable
     # say what the calls' answers say, so a page would be as right as the recording (left out)
-    for n in ("lockingv3", "lang_transaction", "wal", "datatype3", "lang_createtable", "howtocorrupt", "isolation",
-              "quirks", "threadsafe", "limits", "lang_expr", "cli", "lang_datefunc")
+    for n in (
+        "lockingv3",
+        "lang_transaction",
+        "wal",
+        "datatype3",
+        "lang_createtable",
+        "howtocorrupt",
+        "isolation",
+        "quirks",
+        "threadsafe",
+        "limits",
+        "lang_expr",
+        "cli",
+        "lang_datefunc",
+    )
 ] + [
-    ("pages/support/aptitude-reference.pdf", [f"{_APTITUDE}/{c}.html" for c in ("ch02", *(f"ch02s0{i}" for i in range(1, 7)), "ch03", "ch04")]),
-    ("pages/support/privoxy-user-manual.pdf", [f"{_PRIVOXY}/user-manual/{c}.html" for c in ("introduction", "installation", "whatsnew", "quickstart", "startup", "configuration", "config")]),
+    (
+        "pages/support/aptitude-reference.pdf",
+        [f"{_APTITUDE}/{c}.html" for c in ("ch02", *(f"ch02s0{i}" for i in range(1, 7)), "ch03", "ch04")],
+    ),
+    (
+        "pages/support/privoxy-user-manual.pdf",
+        [
+            f"{_PRIVOXY}/user-manual/{c}.html"
+            for c in (
+                "introduction",
+                "installation",
+                "whatsnew",
+                "quickstart",
+                "startup",
+                "configuration",
+                "config",
+            )
+        ],
+    ),
     ("pages/support/ffmpeg.pdf", ["usr/share/doc/ffmpeg/manual/ffmpeg.html"]),
-    ("pages/support/fetchmail-notes.pdf", ["usr/share/doc/fetchmail/fetchmail-features.html", "usr/share/doc/fetchmail/design-notes.html"]),
+    (
+        "pages/support/fetchmail-notes.pdf",
+        ["usr/share/doc/fetchmail/fetchmail-features.html", "usr/share/doc/fetchmail/design-notes.html"],
+    ),
 ]
 BABBLE_HTML = f"{_SQLITE}/whentouse.html"  # read by the background talkers of a noisy room, time-reversed
 
@@ -99,9 +150,13 @@ def fetch(cache: Path) -> tuple[Path, dict[str, str]]:
     if missing:
         if shutil.which("apt-get") is None:
             raise FetchError("apt-get not found: the corpus is built from Debian documentation packages")
-        r = subprocess.run(["apt-get", "download", *missing], cwd=debs, capture_output=True, text=True, check=False)
+        r = subprocess.run(
+            ["apt-get", "download", *missing], cwd=debs, capture_output=True, text=True, check=False
+        )
         if r.returncode != 0:
-            raise FetchError(f"apt-get download {' '.join(missing)} failed: {r.stderr.strip()[-400:]} (run apt-get update?)")
+            raise FetchError(
+                f"apt-get download {' '.join(missing)} failed: {r.stderr.strip()[-400:]} (run apt-get update?)"
+            )
     versions = {}
     for p in ALL_PACKAGES:
         (deb,) = sorted(debs.glob(f"{p}_*.deb"))[-1:]

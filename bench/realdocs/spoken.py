@@ -120,7 +120,9 @@ def faq_answer(blocks: list[Block], question: str, *, max_words: int = 110) -> t
             answer = _answer_after(blocks, i, max_words)
             if len(answer.split()) >= 15:
                 return strip_number(b.text), answer
-    raise ValueError(f"question {question!r} {'has no answer of 15 words or more' if found else 'not found as a heading'}")
+    raise ValueError(
+        f"question {question!r} {'has no answer of 15 words or more' if found else 'not found as a heading'}"
+    )
 
 
 def _answer_after(blocks: list[Block], i: int, max_words: int) -> str:
@@ -144,4 +146,8 @@ def _answer_after(blocks: list[Block], i: int, max_words: int) -> str:
 
 def section_passages(blocks: list[Block], *, lo: int = 30, hi: int = 110) -> list[str]:
     """Paragraphs of a manual section fit to read as a lecture: ``lo``..``hi`` words, speakable."""
-    return [b.text for b in blocks if b.tag in ("p", "dd", "li") and speakable(b.text) and lo <= len(b.text.split()) <= hi]
+    return [
+        b.text
+        for b in blocks
+        if b.tag in ("p", "dd", "li") and speakable(b.text) and lo <= len(b.text.split()) <= hi
+    ]

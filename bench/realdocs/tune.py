@@ -23,7 +23,9 @@ from mmrag_assets.lib.evaluation.experiments import source_kinds
 from mmrag_assets.lib.evaluation.query_set import load_query_set
 from mmrag_assets.lib.search.searcher import get_searcher
 
-COLUMNS = [("channel", c) for c in ("page", "scanned", "image", "audio", "video")] + [("kind", k) for k in ("literal", "paraphrase")]
+COLUMNS = [("channel", c) for c in ("page", "scanned", "image", "audio", "video")] + [
+    ("kind", k) for k in ("literal", "paraphrase")
+]
 
 
 def cell(m: dict) -> str:

@@ -45,8 +45,10 @@ def add_answer_routes(app: FastAPI, cfg: MmragConfig, warm: Any, auth: Callable[
     AnswerRequest = create_model(
         "AnswerRequest",
         __config__=ConfigDict(extra="forbid"),
-        question=(Annotated[str, AfterValidator(lambda v: clean_text(v, "question", 4 * max_chars))],
-                  Field(..., description="the question, in words")),
+        question=(
+            Annotated[str, AfterValidator(lambda v: clean_text(v, "question", 4 * max_chars))],
+            Field(..., description="the question, in words"),
+        ),
         filters=(AnswerFilters | None, None),
         stream=(bool, Field(True, description="server-sent events (true) or one JSON object (false)")),
     )
@@ -71,7 +73,9 @@ def add_answer_routes(app: FastAPI, cfg: MmragConfig, warm: Any, auth: Callable[
         filters = validate_filters(req.filters.model_dump(exclude_none=True) if req.filters else None) or None
         a = answerer()
         events = a.stream(req.question, filters)
-        first = next(events)  # validation, retrieval and evidence run before the response starts: errors are 4xx
+        first = next(
+            events
+        )  # validation, retrieval and evidence run before the response starts: errors are 4xx
         searcher = a.searcher
 
         def as_json(ev: dict[str, Any]) -> tuple[str, Any]:

@@ -72,11 +72,16 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     ``Problem`` (the handlers below build exactly these). Every route can also get a plain-text 400
     from the HTTP server itself (uvicorn), for a request it cannot parse: a request line or header
     over its size limit never reaches the app."""
-    what = {400: "a bad query, text value or body (JSON); a request the HTTP server cannot parse, e.g. a URL over its "
-                 "size limit (text/plain)",
-            401: "missing or wrong bearer token / session", 404: "no such item or file",
-            413: "request body over serve.max_body_bytes", 422: "the request does not match this schema",
-            429: "too many attempts: retry after Retry-After seconds", 503: "the index is not loaded yet (Retry-After)"}
+    what = {
+        400: "a bad query, text value or body (JSON); a request the HTTP server cannot parse, e.g. a URL over its "
+        "size limit (text/plain)",
+        401: "missing or wrong bearer token / session",
+        404: "no such item or file",
+        413: "request body over serve.max_body_bytes",
+        422: "the request does not match this schema",
+        429: "too many attempts: retry after Retry-After seconds",
+        503: "the index is not loaded yet (Retry-After)",
+    }
     out: dict[int | str, dict[str, Any]] = {}
     for s in sorted({*statuses, 400}):
         out[s] = {"model": Invalid if s == 422 else Problem, "description": what[s]}
@@ -97,7 +102,12 @@ def _typed(**annotations: Any) -> Any:
 
 
 def _file_types(types: list[str], what: str) -> dict[int | str, dict[str, Any]]:
-    return {200: {"description": what, "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in types}}}
+    return {
+        200: {
+            "description": what,
+            "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in types},
+        }
+    }
 
 
 def create_app(cfg: MmragConfig) -> FastAPI:
@@ -117,8 +127,12 @@ def create_app(cfg: MmragConfig) -> FastAPI:
     # mllm (MaxSim, then the rerank group's multimodal LLM on the top) only where its weights are configured
     rerankers = tuple(sorted({*RERANKERS, *(["mllm"] if cfg.rerank.path else [])}))
     SearchRequest = request_model(
-        max_query_chars=cfg.search.max_query_chars, max_k=cfg.search.max_k, max_filter_values=sv.max_filter_values,
-        max_field_chars=sv.max_field_chars, first_stages=first_stages, rerankers=rerankers,
+        max_query_chars=cfg.search.max_query_chars,
+        max_k=cfg.search.max_k,
+        max_filter_values=sv.max_filter_values,
+        max_field_chars=sv.max_field_chars,
+        first_stages=first_stages,
+        rerankers=rerankers,
     )
     FirstStage = Literal[first_stages]  # type: ignore[valid-type]
     Reranker = Literal[rerankers]  # type: ignore[valid-type]
@@ -147,23 +161,36 @@ def create_app(cfg: MmragConfig) -> FastAPI:
         yield
 
     app = FastAPIOffline(
-        title="mmrag", version="0.1.0", lifespan=lifespan,
+        title="mmrag",
+        version="0.1.0",
+        lifespan=lifespan,
         description="Multimodal late-interaction search over pages, images and recordings. The search page is at `/`.",
-        swagger_ui_parameters={"validatorUrl": None},  # Swagger UI's default validator badge calls a public server
+        swagger_ui_parameters={
+            "validatorUrl": None
+        },  # Swagger UI's default validator badge calls a public server
     )
     app.state.warmup = warm
-    app.add_middleware(GuardMiddleware, allowed_hosts=list(sv.allowed_hosts), max_body_bytes=sv.max_body_bytes,
-                       default_csp=PAGE_CSP,
-                       csp={"/docs": DOCS_CSP, "/redoc": DOCS_CSP, "/items/": FILE_CSP, "/pages/": FILE_CSP})
+    app.add_middleware(
+        GuardMiddleware,
+        allowed_hosts=list(sv.allowed_hosts),
+        max_body_bytes=sv.max_body_bytes,
+        default_csp=PAGE_CSP,
+        csp={"/docs": DOCS_CSP, "/redoc": DOCS_CSP, "/items/": FILE_CSP, "/pages/": FILE_CSP},
+    )
     sessions = Sessions(sv.token, sv.session_ttl_s) if sv.token else None
     throttle = AuthThrottle(sv.auth_attempts_per_minute)
     if sv.token:
         bearer = HTTPBearer(auto_error=False, description="serve.token")
-        cookie_auth = APIKeyCookie(name=SESSION_COOKIE, auto_error=False,
-                                   description="the session cookie POST /auth sets (what the search page sends)")
+        cookie_auth = APIKeyCookie(
+            name=SESSION_COOKIE,
+            auto_error=False,
+            description="the session cookie POST /auth sets (what the search page sends)",
+        )
 
-        def auth(creds: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
-                 cookie: str | None = Depends(cookie_auth)) -> None:
+        def auth(
+            creds: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
+            cookie: str | None = Depends(cookie_auth),
+        ) -> None:
             # headers arrive decoded as latin-1: encoding back gives the exact bytes the client sent
             if creds is not None and token_matches(creds.credentials.encode("latin-1", "replace"), sv.token):
                 return
@@ -179,8 +206,12 @@ def create_app(cfg: MmragConfig) -> FastAPI:
     secured = (401,) if sv.token else ()
 
     # ---------------------------------------------------------------- errors: 4xx, never a path
-    def _err(status: int, detail: str, headers: dict[str, str] | None = None, field: str | None = None) -> JSONResponse:
-        return JSONResponse(status_code=status, content=Problem(detail=detail, field=field).model_dump(), headers=headers)
+    def _err(
+        status: int, detail: str, headers: dict[str, str] | None = None, field: str | None = None
+    ) -> JSONResponse:
+        return JSONResponse(
+            status_code=status, content=Problem(detail=detail, field=field).model_dump(), headers=headers
+        )
 
     def _invalid_reply(issues: list[dict[str, Any]]) -> JSONResponse:
         return JSONResponse(status_code=422, content=Invalid.model_validate({"detail": issues}).model_dump())
@@ -188,15 +219,28 @@ def create_app(cfg: MmragConfig) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_req: Request, e: RequestValidationError) -> JSONResponse:
         # FastAPI's default echoes the input back: a lone surrogate in it made that a 500
-        return _invalid_reply([{"loc": [safe(str(x)) for x in err.get("loc", ())], "msg": safe(str(err.get("msg", ""))),
-                                "type": str(err.get("type", ""))} for err in e.errors()])
+        return _invalid_reply(
+            [
+                {
+                    "loc": [safe(str(x)) for x in err.get("loc", ())],
+                    "msg": safe(str(err.get("msg", ""))),
+                    "type": str(err.get("type", "")),
+                }
+                for err in e.errors()
+            ]
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(req: Request, e: StarletteHTTPException) -> JSONResponse:
         headers = dict(e.headers or {})
         if e.status_code == 405:  # Starlette's Allow names the first matching route's methods only
             path = req.url.path
-            methods = {m for r in app.routes if isinstance(r, Route) and r.path_regex.match(path) for m in (r.methods or ())}
+            methods = {
+                m
+                for r in app.routes
+                if isinstance(r, Route) and r.path_regex.match(path)
+                for m in (r.methods or ())
+            }
             headers["Allow"] = ", ".join(sorted(methods))
         return _err(e.status_code, str(e.detail), headers)
 
@@ -216,7 +260,11 @@ def create_app(cfg: MmragConfig) -> FastAPI:
 
     @app.exception_handler(NotReady)
     async def _not_ready(_req: Request, e: NotReady) -> JSONResponse:
-        detail = "the search index is still loading; retry shortly" if e.status == "loading" else f"the search index could not be loaded: {e.error}"
+        detail = (
+            "the search index is still loading; retry shortly"
+            if e.status == "loading"
+            else f"the search index could not be loaded: {e.error}"
+        )
         return _err(503, detail, {"Retry-After": "2"})
 
     @app.exception_handler(_Unauthorized)
@@ -241,7 +289,11 @@ def create_app(cfg: MmragConfig) -> FastAPI:
         """Liveness: the process answers (``ready`` says whether searches will)."""
         return {"status": "ok", "ready": warm.status == "ready"}
 
-    @app.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness, "description": "loading or failed"}})
+    @app.get(
+        "/readyz",
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "loading or failed"}},
+    )
     def readyz() -> JSONResponse:
         """Readiness: 200 once the index and the query encoder are loaded; 503 with ``loading`` or
         ``failed`` and the reason otherwise (a failed load is retried every serve.retry_load_s)."""
@@ -249,17 +301,31 @@ def create_app(cfg: MmragConfig) -> FastAPI:
             warm.check()
         except NotReady:
             pass
-        body: dict[str, Any] = {"status": warm.status, "error": warm.error, "load_s": warm.load_s, "auth": bool(sv.token), "index": None}
+        body: dict[str, Any] = {
+            "status": warm.status,
+            "error": warm.error,
+            "load_s": warm.load_s,
+            "auth": bool(sv.token),
+            "index": None,
+        }
         if warm.status == "ready":
             try:
                 s = get_searcher(cfg)
-                body["index"] = {"table": s.meta["table"], "version": s.meta["table_version"], "items": s.n_items}
+                body["index"] = {
+                    "table": s.meta["table"],
+                    "version": s.meta["table_version"],
+                    "items": s.n_items,
+                }
             except Exception as e:  # noqa: BLE001 - the live version went away or is damaged: not ready
                 body.update(status="failed", error=describe(e))
         return JSONResponse(body, status_code=200 if body["status"] == "ready" else 503)
 
-    @app.post("/auth", status_code=204, responses={204: {"description": "the session cookie is set"}, **_errors(400, 401, 413, 422, 429)},
-              summary="Session cookie for the search page")
+    @app.post(
+        "/auth",
+        status_code=204,
+        responses={204: {"description": "the session cookie is set"}, **_errors(400, 401, 413, 422, 429)},
+        summary="Session cookie for the search page",
+    )
     @_typed(body=AuthRequest)
     def login(body: Any, request: Request) -> Response:
         """Exchange the token for a session cookie (what the search page uses: ``<img>`` and
@@ -268,13 +334,23 @@ def create_app(cfg: MmragConfig) -> FastAPI:
         serve.auth_attempts_per_minute attempts per client address (then 429)."""
         wait = throttle.hit(request.client.host if request.client else "?")
         if wait is not None:
-            return _err(429, "too many POST /auth attempts from this address; retry later", {"Retry-After": str(int(wait + 0.999))})
+            return _err(
+                429,
+                "too many POST /auth attempts from this address; retry later",
+                {"Retry-After": str(int(wait + 0.999))},
+            )
         if sv.token and not token_matches(body.token.encode("utf-8", "surrogatepass"), sv.token):
             raise _Unauthorized()
         resp = Response(status_code=204)
         if sessions is not None:
-            resp.set_cookie(SESSION_COOKIE, sessions.issue(), max_age=int(sv.session_ttl_s), httponly=True,
-                            samesite="strict", path="/")
+            resp.set_cookie(
+                SESSION_COOKIE,
+                sessions.issue(),
+                max_age=int(sv.session_ttl_s),
+                httponly=True,
+                samesite="strict",
+                path="/",
+            )
         return resp
 
     # ---------------------------------------------------------------- search
@@ -282,7 +358,9 @@ def create_app(cfg: MmragConfig) -> FastAPI:
         warm.check()
         searcher = get_searcher(cfg)
         filters = req.filters.model_dump(exclude_none=True) if req.filters else None
-        resp = searcher.search(req.query, k=req.k, filters=filters or None, first_stage=req.first_stage, reranker=req.reranker)
+        resp = searcher.search(
+            req.query, k=req.k, filters=filters or None, first_stage=req.first_stage, reranker=req.reranker
+        )
         out = resp.to_json()
         for r in out["results"]:
             r.update(_links(searcher, r))
@@ -293,27 +371,63 @@ def create_app(cfg: MmragConfig) -> FastAPI:
 
     search_post.__annotations__["req"] = SearchRequest  # the model built for this config's limits
     search_post.__doc__ = "Search: ranked pages, images and moments of recordings, with links to their files."
-    app.post("/search", response_model=SearchReply, dependencies=guarded, summary="Search (JSON body)",
-             responses=_errors(400, *secured, 413, 422, 503))(search_post)
+    app.post(
+        "/search",
+        response_model=SearchReply,
+        dependencies=guarded,
+        summary="Search (JSON body)",
+        responses=_errors(400, *secured, 413, 422, 503),
+    )(search_post)
 
     many = {"maxItems": sv.max_filter_values, "items": {"type": "string", **text_schema(sv.max_field_chars)}}
 
-    @app.get("/search", response_model=SearchReply, dependencies=guarded, summary="Search (query string)",
-             responses=_errors(400, *secured, 422, 503))
+    @app.get(
+        "/search",
+        response_model=SearchReply,
+        dependencies=guarded,
+        summary="Search (query string)",
+        responses=_errors(400, *secured, 422, 503),
+    )
     @_typed(
-        q=Annotated[str, Query(description="the question", json_schema_extra=text_schema(cfg.search.max_query_chars, visible=True))],
+        q=Annotated[
+            str,
+            Query(
+                description="the question",
+                json_schema_extra=text_schema(cfg.search.max_query_chars, visible=True),
+            ),
+        ],
         k=Annotated[int | None, Query(ge=1, le=cfg.search.max_k)],
-        modality=Annotated[list[Modality] | None, Query(description="repeatable", json_schema_extra={"maxItems": sv.max_filter_values})],
-        source=Annotated[list[str] | None, Query(description="source prefix (repeatable)", json_schema_extra=many)],
+        modality=Annotated[
+            list[Modality] | None,
+            Query(description="repeatable", json_schema_extra={"maxItems": sv.max_filter_values}),
+        ],
+        source=Annotated[
+            list[str] | None, Query(description="source prefix (repeatable)", json_schema_extra=many)
+        ],
         doc_id=Annotated[list[str] | None, Query(json_schema_extra=many)],
         first_stage=FirstStage | None,
         reranker=Reranker | None,
     )
-    def search_get(q: str, k: Any = None, modality: Any = None, source: Any = None, doc_id: Any = None,
-                   first_stage: Any = None, reranker: Any = None) -> dict[str, Any]:
+    def search_get(
+        q: str,
+        k: Any = None,
+        modality: Any = None,
+        source: Any = None,
+        doc_id: Any = None,
+        first_stage: Any = None,
+        reranker: Any = None,
+    ) -> dict[str, Any]:
         """The same search and the same JSON as ``POST /search``, from the address bar."""
-        filters = {k_: v for k_, v in (("modality", modality), ("source_prefix", source), ("doc_id", doc_id)) if v}
-        raw = {"query": q, "k": k, "filters": filters or None, "first_stage": first_stage, "reranker": reranker}
+        filters = {
+            k_: v for k_, v in (("modality", modality), ("source_prefix", source), ("doc_id", doc_id)) if v
+        }
+        raw = {
+            "query": q,
+            "k": k,
+            "filters": filters or None,
+            "first_stage": first_stage,
+            "reranker": reranker,
+        }
         try:
             req = SearchRequest.model_validate(raw)
         except ValidationError as e:
@@ -329,8 +443,15 @@ def create_app(cfg: MmragConfig) -> FastAPI:
     item_path = Annotated[str, PathParam(json_schema_extra=text_schema(MAX_PATH_CHARS, visible=True))]
 
     @app.head("/items/{item_id}/image", dependencies=guarded, include_in_schema=False)
-    @app.get("/items/{item_id}/image", dependencies=guarded, response_class=FileResponse,
-             responses={**_file_types(IMAGE_TYPES, "the image; its type is what its bytes are"), **_errors(*secured, 404, 422, 503)})
+    @app.get(
+        "/items/{item_id}/image",
+        dependencies=guarded,
+        response_class=FileResponse,
+        responses={
+            **_file_types(IMAGE_TYPES, "the image; its type is what its bytes are"),
+            **_errors(*secured, 404, 422, 503),
+        },
+    )
     @_typed(item_id=item_path)
     def item_image(item_id: str, thumbnail: bool = False) -> Response:
         """The page image (or its thumbnail) of a result."""
@@ -340,7 +461,12 @@ def create_app(cfg: MmragConfig) -> FastAPI:
         return file_response(p, _served(p, ("image",), f"the image of item {item_id!r}"))
 
     @app.head("/items/{item_id}/boxes", dependencies=guarded, include_in_schema=False)
-    @app.get("/items/{item_id}/boxes", dependencies=guarded, response_model=OcrBoxes, responses=_errors(*secured, 404, 422, 503))
+    @app.get(
+        "/items/{item_id}/boxes",
+        dependencies=guarded,
+        response_model=OcrBoxes,
+        responses=_errors(*secured, 404, 422, 503),
+    )
     @_typed(item_id=item_path)
     def item_boxes(item_id: str) -> dict[str, Any]:
         """The OCR word boxes of a result's page image (what the search page draws on it)."""
@@ -348,14 +474,25 @@ def create_app(cfg: MmragConfig) -> FastAPI:
         item_id = _path_text(item_id, "item id")
         boxes = read_boxes(get_searcher(cfg).image_path(item_id))
         if boxes is None:
-            raise NotFound(f"item {item_id!r} has no OCR boxes (its text came from a text layer, or OCR is off)")
+            raise NotFound(
+                f"item {item_id!r} has no OCR boxes (its text came from a text layer, or OCR is off)"
+            )
         return boxes
 
     @app.head("/items/{item_id}/media", dependencies=guarded, include_in_schema=False)
-    @app.get("/items/{item_id}/media", dependencies=guarded, response_class=FileResponse,
-             responses={**_file_types(RECORDING_TYPES, "the recording (Range requests: 206, 416); its type is what "
-                                      "its bytes are, and a type no browser plays inline is an attachment"),
-                        **_errors(*secured, 404, 422, 503)})
+    @app.get(
+        "/items/{item_id}/media",
+        dependencies=guarded,
+        response_class=FileResponse,
+        responses={
+            **_file_types(
+                RECORDING_TYPES,
+                "the recording (Range requests: 206, 416); its type is what "
+                "its bytes are, and a type no browser plays inline is an attachment",
+            ),
+            **_errors(*secured, 404, 422, 503),
+        },
+    )
     @_typed(item_id=item_path)
     def item_media(item_id: str) -> Response:
         """The recording a time-based result comes from (audio or video), with HTTP Range support
@@ -372,9 +509,18 @@ def create_app(cfg: MmragConfig) -> FastAPI:
         return file_response(p, _served(p, ("audio", "video"), f"the recording of item {item_id!r}"))
 
     @app.head("/items/{item_id}/original", dependencies=guarded, include_in_schema=False)
-    @app.get("/items/{item_id}/original", dependencies=guarded, response_class=FileResponse,
-             responses={**_file_types(["application/octet-stream"], "the original Office, OpenDocument or text file, "
-                                      "always an attachment"), **_errors(*secured, 404, 422, 503)})
+    @app.get(
+        "/items/{item_id}/original",
+        dependencies=guarded,
+        response_class=FileResponse,
+        responses={
+            **_file_types(
+                ["application/octet-stream"],
+                "the original Office, OpenDocument or text file, always an attachment",
+            ),
+            **_errors(*secured, 404, 422, 503),
+        },
+    )
     @_typed(item_id=item_path)
     def item_original(item_id: str) -> Response:
         """The original file a converted page came from (a slide's deck, a sheet's workbook, an HTML
@@ -383,15 +529,24 @@ def create_app(cfg: MmragConfig) -> FastAPI:
         item_id = _path_text(item_id, "item id")
         p = _original(get_searcher(cfg), item_id, cfg)
         if p is None:
-            raise NotFound(f"item {item_id!r} is not a page of a converted file (its page image is at /items/{{id}}/image)")
+            raise NotFound(
+                f"item {item_id!r} is not a page of a converted file (its page image is at /items/{{id}}/image)"
+            )
         return FileResponse(
-            p[0], media_type="application/octet-stream", filename=p[1], content_disposition_type="attachment",
+            p[0],
+            media_type="application/octet-stream",
+            filename=p[1],
+            content_disposition_type="attachment",
             headers={"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"},
         )
 
     @app.head("/pages/{path:path}", dependencies=guarded, include_in_schema=False)
-    @app.get("/pages/{path:path}", dependencies=guarded, response_class=FileResponse,
-             responses={**_file_types(IMAGE_TYPES, "the page image"), **_errors(*secured, 404, 422)})
+    @app.get(
+        "/pages/{path:path}",
+        dependencies=guarded,
+        response_class=FileResponse,
+        responses={**_file_types(IMAGE_TYPES, "the page image"), **_errors(*secured, 404, 422)},
+    )
     @_typed(path=item_path)
     def page_file(path: str) -> Response:
         """A rendered page image or thumbnail by its stored path (``image_path`` relative to pages/)."""
@@ -447,7 +602,12 @@ def _links(searcher: Any, r: dict[str, Any]) -> dict[str, Any]:
     """``thumbnail_url`` / ``image_url`` / ``media_url`` / ``boxes_url`` of a result, where the file exists."""
     iid = quote(r["item_id"], safe=":")
     out: dict[str, Any] = {
-        "thumbnail_url": None, "image_url": None, "media_url": None, "media_type": None, "boxes_url": None, "original_url": None,
+        "thumbnail_url": None,
+        "image_url": None,
+        "media_url": None,
+        "media_type": None,
+        "boxes_url": None,
+        "original_url": None,
     }
     for key, thumb in (("image_url", False), ("thumbnail_url", True)):
         try:
@@ -504,7 +664,13 @@ def _original(searcher: Any, item_id: str, cfg: MmragConfig) -> tuple[Path, str]
     return None if p is None else (p, p.name)
 
 
-def serve(cfg: MmragConfig, host: str | None = None, port: int | None = None, *, allow_public_without_token: bool = False) -> None:
+def serve(
+    cfg: MmragConfig,
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    allow_public_without_token: bool = False,
+) -> None:
     """Run the app with uvicorn (with a header timeout and a per-client connection cap: ``server``);
     refuses a non-loopback bind without a token (see ``guard.check_bind``)."""
     from mmrag_assets.api.guard import check_bind
@@ -513,5 +679,10 @@ def serve(cfg: MmragConfig, host: str | None = None, port: int | None = None, *,
     sv = cfg.serve
     host = host or sv.host
     check_bind(host, sv.token, allow_public_without_token or sv.allow_public_without_token)
-    run(create_app(cfg), host=host, port=sv.port if port is None else port, header_timeout_s=sv.header_timeout_s,
-        max_per_client=sv.max_connections_per_client)
+    run(
+        create_app(cfg),
+        host=host,
+        port=sv.port if port is None else port,
+        header_timeout_s=sv.header_timeout_s,
+        max_per_client=sv.max_connections_per_client,
+    )

@@ -63,7 +63,10 @@ def is_converted(cfg: Any, source: str) -> bool:
     """The object is an Office, OpenDocument or text file (``sniff.converted_original``'s rule, from
     its first bytes and its name)."""
     head = _head(cfg, source)
-    return head is not None and sniff_bytes(head, posixpath.splitext(key_of(source))[1]).kind in ("office", "text")
+    return head is not None and sniff_bytes(head, posixpath.splitext(key_of(source))[1]).kind in (
+        "office",
+        "text",
+    )
 
 
 def local_copy(cfg: Any, source: str, item_id: str) -> Path:

@@ -41,8 +41,10 @@ _TYPES: dict[str, dict[str, tuple[str, bool]]] = {
     "avi": {"video": ("video/x-msvideo", False)},
 }
 OPAQUE = ("application/octet-stream", False)
-RECORDING_TYPES = sorted({t for by_kind in _TYPES.values() for k, (t, _) in by_kind.items() if k in ("audio", "video")}
-                         | {OPAQUE[0]})
+RECORDING_TYPES = sorted(
+    {t for by_kind in _TYPES.values() for k, (t, _) in by_kind.items() if k in ("audio", "video")}
+    | {OPAQUE[0]}
+)
 IMAGE_TYPES = sorted({t for by_kind in _TYPES.values() for k, (t, _) in by_kind.items() if k == "image"})
 
 
@@ -76,8 +78,11 @@ def type_of_head(head: bytes, suffix: str, kinds: tuple[str, ...]) -> tuple[str,
 
 def file_response(path: Path, served: tuple[str, bool]) -> FileResponse:
     media_type, inline = served
-    headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": FILE_CSP,
-               "Cross-Origin-Resource-Policy": "same-origin"}
+    headers = {
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": FILE_CSP,
+        "Cross-Origin-Resource-Policy": "same-origin",
+    }
     if not inline:
         headers["Content-Disposition"] = "attachment"
     return FileResponse(path, media_type=media_type, headers=headers)

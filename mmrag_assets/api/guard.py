@@ -107,8 +107,15 @@ class GuardMiddleware:
     by a prefix ending in ``/``, else ``default_csp``) that keeps the browser from loading anything
     from another origin; a header the app set itself is kept."""
 
-    def __init__(self, app: ASGIApp, *, allowed_hosts: list[str], max_body_bytes: int, default_csp: str,
-                 csp: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        allowed_hosts: list[str],
+        max_body_bytes: int,
+        default_csp: str,
+        csp: dict[str, str] | None = None,
+    ) -> None:
         self.app = app
         self.allowed_hosts = list(allowed_hosts)
         self.max_body = int(max_body_bytes)
@@ -133,9 +140,15 @@ class GuardMiddleware:
         async def secured(message: Message) -> None:
             if message["type"] == "http.response.start":
                 names = {k.lower() for k, _ in message.get("headers", [])}
-                extra = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
-                         (b"content-security-policy", policy)]
-                message["headers"] = [*message.get("headers", []), *((k, v) for k, v in extra if k not in names)]
+                extra = [
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"content-security-policy", policy),
+                ]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    *((k, v) for k, v in extra if k not in names),
+                ]
             await inner_send(message)
 
         send = secured
@@ -201,10 +214,17 @@ def utf8_query(raw: bytes) -> bool:
 
 async def _json(send: Send, status: int, detail: str) -> None:
     body = json.dumps({"detail": detail}).encode()
-    await send({
-        "type": "http.response.start", "status": status,
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -233,4 +253,7 @@ def check_bind(host: str, token: str | None, allow_public_without_token: bool) -
             "read the corpus. Set serve.token=... (then send `Authorization: Bearer <token>`), or bind "
             "127.0.0.1, or pass --allow-public-without-token if the network is yours alone"
         )
-    log.warning("SERVING %s WITHOUT A TOKEN: every client that can reach this address can search and read the corpus", host)
+    log.warning(
+        "SERVING %s WITHOUT A TOKEN: every client that can reach this address can search and read the corpus",
+        host,
+    )

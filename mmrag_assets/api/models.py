@@ -45,17 +45,30 @@ def visible_text_pattern() -> str:
 
 
 def text_schema(max_chars: int, *, visible: bool = False) -> dict[str, Any]:
-    return {"minLength": 1 if visible else 0, "maxLength": max_chars,
-            "pattern": visible_text_pattern() if visible else NO_CONTROLS}
+    return {
+        "minLength": 1 if visible else 0,
+        "maxLength": max_chars,
+        "pattern": visible_text_pattern() if visible else NO_CONTROLS,
+    }
 
 
 def _text(field: str, max_chars: int) -> Any:
-    return Annotated[str, AfterValidator(lambda v: clean_text(v, field, max_chars)),
-                     Field(json_schema_extra=text_schema(max_chars))]
+    return Annotated[
+        str,
+        AfterValidator(lambda v: clean_text(v, field, max_chars)),
+        Field(json_schema_extra=text_schema(max_chars)),
+    ]
 
 
-def request_model(*, max_query_chars: int, max_k: int, max_filter_values: int, max_field_chars: int,
-                  first_stages: tuple[str, ...], rerankers: tuple[str, ...]) -> type[BaseModel]:
+def request_model(
+    *,
+    max_query_chars: int,
+    max_k: int,
+    max_filter_values: int,
+    max_field_chars: int,
+    first_stages: tuple[str, ...],
+    rerankers: tuple[str, ...],
+) -> type[BaseModel]:
     """The ``POST /search`` body model for these limits (strict: unknown fields are refused)."""
     value = _text("filter value", max_field_chars)
     many = Field(min_length=1, max_length=max_filter_values)  # an empty list filters nothing: refused
@@ -72,9 +85,14 @@ def request_model(*, max_query_chars: int, max_k: int, max_filter_values: int, m
         __config__=ConfigDict(extra="forbid"),
         # the query's own length limit is the searcher's (a 400 that names search.max_query_chars);
         # the bound here only keeps absurd payloads away from the normaliser
-        query=(Annotated[str, AfterValidator(lambda v: clean_text(v, "query", 4 * max_query_chars))],
-               Field(..., description="the question, in words (whitespace and invisible characters alone: 400)",
-                     json_schema_extra=text_schema(max_query_chars, visible=True))),
+        query=(
+            Annotated[str, AfterValidator(lambda v: clean_text(v, "query", 4 * max_query_chars))],
+            Field(
+                ...,
+                description="the question, in words (whitespace and invisible characters alone: 400)",
+                json_schema_extra=text_schema(max_query_chars, visible=True),
+            ),
+        ),
         k=(int | None, Field(None, ge=1, le=max_k, description="results to return (default search.k)")),
         filters=(filters | None, None),
         first_stage=(Literal[first_stages] | None, Field(None, description="a first stage the index built")),  # type: ignore[valid-type]
@@ -102,7 +120,9 @@ class Box(BaseModel):
 
 class Result(BaseModel):
     rank: int
-    score: float = Field(description="the final ranking's score (search.fusion): P(relevant) with learned, the fused channels with score/rrf, the calibrated MaxSim with none")
+    score: float = Field(
+        description="the final ranking's score (search.fusion): P(relevant) with learned, the fused channels with score/rrf, the calibrated MaxSim with none"
+    )
     modality: str
     source: str = Field(description="path relative to corpus.root")
     page: int | None
@@ -110,18 +130,25 @@ class Result(BaseModel):
     end_s: float | None
     snippet: str
     item_id: str
-    channels: Channels = Field(default_factory=Channels, description="why it matched: each channel's rank and the MaxSim score")
+    channels: Channels = Field(
+        default_factory=Channels, description="why it matched: each channel's rank and the MaxSim score"
+    )
     why: dict[str, float] = Field(
         default_factory=dict,
         description="the final fusion's reasons: each part's share of score (search.fusion=learned: each feature's contribution to the log-odds of relevance)",
     )
     thumbnail_url: str | None = None
     image_url: str | None = None
-    media_url: str | None = Field(None, description="the recording, with HTTP Range support; play from start_s")
+    media_url: str | None = Field(
+        None, description="the recording, with HTTP Range support; play from start_s"
+    )
     media_type: str | None = None
-    boxes_url: str | None = Field(None, description="the OCR word boxes drawn on image_url (GET), when OCR read the image")
+    boxes_url: str | None = Field(
+        None, description="the OCR word boxes drawn on image_url (GET), when OCR read the image"
+    )
     original_url: str | None = Field(
-        None, description="the original file of a converted page (Office, OpenDocument, HTML, Markdown, text, EPUB), as a download"
+        None,
+        description="the original file of a converted page (Office, OpenDocument, HTML, Markdown, text, EPUB), as a download",
     )
 
 
@@ -143,7 +170,9 @@ class SearchReply(BaseModel):
     reranker: str
     candidates: int
     index: dict[str, Any]
-    fusion: dict[str, Any] = Field(default_factory=dict, description="the final fusion: method, query coverage, channel weights")
+    fusion: dict[str, Any] = Field(
+        default_factory=dict, description="the final fusion: method, query coverage, channel weights"
+    )
 
 
 class Problem(BaseModel):

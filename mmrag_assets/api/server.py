@@ -16,8 +16,10 @@ log = logging.getLogger(__name__)
 
 
 def _reply(status: bytes, text: bytes) -> bytes:
-    return (b"HTTP/1.1 " + status + b"\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
-            b"content-length: " + str(len(text)).encode() + b"\r\n\r\n" + text)
+    return (
+        b"HTTP/1.1 " + status + b"\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
+        b"content-length: " + str(len(text)).encode() + b"\r\n\r\n" + text
+    )
 
 
 def guarded_protocol(header_timeout_s: float, max_per_client: int) -> type:
@@ -33,12 +35,19 @@ def guarded_protocol(header_timeout_s: float, max_per_client: int) -> type:
             super().connection_made(transport)
             host = self.client[0] if self.client else None
             if host is not None and max_per_client > 0:
-                mine = sum(1 for c in list(self.connections) if getattr(c, "client", None) and c.client[0] == host)
+                mine = sum(
+                    1 for c in list(self.connections) if getattr(c, "client", None) and c.client[0] == host
+                )
                 if mine > max_per_client:
-                    log.warning("refused a connection from %s: %d open, serve.max_connections_per_client=%d",
-                                host, mine - 1, max_per_client)
-                    transport.write(_reply(b"503 Service Unavailable",
-                                           b"too many open connections from this address\n"))
+                    log.warning(
+                        "refused a connection from %s: %d open, serve.max_connections_per_client=%d",
+                        host,
+                        mine - 1,
+                        max_per_client,
+                    )
+                    transport.write(
+                        _reply(b"503 Service Unavailable", b"too many open connections from this address\n")
+                    )
                     transport.close()
                     return
             self._arm()
@@ -55,7 +64,9 @@ def guarded_protocol(header_timeout_s: float, max_per_client: int) -> type:
         def _headers_too_slow(self) -> None:
             self._header_timer = None
             if not self.transport.is_closing():
-                self.transport.write(_reply(b"408 Request Timeout", b"request headers not received in time\n"))
+                self.transport.write(
+                    _reply(b"408 Request Timeout", b"request headers not received in time\n")
+                )
                 self.transport.close()
 
         def on_message_begin(self) -> None:
@@ -76,5 +87,6 @@ def guarded_protocol(header_timeout_s: float, max_per_client: int) -> type:
 def run(app: Any, *, host: str, port: int, header_timeout_s: float, max_per_client: int) -> None:
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_level="info",
-                http=guarded_protocol(header_timeout_s, max_per_client))  # type: ignore[arg-type]
+    uvicorn.run(
+        app, host=host, port=port, log_level="info", http=guarded_protocol(header_timeout_s, max_per_client)
+    )  # type: ignore[arg-type]

@@ -26,7 +26,9 @@ class Warmup:
     start-up and again, at most every ``retry_s`` seconds, when a request finds the load failed (the
     index may have been built since)."""
 
-    def __init__(self, load: Callable[[], Any], *, retry_s: float, describe: Callable[[Exception], str]) -> None:
+    def __init__(
+        self, load: Callable[[], Any], *, retry_s: float, describe: Callable[[Exception], str]
+    ) -> None:
         self._load = load
         self._describe = describe
         self.retry_s = retry_s

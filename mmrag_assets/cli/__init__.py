@@ -30,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
         for extra in EXTRA_ARGS[name]:
             extra(sp)
         sp.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Hydra overrides")
-        sp.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and Dagster's own log lines")
+        sp.add_argument(
+            "-v", "--verbose", action="store_true", help="show tracebacks and Dagster's own log lines"
+        )
         sp.set_defaults(func=fn)
     return p
 
@@ -42,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     if flags:
         parser.error(f"unrecognized arguments: {' '.join(flags)}")
     args.overrides = [*args.overrides, *extra]
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
     try:
         return args.func(args)
     except MmragError as e:

@@ -16,7 +16,11 @@ def ask_flags(sp: argparse.ArgumentParser) -> None:
     json_flag(sp)
 
 
-@command("ask", "answer a question from the index, with numbered citations of the pages, images and moments it used", ask_flags)
+@command(
+    "ask",
+    "answer a question from the index, with numbered citations of the pages, images and moments it used",
+    ask_flags,
+)
 def cmd_ask(args: argparse.Namespace) -> int:
     from mmrag_assets.lib.answer.pipeline import Answerer
 
@@ -58,8 +62,11 @@ def print_answer(a: dict[str, Any], checked_again: bool = False) -> None:
     for s in a["sources"]:
         if not a["abstained"] and s["n"] not in cited:
             continue
-        where = f"p.{s['page']}" if s["page"] is not None else (
-            f"{s['start_s']:.1f}-{s['end_s']:.1f} s" if s["start_s"] is not None else "")
+        where = (
+            f"p.{s['page']}"
+            if s["page"] is not None
+            else (f"{s['start_s']:.1f}-{s['end_s']:.1f} s" if s["start_s"] is not None else "")
+        )
         print(f"  [{s['n']}] {s['source']} {where} ({s['modality']})")
     t = a["timings_ms"]
     stages = ", ".join(f"{k.removesuffix('_ms')} {v:.0f} ms" for k, v in t.items())

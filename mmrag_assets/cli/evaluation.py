@@ -26,24 +26,38 @@ from mmrag_assets.errors import ConfigError
 
 def eval_flags(sp: argparse.ArgumentParser) -> None:
     sp.add_argument(
-        "-m", "--multirun", action="store_true",
+        "-m",
+        "--multirun",
+        action="store_true",
         help="Hydra multirun: expand sweeps (a=x,y  choice()  range()  glob()) and compare every config",
     )
     sp.add_argument("--name", default=None, help="multirun report name (default: sweep-<sweep id>)")
     sp.add_argument(
-        "--calibrate", metavar="NAME", default=None,
+        "--calibrate",
+        metavar="NAME",
+        default=None,
         help="instead of scoring: train the learned fusion on the labelled queries (conf/fusion/NAME.json) and propose "
         "per-modality-pair thresholds (conf/search/NAME.yaml; use: search=NAME)",
     )
     sp.add_argument(
-        "--only", choices=("thresholds", "fusion"), default=None,
+        "--only",
+        choices=("thresholds", "fusion"),
+        default=None,
         help="--calibrate: only the thresholds, or only the fusion model (use: search.fusion=learned search.fusion_model=NAME)",
     )
     sp.add_argument(
-        "--by", action="append", default=[], metavar="TAG",
+        "--by",
+        action="append",
+        default=[],
+        metavar="TAG",
         help="break the metrics down by the values of a query tag (repeatable): mixed ranking and restricted view",
     )
-    sp.add_argument("--keep", type=float, default=None, help="--calibrate: share of relevant hits to keep (default: eval.calibration_keep)")
+    sp.add_argument(
+        "--keep",
+        type=float,
+        default=None,
+        help="--calibrate: share of relevant hits to keep (default: eval.calibration_keep)",
+    )
     json_flag(sp)
 
 
@@ -103,7 +117,9 @@ def _multirun(args: argparse.Namespace) -> int:
             for line in report.summary_lines(runs):
                 print(line)
             print(f"report: {out['report']}\nplot: {out['plot']}")
-            print(f"runs: {', '.join(r['run_id'] for r in runs)} (DuckDB table experiments, sweep_id {out['sweep_id']})")
+            print(
+                f"runs: {', '.join(r['run_id'] for r in runs)} (DuckDB table experiments, sweep_id {out['sweep_id']})"
+            )
         for f in failed:
             print(f"failed: {f['label']}: {f['error']}")
     return 1 if failed else 0
@@ -119,7 +135,9 @@ def _calibrate(args: argparse.Namespace) -> int:
     if not 0 < keep <= 1:
         raise ConfigError(f"--keep={keep} must be within (0, 1]")
     if cfg.search.reranker != "maxsim":
-        raise ConfigError("thresholds and the learned fusion read calibrated MaxSim scores: calibrate with search.reranker=maxsim")
+        raise ConfigError(
+            "thresholds and the learned fusion read calibrated MaxSim scores: calibrate with search.reranker=maxsim"
+        )
     do_fusion, do_thresholds = args.only in (None, "fusion"), args.only in (None, "thresholds")
     if do_thresholds:
         ct.check_name(args.calibrate, _conf_dir())
@@ -136,7 +154,12 @@ def _calibrate(args: argparse.Namespace) -> int:
         scores = ct.collect_scores(cfg, searcher, query_set, progress=say)
         proposal = ct.propose(scores, keep, cfg.search.thresholds)
         path = ct.write_threshold_option(
-            cfg, args.calibrate, proposal, keep=keep, provenance=provenance, fusion_model=args.calibrate if do_fusion else None
+            cfg,
+            args.calibrate,
+            proposal,
+            keep=keep,
+            provenance=provenance,
+            fusion_model=args.calibrate if do_fusion else None,
         )
         out |= {
             "path": str(path), "use": f"search={args.calibrate}", "keep": keep,
@@ -156,12 +179,13 @@ def _calibrate(args: argparse.Namespace) -> int:
         for pair, p in out["pairs"].items():
             what = (
                 f"keeps {p['kept_relevant']:.0%} of {p['relevant_hits']} relevant hits, drops {p['dropped_other'] or 0:.0%} of {p['other_hits']} others"
-                if p["relevant_hits"] else p["source"]
+                if p["relevant_hits"]
+                else p["source"]
             )
             print(f"{pair:<13} {p['threshold']:>8.3f}  ({what})")
-        print(f"wrote {out['path']}\nuse it: mmrag search \"...\" search={args.calibrate}")
+        print(f'wrote {out["path"]}\nuse it: mmrag search "..." search={args.calibrate}')
     else:
-        print(f"use it: mmrag search \"...\" search.fusion=learned search.fusion_model={args.calibrate}")
+        print(f'use it: mmrag search "..." search.fusion=learned search.fusion_model={args.calibrate}')
     return 0
 
 
@@ -180,9 +204,13 @@ def _train_fusion(args: argparse.Namespace, cfg: MmragConfig, query_set: Any) ->
     searcher = open_searcher(ccfg, _index, say)
     say(f"training the learned fusion on {query_set.path.name} ({len(query_set)} queries)")
     # the model file is shared (conf/ is committed): no path of this machine goes into it
-    command = "mmrag eval --calibrate " + shlex.join([args.calibrate, *(["--only", args.only] if args.only else []), *map(_short, args.overrides)])
+    command = "mmrag eval --calibrate " + shlex.join(
+        [args.calibrate, *(["--only", args.only] if args.only else []), *map(_short, args.overrides)]
+    )
     tier = {"arch": cfg.model.arch, "model": cfg.model.name, "dim": cfg.model.dim}
-    model, report, ds = ft.train(searcher, query_set, name=args.calibrate, tier=tier, command=command, progress=say)
+    model, report, ds = ft.train(
+        searcher, query_set, name=args.calibrate, tier=tier, command=command, progress=say
+    )
     model.save(path)
     best = report["cv"][str(report["C"])]
     return {
@@ -197,7 +225,9 @@ def _short(override: str) -> str:
     """``key=/an/absolute/path/to/x`` -> ``key=.../to/x`` (what the path was, not where)."""
     key, eq, value = override.partition("=")
     p = Path(value)
-    return f"{key}{eq}.../{'/'.join(p.parts[-2:])}" if eq and p.is_absolute() and len(p.parts) > 3 else override
+    return (
+        f"{key}{eq}.../{'/'.join(p.parts[-2:])}" if eq and p.is_absolute() and len(p.parts) > 3 else override
+    )
 
 
 def _conf_dir():

@@ -16,7 +16,9 @@ from mmrag_assets.config import MmragConfig
 
 
 def dir_flag(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("--dir", default="mmrag-demo", help="where the demo corpus and storage go (default: ./mmrag-demo)")
+    sp.add_argument(
+        "--dir", default="mmrag-demo", help="where the demo corpus and storage go (default: ./mmrag-demo)"
+    )
 
 
 def ui_flags(sp: argparse.ArgumentParser) -> None:
@@ -42,7 +44,9 @@ def verify_flag(sp: argparse.ArgumentParser) -> None:
 
 
 @command(
-    "index", "run everything up to the published search index (ingest, embed, publish) as one Dagster run", verify_flag
+    "index",
+    "run everything up to the published search index (ingest, embed, publish) as one Dagster run",
+    verify_flag,
 )
 def cmd_index(args: argparse.Namespace) -> int:
     from mmrag_assets.orchestration.launch import index
@@ -53,7 +57,11 @@ def cmd_index(args: argparse.Namespace) -> int:
     return exit_code(summary)
 
 
-@command("status", "print what the catalog and the index hold (documents, pages, segments, quarantine, index)", json_flag)
+@command(
+    "status",
+    "print what the catalog and the index hold (documents, pages, segments, quarantine, index)",
+    json_flag,
+)
 def cmd_status(args: argparse.Namespace) -> int:
     from mmrag_assets.lib.status import catalog_status
 
@@ -82,11 +90,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for q in DEMO_QUERIES:
         print()
         print_results(searcher.search(q, k=3).to_json())
-    print(f"\nnext: mmrag search \"your question\" corpus.root={cfg.corpus.root} storage.root={cfg.storage.root}")
+    print(
+        f'\nnext: mmrag search "your question" corpus.root={cfg.corpus.root} storage.root={cfg.storage.root}'
+    )
     return exit_code(summary)
 
 
-@command("ui", "start the Dagster UI and daemon (dagster dev) on the same instance and config as the CLI", ui_flags)
+@command(
+    "ui", "start the Dagster UI and daemon (dagster dev) on the same instance and config as the CLI", ui_flags
+)
 def cmd_ui(args: argparse.Namespace) -> int:
     from mmrag_assets.orchestration.instance import open_instance
 
@@ -95,7 +107,18 @@ def cmd_ui(args: argparse.Namespace) -> int:
         home = instance.root_directory
     env = {**os.environ, "DAGSTER_HOME": str(home), "MMRAG_OVERRIDES": json.dumps(cfg.overrides)}
     workspace = Path(__file__).resolve().parents[2] / "workspace.yaml"
-    argv = [sys.executable, "-m", "dagster", "dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)]
+    argv = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-w",
+        str(workspace),
+        "-h",
+        args.host,
+        "-p",
+        str(args.port),
+    ]
     say(f"DAGSTER_HOME={home}\n{' '.join(argv)}")
     # its own session: on SIGINT/SIGTERM the whole group (webserver, daemon, code servers) is stopped
     proc = subprocess.Popen(argv, env=env, start_new_session=True)

@@ -29,7 +29,13 @@ def cmd_checks(args: argparse.Namespace) -> int:
     with open_instance(cfg) as instance:
         checks = latest_check_results(instance, build_definitions(cfg.overrides))
     held = [
-        {"source": r["source"], "doc_id": r["doc_id"], "check": r["check_name"], "detail": r["detail"], "run_id": r["run_id"]}
+        {
+            "source": r["source"],
+            "doc_id": r["doc_id"],
+            "check": r["check_name"],
+            "detail": r["detail"],
+            "run_id": r["run_id"],
+        }
         for r in Catalog(cfg.catalog_url).failing_checks(version_key_for(cfg.model), gate_keys(cfg))
     ]
     if args.json:

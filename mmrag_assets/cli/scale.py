@@ -17,7 +17,11 @@ def worker_flags(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--concurrency", type=int, default=1, help="steps this worker runs at once (default: 1)")
 
 
-@command("worker", "start a celery worker for scale-out runs (orchestration=celery): it executes their steps", worker_flags)
+@command(
+    "worker",
+    "start a celery worker for scale-out runs (orchestration=celery): it executes their steps",
+    worker_flags,
+)
 def cmd_worker(args: argparse.Namespace) -> int:
     from mmrag_assets.defs.shared import EMBED_QUEUE
     from mmrag_assets.errors import MmragError
@@ -26,7 +30,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     cfg = config_of(args)
     if cfg.orchestration.executor != "celery":
-        raise MmragError("mmrag worker serves orchestration=celery: add orchestration=celery (and its settings)")
+        raise MmragError(
+            "mmrag worker serves orchestration=celery: add orchestration=celery (and its settings)"
+        )
     with open_instance(cfg):  # writes the instance's dagster.yaml (Postgres) the worker reads
         pass
     home = dagster_home(cfg)
@@ -40,8 +46,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     # what `dagster-celery worker start -y celery.yaml` does (a config module on PYTHONPATH), then exec
     # celery itself, so that this process is the worker (signals, pid) rather than a wrapper around it
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (get_config_dir(str(conf)), os.environ.get("PYTHONPATH")) if p)}
-    env["MMRAG_PRELOAD"] = ",".join(preload_modules(cfg))  # imported once, before the pool forks (celery_app.py)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (get_config_dir(str(conf)), os.environ.get("PYTHONPATH")) if p
+        ),
+    }
+    env["MMRAG_PRELOAD"] = ",".join(
+        preload_modules(cfg)
+    )  # imported once, before the pool forks (celery_app.py)
     queues = args.queue or ["dagster", EMBED_QUEUE]
     argv = [exe, "-A", "mmrag_assets.orchestration.celery_app", "worker", "--prefetch-multiplier=1", "--disable-prefetch", "--loglevel=INFO",
             "-Q", ",".join(queues), "-n", get_worker_name(args.name), f"--concurrency={args.concurrency}", "--pool=prefork"]  # fmt: skip

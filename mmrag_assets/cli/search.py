@@ -19,8 +19,11 @@ def search_flags(sp: argparse.ArgumentParser) -> None:
 def serve_flags(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--host", default=None, help="bind address (default: serve.host, 127.0.0.1)")
     sp.add_argument("--port", type=int, default=None, help="port (default: serve.port)")
-    sp.add_argument("--allow-public-without-token", action="store_true",
-                    help="bind a non-loopback address even without serve.token (anyone on the network can read the corpus)")
+    sp.add_argument(
+        "--allow-public-without-token",
+        action="store_true",
+        help="bind a non-loopback address even without serve.token (anyone on the network can read the corpus)",
+    )
 
 
 @command("search", "search the index: ranked pages, images and moments of audio", search_flags)
@@ -41,11 +44,18 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("serve", "start the search page and the HTTP API (/, /search, /readyz, images, media, /docs)", serve_flags)
+@command(
+    "serve", "start the search page and the HTTP API (/, /search, /readyz, images, media, /docs)", serve_flags
+)
 def cmd_serve(args: argparse.Namespace) -> int:
     from mmrag_assets.api import serve
 
-    serve(config_of(args), host=args.host, port=args.port, allow_public_without_token=args.allow_public_without_token)
+    serve(
+        config_of(args),
+        host=args.host,
+        port=args.port,
+        allow_public_without_token=args.allow_public_without_token,
+    )
     return 0
 
 
@@ -59,4 +69,6 @@ def print_results(resp: dict[str, Any]) -> None:
         if r["snippet"]:
             print(f"       {r['snippet'][:110]}")
     t = resp["timings_ms"]
-    print(f"({len(resp['results'])} results, {resp['dropped_below_threshold']} below threshold, {t.get('total_ms', 0):.0f} ms)")
+    print(
+        f"({len(resp['results'])} results, {resp['dropped_below_threshold']} below threshold, {t.get('total_ms', 0):.0f} ms)"
+    )

@@ -43,7 +43,10 @@ EMBED_TAGS = {"dagster-celery/queue": EMBED_QUEUE}
 
 
 def config_metadata(cfg: MmragConfig) -> dict[str, Any]:
-    return {"resolved_config": dg.MetadataValue.json(cfg.to_dict()), "overrides": " ".join(cfg.overrides) or "(none)"}
+    return {
+        "resolved_config": dg.MetadataValue.json(cfg.to_dict()),
+        "overrides": " ".join(cfg.overrides) or "(none)",
+    }
 
 
 def when(ts: float | None = None) -> dg.MetadataValue:
@@ -133,13 +136,18 @@ class _CliHandler(logging.Handler):
 
         if self._bars is None:
             self._bars = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
                 transient=True,
             )
             self._bars.start()
         what = m["what"]
         if what not in self._tasks:
-            self._tasks[what] = self._bars.add_task(f"{what} {m['unit'] or ''}".strip(), total=int(m["total"]))
+            self._tasks[what] = self._bars.add_task(
+                f"{what} {m['unit'] or ''}".strip(), total=int(m["total"])
+            )
         self._bars.update(self._tasks[what], completed=int(m["n"]))
         if done:
             self._bars.remove_task(self._tasks.pop(what))

@@ -46,12 +46,13 @@ class RunPlan:
         return ", ".join(parts)
 
 
-def plan_run(cfg: MmragConfig, catalog: Catalog, *, version_key: str | None = None, result: ScanResult | None = None) -> RunPlan:
+def plan_run(
+    cfg: MmragConfig, catalog: Catalog, *, version_key: str | None = None, result: ScanResult | None = None
+) -> RunPlan:
     """Shards with documents to ingest or check, and, when ``version_key`` is given, to embed."""
     result = result or scan(cfg, catalog)
     docs = {
-        r["doc_id"]: r
-        for r in catalog.query("SELECT doc_id, sha256, fingerprint, status FROM documents")
+        r["doc_id"]: r for r in catalog.query("SELECT doc_id, sha256, fingerprint, status FROM documents")
     }
     gates = catalog.gate_results(version_key or "", gate_keys(cfg))
     plan = RunPlan([], documents=len(result.docs), scan=result)
@@ -67,7 +68,9 @@ def plan_run(cfg: MmragConfig, catalog: Catalog, *, version_key: str | None = No
             plan.unchecked += 1
             todo.add(shard_of(doc_id))
         elif (
-            version_key and all(catalog_gates) and have["status"] != "quarantined"
+            version_key
+            and all(catalog_gates)
+            and have["status"] != "quarantined"
             and gates.get((doc_id, EMBEDDINGS_CHECK)) is None
         ):
             plan.unembedded += 1

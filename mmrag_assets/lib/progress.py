@@ -11,7 +11,15 @@ from collections.abc import Callable
 class Progress:
     """``p = Progress("rendered", total, say); p.step(); ...; p.done()``."""
 
-    def __init__(self, what: str, total: int, say: Callable[[str], None] | None, *, every_s: float = 5.0, unit: str = ""):
+    def __init__(
+        self,
+        what: str,
+        total: int,
+        say: Callable[[str], None] | None,
+        *,
+        every_s: float = 5.0,
+        unit: str = "",
+    ):
         self.what, self.total, self.say, self.every_s, self.unit = what, total, say, every_s, unit
         self.n = 0
         self.t0 = self.last = time.perf_counter()
@@ -34,8 +42,10 @@ class Progress:
     def done(self, detail: str = "") -> None:
         if self.say is not None and self.total:
             elapsed = time.perf_counter() - self.t0
-            self.say(f"{self.what} {self.n}/{self.total}{' ' + self.unit if self.unit else ''} in {elapsed:.1f} s"
-                     + (f" ({detail})" if detail else ""))
+            self.say(
+                f"{self.what} {self.n}/{self.total}{' ' + self.unit if self.unit else ''} in {elapsed:.1f} s"
+                + (f" ({detail})" if detail else "")
+            )
 
 
 def page_counter(

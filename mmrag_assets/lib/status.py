@@ -14,13 +14,21 @@ KINDS = ("pdf", "image", "audio", "video", "office", "text")
 def catalog_status(cfg: MmragConfig) -> dict[str, Any]:
     if not Catalog.exists(cfg.catalog_url):
         return {
-            "documents": dict.fromkeys(KINDS, 0), "pages": 0, "segments": 0, "quarantined": [], "held_back": [], "index": None,
-            "problems": [], "changed_after_scan": [],
+            "documents": dict.fromkeys(KINDS, 0),
+            "pages": 0,
+            "segments": 0,
+            "quarantined": [],
+            "held_back": [],
+            "index": None,
+            "problems": [],
+            "changed_after_scan": [],
         }
     cat = Catalog(cfg.catalog_url)
     by_kind = {
         r["kind"]: r["n"]
-        for r in cat.query("SELECT kind, count(*) AS n FROM documents WHERE status <> 'quarantined' GROUP BY kind")
+        for r in cat.query(
+            "SELECT kind, count(*) AS n FROM documents WHERE status <> 'quarantined' GROUP BY kind"
+        )
     }
     quarantined = cat.query("SELECT DISTINCT source, reason FROM quarantine ORDER BY source, reason")
     return {
@@ -32,7 +40,9 @@ def catalog_status(cfg: MmragConfig) -> dict[str, Any]:
         "index": index_status(cfg, cat),
         "problems": store_problems(cfg, cat),
         # files of the last scan that vanished or changed since: the index does not reflect them
-        "changed_after_scan": changed_since_scan(cfg, cat) if cfg.corpus_remote or not cfg.storage_remote else [],
+        "changed_after_scan": changed_since_scan(cfg, cat)
+        if cfg.corpus_remote or not cfg.storage_remote
+        else [],
     }
 
 
@@ -45,7 +55,9 @@ def store_problems(cfg: MmragConfig, cat: Catalog) -> list[str]:
     gone = missing_pages(cfg, cat)
     if not gone:
         return []
-    return [f"{sum(gone.values())} rendered page files of {len(gone)} documents missing under pages/: run `{REPAIR}`"]
+    return [
+        f"{sum(gone.values())} rendered page files of {len(gone)} documents missing under pages/: run `{REPAIR}`"
+    ]
 
 
 def held_back(cfg: MmragConfig, cat: Catalog) -> list[dict[str, Any]]:
@@ -98,7 +110,9 @@ def index_status(cfg: MmragConfig, cat: Catalog | None = None) -> dict[str, Any]
 
             n = sum(b.rows for b in staging_for(cfg, tbl).batches())  # committed by the next publish
             staged = f" ({n} more staged, not committed)" if n else ""
-            problems.append(f"incomplete: {out['rows']} of {expected} items embedded{staged}: run `mmrag index`")
+            problems.append(
+                f"incomplete: {out['rows']} of {expected} items embedded{staged}: run `mmrag index`"
+            )
     loc = location_for(cfg, vk)
     try:
         live = mf.current_version(loc)
@@ -109,7 +123,11 @@ def index_status(cfg: MmragConfig, cat: Catalog | None = None) -> dict[str, Any]
         rep = mf.verify(loc, deep=False, table=tbl)
         if rep.ok:
             m = mf.read_manifest(loc, live)
-            out["published"] = {"version": live, "items": int(m["n_alive"]), "documents": int(m["n_documents"])}
+            out["published"] = {
+                "version": live,
+                "items": int(m["n_alive"]),
+                "documents": int(m["n_documents"]),
+            }
         else:
             problems += [f"index version v{live}: {p}: run `mmrag index --verify`" for p in rep.problems]
     out["problems"] = problems

@@ -31,6 +31,7 @@ INDEX = (
     "matplotlib.backends.backend_agg",
 )
 
+
 def for_job(job_name: str) -> tuple[str, ...]:
     """The modules the steps of ``job_name`` import late: the contracts' for every job that ingests,
     LanceDB's and the drift check's as well for the jobs that embed and publish."""

@@ -52,6 +52,7 @@ from mmrag_assets.orchestration.runs import RunOutcome, cli_run_config, run_outc
 if TYPE_CHECKING:
     import dagster as dg
 
+
 def parallel(cfg: MmragConfig) -> bool:
     return cfg.orchestration.executor != "in_process" and cfg.orchestration.workers > 1
 
@@ -112,12 +113,16 @@ def celery_yaml(cfg: MmragConfig) -> str:
 def _recon(job_name: str) -> Any:
     from dagster._core.definitions.reconstruct import ReconstructableRepository
 
-    repo = ReconstructableRepository.for_module("mmrag_assets.definitions", "defs", working_directory=os.getcwd())
+    repo = ReconstructableRepository.for_module(
+        "mmrag_assets.definitions", "defs", working_directory=os.getcwd()
+    )
     return repo.get_reconstructable_job(job_name)
 
 
 log = logging.getLogger(__name__)
-SUBMITTED = re.compile(r'Submitting celery task for step ".*" to queue "(.*)"')  # dagster-celery's engine event
+SUBMITTED = re.compile(
+    r'Submitting celery task for step ".*" to queue "(.*)"'
+)  # dagster-celery's engine event
 WATCH_TAG = "mmrag/watch"  # names the run a WorkerWatch looks after (execute_job makes the run id)
 _TASKS: dict[tuple[str, str], str] = {}  # (run id, step key) -> the celery task id this process published
 _TASKS_LOCK = threading.Lock()
@@ -219,7 +224,9 @@ class WorkerWatch(threading.Thread):
             failed.add(step)
         return False
 
-    def _say_unserved(self, app: Any, inst: dg.DagsterInstance, run: Any, queued: dict[str, str], now: float) -> None:
+    def _say_unserved(
+        self, app: Any, inst: dg.DagsterInstance, run: Any, queued: dict[str, str], now: float
+    ) -> None:
         """Say once per queue, in the run's event log, when steps wait on a queue no live worker consumes
         (they wait for one: a run on the embedding queue with no GPU worker up is not lost, but stuck)."""
         if not queued:
@@ -228,7 +235,9 @@ class WorkerWatch(threading.Thread):
         late = sorted(q for q, t in first.items() if now - t >= self.lost_s and q not in self._said)
         if not late:
             return
-        served = {q["name"] for qs in (app.control.inspect(timeout=1.0).active_queues() or {}).values() for q in qs}
+        served = {
+            q["name"] for qs in (app.control.inspect(timeout=1.0).active_queues() or {}).values() for q in qs
+        }
         for q in late:
             if q in served:
                 self._waiting.pop(q, None)  # consumed, just busy: look again later
@@ -310,8 +319,14 @@ _WATCHING_PARENT = False
 
 
 def execute(
-    cfg: MmragConfig, home: Path, job_name: str, tags: dict[str, str], rc: dict[str, Any],
-    env: dict[str, str] | None = None, *, pools: bool = False,
+    cfg: MmragConfig,
+    home: Path,
+    job_name: str,
+    tags: dict[str, str],
+    rc: dict[str, Any],
+    env: dict[str, str] | None = None,
+    *,
+    pools: bool = False,
 ) -> Any:
     """One run of ``job_name`` on its own instance handle, in this process's main thread (a celery
     run with a WorkerWatch beside it). ``env``: the launcher's environment (a process forked from
@@ -324,7 +339,9 @@ def execute(
     if env is not None and env != dict(os.environ):
         os.environ.clear()
         os.environ.update(env)
-    if multiprocessing.parent_process() is not None and not _WATCHING_PARENT:  # a run process (launch_parallel)
+    if (
+        multiprocessing.parent_process() is not None and not _WATCHING_PARENT
+    ):  # a run process (launch_parallel)
         _WATCHING_PARENT = True
         threading.Thread(target=_exit_with_parent, name="mmrag-parent-watch", daemon=True).start()
     if pools:
@@ -341,7 +358,9 @@ def execute(
         watch.start()
     try:
         with dg.DagsterInstance.from_config(str(home)) as instance:
-            result = dg.execute_job(_recon(job_name), instance=instance, run_config=rc, tags=tags, raise_on_error=False)
+            result = dg.execute_job(
+                _recon(job_name), instance=instance, run_config=rc, tags=tags, raise_on_error=False
+            )
             out = run_outcome(result, t0, first_partition_wins=True)
     finally:
         if watch is not None:
@@ -422,7 +441,9 @@ def launch_parallel(
         weights = Counter(shard_of(d) for d in (plan.scan.docs if plan.scan else {}))
         ranges = split_ranges(plan.shards, weights, cfg.orchestration.workers)
 
-    def one(pool: ProcessPoolExecutor, job: str, tags: dict[str, str], rc: dict[str, Any], pools: bool = False) -> Any:
+    def one(
+        pool: ProcessPoolExecutor, job: str, tags: dict[str, str], rc: dict[str, Any], pools: bool = False
+    ) -> Any:
         return pool.submit(execute, cfg, home, job, tags, rc, env, pools=pools)
 
     def outcome(f: Any) -> Any:
@@ -439,7 +460,10 @@ def launch_parallel(
         if ranges:
             job = f"shard_{'index' if embed else 'ingest'}_job_{suffix}"
             where = "steps on celery workers" if celery else "steps in each run's process"
-            say(f"{len(ranges)} shard runs side by side ({suffix}: {where}): " + ", ".join(f"{a}-{b}" for a, b in ranges))
+            say(
+                f"{len(ranges)} shard runs side by side ({suffix}: {where}): "
+                + ", ".join(f"{a}-{b}" for a, b in ranges)
+            )
             # the partition range tags Dagster reads (defs/ingest/sensors.py range_tags, without importing it here)
             futures = [one(pool, job, {**base_tags, **_range_tags(*r)}, rc) for r in ranges]
             results = [outcome(f) for f in futures]
@@ -460,19 +484,27 @@ def merge(outcomes: list[Any]) -> Any:
     bad = [o for o in outcomes if not (o.success or o.blocked)]
     first_bad = bad[0] if bad else None
     meta: dict[str, dict[str, Any]] = {}
-    for asset, keys in (("page_images", ("documents_ingested",)), ("item_embeddings", ("documents_embedded",))):
+    for asset, keys in (
+        ("page_images", ("documents_ingested",)),
+        ("item_embeddings", ("documents_embedded",)),
+    ):
         rows = [o.metadata[asset] for o in outcomes if asset in o.metadata]
         if rows:
             meta[asset] = {k: sum(int(r.get(k, 0)) for r in rows) for k in keys}
-    failed_docs = [d for o in outcomes for d in (o.metadata.get("item_embeddings", {}).get("failed_documents") or [])]
+    failed_docs = [
+        d for o in outcomes for d in (o.metadata.get("item_embeddings", {}).get("failed_documents") or [])
+    ]
     meta.setdefault("item_embeddings", {})["failed_documents"] = failed_docs
     for o in outcomes:
         if "search_index" in o.metadata:
             meta["search_index"] = o.metadata["search_index"]
     last = first_bad or outcomes[-1]
     out = RunOutcome(
-        last.run_id, first_bad is None and all(o.success for o in outcomes),
-        first_bad.error if first_bad else None, meta, sum(o.seconds for o in outcomes),
+        last.run_id,
+        first_bad is None and all(o.success for o in outcomes),
+        first_bad.error if first_bad else None,
+        meta,
+        sum(o.seconds for o in outcomes),
         blocked=first_bad is None and any(o.blocked for o in outcomes),
     )
     out.run_ids = [o.run_id for o in outcomes]

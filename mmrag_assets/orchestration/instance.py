@@ -48,7 +48,9 @@ def open_instance(cfg: MmragConfig) -> Iterator[dg.DagsterInstance]:
         home.mkdir(parents=True, exist_ok=True)
         yaml = home / "dagster.yaml"
         text = instance_yaml(cfg)  # SQLite or Postgres storage, from the orchestration config
-        managed = bool(os.environ.get("DAGSTER_HOME")) and yaml.exists()  # a deployment's own (deploy/dagster.yaml)
+        managed = (
+            bool(os.environ.get("DAGSTER_HOME")) and yaml.exists()
+        )  # a deployment's own (deploy/dagster.yaml)
         if not managed and (not yaml.exists() or yaml.read_text() != text):
             tmp = yaml.with_suffix(".tmp")
             tmp.write_text(text)
@@ -83,7 +85,9 @@ def sweep_dead_runs(instance: dg.DagsterInstance) -> list[str]:
         started = float(run.tags[STARTED_TAG]) if STARTED_TAG in run.tags else None
         if pid and not _process_alive(pid, started):
             if run.status != dg.DagsterRunStatus.NOT_STARTED:
-                instance.report_run_failed(run, f"the process that ran it (pid {pid}) is gone; marked failed by mmrag")
+                instance.report_run_failed(
+                    run, f"the process that ran it (pid {pid}) is gone; marked failed by mmrag"
+                )
             else:
                 instance.report_run_canceled(run, f"the process that created it (pid {pid}) is gone")
             instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
@@ -119,7 +123,7 @@ def instance_yaml(cfg: MmragConfig) -> str:
     url = str(cfg.orchestration.postgres_url)
     if url.startswith(("postgresql://", "postgres://")):
         url = "postgresql+psycopg2://" + url.split("://", 1)[1]
-    return INSTANCE_BASE + f"storage:\n  postgres:\n    postgres_url: \"{url}\"\n"
+    return INSTANCE_BASE + f'storage:\n  postgres:\n    postgres_url: "{url}"\n'
 
 
 def writer_slots(cfg: MmragConfig) -> int:

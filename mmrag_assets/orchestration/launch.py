@@ -55,7 +55,9 @@ def launch(
 
     say = say or (lambda _m: None)
     for run_id, started in _holders(instance):
-        say(f"another index run is in progress (run {run_id}, started at {started}); waiting for it to finish")
+        say(
+            f"another index run is in progress (run {run_id}, started at {started}); waiting for it to finish"
+        )
     import psutil
 
     me = psutil.Process()
@@ -68,7 +70,10 @@ def launch(
     warm_imports(for_job(job_name))  # while the run starts (instance writes) and ingests
     t0 = time.perf_counter()
     result = job.execute_in_process(
-        instance=instance, tags=tags, run_config={**cli_run_config(verbose), **(run_config or {})}, raise_on_error=False
+        instance=instance,
+        tags=tags,
+        run_config={**cli_run_config(verbose), **(run_config or {})},
+        raise_on_error=False,
     )
     return run_outcome(result, t0)
 
@@ -81,12 +86,16 @@ def _published(cfg: MmragConfig, catalog: Any, version_key: str) -> bool:
 
     pull_index(storage_for(cfg), version_key)  # an object-store root: its live version decides
 
-    allowed = catalog.publishable_documents(list(CATALOG_CHECKS.values()), EMBEDDINGS_CHECK, version_key, gate_keys(cfg))
+    allowed = catalog.publishable_documents(
+        list(CATALOG_CHECKS.values()), EMBEDDINGS_CHECK, version_key, gate_keys(cfg)
+    )
     return is_published(location_for(cfg, version_key), allowed)
 
 
 # ---------------------------------------------------------------- the commands
-def ingest(cfg: MmragConfig, say: Callable[[str], None] | None = None, *, verbose: bool = False) -> dict[str, Any]:
+def ingest(
+    cfg: MmragConfig, say: Callable[[str], None] | None = None, *, verbose: bool = False
+) -> dict[str, Any]:
     """``mmrag ingest``: one ``ingest_job`` run over the shards with new or changed documents."""
     return _pipeline(cfg, "ingest_job", None, say, verbose)
 
@@ -131,10 +140,21 @@ def _pipeline(
     if check and check.rerun_all:
         plan.shards = list(SHARD_KEYS)  # the assets redo exactly what is missing, per document
     say(f"{plan.describe()}; shards with work: {' '.join(plan.shards) or 'none'}")
-    if plan.range is None and not plan.removed and (version_key is None or _published(cfg, catalog, version_key)):
+    if (
+        plan.range is None
+        and not plan.removed
+        and (version_key is None or _published(cfg, catalog, version_key))
+    ):
         say("up to date: nothing to ingest, embed or publish")
-        return {"run_id": None, "documents": plan.documents, "ingested": 0, "embedded": 0, "failed": [],
-                "seconds": round(time.perf_counter() - t0, 2), "index": {"rebuilt": False}}
+        return {
+            "run_id": None,
+            "documents": plan.documents,
+            "ingested": 0,
+            "embedded": 0,
+            "failed": [],
+            "seconds": round(time.perf_counter() - t0, 2),
+            "index": {"rebuilt": False},
+        }
     from mmrag_assets.orchestration.distributed import launch_parallel, merge, parallel
 
     if parallel(cfg):  # every run in a preloaded run process: this one imports no Dagster
@@ -144,7 +164,9 @@ def _pipeline(
     return _finish(cfg, catalog, out, plan, version_key, t0)
 
 
-def _launch_here(cfg: MmragConfig, job: str, plan: Any, version_key: str | None, say, verbose: bool) -> RunOutcome:
+def _launch_here(
+    cfg: MmragConfig, job: str, plan: Any, version_key: str | None, say, verbose: bool
+) -> RunOutcome:
     """The command's one run, in this process."""
     from mmrag_assets.orchestration.instance import set_pool_limits
 
@@ -156,7 +178,9 @@ def _launch_here(cfg: MmragConfig, job: str, plan: Any, version_key: str | None,
         return launch(cfg, instance, name, say=say, verbose=verbose)
 
 
-def _finish(cfg: MmragConfig, catalog: Any, out: RunOutcome, plan: Any, version_key: str | None, t0: float) -> dict[str, Any]:
+def _finish(
+    cfg: MmragConfig, catalog: Any, out: RunOutcome, plan: Any, version_key: str | None, t0: float
+) -> dict[str, Any]:
     from mmrag_assets.lib.quality.gates import gate_keys
 
     if not out.success and not out.blocked:

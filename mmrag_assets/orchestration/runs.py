@@ -30,7 +30,8 @@ def run_outcome(result: Any, t0: float, *, first_partition_wins: bool = False) -
             meta[key] = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
     failures = [e for e in result.all_events if e.is_step_failure]
     blocked = bool(failures) and all(
-        e.event_specific_data and e.event_specific_data.error
+        e.event_specific_data
+        and e.event_specific_data.error
         and e.event_specific_data.error.cls_name == "DagsterAssetCheckFailedError"
         for e in failures
     )
@@ -44,7 +45,9 @@ def failure_message(result: Any) -> str:
     for e in result.all_events:
         data = e.event_specific_data
         err = getattr(data, "error", None) if data is not None else None
-        if err is None or not (e.is_step_failure or e.event_type_value in ("RESOURCE_INIT_FAILURE", "RUN_FAILURE")):
+        if err is None or not (
+            e.is_step_failure or e.event_type_value in ("RESOURCE_INIT_FAILURE", "RUN_FAILURE")
+        ):
             continue
         while err.cause is not None:
             err = err.cause

@@ -14,7 +14,14 @@ from mmrag_assets.resources.stores import (
     SearcherResource,
 )
 
-__all__ = ["CatalogResource", "EmbedderResource", "LanceStoreResource", "MmragConfigResource", "SearcherResource", "resources_for"]
+__all__ = [
+    "CatalogResource",
+    "EmbedderResource",
+    "LanceStoreResource",
+    "MmragConfigResource",
+    "SearcherResource",
+    "resources_for",
+]
 
 
 def resources_for(overrides: list[str]) -> dict[str, object]:

@@ -1,6 +1,5 @@
 """The run's composed configuration."""
 
-
 import dagster as dg
 from pydantic import PrivateAttr
 

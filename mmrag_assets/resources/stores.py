@@ -4,7 +4,6 @@ Each is created at most once per run (per step process) and handed to the assets
 it; nothing is cached at module level, so two configs in one process never share one.
 """
 
-
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg

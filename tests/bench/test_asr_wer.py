@@ -10,7 +10,9 @@ import pytest
 
 from mmrag_assets.config import load_config
 
-_spec = importlib.util.spec_from_file_location("asr_wer", Path(__file__).resolve().parents[2] / "bench" / "asr_wer.py")
+_spec = importlib.util.spec_from_file_location(
+    "asr_wer", Path(__file__).resolve().parents[2] / "bench" / "asr_wer.py"
+)
 asr_wer = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(asr_wer)
 
@@ -44,7 +46,10 @@ class _Pieces:
 
 def test_corpus_vocabulary_takes_frequent_words_the_tokenizer_splits(tmp_path: Path) -> None:
     units = [{"channel": "page", "text": "The SConscript ﬁle and the Privoxy conﬁguration"} for _ in range(3)]
-    units += [{"channel": "page", "text": "Privoxy again"}, {"channel": "audio", "text": "Spokenwordsonly " * 9}]
+    units += [
+        {"channel": "page", "text": "Privoxy again"},
+        {"channel": "audio", "text": "Spokenwordsonly " * 9},
+    ]
     (tmp_path / "units.jsonl").write_text("\n".join(json.dumps(u) for u in units) + "\n")
     vocab = asr_wer.corpus_vocabulary(tmp_path, _Pieces(), min_df=3, max_tokens=100).split(", ")
     assert vocab == ["Privoxy", "configuration", "SConscript"]  # most pages first, ties by name

@@ -8,9 +8,16 @@ from bench.realdocs_eval import targets
 
 def system(name: str, p50: float, restricted: dict | None = None, **groups: tuple[float, float]) -> dict:
     def cells(gs: dict) -> dict:
-        return {g.replace("__", "="): {"n_queries_evaluated": 10, "hit@10": h, "mrr@10": m} for g, (h, m) in gs.items()}
+        return {
+            g.replace("__", "="): {"n_queries_evaluated": 10, "hit@10": h, "mrr@10": m}
+            for g, (h, m) in gs.items()
+        }
 
-    return {"name": name, "latency_ms": {"p50": p50}, "groups": {"mixed": cells(groups), "restricted": cells(restricted or {})}}
+    return {
+        "name": name,
+        "latency_ms": {"p50": p50},
+        "groups": {"mixed": cells(groups), "restricted": cells(restricted or {})},
+    }
 
 
 def rows(md: str) -> dict[str, list[str]]:
@@ -25,13 +32,22 @@ def test_targets_compare_the_default_with_ocr_bm25_per_channel() -> None:
     base = system("OCR + BM25", 2.0, all=(0.74, 0.67), channel__page=(0.68, 0.64), channel__video=(0.71, 0.71),
                   channel__audio=(0.9, 0.6))  # fmt: skip
     prod = system(
-        "product: default", 60.0, {"channel__audio": (0.95, 0.8), "channel__video": (0.74, 0.7)},
-        all=(0.81, 0.67), channel__page=(0.74, 0.59), channel__video=(0.71, 0.71), channel__audio=(0.85, 0.7),
-        kind__paraphrase=(0.86, 0.54), kind__literal=(0.97, 0.9),
+        "product: default",
+        60.0,
+        {"channel__audio": (0.95, 0.8), "channel__video": (0.74, 0.7)},
+        all=(0.81, 0.67),
+        channel__page=(0.74, 0.59),
+        channel__video=(0.71, 0.71),
+        channel__audio=(0.85, 0.7),
+        kind__paraphrase=(0.86, 0.54),
+        kind__literal=(0.97, 0.9),
     )
     before = system("product: score fusion", 30.0)
     t = rows(targets([base, prod, before]))
-    assert t["all >= OCR + BM25 on hit@10 and MRR@10"] == ["0.81 / 0.67 vs 0.74 / 0.67", "yes"]  # equal is not below
+    assert t["all >= OCR + BM25 on hit@10 and MRR@10"] == [
+        "0.81 / 0.67 vs 0.74 / 0.67",
+        "yes",
+    ]  # equal is not below
     assert t["page >= OCR + BM25 on hit@10 and MRR@10"][1] == "**no**"  # MRR below the baseline's
     assert t["audio >= OCR + BM25 on hit@10 and MRR@10"][1] == "**no**"  # hit@10 below
     assert t["audio: mixed hit@10 within 0.05 of restricted"] == ["0.85 vs 0.95 (gap 0.10)", "**no**"]
@@ -58,10 +74,16 @@ def test_channel_report_counts_answers_each_channel_lists() -> None:
     assert first_hit([7, 9], {3: 1.0}) is None
     far = [[i, 1.0 / (i + 1), 0.0, "page"] for i in range(20)] + [[99, 0.01, 1.0, "page"]]  # the answer 21st
     rows = [
-        {"qid": "a", "tags": {"channel": "page", "kind": "literal"},
-         "channels": {"lexical": [[5, 9.0, 1.0, "page"]], "dense": far}},
-        {"qid": "b", "tags": {"channel": "audio", "kind": "paraphrase"},
-         "channels": {"lexical": [[1, 2.0, 0.0, "page"]], "dense": [[4, 0.5, 1.0, "segment"]]}},
+        {
+            "qid": "a",
+            "tags": {"channel": "page", "kind": "literal"},
+            "channels": {"lexical": [[5, 9.0, 1.0, "page"]], "dense": far},
+        },
+        {
+            "qid": "b",
+            "tags": {"channel": "audio", "kind": "paraphrase"},
+            "channels": {"lexical": [[1, 2.0, 0.0, "page"]], "dense": [[4, 0.5, 1.0, "segment"]]},
+        },
     ]
     t = rows_of(report_channels(rows))
     assert t["all (2)"] == ["0.50 / 1.00", "0.50 / 0.50"]  # dense @10 / @200, lexical @10 / @200
@@ -76,12 +98,17 @@ def rows_of(md: str) -> dict[str, list[str]]:
 def test_replay_refuses_captured_lists_with_the_products_fusion() -> None:
     from bench.realdocs.channels import replay, replay_table
 
-    dump = [{
-        "qid": "a", "tags": {"channel": "page", "kind": "literal"},
-        # BM25's winner (7, the answer) far ahead; the dense channel prefers a near-miss (3)
-        "channels": {"lexical": [[7, 30.0, 1.0, "page"], [3, 5.0, 0.0, "page"], [4, 4.0, 0.0, "page"]],
-                     "dense": [[3, 0.61, 0.0, "page"], [4, 0.60, 0.0, "page"], [7, 0.50, 1.0, "page"]]},
-    }]
+    dump = [
+        {
+            "qid": "a",
+            "tags": {"channel": "page", "kind": "literal"},
+            # BM25's winner (7, the answer) far ahead; the dense channel prefers a near-miss (3)
+            "channels": {
+                "lexical": [[7, 30.0, 1.0, "page"], [3, 5.0, 0.0, "page"], [4, 4.0, 0.0, "page"]],
+                "dense": [[3, 0.61, 0.0, "page"], [4, 0.60, 0.0, "page"], [7, 0.50, 1.0, "page"]],
+            },
+        }
+    ]
     assert replay(dump, {"lexical": 2.0, "dense": 1.0})[0][0] == 7  # score fusion keeps BM25's lead
     assert replay(dump, {"lexical": 2.0, "dense": 3.0})[0][0] == 3  # a heavy dense weight does not
     assert replay(dump, {"lexical": 1.0, "dense": 1.0}, "rrf", 60)[0][0] == 3  # ranks only: 3 is 1st + 2nd

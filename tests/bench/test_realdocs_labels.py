@@ -20,9 +20,22 @@ from bench.realdocs.labels import (
     split,
 )
 
-A = Unit("a.pdf#p1", "page", "a.pdf", "Configure the ﬂoat placement here.\nThe SConscript ﬁles are read ﬁrst,\nthen targets are built.", page=1)
+A = Unit(
+    "a.pdf#p1",
+    "page",
+    "a.pdf",
+    "Configure the ﬂoat placement here.\nThe SConscript ﬁles are read ﬁrst,\nthen targets are built.",
+    page=1,
+)
 B = Unit("b.pdf#p2", "scanned", "b.pdf", "Targets are built after the SConscript files are read.", page=2)
-C = Unit("c.ogg@10.00-20.50", "audio", "c.ogg", "A remote-tracking branch mirrors the server's branch.", start_s=10.0, end_s=20.5)
+C = Unit(
+    "c.ogg@10.00-20.50",
+    "audio",
+    "c.ogg",
+    "A remote-tracking branch mirrors the server's branch.",
+    start_s=10.0,
+    end_s=20.5,
+)
 
 
 def test_normalise_unfolds_ligatures_joins_hyphen_breaks_and_drops_punctuation() -> None:
@@ -67,11 +80,18 @@ def test_literal_phrase_is_unique_in_the_corpus_and_holds_a_rare_word() -> None:
 
 
 def test_split_is_stratified_deterministic_and_disjoint() -> None:
-    qs = [{"qid": f"{ch}-{k}-{i}", "channel": ch, "kind": k} for ch in ("page", "audio") for k in ("literal", "paraphrase") for i in range(10)]
+    qs = [
+        {"qid": f"{ch}-{k}-{i}", "channel": ch, "kind": k}
+        for ch in ("page", "audio")
+        for k in ("literal", "paraphrase")
+        for i in range(10)
+    ]
     dev, test = split(qs, 0.4)
     assert len(dev) == 16 and len(test) == 24
     assert not {q["qid"] for q in dev} & {q["qid"] for q in test}
-    assert Counter((q["channel"], q["kind"]) for q in dev) == {s: 4 for s in Counter((q["channel"], q["kind"]) for q in qs)}
+    assert Counter((q["channel"], q["kind"]) for q in dev) == {
+        s: 4 for s in Counter((q["channel"], q["kind"]) for q in qs)
+    }
     again, _ = split(list(reversed(qs)), 0.4)
     assert {q["qid"] for q in again} == {q["qid"] for q in dev}  # order of the input does not matter
 
@@ -86,8 +106,13 @@ def test_content_overlap_counts_content_words_only() -> None:
 
 
 def test_split_by_an_extra_tag_leaves_the_existing_strata_as_they_were() -> None:
-    old = [{"qid": f"lit-audio-{i}", "channel": "audio", "kind": "literal", "recording": "clean"} for i in range(20)]
-    new = [{"qid": f"lit-call-{i}", "channel": "audio", "kind": "literal", "recording": "call"} for i in range(8)]
+    old = [
+        {"qid": f"lit-audio-{i}", "channel": "audio", "kind": "literal", "recording": "clean"}
+        for i in range(20)
+    ]
+    new = [
+        {"qid": f"lit-call-{i}", "channel": "audio", "kind": "literal", "recording": "call"} for i in range(8)
+    ]
     strata = ("channel", "kind", "recording", "set")
     dev_before, _ = split(old, 0.4, strata=strata)
     dev_after, test_after = split(old + new, 0.4, strata=strata)
@@ -153,13 +178,17 @@ def test_a_call_exchange_spans_the_callers_question_to_the_end_of_the_agents_ans
 def test_literal_queries_of_a_call_come_from_the_faqs_answer_and_carry_the_recording_tag() -> None:
     from bench.realdocs.build import literal_queries
 
-    answer = "Conffiles are listed configuration files that the packaging system will never overwrite on upgrade."
+    answer = (
+        "Conffiles are listed configuration files that the packaging system will never overwrite on upgrade."
+    )
     call = Unit(
         "audio/calls/c.wav@1.00-20.00", "audio", "audio/calls/c.wav",
         "Hello there, will my hand edited settings survive a newer version of the software?\n" + answer,
         start_s=1.0, end_s=20.0, meta={"recording": "call", "answer": answer},
     )  # fmt: skip
-    page = Unit("p.pdf#p1", "page", "p.pdf", "Unrelated words about lighthouses and their keepers. " * 4, page=1)
+    page = Unit(
+        "p.pdf#p1", "page", "p.pdf", "Unrelated words about lighthouses and their keepers. " * 4, page=1
+    )
     units = [call, page]
     norm = {u.uid: normalise(u.text) for u in units}
     qs = [q for q in literal_queries(units, norm) if q["channel"] == "audio"]
@@ -188,20 +217,27 @@ def test_every_paraphrase_file_is_read_and_the_others_are_tagged_with_their_set(
     assert got[1]["relevant"] == [B.judgement()]
 
 
-@pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("sox")), reason="needs espeak-ng and sox (apt)")
+@pytest.mark.skipif(
+    not (shutil.which("espeak-ng") and shutil.which("sox")), reason="needs espeak-ng and sox (apt)"
+)
 def test_a_call_is_stored_at_telephone_quality_and_rebuilds_to_the_same_bytes(tmp_path) -> None:
     import numpy as np
 
     from bench.realdocs import media
 
-    lines = [media.Line("Help desk.", "en-gb+m3", 160, 0.3), media.Line("Why is my file so big?", "en-us+f2", 170, 0.6)]
+    lines = [
+        media.Line("Help desk.", "en-gb+m3", 160, 0.3),
+        media.Line("Why is my file so big?", "en-us+f2", 170, 0.6),
+    ]
     x, spans = media.script(lines, seed=3)
     assert spans[0][0] == pytest.approx(0.3) and spans[0][1] < spans[1][0]  # a pause between the turns
     assert len(x) / media.RATE > spans[-1][1]
     media.phone_line(x, spans, tmp_path / "a.wav", seed=3, line_snr_db=20)
     media.phone_line(x, spans, tmp_path / "b.wav", seed=3, line_snr_db=20)
     assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
-    info = subprocess.run(["soxi", str(tmp_path / "a.wav")], capture_output=True, text=True, check=True).stdout
+    info = subprocess.run(
+        ["soxi", str(tmp_path / "a.wav")], capture_output=True, text=True, check=True
+    ).stdout
     assert "Sample Rate    : 8000" in info and "8-bit u-law" in info
     # the noise is at the stated SNR against the speech (power over the spoken spans)
     rng = np.random.default_rng(0)

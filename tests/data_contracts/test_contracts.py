@@ -249,7 +249,9 @@ def test_wrong_dim() -> None:
     df.loc[3, "dim"] = 16
     f = _failed(validate_table("embeddings", df, PARAMS), "dim_matches_tier")
     assert f["offending_ids"] == [f"{AUDIO}:t0"]
-    assert validate_table("embeddings", good_embeddings(), dataclasses.replace(PARAMS, dim=16)).passed is False
+    assert (
+        validate_table("embeddings", good_embeddings(), dataclasses.replace(PARAMS, dim=16)).passed is False
+    )
 
 
 def test_vector_column_is_tolerated() -> None:
@@ -323,7 +325,9 @@ def test_offending_ids_are_capped_but_counted() -> None:
             "doc_n_pages": 3,
         }
     )
-    f = _failed(validate_table("pages", df, dataclasses.replace(PARAMS, max_offending_ids=50)), "page_le_doc_n_pages")
+    f = _failed(
+        validate_table("pages", df, dataclasses.replace(PARAMS, max_offending_ids=50)), "page_le_doc_n_pages"
+    )
     assert f["count"] == n - 3 and len(f["offending_ids"]) == 50 and f["offending_ids"][0] == f"{PDF}:4"
 
 

@@ -14,8 +14,28 @@ import pytest
 
 from mmrag_assets.config import MmragConfig, load_config
 
-FAST = ["model=lite", "ingest.dpi=30", "ocr=none", "index.write_chunk_items=4", "storage.gc_grace_s=0", "index.gc_grace_s=0"]
-WORDS = ["tidal", "turbines", "ocean", "bees", "waggle", "dance", "volcano", "basalt", "glacier", "ice", "river", "delta"]
+FAST = [
+    "model=lite",
+    "ingest.dpi=30",
+    "ocr=none",
+    "index.write_chunk_items=4",
+    "storage.gc_grace_s=0",
+    "index.gc_grace_s=0",
+]
+WORDS = [
+    "tidal",
+    "turbines",
+    "ocean",
+    "bees",
+    "waggle",
+    "dance",
+    "volcano",
+    "basalt",
+    "glacier",
+    "ice",
+    "river",
+    "delta",
+]
 QUERIES = ["waggle dance of bees", "basalt volcano", "river delta page 2", "document 4 topic 28"]
 
 
@@ -28,7 +48,9 @@ def make_corpus(root: Path, n: int = 6, pages: int = 3) -> None:
         for p in range(pages):
             w1, w2 = WORDS[(i * 2) % len(WORDS)], WORDS[(i * 2 + 1) % len(WORDS)]
             doc.new_page().insert_text((72, 72), f"{w1} {w2} document {i} page {p + 1} topic {i * 7}")
-        doc.set_metadata({"creationDate": "D:20260101000000", "modDate": "D:20260101000000", "producer": "mmrag tests"})
+        doc.set_metadata(
+            {"creationDate": "D:20260101000000", "modDate": "D:20260101000000", "producer": "mmrag tests"}
+        )
         doc.save(root / f"doc{i}.pdf", no_new_id=True)
 
 
@@ -36,7 +58,9 @@ def cfg_for(base: Path, *extra: str) -> MmragConfig:
     return load_config([f"corpus.root={base / 'corpus'}", f"storage.root={base / 'storage'}", *FAST, *extra])
 
 
-def mmrag(cfg: MmragConfig, *args: str, fault: str | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def mmrag(
+    cfg: MmragConfig, *args: str, fault: str | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     """``mmrag <args>`` in a fresh process (``fault``: MMRAG_FAULT_AT for it)."""
     env = {k: v for k, v in os.environ.items() if k != "MMRAG_FAULT_AT"}
     if fault:
@@ -62,9 +86,7 @@ def snapshot(cfg: MmragConfig) -> dict[str, Any]:
     loc = location_for(cfg, vk)
     served = sorted(mf.read_state(loc, mf.current_version(loc))["docs"].astype(str).tolist())
     searcher = Searcher(cfg)
-    results = {
-        q: [(r.item_id, round(r.score, 4)) for r in searcher.search(q, k=5).results] for q in QUERIES
-    }
+    results = {q: [(r.item_id, round(r.score, 4)) for r in searcher.search(q, k=5).results] for q in QUERIES}
     st = catalog_status(cfg)
     ix = st.pop("index")
     return {

@@ -33,7 +33,9 @@ def _lance(storage: Path) -> Path:
 
 
 def _segment_files(storage: Path) -> list[Path]:
-    return sorted(p for p in (storage / "index").rglob("segments/*/*") if p.is_file() and p.stat().st_size > 64)
+    return sorted(
+        p for p in (storage / "index").rglob("segments/*/*") if p.is_file() and p.stat().st_size > 64
+    )
 
 
 def truncate_segment(s: Path) -> str:
@@ -89,7 +91,9 @@ def _cli(capsys, *argv: str) -> tuple[int, list[str]]:
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_damage_is_one_error_line_and_verify_repairs_it(case: str, tmp_path: Path, pristine: Path, capsys) -> None:
+def test_damage_is_one_error_line_and_verify_repairs_it(
+    case: str, tmp_path: Path, pristine: Path, capsys
+) -> None:
     from mmrag_assets.lib.search.index_reader import IndexReader
     from mmrag_assets.lib.status import catalog_status
     from mmrag_assets.orchestration.launch import index
@@ -102,7 +106,9 @@ def test_damage_is_one_error_line_and_verify_repairs_it(case: str, tmp_path: Pat
 
     if case == "delete_pages":  # search still answers from text; status names the missing files
         st = catalog_status(cfg)
-        assert any("18 rendered page file" in p or "missing under pages/" in p for p in st["problems"]), st["problems"]
+        assert any("18 rendered page file" in p or "missing under pages/" in p for p in st["problems"]), st[
+            "problems"
+        ]
         assert all("mmrag index --verify" in p for p in st["problems"])
     elif case == "corrupt_catalog":  # search never reads the catalog; the commands that do say so
         for argv in (["status"], ["index"]):
@@ -118,7 +124,9 @@ def test_damage_is_one_error_line_and_verify_repairs_it(case: str, tmp_path: Pat
                 assert "Traceback" not in errors[0] and "unexpected" not in errors[0]
             else:  # status reports the damage and the repair, without failing itself
                 st = catalog_status(cfg)
-                assert any(what in p and "mmrag index --verify" in p for p in st["index"]["problems"]), st["index"]
+                assert any(what in p and "mmrag index --verify" in p for p in st["index"]["problems"]), st[
+                    "index"
+                ]
 
     IndexReader.forget()
     index(cfg, verify=True)
@@ -149,5 +157,9 @@ def test_duplicated_item_ids_are_repaired_not_fatal(tmp_path: Path, pristine: Pa
     index(cfg)
     after = snapshot(cfg)
     tbl.checkout_latest()
-    assert tbl.count_rows() == 18 and after["item_ids"] == clean["item_ids"] and after["results"] == clean["results"]
+    assert (
+        tbl.count_rows() == 18
+        and after["item_ids"] == clean["item_ids"]
+        and after["results"] == clean["results"]
+    )
     assert not catalog_status(cfg)["index"]["problems"]

@@ -59,7 +59,9 @@ def test_kill9_then_rerun_equals_a_clean_run(fault: str, tmp_path: Path, clean_r
         tbl = lx.open_table(cfg, version_key_for(cfg.model), lx.model_schema(cfg.model), create=False)
         staged = sum(b.rows for b in staging_for(cfg, tbl).batches())
         assert ix["rows"] == 0 and ix["published"] is None  # a killed embedding step leaves no row visible
-        assert staged == {"embed.written": 3, "embed.chunk": 6, "embed.staged": 18}[point]  # what the rerun resumes from
+        assert (
+            staged == {"embed.written": 3, "embed.chunk": 6, "embed.staged": 18}[point]
+        )  # what the rerun resumes from
     elif point == "embed.committed":
         assert ix["rows"] == 18 and ix["published"] is None
     elif point == "publish.before_current":

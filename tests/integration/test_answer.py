@@ -40,9 +40,13 @@ def test_a_question_about_a_tool_the_corpus_never_mentions_says_so(indexed: Mmra
 
 
 def test_spoken_answers_cite_the_moment(indexed: MmragConfig) -> None:
-    ans = Answerer(indexed, ).answer("how do I reset my wireless router", filters={"modality": "segment"})
+    ans = Answerer(
+        indexed,
+    ).answer("how do I reset my wireless router", filters={"modality": "segment"})
     assert not ans.abstained
-    assert all(c.start_s is not None and c.end_s is not None and c.modality == "segment" for c in ans.citations)
+    assert all(
+        c.start_s is not None and c.end_s is not None and c.modality == "segment" for c in ans.citations
+    )
     assert any("reset" in (c.quote or "").lower() for c in ans.citations)
 
 
@@ -67,8 +71,17 @@ def test_answers_through_the_mllm_reranker(indexed: MmragConfig, tmp_path) -> No
 
     base = tiny_qwen2_vl(tmp_path / "base")
     adapter = tiny_lora_adapter(base, tmp_path / "adapter")
-    cfg = load_config([*indexed.overrides, "rerank=mllm", f"rerank.path={adapter}", f"rerank.base_path={base}",
-                       "rerank.device=cpu", "rerank.candidates=4", "rerank.batch_size=2"])
+    cfg = load_config(
+        [
+            *indexed.overrides,
+            "rerank=mllm",
+            f"rerank.path={adapter}",
+            f"rerank.base_path={base}",
+            "rerank.device=cpu",
+            "rerank.candidates=4",
+            "rerank.batch_size=2",
+        ]
+    )
     q = "what torque should the anchor bolts of the mounting bracket be tightened to"
     ans = Answerer(cfg).answer(q)
     assert "rerank_ms" in ans.timings_ms
@@ -107,7 +120,11 @@ def test_answers_asset_writes_one_row_per_question_with_metadata(indexed: MmragC
     md = {k: v.value for k, v in mat.metadata.items()}
     assert (md["questions"], md["answered"], md["abstained"], md["failed"]) == (4, 2, 1, 1)
     assert md["dropped_citations"] == 0 and md["citations"] >= 2 and md["generator"] == "extractive"
-    assert md["retrieve_p50_ms"] > 0 and md["evidence_p50_ms"] > 0 and md["total_p50_ms"] >= md["retrieve_p50_ms"]
+    assert (
+        md["retrieve_p50_ms"] > 0
+        and md["evidence_p50_ms"] > 0
+        and md["total_p50_ms"] >= md["retrieve_p50_ms"]
+    )
     assert "| torque |" in md["preview"] and "12 Nm" in md["preview"]
     rows = {r["qid"]: r for r in Catalog(cfg.catalog_path).query("SELECT * FROM answers")}
     assert set(rows) == {"torque", "e04", "worldcup"}  # the failed question is in the metadata and the log

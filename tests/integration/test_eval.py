@@ -23,7 +23,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def env(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     base = tmp_path_factory.mktemp("eval")
     build_sample_corpus(base / "corpus", video=False)
-    return [f"corpus.root={base / 'corpus'}", f"storage.root={base / 'storage'}", "model=lite", "search.prebuild=[plaid,binary]"]
+    return [
+        f"corpus.root={base / 'corpus'}",
+        f"storage.root={base / 'storage'}",
+        "model=lite",
+        "search.prebuild=[plaid,binary]",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +45,9 @@ def sweep(env: list[str]) -> dict[str, Any]:
     return json.loads(line)
 
 
-def test_sweep_of_two_configs_writes_two_experiment_rows_and_a_report(env: list[str], sweep: dict[str, Any]) -> None:
+def test_sweep_of_two_configs_writes_two_experiment_rows_and_a_report(
+    env: list[str], sweep: dict[str, Any]
+) -> None:
     cfg = load_config(env)
     assert sweep["varying"] == ["search.first_stage"] and sweep["failed"] == []
     labels = [r["label"] for r in sweep["runs"]]
@@ -66,7 +73,9 @@ def test_single_eval_prints_one_json_object_and_stores_the_run(env: list[str], s
     assert main(["eval", "--json", *env, "search.k=5"]) == 0
     out = json.loads(capsys.readouterr().out)
     for key in ("ndcg@5", "ndcg@10", "recall@10", "recall@100", "mrr"):
-        assert 0.0 <= out["metrics"]["first_stage"][key] <= 1.0 and 0.0 <= out["metrics"]["reranked"][key] <= 1.0
+        assert (
+            0.0 <= out["metrics"]["first_stage"][key] <= 1.0 and 0.0 <= out["metrics"]["reranked"][key] <= 1.0
+        )
     assert set(out["by_channel"]) == {"page", "image", "segment"}
     assert set(out["latency_ms"]) == {"encode", "first_stage", "lexical", "dense", "rerank", "total"}
     assert out["config"]["search"]["k"] == 5 and "per_query" not in out
@@ -122,7 +131,9 @@ def test_experiment_asset_takes_overrides_and_a_sweep(env: list[str], sweep) -> 
             [retrieval_experiments],
             instance=instance,
             resources=resources_for(env),
-            run_config={"ops": {"retrieval_experiments": {"config": {"sweep": ["search.lexical=true,false"]}}}},
+            run_config={
+                "ops": {"retrieval_experiments": {"config": {"sweep": ["search.lexical=true,false"]}}}
+            },
         )
     assert result.success
     (mat,) = [e.materialization for e in result.get_asset_materialization_events()]
@@ -143,7 +154,9 @@ def test_calibrate_writes_a_search_option_that_eval_uses(
     assert main(["eval", "--calibrate", "calibrated_lite", "--json", *env]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["path"] == str(conf / "search" / "calibrated_lite.yaml")
-    assert out["pairs"]["text_page"]["relevant_hits"] > 0 and out["pairs"]["text_page"]["kept_relevant"] >= 0.95
+    assert (
+        out["pairs"]["text_page"]["relevant_hits"] > 0 and out["pairs"]["text_page"]["kept_relevant"] >= 0.95
+    )
     assert out["pairs"]["text_image"]["relevant_hits"] > 0  # lite reaches the diagram through its OCR text
     cfg = load_config([*env, "search=calibrated_lite"])
     assert cfg.search.thresholds == out["thresholds"]

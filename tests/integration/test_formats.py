@@ -38,19 +38,27 @@ def test_every_file_is_searchable_or_quarantined_with_its_reason(indexed_formats
     cfg, expected, _ = indexed_formats
     reasons = _reasons(cfg)
     status = catalog_status(cfg)
-    assert status["documents"].get("office", 0) >= 10 and status["documents"].get("text", 0) >= 8, status["documents"]
+    assert status["documents"].get("office", 0) >= 10 and status["documents"].get("text", 0) >= 8, status[
+        "documents"
+    ]
     for source, (want, what) in expected.items():
         if want == "quarantined":
-            assert any(what in r for r in reasons.get(source, [])), f"{source}: {reasons.get(source)} lacks {what!r}"
+            assert any(what in r for r in reasons.get(source, [])), (
+                f"{source}: {reasons.get(source)} lacks {what!r}"
+            )
             continue
         if want == "partial":
-            assert any(what in r for r in reasons.get(source, [])), f"{source}: {reasons.get(source)} lacks {what!r}"
+            assert any(what in r for r in reasons.get(source, [])), (
+                f"{source}: {reasons.get(source)} lacks {what!r}"
+            )
             continue
         top = search(what, k=3, cfg=cfg).results
         sources = [r.source for r in top]
         assert source in sources, f"{what!r} -> {[(r.source, r.page) for r in top]}"
         # first, unless behind hostile/macros.docm: the docx with a macro part added (same words, a tie)
-        assert sources[0] == source or (source, sources[0]) == ("office/docx.docx", "hostile/macros.docm"), sources
+        assert sources[0] == source or (source, sources[0]) == ("office/docx.docx", "hostile/macros.docm"), (
+            sources
+        )
         hit = top[sources.index(source)]
         assert hit.page is not None and hit.modality == "page"
 
@@ -60,7 +68,11 @@ def test_slides_notes_and_diagram_text_are_found_on_their_slide(indexed_formats)
 
     cfg, _, _ = indexed_formats
     notes = search(NOTES_WORD, k=10, cfg=cfg).results
-    assert {(r.source, r.page) for r in notes[:3]} >= {("office/pptx.pptx", 1), ("office/odp.odp", 1), ("office/ppt.ppt", 1)}
+    assert {(r.source, r.page) for r in notes[:3]} >= {
+        ("office/pptx.pptx", 1),
+        ("office/odp.odp", 1),
+        ("office/ppt.ppt", 1),
+    }
     diagram = search(DIAGRAM_WORD.lower(), k=10, cfg=cfg).results
     assert ("office/pptx.pptx", 2) in {(r.source, r.page) for r in diagram[:3]}
     sheet = search(f"{WORDS['xls']} walrus headcount", k=3, cfg=cfg).results
@@ -80,10 +92,15 @@ def test_results_of_converted_files_link_the_original(indexed_formats) -> None:
             time.sleep(0.5)
         body = client.get("/search", params={"q": WORDS["pptx"], "k": 3}).json()
         top = body["results"][0]
-        assert top["source"] == "office/pptx.pptx" and top["original_url"] == f"/items/{top['item_id']}/original"
+        assert (
+            top["source"] == "office/pptx.pptx" and top["original_url"] == f"/items/{top['item_id']}/original"
+        )
         got = client.get(top["original_url"])
         assert got.status_code == 200 and got.content == (cfg.corpus_root / "office/pptx.pptx").read_bytes()
         assert got.headers["content-disposition"].startswith("attachment")
         html = client.get("/search", params={"q": WORDS["html"], "k": 1}).json()["results"][0]
         page = client.get(html["original_url"])
-        assert page.headers["content-disposition"].startswith("attachment") and page.headers["content-security-policy"] == "sandbox"
+        assert (
+            page.headers["content-disposition"].startswith("attachment")
+            and page.headers["content-security-policy"] == "sandbox"
+        )

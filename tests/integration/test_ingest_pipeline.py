@@ -24,14 +24,28 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "mmrag_assets.cli", *args], check=False, capture_output=True, text=True, cwd=cwd,
-        env={**os.environ}, timeout=600,
+        [sys.executable, "-m", "mmrag_assets.cli", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ},
+        timeout=600,
     )
 
 
 HOSTILE = [
-    "empty.pdf", "truncated.pdf", "encrypted.pdf", "not-really.pdf", "noise.wav", "silence.wav",
-    "big.png", "bomb.png", "notes.xyz", "link-to-outside.pdf", "Ça va #1 (draft).pdf",
+    "empty.pdf",
+    "truncated.pdf",
+    "encrypted.pdf",
+    "not-really.pdf",
+    "noise.wav",
+    "silence.wav",
+    "big.png",
+    "bomb.png",
+    "notes.xyz",
+    "link-to-outside.pdf",
+    "Ça va #1 (draft).pdf",
 ]
 
 
@@ -74,7 +88,9 @@ def test_every_good_file_is_processed_and_every_bad_one_quarantined(ingested, ho
         assert all(p["text"] for p in pages)
     assert st["documents"]["pdf"] >= 3 and st["documents"]["image"] >= 2 and st["documents"]["audio"] >= 1
     # speech became timestamped windows; silence became zero segments without an error
-    speech = cat.query("SELECT d.source, s.* FROM segments s JOIN documents d USING (doc_id) WHERE d.kind = 'audio'")
+    speech = cat.query(
+        "SELECT d.source, s.* FROM segments s JOIN documents d USING (doc_id) WHERE d.kind = 'audio'"
+    )
     assert speech and all(0 <= s["start_s"] < s["end_s"] for s in speech)
     words = " ".join(s["text"].lower() for s in speech)
     assert "router" in words or "firmware" in words
@@ -133,7 +149,12 @@ def test_change_and_delete_replace_rows(make_cfg, tmp_path: Path) -> None:
     new_id = docs[rel_changed]["doc_id"]
     assert new_id != old[rel_changed]
     assert cat.scalar("SELECT count(*) FROM pages WHERE doc_id NOT IN (SELECT doc_id FROM documents)") == 0
-    assert "tidal turbines" in cat.query("SELECT text FROM pages WHERE doc_id = ? ORDER BY page DESC LIMIT 1", [new_id])[0]["text"]
+    assert (
+        "tidal turbines"
+        in cat.query("SELECT text FROM pages WHERE doc_id = ? ORDER BY page DESC LIMIT 1", [new_id])[0][
+            "text"
+        ]
+    )
     # the old rendering stays on disk for readers of the live index version until a publish GCs it
     assert cat.scalar("SELECT count(*) FROM pages WHERE doc_id = ?", [old[rel_changed]]) == 0
 
@@ -169,10 +190,14 @@ def test_sensor_requests_one_run_over_the_shards_with_work(make_cfg, tmp_path: P
     defs = build_definitions(cfg.overrides)
 
     def tick(instance, cursor=None):
-        return corpus_sensor(dg.build_sensor_context(instance=instance, resources={"mmrag": res}, cursor=cursor))
+        return corpus_sensor(
+            dg.build_sensor_context(instance=instance, resources={"mmrag": res}, cursor=cursor)
+        )
 
     def run(instance, request) -> None:
-        result = defs.resolve_job_def(request.job_name).execute_in_process(instance=instance, tags=request.tags)
+        result = defs.resolve_job_def(request.job_name).execute_in_process(
+            instance=instance, tags=request.tags
+        )
         assert result.success
 
     with open_instance(cfg) as instance:
@@ -216,7 +241,9 @@ def test_sensor_skips_with_a_reason_when_the_corpus_is_missing(make_cfg, tmp_pat
     from mmrag_assets.resources import MmragConfigResource
 
     cfg = make_cfg()
-    res = MmragConfigResource(overrides=[f"corpus.root={tmp_path / 'nowhere'}", f"storage.root={cfg.storage.root}"])
+    res = MmragConfigResource(
+        overrides=[f"corpus.root={tmp_path / 'nowhere'}", f"storage.root={cfg.storage.root}"]
+    )
     with open_instance(cfg) as instance:
         out = corpus_sensor(dg.build_sensor_context(instance=instance, resources={"mmrag": res}))
     assert isinstance(out, dg.SkipReason) and "is not a directory" in out.skip_message
@@ -243,7 +270,9 @@ def test_the_corpus_sensor_ticks_at_the_configured_interval() -> None:
     from mmrag_assets.definitions import build_definitions
 
     for seconds in (5, 17):
-        sensor = build_definitions([f"orchestration.sensor_interval_s={seconds}"]).get_sensor_def("corpus_sensor")
+        sensor = build_definitions([f"orchestration.sensor_interval_s={seconds}"]).get_sensor_def(
+            "corpus_sensor"
+        )
         assert sensor.minimum_interval_seconds == seconds
 
 

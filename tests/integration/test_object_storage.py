@@ -19,7 +19,9 @@ from tests.scale.services import fresh_database, postgres_available, s3_emulator
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
-    pytest.mark.skipif(not postgres_available(), reason="needs the Postgres server on 127.0.0.1:5432 (.ci/run starts it)"),
+    pytest.mark.skipif(
+        not postgres_available(), reason="needs the Postgres server on 127.0.0.1:5432 (.ci/run starts it)"
+    ),
 ]
 
 
@@ -58,13 +60,25 @@ def test_s3_root_collects_the_buckets_old_index_versions(tmp_path: Path, monkeyp
         (corpus / "a.pdf").unlink()
         index(worker)
         now = _keys("store/index/")
-        cur = boto3.client("s3").get_object(Bucket="mmrag-test", Key=f"{base}/CURRENT")["Body"].read().decode().strip()
+        cur = (
+            boto3.client("s3")
+            .get_object(Bucket="mmrag-test", Key=f"{base}/CURRENT")["Body"]
+            .read()
+            .decode()
+            .strip()
+        )
         assert cur == "v2"
-        live = json.loads(boto3.client("s3").get_object(Bucket="mmrag-test", Key=f"{base}/versions/v2.json")["Body"].read())
+        live = json.loads(
+            boto3.client("s3").get_object(Bucket="mmrag-test", Key=f"{base}/versions/v2.json")["Body"].read()
+        )
         files = {k for k in now if not k.endswith("/")}  # keys ending in "/": the S3 client's folder markers
-        assert files == {f"{base}/CURRENT", f"{base}/versions/v2.json"} | {f"{base}/{r}" for r in live["files"]}
+        assert files == {f"{base}/CURRENT", f"{base}/versions/v2.json"} | {
+            f"{base}/{r}" for r in live["files"]
+        }
         only_v1 = first - now
-        assert v1 in only_v1 and any("/versions/v1.state/" in k for k in only_v1)  # v1's manifest and state went
+        assert v1 in only_v1 and any(
+            "/versions/v1.state/" in k for k in only_v1
+        )  # v1's manifest and state went
         assert not any("/v1.state" in k for k in now)  # folder markers included
         folders = {k.split("/")[4] for k in now if "/segments/" in k} - {""}  # "": the segments/ marker
         assert folders == {r.split("/")[1] for r in live["files"] if r.startswith("segments/")}
@@ -91,7 +105,13 @@ def test_s3_root_indexes_and_serves_like_local_disk(tmp_path: Path, monkeypatch)
         for k, v in env.items():
             monkeypatch.setenv(k, v)
         common = [f"corpus.root={corpus}", *FAST]
-        remote = [*common, "storage.root=s3://mmrag-test/store", "storage.allow_http=true", "catalog=postgres", f"catalog.url={db}"]
+        remote = [
+            *common,
+            "storage.root=s3://mmrag-test/store",
+            "storage.allow_http=true",
+            "catalog=postgres",
+            f"catalog.url={db}",
+        ]
         local = load_config([*common, f"storage.root={tmp_path / 'local'}"])
         worker = load_config([*remote, f"storage.cache_dir={tmp_path / 'worker-cache'}"])
         s_local, s_remote = index(local), index(worker)
@@ -110,7 +130,9 @@ def test_s3_root_indexes_and_serves_like_local_disk(tmp_path: Path, monkeypatch)
         img = get_searcher(replica).image_path(top.item_id)
         assert img.is_file() and str(tmp_path / "replica-cache") in str(img)
         # a running replica follows what a worker publishes later (it reads CURRENT every storage.refresh_s)
-        live = load_config([*remote, f"storage.cache_dir={tmp_path / 'replica-cache'}", "storage.refresh_s=0"])
+        live = load_config(
+            [*remote, f"storage.cache_dir={tmp_path / 'replica-cache'}", "storage.refresh_s=0"]
+        )
         IndexReader.forget()
         before = get_searcher(live).search("tidal turbines ocean currents").results
         assert all(r.source != "c.pdf" for r in before)
@@ -119,7 +141,9 @@ def test_s3_root_indexes_and_serves_like_local_disk(tmp_path: Path, monkeypatch)
         after = get_searcher(live).search("tidal turbines ocean currents").results
         assert after and after[0].source == "c.pdf"
         # within index.gc_grace_s (600 s by default) the replaced version stays in the bucket too
-        manifests = {k.rsplit("/", 1)[1] for k in _keys("store/index/") if "/versions/v" in k and k.endswith(".json")}
+        manifests = {
+            k.rsplit("/", 1)[1] for k in _keys("store/index/") if "/versions/v" in k and k.endswith(".json")
+        }
         assert {"v1.json", "v2.json"} <= manifests
         (corpus / "c.pdf").unlink()
         index(worker)

@@ -30,8 +30,11 @@ def _corpus(root: Path) -> None:
     src = pymupdf.open()
     p = src.new_page(width=595, height=842)
     p.insert_text((56, 80), "4. Error codes and remedies", fontname="hebo", fontsize=15)
-    rows = [("E04", "DC insulation fault: inspect the PV cables"), ("E05", "Ground fault current detected"),
-            ("E06", "Heatsink over-temperature: clean the fan filter")]
+    rows = [
+        ("E04", "DC insulation fault: inspect the PV cables"),
+        ("E05", "Ground fault current detected"),
+        ("E06", "Heatsink over-temperature: clean the fan filter"),
+    ]
     for i, (code, text) in enumerate(rows):
         p.insert_text((56, 130 + 28 * i), f"{code}   {text}", fontname="helv", fontsize=12)
     scan = pymupdf.open()
@@ -50,8 +53,10 @@ def _corpus(root: Path) -> None:
     d.get_pixmap(dpi=144, alpha=False).save(root / SHOT)
 
     doc = pymupdf.open()
-    for body in ("Prime the centrifugal pump before the first start; never run it dry.",
-                 "Replace the mechanical seal when water drips from the pump housing."):
+    for body in (
+        "Prime the centrifugal pump before the first start; never run it dry.",
+        "Replace the mechanical seal when water drips from the pump housing.",
+    ):
         doc.new_page().insert_textbox(pymupdf.Rect(56, 60, 540, 300), body * 3, fontname="helv", fontsize=11)
     (root / "manuals").mkdir()
     doc.save(root / TEXT)
@@ -149,7 +154,10 @@ def test_ocr_none_turns_it_off_and_a_huge_image_is_quarantined(ocr_indexed) -> N
     cat = Catalog(capped.catalog_path)
     q = cat.query("SELECT source, stage, reason FROM quarantine WHERE stage = 'ocr' ORDER BY source")
     assert [r["source"] for r in q] == [SCAN, SHOT]
-    assert re.fullmatch(r"OCR of page 1 failed: OCR input is 1240x175\d = 2\.2 MP, over ocr\.max_pixels=0\.1 MP", q[0]["reason"])
+    assert re.fullmatch(
+        r"OCR of page 1 failed: OCR input is 1240x175\d = 2\.2 MP, over ocr\.max_pixels=0\.1 MP",
+        q[0]["reason"],
+    )
     assert "over ocr.max_pixels=0.1 MP" in q[1]["reason"]
     docs = {r["source"]: r["status"] for r in cat.query("SELECT source, status FROM documents")}
     assert docs == {SCAN: "partial", SHOT: "partial", TEXT: "ok"}

@@ -33,7 +33,11 @@ def _pdf(path: Path, text: str, pages: int = 2) -> None:
 def _mmrag(*args: str, cwd: Path | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "mmrag_assets.cli", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env={**os.environ},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+        env={**os.environ},
     )
 
 
@@ -49,16 +53,28 @@ def test_one_command_is_one_named_dagster_run(tmp_path: Path) -> None:
         runs = instance.get_runs()
         assert [r.job_name for r in runs] == ["index_job"]  # not one run per document, not an ephemeral job
         mats = instance.fetch_materializations(dg.AssetKey("page_images"), limit=100).records
-        first, last = runs[0].tags["dagster/asset_partition_range_start"], runs[0].tags["dagster/asset_partition_range_end"]
+        first, last = (
+            runs[0].tags["dagster/asset_partition_range_start"],
+            runs[0].tags["dagster/asset_partition_range_end"],
+        )
         span = int(last, 16) - int(first, 16) + 1  # the contiguous range of shards that had work
-        assert len(mats) == len({r.partition_key for r in mats}) == span <= 16  # one event per shard, not per document
+        assert (
+            len(mats) == len({r.partition_key for r in mats}) == span <= 16
+        )  # one event per shard, not per document
     again = index(cfg)
-    assert (again["ingested"], again["embedded"], again["run_id"]) == (0, 0, None)  # nothing to do: no run at all
+    assert (again["ingested"], again["embedded"], again["run_id"]) == (
+        0,
+        0,
+        None,
+    )  # nothing to do: no run at all
     (tmp_path / "corpus" / "doc0.pdf").unlink()
     removed = index(cfg)
     assert removed["ingested"] == 0 and removed["run_id"] is not None
     with open_instance(cfg) as instance:
-        assert [r.job_name for r in instance.get_runs()] == ["publish_job", "index_job"]  # a removal: publish only
+        assert [r.job_name for r in instance.get_runs()] == [
+            "publish_job",
+            "index_job",
+        ]  # a removal: publish only
 
 
 def test_a_model_sweep_in_one_process_searches_each_index(tmp_path: Path) -> None:
@@ -74,7 +90,10 @@ def test_a_model_sweep_in_one_process_searches_each_index(tmp_path: Path) -> Non
         resp = search("waggle dance of bees", k=2, cfg=cfg)
         answered[dim] = resp.index["table"]
         assert resp.results[0].source == "bees.pdf"
-    assert answered == {d: lx.table_name(version_key_for(load_config([*base, f"model.dim={d}"]).model)) for d in (64, 128, 256)}
+    assert answered == {
+        d: lx.table_name(version_key_for(load_config([*base, f"model.dim={d}"]).model))
+        for d in (64, 128, 256)
+    }
     assert len(set(answered.values())) == 3
     for dim in (256, 64):  # and back again, in the same process
         cfg = load_config([*base, f"model.dim={dim}"])
@@ -100,7 +119,10 @@ def test_two_writers_at_once_wait_for_each_other_and_leave_no_duplicates(tmp_pat
     for i in range(8):
         _pdf(tmp_path / "corpus" / f"doc{i}.pdf", f"document {i} on subject {i * 13}", pages=3)
     overrides = [f"corpus.root={tmp_path / 'corpus'}", f"storage.root={tmp_path / 'storage'}", *FAST]
-    a, b = _mmrag("index", *overrides), _mmrag("index", *overrides)  # a fresh storage root: first use races too
+    a, b = (
+        _mmrag("index", *overrides),
+        _mmrag("index", *overrides),
+    )  # a fresh storage root: first use races too
     (_, err_a), (_, err_b) = a.communicate(timeout=900), b.communicate(timeout=900)
     assert (a.returncode, b.returncode) == (0, 0), err_a + err_b
     cfg = load_config(overrides)
@@ -120,6 +142,7 @@ def test_the_dagster_ui_shows_the_data(tmp_path: Path) -> None:
     cfg = load_config([f"corpus.root={tmp_path / 'corpus'}", f"storage.root={tmp_path / 'storage'}", *FAST])
     index(cfg)
     with open_instance(cfg) as instance:
+
         def latest(asset: str) -> dict:
             ev = instance.get_latest_materialization_event(dg.AssetKey(asset))
             return ev.asset_materialization.metadata
@@ -132,10 +155,16 @@ def test_the_dagster_ui_shows_the_data(tmp_path: Path) -> None:
         manifest = latest("corpus_manifest")
         assert "notes.xyz" in manifest["quarantined_files"].value and manifest["quarantined"].value == 1
         index_meta = latest("search_index")
-        assert isinstance(index_meta["built_at"], dg.TimestampMetadataValue)  # a date in the UI, not an epoch float
+        assert isinstance(
+            index_meta["built_at"], dg.TimestampMetadataValue
+        )  # a date in the UI, not an epoch float
         assert isinstance(index_meta["table_version"], dg.TextMetadataValue)  # a constant: not auto-plotted
-        drift = next(iter(instance.event_log_storage.get_latest_asset_check_execution_by_key(
-            [dg.AssetCheckKey(dg.AssetKey("search_index"), "embedding_drift")]
-        ).values())).evaluation
+        drift = next(
+            iter(
+                instance.event_log_storage.get_latest_asset_check_execution_by_key(
+                    [dg.AssetCheckKey(dg.AssetKey("search_index"), "embedding_drift")]
+                ).values()
+            )
+        ).evaluation
         assert not drift.passed and drift.severity == dg.AssetCheckSeverity.WARN  # 2 items: not "Passed"
         assert drift.description.startswith("skipped: drift not assessed")

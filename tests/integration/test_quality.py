@@ -102,7 +102,9 @@ def materialized(result: dg.ExecuteInProcessResult) -> set[str]:
     return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
 
 
-def run_assets(cfg: MmragConfig, selection: list[str], partition_key: str | None = None) -> dg.ExecuteInProcessResult:
+def run_assets(
+    cfg: MmragConfig, selection: list[str], partition_key: str | None = None
+) -> dg.ExecuteInProcessResult:
     """Materialise some assets (and their checks) in one run, as a UI launch does."""
     from mmrag_assets.definitions import ASSET_CHECKS, ASSETS
     from mmrag_assets.resources import resources_for
@@ -140,12 +142,19 @@ def gated_corpus(corpus: Path) -> None:
     make_pdf(corpus / "zeppelins.pdf", 1, seed=0, lines=["The zeppelin hangar at Friedrichshafen", *LONG])
 
 
-def test_a_document_that_fails_a_blocking_contract_is_not_searchable_through_mmrag_index(tmp_path: Path) -> None:
+def test_a_document_that_fails_a_blocking_contract_is_not_searchable_through_mmrag_index(
+    tmp_path: Path,
+) -> None:
     from mmrag_assets.lib.search.searcher import search
 
     corpus = tmp_path / "corpus"
     gated_corpus(corpus)
-    overrides = [f"corpus.root={corpus}", f"storage.root={tmp_path / 'storage'}", *FAST, "checks.contracts.max_text_chars=1500"]
+    overrides = [
+        f"corpus.root={corpus}",
+        f"storage.root={tmp_path / 'storage'}",
+        *FAST,
+        "checks.contracts.max_text_chars=1500",
+    ]
     r = mmrag_cli("index", *overrides)
     assert r.returncode == 1, r.stderr  # a document failed: reported, the rest indexed
     assert "FAILED zeppelins.pdf: pages_contract failed" in r.stderr
@@ -162,41 +171,80 @@ def test_a_document_that_fails_a_blocking_contract_is_not_searchable_through_mmr
     obj = json.loads(out.stdout)
     by_name = {(c["asset"], c["check"]): c for c in obj["checks"]}
     assert set(by_name) >= {
-        ("page_images", "documents_contract"), ("page_images", "pages_contract"),
-        ("transcript_segments", "segments_contract"), ("item_embeddings", "embeddings_contract"),
-        ("search_index", "embedding_drift"), ("search_index", "modality_gap"),
+        ("page_images", "documents_contract"),
+        ("page_images", "pages_contract"),
+        ("transcript_segments", "segments_contract"),
+        ("item_embeddings", "embeddings_contract"),
+        ("search_index", "embedding_drift"),
+        ("search_index", "modality_gap"),
     }
     pc = by_name[("page_images", "pages_contract")]
-    assert (pc["passed"], pc["severity"], pc["blocking"]) == (False, "WARN", True)  # held back, the rest went on
+    assert (pc["passed"], pc["severity"], pc["blocking"]) == (
+        False,
+        "WARN",
+        True,
+    )  # held back, the rest went on
     assert pc["metadata"]["offending_ids"] == {bad: {"text_length": [f"{bad}:1"]}}
     assert obj["held_back"] == [
-        {"source": "zeppelins.pdf", "doc_id": bad, "check": "pages_contract",
-         "detail": obj["held_back"][0]["detail"], "run_id": pc["run_id"]}
+        {
+            "source": "zeppelins.pdf",
+            "doc_id": bad,
+            "check": "pages_contract",
+            "detail": obj["held_back"][0]["detail"],
+            "run_id": pc["run_id"],
+        }
     ]
     assert f"{bad}:1" in obj["held_back"][0]["detail"]
 
     # fixed (the limit raised): the next `mmrag index` checks it again and publishes it
     fixed = [*overrides[:-1], "checks.contracts.max_text_chars=100000"]
     assert mmrag_cli("index", *fixed).returncode == 0
-    assert search("zeppelin hangar Friedrichshafen", k=1, cfg=load_config(fixed)).results[0].source == "zeppelins.pdf"
+    assert (
+        search("zeppelin hangar Friedrichshafen", k=1, cfg=load_config(fixed)).results[0].source
+        == "zeppelins.pdf"
+    )
 
 
-def test_a_document_that_fails_a_blocking_contract_is_not_searchable_through_a_dagster_launched_run(tmp_path: Path) -> None:
+def test_a_document_that_fails_a_blocking_contract_is_not_searchable_through_a_dagster_launched_run(
+    tmp_path: Path,
+) -> None:
     """The same gate when the run is launched by Dagster itself (its CLI, as the UI's launcher does)."""
     from mmrag_assets.lib.search.searcher import search
 
     corpus, storage = tmp_path / "corpus", tmp_path / "storage"
     gated_corpus(corpus)
-    overrides = [f"corpus.root={corpus}", f"storage.root={storage}", *FAST, "checks.contracts.max_text_chars=1500"]
+    overrides = [
+        f"corpus.root={corpus}",
+        f"storage.root={storage}",
+        *FAST,
+        "checks.contracts.max_text_chars=1500",
+    ]
     cfg = load_config(overrides)
     with open_instance(cfg) as instance:
         home = instance.root_directory
     env = {**os.environ, "DAGSTER_HOME": home, "MMRAG_OVERRIDES": json.dumps(overrides)}
     tags = json.dumps({"dagster/asset_partition_range_start": "0", "dagster/asset_partition_range_end": "f"})
     r = subprocess.run(
-        [sys.executable, "-m", "dagster", "job", "execute", "-m", "mmrag_assets.definitions", "-a", "defs",
-         "-j", "index_job", "--tags", tags],
-        check=False, capture_output=True, text=True, env=env, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "job",
+            "execute",
+            "-m",
+            "mmrag_assets.definitions",
+            "-a",
+            "defs",
+            "-j",
+            "index_job",
+            "--tags",
+            tags,
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert r.returncode == 0, r.stderr[-3000:]
     resp = search("zeppelin hangar Friedrichshafen", k=10, cfg=cfg)
@@ -209,18 +257,31 @@ def test_a_document_that_fails_a_blocking_contract_is_not_searchable_through_a_d
 def test_an_embeddings_contract_failing_for_every_document_blocks_the_publish(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
     make_pdf(corpus / "manual.pdf", 3, seed=1)
-    cfg = load_config([f"corpus.root={corpus}", f"storage.root={tmp_path / 'storage'}", *FAST, "checks.contracts.max_tokens=5"])
+    cfg = load_config(
+        [
+            f"corpus.root={corpus}",
+            f"storage.root={tmp_path / 'storage'}",
+            *FAST,
+            "checks.contracts.max_tokens=5",
+        ]
+    )
     summary = index(cfg)  # every page has more than 5 tokens
-    assert [f["error"] for f in summary["failed"]] == ["embeddings_contract failed (held back from the index)"]
+    assert [f["error"] for f in summary["failed"]] == [
+        "embeddings_contract failed (held back from the index)"
+    ]
     with open_instance(cfg) as instance:
         ev = instance.event_log_storage.get_latest_asset_check_execution_by_key(
             [dg.AssetCheckKey(dg.AssetKey("item_embeddings"), "embeddings_contract")]
         )
         emb = next(iter(ev.values())).evaluation
-        assert not emb.passed and emb.severity == dg.AssetCheckSeverity.ERROR  # all failed: Dagster blocks downstream
+        assert (
+            not emb.passed and emb.severity == dg.AssetCheckSeverity.ERROR
+        )  # all failed: Dagster blocks downstream
         assert instance.get_latest_materialization_event(dg.AssetKey("search_index")) is None
     doc = Catalog(cfg.catalog_path).query("SELECT doc_id FROM documents")[0]["doc_id"]
-    assert sorted(emb.metadata["offending_ids"].value[doc]["n_tokens_in_bounds"]) == [f"{doc}:{p}" for p in (1, 2, 3)]
+    assert sorted(emb.metadata["offending_ids"].value[doc]["n_tokens_in_bounds"]) == [
+        f"{doc}:{p}" for p in (1, 2, 3)
+    ]
 
 
 # ---------------------------------------------------------------- drift and baselines
@@ -343,14 +404,26 @@ def test_new_corpus_file_becomes_searchable_through_sensor_and_automation(tmp_pa
     corpus.mkdir()
     # a page over the contract's text limit: its blocking check fails, so it must never be served
     cfg = load_config(
-        [f"corpus.root={corpus}", f"storage.root={tmp_path / 'storage'}", *FAST, "checks.contracts.max_text_chars=1500"]
+        [
+            f"corpus.root={corpus}",
+            f"storage.root={tmp_path / 'storage'}",
+            *FAST,
+            "checks.contracts.max_text_chars=1500",
+        ]
     )
     defs = build_definitions(cfg.overrides)
     res = {"mmrag": MmragConfigResource(overrides=cfg.overrides)}
     with open_instance(cfg) as instance:
-        first = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=dg.AssetSelection.all())
+        first = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, asset_selection=dg.AssetSelection.all()
+        )
         assert first.total_requested == 0  # the daemon's first tick on an empty corpus requests nothing
-        make_pdf(corpus / "airships.pdf", 2, seed=0, lines=["The zeppelin hangar at Friedrichshafen", "airship mooring mast"])
+        make_pdf(
+            corpus / "airships.pdf",
+            2,
+            seed=0,
+            lines=["The zeppelin hangar at Friedrichshafen", "airship mooring mast"],
+        )
         make_pdf(corpus / "overlong.pdf", 1, seed=0, lines=LONG)
         sensed = corpus_sensor(dg.build_sensor_context(instance=instance, resources=res))
         assert [rr.job_name for rr in sensed.run_requests] == ["index_job"]  # one run for both documents
@@ -361,7 +434,9 @@ def test_new_corpus_file_becomes_searchable_through_sensor_and_automation(tmp_pa
             defs=defs, instance=instance, asset_selection=dg.AssetSelection.all(), cursor=first.cursor
         )
         assert after.total_requested == 0
-        bad = Catalog(cfg.catalog_path).query("SELECT doc_id FROM documents WHERE source = 'overlong.pdf'")[0]["doc_id"]
+        bad = Catalog(cfg.catalog_path).query("SELECT doc_id FROM documents WHERE source = 'overlong.pdf'")[
+            0
+        ]["doc_id"]
         again = corpus_sensor(dg.build_sensor_context(instance=instance, resources=res, cursor=sensed.cursor))
         assert not again.run_requests  # the held-back document is not retried on every tick
     resp = search("zeppelin hangar", k=3, cfg=cfg)

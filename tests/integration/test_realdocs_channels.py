@@ -19,12 +19,28 @@ def test_capture_and_replay_agree_with_the_search(indexed, tmp_path) -> None:
     from bench.realdocs.channels import capture, replay
 
     qfile = tmp_path / "q.jsonl"
-    qfile.write_text("\n".join(json.dumps(q) for q in [
-        {"qid": "e04", "query": "what does error E04 mean", "relevant": [{"source": MANUAL, "page": 4}],
-         "channel": "page", "kind": "literal"},
-        {"qid": "router", "query": "how do I reset my wireless router", "relevant": [{"source": MANUAL, "page": 4}],
-         "channel": "page", "kind": "paraphrase"},
-    ]) + "\n")
+    qfile.write_text(
+        "\n".join(
+            json.dumps(q)
+            for q in [
+                {
+                    "qid": "e04",
+                    "query": "what does error E04 mean",
+                    "relevant": [{"source": MANUAL, "page": 4}],
+                    "channel": "page",
+                    "kind": "literal",
+                },
+                {
+                    "qid": "router",
+                    "query": "how do I reset my wireless router",
+                    "relevant": [{"source": MANUAL, "page": 4}],
+                    "channel": "page",
+                    "kind": "paraphrase",
+                },
+            ]
+        )
+        + "\n"
+    )
     cfg = load_config([*indexed.overrides, "search.fusion=score"])
     rows = capture(cfg, load_query_set(qfile))
     e04 = rows[0]
@@ -38,5 +54,9 @@ def test_capture_and_replay_agree_with_the_search(indexed, tmp_path) -> None:
     for r in rows:
         w = r["weights"]
         assert cfg.search.weights["dense"] <= w["dense"] <= cfg.search.weights["dense"] * sem["dense"] + 1e-9
-        assert cfg.search.weights["lexical"] * sem["lexical"] - 1e-9 <= w["lexical"] <= cfg.search.weights["lexical"]
+        assert (
+            cfg.search.weights["lexical"] * sem["lexical"] - 1e-9
+            <= w["lexical"]
+            <= cfg.search.weights["lexical"]
+        )
     assert replay(rows[:1], rows[0]["weights"]) == [rows[0]["top10"]]

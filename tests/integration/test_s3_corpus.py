@@ -46,7 +46,10 @@ def _rows(cfg) -> dict[str, list[tuple]]:
 def _hits(cfg) -> dict[str, list[tuple]]:
     IndexReader.forget()
     s = get_searcher(cfg)
-    return {q: [(r.item_id, r.source, r.page, r.start_s, r.score) for r in s.search(q, k=10).results] for q in QUERIES}
+    return {
+        q: [(r.item_id, r.source, r.page, r.start_s, r.score) for r in s.search(q, k=10).results]
+        for q in QUERIES
+    }
 
 
 @pytest.fixture
@@ -66,7 +69,9 @@ def _upload(s3, corpus: Path) -> dict[str, str]:
     return keys
 
 
-def test_s3_corpus_indexes_like_local_disk_and_downloads_only_what_changed(tmp_path: Path, monkeypatch, gets) -> None:
+def test_s3_corpus_indexes_like_local_disk_and_downloads_only_what_changed(
+    tmp_path: Path, monkeypatch, gets
+) -> None:
     import boto3
 
     corpus = tmp_path / "corpus"
@@ -74,7 +79,7 @@ def test_s3_corpus_indexes_like_local_disk_and_downloads_only_what_changed(tmp_p
     # a converted page whose picture is another object: the worker fetches it beside the document
     (corpus / "notes").mkdir()
     (corpus / "notes" / "setup.html").write_text(
-        f'<html><body><h1>Garden sprinkler setup</h1><p>Set up the garden sprinkler before the first frost.</p>'
+        f"<html><body><h1>Garden sprinkler setup</h1><p>Set up the garden sprinkler before the first frost.</p>"
         f'<img src="../{DIAGRAM}"></body></html>'
     )
     local = load_config([f"corpus.root={corpus}", f"storage.root={tmp_path / 'local'}", "model=lite"])
@@ -88,9 +93,15 @@ def test_s3_corpus_indexes_like_local_disk_and_downloads_only_what_changed(tmp_p
         keys = _upload(s3, corpus)
         gets.clear()
         common = [f"corpus.root=s3://{BUCKET}/{PREFIX}", "storage.allow_http=true", "model=lite"]
-        remote = load_config([*common, f"storage.root={tmp_path / 'remote'}", f"storage.cache_dir={tmp_path / 'cache'}"])
+        remote = load_config(
+            [*common, f"storage.root={tmp_path / 'remote'}", f"storage.cache_dir={tmp_path / 'cache'}"]
+        )
         s_remote = index(remote)
-        assert (s_remote["ingested"], s_remote["embedded"], s_remote["failed"]) == (s_local["ingested"], s_local["embedded"], [])
+        assert (s_remote["ingested"], s_remote["embedded"], s_remote["failed"]) == (
+            s_local["ingested"],
+            s_local["embedded"],
+            [],
+        )
         # each object downloaded once, by the scan that hashed it; ingestion read this machine's cache
         assert gets == {k: 1 for k in keys.values()}, gets
 
@@ -110,7 +121,11 @@ def test_s3_corpus_indexes_like_local_disk_and_downloads_only_what_changed(tmp_p
             while client.get("/readyz").status_code != 200:
                 assert time.monotonic() < deadline, client.get("/readyz").json()
                 time.sleep(0.5)
-            rec = next(r for r in client.get("/search", params={"q": "router reset", "k": 10}).json()["results"] if r["media_url"])
+            rec = next(
+                r
+                for r in client.get("/search", params={"q": "router reset", "k": 10}).json()["results"]
+                if r["media_url"]
+            )
             got = client.get(rec["media_url"])
             assert got.status_code == 200 and got.content == (corpus / rec["source"]).read_bytes()
             part = client.get(rec["media_url"], headers={"Range": "bytes=0-99"})
@@ -124,7 +139,11 @@ def test_s3_corpus_indexes_like_local_disk_and_downloads_only_what_changed(tmp_p
         # a changed object, and one uploaded again with the same bytes (a new Last-Modified, the same ETag)
         time.sleep(1.1)
         changed = corpus / REPORT
-        changed.write_bytes(_pdf("error E04 means the grid voltage is out of range; see the revised quarterly report", pages=3))
+        changed.write_bytes(
+            _pdf(
+                "error E04 means the grid voltage is out of range; see the revised quarterly report", pages=3
+            )
+        )
         s3.put_object(Bucket=BUCKET, Key=keys[REPORT], Body=changed.read_bytes())
         s3.put_object(Bucket=BUCKET, Key=keys[DIAGRAM], Body=(corpus / DIAGRAM).read_bytes())
         gets.clear()
@@ -138,6 +157,8 @@ def test_s3_corpus_indexes_like_local_disk_and_downloads_only_what_changed(tmp_p
         # another machine with an empty cache and nothing to ingest downloads nothing (the photo, which
         # the lite tier cannot embed, makes every run publish, locally too)
         gets.clear()
-        other = load_config([*common, f"storage.root={tmp_path / 'remote'}", f"storage.cache_dir={tmp_path / 'other-cache'}"])
+        other = load_config(
+            [*common, f"storage.root={tmp_path / 'remote'}", f"storage.cache_dir={tmp_path / 'other-cache'}"]
+        )
         last = index(other)
         assert (last["ingested"], last["embedded"]) == (0, 0) and not gets

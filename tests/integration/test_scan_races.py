@@ -13,7 +13,9 @@ from tests.hostile_corpus import _pdf
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_a_file_that_moves_after_the_scan_gets_a_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_file_that_moves_after_the_scan_gets_a_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import dagster as dg
 
     from mmrag_assets.cli.pipeline import print_status
@@ -36,16 +38,25 @@ def test_a_file_that_moves_after_the_scan_gets_a_line(tmp_path: Path, capsys: py
         assert dg.materialize([*ASSETS, *ASSET_CHECKS], selection=["corpus_manifest"], **kw).success
         (corpus / "gone.pdf").unlink()  # after the scan, before ingestion
         (corpus / "grown.pdf").write_bytes(_pdf("The grown document, rewritten", pages=2))
-        run = dg.materialize([*ASSETS, *ASSET_CHECKS], selection=["page_images", "transcript_segments"],
-                             tags=range_tags("0", "f"), **kw)
+        run = dg.materialize(
+            [*ASSETS, *ASSET_CHECKS],
+            selection=["page_images", "transcript_segments"],
+            tags=range_tags("0", "f"),
+            **kw,
+        )
         assert run.success
         logs = [e.user_message for e in instance.all_logs(run.run_id)]
     assert any(m.startswith("gone.pdf vanished after the scan") for m in logs), logs
     assert any(m.startswith("grown.pdf changed after the scan") for m in logs), logs
-    assert {r["source"] for r in Catalog(cfg.catalog_url).query("SELECT source FROM documents")} == {"kept.pdf"}
+    assert {r["source"] for r in Catalog(cfg.catalog_url).query("SELECT source FROM documents")} == {
+        "kept.pdf"
+    }
 
     st = catalog_status(cfg)
-    assert {(m["source"], m["what"]) for m in st["changed_after_scan"]} == {("gone.pdf", "vanished"), ("grown.pdf", "changed")}
+    assert {(m["source"], m["what"]) for m in st["changed_after_scan"]} == {
+        ("gone.pdf", "vanished"),
+        ("grown.pdf", "changed"),
+    }
     print_status(st)
     out = capsys.readouterr().out
     assert "vanished or changed after the last scan: 2" in out
@@ -53,4 +64,7 @@ def test_a_file_that_moves_after_the_scan_gets_a_line(tmp_path: Path, capsys: py
 
     ingest(cfg)  # the next run catches up: nothing left to report
     assert catalog_status(cfg)["changed_after_scan"] == []
-    assert {r["source"] for r in Catalog(cfg.catalog_url).query("SELECT source FROM documents")} == {"kept.pdf", "grown.pdf"}
+    assert {r["source"] for r in Catalog(cfg.catalog_url).query("SELECT source FROM documents")} == {
+        "kept.pdf",
+        "grown.pdf",
+    }

@@ -37,7 +37,9 @@ def test_fusion_and_idf_find_the_error_code_page(indexed) -> None:
     manual's error-code page and ties three report pages for "E04"; fused with BM25, idf-weighted,
     the manual's page 4 is first and no two of the top results tie."""
     manual = "manuals/SunVolt SV-5000 installation manual.pdf"
-    old = load_config([*indexed.overrides, "search.fusion=none", "search.idf=false", "search.weights.dense=0"])
+    old = load_config(
+        [*indexed.overrides, "search.fusion=none", "search.idf=false", "search.weights.dense=0"]
+    )
     before = search("what does error E04 mean", k=3, cfg=old).results
     assert before[0].source.startswith("reports/")  # the defect the fusion fixes
     tied = search("E04", k=3, cfg=old).results
@@ -141,20 +143,48 @@ def test_long_query_is_truncated_with_a_warning(indexed) -> None:
 def test_cli_search_json(indexed) -> None:
     cfg = indexed
     r = subprocess.run(
-        [sys.executable, "-m", "mmrag_assets.cli", "search", "how do I reset my wireless router", "--k", "4", "--json", *cfg.overrides],
-        check=False, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "mmrag_assets.cli",
+            "search",
+            "how do I reset my wireless router",
+            "--k",
+            "4",
+            "--json",
+            *cfg.overrides,
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert r.returncode == 0, r.stderr
     obj = json.loads(r.stdout)
     assert obj["query"] == "how do I reset my wireless router"
     assert 1 <= len(obj["results"]) <= 4 and "total_ms" in obj["timings_ms"]
     for i, res in enumerate(obj["results"], 1):
-        assert set(res) == {"rank", "score", "modality", "source", "page", "start_s", "end_s", "snippet", "item_id", "channels", "why"}
+        assert set(res) == {
+            "rank",
+            "score",
+            "modality",
+            "source",
+            "page",
+            "start_s",
+            "end_s",
+            "snippet",
+            "item_id",
+            "channels",
+            "why",
+        }
         assert res["rank"] == i and not res["source"].startswith("/")
         assert (res["page"] is None) == (res["modality"] == "segment")
     bad = subprocess.run(
         [sys.executable, "-m", "mmrag_assets.cli", "search", "ok", "--k", "0", *cfg.overrides],
-        check=False, capture_output=True, text=True, timeout=300,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert bad.returncode == 2 and "k=0" in bad.stderr
 
@@ -171,9 +201,16 @@ def test_search_results_asset_writes_duckdb(indexed, tmp_path: Path) -> None:
     overrides = [*indexed.overrides, f"search.queries_file={qfile}", "search.k=3"]
     cfg = load_config(overrides)
     with open_instance(cfg) as instance:
-        r = dg.materialize([*ASSETS, *ASSET_CHECKS], selection=["search_results"], instance=instance, resources=resources_for(overrides))
+        r = dg.materialize(
+            [*ASSETS, *ASSET_CHECKS],
+            selection=["search_results"],
+            instance=instance,
+            resources=resources_for(overrides),
+        )
         assert r.success
-    rows = Catalog(cfg.catalog_path).query("SELECT qid, query, rank, source FROM search_results ORDER BY qid, rank")
+    rows = Catalog(cfg.catalog_path).query(
+        "SELECT qid, query, rank, source FROM search_results ORDER BY qid, rank"
+    )
     assert {r["query"] for r in rows} == {"how do I reset my wireless router", "revenue by region"}
     assert max(r["rank"] for r in rows) <= 3
 
@@ -187,7 +224,13 @@ def test_mllm_reranker_reorders_the_fused_top(indexed, tmp_path: Path) -> None:
 
     base = tiny_qwen2_vl(tmp_path / "base")
     adapter = tiny_lora_adapter(base, tmp_path / "adapter")
-    ov = [*indexed.overrides, f"rerank.path={adapter}", f"rerank.base_path={base}", "rerank.device=cpu", "rerank.candidates=4"]
+    ov = [
+        *indexed.overrides,
+        f"rerank.path={adapter}",
+        f"rerank.base_path={base}",
+        "rerank.device=cpu",
+        "rerank.candidates=4",
+    ]
     plain = search("how do I reset my wireless router", k=8, cfg=load_config(ov))
     resp = search("how do I reset my wireless router", k=8, cfg=load_config([*ov, "search.reranker=mllm"]))
     assert resp.reranker == "mllm" and resp.timings_ms["mllm_ms"] > 0
@@ -195,7 +238,14 @@ def test_mllm_reranker_reorders_the_fused_top(indexed, tmp_path: Path) -> None:
     assert len(scored) == 4 and resp.results[:4] == scored  # the budget: the top 4 scored, first
     assert {r.item_id for r in scored} == {r.item_id for r in plain.results[:4]}
     assert all(0.0 < r.why["mllm"] < 1.0 for r in scored)
-    again = fuse(plain.results, [r.why["mllm"] for r in sorted(scored, key=lambda r: [x.item_id for x in plain.results].index(r.item_id))], 0.7)
+    again = fuse(
+        plain.results,
+        [
+            r.why["mllm"]
+            for r in sorted(scored, key=lambda r: [x.item_id for x in plain.results].index(r.item_id))
+        ],
+        0.7,
+    )
     assert [r.item_id for r in again] == [r.item_id for r in resp.results]
     assert [r.rank for r in resp.results] == list(range(1, len(resp.results) + 1))
 
@@ -209,7 +259,16 @@ def test_cli_search_imports_only_what_a_query_needs(indexed) -> None:
         "print(sorted(m for m in ('dagster', 'lancedb', 'torch', 'wordllama', 'hydra', "
         "'great_expectations', 'sklearn') if m in sys.modules)); sys.exit(rc)"
     )
-    argv = [sys.executable, "-c", code, "search", "how do I reset my wireless router", "--k", "3", *indexed.overrides]
+    argv = [
+        sys.executable,
+        "-c",
+        code,
+        "search",
+        "how do I reset my wireless router",
+        "--k",
+        "3",
+        *indexed.overrides,
+    ]
     for _ in range(2):
         r = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr

@@ -31,7 +31,14 @@ def tiny_cfg() -> Callable[..., ModelConfig]:
     def make(arch: str, *overrides: str) -> ModelConfig:
         dim = f"model.dim={TINY_DIMS[arch]}"
         cfg = load_config(
-            ["model=tiny", f"model.arch={arch}", dim, "corpus.root=unused", "storage.root=unused", *overrides],
+            [
+                "model=tiny",
+                f"model.arch={arch}",
+                dim,
+                "corpus.root=unused",
+                "storage.root=unused",
+                *overrides,
+            ],
             resolve_paths=False,
         )
         return cfg.model

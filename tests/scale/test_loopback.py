@@ -47,7 +47,9 @@ from tests.scale.services import counting_gets, fresh_database, postgres_availab
 pytestmark = [
     pytest.mark.scale,
     pytest.mark.integration,
-    pytest.mark.skipif(not postgres_available(), reason="needs the Postgres server on 127.0.0.1:5432 (.ci/run starts it)"),
+    pytest.mark.skipif(
+        not postgres_available(), reason="needs the Postgres server on 127.0.0.1:5432 (.ci/run starts it)"
+    ),
 ]
 
 HANG_S = 1500
@@ -93,7 +95,9 @@ def _hits(cfg) -> dict[str, list[tuple]]:
     return {q: [(r.item_id, r.rank, r.score) for r in s.search(q).results] for q in QUERIES}
 
 
-def _worker(name: str, queues: list[str], overrides: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
+def _worker(
+    name: str, queues: list[str], overrides: list[str], log: Path, env: dict[str, str]
+) -> subprocess.Popen:
     args = [sys.executable, "-m", "mmrag_assets.cli", "worker", "--name", name]
     for q in queues:
         args += ["--queue", q]
@@ -132,7 +136,9 @@ def _new_documents() -> dict[str, bytes]:
     return docs
 
 
-def _kill_when_embedding(barrier: Path, workers: dict[str, subprocess.Popen], out: dict, stop: threading.Event, replace) -> None:
+def _kill_when_embedding(
+    barrier: Path, workers: dict[str, subprocess.Popen], out: dict, stop: threading.Event, replace
+) -> None:
     """Once two embedding steps wait inside their writes (``MMRAG_FAULT_WAIT=embed.written``: each wrote
     its fragments, no batch recorded), SIGKILL the whole worker of the first, start a replacement, and
     let the other go on."""
@@ -183,7 +189,9 @@ def _embedding_steps(cfg, since: float) -> list[dict]:
     return steps
 
 
-def _kill_when_ingesting(cfg, workers: dict[str, subprocess.Popen], out: dict, stop: threading.Event, replace) -> None:
+def _kill_when_ingesting(
+    cfg, workers: dict[str, subprocess.Popen], out: dict, stop: threading.Event, replace
+) -> None:
     """SIGKILL the whole worker (its main process and its pool: a machine lost) that executes an
     ingestion step, as soon as one does, and start a replacement (a new machine takes its place: the
     other shard run's steps on that worker's queues need one)."""
@@ -192,16 +200,25 @@ def _kill_when_ingesting(cfg, workers: dict[str, subprocess.Popen], out: dict, s
         time.sleep(0.2)
     with dg.DagsterInstance.from_config(str(home)) as inst:
         while not stop.is_set():
-            for run in inst.get_runs(dg.RunsFilter(job_name="shard_index_job_celery", statuses=[dg.DagsterRunStatus.STARTED])):
+            for run in inst.get_runs(
+                dg.RunsFilter(job_name="shard_index_job_celery", statuses=[dg.DagsterRunStatus.STARTED])
+            ):
                 for rec in inst.all_logs(run.run_id):
                     ev = rec.dagster_event
-                    if ev is None or ev.step_key != "document_content" or "in celery worker" not in (rec.message or ""):
+                    if (
+                        ev is None
+                        or ev.step_key != "document_content"
+                        or "in celery worker" not in (rec.message or "")
+                    ):
                         continue
                     host = str(getattr(ev.event_specific_data.metadata.get("Celery worker"), "value", ""))
                     name = host.split("@")[0]
                     if name in workers:
                         time.sleep(1.0)  # mid-step: the step has started writing its documents
-                        pids = [workers[name].pid, *(c.pid for c in psutil.Process(workers[name].pid).children())]
+                        pids = [
+                            workers[name].pid,
+                            *(c.pid for c in psutil.Process(workers[name].pid).children()),
+                        ]
                         os.killpg(workers[name].pid, signal.SIGKILL)
                         out.update(worker=name, run_id=run.run_id, killed=pids, process=workers[name])
                         workers[name] = replace(name)
@@ -240,7 +257,12 @@ def _scenario(tmp_path: Path, monkeypatch, boto3) -> None:
     s_local = index(local)
     assert s_local["ingested"] == 7 and not s_local["failed"]
 
-    with s3_emulator() as env, fresh_database() as catalog_db, fresh_database() as dagster_db, counting_gets() as gets:
+    with (
+        s3_emulator() as env,
+        fresh_database() as catalog_db,
+        fresh_database() as dagster_db,
+        counting_gets() as gets,
+    ):
         for k, v in env.items():
             monkeypatch.setenv(k, v)
         s3 = boto3.client("s3")
@@ -250,7 +272,9 @@ def _scenario(tmp_path: Path, monkeypatch, boto3) -> None:
                 s3.put_object(Bucket="mmrag-test", Key=f"{CORPUS_PREFIX}/{rel}", Body=data)
             return {f"{CORPUS_PREFIX}/{rel}" for rel in files}
 
-        old_keys = upload({p.relative_to(corpus).as_posix(): p.read_bytes() for p in corpus.rglob("*") if p.is_file()})
+        old_keys = upload(
+            {p.relative_to(corpus).as_posix(): p.read_bytes() for p in corpus.rglob("*") if p.is_file()}
+        )
         remote_ovr = [
             f"corpus.root=s3://mmrag-test/{CORPUS_PREFIX}", "model=lite",
             "storage.root=s3://mmrag-test/team", "storage.allow_http=true", "orchestration.celery.worker_lost_s=15",
@@ -270,7 +294,13 @@ def _scenario(tmp_path: Path, monkeypatch, boto3) -> None:
         wait_env = {"MMRAG_FAULT_WAIT": f"embed.written:{barrier}"}
 
         def start(name: str, log: str) -> subprocess.Popen:
-            return _worker(name, queues[name], [*remote_ovr, f"storage.cache_dir={tmp_path / (name + '-cache')}"], logs / log, wait_env)
+            return _worker(
+                name,
+                queues[name],
+                [*remote_ovr, f"storage.cache_dir={tmp_path / (name + '-cache')}"],
+                logs / log,
+                wait_env,
+            )
 
         workers = {name: start(name, f"{name}.log") for name in queues}
         lost = []
@@ -278,7 +308,11 @@ def _scenario(tmp_path: Path, monkeypatch, boto3) -> None:
             # ---- 1. a worker lost mid-ingestion; the rerun completes; everything equals the local run
             killed: dict = {}
             stop = threading.Event()
-            killer = threading.Thread(target=_kill_when_ingesting, args=(cfg, workers, killed, stop, lambda n: start(n, f"{n}-replacement.log")), daemon=True)
+            killer = threading.Thread(
+                target=_kill_when_ingesting,
+                args=(cfg, workers, killed, stop, lambda n: start(n, f"{n}-replacement.log")),
+                daemon=True,
+            )
             killer.start()
             try:
                 with pytest.raises(MmragError, match="failed"):
@@ -290,13 +324,20 @@ def _scenario(tmp_path: Path, monkeypatch, boto3) -> None:
             # the launcher did not wait forever for the dead worker's task: its watch failed the step
             dead = killed["worker"]
             with dg.DagsterInstance.from_config(str(dagster_home(cfg))) as inst:
-                said = [r.message for r in inst.all_logs(killed["run_id"]) if "was lost while running" in (r.message or "")]
+                said = [
+                    r.message
+                    for r in inst.all_logs(killed["run_id"])
+                    if "was lost while running" in (r.message or "")
+                ]
             assert said and f"celery worker {dead}@" in said[0] and "document_content" in said[0], said
             lost.append(killed["process"])
             again = index(cfg)
             assert not again["failed"] and again["ingested"] >= 1  # the killed range, redone
             third = index(cfg)  # and then nothing left to ingest or embed (the photo, which the lite tier
-            assert (third["ingested"], third["embedded"]) == (0, 0)  # cannot embed, makes every run re-publish, locally too)
+            assert (third["ingested"], third["embedded"]) == (
+                0,
+                0,
+            )  # cannot embed, makes every run re-publish, locally too)
             _same_as_local(cfg, local, remote_ovr, local_ovr)
             # each object: downloaded by the launcher's scan, by the worker that ingested it (and by the
             # rerun's worker after the kill), never by the manifest step (the launcher recorded the hashes)
@@ -318,7 +359,11 @@ def _scenario(tmp_path: Path, monkeypatch, boto3) -> None:
             since = time.time()
             killed = {}
             stop = threading.Event()
-            killer = threading.Thread(target=_kill_when_embedding, args=(barrier, workers, killed, stop, lambda n: start(n, f"{n}-replacement-2.log")), daemon=True)
+            killer = threading.Thread(
+                target=_kill_when_embedding,
+                args=(barrier, workers, killed, stop, lambda n: start(n, f"{n}-replacement-2.log")),
+                daemon=True,
+            )
             killer.start()
             try:
                 with pytest.raises(MmragError, match="failed"):
@@ -340,7 +385,11 @@ def _scenario(tmp_path: Path, monkeypatch, boto3) -> None:
             url, opts = store.url(f"lancedb/{table}.lance"), store.lance_options()
             assert not {r["doc_id"] for r in _table(url, opts)} & new_docs
             IndexReader.forget()
-            assert not [r for r in get_searcher(cfg).search("tidal turbine blade pitch", k=10).results if r.source.startswith("tidal/")]
+            assert not [
+                r
+                for r in get_searcher(cfg).search("tidal turbine blade pitch", k=10).results
+                if r.source.startswith("tidal/")
+            ]
             rerun = index(cfg)
             assert not rerun["failed"] and rerun["embedded"] >= 1
             assert index(local)["ingested"] == len(new)
@@ -349,7 +398,9 @@ def _scenario(tmp_path: Path, monkeypatch, boto3) -> None:
             remote_rows, local_rows = _table(url, opts), _table(str(local.lancedb_dir / f"{table}.lance"))
             assert remote_rows == local_rows and {r["doc_id"] for r in remote_rows} >= new_docs
             # only the new objects were downloaded in this phase; a run with nothing to do downloads nothing
-            assert {k for k in gets if k.startswith(f"{CORPUS_PREFIX}/") and gets[k] != before.get(k, 0)} <= new_keys, gets
+            assert {
+                k for k in gets if k.startswith(f"{CORPUS_PREFIX}/") and gets[k] != before.get(k, 0)
+            } <= new_keys, gets
             before = dict(gets)
             last = index(cfg)
             assert (last["ingested"], last["embedded"]) == (0, 0)
@@ -398,14 +449,19 @@ def _same_as_local(cfg, local, remote_ovr: list[str], local_ovr: list[str]) -> N
     # the same items in the same order; scores equal to float32 rounding (the rerun's index is laid
     # out in two segments where the local one has one: sums in another order, seen 0.908595 vs 0.908594)
     h_remote, h_local = _hits(cfg), _hits(local)
-    assert {q: [r[:2] for r in h] for q, h in h_remote.items()} == {q: [r[:2] for r in h] for q, h in h_local.items()}
+    assert {q: [r[:2] for r in h] for q, h in h_remote.items()} == {
+        q: [r[:2] for r in h] for q, h in h_local.items()
+    }
     for q in QUERIES:
         assert [r[2] for r in h_remote[q]] == pytest.approx([r[2] for r in h_local[q]], rel=1e-5, abs=1e-6), q
     assert any(h_local.values())
     st_remote, st_local = _status(remote_ovr), _status(local_ovr)
     ri, li = st_remote.pop("index"), st_local.pop("index")
     assert st_remote == st_local
-    assert (ri["table"], ri["rows"]) == (li["table"], li["rows"])  # the table version counts commits, not rows
+    assert (ri["table"], ri["rows"]) == (
+        li["table"],
+        li["rows"],
+    )  # the table version counts commits, not rows
 
     # the LanceDB table in the object store holds each item once
     from mmrag_assets.lib.store.storage import storage_for
@@ -413,5 +469,7 @@ def _same_as_local(cfg, local, remote_ovr: list[str], local_ovr: list[str]) -> N
     store = storage_for(cfg)
     ids = [r["item_id"] for r in _table(store.url(f"lancedb/{ri['table']}.lance"), store.lance_options())]
     assert len(ids) == len(set(ids)) == li["rows"]
-    keys = {o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="mmrag-test", MaxKeys=1000)["Contents"]}
+    keys = {
+        o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="mmrag-test", MaxKeys=1000)["Contents"]
+    }
     assert any(k.startswith("team/pages/") for k in keys) and any(k.endswith("/CURRENT") for k in keys)

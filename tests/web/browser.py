@@ -12,8 +12,15 @@ from contextlib import contextmanager
 from typing import Any
 
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required", "--mute-audio",
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--autoplay-policy=no-user-gesture-required",
+    "--mute-audio",
 ]
 
 
@@ -22,7 +29,9 @@ def chromium_path() -> str | None:
 
 
 @contextmanager
-def browser_page(origin: str, *, width: int = 1280, height: int = 860) -> Iterator[tuple[Any, list[str], list[str]]]:
+def browser_page(
+    origin: str, *, width: int = 1280, height: int = 860
+) -> Iterator[tuple[Any, list[str], list[str]]]:
     """A page whose requests outside ``origin`` are aborted and recorded (the product must work
     with no network at all); yields (page, external requests, page errors)."""
     from playwright.sync_api import sync_playwright
@@ -69,6 +78,10 @@ def search(page: Any, query: str, *, modality: str = "", source: str = "") -> No
     page.select_option("#modality", modality)
     page.fill("#source", source)
     page.press("#q", "Enter")
-    wait_for(page, "document.querySelector('#status').textContent !== 'Searching…' && "
-                   "(document.querySelector('#results article') || !document.querySelector('#notice').hidden || "
-                   "!document.querySelector('#auth-form').hidden)", what="search to finish")
+    wait_for(
+        page,
+        "document.querySelector('#status').textContent !== 'Searching…' && "
+        "(document.querySelector('#results article') || !document.querySelector('#notice').hidden || "
+        "!document.querySelector('#auth-form').hidden)",
+        what="search to finish",
+    )

@@ -42,14 +42,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(overrides: list[str], log: Path, *, timeout: float = 180, ready: bool = True, env: dict[str, str] | None = None) -> Server:
+def start_server(
+    overrides: list[str],
+    log: Path,
+    *,
+    timeout: float = 180,
+    ready: bool = True,
+    env: dict[str, str] | None = None,
+) -> Server:
     """`mmrag serve` in its own process; returns once /readyz says ready (or, with ``ready=False``,
     once the process answers at all)."""
     port = free_port()
     out = log.open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "mmrag_assets.cli", "serve", "--port", str(port), *overrides],
-        stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
     )
     server = Server(f"http://127.0.0.1:{port}", port, proc, log)
     deadline = time.time() + timeout
@@ -84,8 +93,15 @@ def web_indexed(tmp_path_factory: pytest.TempPathFactory) -> MmragConfig:
 
     base = tmp_path_factory.mktemp("web")
     build_sample_corpus(base / "corpus")
-    cfg = load_config([f"corpus.root={base / 'corpus'}", f"storage.root={base / 'storage'}", "model=lite",
-                       "asr.window_s=10", "asr.overlap_s=2"])
+    cfg = load_config(
+        [
+            f"corpus.root={base / 'corpus'}",
+            f"storage.root={base / 'storage'}",
+            "model=lite",
+            "asr.window_s=10",
+            "asr.overlap_s=2",
+        ]
+    )
     index(cfg)
     return cfg
 
@@ -94,8 +110,11 @@ def web_indexed(tmp_path_factory: pytest.TempPathFactory) -> MmragConfig:
 def server(web_indexed: MmragConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One token-protected server shared by the HTTP, hostile-input and browser tests."""
     # the token comes from the environment (an OmegaConf resolver), not from argv where `ps` shows it
-    s = start_server([*web_indexed.overrides, "serve.token=${oc.env:MMRAG_TEST_TOKEN}"],
-                     tmp_path_factory.mktemp("serve") / "serve.log", env={"MMRAG_TEST_TOKEN": TOKEN})
+    s = start_server(
+        [*web_indexed.overrides, "serve.token=${oc.env:MMRAG_TEST_TOKEN}"],
+        tmp_path_factory.mktemp("serve") / "serve.log",
+        env={"MMRAG_TEST_TOKEN": TOKEN},
+    )
     yield s
     stop_server(s)
 
@@ -138,22 +157,36 @@ def hostile_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hostile
     index(cfg)
     cat = Catalog(cfg.catalog_url)
     doc = {r["source"]: r["doc_id"] for r in cat.query("SELECT source, doc_id FROM documents")}
-    js_item = cat.query("SELECT item_id FROM segments WHERE doc_id = ? ORDER BY start_s LIMIT 1", [doc["hostile/call.js"]])[0]["item_id"]
-    doomed = [r["item_id"] for r in cat.query("SELECT item_id FROM pages WHERE doc_id = ?", [doc["doomed.pdf"]])]
+    js_item = cat.query(
+        "SELECT item_id FROM segments WHERE doc_id = ? ORDER BY start_s LIMIT 1", [doc["hostile/call.js"]]
+    )[0]["item_id"]
+    doomed = [
+        r["item_id"] for r in cat.query("SELECT item_id FROM pages WHERE doc_id = ?", [doc["doomed.pdf"]])
+    ]
     # call.shtml loads call.js's recording as a script: what ran in the server's origin before issue 21
     # (the same bytes named call.html are quarantined since issue 24: an .html that is a WAV is a mismatch)
     (corpus / "hostile" / "call.shtml").write_bytes(html_polyglot(pcm, f"/items/{js_item}/media"))
     (corpus / "hostile" / "call.html").write_bytes(html_polyglot(pcm, f"/items/{js_item}/media"))
     svg = b"<svg xmlns='http://www.w3.org/2000/svg'><script>document.title='pwned-svg'</script></svg>"
-    (corpus / "hostile" / "call.svg").write_bytes(wav_with_chunks(pcm[: len(pcm) // 2], before=_chunk(b"svg ", svg)))
+    (corpus / "hostile" / "call.svg").write_bytes(
+        wav_with_chunks(pcm[: len(pcm) // 2], before=_chunk(b"svg ", svg))
+    )
     (corpus / "hostile" / "talk.mka").write_bytes(matroska_audio(pcm))
     names = make_hostile_names(corpus / "names")
     with open(os.fsencode(corpus / "names") + b"/junk\xfe\n\xe2\x80\xaetxt.pdf", "wb") as f:
         f.write(b"plain text named .pdf: quarantined under a name that needs escaping\n" * 5)
     (corpus / "doomed.pdf").unlink()
-    run = subprocess.run([sys.executable, "-m", "mmrag_assets.cli", "index", *cfg.overrides],
-                         capture_output=True, timeout=900, check=False)
-    s = start_server([*cfg.overrides, "serve.token=${oc.env:MMRAG_TEST_TOKEN}"], base / "serve.log", env={"MMRAG_TEST_TOKEN": TOKEN})
+    run = subprocess.run(
+        [sys.executable, "-m", "mmrag_assets.cli", "index", *cfg.overrides],
+        capture_output=True,
+        timeout=900,
+        check=False,
+    )
+    s = start_server(
+        [*cfg.overrides, "serve.token=${oc.env:MMRAG_TEST_TOKEN}"],
+        base / "serve.log",
+        env={"MMRAG_TEST_TOKEN": TOKEN},
+    )
     try:
         yield HostileServed(cfg, s, run, names, doomed, js_item)
     finally:
@@ -161,14 +194,25 @@ def hostile_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hostile
 
 
 LIMITED_TOKEN = "limits-token"
-LIMITS = {"header_timeout_s": 2, "max_connections_per_client": 6, "session_ttl_s": 4, "auth_attempts_per_minute": 5}
+LIMITS = {
+    "header_timeout_s": 2,
+    "max_connections_per_client": 6,
+    "session_ttl_s": 4,
+    "auth_attempts_per_minute": 5,
+}
 
 
 @pytest.fixture(scope="session")
 def limited_server(web_indexed: MmragConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A second server over the same index with tight connection, session and login limits (and
     an ASCII token, which schemathesis sends as a header)."""
-    s = start_server([*web_indexed.overrides, f"serve.token={LIMITED_TOKEN}", *(f"serve.{k}={v}" for k, v in LIMITS.items())],
-                     tmp_path_factory.mktemp("serve-limited") / "serve.log")
+    s = start_server(
+        [
+            *web_indexed.overrides,
+            f"serve.token={LIMITED_TOKEN}",
+            *(f"serve.{k}={v}" for k, v in LIMITS.items()),
+        ],
+        tmp_path_factory.mktemp("serve-limited") / "serve.log",
+    )
     yield s
     stop_server(s)

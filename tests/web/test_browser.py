@@ -16,7 +16,9 @@ pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
     pytest.mark.browser,
-    pytest.mark.skipif(chromium_path() is None, reason="needs Debian's chromium (apt-get install -y chromium)"),
+    pytest.mark.skipif(
+        chromium_path() is None, reason="needs Debian's chromium (apt-get install -y chromium)"
+    ),
 ]
 
 PAGE_Q = "what does inverter error code E04 mean"
@@ -24,7 +26,9 @@ AUDIO_Q = "never unplug the router during the firmware update"
 
 
 def _active(page) -> str:
-    return page.evaluate("() => { const a = document.activeElement; return a.dataset.itemId || a.id || a.tagName; }")
+    return page.evaluate(
+        "() => { const a = document.activeElement; return a.dataset.itemId || a.id || a.tagName; }"
+    )
 
 
 def test_search_page_end_to_end(server: Server, tmp_path: Path) -> None:
@@ -46,12 +50,16 @@ def test_search_page_end_to_end(server: Server, tmp_path: Path) -> None:
         assert "Wrong token" in page.inner_text("#auth-error")
         page.fill("#token", TOKEN)
         page.press("#token", "Enter")
-        wait_for(page, "document.querySelectorAll('#results article').length > 0", what="results after unlocking")
+        wait_for(
+            page, "document.querySelectorAll('#results article').length > 0", what="results after unlocking"
+        )
 
         # results with thumbnails, the matched words marked, and why each matched
         first = page.locator("#results article").first
         assert "SunVolt" in first.inner_text() and "page 4" in first.inner_text()
-        wait_for(page, "document.querySelector('#results article .thumb img').naturalWidth > 0", what="a thumbnail")
+        wait_for(
+            page, "document.querySelector('#results article .thumb img').naturalWidth > 0", what="a thumbnail"
+        )
         marks = [m.lower() for m in page.locator("#results article").first.locator("mark").all_inner_texts()]
         assert "error" in marks and "inverter" in marks
         why = first.locator(".why").inner_text()
@@ -73,9 +81,14 @@ def test_search_page_end_to_end(server: Server, tmp_path: Path) -> None:
 
         # Enter on a result opens its full page; Esc closes and gives the focus back
         page.keyboard.press("Enter")
-        wait_for(page, "document.querySelector('#viewer').open && document.querySelector('#viewer-img').naturalWidth > 0", what="the full page")
+        wait_for(
+            page,
+            "document.querySelector('#viewer').open && document.querySelector('#viewer-img').naturalWidth > 0",
+            what="the full page",
+        )
         assert page.evaluate("() => document.querySelector('#viewer-img').naturalWidth") > page.evaluate(
-            "() => document.querySelector('#results article .thumb img').naturalWidth")
+            "() => document.querySelector('#results article .thumb img').naturalWidth"
+        )
         assert "page 4" in page.inner_text("#viewer-title")
         page.screenshot(path=shots / "04-page.png")
         page.keyboard.press("Escape")
@@ -96,8 +109,13 @@ def test_search_page_end_to_end(server: Server, tmp_path: Path) -> None:
         start_s = float(start.split("#t=")[1])
         assert start_s > 0 and where.startswith(f"0:{int(start_s):02d}")
         hit.locator("button.play").click()
-        wait_for(page, "(() => { const a = document.querySelector('#results article audio'); "
-                       f"return !a.paused && a.currentTime > {start_s} + 0.3; }})()", timeout=30, what="the audio to play")
+        wait_for(
+            page,
+            "(() => { const a = document.querySelector('#results article audio'); "
+            f"return !a.paused && a.currentTime > {start_s} + 0.3; }})()",
+            timeout=30,
+            what="the audio to play",
+        )
         t = page.evaluate("() => document.querySelector('#results article audio').currentTime")
         assert start_s <= t < start_s + 10, (start_s, t)
         page.screenshot(path=shots / "05-audio.png")
@@ -113,10 +131,16 @@ def test_search_page_end_to_end(server: Server, tmp_path: Path) -> None:
         # empty state: says so, and offers to drop the filters
         search(page, "inverter error code", source="nothing-here/")
         assert page.get_attribute("#notice", "data-state") == "empty"
-        assert "No results for" in page.inner_text("#notice") and page.locator("#results article").count() == 0
+        assert (
+            "No results for" in page.inner_text("#notice") and page.locator("#results article").count() == 0
+        )
         page.screenshot(path=shots / "07-empty.png")
         page.click("#clear-filters")
-        wait_for(page, "document.querySelectorAll('#results article').length > 0", what="results without the filters")
+        wait_for(
+            page,
+            "document.querySelectorAll('#results article').length > 0",
+            what="results without the filters",
+        )
 
         # error state: the server's message, shown as an alert
         search(page, "   ")
@@ -127,7 +151,9 @@ def test_search_page_end_to_end(server: Server, tmp_path: Path) -> None:
 
         # the address bar works too, and Back restores the previous search
         page.goto(server.url + "/?q=reset+the+router&modality=segment")
-        wait_for(page, "document.querySelectorAll('#results article').length > 0", what="a search from the URL")
+        wait_for(
+            page, "document.querySelectorAll('#results article').length > 0", what="a search from the URL"
+        )
         assert page.input_value("#q") == "reset the router" and page.input_value("#modality") == "segment"
 
         assert not errors, errors
@@ -163,11 +189,16 @@ def test_page_draws_the_ocr_boxes_of_an_image_hit(server: Server, tmp_path: Path
         page.locator("#results article", has_text="home-network-diagram").first.locator(".thumb").click()
         wait_for(page, "document.querySelectorAll('#viewer-boxes rect').length > 0", what="the boxes")
         n_boxes = page.locator("#viewer-boxes rect").count()
-        hits = page.eval_on_selector_all("#viewer-boxes rect.hit", "els => els.map(e => e.querySelector('title').textContent)")
+        hits = page.eval_on_selector_all(
+            "#viewer-boxes rect.hit", "els => els.map(e => e.querySelector('title').textContent)"
+        )
         assert n_boxes >= 5 and {"modem", "router", "switch"} <= {h.lower().strip(",.:") for h in hits}
         assert len(hits) < n_boxes  # "NAS", "Desktop", ... are drawn but not marked
         # the overlay covers the image exactly, so a box sits on its word
-        img_box, svg_box = page.locator("#viewer-img").bounding_box(), page.locator("#viewer-boxes").bounding_box()
+        img_box, svg_box = (
+            page.locator("#viewer-img").bounding_box(),
+            page.locator("#viewer-boxes").bounding_box(),
+        )
         assert abs(img_box["width"] - svg_box["width"]) < 2 and abs(img_box["height"] - svg_box["height"]) < 2
         assert "OCR text boxes" in page.inner_text("#viewer-note")
         page.screenshot(path=tmp_path / "boxes.png")

@@ -22,15 +22,38 @@ def test_schemathesis_finds_nothing(limited_server: Server, tmp_path: Path) -> N
     st = shutil.which("st", path=str(Path(sys.executable).parent))
     assert st, "schemathesis is a dev dependency (uv sync)"
     r = subprocess.run(
-        [st, "run", f"{limited_server.url}/openapi.json", "--checks", "all", "--max-examples", str(MAX_EXAMPLES),
-         "--seed", "21", "--workers", "1", "--no-color", "-H", f"Authorization: Bearer {LIMITED_TOKEN}",
-         "--generation-database", "none", "--request-timeout", "60",
-         # generating POST /search's bodies (pattern-constrained text, filter lists) on 2 shared cores
-         # trips hypothesis's "too slow" health check: a property of the machine, not of the API
-         "--suppress-health-check", "too_slow",
-         # POST /answer (issue 25) streams server-sent events; its contract is not yet checked here
-         "--exclude-path", "/answer"],
-        capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path,
+        [
+            st,
+            "run",
+            f"{limited_server.url}/openapi.json",
+            "--checks",
+            "all",
+            "--max-examples",
+            str(MAX_EXAMPLES),
+            "--seed",
+            "21",
+            "--workers",
+            "1",
+            "--no-color",
+            "-H",
+            f"Authorization: Bearer {LIMITED_TOKEN}",
+            "--generation-database",
+            "none",
+            "--request-timeout",
+            "60",
+            # generating POST /search's bodies (pattern-constrained text, filter lists) on 2 shared cores
+            # trips hypothesis's "too slow" health check: a property of the machine, not of the API
+            "--suppress-health-check",
+            "too_slow",
+            # POST /answer (issue 25) streams server-sent events; its contract is not yet checked here
+            "--exclude-path",
+            "/answer",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=tmp_path,
     )
     out = re.sub(r"(%[0-9A-Fa-f]{2}){16,}", "<...>", r.stdout + r.stderr)  # fuzzed URLs run to megabytes
     assert r.returncode == 0, out[-20000:]

@@ -22,9 +22,21 @@ LOOPBACK = ["localhost", "127.0.0.1", "::1"]
 
 @pytest.mark.parametrize(
     ("header", "ok"),
-    [("localhost", True), ("localhost:8000", True), ("127.0.0.1:1", True), ("[::1]:8000", True), ("[::1]", True),
-     ("LocalHost.", True), ("evil.example", False), ("127.0.0.2", False), ("[::1", False), ("", False), (None, False),
-     ("localhost:8000:1", False), ("local host", False)],
+    [
+        ("localhost", True),
+        ("localhost:8000", True),
+        ("127.0.0.1:1", True),
+        ("[::1]:8000", True),
+        ("[::1]", True),
+        ("LocalHost.", True),
+        ("evil.example", False),
+        ("127.0.0.2", False),
+        ("[::1", False),
+        ("", False),
+        (None, False),
+        ("localhost:8000:1", False),
+        ("local host", False),
+    ],
 )
 def test_host_allowed(header: str | None, ok: bool) -> None:
     assert host_allowed(header, LOOPBACK) is ok
@@ -62,7 +74,9 @@ def test_scrub_removes_absolute_paths() -> None:
 
 
 def test_loopback_detection() -> None:
-    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("[::1]") and is_loopback("localhost")
+    assert (
+        is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("[::1]") and is_loopback("localhost")
+    )
     assert not is_loopback("0.0.0.0") and not is_loopback("192.0.2.1") and not is_loopback("::")
 
 
@@ -104,8 +118,13 @@ def test_auth_throttle_counts_per_client() -> None:
 def test_file_paths_get_their_own_policy() -> None:
     from mmrag_assets.api.guard import GuardMiddleware
 
-    g = GuardMiddleware(lambda *a: None, allowed_hosts=["*"], max_body_bytes=1, default_csp="page",
-                        csp={"/docs": "docs", "/items/": "file", "/pages/": "file"})
+    g = GuardMiddleware(
+        lambda *a: None,
+        allowed_hosts=["*"],
+        max_body_bytes=1,
+        default_csp="page",
+        csp={"/docs": "docs", "/items/": "file", "/pages/": "file"},
+    )
     assert g.policy("/") == "page" and g.policy("/docs") == "docs" and g.policy("/docs/x") == "page"
     assert g.policy("/items/abc:1/media") == "file" and g.policy("/pages/a/b.png") == "file"
     assert g.policy("/itemsX") == "page"

@@ -25,7 +25,11 @@ def _get(h: HostileServed, path: str, **params: object) -> httpx.Response:
 
 
 def _hit(h: HostileServed, query: str, source_prefix: str = "") -> dict:
-    body = {"query": query, "k": 3, **({"filters": {"source_prefix": source_prefix}} if source_prefix else {})}
+    body = {
+        "query": query,
+        "k": 3,
+        **({"filters": {"source_prefix": source_prefix}} if source_prefix else {}),
+    }
     r = httpx.post(f"{h.server.url}/search", json=body, headers=h.server.auth, timeout=60)
     assert r.status_code == 200, r.text
     return r.json()["results"][0]
@@ -62,8 +66,12 @@ def test_escaped_names_never_collide() -> None:
 
 
 def test_a_document_deleted_before_the_run_is_served_as_deleted(hostile_served: HostileServed) -> None:
-    r = httpx.post(f"{hostile_served.server.url}/search", json={"query": "quokka document deleted", "k": 10},
-                   headers=hostile_served.server.auth, timeout=60)
+    r = httpx.post(
+        f"{hostile_served.server.url}/search",
+        json={"query": "quokka document deleted", "k": 10},
+        headers=hostile_served.server.auth,
+        timeout=60,
+    )
     assert r.status_code == 200
     assert not {x["item_id"] for x in r.json()["results"]} & set(hostile_served.doomed_items)
     for item in hostile_served.doomed_items:
@@ -71,8 +79,12 @@ def test_a_document_deleted_before_the_run_is_served_as_deleted(hostile_served: 
 
 
 def test_status_prints_names_escaped(hostile_served: HostileServed) -> None:
-    r = subprocess.run([sys.executable, "-m", "mmrag_assets.cli", "status", *hostile_served.cfg.overrides],
-                       capture_output=True, timeout=300, check=False)
+    r = subprocess.run(
+        [sys.executable, "-m", "mmrag_assets.cli", "status", *hostile_served.cfg.overrides],
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
     out = r.stdout.decode("utf-8", "replace")
     assert r.returncode == 0, r.stderr
     line = next(x for x in out.splitlines() if "junk" in x)
@@ -88,8 +100,12 @@ def test_a_recording_is_served_as_what_its_bytes_are(hostile_served: HostileServ
     .html is a document format since issue 24: named so, the WAV is quarantined as a mismatch)."""
     hit = _hit(hostile_served, "reset your wireless router reset button", f"hostile/{name}")
     assert hit["source"] == f"hostile/{name}" and hit["media_type"] == "audio/wav"
-    for r in (_get(hostile_served, hit["media_url"]), httpx.head(hostile_served.server.url + hit["media_url"],
-                                                                headers=hostile_served.server.auth, timeout=60)):
+    for r in (
+        _get(hostile_served, hit["media_url"]),
+        httpx.head(
+            hostile_served.server.url + hit["media_url"], headers=hostile_served.server.auth, timeout=60
+        ),
+    ):
         assert r.status_code == 200
         assert r.headers["content-type"] == "audio/wav"
         assert r.headers["x-content-type-options"] == "nosniff"
@@ -101,11 +117,21 @@ def test_a_recording_is_served_as_what_its_bytes_are(hostile_served: HostileServ
 def test_a_wav_named_html_is_quarantined_as_a_mismatch(hostile_served: HostileServed) -> None:
     from mmrag_assets.lib.store.catalog import Catalog
 
-    rows = Catalog(hostile_served.cfg.catalog_url).query("SELECT source, reason FROM quarantine WHERE stage = 'scan'")
+    rows = Catalog(hostile_served.cfg.catalog_url).query(
+        "SELECT source, reason FROM quarantine WHERE stage = 'scan'"
+    )
     reasons = {r["source"]: r["reason"] for r in rows}
-    assert "extension .html says" in reasons["hostile/call.html"] and "content is" in reasons["hostile/call.html"]
-    body = {"query": "reset your wireless router reset button", "filters": {"source_prefix": "hostile/call.html"}}
-    r = httpx.post(f"{hostile_served.server.url}/search", json=body, headers=hostile_served.server.auth, timeout=60)
+    assert (
+        "extension .html says" in reasons["hostile/call.html"]
+        and "content is" in reasons["hostile/call.html"]
+    )
+    body = {
+        "query": "reset your wireless router reset button",
+        "filters": {"source_prefix": "hostile/call.html"},
+    }
+    r = httpx.post(
+        f"{hostile_served.server.url}/search", json=body, headers=hostile_served.server.auth, timeout=60
+    )
     assert r.status_code == 200 and r.json()["results"] == []
 
 
@@ -121,7 +147,10 @@ def test_page_images_carry_the_file_policy(hostile_served: HostileServed) -> Non
     for url in (hit["image_url"], hit["thumbnail_url"]):
         r = _get(hostile_served, url)
         assert r.status_code == 200 and r.headers["content-type"] in ("image/png", "image/jpeg")
-        assert "sandbox" in r.headers["content-security-policy"] and r.headers["x-content-type-options"] == "nosniff"
+        assert (
+            "sandbox" in r.headers["content-security-policy"]
+            and r.headers["x-content-type-options"] == "nosniff"
+        )
 
 
 @pytest.mark.browser
@@ -133,8 +162,13 @@ def test_a_polyglot_opened_in_the_browser_runs_nothing(hostile_served: HostileSe
     origin = hostile_served.server.url
     with browser_page(origin) as (page, external, _errors):
         page.goto(origin + "/")
-        assert page.evaluate(f"async () => (await fetch('/auth', {{method: 'POST', headers: {{'Content-Type': "
-                             f"'application/json'}}, body: JSON.stringify({{token: {TOKEN!r}}})}})).status") == 204
+        assert (
+            page.evaluate(
+                f"async () => (await fetch('/auth', {{method: 'POST', headers: {{'Content-Type': "
+                f"'application/json'}}, body: JSON.stringify({{token: {TOKEN!r}}})}})).status"
+            )
+            == 204
+        )
         for url in (html["media_url"], f"/items/{hostile_served.js_item}/media"):
             page.goto(origin + url)
             page.wait_for_timeout(1500)  # time for any script to run: there must be none

@@ -22,7 +22,9 @@ def _search(server: Server, body: dict) -> httpx.Response:
 
 
 def _segment(server: Server) -> dict:
-    r = _search(server, {"query": AUDIO_Q, "k": 5, "filters": {"modality": "segment", "source_prefix": "audio/"}})
+    r = _search(
+        server, {"query": AUDIO_Q, "k": 5, "filters": {"modality": "segment", "source_prefix": "audio/"}}
+    )
     assert r.status_code == 200, r.text
     return r.json()["results"][0]
 
@@ -30,7 +32,12 @@ def _segment(server: Server) -> dict:
 def test_search_needs_the_token(server: Server) -> None:
     url = f"{server.url}/search"
     assert httpx.post(url, json={"query": "inverter"}, timeout=30).status_code == 401
-    for wrong in (b"Bearer nope", b"Bearer " + "s3cret-tökén".encode("latin-1"), b"Bearer \xff\xfe", b"Basic Zm9vOmJhcg=="):
+    for wrong in (
+        b"Bearer nope",
+        b"Bearer " + "s3cret-tökén".encode("latin-1"),
+        b"Bearer \xff\xfe",
+        b"Basic Zm9vOmJhcg==",
+    ):
         r = httpx.post(url, json={"query": "inverter"}, headers={"Authorization": wrong}, timeout=30)
         assert r.status_code == 401, (wrong, r.text)
     assert httpx.post(url, json={"query": "inverter"}, headers=server.auth, timeout=30).status_code == 200
@@ -57,14 +64,23 @@ def test_search_results_carry_links_and_why_they_matched(server: Server) -> None
 
 
 def test_get_search_returns_the_same_json_as_post(server: Server) -> None:
-    post = _search(server, {"query": "revenue by region", "k": 4, "filters": {"modality": "page", "source_prefix": "reports/"}}).json()
-    get = httpx.get(f"{server.url}/search", params={"q": "revenue by region", "k": 4, "modality": "page", "source": "reports/"},
-                    headers=server.auth, timeout=30)
+    post = _search(
+        server,
+        {"query": "revenue by region", "k": 4, "filters": {"modality": "page", "source_prefix": "reports/"}},
+    ).json()
+    get = httpx.get(
+        f"{server.url}/search",
+        params={"q": "revenue by region", "k": 4, "modality": "page", "source": "reports/"},
+        headers=server.auth,
+        timeout=30,
+    )
     assert get.status_code == 200, get.text
     got = get.json()
     assert set(got) == set(post) and got["results"] == post["results"] and post["results"]
     assert all(r["source"].startswith("reports/") and r["modality"] == "page" for r in got["results"])
-    assert {k: v for k, v in got.items() if k != "timings_ms"} == {k: v for k, v in post.items() if k != "timings_ms"}
+    assert {k: v for k, v in got.items() if k != "timings_ms"} == {
+        k: v for k, v in post.items() if k != "timings_ms"
+    }
 
 
 def test_media_serves_byte_ranges(server: Server, web_indexed) -> None:
@@ -80,9 +96,17 @@ def test_media_serves_byte_ranges(server: Server, web_indexed) -> None:
     assert full.status_code == 200 and full.content == data and full.headers["accept-ranges"] == "bytes"
     assert full.headers["content-type"].startswith("audio/ogg")
     first = get("bytes=0-99")
-    assert first.status_code == 206 and first.headers["content-range"] == f"bytes 0-99/{n}" and first.content == data[:100]
+    assert (
+        first.status_code == 206
+        and first.headers["content-range"] == f"bytes 0-99/{n}"
+        and first.content == data[:100]
+    )
     suffix = get("bytes=-500")
-    assert suffix.status_code == 206 and suffix.headers["content-range"] == f"bytes {n - 500}-{n - 1}/{n}" and suffix.content == data[-500:]
+    assert (
+        suffix.status_code == 206
+        and suffix.headers["content-range"] == f"bytes {n - 500}-{n - 1}/{n}"
+        and suffix.content == data[-500:]
+    )
     tail = get(f"bytes={n - 10}-")
     assert tail.status_code == 206 and tail.content == data[-10:]
     clipped = get(f"bytes=10-{n * 2}")  # a last-pos past the end is clipped to the end
@@ -107,7 +131,10 @@ def test_media_is_only_for_recordings(server: Server) -> None:
     page = _search(server, {"query": PAGE_Q, "k": 1}).json()["results"][0]
     r = httpx.get(f"{server.url}/items/{page['item_id']}/media", headers=server.auth, timeout=30)
     assert r.status_code == 404 and "not part of a recording" in r.json()["detail"]
-    assert httpx.get(f"{server.url}/items/deadbeef:t0-1000/media", headers=server.auth, timeout=30).status_code == 404
+    assert (
+        httpx.get(f"{server.url}/items/deadbeef:t0-1000/media", headers=server.auth, timeout=30).status_code
+        == 404
+    )
 
 
 def test_ocr_boxes_of_an_image_hit(server: Server, web_indexed) -> None:
@@ -115,7 +142,14 @@ def test_ocr_boxes_of_an_image_hit(server: Server, web_indexed) -> None:
     stored image's pixels), a page with a text layer links none, an unknown item is a 404."""
     from PIL import Image
 
-    r = _search(server, {"query": "modem router switch", "k": 5, "filters": {"modality": "image", "source_prefix": "images/"}})
+    r = _search(
+        server,
+        {
+            "query": "modem router switch",
+            "k": 5,
+            "filters": {"modality": "image", "source_prefix": "images/"},
+        },
+    )
     hit = next(x for x in r.json()["results"] if "diagram" in x["source"])
     assert hit["boxes_url"] == f"/items/{hit['item_id']}/boxes"
     got = httpx.get(server.url + hit["boxes_url"], headers=server.auth, timeout=30)
@@ -125,18 +159,34 @@ def test_ocr_boxes_of_an_image_hit(server: Server, web_indexed) -> None:
     assert (body["image_width"], body["image_height"]) == img.size
     words = {b["text"].lower() for b in body["boxes"]}
     assert {"modem", "router", "switch"} <= words
-    assert all(0 <= b["x0"] < b["x1"] <= img.width and 0 <= b["y0"] < b["y1"] <= img.height for b in body["boxes"])
+    assert all(
+        0 <= b["x0"] < b["x1"] <= img.width and 0 <= b["y0"] < b["y1"] <= img.height for b in body["boxes"]
+    )
     page = _search(server, {"query": PAGE_Q, "k": 1}).json()["results"][0]
     assert page["boxes_url"] is None  # the manual's pages have a text layer: no OCR, no boxes
-    assert httpx.get(f"{server.url}/items/{page['item_id']}/boxes", headers=server.auth, timeout=30).status_code == 404
-    assert httpx.get(f"{server.url}/items/deadbeef:1/boxes", headers=server.auth, timeout=30).status_code == 404
+    assert (
+        httpx.get(f"{server.url}/items/{page['item_id']}/boxes", headers=server.auth, timeout=30).status_code
+        == 404
+    )
+    assert (
+        httpx.get(f"{server.url}/items/deadbeef:1/boxes", headers=server.auth, timeout=30).status_code == 404
+    )
     assert httpx.get(server.url + hit["boxes_url"], timeout=30).status_code == 401
 
 
 @pytest.mark.parametrize(
     "path",
-    ["../catalog.duckdb", "..%2Fcatalog.duckdb", "..%2F..%2F..%2Fetc%2Fpasswd", "%2e%2e/%2e%2e/etc/passwd",
-     "../../../../etc/passwd", "%2Fetc%2Fpasswd", "....//....//etc/passwd", "../lancedb", "escape.png"],
+    [
+        "../catalog.duckdb",
+        "..%2Fcatalog.duckdb",
+        "..%2F..%2F..%2Fetc%2Fpasswd",
+        "%2e%2e/%2e%2e/etc/passwd",
+        "../../../../etc/passwd",
+        "%2Fetc%2Fpasswd",
+        "....//....//etc/passwd",
+        "../lancedb",
+        "escape.png",
+    ],
 )
 def test_page_paths_cannot_leave_the_pages_folder(server: Server, web_indexed, path: str) -> None:
     link = web_indexed.pages_dir / "escape.png"  # a symlink inside pages/ that points outside it
@@ -169,7 +219,11 @@ def test_readiness_says_what_failed(tmp_path: Path) -> None:
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    s = start_server([f"corpus.root={corpus}", f"storage.root={tmp_path / 'storage'}", "model=lite"], tmp_path / "log", ready=False)
+    s = start_server(
+        [f"corpus.root={corpus}", f"storage.root={tmp_path / 'storage'}", "model=lite"],
+        tmp_path / "log",
+        ready=False,
+    )
     try:
         for _ in range(200):
             body = httpx.get(f"{s.url}/readyz", timeout=30).json()
@@ -178,7 +232,9 @@ def test_readiness_says_what_failed(tmp_path: Path) -> None:
         assert body["status"] == "failed" and "mmrag index" in body["error"], body
         assert str(tmp_path) not in body["error"]
         r = httpx.get(f"{s.url}/search", params={"q": "inverter"}, timeout=30)
-        assert r.status_code == 503 and "could not be loaded" in r.json()["detail"] and r.headers["retry-after"]
+        assert (
+            r.status_code == 503 and "could not be loaded" in r.json()["detail"] and r.headers["retry-after"]
+        )
         assert httpx.get(f"{s.url}/", timeout=30).status_code == 200  # the page still loads and says so
     finally:
         stop_server(s)
@@ -199,7 +255,9 @@ def test_page_and_docs_reference_no_external_url(server: Server) -> None:
     css = httpx.get(f"{server.url}/static/app.css", timeout=30).text
     js = httpx.get(f"{server.url}/static/app.js", timeout=30).text
     assert "://" not in page.text and "://" not in css
-    assert set(re.findall(r"[a-z]+://[^\s\"'`)]+", js)) == {"http://www.w3.org/2000/svg"}  # an XML namespace, never fetched
+    assert set(re.findall(r"[a-z]+://[^\s\"'`)]+", js)) == {
+        "http://www.w3.org/2000/svg"
+    }  # an XML namespace, never fetched
     for path in ("/docs", "/redoc"):
         r = httpx.get(server.url + path, timeout=30)
         assert r.status_code == 200 and "://" not in r.text, path
@@ -239,12 +297,17 @@ def test_bad_requests_get_4xx_and_the_server_keeps_serving(server: Server, body:
 
 
 def test_hostile_values_are_answered(server: Server) -> None:
-    sqlish = {"query": "inverter", "filters": {"source_prefix": "x' OR '1'='1", "doc_id": "\"; DROP TABLE documents; --"}}
+    sqlish = {
+        "query": "inverter",
+        "filters": {"source_prefix": "x' OR '1'='1", "doc_id": '"; DROP TABLE documents; --'},
+    }
     r = _search(server, sqlish)
     assert r.status_code == 200 and r.json()["results"] == []
     long = _search(server, {"query": "router reset " * 800})
     assert long.status_code == 200 and any("truncated" in w for w in long.json()["warnings"])
-    assert httpx.get(f"{server.url}/items/deadbeef:1/image", headers=server.auth, timeout=30).status_code == 404
+    assert (
+        httpx.get(f"{server.url}/items/deadbeef:1/image", headers=server.auth, timeout=30).status_code == 404
+    )
 
 
 def test_auth_endpoint_sets_a_session_cookie(server: Server) -> None:

@@ -78,7 +78,10 @@ def test_open_connections_per_client_are_capped(limited_server: Server) -> None:
 
 def test_auth_attempts_are_throttled(limited_server: Server) -> None:
     with _client(limited_server, "127.0.0.14") as c:
-        codes = [c.post("/auth", json={"token": "guess"}).status_code for _ in range(LIMITS["auth_attempts_per_minute"])]
+        codes = [
+            c.post("/auth", json={"token": "guess"}).status_code
+            for _ in range(LIMITS["auth_attempts_per_minute"])
+        ]
         assert codes == [401] * LIMITS["auth_attempts_per_minute"]
         r = c.post("/auth", json={"token": LIMITED_TOKEN})  # even the right token, until the window moves
         assert r.status_code == 429 and 1 <= int(r.headers["retry-after"]) <= 60, r.text
@@ -92,8 +95,15 @@ def test_sessions_expire_and_belong_to_one_token(limited_server: Server, server:
         cookie = c.cookies["mmrag_session"]
         assert c.get("/search", params={"q": "inverter", "k": 1}).status_code == 200
         # the same cookie at a server with another token: what changing the token does to it
-        moved = httpx.get(f"{server.url}/search", params={"q": "inverter"}, cookies={"mmrag_session": cookie}, timeout=30)
+        moved = httpx.get(
+            f"{server.url}/search", params={"q": "inverter"}, cookies={"mmrag_session": cookie}, timeout=30
+        )
         assert moved.status_code == 401 and TOKEN != LIMITED_TOKEN
         time.sleep(LIMITS["session_ttl_s"] + 1)
-        r = httpx.get(f"{limited_server.url}/search", params={"q": "inverter"}, cookies={"mmrag_session": cookie}, timeout=30)
+        r = httpx.get(
+            f"{limited_server.url}/search",
+            params={"q": "inverter"},
+            cookies={"mmrag_session": cookie},
+            timeout=30,
+        )
         assert r.status_code == 401  # expired (sent by hand: the client's jar already dropped it)

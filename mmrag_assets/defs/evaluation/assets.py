@@ -17,7 +17,9 @@ class RetrievalExperimentsConfig(dg.Config):
     """Launchpad: ``ops: {retrieval_experiments: {config: {sweep: ["model=lite,tiny"]}}}``; the
     resource's ``overrides`` hold what every config shares."""
 
-    sweep: list[str] = Field(default_factory=list)  # Hydra multirun overrides: a=x,y  choice()  range()  glob()
+    sweep: list[str] = Field(
+        default_factory=list
+    )  # Hydra multirun overrides: a=x,y  choice()  range()  glob()
     name: str | None = None  # report name; default sweep-<sweep id>
 
 

@@ -2,7 +2,6 @@
 of embedding steps at once), then the single publisher commits them to the LanceDB table in one
 transaction and builds the published search version from the documents whose blocking checks passed."""
 
-
 import time
 
 import dagster as dg
@@ -56,7 +55,10 @@ def item_embeddings(
     cfg, cat = mmrag.cfg, catalog.catalog
     keys = set(context.partition_keys)
     docs = [
-        r for r in cat.query("SELECT doc_id, source FROM documents WHERE status <> 'quarantined' ORDER BY source")
+        r
+        for r in cat.query(
+            "SELECT doc_id, source FROM documents WHERE status <> 'quarantined' ORDER BY source"
+        )
         if shard_of(r["doc_id"]) in keys
     ]
     sources = {r["doc_id"]: r["source"] for r in docs}
@@ -90,14 +92,23 @@ def item_embeddings(
         cat.replace_quarantine(d, "embed", [{"source": sources[d], "reason": f"embedding failed: {err}"}])
         context.log.error(f"{sources[d]}: embedding failed: {err}")
     rows = [
-        {"doc_id": d, "source": sources[d], "items": len(plan.todo[d]),
-         "status": "failed: " + run.failed[d] if d in run.failed else "embedded"}
+        {
+            "doc_id": d,
+            "source": sources[d],
+            "items": len(plan.todo[d]),
+            "status": "failed: " + run.failed[d] if d in run.failed else "embedded",
+        }
         for d in plan.todo
-    ] + [{"doc_id": d, "source": sources[d], "items": "", "status": f"held back: {why}"} for d, why in plan.held.items()]
+    ] + [
+        {"doc_id": d, "source": sources[d], "items": "", "status": f"held back: {why}"}
+        for d, why in plan.held.items()
+    ]
     rows.sort(key=lambda r: r["source"])
     for key in keys:
         mine = [r for r in rows if shard_of(r["doc_id"]) == key]
-        context.add_asset_metadata({"documents": md_table(mine, ["source", "items", "status"])}, partition_key=key)
+        context.add_asset_metadata(
+            {"documents": md_table(mine, ["source", "items", "status"])}, partition_key=key
+        )
     tokens = np.array(run.tokens or [0])
     n_items = sum(len(v) for v in plan.todo.values())
     return dg.MaterializeResult(
@@ -129,7 +140,11 @@ def item_embeddings(
 
 
 @dg.asset(
-    deps=[item_embeddings], group_name="index", kinds={"lancedb"}, automation_condition=INDEX_AUTOMATION, pool=PUBLISHER,
+    deps=[item_embeddings],
+    group_name="index",
+    kinds={"lancedb"},
+    automation_condition=INDEX_AUTOMATION,
+    pool=PUBLISHER,
     op_tags=EMBED_TAGS,
 )
 def search_index(
@@ -156,7 +171,9 @@ def search_index(
     t0 = time.perf_counter()
     repaired = lx.repair_duplicates(tbl)
     if repaired:
-        context.log.warning(f"repaired {len(repaired)} duplicated item ids in {tbl.name} (kept the newest row of each)")
+        context.log.warning(
+            f"repaired {len(repaired)} duplicated item ids in {tbl.name} (kept the newest row of each)"
+        )
     committed = commit_staged(tbl, staging_for(cfg, tbl), cat, version_key=vk)
     if committed.batches:
         context.log.info(
@@ -172,7 +189,9 @@ def search_index(
     res = publish(location_for(cfg, vk), tbl, embedder.embedder, params_from_config(cfg), allowed_doc_ids=allowed,
                   progress=context.log.info)  # fmt: skip
     uploaded = push_index(store, vk)  # files first, CURRENT last: replicas follow CURRENT
-    bucket_gc = gc_remote_index(store, vk, grace_s=cfg.index.gc_grace_s)  # the bucket's old versions, same rule
+    bucket_gc = gc_remote_index(
+        store, vk, grace_s=cfg.index.gc_grace_s
+    )  # the bucket's old versions, same rule
     removed = gc_pages(cfg, cat, referenced=set(), grace_s=cfg.storage.gc_grace_s)
     stats = lx.table_stats(tbl)
     for r in held:
@@ -204,7 +223,9 @@ def search_index(
             "storage_root": text(cfg.storage.root),
             "bytes_uploaded": uploaded,
             "object_store_gc": dg.MetadataValue.json(bucket_gc),
-            "by_modality": md_table(lx.analytics(tbl, cfg.model.dim), ["modality", "items", "tokens_per_item", "documents"]),
+            "by_modality": md_table(
+                lx.analytics(tbl, cfg.model.dim), ["modality", "items", "tokens_per_item", "documents"]
+            ),
             "seconds": round(time.perf_counter() - t0, 2),
             **config_metadata(cfg),
         }

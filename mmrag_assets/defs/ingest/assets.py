@@ -1,6 +1,5 @@
 """Ingestion assets: the corpus manifest, then page images and transcript windows per shard."""
 
-
 import time
 from collections import Counter
 
@@ -46,7 +45,10 @@ def corpus_manifest(
         metadata={
             "files": len(result.entries),
             "documents": len(result.docs),
-            **{f"documents_{k}": kinds.get(k, 0) for k in ("pdf", "image", "audio", "video", "office", "text")},
+            **{
+                f"documents_{k}": kinds.get(k, 0)
+                for k in ("pdf", "image", "audio", "video", "office", "text")
+            },
             "quarantined": len(quarantined),
             "quarantined_files": md_table(quarantined, ["source", "kind", "reason"]),
             "duplicates": sum(e.status == "duplicate" for e in result.entries),
@@ -74,19 +76,28 @@ def _object_metadata(cfg, before: dict[str, int]) -> dict[str, int]:
 
     d = stats_delta(before, dict(corpus_objects(cfg).stats))
     return {
-        "objects_downloaded": d.get("get", 0), "objects_bytes_downloaded": d.get("get_bytes", 0),
-        "objects_head": d.get("head", 0), "objects_cache_hits": d.get("hit", 0), "objects_evicted": d.get("evicted", 0),
+        "objects_downloaded": d.get("get", 0),
+        "objects_bytes_downloaded": d.get("get_bytes", 0),
+        "objects_head": d.get("head", 0),
+        "objects_cache_hits": d.get("hit", 0),
+        "objects_evicted": d.get("evicted", 0),
     }
 
 
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
-            "page_images", group_name="ingest", deps=[corpus_manifest], kinds={"duckdb"},
+            "page_images",
+            group_name="ingest",
+            deps=[corpus_manifest],
+            kinds={"duckdb"},
             description="Rendered PDF pages, normalised standalone images and video keyframes, with text layers.",
         ),
         dg.AssetSpec(
-            "transcript_segments", group_name="ingest", deps=[corpus_manifest], kinds={"duckdb"},
+            "transcript_segments",
+            group_name="ingest",
+            deps=[corpus_manifest],
+            kinds={"duckdb"},
             description="Timestamped transcript windows of audio and video documents (faster-whisper + VAD).",
         ),
     ],
@@ -117,9 +128,15 @@ def document_content(context: AssetExecutionContext, mmrag: MmragConfigResource,
     for e in plan.todo:
         try:
             res = ingest_document(
-                cfg, source=e.source, doc_id=e.doc_id, kind=e.kind, sha256=e.sha256, size=e.size,
+                cfg,
+                source=e.source,
+                doc_id=e.doc_id,
+                kind=e.kind,
+                sha256=e.sha256,
+                size=e.size,
                 progress=lambda p, src=e.source: context.log.info(f"{src}: {p.line()}"),
-                say=context.log.info, converted=office.take(e.doc_id),
+                say=context.log.info,
+                converted=office.take(e.doc_id),
             )
         except SourceChanged as moved:  # an object-store corpus: its download no longer matches the scan
             context.log.warning(since_scan_line(e.source, moved.what))
@@ -129,26 +146,43 @@ def document_content(context: AssetExecutionContext, mmrag: MmragConfigResource,
             context.log.warning(since_scan_line(e.source, moved))
             progress.step(detail=f"last: {e.source}, {moved} while it was read, not written")
             continue
-        cat.write_document({**res.doc, "run_id": context.run.run_id}, res.pages, res.segments, res.quarantine, ocr=res.ocr)
+        cat.write_document(
+            {**res.doc, "run_id": context.run.run_id}, res.pages, res.segments, res.quarantine, ocr=res.ocr
+        )
         # the dense channel's windows of this document start encoding on the other core now, while
         # the next document renders (the publish step of this run takes them)
-        prefetch_windows(cfg.dense, [p.get("text") for p in res.pages] + [sg.get("text") for sg in res.segments])
+        prefetch_windows(
+            cfg.dense, [p.get("text") for p in res.pages] + [sg.get("text") for sg in res.segments]
+        )
         for q in res.quarantine:
             context.log.warning(f"quarantined {q['source']} ({q['stage']}): {q['reason']}")
-        thumbs = [(f"{e.source} p.{pg['page']}", cfg.storage_root / (pg["thumb_path"] or pg["image_path"])) for pg in res.pages[:1]]
+        thumbs = [
+            (f"{e.source} p.{pg['page']}", cfg.storage_root / (pg["thumb_path"] or pg["image_path"]))
+            for pg in res.pages[:1]
+        ]
         done.append(
             {
                 "thumbs": thumbs,
-                "source": e.source, "doc_id": e.doc_id, "kind": e.kind, "status": res.status,
-                "pages": len(res.pages), "segments": len(res.segments), "seconds": round(res.seconds, 2),
-                "ocr_images": res.ocr_stats.get("images", 0), "ocr_cached": res.ocr_stats.get("cached", 0),
+                "source": e.source,
+                "doc_id": e.doc_id,
+                "kind": e.kind,
+                "status": res.status,
+                "pages": len(res.pages),
+                "segments": len(res.segments),
+                "seconds": round(res.seconds, 2),
+                "ocr_images": res.ocr_stats.get("images", 0),
+                "ocr_cached": res.ocr_stats.get("cached", 0),
                 "reason": "; ".join(q["reason"] for q in res.quarantine),
             }
         )
-        progress.step(detail=f"last: {e.source}, {res.status}, {len(res.pages)} pages, {len(res.segments)} segments")
+        progress.step(
+            detail=f"last: {e.source}, {res.status}, {len(res.pages)} pages, {len(res.segments)} segments"
+        )
         fault_point("ingest.document")
     office.close()
-    progress.done(f"{sum(d['status'] == 'quarantined' for d in done)} quarantined, {plan.unchanged} unchanged")
+    progress.done(
+        f"{sum(d['status'] == 'quarantined' for d in done)} quarantined, {plan.unchanged} unchanged"
+    )
     seconds = time.perf_counter() - t_all
     cols = ["source", "status", "pages", "segments", "seconds", "reason"]
     for key in keys:
@@ -171,8 +205,10 @@ def document_content(context: AssetExecutionContext, mmrag: MmragConfigResource,
     yield dg.MaterializeResult(
         asset_key="page_images",
         metadata={
-            "pages": pages, "pages_per_s": round(pages / seconds, 2) if pages and seconds else 0.0,
-            "ocr_images": sum(d["ocr_images"] for d in done), "ocr_cached": sum(d["ocr_cached"] for d in done),
+            "pages": pages,
+            "pages_per_s": round(pages / seconds, 2) if pages and seconds else 0.0,
+            "ocr_images": sum(d["ocr_images"] for d in done),
+            "ocr_cached": sum(d["ocr_cached"] for d in done),
             **common,
         },
     )

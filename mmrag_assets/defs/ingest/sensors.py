@@ -1,6 +1,5 @@
 """The sensor and schedule that keep the index equal to the corpus."""
 
-
 import hashlib
 import json
 
@@ -22,7 +21,9 @@ def range_tags(first: str, last: str) -> dict[str, str]:
     return {RANGE_START: first, RANGE_END: last}
 
 
-def corpus_tick(context: SensorEvaluationContext, mmrag: MmragConfigResource) -> dg.SensorResult | dg.SkipReason:
+def corpus_tick(
+    context: SensorEvaluationContext, mmrag: MmragConfigResource
+) -> dg.SensorResult | dg.SkipReason:
     """Notices new, changed and deleted files and requests one run that ingests, embeds and
     publishes the shards they fall in (or only publishes, for deletions)."""
     cfg = mmrag.cfg
@@ -34,7 +35,9 @@ def corpus_tick(context: SensorEvaluationContext, mmrag: MmragConfigResource) ->
         return dg.SkipReason(str(e))
     plan = plan_run(cfg, Catalog(cfg.catalog_url), version_key=version_key_for(cfg.model), result=result)
     signature = hashlib.sha256(
-        json.dumps([sorted(result.docs), sorted((e.source, e.status, e.reason) for e in result.entries)]).encode()
+        json.dumps(
+            [sorted(result.docs), sorted((e.source, e.status, e.reason) for e in result.entries)]
+        ).encode()
     ).hexdigest()[:16]
     # the corpus state's generation: run keys repeat while a state lasts (the ticks during its run
     # request nothing new) but not when an earlier state comes back (a file added, deleted, added
@@ -46,7 +49,9 @@ def corpus_tick(context: SensorEvaluationContext, mmrag: MmragConfigResource) ->
     if plan.shards:
         first, last = plan.range  # type: ignore[misc]
         request = dg.RunRequest(
-            job_name=index_job.name, run_key=f"index:{signature}:{gen}:{first}-{last}", tags=range_tags(first, last)
+            job_name=index_job.name,
+            run_key=f"index:{signature}:{gen}:{first}-{last}",
+            tags=range_tags(first, last),
         )
     else:
         request = dg.RunRequest(job_name=publish_job.name, run_key=f"publish:{signature}:{gen}")
@@ -61,7 +66,9 @@ def corpus_sensor_every(seconds: int) -> dg.SensorDefinition:
 
     @dg.sensor(name="corpus_sensor", jobs=[index_job, publish_job], minimum_interval_seconds=seconds,
                default_status=dg.DefaultSensorStatus.RUNNING)  # fmt: skip
-    def corpus_sensor(context: SensorEvaluationContext, mmrag: MmragConfigResource) -> dg.SensorResult | dg.SkipReason:
+    def corpus_sensor(
+        context: SensorEvaluationContext, mmrag: MmragConfigResource
+    ) -> dg.SensorResult | dg.SkipReason:
         return corpus_tick(context, mmrag)
 
     corpus_sensor.__doc__ = corpus_tick.__doc__

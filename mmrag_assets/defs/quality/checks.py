@@ -13,7 +13,6 @@ documents were held back (the rest go on), with ERROR when every checked documen
 there is nothing for downstream steps to do, and Dagster's blocking skips them).
 """
 
-
 from typing import Any
 
 import dagster as dg
@@ -33,7 +32,9 @@ from mmrag_assets.resources import CatalogResource, EmbedderResource, LanceStore
 CATALOG_ASSET = {"documents": "page_images", "pages": "page_images", "segments": "transcript_segments"}
 
 
-def gate_result(cfg: MmragConfig, outcome: GateOutcome, sources: dict[str, str], **key: Any) -> dg.AssetCheckResult:
+def gate_result(
+    cfg: MmragConfig, outcome: GateOutcome, sources: dict[str, str], **key: Any
+) -> dg.AssetCheckResult:
     """A gate outcome as a check result: which documents failed, on which rows, and why."""
     failed = outcome.failed
     rows = [
@@ -59,7 +60,10 @@ def gate_result(cfg: MmragConfig, outcome: GateOutcome, sources: dict[str, str],
             "rows": outcome.rows,
             "failed_documents": md_table(rows, ["source", "doc_id", "failed_checks", "offending_ids"]),
             "offending_ids": dg.MetadataValue.json(
-                {d: {f["check"]: f["offending_ids"] for f in r.failures} for d, r in list(failed.items())[:50]}
+                {
+                    d: {f["check"]: f["offending_ids"] for f in r.failures}
+                    for d, r in list(failed.items())[:50]
+                }
             ),
         },
     )
@@ -67,7 +71,9 @@ def gate_result(cfg: MmragConfig, outcome: GateOutcome, sources: dict[str, str],
 
 CATALOG_SPECS = [
     dg.AssetCheckSpec(
-        check, asset=CATALOG_ASSET[table], blocking=True,
+        check,
+        asset=CATALOG_ASSET[table],
+        blocking=True,
         description=f"Data contract of the catalog table `{table}` (data_contracts/{table}.py), per document: "
         "a document that fails it is not embedded or published.",
     )
@@ -76,7 +82,9 @@ CATALOG_SPECS = [
 
 
 @dg.multi_asset_check(specs=CATALOG_SPECS, name="catalog_contracts", can_subset=False, pool=WRITER)
-def catalog_contracts(context: dg.AssetCheckExecutionContext, mmrag: MmragConfigResource, catalog: CatalogResource):
+def catalog_contracts(
+    context: dg.AssetCheckExecutionContext, mmrag: MmragConfigResource, catalog: CatalogResource
+):
     """One step for the three catalog tables of the run's shards."""
     from mmrag_assets.lib.quality.frames import catalog_frame, contract_params
 
@@ -87,15 +95,22 @@ def catalog_contracts(context: dg.AssetCheckExecutionContext, mmrag: MmragConfig
     sources = {r["doc_id"]: r["source"] for r in cat.query("SELECT doc_id, source FROM documents")}
     for table, check in CATALOG_CHECKS.items():
         todo = cat.unchecked_documents(check, "", shards, keys[0])
-        outcome = validate_documents(table, check, lambda ids, t=table: catalog_frame(cat, t, ids), list(todo), params)
+        outcome = validate_documents(
+            table, check, lambda ids, t=table: catalog_frame(cat, t, ids), list(todo), params
+        )
         cat.record_checks(gate_rows(outcome, todo, "", context.run.run_id))
         for d in outcome.failed:
-            context.log.error(f"{sources.get(d, d)}: {check} failed; the document is held back from the index")
+            context.log.error(
+                f"{sources.get(d, d)}: {check} failed; the document is held back from the index"
+            )
         yield gate_result(cfg, outcome, sources, check_name=check, asset_key=CATALOG_ASSET[table])
 
 
 @dg.asset_check(
-    asset="item_embeddings", name=EMBEDDINGS_CHECK, blocking=True, pool=WRITER,
+    asset="item_embeddings",
+    name=EMBEDDINGS_CHECK,
+    blocking=True,
+    pool=WRITER,
     description="Data contract of the LanceDB items table (data_contracts/embeddings.py), per document: "
     "a document that fails it is not published.",
 )
@@ -128,11 +143,15 @@ def embeddings_contract(
                 parts.append(embeddings_frame(tbl, rest))
             return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
-        outcome = validate_documents("embeddings", EMBEDDINGS_CHECK, frame_of, list(todo), contract_params(cfg))
+        outcome = validate_documents(
+            "embeddings", EMBEDDINGS_CHECK, frame_of, list(todo), contract_params(cfg)
+        )
     cat.record_checks(gate_rows(outcome, todo, vk, context.run.run_id))
     sources = {r["doc_id"]: r["source"] for r in cat.query("SELECT doc_id, source FROM documents")}
     for d in outcome.failed:
-        context.log.error(f"{sources.get(d, d)}: {EMBEDDINGS_CHECK} failed; the document is held back from the index")
+        context.log.error(
+            f"{sources.get(d, d)}: {EMBEDDINGS_CHECK} failed; the document is held back from the index"
+        )
     return gate_result(cfg, outcome, sources)
 
 
@@ -142,7 +161,10 @@ def _shards_of(context: dg.AssetCheckExecutionContext) -> list[str]:
     from mmrag_assets.lib.ingest.corpus import SHARD_KEYS
 
     tags = context.run.tags
-    start, end = tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end")
+    start, end = (
+        tags.get("dagster/asset_partition_range_start"),
+        tags.get("dagster/asset_partition_range_end"),
+    )
     if start and end:
         return list(shards.get_partition_keys_in_range(dg.PartitionKeyRange(start, end)))
     if tags.get("dagster/partition"):

@@ -30,7 +30,9 @@ def _severity(s: str) -> dg.AssetCheckSeverity:
     return dg.AssetCheckSeverity.ERROR if s == "ERROR" else dg.AssetCheckSeverity.WARN
 
 
-@dg.multi_asset_check(specs=[DRIFT, GAP], name="index_quality", can_subset=False, pool=WRITER, op_tags=EMBED_TAGS)
+@dg.multi_asset_check(
+    specs=[DRIFT, GAP], name="index_quality", can_subset=False, pool=WRITER, op_tags=EMBED_TAGS
+)
 def index_quality(
     context: dg.AssetCheckExecutionContext,
     mmrag: MmragConfigResource,
@@ -82,7 +84,9 @@ def index_quality(
             asset_key="search_index",
             passed=False,
             severity=dg.AssetCheckSeverity.WARN,
-            description="skipped: drift not assessed (" + (meta["notes"] if meta["notes"] != "(none)" else "no items") + ")",
+            description="skipped: drift not assessed ("
+            + (meta["notes"] if meta["notes"] != "(none)" else "no items")
+            + ")",
             metadata=meta,
         )
     else:

@@ -12,7 +12,10 @@ from mmrag_assets.resources import CatalogResource, MmragConfigResource, Searche
 
 @dg.asset(deps=["search_index"], group_name="search", kinds={"duckdb"}, pool=WRITER, op_tags=EMBED_TAGS)
 def search_results(
-    context: AssetExecutionContext, mmrag: MmragConfigResource, catalog: CatalogResource, searcher: SearcherResource
+    context: AssetExecutionContext,
+    mmrag: MmragConfigResource,
+    catalog: CatalogResource,
+    searcher: SearcherResource,
 ) -> dg.MaterializeResult:
     """Ranked results of every query in ``search.queries_file`` (one query a line, or JSON Lines
     with a ``query`` field), replaced in the DuckDB table ``search_results`` on each run."""

@@ -33,7 +33,9 @@ class Citation:
         return asdict(self)
 
 
-def check(text: str, sources: Sequence[Source], retrieved: Collection[str]) -> tuple[str, list[Citation], list[str]]:
+def check(
+    text: str, sources: Sequence[Source], retrieved: Collection[str]
+) -> tuple[str, list[Citation], list[str]]:
     """``(text with only valid markers, the citations in order of first use, the markers dropped)``.
 
     A number is valid when ``1 <= n <= len(sources)`` and that source's item is in ``retrieved``

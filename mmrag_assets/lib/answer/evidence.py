@@ -112,7 +112,12 @@ def _line_ends(text: str) -> set[int]:
     lines = [ln.split() for ln in text.splitlines()]
     for ln, nxt in zip(lines, lines[1:] + [[]], strict=True):
         n += len(ln)
-        if ln and nxt and not ln[-1].endswith(("-", ",")) and (nxt[0][:1].isupper() or nxt[0][:1].isdigit() or nxt[0][:1] in "-•*–"):
+        if (
+            ln
+            and nxt
+            and not ln[-1].endswith(("-", ","))
+            and (nxt[0][:1].isupper() or nxt[0][:1].isdigit() or nxt[0][:1] in "-•*–")
+        ):
             ends.add(n - 1)
     return ends
 
@@ -137,7 +142,9 @@ def passages(src: Source, min_words: int, max_words: int) -> list[Passage]:
             merged[-1] = (merged[-1][0], e)
         else:
             merged.append((s, e))
-    if len(merged) > 1 and merged[-1][1] - merged[-1][0] < min_words:  # a trailing fragment joins the one before
+    if (
+        len(merged) > 1 and merged[-1][1] - merged[-1][0] < min_words
+    ):  # a trailing fragment joins the one before
         s, e = merged.pop()
         merged[-1] = (merged[-1][0], e)
     out = []

@@ -63,7 +63,9 @@ def stem(w: str) -> str:
 
 def terms(text: str) -> list[str]:
     """Content-word stems of a text, in order (numbers kept: error codes, versions)."""
-    return [stem(w) for w in _WORD.findall(text.lower()) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
+    return [
+        stem(w) for w in _WORD.findall(text.lower()) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())
+    ]
 
 
 @functools.lru_cache(maxsize=1)
@@ -74,7 +76,9 @@ def common_words() -> frozenset[str]:
 
     from mmrag_assets.lib.index.embedding.dense import _minilm_folder
 
-    vocab = json.loads((Path(_minilm_folder(None)) / "tokenizer.json").read_text(encoding="utf-8"))["model"]["vocab"]
+    vocab = json.loads((Path(_minilm_folder(None)) / "tokenizer.json").read_text(encoding="utf-8"))["model"][
+        "vocab"
+    ]
     return frozenset(w for w in vocab if w.isalnum())
 
 
@@ -156,8 +160,9 @@ class DenseWindows:
         return out
 
 
-def score_passages(question: str, sources: Sequence[Source], cfg: ExtractiveConfig,
-                   dense: DenseWindows | None = None) -> list[list[Passage]]:
+def score_passages(
+    question: str, sources: Sequence[Source], cfg: ExtractiveConfig, dense: DenseWindows | None = None
+) -> list[list[Passage]]:
     """Every source's passages with ``scores`` (lexical, dense, rank) and ``score`` set, in text order."""
     per_source = [passages(s, cfg.min_passage_words, cfg.max_passage_words) for s in sources]
     q = list(dict.fromkeys(terms(question)))
@@ -175,7 +180,12 @@ def score_passages(question: str, sources: Sequence[Source], cfg: ExtractiveConf
         floor = min(have) if have else 0.0  # passages past the encoded windows: the item's weakest window
         for p, t, d in zip(ps, ts, dense_scores, strict=True):
             lex = sum(idf[x] for x in q if x in t) / total if total else 0.0
-            p.scores = {"lexical": lex, "dense": floor if d is None else d, "rank": 1.0 / src.n, "search": src.score}
+            p.scores = {
+                "lexical": lex,
+                "dense": floor if d is None else d,
+                "rank": 1.0 / src.n,
+                "search": src.score,
+            }
             p.score = sum(w.get(k, 0.0) * v for k, v in p.scores.items())
     if dense is not None and cfg.rescore > 0 and w.get("sentence", 0) > 0:
         _rescore(per_source, dense, cfg)
@@ -214,11 +224,15 @@ def _extend(ps: list[Passage], i: int, q: set[str], max_words: int, min_words: i
     return quote_of(ps[lo : hi + 1])
 
 
-def select(question: str, per_source: list[list[Passage]], cfg: ExtractiveConfig,
-           unknown: Sequence[str] = ()) -> Evidence:
+def select(
+    question: str, per_source: list[list[Passage]], cfg: ExtractiveConfig, unknown: Sequence[str] = ()
+) -> Evidence:
     """The ranked passages and the quotes an answer shows (see the module docstring); ``unknown``:
     the question's names the corpus never mentions (:func:`unknown_words`), which lower the confidence."""
-    ranked = sorted((p for ps in per_source for p in ps if "unranked" not in p.scores), key=lambda p: (-p.score, p.source.n, p.w0))
+    ranked = sorted(
+        (p for ps in per_source for p in ps if "unranked" not in p.scores),
+        key=lambda p: (-p.score, p.source.n, p.w0),
+    )
     if not ranked:
         return Evidence([], [], 0.0, list(unknown))
     best = ranked[0].score
@@ -230,7 +244,9 @@ def select(question: str, per_source: list[list[Passage]], cfg: ExtractiveConfig
         if any(x.source is p.source and x.w0 < p.w1 and p.w0 < x.w1 for x in quotes):
             continue  # already quoted (a neighbour took it in)
         ps = per_source[p.source.n - 1]
-        quote = _extend(ps, next(i for i, x in enumerate(ps) if x is p), q, cfg.max_quote_words, cfg.min_quote_words)
+        quote = _extend(
+            ps, next(i for i, x in enumerate(ps) if x is p), q, cfg.max_quote_words, cfg.min_quote_words
+        )
         key = " ".join(terms(quote.text))
         if any(key in " ".join(terms(x.text)) for x in quotes):
             continue  # the same words from another source (a recording's audio and its video)

@@ -52,7 +52,9 @@ class OpenAIGenerator:
         self.cfg = cfg
         key = os.environ.get(cfg.api_key_env) or "not-needed"  # local servers ignore the key
         base_url = cfg.base_url or os.environ.get("OPENAI_BASE_URL") or None
-        self.client = OpenAI(base_url=base_url, api_key=key, timeout=cfg.timeout_s, max_retries=cfg.max_retries)
+        self.client = OpenAI(
+            base_url=base_url, api_key=key, timeout=cfg.timeout_s, max_retries=cfg.max_retries
+        )
         self.model = cfg.model
         self.vision = cfg.vision
 

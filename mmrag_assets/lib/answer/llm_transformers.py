@@ -84,7 +84,9 @@ class TransformersGenerator:
 
     def __init__(self, cfg: TransformersGeneratorConfig) -> None:
         if not cfg.path:
-            raise ModelUnavailable("answer=transformers needs answer.transformers.path=<a local model directory>")
+            raise ModelUnavailable(
+                "answer=transformers needs answer.transformers.path=<a local model directory>"
+            )
         self.cfg = cfg
         self.model, self.proc, self.vision = load(cfg.path, cfg.gguf_file, cfg.device, cfg.dtype)
 

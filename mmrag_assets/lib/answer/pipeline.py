@@ -38,7 +38,9 @@ class Answer:
     sources: list[Source]
     confidence: float
     timings_ms: dict[str, float]
-    dropped_citations: list[str] = field(default_factory=list)  # markers removed: they named no retrieved item
+    dropped_citations: list[str] = field(
+        default_factory=list
+    )  # markers removed: they named no retrieved item
     warnings: list[str] = field(default_factory=list)
     evidence: list[dict[str, Any]] = field(default_factory=list)  # the best passages and their scores
     search: dict[str, Any] = field(default_factory=dict)  # the search response's index, fusion and timings
@@ -83,7 +85,9 @@ class Answerer:
     """Answers questions from one config's index. ``searcher``, ``generator`` and ``reranker`` may
     be given (a server holds them); otherwise they are made from ``cfg`` on first use."""
 
-    def __init__(self, cfg: MmragConfig, searcher: Any = None, generator: Any = None, reranker: Any = None) -> None:
+    def __init__(
+        self, cfg: MmragConfig, searcher: Any = None, generator: Any = None, reranker: Any = None
+    ) -> None:
         self.cfg = cfg
         self._searcher = searcher
         self._generator = generator
@@ -127,7 +131,9 @@ class Answerer:
         if not isinstance(question, str) or not question.strip():
             raise QueryError("the question is empty: ask it in words")
         if len(question) > a.max_question_chars:
-            raise QueryError(f"the question is {len(question):,} characters, over answer.max_question_chars={a.max_question_chars:,}")
+            raise QueryError(
+                f"the question is {len(question):,} characters, over answer.max_question_chars={a.max_question_chars:,}"
+            )
         t_all = time.perf_counter()
         timings: dict[str, float] = {}
         warnings: list[str] = []
@@ -142,10 +148,14 @@ class Answerer:
         rerank_scores: dict[str, float] = {}
         if self.reranker is not None and results:
             t = time.perf_counter()
-            results, rerank_scores, info = self.reranker.rerank_results(question, results, view, self.cfg.storage_root)
+            results, rerank_scores, info = self.reranker.rerank_results(
+                question, results, view, self.cfg.storage_root
+            )
             timings["rerank_ms"] = _ms(t)
             if info.get("skipped"):
-                warnings.append(f"rerank: {info['skipped']} candidates past the time budget kept their retrieval order")
+                warnings.append(
+                    f"rerank: {info['skipped']} candidates past the time budget kept their retrieval order"
+                )
 
         t = time.perf_counter()
         sources = sources_from(view, results, self.cfg.storage_root, a.max_sources)
@@ -156,7 +166,11 @@ class Answerer:
         if view.has_dense and (w.get("dense", 0) > 0 or w.get("sentence", 0) > 0) and sources:
             dense = extractive.DenseWindows(view, question)
         per_source = extractive.score_passages(question, sources, a.extractive, dense)
-        unknown = extractive.unknown_words(question, lambda w: len(view.lexical(w, 1, None)[0]) > 0) if w.get("unknown", 0) > 0 else []
+        unknown = (
+            extractive.unknown_words(question, lambda w: len(view.lexical(w, 1, None)[0]) > 0)
+            if w.get("unknown", 0) > 0
+            else []
+        )
         evidence = extractive.select(question, per_source, a.extractive, unknown)
         timings["evidence_ms"] = _ms(t)
         yield {"event": "sources", "sources": sources}
@@ -165,11 +179,19 @@ class Answerer:
         gen_name = a.generator
         t = time.perf_counter()
         if abstained:
-            text = a.not_found + (f" It never mentions: {', '.join(evidence.unknown)}." if evidence.unknown else "")
+            text = a.not_found + (
+                f" It never mentions: {', '.join(evidence.unknown)}." if evidence.unknown else ""
+            )
         elif self.generator is None:  # extractive
             text = extractive.compose(evidence.quotes)
         else:
-            parts = prompt.build(question, sources, per_source, a.context_tokens, vision=getattr(self.generator, "vision", False))
+            parts = prompt.build(
+                question,
+                sources,
+                per_source,
+                a.context_tokens,
+                vision=getattr(self.generator, "vision", False),
+            )
             pieces = []
             for piece in self.generator.stream(a.system_prompt, parts):
                 pieces.append(piece)
@@ -182,7 +204,9 @@ class Answerer:
             for c in cited:  # the words each extractive citation quotes
                 c.quote = next((q.text for q in evidence.quotes if q.source.n == c.n), None)
         if dropped:
-            warnings.append(f"removed {len(dropped)} citation(s) that named no retrieved source: {', '.join(dropped)}")
+            warnings.append(
+                f"removed {len(dropped)} citation(s) that named no retrieved source: {', '.join(dropped)}"
+            )
         if not abstained and gen_name != "extractive":
             if a.not_found.rstrip(".").lower() in text.lower():
                 abstained = True
@@ -198,8 +222,13 @@ class Answerer:
         yield {"event": "answer", "answer": answer}
 
 
-def answer(question: str, *, cfg: MmragConfig | None = None, overrides: list[str] | None = None,
-           filters: dict[str, Any] | None = None) -> Answer:
+def answer(
+    question: str,
+    *,
+    cfg: MmragConfig | None = None,
+    overrides: list[str] | None = None,
+    filters: dict[str, Any] | None = None,
+) -> Answer:
     """Python entry point: ``answer("what does error E04 mean", overrides=["answer=openai", ...])``."""
     from mmrag_assets.config import load_config
 

@@ -47,14 +47,21 @@ def source_text(src: Source, best: Passage | None, passages: Sequence[Passage], 
     return _window(text, around, budget)
 
 
-def build(question: str, sources: Sequence[Source], per_source: Sequence[Sequence[Passage]],
-          context_tokens: int, vision: bool) -> list[Part]:
+def build(
+    question: str,
+    sources: Sequence[Source],
+    per_source: Sequence[Sequence[Passage]],
+    context_tokens: int,
+    vision: bool,
+) -> list[Part]:
     """The user message: every source as ``[n] where (kind)``, its image (vision) and its text."""
     budget = max(200, context_tokens * CHARS_PER_TOKEN // max(len(sources), 1))
     parts: list[Part] = [("text", "Sources:\n")]
     for src, ps in zip(sources, per_source, strict=True):
         best = max(ps, key=lambda p: p.score) if ps else None
-        kind = {"page": "page", "image": "image", "segment": "recording transcript"}.get(src.modality, src.modality)
+        kind = {"page": "page", "image": "image", "segment": "recording transcript"}.get(
+            src.modality, src.modality
+        )
         parts.append(("text", f"\n[{src.n}] {src.locator()} ({kind})\n"))
         if vision and src.image_path is not None:
             parts.append(("image", src.image_path))

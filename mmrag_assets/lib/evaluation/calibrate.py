@@ -29,7 +29,10 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
 def collect_scores(
-    cfg: MmragConfig, searcher: SearcherLike, query_set: QuerySet, progress: Callable[[str], None] | None = None
+    cfg: MmragConfig,
+    searcher: SearcherLike,
+    query_set: QuerySet,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, dict[str, list[float]]]:
     """``{pair: {"relevant": [...], "other": [...]}}`` calibrated scores of every result."""
     k = min(max(cfg.search.candidates, cfg.search.k), cfg.search.max_k)
@@ -42,7 +45,9 @@ def collect_scores(
             # thresholds cut the calibrated MaxSim, not the fused score (which is a rank fusion)
             cal = getattr(r, "calibrated", None) if hasattr(r, "public") else d.get("calibrated")
             if pair:
-                out[pair]["relevant" if grade_of(d, q.relevant) > 0 else "other"].append(float(d["score"] if cal is None else cal))
+                out[pair]["relevant" if grade_of(d, q.relevant) > 0 else "other"].append(
+                    float(d["score"] if cal is None else cal)
+                )
         if progress and (i % 10 == 0 or i == len(query_set)):
             progress(f"  {i}/{len(query_set)} queries")
     return out
@@ -93,16 +98,24 @@ def base_option(cfg: MmragConfig, name: str, conf_dir: Path) -> str:
             chosen = val
     if chosen == name:
         existing = conf_dir / "search" / f"{name}.yaml"
-        m = re.search(r"^defaults:\s*\n\s*-\s*(\S+)", existing.read_text(), re.MULTILINE) if existing.exists() else None
+        m = (
+            re.search(r"^defaults:\s*\n\s*-\s*(\S+)", existing.read_text(), re.MULTILINE)
+            if existing.exists()
+            else None
+        )
         chosen = m.group(1) if m else "default"
     return chosen
 
 
 def check_name(name: str, conf_dir: Path) -> Path:
     if not _NAME.match(name or ""):
-        raise ConfigError(f"threshold set name {name!r}: use letters, digits, '_' or '-' (it becomes conf/search/{name}.yaml)")
+        raise ConfigError(
+            f"threshold set name {name!r}: use letters, digits, '_' or '-' (it becomes conf/search/{name}.yaml)"
+        )
     if name == "default":
-        raise ConfigError("refusing to overwrite conf/search/default.yaml: pick another name, e.g. calibrated")
+        raise ConfigError(
+            "refusing to overwrite conf/search/default.yaml: pick another name, e.g. calibrated"
+        )
     path = conf_dir / "search" / f"{name}.yaml"
     if path.exists() and not path.read_text(encoding="utf-8").startswith(MARKER):
         raise ConfigError(f"{path} exists and was not written by `mmrag calibrate`: pick another name")
@@ -110,7 +123,12 @@ def check_name(name: str, conf_dir: Path) -> Path:
 
 
 def render_yaml(
-    name: str, base: str, proposal: Mapping[str, Mapping[str, Any]], *, keep: float, provenance: str,
+    name: str,
+    base: str,
+    proposal: Mapping[str, Mapping[str, Any]],
+    *,
+    keep: float,
+    provenance: str,
     fusion_model: str | None = None,
 ) -> str:
     lines = [
@@ -124,7 +142,11 @@ def render_yaml(
         "",
     ]
     if fusion_model:
-        lines += ["fusion: learned", f"fusion_model: {fusion_model}    # conf/fusion/{fusion_model}.json, trained on the same queries", ""]
+        lines += [
+            "fusion: learned",
+            f"fusion_model: {fusion_model}    # conf/fusion/{fusion_model}.json, trained on the same queries",
+            "",
+        ]
     lines += [
         "thresholds:",
     ]
@@ -156,7 +178,10 @@ def write_threshold_option(
     if not (conf_dir / "search" / f"{base}.yaml").exists():
         raise ConfigError(f"base search option {base!r} has no conf/search/{base}.yaml")
     previous = path.read_text(encoding="utf-8") if path.exists() else None
-    path.write_text(render_yaml(name, base, proposal, keep=keep, provenance=provenance, fusion_model=fusion_model), encoding="utf-8")
+    path.write_text(
+        render_yaml(name, base, proposal, keep=keep, provenance=provenance, fusion_model=fusion_model),
+        encoding="utf-8",
+    )
     rest = [o for o in cfg.overrides if o.partition("=")[0].lstrip("+~") != "search"]
     try:
         got = config.load_config([*rest, f"search={name}"], resolve_paths=False).search.thresholds

@@ -133,7 +133,9 @@ def channel_breakdown(
 MISSING_TAG = "(none)"  # the group of queries that do not carry the tag
 
 
-def restricted(ranking: Sequence[Mapping[str, Any]], relevant: Sequence[Mapping[str, Any]], kinds: Mapping[str, str]) -> list[Mapping[str, Any]]:
+def restricted(
+    ranking: Sequence[Mapping[str, Any]], relevant: Sequence[Mapping[str, Any]], kinds: Mapping[str, str]
+) -> list[Mapping[str, Any]]:
     """``ranking`` cut to the modalities whose items can satisfy one of the judgements."""
     allowed = set().union(*(judgement_channels(j, kinds) for j in relevant)) if relevant else set(CHANNELS)
     return [r for r in ranking if r.get("modality") in allowed]
@@ -157,7 +159,14 @@ def tag_breakdown(
                 "n_queries": len(qs),
                 "mixed": {s: aggregate([q[s] for q in qs]) for s in ("first_stage", "reranked")},
                 "restricted": {
-                    s: aggregate([score_ranking(restricted(q["_rankings"][s], q["relevant"], kinds), q["relevant"], ks) for q in qs])
+                    s: aggregate(
+                        [
+                            score_ranking(
+                                restricted(q["_rankings"][s], q["relevant"], kinds), q["relevant"], ks
+                            )
+                            for q in qs
+                        ]
+                    )
                     for s in ("first_stage", "reranked")
                 },
             }
@@ -231,7 +240,9 @@ def _search(searcher: SearcherLike, query: str, k: int, cfg: MmragConfig, *, rer
     return searcher.search(query, k=k, reranker="none", apply_thresholds=False)
 
 
-def _evaluate_one(q: LabelledQuery, searcher: SearcherLike, k: int, ks: Sequence[int], cfg: MmragConfig) -> dict[str, Any]:
+def _evaluate_one(
+    q: LabelledQuery, searcher: SearcherLike, k: int, ks: Sequence[int], cfg: MmragConfig
+) -> dict[str, Any]:
     rankings: dict[str, list[dict[str, Any]]] = {"first_stage": [], "reranked": []}
     timings: dict[str, dict[str, float]] = {"first_stage": {}, "reranked": {}}
     error, dropped = None, 0
@@ -244,7 +255,10 @@ def _evaluate_one(q: LabelledQuery, searcher: SearcherLike, k: int, ks: Sequence
     except MmragError as e:  # a query the engine rejects scores zero and is reported
         error = str(e)
     top = [
-        {key: r.get(key) for key in ("rank", "score", "modality", "source", "page", "start_s", "end_s", "item_id")}
+        {
+            key: r.get(key)
+            for key in ("rank", "score", "modality", "source", "page", "start_s", "end_s", "item_id")
+        }
         | {"grade": grade_of(r, q.relevant)}
         for r in rankings["reranked"][:TOP_STORED]
     ]

@@ -1,8 +1,8 @@
 """The DuckDB ``experiments`` table: one row per evaluation run, so runs can be compared later.
 
-    SELECT run_id, metrics->>'$.label' AS run, metrics->>'$.reranked."ndcg@10"' AS ndcg10,
-           metrics->>'$.latency_ms.total.p50' AS p50_ms
-    FROM experiments ORDER BY run_id
+SELECT run_id, metrics->>'$.label' AS run, metrics->>'$.reranked."ndcg@10"' AS ndcg10,
+       metrics->>'$.latency_ms.total.p50' AS p50_ms
+FROM experiments ORDER BY run_id
 """
 
 from __future__ import annotations
@@ -17,7 +17,18 @@ from mmrag_assets.errors import ConfigError, NotFound
 from mmrag_assets.lib.store.catalog import Catalog
 
 METRIC_SECTIONS = ("by_channel", "by_tag", "latency_ms", "first_stage_latency_ms")
-_COLUMNS = ("run_id", "created_at", "sweep_id", "origin", "queries", "queries_sha256", "overrides", "config", "metrics", "per_query")
+_COLUMNS = (
+    "run_id",
+    "created_at",
+    "sweep_id",
+    "origin",
+    "queries",
+    "queries_sha256",
+    "overrides",
+    "config",
+    "metrics",
+    "per_query",
+)
 
 
 def _dumps(v: Any) -> str:
@@ -27,7 +38,11 @@ def _dumps(v: Any) -> str:
 def row_of(record: Mapping[str, Any], *, sweep_id: str | None = None, origin: str = "cli") -> dict[str, Any]:
     # flat, so that SQL reads metrics->>'$.reranked."ndcg@10"' or metrics->'$.latency_ms.total'
     metrics = {**record.get("metrics", {}), **{k: record[k] for k in METRIC_SECTIONS if k in record}}
-    extra = {k: record[k] for k in ("label", "index", "n_queries", "n_failed", "k", "seconds", "sources_not_in_corpus") if k in record}
+    extra = {
+        k: record[k]
+        for k in ("label", "index", "n_queries", "n_failed", "k", "seconds", "sources_not_in_corpus")
+        if k in record
+    }
     return {
         "run_id": record["run_id"],
         "created_at": record["created_at"],
@@ -56,7 +71,11 @@ def store_experiment(
 
 
 def load_experiments(
-    catalog_path: str | Path, *, run_ids: Sequence[str] | None = None, sweep_id: str | None = None, limit: int | None = None
+    catalog_path: str | Path,
+    *,
+    run_ids: Sequence[str] | None = None,
+    sweep_id: str | None = None,
+    limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """Rows as dicts with the JSON columns decoded, newest first."""
     where, params = [], []
@@ -154,7 +173,11 @@ def run_experiment(
     record = evaluate(cfg, searcher, query_set, kinds=source_kinds(cfg), progress=progress, by=tags)
     record["label"] = label or " ".join(cfg.overrides) or "(defaults)"
     meta = getattr(searcher, "meta", {})
-    record["index"] = {"table": meta.get("table"), "version": meta.get("table_version"), "items": meta.get("items")}
+    record["index"] = {
+        "table": meta.get("table"),
+        "version": meta.get("table_version"),
+        "items": meta.get("items"),
+    }
     store_experiment(cfg.catalog_url, record, sweep_id=sweep_id, origin=origin)
     return record
 
@@ -189,7 +212,15 @@ def run_grid(
         say(f"[{i}/{len(grid)}] {label}")
         try:
             runs.append(
-                run_experiment(cfg, label=label, ensure_index=ensure_index, sweep_id=sweep_id, origin=origin, progress=say, by=by)
+                run_experiment(
+                    cfg,
+                    label=label,
+                    ensure_index=ensure_index,
+                    sweep_id=sweep_id,
+                    origin=origin,
+                    progress=say,
+                    by=by,
+                )
             )
         except MmragError as e:
             say(f"[{i}/{len(grid)}] {label} failed: {e}")

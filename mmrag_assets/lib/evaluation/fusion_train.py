@@ -119,7 +119,11 @@ def ranking_metrics(scores: np.ndarray, ds: Dataset, k: int = 10) -> dict[str, f
         rel = np.flatnonzero(ds.y[order] > 0)
         hits.append(1.0 if len(rel) else 0.0)
         rr.append(1.0 / (rel[0] + 1) if len(rel) else 0.0)
-    return {"hit@10": float(np.mean(hits)), "mrr@10": float(np.mean(rr))} if hits else {"hit@10": 0.0, "mrr@10": 0.0}
+    return (
+        {"hit@10": float(np.mean(hits)), "mrr@10": float(np.mean(rr))}
+        if hits
+        else {"hit@10": 0.0, "mrr@10": 0.0}
+    )
 
 
 def _lr(c: float):
@@ -138,7 +142,9 @@ def columns(ds: Dataset, features: Sequence[str]) -> np.ndarray:
     return ds.x[:, [FEATURES.index(f) for f in features]]
 
 
-def cross_validate(ds: Dataset, c: float, folds: int = FOLDS, features: Sequence[str] = MODEL_FEATURES) -> np.ndarray:
+def cross_validate(
+    ds: Dataset, c: float, folds: int = FOLDS, features: Sequence[str] = MODEL_FEATURES
+) -> np.ndarray:
     """Held-out P(relevant) of every row from a model over ``features``: folds grouped by query."""
     from sklearn.model_selection import GroupKFold
 
@@ -153,7 +159,9 @@ def cross_validate(ds: Dataset, c: float, folds: int = FOLDS, features: Sequence
     return out
 
 
-def fit(ds: Dataset, grid: Sequence[float] = C_GRID, features: Sequence[str] = MODEL_FEATURES) -> tuple[FusionModel, dict[str, Any]]:
+def fit(
+    ds: Dataset, grid: Sequence[float] = C_GRID, features: Sequence[str] = MODEL_FEATURES
+) -> tuple[FusionModel, dict[str, Any]]:
     """The model over ``features`` (C chosen by grouped CV on MRR@10, then hit@10, then the smaller
     C) and the CV report."""
     if ds.y.sum() == 0:
@@ -181,7 +189,12 @@ def fit(ds: Dataset, grid: Sequence[float] = C_GRID, features: Sequence[str] = M
 
 
 def train(
-    searcher: Any, query_set: QuerySet, *, name: str, tier: Mapping[str, Any], command: str,
+    searcher: Any,
+    query_set: QuerySet,
+    *,
+    name: str,
+    tier: Mapping[str, Any],
+    command: str,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[FusionModel, dict[str, Any], Dataset]:
     """collect + fit, with what it was trained on recorded in the model."""
@@ -207,7 +220,9 @@ def platt(scores: np.ndarray, y: np.ndarray) -> Callable[[np.ndarray], np.ndarra
     return lambda s: lr.predict_proba(np.asarray(s, dtype=np.float64).reshape(-1, 1))[:, 1]
 
 
-def reliability(p: np.ndarray, y: np.ndarray, modality: np.ndarray, bins: int = CAL_BINS) -> dict[str, dict[str, Any]]:
+def reliability(
+    p: np.ndarray, y: np.ndarray, modality: np.ndarray, bins: int = CAL_BINS
+) -> dict[str, dict[str, Any]]:
     """Per modality (and ``all``): expected calibration error (equal-width bins, weighted by their
     counts), the reliability curve (mean predicted vs observed frequency per non-empty bin) and counts."""
     out: dict[str, dict[str, Any]] = {}
@@ -235,4 +250,14 @@ def log_loss(p: np.ndarray, y: np.ndarray) -> float:
     return float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q))) if len(y) else math.nan
 
 
-__all__ = ["Dataset", "collect", "columns", "cross_validate", "fit", "platt", "ranking_metrics", "reliability", "train"]
+__all__ = [
+    "Dataset",
+    "collect",
+    "columns",
+    "cross_validate",
+    "fit",
+    "platt",
+    "ranking_metrics",
+    "reliability",
+    "train",
+]

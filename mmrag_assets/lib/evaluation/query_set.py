@@ -92,13 +92,17 @@ def load_query_set(path: str | Path | None) -> QuerySet:
             continue
         q = parse_query_line(s, where=f"{p.name}:{n}", line=n)
         if q.qid in seen:
-            raise QuerySetError(f"{p.name}:{n}: qid {q.qid!r} already used on line {seen[q.qid]}; qids must be unique")
+            raise QuerySetError(
+                f"{p.name}:{n}: qid {q.qid!r} already used on line {seen[q.qid]}; qids must be unique"
+            )
         seen[q.qid] = n
         queries.append(q)
     if not queries:
         raise QuerySetError(f"{p}: no queries (one JSON object a line, with qid, query and relevant)")
     sources = frozenset(j["source"] for q in queries for j in q.relevant)
-    return QuerySet(path=p, queries=tuple(queries), sha256=hashlib.sha256(data).hexdigest()[:16], sources=sources)
+    return QuerySet(
+        path=p, queries=tuple(queries), sha256=hashlib.sha256(data).hexdigest()[:16], sources=sources
+    )
 
 
 def parse_query_line(s: str, *, where: str = "line", line: int = 0) -> LabelledQuery:
@@ -129,15 +133,19 @@ def parse_query_line(s: str, *, where: str = "line", line: int = 0) -> LabelledQ
 def _tag(key: str, value: Any, where: str) -> TagValue | tuple[TagValue, ...]:
     near = difflib.get_close_matches(key, sorted(QUERY_KEYS), n=1, cutoff=TYPO_CUTOFF)
     if near:
-        raise QuerySetError(f"{where}: unknown key {key!r} (did you mean {near[0]!r}?); a query has "
-                            f"{', '.join(sorted(QUERY_KEYS))}, any other key is a tag")
+        raise QuerySetError(
+            f"{where}: unknown key {key!r} (did you mean {near[0]!r}?); a query has "
+            f"{', '.join(sorted(QUERY_KEYS))}, any other key is a tag"
+        )
     if not key.strip():
         raise QuerySetError(f"{where}: a tag needs a non-empty name")
     if isinstance(value, list) and value and all(_scalar(v) for v in value):
         return tuple(value)
     if _scalar(value):
         return value
-    raise QuerySetError(f"{where}: tag {key!r} must be a string, number or boolean, or a non-empty list of those")
+    raise QuerySetError(
+        f"{where}: tag {key!r} must be a string, number or boolean, or a non-empty list of those"
+    )
 
 
 def _scalar(v: Any) -> bool:
@@ -150,10 +158,12 @@ def _tag_str(v: TagValue) -> str:
 
 def _judgement(j: Any, where: str) -> dict[str, Any]:
     if not isinstance(j, dict):
-        raise QuerySetError(f"{where}: a judgement is an object like {{\"source\": \"docs/a.pdf\", \"page\": 3}}")
+        raise QuerySetError(f'{where}: a judgement is an object like {{"source": "docs/a.pdf", "page": 3}}')
     unknown = sorted(set(j) - JUDGEMENT_KEYS)
     if unknown:
-        raise QuerySetError(f"{where}: unknown key {unknown[0]!r}; a judgement has {', '.join(sorted(JUDGEMENT_KEYS))}")
+        raise QuerySetError(
+            f"{where}: unknown key {unknown[0]!r}; a judgement has {', '.join(sorted(JUDGEMENT_KEYS))}"
+        )
     src = j.get("source")
     if not isinstance(src, str) or not src.strip():
         raise QuerySetError(f"{where}: 'source' must be a path relative to corpus.root")

@@ -51,8 +51,15 @@ def as_record(row: Mapping[str, Any]) -> dict[str, Any]:
     """An ``experiments`` row (``lib.experiments.load_experiments``) in the shape of a run record."""
     m = dict(row["metrics"])
     stages = {s: m.pop(s) for s in ("first_stage", "reranked") if s in m}
-    return {**m, "metrics": stages, "run_id": row["run_id"], "created_at": str(row["created_at"]),
-            "overrides": row["overrides"], "config": row["config"], "queries": row["queries"]}
+    return {
+        **m,
+        "metrics": stages,
+        "run_id": row["run_id"],
+        "created_at": str(row["created_at"]),
+        "overrides": row["overrides"],
+        "config": row["config"],
+        "queries": row["queries"],
+    }
 
 
 def best_rows(runs: Sequence[Mapping[str, Any]], col: Column) -> set[int]:
@@ -84,10 +91,14 @@ def text_table(runs: Sequence[Mapping[str, Any]]) -> str:
     widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=True)]
 
     def fmt(row: list[str]) -> str:
-        return "  ".join(x.ljust(w) if j == 0 else x.rjust(w) for j, (x, w) in enumerate(zip(row, widths, strict=True)))
+        return "  ".join(
+            x.ljust(w) if j == 0 else x.rjust(w) for j, (x, w) in enumerate(zip(row, widths, strict=True))
+        )
 
     lines = [fmt(header), fmt(["-" * w for w in widths]), *(fmt(r) for r in rows)]
-    lines.append("* best in column (quality: highest; latency: lowest). 1st: first stage alone, before the reranker.")
+    lines.append(
+        "* best in column (quality: highest; latency: lowest). 1st: first stage alone, before the reranker."
+    )
     return "\n".join(lines)
 
 
@@ -112,7 +123,9 @@ def channel_table(runs: Sequence[Mapping[str, Any]], key: str = "ndcg@10") -> st
     return "\n".join(out)
 
 
-def plot_quality_latency(runs: Sequence[Mapping[str, Any]], path: str | Path, *, metric: str = "ndcg@10") -> Path:
+def plot_quality_latency(
+    runs: Sequence[Mapping[str, Any]], path: str | Path, *, metric: str = "ndcg@10"
+) -> Path:
     """PNG: ``metric`` against median total latency, one colour per run; a hollow marker for
     the first stage alone, a filled one after reranking, and a bar out to the p95 latency."""
     import matplotlib
@@ -128,12 +141,18 @@ def plot_quality_latency(runs: Sequence[Mapping[str, Any]], path: str | Path, *,
     for i, r in enumerate(runs):
         c = colours(i % 10)
         fx, fy = _lat("first_stage_latency_ms", "total")(r), _m("first_stage", metric)(r)
-        x, y, x95 = _lat("latency_ms", "total")(r), _m("reranked", metric)(r), _lat("latency_ms", "total", "p95")(r)
+        x, y, x95 = (
+            _lat("latency_ms", "total")(r),
+            _m("reranked", metric)(r),
+            _lat("latency_ms", "total", "p95")(r),
+        )
         if fx is not None and fy is not None:
             ax.scatter([fx], [fy], s=50, facecolors="none", edgecolors=[c], zorder=3)
             xs.append(fx)
             if x is not None and y is not None:
-                ax.annotate("", xy=(x, y), xytext=(fx, fy), arrowprops={"arrowstyle": "->", "color": c, "alpha": 0.6})
+                ax.annotate(
+                    "", xy=(x, y), xytext=(fx, fy), arrowprops={"arrowstyle": "->", "color": c, "alpha": 0.6}
+                )
         if x is not None and y is not None:
             if x95 is not None and x95 > x:
                 ax.plot([x, x95], [y, y], color=c, alpha=0.5, lw=2)
@@ -167,7 +186,9 @@ def summary_lines(runs: Sequence[Mapping[str, Any]]) -> list[str]:
         if r.get("n_failed"):
             out.append(f"{r.get('label')}: {r['n_failed']} queries failed (see per_query in DuckDB)")
         if r.get("sources_not_in_corpus"):
-            out.append(f"{r.get('label')}: judged sources not in the corpus: {', '.join(r['sources_not_in_corpus'])}")
+            out.append(
+                f"{r.get('label')}: judged sources not in the corpus: {', '.join(r['sources_not_in_corpus'])}"
+            )
     return out
 
 

@@ -103,14 +103,20 @@ class Codebook:
         # the drift check's baseline is the error on held-out tokens: at 100k pages PLAID's rule gives
         # 65,536 centroids for a 262,144-token sample (4 tokens per centroid), whose in-sample error
         # was so low that a 10-page update's tokens measured > 1.5x it and every delta retrained
-        held = np.random.default_rng(seed).random(len(x)) < 0.1 if len(x) >= 200 else np.zeros(len(x), dtype=bool)
+        held = (
+            np.random.default_rng(seed).random(len(x)) < 0.1
+            if len(x) >= 200
+            else np.zeros(len(x), dtype=bool)
+        )
         x_held, x = x[held], x[~held]
         k = int(n_centroids or auto_centroids(n_tokens_total or len(x)))
         k = max(1, min(k, len(x)))
         kc = int(k_coarse or max(1, round(math.sqrt(k))))
         book = TwoLevelCodebook.train(x, k, kc, iters=kmeans_iters, seed=seed, fit=fit)
         codes, sims = book.assign_with_sims(x, probe=assign_probe)
-        held_codes, held_sims = book.assign_with_sims(x_held, probe=assign_probe) if len(x_held) else (codes, sims)
+        held_codes, held_sims = (
+            book.assign_with_sims(x_held, probe=assign_probe) if len(x_held) else (codes, sims)
+        )
         # scoring centroids: the mean of the (unit) tokens each leaf holds
         import torch
 

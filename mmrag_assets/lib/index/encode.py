@@ -53,7 +53,9 @@ class IndexParams:
     def build_strategies(self) -> dict[str, Strategy]:
         specs = {"plaid": self.strategies.get("plaid"), **self.strategies}
         if specs["plaid"] is None:
-            raise ValueError("IndexParams.strategies must hold plaid's parameters (the base of every version)")
+            raise ValueError(
+                "IndexParams.strategies must hold plaid's parameters (the base of every version)"
+            )
         return {name: get_strategy(name, **p) for name, p in specs.items()}
 
 
@@ -130,7 +132,8 @@ class Encoder:
                     )
                 texts = meta.column("text").to_pylist() if "dense" in self.strategies else None
                 fields = {
-                    n: st.encode(EncodeBatch(codes, vecs, self.codebook, texts)) for n, st in self.strategies.items()
+                    n: st.encode(EncodeBatch(codes, vecs, self.codebook, texts))
+                    for n, st in self.strategies.items()
                 }
                 w.add(items_from_table(meta), fields)
                 tokens += codes.n_rows

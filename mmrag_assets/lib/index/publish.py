@@ -35,7 +35,14 @@ from mmrag_assets.lib.store.manifest import REBUILD, IndexLocation, is_published
 from mmrag_assets.lib.store.table import compact_table, ensure_table_indexes, storage_bytes
 
 __all__ = [
-    "IndexLocation", "IndexParams", "PublishResult", "is_published", "location_for", "params_from_config", "publish", "verify",
+    "IndexLocation",
+    "IndexParams",
+    "PublishResult",
+    "is_published",
+    "location_for",
+    "params_from_config",
+    "publish",
+    "verify",
 ]
 verify = mf.verify
 
@@ -157,7 +164,9 @@ class _Run:
         self.live = None if self.rebuild else _load_live(loc, self.vocab)
         table.checkout_latest()  # a handle does not see other handles' writes until it is refreshed
         # the table's own upkeep before its version is pinned: small fragments merged, then indexes
-        compacted = compact_table(table, max_small_fragments=params.table_small_fragments, target_rows=params.table_target_rows)
+        compacted = compact_table(
+            table, max_small_fragments=params.table_small_fragments, target_rows=params.table_target_rows
+        )
         self.maintenance = {"table_compaction": compacted,
                             "table_indexes": ensure_table_indexes(table, max_unindexed=params.max_unindexed)}  # fmt: skip
         ds = table.to_lance()
@@ -182,7 +191,10 @@ class _Run:
         old = {n: s["build_key"] for n, s in m["strategies"].items()}
         new = {n: s.build_key for n, s in self.strategies.items()}
         if old != new or m.get("codec", "none") != self.codec:
-            return Decision("reencode", f"first stages or codec changed ({sorted(old)}, {m.get('codec')} -> {sorted(new)}, {self.codec})")
+            return Decision(
+                "reencode",
+                f"first stages or codec changed ({sorted(old)}, {m.get('codec')} -> {sorted(new)}, {self.codec})",
+            )
         cur = live.current()
         common = cur.index.intersection(want.index)
         changed = int((cur[common].to_numpy() != want.loc[common, "item_fp"].to_numpy()).sum())
@@ -224,7 +236,11 @@ class _Run:
                               batch_items=p.batch_items, progress=self.say)  # fmt: skip
             self.tm["encode_s"] = done.seconds
             cb = live.codebook
-            d.metrics |= {"new_tokens": done.tokens, "new_error": done.mean_error, "train_error": cb.train_error}
+            d.metrics |= {
+                "new_tokens": done.tokens,
+                "new_error": done.mean_error,
+                "train_error": cb.train_error,
+            }
             why = retrain_reason(
                 p.policy, vocab=self.vocab is not None, trained_items=int(cb.stats.get("trained_items", 1)),
                 encoded_since=since, new_error=done.mean_error, new_tokens=done.tokens, train_error=cb.train_error,
@@ -235,7 +251,9 @@ class _Run:
             segments.append(done.segment)
             alive = np.concatenate([alive, np.ones(done.segment.n_items, dtype=bool)])
         d.metrics["encoded_since_train"] = since
-        comp = compaction(p.policy, n_segments=len(segments), n_positions=len(alive), n_dead=int((~alive).sum()))
+        comp = compaction(
+            p.policy, n_segments=len(segments), n_positions=len(alive), n_dead=int((~alive).sum())
+        )
         if comp:
             scope, why = comp
             t_m = time.perf_counter()
@@ -260,7 +278,9 @@ class _Run:
         elif d.action == "reencode" and live is not None:
             codebook = live.codebook
         else:
-            codebook = train_codebook(self.table, self.tv, rowaddr, want["n_tokens"].to_numpy(), p, progress=self.say)
+            codebook = train_codebook(
+                self.table, self.tv, rowaddr, want["n_tokens"].to_numpy(), p, progress=self.say
+            )
             self.tm["train_s"] = time.perf_counter() - t
         if not (self.loc.codebooks / codebook.id).exists():
             codebook.save(self.loc.codebooks)
@@ -273,7 +293,9 @@ class _Run:
         kept = int(live.manifest.get("encoded_since_train", 0)) if d.action == "reencode" and live else 0
         d.metrics |= {"encoded_since_train": kept, "tokens": done.tokens, "mean_error": done.mean_error}
         removed = int(live.alive.sum()) if live else 0
-        return _State([done.segment], np.ones(done.segment.n_items, dtype=bool), codebook, done.segment.n_items, removed)
+        return _State(
+            [done.segment], np.ones(done.segment.n_items, dtype=bool), codebook, done.segment.n_items, removed
+        )
 
     # ---------------------------------------------------------------- publishing
     def write(self, d: Decision, st: _State) -> tuple[dict[str, Any], bool, dict[str, Any]]:
@@ -285,7 +307,11 @@ class _Run:
         t = time.perf_counter()
         live = self.live
         version = max([*mf.list_versions(self.loc), live.manifest["version"] if live else 0]) + 1
-        docs = np.unique(_column(st.segments, "doc_id")[st.alive].astype(str)) if st.alive.any() else np.zeros(0, "<U16")
+        docs = (
+            np.unique(_column(st.segments, "doc_id")[st.alive].astype(str))
+            if st.alive.any()
+            else np.zeros(0, "<U16")
+        )
         m = self.manifest(version, d, st, calib, len(docs))
         mf.tag_table_version(self.table, version, self.tv)  # before CURRENT: LanceDB's cleanup must keep it
         mf.write_version(self.loc, m, {"alive": st.alive, "rowaddr": rowaddr, "docs": docs})
@@ -301,12 +327,18 @@ class _Run:
         modality = _column(st.segments, "modality").astype(str)
         prev = self.live.manifest.get("calibration") if self.live else None
         full = d.action in ("initial", "retrain", "reencode")
-        why = "full build" if full else needs_recalibration(prev, modality, st.alive, p.policy.recalibrate_share)
+        why = (
+            "full build"
+            if full
+            else needs_recalibration(prev, modality, st.alive, p.policy.recalibrate_share)
+        )
         if not why:
             return prev, False
         d.metrics["recalibrated"] = why
         if st.codebook.kind == "vocab":
-            source: Any = VocabVectors(self.strategies["plaid"].open(st.codebook, _parts(st.segments, "plaid")))  # type: ignore[arg-type]
+            source: Any = VocabVectors(
+                self.strategies["plaid"].open(st.codebook, _parts(st.segments, "plaid"))
+            )  # type: ignore[arg-type]
         else:
             source = TableVectors(self.table, self.tv, rowaddr)
         rng = np.random.default_rng(p.seed)
@@ -314,9 +346,13 @@ class _Run:
         qs = self.embedder.embed_queries(probe_queries(snippets, p.probe_queries, rng))
         return calibrate(qs, source, modality, st.alive, max_items=p.calibration_items, seed=p.seed), True
 
-    def manifest(self, version: int, d: Decision, st: _State, calib: dict[str, Any] | None, n_docs: int) -> dict[str, Any]:
+    def manifest(
+        self, version: int, d: Decision, st: _State, calib: dict[str, Any] | None, n_docs: int
+    ) -> dict[str, Any]:
         loc, cb, live = self.loc, st.codebook, self.live
-        files: dict[str, Any] = mf.with_meta_file(f"codebooks/{cb.id}", loc.codebooks / cb.id, "codebook.json", cb.files)
+        files: dict[str, Any] = mf.with_meta_file(
+            f"codebooks/{cb.id}", loc.codebooks / cb.id, "codebook.json", cb.files
+        )
         for s in st.segments:
             files |= mf.with_meta_file(f"segments/{s.id}", s.dir, "segment.json", s.files)
         return {

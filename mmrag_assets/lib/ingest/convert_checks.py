@@ -42,7 +42,9 @@ class Findings:
     slides: int | None = None  # visible slides, where the container says
 
 
-def check_container(path: Path, fmt: str, *, max_unpacked_bytes: int, max_ratio: float, max_sheet_cells: int) -> Findings:
+def check_container(
+    path: Path, fmt: str, *, max_unpacked_bytes: int, max_ratio: float, max_sheet_cells: int
+) -> Findings:
     """Raise ``CorruptInput`` for a bomb, an encrypted or a damaged file, or a sheet over the cell
     cap; return what else was found."""
     if fmt == "encrypted":
@@ -154,7 +156,17 @@ def _xls_sheets(path: Path, max_cells: int) -> list[Sheet]:
 
 # ---------------------------------------------------------------- OOXML
 
-_EXTERNAL_TYPES = ("image", "oleobject", "attachedtemplate", "frame", "subdocument", "externallinkpath", "package", "audio", "video")
+_EXTERNAL_TYPES = (
+    "image",
+    "oleobject",
+    "attachedtemplate",
+    "frame",
+    "subdocument",
+    "externallinkpath",
+    "package",
+    "audio",
+    "video",
+)
 _REL = re.compile(rb"<Relationship\b[^>]*>", re.IGNORECASE)
 
 
@@ -198,7 +210,12 @@ def _xlsx_sheets(z: zipfile.ZipFile, names: set[str], max_cells: int) -> list[Sh
         for _, el in iterparse(f):
             if _local(el.tag) == "sheet":
                 rid = next((v for k, v in el.attrib.items() if _local(k) == "id"), None)
-                sheets.append((Sheet(el.get("name", "?"), hidden=el.get("state", "visible") != "visible"), rels.get(rid or "")))
+                sheets.append(
+                    (
+                        Sheet(el.get("name", "?"), hidden=el.get("state", "visible") != "visible"),
+                        rels.get(rid or ""),
+                    )
+                )
     shared = _shared_strings(z, names)
     for sheet, part in sheets:
         if part and part in names:
@@ -271,7 +288,9 @@ def _odf(z: zipfile.ZipFile, names: set[str], fmt: str, max_cells: int) -> Findi
     found = Findings()
     if "META-INF/manifest.xml" in names and b"encryption-data" in z.read("META-INF/manifest.xml"):
         what = "EPUB (DRM)" if fmt == "epub" else "OpenDocument"
-        raise CorruptInput(f"encrypted {what} file: mmrag cannot open it; save a copy without a password instead")
+        raise CorruptInput(
+            f"encrypted {what} file: mmrag cannot open it; save a copy without a password instead"
+        )
     if fmt == "epub":
         return found
     if any(n.startswith(("Basic/", "Scripts/")) for n in names):
@@ -280,7 +299,8 @@ def _odf(z: zipfile.ZipFile, names: set[str], fmt: str, max_cells: int) -> Findi
         raise CorruptInput(f"damaged {fmt} file: it has no content.xml")
     content = z.read("content.xml")
     links = [
-        m.group(1).decode() for m in _ODF_LINK.finditer(content)
+        m.group(1).decode()
+        for m in _ODF_LINK.finditer(content)
         if b"://" in m.group(2) or m.group(2).startswith((b"/", b"../"))
     ]
     if links:

@@ -42,9 +42,16 @@ INSTALL_HINT = (
     "libreoffice-impress libreoffice-calc`) or set convert.soffice=PATH"
 )
 _FILTERS = {
-    "docx": "writer_pdf_Export", "doc": "writer_pdf_Export", "odt": "writer_pdf_Export", "rtf": "writer_pdf_Export",
-    "pptx": "impress_pdf_Export", "ppt": "impress_pdf_Export", "odp": "impress_pdf_Export",
-    "xlsx": "calc_pdf_Export", "xls": "calc_pdf_Export", "ods": "calc_pdf_Export",
+    "docx": "writer_pdf_Export",
+    "doc": "writer_pdf_Export",
+    "odt": "writer_pdf_Export",
+    "rtf": "writer_pdf_Export",
+    "pptx": "impress_pdf_Export",
+    "ppt": "impress_pdf_Export",
+    "odp": "impress_pdf_Export",
+    "xlsx": "calc_pdf_Export",
+    "xls": "calc_pdf_Export",
+    "ods": "calc_pdf_Export",
 }
 PRESENTATIONS = ("pptx", "ppt", "odp")
 SPREADSHEETS = ("xlsx", "xls", "ods")
@@ -82,7 +89,9 @@ def find_soffice(configured: str | None) -> str:
     for name in ("soffice", "libreoffice"):
         if p := shutil.which(name):
             return p
-    raise UnsupportedInput(f"Office/OpenDocument files need LibreOffice, which is not installed: {INSTALL_HINT}")
+    raise UnsupportedInput(
+        f"Office/OpenDocument files need LibreOffice, which is not installed: {INSTALL_HINT}"
+    )
 
 
 @cache
@@ -92,7 +101,9 @@ def network_namespace_available() -> bool:
     if exe is None:
         return False
     try:
-        return subprocess.run([exe, "-rn", "true"], capture_output=True, timeout=10, check=False).returncode == 0
+        return (
+            subprocess.run([exe, "-rn", "true"], capture_output=True, timeout=10, check=False).returncode == 0
+        )
     except (OSError, subprocess.SubprocessError):
         return False
 
@@ -121,7 +132,9 @@ def convert_office(src: Path, fmt: str, work: Path, cfg: Any, *, findings: Any) 
     doc, outbox = _sandbox(work, [(src, fmt)])[0], work / "out"
     t0 = time.perf_counter()
     out, err, code = _run(_argv(exe, work, fmt, cfg, [doc], isolated), work, cfg.timeout_s, cfg.max_memory_mb)
-    return _result(outbox / f"{doc.stem}.pdf", fmt, cfg, findings, time.perf_counter() - t0, isolated, err or out, code)
+    return _result(
+        outbox / f"{doc.stem}.pdf", fmt, cfg, findings, time.perf_counter() - t0, isolated, err or out, code
+    )
 
 
 def convert_office_batch(
@@ -210,9 +223,9 @@ def _setup(cfg: Any) -> tuple[str, bool]:
     isolated = bool(cfg.isolate_network) and network_namespace_available()
     if cfg.isolate_network and not isolated and cfg.require_isolation:
         raise UnsupportedInput(
-                "convert.require_isolation is set but no network namespace can be made here (`unshare -rn` "
-                "fails: user namespaces are off); enable them or set convert.require_isolation=false"
-            )
+            "convert.require_isolation is set but no network namespace can be made here (`unshare -rn` "
+            "fails: user namespaces are off); enable them or set convert.require_isolation=false"
+        )
     return exe, isolated
 
 
@@ -269,20 +282,31 @@ def _result(
 
 
 def _run(
-    argv: list[str], work: Path, timeout_s: float, max_memory_mb: int, *, watch: Path | None = None, n_files: int = 1
+    argv: list[str],
+    work: Path,
+    timeout_s: float,
+    max_memory_mb: int,
+    *,
+    watch: Path | None = None,
+    n_files: int = 1,
 ) -> tuple[str, str, int]:
     """Run ``argv`` capped and sandboxed; killed after ``timeout_s`` (with ``watch``: after
     ``timeout_s`` in which no new file appeared in ``watch``, and ``n_files * timeout_s`` in all)."""
     env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work), "TMPDIR": str(work / "tmp"),
-        "LANG": "C.UTF-8", "SAL_USE_VCLPLUGIN": "svp",  # no display, no proxy variables, no session bus
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(work),
+        "TMPDIR": str(work / "tmp"),
+        "LANG": "C.UTF-8",
+        "SAL_USE_VCLPLUGIN": "svp",  # no display, no proxy variables, no session bus
     }
     cap = max_memory_mb * 1024 * 1024
     # util-linux's prlimit sets the caps in the child (inherited by soffice.bin); a preexec_fn
     # would do the same but is unsafe in a process with threads (Dagster's, the OCR pool's)
     prlimit = shutil.which("prlimit")
     if prlimit is None:
-        raise UnsupportedInput("`prlimit` (util-linux) is missing: it caps LibreOffice's memory; install util-linux")
+        raise UnsupportedInput(
+            "`prlimit` (util-linux) is missing: it caps LibreOffice's memory; install util-linux"
+        )
     argv = [prlimit, f"--as={cap}", "--core=0", "--", *argv]
     logs = work / "tmp"
     logs.mkdir(parents=True, exist_ok=True)
@@ -358,7 +382,11 @@ def _split_notes(res: Converted, slides: int | None) -> None:
             return
         for i in range(n):
             seen = {ln.strip() for ln in doc[i].get_text().splitlines() if ln.strip()}
-            lines = [ln.strip() for ln in doc[n + i].get_text().splitlines() if ln.strip() and ln.strip() not in seen]
+            lines = [
+                ln.strip()
+                for ln in doc[n + i].get_text().splitlines()
+                if ln.strip() and ln.strip() not in seen
+            ]
             lines = [ln for ln in lines if not ln.isdigit()]  # the page number field of the notes master
             if lines:
                 res.extra_text[i + 1] = "Speaker notes:\n" + "\n".join(lines)

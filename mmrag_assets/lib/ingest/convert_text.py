@@ -25,7 +25,19 @@ from urllib.parse import unquote, urlsplit
 
 from mmrag_assets.errors import CorruptInput
 
-_DROP = ("script", "noscript", "iframe", "frame", "frameset", "object", "embed", "applet", "link", "meta", "base")
+_DROP = (
+    "script",
+    "noscript",
+    "iframe",
+    "frame",
+    "frameset",
+    "object",
+    "embed",
+    "applet",
+    "link",
+    "meta",
+    "base",
+)
 _CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 _CSS = "body {font-family: sans-serif;} pre {white-space: pre-wrap; font-family: monospace;} img {max-width: 100%;}"
 
@@ -39,7 +51,13 @@ class Laid:
 
 
 def layout_text(
-    src: Path, fmt: str, out_pdf: Path, cfg: Any, *, corpus_root: Path, max_pages: int,
+    src: Path,
+    fmt: str,
+    out_pdf: Path,
+    cfg: Any,
+    *,
+    corpus_root: Path,
+    max_pages: int,
     resolve: Callable[[str], Path | None] | None = None,
 ) -> Laid:
     """Lay ``src`` (``fmt`` as sniffed: html md txt rst epub) out into ``out_pdf``; ``cfg`` is the
@@ -98,7 +116,11 @@ def decode(raw: bytes, *, html: bool = False) -> tuple[str, str]:
     # A short Western note decodes cleanly in several code pages (cp1250, cp1252, cp1257 tie at zero
     # "chaos" for "crème brûlée"); among the tied best, windows-1252 is the one HTML's own
     # standard falls back to for unlabelled legacy text.
-    tied = [m for m in matches if (m.percent_chaos, -m.percent_coherence) == (best.percent_chaos, -best.percent_coherence)]
+    tied = [
+        m
+        for m in matches
+        if (m.percent_chaos, -m.percent_coherence) == (best.percent_chaos, -best.percent_coherence)
+    ]
     encoding = next((m.encoding for m in tied if m.encoding == "cp1252"), best.encoding)
     return raw.decode(encoding, errors="replace"), encoding
 
@@ -107,8 +129,13 @@ def _rst(text: str) -> str:
     from docutils.core import publish_parts
 
     settings = {
-        "file_insertion_enabled": False, "raw_enabled": False,  # no `.. include::` of other files, no raw HTML
-        "report_level": 5, "halt_level": 5, "embed_stylesheet": False, "stylesheet_path": "", "input_encoding": "unicode",
+        "file_insertion_enabled": False,
+        "raw_enabled": False,  # no `.. include::` of other files, no raw HTML
+        "report_level": 5,
+        "halt_level": 5,
+        "embed_stylesheet": False,
+        "stylesheet_path": "",
+        "input_encoding": "unicode",
     }
     try:
         parts = publish_parts(text, writer="html5", settings_overrides=settings)
@@ -118,7 +145,14 @@ def _rst(text: str) -> str:
 
 
 def _story(
-    body: str, src: Path, out_pdf: Path, cfg: Any, paper: Any, corpus_root: Path, max_pages: int, notes: list[str],
+    body: str,
+    src: Path,
+    out_pdf: Path,
+    cfg: Any,
+    paper: Any,
+    corpus_root: Path,
+    max_pages: int,
+    notes: list[str],
     resolve: Callable[[str], Path | None] | None = None,
 ) -> int:
     import pymupdf
@@ -148,7 +182,9 @@ def _story(
     if images.remote:
         notes.append(f"{images.remote} remote image(s) never fetched")
     if images.refused:
-        notes.append(f"{images.refused} local image(s) left out (missing, outside the corpus, not an image, or over convert.max_image_bytes)")
+        notes.append(
+            f"{images.refused} local image(s) left out (missing, outside the corpus, not an image, or over convert.max_image_bytes)"
+        )
     where = paper + (cfg.margin_pt, cfg.margin_pt, -cfg.margin_pt, -cfg.margin_pt)
     writer = pymupdf.DocumentWriter(str(out_pdf))
     pages, more, stuck = 0, 1, 0
@@ -186,7 +222,11 @@ class _Images:
 
 
 def _collect_images(
-    story: Any, src: Path, corpus_root: Path, max_bytes: int, resolve: Callable[[str], Path | None] | None = None
+    story: Any,
+    src: Path,
+    corpus_root: Path,
+    max_bytes: int,
+    resolve: Callable[[str], Path | None] | None = None,
 ) -> _Images:
     from mmrag_assets.lib.ingest.sniff import sniff_file
 
@@ -210,7 +250,12 @@ def _collect_images(
             p = got if got is not None else src
         else:
             p = (src.parent / unquote(parts.path)).resolve()
-            ok = p.is_file() and root in p.parents and p.stat().st_size <= max_bytes and sniff_file(p).kind == "image"
+            ok = (
+                p.is_file()
+                and root in p.parents
+                and p.stat().st_size <= max_bytes
+                and sniff_file(p).kind == "image"
+            )
         if not ok:
             out.refused += 1
             continue
@@ -237,4 +282,3 @@ def _epub(src: Path, out_pdf: Path, cfg: Any, paper: Any, max_pages: int) -> Lai
             notes.append(f"pages {max_pages + 1}-{n} skipped: over ingest.max_pages={max_pages}")
         out_pdf.write_bytes(doc.convert_to_pdf(0, min(n, max_pages) - 1))
     return Laid(out_pdf, min(n, max_pages), notes)
-

@@ -28,7 +28,9 @@ def scan(cfg: MmragConfig, catalog: Catalog | None = None, cache: dict | None = 
     if cache is None and catalog is not None:
         cache = {
             r["source"]: (r["size"], r["mtime_ns"], r["sha256"], r["kind"], r["etag"])
-            for r in catalog.query("SELECT source, size, mtime_ns, sha256, kind, etag FROM manifest WHERE status <> 'quarantined'")
+            for r in catalog.query(
+                "SELECT source, size, mtime_ns, sha256, kind, etag FROM manifest WHERE status <> 'quarantined'"
+            )
         }
     if cfg.corpus_remote:
         from mmrag_assets.lib.ingest.objects import corpus_objects
@@ -38,7 +40,10 @@ def scan(cfg: MmragConfig, catalog: Catalog | None = None, cache: dict | None = 
         )
     else:
         entries = scan_corpus(
-            cfg.corpus_root, max_file_bytes=cfg.corpus.max_file_bytes, ignore_hidden=cfg.corpus.ignore_hidden, cache=cache
+            cfg.corpus_root,
+            max_file_bytes=cfg.corpus.max_file_bytes,
+            ignore_hidden=cfg.corpus.ignore_hidden,
+            cache=cache,
         )
     return ScanResult(entries, documents(entries))
 
@@ -79,7 +84,9 @@ def plan_ingest(cfg: MmragConfig, catalog: Catalog, shards: set[str] | None = No
     rows = catalog.query(
         "SELECT source, size, mtime_ns, kind, sha256, doc_id FROM manifest WHERE status = 'ok' ORDER BY source"
     )
-    have = {r["doc_id"]: r for r in catalog.query("SELECT doc_id, source, sha256, fingerprint FROM documents")}
+    have = {
+        r["doc_id"]: r for r in catalog.query("SELECT doc_id, source, sha256, fingerprint FROM documents")
+    }
     plan = IngestPlan([], [], 0, [])
     for r in rows:
         if shards is not None and shard_of(r["doc_id"]) not in shards:
@@ -132,7 +139,10 @@ def changed_since_scan(cfg: MmragConfig, catalog: Catalog) -> list[dict[str, str
     if cfg.corpus_remote:
         from mmrag_assets.lib.ingest.objects import corpus_objects
 
-        return [{"source": s, "what": w, "line": since_scan_line(s, w)} for s, w in corpus_objects(cfg).changed(rows)]
+        return [
+            {"source": s, "what": w, "line": since_scan_line(s, w)}
+            for s, w in corpus_objects(cfg).changed(rows)
+        ]
     for r in rows:
         what = since_scan(cfg, r)
         if what is not None:

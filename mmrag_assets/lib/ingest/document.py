@@ -29,13 +29,30 @@ log = logging.getLogger(__name__)
 
 # config sections whose values change what a document of each kind produces
 FINGERPRINT_SECTIONS = {
-    "pdf": ("ingest",), "image": ("ingest",), "audio": ("asr",), "video": ("ingest", "asr"),
-    "office": ("ingest", "convert"), "text": ("ingest", "convert"),
+    "pdf": ("ingest",),
+    "image": ("ingest",),
+    "audio": ("asr",),
+    "video": ("ingest", "asr"),
+    "office": ("ingest", "convert"),
+    "text": ("ingest", "convert"),
 }
-OCR_KINDS = ("pdf", "image", "video", "office", "text")  # their rows also depend on the ocr section (less its runtime keys)
+OCR_KINDS = (
+    "pdf",
+    "image",
+    "video",
+    "office",
+    "text",
+)  # their rows also depend on the ocr section (less its runtime keys)
 CONVERTED_KINDS = ("office", "text")  # turned into a PDF first, then ingested as one (OCR rules included)
 # convert keys that change how a conversion runs, not what it produces: left out of the fingerprint
-CONVERT_RUNTIME_KEYS = ("soffice", "timeout_s", "max_memory_mb", "isolate_network", "require_isolation", "batch_files")
+CONVERT_RUNTIME_KEYS = (
+    "soffice",
+    "timeout_s",
+    "max_memory_mb",
+    "isolate_network",
+    "require_isolation",
+    "batch_files",
+)
 
 
 @dataclass
@@ -114,13 +131,24 @@ def ingest_document(
             return _ingest_document(cfg, got.path, source, doc_id, kind, sha256, size, progress, say, resolve)
     # sources are escaped names; a name that is not UTF-8 is read through a UTF-8 symlink (lib/ingest/names.py)
     with openable_path(source_path(cfg.corpus_root, source)) as path:
-        return _ingest_document(cfg, path, source, doc_id, kind, sha256, size, progress, say, converted=converted)
+        return _ingest_document(
+            cfg, path, source, doc_id, kind, sha256, size, progress, say, converted=converted
+        )
 
 
 def _ingest_document(
-    cfg: MmragConfig, path: Path, source: str, doc_id: str, kind: str, sha256: str, size: int,
-    progress: Callable[[OcrProgress], None] | None, say: Callable[[str], None] | None,
-    resolve: Callable[[str], Path | None] | None = None, *, converted: Preconverted | None = None,
+    cfg: MmragConfig,
+    path: Path,
+    source: str,
+    doc_id: str,
+    kind: str,
+    sha256: str,
+    size: int,
+    progress: Callable[[OcrProgress], None] | None,
+    say: Callable[[str], None] | None,
+    resolve: Callable[[str], Path | None] | None = None,
+    *,
+    converted: Preconverted | None = None,
 ) -> DocResult:
     t0 = time.perf_counter()
     # one folder per (content, settings): a re-render never overwrites images a live version serves
@@ -128,12 +156,26 @@ def _ingest_document(
     shutil.rmtree(out_dir, ignore_errors=True)  # leftovers of an interrupted attempt
     res = DocResult(
         doc={
-            "doc_id": doc_id, "source": source, "kind": kind, "sha256": sha256, "size": size,
-            "n_pages": 0, "n_segments": 0, "duration_s": None, "status": "ok",
+            "doc_id": doc_id,
+            "source": source,
+            "kind": kind,
+            "sha256": sha256,
+            "size": size,
+            "n_pages": 0,
+            "n_segments": 0,
+            "duration_s": None,
+            "status": "ok",
             "fingerprint": fingerprint(cfg, kind),
         }
     )
-    stage = {"pdf": "render", "image": "render", "audio": "asr", "video": "video", "office": "convert", "text": "convert"}.get(kind, "scan")
+    stage = {
+        "pdf": "render",
+        "image": "render",
+        "audio": "asr",
+        "video": "video",
+        "office": "convert",
+        "text": "convert",
+    }.get(kind, "scan")
     work = None
     ocr_path, ocr_kind = path, kind
     try:
@@ -198,8 +240,14 @@ def _ocr(
     source = res.doc["source"]
     try:
         applied = apply_ocr(
-            res.pages, kind=kind, doc_id=res.doc["doc_id"], source_path=path, storage_root=cfg.storage_root,
-            plan=plan, cache=CatalogOcrCache(Catalog(cfg.catalog_url)), progress=progress,
+            res.pages,
+            kind=kind,
+            doc_id=res.doc["doc_id"],
+            source_path=path,
+            storage_root=cfg.storage_root,
+            plan=plan,
+            cache=CatalogOcrCache(Catalog(cfg.catalog_url)),
+            progress=progress,
         )
     except MmragError as e:  # the engine cannot start (models missing, bad settings)
         set_text_sources(res.pages)
@@ -213,7 +261,12 @@ def _ocr(
     res.ocr = applied.ocr_rows
     _write_boxes(cfg, res)
     s = applied.stats
-    res.ocr_stats = {"images": s.images, "cached": s.cached, "failed": s.failed, "engine_seconds": round(s.engine_seconds, 3)}
+    res.ocr_stats = {
+        "images": s.images,
+        "cached": s.cached,
+        "failed": s.failed,
+        "engine_seconds": round(s.engine_seconds, 3),
+    }
     for reason in applied.reasons:
         _quarantine(res, source, "ocr", reason, whole=False)
 
@@ -225,7 +278,9 @@ def _write_boxes(cfg: MmragConfig, res: DocResult) -> None:
     image_of = {row["item_id"]: row["image_path"] for row in res.pages}
     for o in res.ocr:
         if image_of.get(o["item_id"]):
-            write_boxes(cfg.storage_root / image_of[o["item_id"]], o["width"], o["height"], json.loads(o["lines"]))
+            write_boxes(
+                cfg.storage_root / image_of[o["item_id"]], o["width"], o["height"], json.loads(o["lines"])
+            )
 
 
 def _quarantine(res: DocResult, source: str, stage: str, reason: str, *, whole: bool = True) -> None:
@@ -239,10 +294,16 @@ def _quarantine(res: DocResult, source: str, stage: str, reason: str, *, whole: 
 def _page_row(cfg: MmragConfig, doc_id: str, rp: Any, modality: str, item_id: str) -> dict[str, Any]:
     root = cfg.storage_root
     return {
-        "item_id": item_id, "doc_id": doc_id, "page": rp.page, "modality": modality,
+        "item_id": item_id,
+        "doc_id": doc_id,
+        "page": rp.page,
+        "modality": modality,
         "image_path": Path(rp.image_path).relative_to(root).as_posix(),
         "thumb_path": Path(rp.thumb_path).relative_to(root).as_posix() if rp.thumb_path else None,
-        "width": rp.width, "height": rp.height, "text": rp.text or "", "t_s": rp.t_s,
+        "width": rp.width,
+        "height": rp.height,
+        "text": rp.text or "",
+        "t_s": rp.t_s,
     }
 
 
@@ -252,7 +313,12 @@ def _image_kwargs(cfg: MmragConfig) -> dict[str, Any]:
 
 
 def _pdf(
-    cfg: MmragConfig, path: Path, out_dir: Path, res: DocResult, say: Callable[[str], None] | None, *,
+    cfg: MmragConfig,
+    path: Path,
+    out_dir: Path,
+    res: DocResult,
+    say: Callable[[str], None] | None,
+    *,
     ligatures: bool | None = None,
 ) -> None:
     """``ligatures``: keep ligature glyphs in the text layer (default: ``ingest.pdf_ligatures``)."""
@@ -260,8 +326,12 @@ def _pdf(
     from mmrag_assets.lib.progress import page_counter
 
     r = render_pdf(
-        path, out_dir, dpi=cfg.ingest.dpi, max_pages=cfg.ingest.max_pages,
-        target_pixels=cfg.ingest.image_target_pixels, **_image_kwargs(cfg),
+        path,
+        out_dir,
+        dpi=cfg.ingest.dpi,
+        max_pages=cfg.ingest.max_pages,
+        target_pixels=cfg.ingest.image_target_pixels,
+        **_image_kwargs(cfg),
         on_page=page_counter("rendered", say, unit="pages", detail=res.doc["source"]) if say else None,
         ligatures=cfg.ingest.pdf_ligatures if ligatures is None else ligatures,
     )
@@ -272,8 +342,15 @@ def _pdf(
 
 
 def _converted(
-    cfg: MmragConfig, path: Path, kind: str, out_dir: Path, work: Path, res: DocResult, say: Callable[[str], None] | None,
-    resolve: Callable[[str], Path | None] | None = None, pre: Preconverted | None = None,
+    cfg: MmragConfig,
+    path: Path,
+    kind: str,
+    out_dir: Path,
+    work: Path,
+    res: DocResult,
+    say: Callable[[str], None] | None,
+    resolve: Callable[[str], Path | None] | None = None,
+    pre: Preconverted | None = None,
 ) -> Path:
     """An Office file through LibreOffice (or its batch conversion ``pre``), a text format through PyMuPDF's layout, into a PDF in
     ``work``, then ingested as a PDF; slide notes and clipped sheet cells join their page's text.
@@ -295,7 +372,11 @@ def _converted(
     t0 = time.perf_counter()
     if kind == "office" or fmt == "epub":
         findings = check_container(
-            path, fmt, max_unpacked_bytes=c.max_unpacked_bytes, max_ratio=c.max_ratio, max_sheet_cells=c.max_sheet_cells
+            path,
+            fmt,
+            max_unpacked_bytes=c.max_unpacked_bytes,
+            max_ratio=c.max_ratio,
+            max_sheet_cells=c.max_sheet_cells,
         )
         notes = list(findings.notes)
     if kind == "office":
@@ -307,7 +388,13 @@ def _converted(
         from mmrag_assets.lib.ingest.convert_text import layout_text
 
         laid = layout_text(
-            path, fmt, work / "document.pdf", c, corpus_root=cfg.corpus_root, max_pages=cfg.ingest.max_pages, resolve=resolve
+            path,
+            fmt,
+            work / "document.pdf",
+            c,
+            corpus_root=cfg.corpus_root,
+            max_pages=cfg.ingest.max_pages,
+            resolve=resolve,
         )
         pdf, notes = laid.pdf, (notes if fmt == "epub" else []) + laid.notes
     res.convert_stats = {"format": fmt, "seconds": round(time.perf_counter() - t0, 3)}
@@ -315,8 +402,13 @@ def _converted(
 
 
 def _ingest_pdf(
-    cfg: MmragConfig, pdf: Path, out_dir: Path, res: DocResult, say: Callable[[str], None] | None,
-    extra: dict[int, str], notes: list[str],
+    cfg: MmragConfig,
+    pdf: Path,
+    out_dir: Path,
+    res: DocResult,
+    say: Callable[[str], None] | None,
+    extra: dict[int, str],
+    notes: list[str],
 ) -> Path:
     """A converted document's PDF ingested as one; slide notes and clipped sheet cells join their page's text."""
     _pdf(cfg, pdf, out_dir, res, say, ligatures=False)
@@ -409,8 +501,11 @@ def _image(cfg: MmragConfig, path: Path, out_dir: Path, res: DocResult) -> None:
     from mmrag_assets.lib.ingest.render import normalise_image
 
     p = normalise_image(
-        path, out_dir, max_source_pixels=cfg.ingest.max_image_pixels,
-        target_pixels=cfg.ingest.image_target_pixels, **_image_kwargs(cfg),
+        path,
+        out_dir,
+        max_source_pixels=cfg.ingest.max_image_pixels,
+        target_pixels=cfg.ingest.image_target_pixels,
+        **_image_kwargs(cfg),
     )
     doc_id = res.doc["doc_id"]
     res.pages = [_page_row(cfg, doc_id, p, "image", f"{doc_id}:1")]
@@ -424,8 +519,12 @@ def _transcribe(cfg: MmragConfig, path: Path, res: DocResult) -> None:
     doc_id = res.doc["doc_id"]
     res.segments = [
         {
-            "item_id": segment_id(doc_id, s.start_s, s.end_s), "doc_id": doc_id,
-            "start_s": s.start_s, "end_s": s.end_s, "text": s.text, "n_words": s.n_words,
+            "item_id": segment_id(doc_id, s.start_s, s.end_s),
+            "doc_id": doc_id,
+            "start_s": s.start_s,
+            "end_s": s.end_s,
+            "text": s.text,
+            "n_words": s.n_words,
         }
         for s in window_words(tr.words, cfg.asr.window_s, cfg.asr.overlap_s)
     ]
@@ -439,11 +538,17 @@ def _video(cfg: MmragConfig, path: Path, out_dir: Path, res: DocResult) -> None:
     doc_id = res.doc["doc_id"]
     if info.has_video:
         frames = sample_keyframes(
-            path, out_dir, interval_s=cfg.ingest.keyframe_interval_s, max_keyframes=cfg.ingest.max_keyframes,
+            path,
+            out_dir,
+            interval_s=cfg.ingest.keyframe_interval_s,
+            max_keyframes=cfg.ingest.max_keyframes,
             min_change=cfg.ingest.keyframe_min_change,
-            target_pixels=cfg.ingest.image_target_pixels, **_image_kwargs(cfg),
+            target_pixels=cfg.ingest.image_target_pixels,
+            **_image_kwargs(cfg),
         )
-        res.pages = [_page_row(cfg, doc_id, f, "image", f"{doc_id}:k{round((f.t_s or 0) * 1000)}") for f in frames]
+        res.pages = [
+            _page_row(cfg, doc_id, f, "image", f"{doc_id}:k{round((f.t_s or 0) * 1000)}") for f in frames
+        ]
     if info.has_audio:
         _transcribe(cfg, path, res)
         res.doc["duration_s"] = info.duration_s

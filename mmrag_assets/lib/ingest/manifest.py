@@ -72,7 +72,9 @@ def scan_corpus(
             p = d / name
             # symlinked directories inside the root are reachable through their real path
             if p.is_symlink() and not _inside(p.resolve(), real_root):
-                entries.append(_bad(p, root, "symlinked directory points outside the corpus root (not followed)"))
+                entries.append(
+                    _bad(p, root, "symlinked directory points outside the corpus root (not followed)")
+                )
         for name in sorted(filenames):
             if ignore_hidden and name.startswith("."):
                 continue
@@ -90,7 +92,9 @@ def _classify(p: Path, root: Path, real_root: Path, max_file_bytes: int, cache: 
         if not _inside(target, real_root):
             return _bad(p, root, "symlink points outside the corpus root (not followed)")
         rel_target = escape_name(target.relative_to(real_root).as_posix())
-        return FileEntry(_rel(p, root), 0, 0, "unsupported", "duplicate", f"symlink to {rel_target} (indexed there)")
+        return FileEntry(
+            _rel(p, root), 0, 0, "unsupported", "duplicate", f"symlink to {rel_target} (indexed there)"
+        )
     try:
         st = p.stat()
     except OSError as e:
@@ -102,7 +106,11 @@ def _classify(p: Path, root: Path, real_root: Path, max_file_bytes: int, cache: 
         return FileEntry(source, 0, st.st_mtime_ns, "unsupported", "quarantined", "empty file (0 bytes)")
     if st.st_size > max_file_bytes:
         return FileEntry(
-            source, st.st_size, st.st_mtime_ns, "unsupported", "quarantined",
+            source,
+            st.st_size,
+            st.st_mtime_ns,
+            "unsupported",
+            "quarantined",
             f"file is {st.st_size:,} bytes, over corpus.max_file_bytes={max_file_bytes:,}",
         )
     hit = cache.get(source)
@@ -114,7 +122,9 @@ def _classify(p: Path, root: Path, real_root: Path, max_file_bytes: int, cache: 
             kind, reason = sniffed.kind, sniffed.reason
             sha = sha256_file(p)
     except OSError as e:
-        return FileEntry(source, st.st_size, st.st_mtime_ns, "unsupported", "quarantined", f"unreadable: {e.strerror or e}")
+        return FileEntry(
+            source, st.st_size, st.st_mtime_ns, "unsupported", "quarantined", f"unreadable: {e.strerror or e}"
+        )
     if kind == "unsupported":
         return FileEntry(source, st.st_size, st.st_mtime_ns, kind, "quarantined", reason, sha)
     return FileEntry(source, st.st_size, st.st_mtime_ns, kind, "ok", None, sha)
@@ -138,7 +148,11 @@ def documents(entries: list[FileEntry]) -> dict[str, FileEntry]:
 
 def cache_of(entries: list[FileEntry]) -> dict[str, tuple]:
     """source -> (size, mtime_ns, sha256, kind, etag): what the next scan reuses."""
-    return {e.source: (e.size, e.mtime_ns, e.sha256, e.kind, e.etag) for e in entries if e.sha256 and e.status != "quarantined"}
+    return {
+        e.source: (e.size, e.mtime_ns, e.sha256, e.kind, e.etag)
+        for e in entries
+        if e.sha256 and e.status != "quarantined"
+    }
 
 
 def _inside(path: Path, root: Path) -> bool:

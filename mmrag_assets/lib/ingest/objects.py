@@ -102,7 +102,9 @@ class ObjectCorpus:
         self.store = Storage(uri, self.cache, allow_http=allow_http)
         self.stats: Counter[str] = Counter()  # list, head, get, get_bytes, hit, evicted (this process)
         self._lock = threading.Lock()
-        self._approx: int | None = None  # the cache's bytes as of the last full look, plus this process's downloads
+        self._approx: int | None = (
+            None  # the cache's bytes as of the last full look, plus this process's downloads
+        )
 
     # ---- addresses
     def url(self, key: str = "") -> str:
@@ -183,7 +185,9 @@ class ObjectCorpus:
                 os.close(fd)
 
     @contextlib.contextmanager
-    def local_copy(self, source: str, sha256: str | None = None, listed: ObjectInfo | None = None) -> Iterator[Cached]:
+    def local_copy(
+        self, source: str, sha256: str | None = None, listed: ObjectInfo | None = None
+    ) -> Iterator[Cached]:
         """A local copy of the object of ``source``, from the cache or downloaded into it, pinned for
         the block. With ``sha256`` (what the scan hashed) a different content raises
         :class:`SourceChanged` ``changed``, a missing object ``vanished``; with ``listed`` the cached
@@ -191,10 +195,14 @@ class ObjectCorpus:
         key = key_of(source)
         with self.pinned(key) as d:
             meta = self.cached_meta(key)
-            fresh = listed is None or (meta is not None and (meta["size"], meta["mtime_ns"]) == (listed.size, listed.mtime_ns))
+            fresh = listed is None or (
+                meta is not None and (meta["size"], meta["mtime_ns"]) == (listed.size, listed.mtime_ns)
+            )
             if meta is not None and fresh and (sha256 is None or meta["sha256"] == sha256):
                 self.stats["hit"] += 1
-                yield Cached(d / meta["file"], meta["sha256"], meta["size"], meta["mtime_ns"], meta.get("etag"), False)
+                yield Cached(
+                    d / meta["file"], meta["sha256"], meta["size"], meta["mtime_ns"], meta.get("etag"), False
+                )
                 return
             got = self._download(key, d)
             if got is None:
@@ -229,7 +237,14 @@ class ObjectCorpus:
         self.stats["get"] += 1
         self.stats["get_bytes"] += size
         os.replace(tmp, d / name)
-        meta = {"key": key, "file": name, "size": size, "mtime_ns": _mtime_ns(md), "etag": _etag(md), "sha256": h.hexdigest()}
+        meta = {
+            "key": key,
+            "file": name,
+            "size": size,
+            "mtime_ns": _mtime_ns(md),
+            "etag": _etag(md),
+            "sha256": h.hexdigest(),
+        }
         _write_json(d / "meta.json", meta)
         self._added(size, keep=d)
         return Cached(d / name, meta["sha256"], size, meta["mtime_ns"], meta["etag"], True)
@@ -298,7 +313,9 @@ class ObjectCorpus:
         return bytes(data)
 
     # ---- the scan
-    def scan(self, *, max_file_bytes: int, ignore_hidden: bool, cache: Mapping[str, tuple] | None = None) -> list[Any]:
+    def scan(
+        self, *, max_file_bytes: int, ignore_hidden: bool, cache: Mapping[str, tuple] | None = None
+    ) -> list[Any]:
         """The manifest entries of every object, by the local scanner's rules (``scan_corpus``).
         ``cache`` maps source -> (size, mtime_ns, sha256, kind[, etag]) from the last manifest."""
         from mmrag_assets.lib.ingest.manifest import FileEntry, mark_duplicates
@@ -313,7 +330,9 @@ class ObjectCorpus:
                 entries.append(FileEntry(source, o.size, o.mtime_ns, "unsupported", "quarantined", why))
                 continue
             if o.size == 0:
-                entries.append(FileEntry(source, 0, o.mtime_ns, "unsupported", "quarantined", "empty file (0 bytes)"))
+                entries.append(
+                    FileEntry(source, 0, o.mtime_ns, "unsupported", "quarantined", "empty file (0 bytes)")
+                )
                 continue
             if o.size > max_file_bytes:
                 entries.append(FileEntry(
@@ -332,14 +351,18 @@ class ObjectCorpus:
 
         def entry(sha: str, kind: str, reason: str | None, etag: str | None) -> FileEntry:
             status = "quarantined" if kind == "unsupported" else "ok"
-            return FileEntry(source, o.size, o.mtime_ns, kind, status, reason if status != "ok" else None, sha, etag)
+            return FileEntry(
+                source, o.size, o.mtime_ns, kind, status, reason if status != "ok" else None, sha, etag
+            )
 
         old_etag = hit[4] if hit is not None and len(hit) > 4 else None
         if hit and hit[0] == o.size and hit[1] == o.mtime_ns and hit[2]:
             return entry(hit[2], hit[3], None, old_etag)  # unchanged: no request
         meta = self.cached_meta(o.key)
         if meta and meta.get("kind") and meta["size"] == o.size and meta["mtime_ns"] == o.mtime_ns:
-            return entry(meta["sha256"], meta["kind"], meta.get("reason"), meta.get("etag"))  # hashed here before
+            return entry(
+                meta["sha256"], meta["kind"], meta.get("reason"), meta.get("etag")
+            )  # hashed here before
         # touched or uploaded again with the same size: the ETag says whether the bytes changed
         known = []
         if hit and hit[0] == o.size and hit[2] and old_etag:
@@ -364,9 +387,18 @@ class ObjectCorpus:
                     kind, reason = m["kind"], m.get("reason")
                 return entry(got.sha256, kind, reason, got.etag)
         except SourceChanged:
-            return FileEntry(source, o.size, o.mtime_ns, "unsupported", "quarantined", "unreadable: the object vanished while it was listed")
+            return FileEntry(
+                source,
+                o.size,
+                o.mtime_ns,
+                "unsupported",
+                "quarantined",
+                "unreadable: the object vanished while it was listed",
+            )
         except OSError as e:
-            return FileEntry(source, o.size, o.mtime_ns, "unsupported", "quarantined", f"unreadable: {e.strerror or e}")
+            return FileEntry(
+                source, o.size, o.mtime_ns, "unsupported", "quarantined", f"unreadable: {e.strerror or e}"
+            )
 
     def changed(self, rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
         """(source, "vanished" | "changed") for manifest rows the store no longer matches (one listing)."""
@@ -395,7 +427,9 @@ class ObjectCorpus:
             if now is None or now[0] > max_bytes:
                 return None
             try:
-                return stack.enter_context(self.local_copy(escape_name(key), listed=ObjectInfo(key, now[0], now[1]))).path
+                return stack.enter_context(
+                    self.local_copy(escape_name(key), listed=ObjectInfo(key, now[0], now[1]))
+                ).path
             except SourceChanged:
                 return None
 
@@ -466,13 +500,25 @@ def corpus_objects(cfg: Any) -> ObjectCorpus:
     """The object corpus of ``cfg.corpus`` (one per root, cache and process)."""
     uri = parse_root(cfg.corpus.root, key="corpus.root")
     cache = cache_dir_of(uri, cfg.storage.cache_dir)
-    key = (os.getpid(), cfg.corpus.root, str(cache), int(cfg.corpus.cache_bytes), bool(cfg.storage.allow_http))
+    key = (
+        os.getpid(),
+        cfg.corpus.root,
+        str(cache),
+        int(cfg.corpus.cache_bytes),
+        bool(cfg.storage.allow_http),
+    )
     with _CORPORA_LOCK:
         c = _CORPORA.get(key)
         if c is None:
-            c = _CORPORA[key] = ObjectCorpus(uri, cache, cache_bytes=cfg.corpus.cache_bytes, allow_http=bool(cfg.storage.allow_http))
+            c = _CORPORA[key] = ObjectCorpus(
+                uri, cache, cache_bytes=cfg.corpus.cache_bytes, allow_http=bool(cfg.storage.allow_http)
+            )
         return c
 
 
 def stats_delta(before: Mapping[str, int], after: Mapping[str, int]) -> dict[str, int]:
-    return {k: int(after.get(k, 0)) - int(before.get(k, 0)) for k in set(after) | set(before) if after.get(k, 0) != before.get(k, 0)}
+    return {
+        k: int(after.get(k, 0)) - int(before.get(k, 0))
+        for k in set(after) | set(before)
+        if after.get(k, 0) != before.get(k, 0)
+    }

@@ -120,7 +120,9 @@ class OcrResult:
 
         lines = tuple(
             OcrLine(
-                ln.text, ln.score, b(ln.box),
+                ln.text,
+                ln.score,
+                b(ln.box),
                 tuple((x + dx, y + dy) for x, y in ln.quad),  # type: ignore[misc]
                 tuple(OcrWord(w.text, w.score, b(w.box)) for w in ln.words),
             )
@@ -134,9 +136,13 @@ class OcrResult:
             "height": self.height,
             "lines": [
                 {
-                    "text": ln.text, "score": round(ln.score, 4), "box": list(ln.box),
+                    "text": ln.text,
+                    "score": round(ln.score, 4),
+                    "box": list(ln.box),
                     "quad": [list(p) for p in ln.quad],
-                    "words": [{"text": w.text, "score": round(w.score, 4), "box": list(w.box)} for w in ln.words],
+                    "words": [
+                        {"text": w.text, "score": round(w.score, 4), "box": list(w.box)} for w in ln.words
+                    ],
                 }
                 for ln in self.lines
             ],
@@ -149,7 +155,9 @@ class OcrResult:
     def from_dict(cls, d: dict[str, Any], seconds: float = 0.0) -> OcrResult:
         lines = tuple(
             OcrLine(
-                ln["text"], float(ln["score"]), tuple(ln["box"]),  # type: ignore[arg-type]
+                ln["text"],
+                float(ln["score"]),
+                tuple(ln["box"]),  # type: ignore[arg-type]
                 tuple(tuple(p) for p in ln["quad"]),  # type: ignore[arg-type]
                 tuple(OcrWord(w["text"], float(w["score"]), tuple(w["box"])) for w in ln["words"]),  # type: ignore[arg-type]
             )
@@ -196,7 +204,9 @@ def model_paths(settings: OcrSettings) -> dict[str, Path]:
         path = Path(p).expanduser() if p else bundled[task]
         if not path.is_file():
             where = f"ocr.{task}_model_path={p}" if p else f"the model bundled in the rapidocr wheel ({path})"
-            raise OcrError(f"OCR {task} model not found: {where}; point ocr.{task}_model_path at a local ONNX file")
+            raise OcrError(
+                f"OCR {task} model not found: {where}; point ocr.{task}_model_path at a local ONNX file"
+            )
         out[task] = path
     return out
 

@@ -54,7 +54,9 @@ def load_rgb(src: Path | bytes, *, max_pixels: int, region: Box | None = None) -
     except FileNotFoundError as e:
         raise CorruptInput(f"OCR input missing: {e.filename}") from e
     except Image.UnidentifiedImageError as e:
-        raise CorruptInput("OCR input is not an image Pillow can read (unknown format or damaged header)") from e
+        raise CorruptInput(
+            "OCR input is not an image Pillow can read (unknown format or damaged header)"
+        ) from e
     except Exception as e:
         raise CorruptInput(f"OCR input could not be decoded: {one_line(e)}") from e
     with im:
@@ -69,7 +71,12 @@ def load_rgb(src: Path | bytes, *, max_pixels: int, region: Box | None = None) -
                 img = ImageOps.exif_transpose(im)
                 img = _to_rgb(img)
                 if region is not None:
-                    x0, y0, x1, y1 = (max(0, region[0]), max(0, region[1]), min(img.width, region[2]), min(img.height, region[3]))
+                    x0, y0, x1, y1 = (
+                        max(0, region[0]),
+                        max(0, region[1]),
+                        min(img.width, region[2]),
+                        min(img.height, region[3]),
+                    )
                     if x1 - x0 < 1 or y1 - y0 < 1:
                         raise CorruptInput(f"OCR region {region} is outside the {w}x{h} image")
                     img = img.crop((x0, y0, x1, y1))
@@ -291,8 +298,12 @@ class CatalogOcrCache:
         self.catalog.put_ocr_cache(
             [
                 {
-                    "cache_key": k, "engine_key": k.rsplit(":", 1)[-1], "width": r.width, "height": r.height,
-                    "seconds": r.seconds, "result": r.to_json(),
+                    "cache_key": k,
+                    "engine_key": k.rsplit(":", 1)[-1],
+                    "width": r.width,
+                    "height": r.height,
+                    "seconds": r.seconds,
+                    "result": r.to_json(),
                 }
                 for k, r in results.items()
             ]

@@ -58,24 +58,44 @@ def plan_from_config(ocr: Any) -> OcrPlan | None:
     if ocr.engine == "none":
         return None
     settings = OcrSettings(
-        languages=tuple(ocr.languages), min_confidence=ocr.min_confidence, max_pixels=ocr.max_pixels,
-        max_side_px=ocr.max_side_px, det_max_side_px=ocr.det_max_side_px, direction=ocr.direction, threads=ocr.threads, batch_size=ocr.batch_size, rec_batch=ocr.rec_batch,
-        det_model_path=ocr.det_model_path, rec_model_path=ocr.rec_model_path, cls_model_path=ocr.cls_model_path,
+        languages=tuple(ocr.languages),
+        min_confidence=ocr.min_confidence,
+        max_pixels=ocr.max_pixels,
+        max_side_px=ocr.max_side_px,
+        det_max_side_px=ocr.det_max_side_px,
+        direction=ocr.direction,
+        threads=ocr.threads,
+        batch_size=ocr.batch_size,
+        rec_batch=ocr.rec_batch,
+        det_model_path=ocr.det_model_path,
+        rec_model_path=ocr.rec_model_path,
+        cls_model_path=ocr.cls_model_path,
     )
     i, pdf = ocr.inputs, ocr.pdf
     problems = ocr_pdf_problems(pdf)  # the config's own range checks
     if problems:
         raise ConfigError(problems[0])
     return OcrPlan(
-        settings=settings, images=i.images, pdf_pages=i.pdf_pages, pdf_images=i.pdf_images, keyframes=i.keyframes,
-        min_layer_chars=pdf.min_layer_chars, min_printable_share=pdf.min_printable_share,
-        min_image_area=pdf.min_image_area, max_layer_coverage=pdf.max_layer_coverage, max_known_share=pdf.max_known_share,
+        settings=settings,
+        images=i.images,
+        pdf_pages=i.pdf_pages,
+        pdf_images=i.pdf_images,
+        keyframes=i.keyframes,
+        min_layer_chars=pdf.min_layer_chars,
+        min_printable_share=pdf.min_printable_share,
+        min_image_area=pdf.min_image_area,
+        max_layer_coverage=pdf.max_layer_coverage,
+        max_known_share=pdf.max_known_share,
     )
 
 
 # Keys of the ocr section that change how fast OCR runs, not what it produces: left out of the
 # ingest fingerprint, so that tuning them does not re-ingest and re-embed a corpus.
-RUNTIME_KEYS = ("threads", "batch_size", "rec_batch")  # rec_batch: padding, like threads' reduction order, moves a
+RUNTIME_KEYS = (
+    "threads",
+    "batch_size",
+    "rec_batch",
+)  # rec_batch: padding, like threads' reduction order, moves a
 # character at most (bench/ocr_settings.py: the same word recall at 1, 2, 3 and 6)
 
 
@@ -120,7 +140,11 @@ def apply_ocr(
     for row in pages:
         wanted = {"image": plan.images, "video": plan.keyframes}.get(kind)
         if kind == "pdf":
-            usable = layer_usable(row["text"] or "", min_chars=plan.min_layer_chars, min_printable_share=plan.min_printable_share)
+            usable = layer_usable(
+                row["text"] or "",
+                min_chars=plan.min_layer_chars,
+                min_printable_share=plan.min_printable_share,
+            )
             if not usable and plan.pdf_pages:
                 whole[row["item_id"]] = row
             elif usable and plan.pdf_images:
@@ -129,8 +153,10 @@ def apply_ocr(
             whole[row["item_id"]] = row
     regions = (
         raster_regions(
-            source_path, [PageGeometry(r["page"], r["width"], r["height"]) for r in layered],
-            min_image_area=plan.min_image_area, max_layer_coverage=plan.max_layer_coverage,
+            source_path,
+            [PageGeometry(r["page"], r["width"], r["height"]) for r in layered],
+            min_image_area=plan.min_image_area,
+            max_layer_coverage=plan.max_layer_coverage,
         )
         if layered
         else {}
@@ -142,7 +168,12 @@ def apply_ocr(
         if boxes:
             region_rows[row["item_id"]] = (row, boxes)
             tasks += [
-                OcrTask(f"{row['item_id']}@{n}", storage_root / row["image_path"], region=b, size=(row["width"], row["height"]))
+                OcrTask(
+                    f"{row['item_id']}@{n}",
+                    storage_root / row["image_path"],
+                    region=b,
+                    size=(row["width"], row["height"]),
+                )
                 for n, b in enumerate(boxes)
             ]
     if not tasks:
@@ -170,7 +201,9 @@ def apply_ocr(
         for o in got:
             if o.result is None:
                 out.reasons.append(f"OCR of an image on {_what(kind, row)} failed: {o.error}")
-        merged = _merge_regions([o for o in got if o.result is not None], row["width"], row["height"], min_conf)
+        merged = _merge_regions(
+            [o for o in got if o.result is not None], row["width"], row["height"], min_conf
+        )
         if merged is None:
             continue
         novel = novel_lines(merged, row["text"], max_known_share=plan.max_known_share)
@@ -190,15 +223,23 @@ def _merge_regions(got: list[OcrOutcome], width: int, height: int, min_conf: flo
     return OcrResult(width, height, tuple(lines))
 
 
-def _ocr_row(doc_id: str, item_id: str, res: OcrResult, regions: list[list[int]] | None, key: str) -> dict[str, Any]:
+def _ocr_row(
+    doc_id: str, item_id: str, res: OcrResult, regions: list[list[int]] | None, key: str
+) -> dict[str, Any]:
     import json
 
     scores = [ln.score for ln in res.lines]
     d = res.to_dict()
     return {
-        "item_id": item_id, "doc_id": doc_id, "width": res.width, "height": res.height,
+        "item_id": item_id,
+        "doc_id": doc_id,
+        "width": res.width,
+        "height": res.height,
         "regions": json.dumps(regions) if regions is not None else None,
-        "n_lines": len(res.lines), "n_words": sum(len(ln.words) for ln in res.lines),
+        "n_lines": len(res.lines),
+        "n_words": sum(len(ln.words) for ln in res.lines),
         "mean_score": sum(scores) / len(scores) if scores else None,
-        "text": res.text, "lines": json.dumps(d["lines"], ensure_ascii=False, separators=(",", ":")), "engine_key": key,
+        "text": res.text,
+        "lines": json.dumps(d["lines"], ensure_ascii=False, separators=(",", ":")),
+        "engine_key": key,
     }

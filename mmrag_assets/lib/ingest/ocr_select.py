@@ -84,7 +84,12 @@ def raster_regions(
                 continue
             sx, sy = g.width / page.rect.width, g.height / page.rect.height
             out[g.page] = [
-                (int(r.x0 * sx), int(r.y0 * sy), min(g.width, int(r.x1 * sx + 0.999)), min(g.height, int(r.y1 * sy + 0.999)))
+                (
+                    int(r.x0 * sx),
+                    int(r.y0 * sy),
+                    min(g.width, int(r.x1 * sx + 0.999)),
+                    min(g.height, int(r.y1 * sy + 0.999)),
+                )
                 for r in regions
             ]
     return out

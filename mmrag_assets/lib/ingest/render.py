@@ -223,7 +223,9 @@ def render_pdf(
     import pymupdf
 
     ext = image_ext(image_format)
-    text_flags = pymupdf.TEXTFLAGS_TEXT if ligatures else pymupdf.TEXTFLAGS_TEXT & ~pymupdf.TEXT_PRESERVE_LIGATURES
+    text_flags = (
+        pymupdf.TEXTFLAGS_TEXT if ligatures else pymupdf.TEXTFLAGS_TEXT & ~pymupdf.TEXT_PRESERVE_LIGATURES
+    )
     doc = _open_pdf(src)
     out_dir.mkdir(parents=True, exist_ok=True)
     total = doc.page_count

@@ -81,7 +81,8 @@ def sniff_bytes(head: bytes, ext: str, container: Container | None = None) -> Sn
         what = "plain text" if text else "unrecognised binary data"
         if by_ext:
             return Sniffed(
-                "unsupported", "text" if what == "plain text" else "unknown",
+                "unsupported",
+                "text" if what == "plain text" else "unknown",
                 f"extension .{ext} says {by_ext} but the content is {what}",
             )
         return Sniffed("unsupported", "unknown", f"unsupported file type (.{ext or 'no extension'}, {what})")
@@ -106,10 +107,14 @@ def _office_container(detail: str, ext: str, c: Container | None) -> Sniffed:
     if c is None:  # head only (no file to look into): trust the extension within its family
         fmt = OFFICE_FORMATS.get(ext) or (ext if ext == "epub" else None)
         if fmt is None:
-            return Sniffed("unsupported", detail, f"unsupported file type (.{ext or 'no extension'}, {detail} container)")
+            return Sniffed(
+                "unsupported", detail, f"unsupported file type (.{ext or 'no extension'}, {detail} container)"
+            )
         return Sniffed("office" if fmt != "epub" else "text", fmt)
     if c.error:
-        return Sniffed("unsupported", detail, f"damaged or truncated {c.what} (.{ext or 'no extension'}): {c.error}")
+        return Sniffed(
+            "unsupported", detail, f"damaged or truncated {c.what} (.{ext or 'no extension'}): {c.error}"
+        )
     if c.format is None:
         if EXTENSIONS.get(ext) in ("office", "text"):
             return _mismatch(ext, c.what)
@@ -145,17 +150,40 @@ def _text_detail(head: bytes, ext: str) -> Sniffed:
 
 
 _DETAIL_NAMES = {
-    "pdf": "PDF", "png": "PNG image", "jpeg": "JPEG image", "gif": "GIF image", "webp": "WebP image",
-    "tiff": "TIFF image", "bmp": "BMP image", "wav": "WAV audio", "flac": "FLAC audio", "mp3": "MP3 audio",
-    "m4a": "M4A audio", "ogg": "Ogg media", "mp4": "MP4 video", "matroska": "Matroska video", "avi": "AVI video",
+    "pdf": "PDF",
+    "png": "PNG image",
+    "jpeg": "JPEG image",
+    "gif": "GIF image",
+    "webp": "WebP image",
+    "tiff": "TIFF image",
+    "bmp": "BMP image",
+    "wav": "WAV audio",
+    "flac": "FLAC audio",
+    "mp3": "MP3 audio",
+    "m4a": "M4A audio",
+    "ogg": "Ogg media",
+    "mp4": "MP4 video",
+    "matroska": "Matroska video",
+    "avi": "AVI video",
 }
 
 
 _KIND_OF_DETAIL: dict[str, Kind] = {
     "pdf": "pdf",
-    "png": "image", "jpeg": "image", "gif": "image", "webp": "image", "tiff": "image", "bmp": "image",
-    "wav": "audio", "flac": "audio", "mp3": "audio", "m4a": "audio", "ogg": "audio",
-    "mp4": "video", "matroska": "video", "avi": "video",
+    "png": "image",
+    "jpeg": "image",
+    "gif": "image",
+    "webp": "image",
+    "tiff": "image",
+    "bmp": "image",
+    "wav": "audio",
+    "flac": "audio",
+    "mp3": "audio",
+    "m4a": "audio",
+    "ogg": "audio",
+    "mp4": "video",
+    "matroska": "video",
+    "avi": "video",
 }
 
 
@@ -184,7 +212,9 @@ def _magic(h: bytes, ext: str) -> str | None:
         return "flac"
     if h.startswith(b"OggS"):
         return "ogg"
-    if h.startswith(b"ID3") or (len(h) > 1 and h[0] == 0xFF and h[1] & 0xE0 == 0xE0 and ext in ("mp3", "aac")):
+    if h.startswith(b"ID3") or (
+        len(h) > 1 and h[0] == 0xFF and h[1] & 0xE0 == 0xE0 and ext in ("mp3", "aac")
+    ):
         return "mp3"
     if h[4:8] == b"ftyp":
         return "m4a" if h[8:12] in _AUDIO_FTYP else "mp4"
@@ -230,7 +260,8 @@ def _printable_share(text: str) -> float:
 
 
 _HTML_START = re.compile(
-    rb"^\s*(<\?xml[^>]*>\s*)?(<!--.*?-->\s*)*<(!doctype\s+html|html[\s>]|head[\s>]|body[\s>])", re.IGNORECASE | re.DOTALL
+    rb"^\s*(<\?xml[^>]*>\s*)?(<!--.*?-->\s*)*<(!doctype\s+html|html[\s>]|head[\s>]|body[\s>])",
+    re.IGNORECASE | re.DOTALL,
 )
 
 

@@ -12,11 +12,22 @@ from pathlib import Path
 
 # what each format is called in a reason
 FORMAT_NAMES: dict[str, str] = {
-    "docx": "a Word document", "pptx": "a PowerPoint deck", "xlsx": "an Excel workbook",
-    "odt": "an OpenDocument text", "odp": "an OpenDocument presentation", "ods": "an OpenDocument spreadsheet",
-    "doc": "a Word 97-2003 document", "xls": "an Excel 97-2003 workbook", "ppt": "a PowerPoint 97-2003 deck",
-    "rtf": "an RTF document", "html": "HTML", "md": "Markdown", "txt": "plain text", "rst": "reStructuredText",
-    "epub": "an EPUB book", "encrypted": "an encrypted Office file",
+    "docx": "a Word document",
+    "pptx": "a PowerPoint deck",
+    "xlsx": "an Excel workbook",
+    "odt": "an OpenDocument text",
+    "odp": "an OpenDocument presentation",
+    "ods": "an OpenDocument spreadsheet",
+    "doc": "a Word 97-2003 document",
+    "xls": "an Excel 97-2003 workbook",
+    "ppt": "a PowerPoint 97-2003 deck",
+    "rtf": "an RTF document",
+    "html": "HTML",
+    "md": "Markdown",
+    "txt": "plain text",
+    "rst": "reStructuredText",
+    "epub": "an EPUB book",
+    "encrypted": "an encrypted Office file",
 }
 
 
@@ -42,7 +53,10 @@ _ODF_MIMETYPES = {
 _OOXML_DIRS = (("word/", "docx"), ("ppt/", "pptx"), ("xl/", "xlsx"))
 # OLE2 streams that name a legacy Office format (an encrypted OOXML package is an OLE2 file too)
 _OLE_STREAMS = (
-    ("encryptedpackage", "encrypted"), ("worddocument", "doc"), ("workbook", "xls"), ("book", "xls"),
+    ("encryptedpackage", "encrypted"),
+    ("worddocument", "doc"),
+    ("workbook", "xls"),
+    ("book", "xls"),
     ("powerpoint document", "ppt"),
 )
 

@@ -80,7 +80,9 @@ def save_baseline(
                 reason,
             ],
         )
-        bulk_insert(con, "drift_baseline_items", ["baseline_id", "item_id"], [[baseline_id, i] for i in item_ids])
+        bulk_insert(
+            con, "drift_baseline_items", ["baseline_id", "item_id"], [[baseline_id, i] for i in item_ids]
+        )
         con.execute(
             "INSERT INTO baseline_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [

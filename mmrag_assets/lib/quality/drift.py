@@ -88,7 +88,8 @@ class DriftThresholds:
                 if cur is None and not {"warn", "error"} <= set(spec):
                     raise ConfigError(f"drift threshold {key} needs both warn and error")
                 kwargs[key] = Level(
-                    float(spec.get("warn", cur.warn if cur else 0)), float(spec.get("error", cur.error if cur else 0))
+                    float(spec.get("warn", cur.warn if cur else 0)),
+                    float(spec.get("error", cur.error if cur else 0)),
                 )
                 if kwargs[key].warn > kwargs[key].error:
                     raise ConfigError(
@@ -367,7 +368,9 @@ def drift_plot(baseline_sample: ItemSample, batch: ItemSample, report: DriftRepo
     base = baseline_sample.pooled.astype(np.float64)
     if len(base) >= 2 and base.shape[1] >= 2:
         center = base.mean(axis=0)
-        with _blas_threads(1):  # (n, d) of a few hundred rows: 2 BLAS threads on busy cores took 0.6-1.8 s, 1 thread 0.05 s
+        with _blas_threads(
+            1
+        ):  # (n, d) of a few hundred rows: 2 BLAS threads on busy cores took 0.6-1.8 s, 1 thread 0.05 s
             axes = np.linalg.svd(base - center, full_matrices=False)[2][:2].T  # (d, 2) top principal axes
         pb = (base - center) @ axes
         ax_pca.scatter(pb[:, 0], pb[:, 1], s=6, alpha=0.5, label=f"baseline ({len(base)})")

@@ -23,7 +23,11 @@ if TYPE_CHECKING:
     from data_contracts.runner import ContractResult
     from mmrag_assets.config import MmragConfig
 
-CATALOG_CHECKS = {"documents": "documents_contract", "pages": "pages_contract", "segments": "segments_contract"}
+CATALOG_CHECKS = {
+    "documents": "documents_contract",
+    "pages": "pages_contract",
+    "segments": "segments_contract",
+}
 EMBEDDINGS_CHECK = "embeddings_contract"
 
 

@@ -132,9 +132,7 @@ def exact_maxsim_all(
     for s in range(0, store.n_items, chunk_items):
         e = min(s + chunk_items, store.n_items)
         off = store.offsets[s : e + 1]
-        out[s:e] = maxsim_ragged(
-            list(qs), store.flat[off[0] : off[-1]], off - off[0], device=device
-        )
+        out[s:e] = maxsim_ragged(list(qs), store.flat[off[0] : off[-1]], off - off[0], device=device)
     return out
 
 

@@ -114,10 +114,14 @@ class LateInteraction:
     calibrated per modality (z-scores of the index's calibration); a candidate whose calibrated
     score is below its modality's threshold leaves the MaxSim ranking (``below``)."""
 
-    raw: dict[int, float] = field(default_factory=dict)  # position -> MaxSim / query tokens (idf-weighted mean)
+    raw: dict[int, float] = field(
+        default_factory=dict
+    )  # position -> MaxSim / query tokens (idf-weighted mean)
     calibrated: dict[int, float] = field(default_factory=dict)  # position -> z-score against its modality
     below: set[int] = field(default_factory=set)
-    order: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # the MaxSim ranking, best first
+    order: np.ndarray = field(
+        default_factory=lambda: np.empty(0, dtype=np.int64)
+    )  # the MaxSim ranking, best first
     scores: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.float32))  # its calibrated scores
 
     @classmethod
@@ -155,11 +159,17 @@ class LateInteraction:
                 out.below.add(i)
         ids = view.items["item_id"]
         if reranker == "maxsim":  # calibrated MaxSim (per-modality z-scores), ties by id
-            late = sorted((i for i in out.calibrated if i not in out.below), key=lambda i: (-out.calibrated[i], ids[i]))
+            late = sorted(
+                (i for i in out.calibrated if i not in out.below), key=lambda i: (-out.calibrated[i], ids[i])
+            )
             late_scores = [out.calibrated[i] for i in late]
         else:  # reranker=none: the first stage's order (its candidates' order already holds BM25's)
             fs_idx = first_stage.positions.tolist()
-            fs_sc = (-np.arange(len(fs_idx))).tolist() if first_stage.scores is None else first_stage.scores.tolist()
+            fs_sc = (
+                (-np.arange(len(fs_idx))).tolist()
+                if first_stage.scores is None
+                else first_stage.scores.tolist()
+            )
             by_pos = dict(zip(fs_idx, fs_sc, strict=True))
             late = [i for i in fs_idx if i in out.calibrated]
             late_scores = [by_pos[i] for i in late]

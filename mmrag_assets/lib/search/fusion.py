@@ -58,7 +58,9 @@ class Fused:
 
     scores: dict[int, float]
     weights: dict[str, float] = field(default_factory=dict)  # the per-channel weights it used (reported)
-    why: dict[int, dict[str, float]] = field(default_factory=dict)  # position -> each part's share of its score
+    why: dict[int, dict[str, float]] = field(
+        default_factory=dict
+    )  # position -> each part's share of its score
     extra: dict[str, Any] = field(default_factory=dict)  # what a response reports about the fusion
 
 
@@ -156,7 +158,9 @@ def candidates(rankings: Mapping[str, Hits], rrf_k: int, n: int) -> Hits:
         return next(iter(rankings.values()))
     fused = weighted_rrf({c: h.positions for c, h in rankings.items()}, dict.fromkeys(rankings, 1.0), rrf_k)
     order = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
-    return Hits(np.array([i for i, _ in order], dtype=np.int64), np.array([v for _, v in order], dtype=np.float32))
+    return Hits(
+        np.array([i for i, _ in order], dtype=np.int64), np.array([v for _, v in order], dtype=np.float32)
+    )
 
 
 def convex(
@@ -195,7 +199,11 @@ def convex(
 
 
 def coverage_weights(
-    weights: Mapping[str, float], semantic: Mapping[str, float], coverage: float | None, low: float, high: float
+    weights: Mapping[str, float],
+    semantic: Mapping[str, float],
+    coverage: float | None,
+    low: float,
+    high: float,
 ) -> dict[str, float]:
     """The final fusion's weights for one query, from how much of it the best candidate holds.
 

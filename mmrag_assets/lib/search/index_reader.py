@@ -90,7 +90,9 @@ class IndexView:
         self.vectors = self._source(m)  # what the reranker reads
         self.rescore = int(m.get("rescore", 0))  # compressed rerank vectors: exact scores for the top
         self.exact_vectors = (
-            TableVectors(self.dataset, self.table_version, self.rowaddr, max_norm=float(m.get("max_norm", 1.0)))
+            TableVectors(
+                self.dataset, self.table_version, self.rowaddr, max_norm=float(m.get("max_norm", 1.0))
+            )
             if self.rescore
             else self.vectors
         )
@@ -125,9 +127,13 @@ class IndexView:
                 page = np.array([np.nan if _missing(x) else float(x) for x in self.items["page"]])
                 start = np.array([np.nan if _missing(x) else float(x) for x in self.items["start_s"]])
                 when = np.where(np.isnan(start), page, start)  # time for recordings, else the page number
-                kind = (self.modality == "segment").astype(np.int64)  # windows next to windows, frames to frames
+                kind = (self.modality == "segment").astype(
+                    np.int64
+                )  # windows next to windows, frames to frames
                 order = np.lexsort((when, kind, self.doc_id))
-                same = (self.doc_id[order][1:] == self.doc_id[order][:-1]) & (kind[order][1:] == kind[order][:-1])
+                same = (self.doc_id[order][1:] == self.doc_id[order][:-1]) & (
+                    kind[order][1:] == kind[order][:-1]
+                )
                 same &= self.alive[order][1:] & self.alive[order][:-1]
                 nb[order[1:][same], 0] = order[:-1][same]
                 nb[order[:-1][same], 1] = order[1:][same]
@@ -226,11 +232,15 @@ class IndexView:
         # BM25 ties (short texts sharing their words) broken by item id, not by row order: a table
         # whose rows were rewritten (a repair, a compaction) ranks exactly as before
         rows = sorted(rows, key=lambda r: (-float(r["_score"]), r["item_id"]))
-        hits = [(self.index_of[r["item_id"]], float(r["_score"])) for r in rows if r["item_id"] in self.index_of]
+        hits = [
+            (self.index_of[r["item_id"]], float(r["_score"])) for r in rows if r["item_id"] in self.index_of
+        ]
         if mask is not None:
             hits = [h for h in hits if mask[h[0]]]
         hits = hits[:n]
-        return np.array([i for i, _ in hits], dtype=np.int64), np.array([v for _, v in hits], dtype=np.float32)
+        return np.array([i for i, _ in hits], dtype=np.int64), np.array(
+            [v for _, v in hits], dtype=np.float32
+        )
 
     def calibrate(self, raw: float, modality: str) -> float:
         c = self.calibration.get(modality)
@@ -259,7 +269,6 @@ class IndexView:
             raise NotFound(f"item {item_id!r} points outside the storage root")
         return p
 
-
     def media_path(self, item_id: str, corpus_root: Path) -> Path:
         if item_id not in self.index_of:
             raise NotFound(f"unknown item id {item_id!r}")
@@ -280,7 +289,9 @@ def _open_dataset(db: Any, name: str, version: int) -> Any:
     import lance
 
     root = str(db) if isinstance(db, (str, Path)) else str(db.uri)
-    opts = getattr(db, "storage_options", None) or None  # an object-store root (lib/store/storage.RemoteTables)
+    opts = (
+        getattr(db, "storage_options", None) or None
+    )  # an object-store root (lib/store/storage.RemoteTables)
     return lance.dataset(f"{root.rstrip('/')}/{name}.lance", version=version, storage_options=opts)
 
 
@@ -313,7 +324,9 @@ class IndexReader:
                 f"index {loc.version_key} has no published version under {loc.storage_root}: run `mmrag index` with the same overrides"
             )
         self._view = IndexView(loc, v, db, embedder, self._cache)
-        self.previous: IndexView | None = None  # the version the live one replaced, for links of results served from it
+        self.previous: IndexView | None = (
+            None  # the version the live one replaced, for links of results served from it
+        )
         self.refresh_error: str | None = None
         self.store: Any = None  # lib/store/storage.Storage of an object-store root: follow its CURRENT
         self.refresh_s = 0.0
@@ -390,7 +403,10 @@ class IndexReader:
         with self._lock:
             if v != self._view.version:
                 try:
-                    self.previous, self._view = self._view, IndexView(self.loc, v, self.db, self.embedder, self._cache)
+                    self.previous, self._view = (
+                        self._view,
+                        IndexView(self.loc, v, self.db, self.embedder, self._cache),
+                    )
                     live = {s.id for s in self._view.segments} | {s.id for s in self.previous.segments}
                     for k in [k for k in self._cache if k not in live]:  # segments of older versions
                         del self._cache[k]

@@ -39,7 +39,26 @@ if TYPE_CHECKING:
 
 FORMAT = "mmrag-fusion/1"
 WHY_TERMS = 8  # the largest contributions a result reports
-_QUESTION_WORDS = frozenset(["how", "why", "what", "when", "where", "which", "who", "whom", "whose", "can", "could", "does", "do", "is", "are", "should"])
+_QUESTION_WORDS = frozenset(
+    [
+        "how",
+        "why",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "can",
+        "could",
+        "does",
+        "do",
+        "is",
+        "are",
+        "should",
+    ]
+)
 
 
 def _first(pos: np.ndarray, scores: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -80,7 +99,9 @@ def _inv_ranks(ranks: np.ndarray) -> np.ndarray:
     return np.where(listed, 1.0 / np.log2(1.0 + np.where(listed, ranks, 1.0)), 0.0)
 
 
-def candidate_features(ev: Evidence, weights: Mapping[str, float] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def candidate_features(
+    ev: Evidence, weights: Mapping[str, float] | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``(positions (n,), X (n, len(FEATURES)), FEATURES)`` for every candidate any list of ``ev``
     holds, in first-listing order. ``weights``: the score fusion's per-channel weights for this query
     (``ScoreFusion.weights_for``), which the ``fuse_*`` features carry (default: 1 each)."""
@@ -103,7 +124,9 @@ def candidate_features(ev: Evidence, weights: Mapping[str, float] | None = None)
     dscores = np.asarray(lists["dense"][1], dtype=np.float64) if "dense" in lists else np.zeros(0)
     d_raw = score_of["dense"] if "dense" in lists else np.full(n, math.nan)
     dmax = float(dscores.max()) if len(dscores) else 0.0
-    d_floor = float(dscores.min()) - dmax - 0.05 if len(dscores) else -0.3  # an item the dense channel did not list: below its last
+    d_floor = (
+        float(dscores.min()) - dmax - 0.05 if len(dscores) else -0.3
+    )  # an item the dense channel did not list: below its last
     d_gap = np.where(np.isnan(d_raw), d_floor, d_raw - dmax)
     raw = _by_position(late.raw, cand)
     cov = ev.coverage if ev.coverage is not None else float(raw.max())
@@ -117,7 +140,9 @@ def candidate_features(ev: Evidence, weights: Mapping[str, float] | None = None)
     at = cand.tolist()
     rec = np.array([not _missing(view.items["start_s"][i]) for i in at], dtype=np.float64)
     n_tok = view.items.get("n_tokens")
-    length = np.array([0.0 if n_tok is None or _missing(n_tok[i]) else math.log1p(float(n_tok[i])) for i in at])
+    length = np.array(
+        [0.0 if n_tok is None or _missing(n_tok[i]) else math.log1p(float(n_tok[i])) for i in at]
+    )
     b = bm25 / bmax if bmax > 0 else np.zeros(n)
     nb_b, nb_d = np.zeros(n), np.full(n, d_floor)
     nb = getattr(view, "neighbours", None)
@@ -228,13 +253,17 @@ class FusionModel:
         feats = list(d["features"])
         unknown = [f for f in feats if f not in FEATURES]
         if unknown:
-            raise ConfigError(f"{where}: unknown features {unknown}; retrain it with `mmrag eval --calibrate`")
+            raise ConfigError(
+                f"{where}: unknown features {unknown}; retrain it with `mmrag eval --calibrate`"
+            )
         arrs = [np.asarray(d[k], dtype=np.float64) for k in ("mean", "scale", "coef")]
         if any(a.shape != (len(feats),) for a in arrs) or not all(np.isfinite(a).all() for a in arrs):
             raise ConfigError(f"{where}: mean/scale/coef must be {len(feats)} finite numbers each")
         if (arrs[1] <= 0).any():
             raise ConfigError(f"{where}: every scale must be > 0")
-        return cls(feats, *arrs, float(d["intercept"]), dict(d.get("tier") or {}), dict(d.get("trained") or {}))
+        return cls(
+            feats, *arrs, float(d["intercept"]), dict(d.get("tier") or {}), dict(d.get("trained") or {})
+        )
 
     def save(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -307,7 +336,9 @@ class LearnedFusion(Fusion):
         have = getattr(getattr(view, "codebook", None), "kind", None)
         mismatch = arch is not None and view is not None and ((arch == "lite") != (have == "vocab"))
         if mismatch:
-            return _Fallback(s, f"fusion model {s.fusion_model} was trained on the {arch} tier: score fusion used")
+            return _Fallback(
+                s, f"fusion model {s.fusion_model} was trained on the {arch} tier: score fusion used"
+            )
         return cls(model, ScoreFusion(s))
 
     def fuse(self, ev: Evidence) -> Fused:
@@ -341,4 +372,13 @@ class _Fallback(ScoreFusion):
         return out
 
 
-__all__ = ["FEATURES", "MODEL_FEATURES", "FusionModel", "LearnedFusion", "candidate_features", "check_writable", "load_model", "model_path"]
+__all__ = [
+    "FEATURES",
+    "MODEL_FEATURES",
+    "FusionModel",
+    "LearnedFusion",
+    "candidate_features",
+    "check_writable",
+    "load_model",
+    "model_path",
+]

@@ -20,7 +20,6 @@ from mmrag_assets.errors import MmragError
 from mmrag_assets.lib.scoring.maxsim import Device, _device, as_query, maxsim_ragged, topk
 
 if TYPE_CHECKING:
-
     from mmrag_assets.lib.index.vectors import VectorSource
 
 # Bound on |float16 similarity - float32 similarity| for unit vectors, float32 accumulation:

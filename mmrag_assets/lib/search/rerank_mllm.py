@@ -60,7 +60,9 @@ def load(path: str, base_path: str | None, device: str, dtype: str) -> tuple[Any
             return _LOADED[key]
         p = Path(path).expanduser()
         if not p.is_dir():
-            raise ModelUnavailable(f"rerank.path={path} does not exist: point it at the local reranker (adapter or model)")
+            raise ModelUnavailable(
+                f"rerank.path={path} does not exist: point it at the local reranker (adapter or model)"
+            )
         kw: dict[str, Any] = {"local_files_only": True, "dtype": getattr(torch, dtype)}
         adapter = p / "adapter_config.json"
         try:
@@ -130,7 +132,9 @@ class MllmReranker:
             chunk = candidates[start : min(n, start + self.cfg.batch_size)]
             inputs = self._batch(query, chunk).to(self.model.device)
             with torch.inference_mode():
-                logits = self.model(**inputs).logits[:, -1, :]  # (batch, vocab): the next token after the prompt
+                logits = self.model(**inputs).logits[
+                    :, -1, :
+                ]  # (batch, vocab): the next token after the prompt
             pair = torch.stack([logits[:, self.yes_id], logits[:, self.no_id]], dim=-1).float()  # (batch, 2)
             probs = torch.softmax(pair, dim=-1)[:, 0].cpu().tolist()
             out[start : start + len(chunk)] = probs
@@ -139,20 +143,32 @@ class MllmReranker:
         return out, {"scored": scored, "skipped": n - scored, "batches": batches,
                      "ms": round((time.perf_counter() - t0) * 1000, 2)}  # fmt: skip
 
-    def rerank_results(self, query: str, results: Sequence[Any], view: Any, storage_root: Path) -> tuple[list[Any], dict[str, float], dict[str, Any]]:
+    def rerank_results(
+        self, query: str, results: Sequence[Any], view: Any, storage_root: Path
+    ) -> tuple[list[Any], dict[str, float], dict[str, Any]]:
         """Search results reordered (see the module docstring), ``{item_id: P(yes)}`` and the info."""
         from mmrag_assets.lib.search.results import item_texts
 
         top = list(results)[: self.cfg.candidates]
         positions = [view.index_of.get(r.item_id) for r in top]
-        texts = dict(zip([p for p in positions if p is not None], item_texts(view, [p for p in positions if p is not None]), strict=True))
+        texts = dict(
+            zip(
+                [p for p in positions if p is not None],
+                item_texts(view, [p for p in positions if p is not None]),
+                strict=True,
+            )
+        )
         cands = []
         for r, pos in zip(top, positions, strict=True):
             img = (Path(storage_root) / r.image_path).resolve() if r.image_path else None
             cands.append(Candidate(image=img if img is not None and img.is_file() else None,
                                    text=texts.get(pos, r.snippet) if pos is not None else r.snippet))  # fmt: skip
         probs, info = self.score(query, cands)
-        return fuse(list(results), probs, self.cfg.weight), {r.item_id: p for r, p in zip(top, probs, strict=False) if p is not None}, info
+        return (
+            fuse(list(results), probs, self.cfg.weight),
+            {r.item_id: p for r, p in zip(top, probs, strict=False) if p is not None},
+            info,
+        )
 
 
 def fuse(results: list[Any], probs: Sequence[float | None], weight: float) -> list[Any]:

@@ -37,7 +37,10 @@ class SearchResult:
     def public(self) -> dict[str, Any]:
         """The result's fields as the catalog's ``search_results`` rows hold them."""
         d = asdict(self)
-        return {k: d[k] for k in ("rank", "score", "modality", "source", "page", "start_s", "end_s", "snippet", "item_id")}
+        return {
+            k: d[k]
+            for k in ("rank", "score", "modality", "source", "page", "start_s", "end_s", "snippet", "item_id")
+        }
 
 
 @dataclass
@@ -51,7 +54,9 @@ class SearchResponse:
     reranker: str = ""
     candidates: int = 0
     index: dict[str, Any] = field(default_factory=dict)
-    fusion: dict[str, Any] = field(default_factory=dict)  # {"method", "coverage", "weights"}: the final fusion's inputs
+    fusion: dict[str, Any] = field(
+        default_factory=dict
+    )  # {"method", "coverage", "weights"}: the final fusion's inputs
 
     def to_json(self) -> dict[str, Any]:
         return {

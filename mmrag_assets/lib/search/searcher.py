@@ -171,7 +171,9 @@ class Searcher:
         if len(vec) == 0:
             raise QueryError("query has no tokens the model can embed")
         if s.idf and view.idf is not None:  # rare tokens count more than "the" (term_weights.py)
-            vec = weight_query(vec, self.embedder.token_ids([query], self.embedder.query_max_tokens)[0], view.idf)
+            vec = weight_query(
+                vec, self.embedder.token_ids([query], self.embedder.query_max_tokens)[0], view.idf
+            )
         q.vectors = vec
 
         # candidate channels, each a ranking of item positions
@@ -202,9 +204,13 @@ class Searcher:
             if name in hits:
                 h = hits[name]
                 keep = np.array([i in late.calibrated for i in h.positions.tolist()], dtype=bool)
-                lists[name] = (h.positions[keep], h.scores[keep]) if len(h.positions) else (h.positions, h.scores)
+                lists[name] = (
+                    (h.positions[keep], h.scores[keep]) if len(h.positions) else (h.positions, h.scores)
+                )
         # how much of the query the best candidate holds (static token vectors: 1.0 = every word)
-        coverage = max(late.raw.values()) if late_name == "maxsim" and view.idf is not None and late.raw else None
+        coverage = (
+            max(late.raw.values()) if late_name == "maxsim" and view.idf is not None and late.raw else None
+        )
         ev = Evidence(q, late, lists, {n: fusion.ranks(h.positions) for n, h in hits.items()}, coverage)
         t = time.perf_counter()
         fused = self.fusion(view).fuse(ev)
@@ -326,7 +332,12 @@ def _pool() -> ThreadPoolExecutor:
     global _POOL
     with _POOL_LOCK:
         if _POOL is None or _POOL[0] != os.getpid():
-            _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=max(2, min(8, os.cpu_count() or 2)), thread_name_prefix="mmrag-dense"))
+            _POOL = (
+                os.getpid(),
+                ThreadPoolExecutor(
+                    max_workers=max(2, min(8, os.cpu_count() or 2)), thread_name_prefix="mmrag-dense"
+                ),
+            )
         return _POOL[1]
 
 

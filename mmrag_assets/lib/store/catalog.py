@@ -329,21 +329,33 @@ class Catalog:
             _insert(con, "pages", pages or [])
             _insert(con, "segments", segments or [])
             _insert(con, "page_ocr", ocr or [])
-            _insert(con, "quarantine", [{**q, "doc_id": doc_id} for q in quarantine or []], extra={"quarantined_at": "now()"})
+            _insert(
+                con,
+                "quarantine",
+                [{**q, "doc_id": doc_id} for q in quarantine or []],
+                extra={"quarantined_at": "now()"},
+            )
             con.execute("COMMIT")
 
     def replace_scan_quarantine(self, rows: list[dict[str, Any]]) -> None:
         with self.connect() as con:
             con.execute("BEGIN")
             con.execute("DELETE FROM quarantine WHERE stage = 'scan'")
-            _insert(con, "quarantine", [{**r, "stage": "scan"} for r in rows], extra={"quarantined_at": "now()"})
+            _insert(
+                con, "quarantine", [{**r, "stage": "scan"} for r in rows], extra={"quarantined_at": "now()"}
+            )
             con.execute("COMMIT")
 
     def replace_quarantine(self, doc_id: str, stage: str, rows: list[dict[str, Any]]) -> None:
         with self.connect() as con:
             con.execute("BEGIN")
             con.execute("DELETE FROM quarantine WHERE doc_id = ? AND stage = ?", [doc_id, stage])
-            _insert(con, "quarantine", [{**r, "doc_id": doc_id, "stage": stage} for r in rows], extra={"quarantined_at": "now()"})
+            _insert(
+                con,
+                "quarantine",
+                [{**r, "doc_id": doc_id, "stage": stage} for r in rows],
+                extra={"quarantined_at": "now()"},
+            )
             con.execute("COMMIT")
 
     def replace_search_results(self, rows: list[dict[str, Any]]) -> None:
@@ -369,7 +381,9 @@ class Catalog:
             return 0
         with self.connect() as con:
             con.execute("BEGIN")
-            n = con.execute("SELECT count(*) FROM documents WHERE doc_id IN (SELECT unnest(?))", [list(doc_ids)]).fetchone()[0]
+            n = con.execute(
+                "SELECT count(*) FROM documents WHERE doc_id IN (SELECT unnest(?))", [list(doc_ids)]
+            ).fetchone()[0]
             for t in (*DOC_TABLES, "quarantine", "document_checks"):
                 con.execute(f"DELETE FROM {t} WHERE doc_id IN (SELECT unnest(?))", [list(doc_ids)])
             con.execute("COMMIT")
@@ -398,10 +412,15 @@ class Catalog:
         if not item_ids:
             return {}
         rows = self.query(
-            "SELECT item_id, width, height, lines FROM page_ocr WHERE item_id IN (SELECT unnest(?))", [list(item_ids)]
+            "SELECT item_id, width, height, lines FROM page_ocr WHERE item_id IN (SELECT unnest(?))",
+            [list(item_ids)],
         )
         return {
-            r["item_id"]: {"image_width": r["width"], "image_height": r["height"], "boxes": word_boxes(json.loads(r["lines"]))}
+            r["item_id"]: {
+                "image_width": r["width"],
+                "image_height": r["height"],
+                "boxes": word_boxes(json.loads(r["lines"])),
+            }
             for r in rows
         }
 
@@ -409,7 +428,8 @@ class Catalog:
         if not keys:
             return {}
         rows = self.query(
-            "SELECT cache_key, seconds, result FROM ocr_cache WHERE cache_key IN (SELECT unnest(?))", [list(keys)]
+            "SELECT cache_key, seconds, result FROM ocr_cache WHERE cache_key IN (SELECT unnest(?))",
+            [list(keys)],
         )
         return {r["cache_key"]: r for r in rows}
 
@@ -515,7 +535,12 @@ class Catalog:
         return rows[0] if rows else None
 
 
-def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]], extra: dict[str, str] | None = None) -> None:
+def _insert(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    rows: list[dict[str, Any]],
+    extra: dict[str, str] | None = None,
+) -> None:
     if not rows:
         return
     extra = extra or {}

@@ -64,7 +64,9 @@ class PgConnection:
         from psycopg.types.json import set_json_loads
 
         self._con = psycopg.connect(url, autocommit=True)
-        set_json_loads(lambda s: s if isinstance(s, str) else bytes(s).decode(), context=self._con)  # JSON as text, like DuckDB
+        set_json_loads(
+            lambda s: s if isinstance(s, str) else bytes(s).decode(), context=self._con
+        )  # JSON as text, like DuckDB
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> _Cursor:
         has = params is not None and len(params) > 0

@@ -50,7 +50,9 @@ ITEM_COLUMNS: tuple[Column, ...] = (
     Column("n_tokens", pa.int32()),
     Column("image_path", pa.string(), doc="relative to storage.root"),
     Column("thumb_path", pa.string()),
-    Column("ingest_fp", pa.string(), segment=False, doc="fingerprint of the ingest config that made the item"),
+    Column(
+        "ingest_fp", pa.string(), segment=False, doc="fingerprint of the ingest config that made the item"
+    ),
     Column("item_fp", pa.string(), doc="content fingerprint: a publish re-encodes changed items only"),
 )
 VECTORS_AFTER = "n_tokens"

@@ -195,7 +195,9 @@ class Storage:
         """Every object under ``rel`` (recursively) as {path relative to the root: size}."""
         if not self.remote:
             d = self.local / rel
-            return {p.relative_to(self.local).as_posix(): p.stat().st_size for p in d.rglob("*") if p.is_file()}
+            return {
+                p.relative_to(self.local).as_posix(): p.stat().st_size for p in d.rglob("*") if p.is_file()
+            }
         from pyarrow import fs as pafs
 
         sel = pafs.FileSelector(self._key(rel), allow_not_found=True, recursive=True)
@@ -277,11 +279,15 @@ def pull_index(store: Storage, version_key: str) -> int | None:
         return None
     text = cur.strip()
     if not text.startswith("v") or not text[1:].isdigit():
-        raise StorageError(f"{store.url(base)}/CURRENT is damaged ({text[:20]!r}): run `mmrag index --verify`")
+        raise StorageError(
+            f"{store.url(base)}/CURRENT is damaged ({text[:20]!r}): run `mmrag index --verify`"
+        )
     v = int(text[1:])
     mpath = store.fetch(f"{base}/versions/v{v}.json")
     if not mpath.is_file():
-        raise StorageError(f"{store.url(base)}/CURRENT names v{v}, whose manifest is missing from the object store")
+        raise StorageError(
+            f"{store.url(base)}/CURRENT names v{v}, whose manifest is missing from the object store"
+        )
     manifest = json.loads(mpath.read_text())
     for rel, info in sorted(manifest.get("files", {}).items()):
         store.fetch(f"{base}/{rel}", size=int(info["size"]))
@@ -317,7 +323,9 @@ def push_index(store: Storage, version_key: str) -> int:
     return sent
 
 
-def gc_remote_index(store: Storage, version_key: str, grace_s: float, now: float | None = None) -> dict[str, Any]:
+def gc_remote_index(
+    store: Storage, version_key: str, grace_s: float, now: float | None = None
+) -> dict[str, Any]:
     """Garbage collection of the object store's copy of one index, by the rule of the local folder
     (``manifest.stale_versions``): the manifests of versions past their grace period, then every
     object under the index that no remaining manifest names. Run by the publisher (its pool holds
@@ -366,7 +374,11 @@ def gc_remote_index(store: Storage, version_key: str, grace_s: float, now: float
     for rel in gone:
         if rel not in done and not any(rel.startswith(d + "/") for d in tops):
             store.delete(rel)
-    return {"versions_removed": sorted(stale), "objects_removed": len(gone), "bytes_removed": sum(objects[r] for r in gone)}
+    return {
+        "versions_removed": sorted(stale),
+        "objects_removed": len(gone),
+        "bytes_removed": sum(objects[r] for r in gone),
+    }
 
 
 def remote_version(store: Storage, version_key: str) -> int | None:

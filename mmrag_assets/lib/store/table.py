@@ -127,7 +127,9 @@ def documents_items(catalog, doc_ids: list[str]) -> dict[str, list[dict[str, Any
         [list(docs)],
     ):
         d = docs[p["doc_id"]]
-        out[p["doc_id"]].append({**p, "source": d["source"], "ingest_fp": d["fingerprint"], "start_s": None, "end_s": None})
+        out[p["doc_id"]].append(
+            {**p, "source": d["source"], "ingest_fp": d["fingerprint"], "start_s": None, "end_s": None}
+        )
     for sg in catalog.query(
         "SELECT item_id, doc_id, start_s, end_s, text FROM segments "
         "WHERE doc_id IN (SELECT unnest(?)) ORDER BY doc_id, start_s",
@@ -135,8 +137,15 @@ def documents_items(catalog, doc_ids: list[str]) -> dict[str, list[dict[str, Any
     ):
         d = docs[sg["doc_id"]]
         out[sg["doc_id"]].append(
-            {**sg, "source": d["source"], "ingest_fp": d["fingerprint"], "modality": "segment", "page": None,
-             "image_path": None, "thumb_path": None}
+            {
+                **sg,
+                "source": d["source"],
+                "ingest_fp": d["fingerprint"],
+                "modality": "segment",
+                "page": None,
+                "image_path": None,
+                "thumb_path": None,
+            }
         )
     return out
 
@@ -149,7 +158,10 @@ def table_state(tbl, shards: set[str] | None = None) -> dict[str, dict[str, str]
     t = q.to_arrow()
     out: dict[str, dict[str, str]] = {}
     for d, i, f in zip(
-        t.column("doc_id").to_pylist(), t.column("item_id").to_pylist(), t.column("ingest_fp").to_pylist(), strict=True
+        t.column("doc_id").to_pylist(),
+        t.column("item_id").to_pylist(),
+        t.column("ingest_fp").to_pylist(),
+        strict=True,
     ):
         out.setdefault(d, {})[i] = f
     return out
@@ -157,7 +169,9 @@ def table_state(tbl, shards: set[str] | None = None) -> dict[str, dict[str, str]
 
 def duplicate_rows(tbl):
     """(item_id, _rowaddr) of every row but the newest of each repeated item id (a DataFrame)."""
-    t = tbl.to_lance().to_table(columns=["item_id"], with_row_address=True)  # one string column and the addresses
+    t = tbl.to_lance().to_table(
+        columns=["item_id"], with_row_address=True
+    )  # one string column and the addresses
     df = t.to_pandas().sort_values("_rowaddr")
     return df[df.duplicated("item_id", keep="last")]  # a row address grows with the fragment: keep the newest
 
@@ -180,7 +194,9 @@ def embeddable(item: dict[str, Any], embedder) -> bool:
     return bool((item["text"] or "").strip()) or bool(item["image_path"] and embedder.supports_images)
 
 
-def embed_items(embedder, items: list[dict[str, Any]], storage_root: Path, store: Any = None) -> list[np.ndarray | None]:
+def embed_items(
+    embedder, items: list[dict[str, Any]], storage_root: Path, store: Any = None
+) -> list[np.ndarray | None]:
     """Multi-vectors for items (None where the tier has nothing to embed); token ids (n,) for a
     tier with a vocabulary (lite), which then has no image path. With ``store`` (an object-store
     root), page images another worker rendered are downloaded into the local mirror first."""
@@ -208,7 +224,9 @@ def embed_items(embedder, items: list[dict[str, Any]], storage_root: Path, store
     return vecs
 
 
-def prepare_rows(items: list[dict[str, Any]], vecs: list[np.ndarray | None], sch: pa.Schema, dim: int) -> tuple[pa.Table | None, EmbedOutcome]:
+def prepare_rows(
+    items: list[dict[str, Any]], vecs: list[np.ndarray | None], sch: pa.Schema, dim: int
+) -> tuple[pa.Table | None, EmbedOutcome]:
     """The table rows of ``items`` (None when there are none) and what became of each: items without
     vectors are skipped; NaN/inf or wrong-dim vectors (token ids outside the vocabulary, for a token
     table) become quarantine records instead of rows. Every row gets its ``item_fp``."""
@@ -231,7 +249,9 @@ def prepare_rows(items: list[dict[str, Any]], vecs: list[np.ndarray | None], sch
             ids = v.astype(sch.field("tokens").type.value_type.to_pandas_dtype())
             out.tokens.append(len(ids))
             out.bytes_written += ids.nbytes
-            rows.append({**_meta(it, sch), "n_tokens": len(ids), "tokens": ids, "item_fp": item_fingerprint(it, ids)})
+            rows.append(
+                {**_meta(it, sch), "n_tokens": len(ids), "tokens": ids, "item_fp": item_fingerprint(it, ids)}
+            )
             continue
         if not np.isfinite(v).all():
             bad = int((~np.isfinite(v)).any(axis=1).sum())
@@ -249,7 +269,9 @@ def prepare_rows(items: list[dict[str, Any]], vecs: list[np.ndarray | None], sch
         v16 = v.astype(np.float16)
         out.tokens.append(len(v16))
         out.bytes_written += v16.nbytes
-        rows.append({**_meta(it, sch), "n_tokens": len(v16), "vector": v16, "item_fp": item_fingerprint(it, v16)})
+        rows.append(
+            {**_meta(it, sch), "n_tokens": len(v16), "vector": v16, "item_fp": item_fingerprint(it, v16)}
+        )
     out.written = len(rows)
     return (_to_arrow(rows, sch) if rows else None), out
 
@@ -394,7 +416,12 @@ def table_stats(tbl) -> dict[str, Any]:
         size = _remote_bytes(ds, None) if n else 0
     else:
         size = sum(f.stat().st_size for f in Path(ds.uri).rglob("*.lance") if f.is_file()) if n else 0
-    return {"table": tbl.name, "version": int(tbl.version), "rows": int(n), "bytes_per_item": int(size / n) if n else 0}
+    return {
+        "table": tbl.name,
+        "version": int(tbl.version),
+        "rows": int(n),
+        "bytes_per_item": int(size / n) if n else 0,
+    }
 
 
 INDEXED_COLUMNS = ("text", "modality", "doc_id")

@@ -64,7 +64,9 @@ def repair_catalog(cfg: MmragConfig, out: StoreCheck) -> None:
     for p in cfg.catalog_path.parent.glob(cfg.catalog_path.name + "*"):  # the file and its .wal
         shutil.move(str(p), dest / p.name)
     Catalog(cfg.catalog_path)
-    out.repaired.append(f"moved the damaged catalog to {dest} and started a new one: every document is re-ingested")
+    out.repaired.append(
+        f"moved the damaged catalog to {dest} and started a new one: every document is re-ingested"
+    )
     out.rerun_all = True
 
 
@@ -92,7 +94,9 @@ def _lance_findings(cfg: MmragConfig, version_key: str, *, deep: bool) -> tuple[
     try:
         ds = lance.dataset(str(uri))
     except Exception as e:  # noqa: BLE001 - any failure to open is the finding
-        return [f"LanceDB table {name}: its latest version cannot be opened ({_short(e)}): run `{REPAIR}`"], []
+        return [
+            f"LanceDB table {name}: its latest version cannot be opened ({_short(e)}): run `{REPAIR}`"
+        ], []
     problems, bad = [], []
     for fr in ds.get_fragments():
         for f in fr.metadata.files:
@@ -134,14 +138,20 @@ def repair_lance(cfg: MmragConfig, version_key: str, out: StoreCheck, *, deep: b
         if not manifests:
             break
         dest.mkdir(parents=True, exist_ok=True)
-        newest = manifests[0] if manifests[0].stem.isdigit() and int(manifests[0].stem) > U64 // 2 else manifests[-1]
+        newest = (
+            manifests[0]
+            if manifests[0].stem.isdigit() and int(manifests[0].stem) > U64 // 2
+            else manifests[-1]
+        )
         shutil.move(str(newest), dest / newest.name)
         (versions / "latest_version_hint.json").unlink(missing_ok=True)
         out.repaired.append(f"LanceDB table {uri.stem}: moved the unreadable manifest {newest.name} aside")
     if not _opens(uri):
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(uri), dest.with_suffix(".table"))
-        out.repaired.append(f"LanceDB table {uri.stem}: no readable version left; moved aside, every item is re-embedded")
+        out.repaired.append(
+            f"LanceDB table {uri.stem}: no readable version left; moved aside, every item is re-embedded"
+        )
         return
     _, bad = _lance_findings(cfg, version_key, deep=deep)
     if bad:
@@ -178,7 +188,9 @@ def repair_duplicate_rows(cfg: MmragConfig, version_key: str, out: StoreCheck) -
     ids = lx.repair_duplicates(tbl)
     if ids:
         out.problems.append(f"LanceDB table {tbl.name}: {len(ids)} item ids held more than once")
-        out.repaired.append(f"LanceDB table {tbl.name}: kept the newest row of each of {len(ids)} repeated item ids")
+        out.repaired.append(
+            f"LanceDB table {tbl.name}: kept the newest row of each of {len(ids)} repeated item ids"
+        )
         out.rerun_all = True
 
 
@@ -212,7 +224,10 @@ def repair_pages(cfg: MmragConfig, cat: Any, out: StoreCheck) -> None:
     for d, n in sorted(gone.items()):
         out.problems.append(f"{srcs.get(d, d)}: {n} rendered page file(s) missing under pages/")
     with cat.connect() as con:  # a stale fingerprint: the next ingest step re-renders the document
-        con.execute("UPDATE documents SET fingerprint = 'damaged:pages' WHERE doc_id IN (SELECT unnest(?))", [sorted(gone)])
+        con.execute(
+            "UPDATE documents SET fingerprint = 'damaged:pages' WHERE doc_id IN (SELECT unnest(?))",
+            [sorted(gone)],
+        )
     out.repaired.append(f"{len(gone)} document(s) with missing page images marked for re-rendering")
 
 

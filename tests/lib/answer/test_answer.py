@@ -13,15 +13,28 @@ from mmrag_assets.lib.index.embedding.visual import load_image
 
 
 def src(n: int, text: str, **kw) -> Source:
-    base = {"item_id": f"doc{n}:1", "doc_id": f"doc{n}", "modality": "page", "source": f"d{n}.pdf", "page": 1,
-            "start_s": None, "end_s": None, "score": 1.0 / n, "rank": n, "text": text}
+    base = {
+        "item_id": f"doc{n}:1",
+        "doc_id": f"doc{n}",
+        "modality": "page",
+        "source": f"d{n}.pdf",
+        "page": 1,
+        "start_s": None,
+        "end_s": None,
+        "score": 1.0 / n,
+        "rank": n,
+        "text": text,
+    }
     base.update(kw)
     return Source(n=n, **base)
 
 
 def test_passages_split_sentences_rows_and_mend_hyphens() -> None:
-    s = src(1, "Installation\nFix the bracket with four bolts. Tighten them to 12 Nm.\nE04\nDC insulation fault\n"
-               "The para-\ngraph continues here and ends.")
+    s = src(
+        1,
+        "Installation\nFix the bracket with four bolts. Tighten them to 12 Nm.\nE04\nDC insulation fault\n"
+        "The para-\ngraph continues here and ends.",
+    )
     ps = passages(s, min_words=2, max_words=40)
     texts = [p.text for p in ps]
     assert "Tighten them to 12 Nm." in texts
@@ -34,8 +47,14 @@ def test_passages_split_sentences_rows_and_mend_hyphens() -> None:
 
 
 def test_transcript_passages_get_moments_inside_their_window() -> None:
-    s = src(1, "First we unplug the router. Then we hold the reset button for ten seconds. It blinks.",
-            modality="segment", page=None, start_s=10.0, end_s=26.0)
+    s = src(
+        1,
+        "First we unplug the router. Then we hold the reset button for ten seconds. It blinks.",
+        modality="segment",
+        page=None,
+        start_s=10.0,
+        end_s=26.0,
+    )
     ps = passages(s, min_words=3, max_words=40)
     assert ps[0].start_s == 10.0 and ps[-1].end_s == 26.0
     assert all(10.0 <= p.start_s < p.end_s <= 26.0 for p in ps)
@@ -53,8 +72,11 @@ CFG = section("answer").extractive
 
 def test_extractive_quotes_the_sentence_that_answers() -> None:
     sources = [
-        src(1, "Safety first. Never install the inverter in direct sunlight. Fix the mounting bracket with four M8 "
-               "anchor bolts and tighten them to a torque of 12 Nm. Then hang the inverter."),
+        src(
+            1,
+            "Safety first. Never install the inverter in direct sunlight. Fix the mounting bracket with four M8 "
+            "anchor bolts and tighten them to a torque of 12 Nm. Then hang the inverter.",
+        ),
         src(2, "The quarterly revenue grew by five percent. Costs fell."),
     ]
     per = extractive.score_passages("what torque should the anchor bolts be tightened to", sources, CFG)
@@ -88,9 +110,14 @@ class SentencesOnly(extractive.DenseWindows):
 
 def test_a_paraphrase_is_quoted_from_the_sentence_that_means_it_not_the_one_that_shares_its_words() -> None:
     q = "my picture comes out far too big for a sheet of paper"
-    sources = [src(1, "The picture below shows a graph with three nodes. A sheet of labels is printed in the appendix. "
-                      "The easiest way to control the output size of the drawing is to set the size attribute, which "
-                      "scales the layout down to fit. Colors can be given by name.")]
+    sources = [
+        src(
+            1,
+            "The picture below shows a graph with three nodes. A sheet of labels is printed in the appendix. "
+            "The easiest way to control the output size of the drawing is to set the size attribute, which "
+            "scales the layout down to fit. Colors can be given by name.",
+        )
+    ]
     words = section("answer", "answer.extractive.weights.sentence=0").extractive
     words_only = extractive.select(q, extractive.score_passages(q, sources, words, SentencesOnly(q)), words)
     assert "output size" not in words_only.ranked[0].text  # shares no word with the question
@@ -101,7 +128,10 @@ def test_a_paraphrase_is_quoted_from_the_sentence_that_means_it_not_the_one_that
 
 
 def test_a_quote_takes_in_the_sentence_that_holds_the_rest_of_the_question() -> None:
-    s = src(1, "Error codes are listed below. The code E04 is shown on the display. It means a DC insulation fault.")
+    s = src(
+        1,
+        "Error codes are listed below. The code E04 is shown on the display. It means a DC insulation fault.",
+    )
     cfg = section("answer", "answer.extractive.min_quote_words=0").extractive
     per = extractive.score_passages("E04 display DC insulation fault", [s], cfg)
     ev = extractive.select("E04 display DC insulation fault", per, cfg)
@@ -111,7 +141,9 @@ def test_a_quote_takes_in_the_sentence_that_holds_the_rest_of_the_question() -> 
 def test_citations_are_checked_against_the_retrieved_items() -> None:
     sources = [src(1, "a"), src(2, "b"), src(3, "c")]
     retrieved = {"doc1:1", "doc2:1"}  # doc3 was not retrieved for this question
-    text, cited, dropped = citations.check("Bolts take 12 Nm [1, 9]. Reset it [2][3]. See [Source 2].", sources, retrieved)
+    text, cited, dropped = citations.check(
+        "Bolts take 12 Nm [1, 9]. Reset it [2][3]. See [Source 2].", sources, retrieved
+    )
     assert text == "Bolts take 12 Nm [1]. Reset it [2]. See [2]."
     assert [c.n for c in cited] == [1, 2] and [c.item_id for c in cited] == ["doc1:1", "doc2:1"]
     assert dropped == ["[9]", "[3]"]
@@ -129,7 +161,11 @@ def test_prompt_keeps_the_best_passage_within_the_budget(tmp_path: Path) -> None
     per = extractive.score_passages("tighten torque Nm", [s1, s2], CFG)
     parts = prompt.build("what torque?", [s1, s2], per, context_tokens=200, vision=True)
     text = prompt.as_text(parts)
-    assert "12 Nm" in text and "[1] d1.pdf p.1 (page)" in text and "[2] d2.pdf 3.0-9.0 s (recording transcript)" in text
+    assert (
+        "12 Nm" in text
+        and "[1] d1.pdf p.1 (page)" in text
+        and "[2] d2.pdf 3.0-9.0 s (recording transcript)" in text
+    )
     assert "(3.0 s) We hold the reset button." in text  # transcripts as timed lines
     assert len(text) < 200 * prompt.CHARS_PER_TOKEN + 600
     assert ("image", img) in parts
@@ -153,10 +189,16 @@ def test_answer_config_is_checked_at_compose_time() -> None:
 
 def test_a_name_the_corpus_never_mentions_lowers_the_confidence_and_is_said() -> None:
     corpus = {"scons", "build", "cache"}
-    unknown = extractive.unknown_words("how do I set up the Bazel remote cache like in SCons", corpus.__contains__)
+    unknown = extractive.unknown_words(
+        "how do I set up the Bazel remote cache like in SCons", corpus.__contains__
+    )
     assert unknown == ["bazel"]  # "set", "remote" are common English; "scons" is in the corpus
-    assert extractive.unknown_words("how do I make the picture smaller", lambda w: False) == []  # plain English
-    sources = [src(1, "SCons can cache derived files. Set CacheDir to a shared folder to share the build cache.")]
+    assert (
+        extractive.unknown_words("how do I make the picture smaller", lambda w: False) == []
+    )  # plain English
+    sources = [
+        src(1, "SCons can cache derived files. Set CacheDir to a shared folder to share the build cache.")
+    ]
     cfg = section("answer", "answer.extractive.weights.unknown=1").extractive
     per = extractive.score_passages("how do I set up the Bazel remote cache", sources, cfg)
     plain = extractive.select("how do I set up the Bazel remote cache", per, cfg)

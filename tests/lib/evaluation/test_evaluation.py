@@ -50,7 +50,12 @@ class FakeSearcher:
         first = kw.get("reranker") == "none"
         ranked = self.rankings[query][0 if first else 1][:k]
         results = [{**r, "rank": i + 1, "score": 10.0 - i} for i, r in enumerate(ranked)]
-        timings = {"encode_ms": 1.0, "first_stage_ms": 2.0, "rerank_ms": 0.0 if first else 4.0, "total_ms": 3.0 if first else 7.0}
+        timings = {
+            "encode_ms": 1.0,
+            "first_stage_ms": 2.0,
+            "rerank_ms": 0.0 if first else 4.0,
+            "total_ms": 3.0 if first else 7.0,
+        }
         return Response(results, timings)
 
 
@@ -58,7 +63,11 @@ class FakeSearcher:
 def query_file(tmp_path: Path) -> Path:
     rows = [
         {"qid": "q1", "query": "page two", "relevant": [{"source": "m.pdf", "page": 2}]},
-        {"qid": "q2", "query": "the recording", "relevant": [{"source": "a.ogg", "start_s": 10, "end_s": 20}]},
+        {
+            "qid": "q2",
+            "query": "the recording",
+            "relevant": [{"source": "a.ogg", "start_s": 10, "end_s": 20}],
+        },
         {"qid": "q3", "query": "nothing", "relevant": []},
         {"qid": "q4", "query": "boom", "relevant": [{"source": "img.png", "page": 1}]},
     ]
@@ -69,19 +78,28 @@ def query_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def fake() -> FakeSearcher:
-    return FakeSearcher({"page two": ([P1, P2], [P2, P1]), "the recording": ([], [SEG]), "nothing": ([P1], [P1])})
+    return FakeSearcher(
+        {"page two": ([P1, P2], [P2, P1]), "the recording": ([], [SEG]), "nothing": ([P1], [P1])}
+    )
 
 
-def test_evaluate_scores_both_stages_channels_and_latency(make_cfg, query_file: Path, fake: FakeSearcher) -> None:
+def test_evaluate_scores_both_stages_channels_and_latency(
+    make_cfg, query_file: Path, fake: FakeSearcher
+) -> None:
     cfg = make_cfg(f"queries={query_file}")
     rec = evaluate(cfg, fake, load_query_set(cfg.eval.queries), kinds={"m.pdf": "pdf", "a.ogg": "audio"})
     fs, rr = rec["metrics"]["first_stage"], rec["metrics"]["reranked"]
     # q1: relevant at rank 2 before the rerank, rank 1 after; q2: missed, then found; q4 failed: zero
-    assert fs["n_queries_evaluated"] == rr["n_queries_evaluated"] == 3 and rr["n_queries_without_relevant"] == 1
+    assert (
+        fs["n_queries_evaluated"] == rr["n_queries_evaluated"] == 3 and rr["n_queries_without_relevant"] == 1
+    )
     assert fs["ndcg@10"] == pytest.approx(LOG2_3 / 3) and rr["ndcg@10"] == pytest.approx(2 / 3)
     assert fs["mrr"] == pytest.approx(0.5 / 3) and rr["recall@100"] == pytest.approx(2 / 3)
     by = rec["by_channel"]
-    assert by["page"]["first_stage"]["ndcg@5"] == pytest.approx(LOG2_3) and by["page"]["reranked"]["ndcg@5"] == 1.0
+    assert (
+        by["page"]["first_stage"]["ndcg@5"] == pytest.approx(LOG2_3)
+        and by["page"]["reranked"]["ndcg@5"] == 1.0
+    )
     assert by["segment"]["reranked"]["recall@10"] == 1.0 and by["segment"]["first_stage"]["recall@10"] == 0.0
     assert by["image"]["reranked"]["n_queries_evaluated"] == 1 and by["image"]["reranked"]["mrr"] == 0.0
     assert rec["n_failed"] == 1 and rec["sources_not_in_corpus"] == ["img.png"]
@@ -155,7 +173,14 @@ def test_experiments_table_round_trip(make_cfg, query_file: Path, fake: FakeSear
 
 
 def test_sweep_expands_like_hydra_multirun() -> None:
-    grid = sweep.expand(["model=lite,tiny", "search.first_stage=choice(plaid,binary)", "search.k=range(5,15,5)", "ingest.dpi=72"])
+    grid = sweep.expand(
+        [
+            "model=lite,tiny",
+            "search.first_stage=choice(plaid,binary)",
+            "search.k=range(5,15,5)",
+            "ingest.dpi=72",
+        ]
+    )
     assert len(grid) == 8
     assert grid[0] == ["model=lite", "search.first_stage=plaid", "search.k=5", "ingest.dpi=72"]
     assert grid[-1] == ["model=tiny", "search.first_stage=binary", "search.k=10", "ingest.dpi=72"]
@@ -169,7 +194,11 @@ def test_sweep_expands_like_hydra_multirun() -> None:
 
 @pytest.mark.parametrize(
     ("overrides", "message"),
-    [(["search.k=interval(0,1)"], "does not support"), (["model=glob(nope*)"], "expands to no runs"), (["search.k=)"], "cannot expand")],
+    [
+        (["search.k=interval(0,1)"], "does not support"),
+        (["model=glob(nope*)"], "expands to no runs"),
+        (["search.k=)"], "cannot expand"),
+    ],
 )
 def test_sweep_errors(overrides: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -180,12 +209,28 @@ def test_sweep_errors(overrides: list[str], message: str) -> None:
 
 
 def _run(label: str, ndcg: float, p50: float) -> dict[str, Any]:
-    m = {"ndcg@5": ndcg, "ndcg@10": ndcg, "recall@10": 1.0, "recall@100": 1.0, "mrr": ndcg, "n_queries_evaluated": 2}
-    lat = {s: {"p50": p50, "p95": p50 * 2, "mean": p50} for s in ("encode", "first_stage", "lexical", "rerank", "total")}
+    m = {
+        "ndcg@5": ndcg,
+        "ndcg@10": ndcg,
+        "recall@10": 1.0,
+        "recall@100": 1.0,
+        "mrr": ndcg,
+        "n_queries_evaluated": 2,
+    }
+    lat = {
+        s: {"p50": p50, "p95": p50 * 2, "mean": p50}
+        for s in ("encode", "first_stage", "lexical", "rerank", "total")
+    }
     return {
-        "label": label, "run_id": f"r-{label}", "queries": "q.jsonl", "queries_sha256": "abc", "n_queries": 2,
+        "label": label,
+        "run_id": f"r-{label}",
+        "queries": "q.jsonl",
+        "queries_sha256": "abc",
+        "n_queries": 2,
         "metrics": {"first_stage": {**m, "ndcg@10": ndcg / 2}, "reranked": m},
-        "by_channel": {"page": {"reranked": m}}, "latency_ms": lat, "first_stage_latency_ms": lat,
+        "by_channel": {"page": {"reranked": m}},
+        "latency_ms": lat,
+        "first_stage_latency_ms": lat,
     }
 
 
@@ -214,16 +259,31 @@ def test_report_writes_markdown_and_png(tmp_path: Path) -> None:
 def test_breakdown_by_tags_mixed_and_restricted(make_cfg, tmp_path: Path) -> None:
     """The mixed ranking buries the segment under two pages; the restricted view drops the pages."""
     rows = [
-        {"qid": "p", "query": "page two", "relevant": [{"source": "m.pdf", "page": 2}], "channel": "page", "kind": "literal"},
-        {"qid": "a", "query": "the recording", "relevant": [{"source": "a.ogg", "start_s": 0, "end_s": 5}],
-         "channel": "audio", "kind": ["literal", "paraphrase"]},
+        {
+            "qid": "p",
+            "query": "page two",
+            "relevant": [{"source": "m.pdf", "page": 2}],
+            "channel": "page",
+            "kind": "literal",
+        },
+        {
+            "qid": "a",
+            "query": "the recording",
+            "relevant": [{"source": "a.ogg", "start_s": 0, "end_s": 5}],
+            "channel": "audio",
+            "kind": ["literal", "paraphrase"],
+        },
         {"qid": "n", "query": "nothing", "relevant": [{"source": "m.pdf", "page": 1}]},
     ]
     p = tmp_path / "tags.jsonl"
     p.write_text("\n".join(json.dumps(r) for r in rows))
-    fake = FakeSearcher({"page two": ([P1, P2], [P2, P1]), "the recording": ([P1], [P1, P2, SEG]), "nothing": ([P2], [P2])})
+    fake = FakeSearcher(
+        {"page two": ([P1, P2], [P2, P1]), "the recording": ([P1], [P1, P2, SEG]), "nothing": ([P2], [P2])}
+    )
     cfg = make_cfg(f"queries={p}")
-    rec = evaluate(cfg, fake, load_query_set(p), kinds={"m.pdf": "pdf", "a.ogg": "audio"}, by=["channel", "kind", "kind"])
+    rec = evaluate(
+        cfg, fake, load_query_set(p), kinds={"m.pdf": "pdf", "a.ogg": "audio"}, by=["channel", "kind", "kind"]
+    )
     by = rec["by_tag"]
     assert list(by) == ["channel", "kind"]  # a repeated tag is broken down once
     assert set(by["channel"]) == {"page", "audio", "(none)"}
@@ -231,7 +291,9 @@ def test_breakdown_by_tags_mixed_and_restricted(make_cfg, tmp_path: Path) -> Non
     assert audio["n_queries"] == 1
     assert audio["mixed"]["reranked"]["mrr"] == pytest.approx(1 / 3)  # third, behind two pages
     assert audio["restricted"]["reranked"]["mrr"] == 1.0  # first among segments
-    assert audio["mixed"]["first_stage"]["recall@10"] == 0.0 == audio["restricted"]["first_stage"]["recall@10"]
+    assert (
+        audio["mixed"]["first_stage"]["recall@10"] == 0.0 == audio["restricted"]["first_stage"]["recall@10"]
+    )
     page = by["channel"]["page"]
     assert page["mixed"]["reranked"]["mrr"] == 1.0 and page["mixed"]["first_stage"]["mrr"] == 0.5
     assert by["channel"]["(none)"]["mixed"]["reranked"]["mrr"] == 0.0

@@ -55,7 +55,9 @@ def test_collect_scores_splits_relevant_hits_by_modality_pair(make_cfg, tmp_path
         def search(self, query: str, k: int | None = None, **kw: Any) -> Response:
             assert kw == {"apply_thresholds": False} and k == 200
             rows = [("m.pdf", 2, "page", 1.5), ("m.pdf", 1, "page", 0.2), ("i.png", 1, "image", -0.3)]
-            return Response([{"source": s, "page": p, "modality": m, "score": sc} for s, p, m, sc in rows], {})
+            return Response(
+                [{"source": s, "page": p, "modality": m, "score": sc} for s, p, m, sc in rows], {}
+            )
 
     cfg = make_cfg(f"queries={q}")
     got = ct.collect_scores(cfg, Searcher(), load_query_set(q))
@@ -66,8 +68,18 @@ def test_collect_scores_splits_relevant_hits_by_modality_pair(make_cfg, tmp_path
 def test_written_option_composes_with_the_proposed_thresholds(conf_copy: Path) -> None:
     proposal = {
         "text_page": {"threshold": 0.412, "relevant_hits": 9, "dropped_other": 0.4, "source": "calibrated"},
-        "text_image": {"threshold": 0.0, "relevant_hits": 0, "dropped_other": None, "source": "kept: no relevant hit"},
-        "text_segment": {"threshold": -1.25, "relevant_hits": 3, "dropped_other": 0.0, "source": "calibrated"},
+        "text_image": {
+            "threshold": 0.0,
+            "relevant_hits": 0,
+            "dropped_other": None,
+            "source": "kept: no relevant hit",
+        },
+        "text_segment": {
+            "threshold": -1.25,
+            "relevant_hits": 3,
+            "dropped_other": 0.0,
+            "source": "calibrated",
+        },
     }
     cfg = load_config(["corpus.root=c", "storage.root=s", "search.k=20"], resolve_paths=False)
     path = ct.write_threshold_option(cfg, "tuned", proposal, keep=0.95, provenance="from a test")
@@ -81,7 +93,10 @@ def test_written_option_composes_with_the_proposed_thresholds(conf_copy: Path) -
     again = load_config(["search=tuned"], resolve_paths=False)
     proposal["text_page"]["threshold"] = 0.5
     ct.write_threshold_option(again, "tuned", proposal, keep=0.95, provenance="again")
-    assert "  - default\n" in path.read_text() and load_config(["search=tuned"]).search.thresholds["text_page"] == 0.5
+    assert (
+        "  - default\n" in path.read_text()
+        and load_config(["search=tuned"]).search.thresholds["text_page"] == 0.5
+    )
 
 
 def test_refuses_names_it_must_not_write(conf_copy: Path) -> None:

@@ -13,7 +13,9 @@ MANUAL = {"source": "manuals/m.pdf", "page": 2}
 
 def write(tmp_path: Path, *lines: str | dict) -> Path:
     p = tmp_path / "q.jsonl"
-    p.write_text("\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n", encoding="utf-8")
+    p.write_text(
+        "\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n", encoding="utf-8"
+    )
     return p
 
 
@@ -62,13 +64,32 @@ def test_valid_lines_comments_and_grades(tmp_path: Path) -> None:
         ({"qid": "a", "query": "x", "relevant": ["m.pdf"]}, r"relevant\[0\]: a judgement is an object"),
         ({"qid": "a", "query": "x", "relevant": [{"page": 1}]}, r"relevant\[0\]: 'source' must be"),
         ({"qid": "a", "query": "x", "relevant": [{"source": "m.pdf", "pgae": 1}]}, r"unknown key 'pgae'"),
-        ({"qid": "a", "query": "x", "relevant": [{"source": "m.pdf", "page": 0}]}, r"'page' must be an integer >= 1"),
-        ({"qid": "a", "query": "x", "relevant": [{"source": "m.pdf", "page": True}]}, r"'page' must be an integer"),
-        ({"qid": "a", "query": "x", "relevant": [{"source": "a.ogg", "start_s": 1}]}, r"give both 'start_s' and 'end_s'"),
-        ({"qid": "a", "query": "x", "relevant": [{"source": "a.ogg", "start_s": 3, "end_s": 1}]}, r"0 <= start_s <= end_s"),
-        ({"qid": "a", "query": "x", "relevant": [{"source": "a.ogg", "start_s": "1", "end_s": 2}]}, r"'start_s' must be a finite number"),
         (
-            {"qid": "a", "query": "x", "relevant": [{"source": "v.mp4", "page": 1, "start_s": 0, "end_s": 1}]},
+            {"qid": "a", "query": "x", "relevant": [{"source": "m.pdf", "page": 0}]},
+            r"'page' must be an integer >= 1",
+        ),
+        (
+            {"qid": "a", "query": "x", "relevant": [{"source": "m.pdf", "page": True}]},
+            r"'page' must be an integer",
+        ),
+        (
+            {"qid": "a", "query": "x", "relevant": [{"source": "a.ogg", "start_s": 1}]},
+            r"give both 'start_s' and 'end_s'",
+        ),
+        (
+            {"qid": "a", "query": "x", "relevant": [{"source": "a.ogg", "start_s": 3, "end_s": 1}]},
+            r"0 <= start_s <= end_s",
+        ),
+        (
+            {"qid": "a", "query": "x", "relevant": [{"source": "a.ogg", "start_s": "1", "end_s": 2}]},
+            r"'start_s' must be a finite number",
+        ),
+        (
+            {
+                "qid": "a",
+                "query": "x",
+                "relevant": [{"source": "v.mp4", "page": 1, "start_s": 0, "end_s": 1}],
+            },
             r"a 'page' or a 'start_s'/'end_s' span, not both",
         ),
         ({"qid": "a", "query": "x", "relevant": [{"source": "m.pdf", "grade": -1}]}, r"'grade' must be >= 0"),
@@ -102,7 +123,14 @@ def test_query_set_error_is_a_value_error(tmp_path: Path) -> None:
 def test_extra_keys_are_tags(tmp_path: Path) -> None:
     p = write(
         tmp_path,
-        {"qid": "a", "query": "x", "relevant": [MANUAL], "channel": "scanned", "kind": "literal", "difficulty": 3},
+        {
+            "qid": "a",
+            "query": "x",
+            "relevant": [MANUAL],
+            "channel": "scanned",
+            "kind": "literal",
+            "difficulty": 3,
+        },
         {"qid": "b", "query": "y", "relevant": [], "channel": ["audio", "video"], "hard": True},
         {"qid": "c", "query": "z", "relevant": [MANUAL]},
     )

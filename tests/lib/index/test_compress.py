@@ -41,11 +41,15 @@ def test_residual_decoding_matches_a_direct_decode_and_more_bits_are_closer(toke
     for bits in (2, 4):
         packed = encode_residual(res, cb.residual[f"res{bits}_cutoffs"], bits)
         assert packed.shape == (len(tokens), 32 * bits // 8) and packed.dtype == np.uint8
-        x = decode_residual(codes, packed, cb.centroids, residual_lut(cb.residual[f"res{bits}_weights"], bits))
+        x = decode_residual(
+            codes, packed, cb.centroids, residual_lut(cb.residual[f"res{bits}_weights"], bits)
+        )
         # the lookup-table decode equals unpacking the buckets one by one
         per, mask = 8 // bits, (1 << bits) - 1
         buckets = np.stack([(packed >> (bits * j)) & mask for j in range(per)], -1).reshape(len(tokens), 32)
-        direct = cb.centroids[codes] + np.take_along_axis(cb.residual[f"res{bits}_weights"].T, buckets.astype(np.int64), 0)
+        direct = cb.centroids[codes] + np.take_along_axis(
+            cb.residual[f"res{bits}_weights"].T, buckets.astype(np.int64), 0
+        )
         np.testing.assert_allclose(x, _unit(direct), atol=1e-5)
         cos[bits] = float((x * tokens).sum(1).mean())
     assert 0.9 < cos[2] < cos[4] < 1.0
@@ -66,7 +70,9 @@ def test_codec_names_and_dims() -> None:
 
 
 @pytest.mark.parametrize("codec", ["residual2", "residual4", "int8"])
-def test_compressed_rerank_keeps_recall_and_exact_rescoring_restores_it(codec: str, tokens: np.ndarray) -> None:
+def test_compressed_rerank_keeps_recall_and_exact_rescoring_restores_it(
+    codec: str, tokens: np.ndarray
+) -> None:
     rng = np.random.default_rng(1)
     items = [tokens[rng.integers(0, len(tokens), int(rng.integers(10, 40)))] for _ in range(300)]
     exact = Ragged.from_list(items, dtype=np.float16)
@@ -78,7 +84,14 @@ def test_compressed_rerank_keeps_recall_and_exact_rescoring_restores_it(codec: s
     for lo, hi in ((0, half), (half, 300)):
         sub = exact.take(np.arange(lo, hi))
         c = Ragged(codes[exact.offsets[lo] : exact.offsets[hi]], sub.offsets)
-        parts.append(Part(lo, hi - lo, strat.encode(EncodeBatch(c, Ragged(sub.flat.astype(np.float32), sub.offsets), cb)), {}))
+        parts.append(
+            Part(
+                lo,
+                hi - lo,
+                strat.encode(EncodeBatch(c, Ragged(sub.flat.astype(np.float32), sub.offsets), cb)),
+                {},
+            )
+        )
     src = strat.open(cb, parts)
     _flat, off = src.gather_ragged([299, 3, 151])  # across segments, in the order asked
     assert np.array_equal(np.diff(off), [len(items[299]), len(items[3]), len(items[151])])
@@ -103,7 +116,9 @@ def _old_decode(codes: np.ndarray, packed: np.ndarray, centroids: np.ndarray, lu
 
 
 @pytest.mark.parametrize("codec", ["residual2", "residual4", "int8"])
-def test_rows_read_from_segment_files_equal_the_in_memory_decode(codec: str, tokens: np.ndarray, tmp_path) -> None:
+def test_rows_read_from_segment_files_equal_the_in_memory_decode(
+    codec: str, tokens: np.ndarray, tmp_path
+) -> None:
     """The rerank reads candidates' codes by pread from the segment files (not their memory maps):
     the same rows, in the asked order, as the in-memory path and the old decode."""
     rng = np.random.default_rng(2)
@@ -115,7 +130,9 @@ def test_rows_read_from_segment_files_equal_the_in_memory_decode(codec: str, tok
     mem_parts, disk_parts = [], []
     for k, (lo, hi) in enumerate(((0, 70), (70, 120))):
         sub = vecs.take(np.arange(lo, hi))
-        fields = strat.encode(EncodeBatch(Ragged(codes[vecs.offsets[lo] : vecs.offsets[hi]], sub.offsets), sub, cb))
+        fields = strat.encode(
+            EncodeBatch(Ragged(codes[vecs.offsets[lo] : vecs.offsets[hi]], sub.offsets), sub, cb)
+        )
         mem_parts.append(Part(lo, hi - lo, fields, {}))
         on_disk = {}
         for name, r in fields.items():
@@ -147,8 +164,10 @@ def test_residual_buckets_fit_tokens_the_codebook_did_not_train_on() -> None:
     2-bit buckets (clipped). Fitted on held-out tokens, new tokens fill them as the quantiles say."""
     rng = np.random.default_rng(3)
     centres = _unit(rng.standard_normal((200, 32)))
+
     def draw(n: int) -> np.ndarray:
         return _unit(centres[rng.integers(0, 200, n)] + 0.5 * rng.standard_normal((n, 32)))
+
     cb = Codebook.train(draw(60_000), n_centroids=12_000, residual_bits=(2,))  # ~4.5 training tokens per leaf
     new = draw(20_000)
     codes, _ = cb.assign(new)

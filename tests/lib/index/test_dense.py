@@ -43,7 +43,9 @@ def test_windows_cut_words_and_cap() -> None:
 
 @pytest.mark.parametrize("model", ["minilm", "wordllama"])
 def test_dense_strategy_ranks_the_paraphrased_passage_first(model: str) -> None:
-    st = get_strategy("dense", model=model, path=None, window_words=12, stride_words=12, max_windows=3, batch_size=8)
+    st = get_strategy(
+        "dense", model=model, path=None, window_words=12, stride_words=12, max_windows=3, batch_size=8
+    )
     cb = Codebook.vocab(np.eye(4, dtype=np.float32))
     empty = Ragged(np.zeros(0, np.int64), np.zeros(len(PASSAGES) + 1, np.int64))
     fields = st.encode(EncodeBatch(empty, None, cb, PASSAGES))
@@ -67,7 +69,10 @@ def test_the_encoder_is_loaded_once_per_process() -> None:
 
 
 TEXTS = [
-    "how do I reset my wireless router", "E04", "Umsatz nach Région — naïve café ☕", "word " * 400,
+    "how do I reset my wireless router",
+    "E04",
+    "Umsatz nach Région — naïve café ☕",
+    "word " * 400,
     *PASSAGES[:3],
     (
         "SCons builds a target only when one of its sources changed: the signature of every source file is "
@@ -92,7 +97,9 @@ def test_onnx_minilm_matches_sentence_transformers(quantize: str, min_cos: float
     assert docs.shape == query.shape == theirs.shape == (len(TEXTS), 384)
     cos = (docs * theirs).sum(1)
     assert cos.min() >= min_cos, cos
-    np.testing.assert_allclose(query, docs, atol=1e-6)  # one text per call: a vector never depends on its neighbours
+    np.testing.assert_allclose(
+        query, docs, atol=1e-6
+    )  # one text per call: a vector never depends on its neighbours
     if quantize == "fp32":
         np.testing.assert_allclose(docs, theirs, atol=2e-5)
 
@@ -149,11 +156,17 @@ def test_dense_scores_are_each_items_best_window_with_empty_items_between() -> N
     lens = np.array([0, 3, 0, 0, 1, 5, 0, 2] * 4 + [0])
     off = np.concatenate([[0], np.cumsum(lens)])
     flat = rng.standard_normal((int(off[-1]), 8)).astype(np.float16)
-    st = get_strategy("dense", model="wordllama", path=None, window_words=12, stride_words=12, max_windows=3, batch_size=8)
-    reader = st.open(Codebook.vocab(np.eye(4, dtype=np.float32)), [Part(0, len(lens), {"vecs": Ragged(flat, off)}, {})])
+    st = get_strategy(
+        "dense", model="wordllama", path=None, window_words=12, stride_words=12, max_windows=3, batch_size=8
+    )
+    reader = st.open(
+        Codebook.vocab(np.eye(4, dtype=np.float32)), [Part(0, len(lens), {"vecs": Ragged(flat, off)}, {})]
+    )
     q = rng.standard_normal((1, 8)).astype(np.float32)
     sims = flat.astype(np.float32) @ q[0]
-    want = np.array([sims[off[i] : off[i + 1]].max() if lens[i] else -np.inf for i in range(len(lens))], np.float32)
+    want = np.array(
+        [sims[off[i] : off[i + 1]].max() if lens[i] else -np.inf for i in range(len(lens))], np.float32
+    )
     np.testing.assert_allclose(reader.score_part(q, reader.parts[0], None), want, rtol=1e-6)
     local = np.array([0, 2, 5, 6, 7, 13, 32])  # the sparse path: a subset, empty items among them
     np.testing.assert_allclose(reader.score_part(q, reader.parts[0], local), want[local], rtol=1e-6)
@@ -178,9 +191,13 @@ def test_int8_windows_keep_the_cosines_and_the_order() -> None:
     codes, scale = encode_int8(flat, scale_dtype=np.float32)
     assert codes.dtype == np.int8 and np.abs(codes).max() == 127
     np.testing.assert_allclose(codes * scale[:, None], flat, atol=float(scale.max()) / 2 + 1e-7)
-    st = get_strategy("dense", model="wordllama", path=None, window_words=12, stride_words=12, max_windows=3, batch_size=8)
+    st = get_strategy(
+        "dense", model="wordllama", path=None, window_words=12, stride_words=12, max_windows=3, batch_size=8
+    )
     cb = Codebook.vocab(np.eye(4, dtype=np.float32))
-    as_int8 = st.open(cb, [Part(0, len(lens), {"vecs": Ragged(codes, off), "scale": Ragged(scale, off.copy())}, {})])
+    as_int8 = st.open(
+        cb, [Part(0, len(lens), {"vecs": Ragged(codes, off), "scale": Ragged(scale, off.copy())}, {})]
+    )
     as_f16 = st.open(cb, [Part(0, len(lens), {"vecs": Ragged(flat.astype(np.float16), off)}, {})])
     q = flat[:1] + 0.5 * rng.standard_normal((1, 384)).astype(np.float32)
     q /= np.linalg.norm(q)

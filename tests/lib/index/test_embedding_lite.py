@@ -28,11 +28,11 @@ QUERIES = {  # query -> index of the obviously relevant document
     "who won the football championship": 5,
 }
 
+
 def maxsim_many(queries, docs):
     """(n_queries, n_docs) MaxSim through the product's scorer."""
     offsets = np.concatenate([[0], np.cumsum([len(d) for d in docs])])
     return maxsim_ragged(list(queries), np.concatenate(docs), offsets).T
-
 
 
 @pytest.fixture(scope="module")
@@ -95,9 +95,7 @@ def test_stats_count_items_and_tokens() -> None:
     e = LiteEmbedder(dim=64)
     e.embed_texts(["one two three", "four five"])
     meta = e.stats.as_metadata()
-    assert (
-        meta["text_items"] == 2 and meta["text_tokens_per_item"] > 1
-    )
+    assert meta["text_items"] == 2 and meta["text_tokens_per_item"] > 1
 
 
 def test_loads_without_network(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -185,7 +185,9 @@ def test_retrain_happens_when_the_policy_says_so(env) -> None:
 
 def test_retrain_on_quantisation_error(env) -> None:
     _, tbl, loc = env
-    for i in range(4):  # tokens around one direction: a held-out token of the same kind is close to a centroid
+    for i in range(
+        4
+    ):  # tokens around one direction: a held-out token of the same kind is close to a centroid
         write_doc(tbl, f"doc{i}.pdf", shift=3.0)
     p = params(retrain_delta_share=10.0, retrain_error_factor=1.2, min_error_tokens=10)
     publish(loc, tbl, FakeEmbedder(), p, allowed_doc_ids=None)
@@ -386,7 +388,9 @@ def test_compressed_rerank_codes_are_written_per_segment_and_exact_vectors_stay_
     q = new[0][:4]
     cand = np.flatnonzero(v.alive)
     approx_idx, _ = rerank_maxsim(q, v.vectors, cand, 5)
-    exact_idx, exact_sc = rerank_maxsim(q, v.exact_vectors, approx_idx, 5)  # what search() returns for the top
+    exact_idx, exact_sc = rerank_maxsim(
+        q, v.exact_vectors, approx_idx, 5
+    )  # what search() returns for the top
     assert v.items["item_id"][exact_idx[0]] == f"{doc_id('new.pdf')}:1"
     want = (q @ new[0].astype(np.float16).astype(np.float32).T).max(1).sum()
     np.testing.assert_allclose(exact_sc[0], want, rtol=1e-3)
@@ -404,7 +408,9 @@ def test_a_table_of_many_small_fragments_is_compacted_without_encoding_anything(
     keep = dataclasses.replace(no_retrain, table_small_fragments=100, table_target_rows=64)
     for i in range(3):
         write_doc(tbl, f"doc{i}.pdf")
-    assert publish(loc, tbl, FakeEmbedder(), keep, allowed_doc_ids=None).action == "initial"  # BM25 index made
+    assert (
+        publish(loc, tbl, FakeEmbedder(), keep, allowed_doc_ids=None).action == "initial"
+    )  # BM25 index made
     new = [write_doc(tbl, f"new{i}.pdf") for i in range(3)]
     tbl.delete(f"doc_id = '{doc_id('doc0.pdf')}'")
     res = publish(loc, tbl, FakeEmbedder(), keep, allowed_doc_ids=None)
@@ -419,7 +425,11 @@ def test_a_table_of_many_small_fragments_is_compacted_without_encoding_anything(
     tc = res.decision["table_compaction"]
     # (LanceDB keeps the rows its BM25 index covers and the newer ones in separate groups: 5 -> 2 here)
     assert tc["compacted"] and tc["fragments"] == n_frags and tc["fragments_after"] <= 2, tc
-    assert res.action == "delta" and "row addresses refreshed" in res.reason and (res.added, res.removed) == (0, 0)
+    assert (
+        res.action == "delta"
+        and "row addresses refreshed" in res.reason
+        and (res.added, res.removed) == (0, 0)
+    )
     m = mf.read_manifest(loc)
     assert m["codebook"] == m_before["codebook"] and m["segments"] == m_before["segments"]  # nothing encoded
     after = files_state(loc.root)

@@ -37,7 +37,11 @@ def test_same_seed_same_codebook_other_seed_another() -> None:
     a = TwoLevelCodebook.train(x, 200, 14, iters=4, seed=0)
     b = TwoLevelCodebook.train(x, 200, 14, iters=4, seed=0)
     c = TwoLevelCodebook.train(x, 200, 14, iters=4, seed=1)
-    assert np.array_equal(a.leaves, b.leaves) and np.array_equal(a.coarse, b.coarse) and np.array_equal(a.ptr, b.ptr)
+    assert (
+        np.array_equal(a.leaves, b.leaves)
+        and np.array_equal(a.coarse, b.coarse)
+        and np.array_equal(a.ptr, b.ptr)
+    )
     assert not np.array_equal(a.leaves, c.leaves)
     assert a.ptr[0] == 0 and a.ptr[-1] == a.n_leaves and np.all(np.diff(a.ptr) >= 1)
 

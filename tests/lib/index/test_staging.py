@@ -50,7 +50,9 @@ class Env:
         self.db = lancedb.connect(str(tmp / "lancedb"))
         self.tbl = self.db.create_table("items__t", schema=lx.schema(DIM))
         self.cat = Catalog(tmp / "catalog.duckdb")
-        self.staging = st.Staging(Storage(RootUri("file", "", str(tmp)), tmp, allow_http=False), self.tbl.name)
+        self.staging = st.Staging(
+            Storage(RootUri("file", "", str(tmp)), tmp, allow_http=False), self.tbl.name
+        )
 
     def add_doc(self, name: str, fp: str = "fp1") -> None:
         with self.cat.connect() as con:
@@ -65,7 +67,10 @@ class Env:
         items = [it for n, k in names.items() for it in items_of(n, k, fp)]
         vecs = [v for n, k in names.items() for v in vectors(n, k, seed)]
         data, _ = lx.prepare_rows(items, vecs, self.tbl.schema, DIM)
-        docs = {doc_id(n): {"fp": fp, "items": [f"{doc_id(n)}:{p}" for p in range(1, k + 1)]} for n, k in names.items()}
+        docs = {
+            doc_id(n): {"fp": fp, "items": [f"{doc_id(n)}:{p}" for p in range(1, k + 1)]}
+            for n, k in names.items()
+        }
         return self.staging.stage(self.tbl, data, docs, run_id="r")
 
     def rows(self, tbl=None) -> list[tuple[str, bytes]]:
@@ -149,7 +154,9 @@ def test_a_worker_killed_mid_write_leaves_nothing_visible(env: Env) -> None:
     env.commit()
     v0 = env.tbl.version
     data, _ = lx.prepare_rows(items_of("a.pdf", 3), vectors("a.pdf", 3), env.tbl.schema, DIM)
-    write_fragments(data, env.tbl.to_lance(), schema=env.tbl.schema)  # its files written, then SIGKILL: no batch
+    write_fragments(
+        data, env.tbl.to_lance(), schema=env.tbl.schema
+    )  # its files written, then SIGKILL: no batch
     assert env.commit().batches == 0
     env.tbl.checkout_latest()
     assert env.tbl.version == v0 and env.tbl.count_rows() == 1
@@ -176,7 +183,9 @@ def test_a_batch_committed_before_a_crash_is_not_committed_twice(env: Env) -> No
     b = env.stage({"a.pdf": 2})
     record = (env.staging.store.local / env.staging.dir / f"{b.id}.json").read_text()
     env.commit()
-    (env.staging.store.local / env.staging.dir / f"{b.id}.json").write_text(record)  # the publisher died before removing it
+    (env.staging.store.local / env.staging.dir / f"{b.id}.json").write_text(
+        record
+    )  # the publisher died before removing it
     res = env.commit()
     assert (res.batches, res.already) == (0, 1)
     assert len(env.rows()) == 2 and env.staging.batches() == []
@@ -214,7 +223,11 @@ def test_staged_rows_are_readable_before_the_commit_through_a_detached_version(e
     with st.staged_rows(env.tbl, env.staging, [doc_id("a.pdf"), doc_id("c.pdf")]) as (view, staged):
         assert staged == {doc_id("a.pdf")}
         a = doc_id("a.pdf")
-        got = [i for b, _ in iter_item_vectors(view, ["item_id"], filter=f"doc_id = '{a}'") for i in b.column("item_id").to_pylist()]
+        got = [
+            i
+            for b, _ in iter_item_vectors(view, ["item_id"], filter=f"doc_id = '{a}'")
+            for i in b.column("item_id").to_pylist()
+        ]
         assert sorted(got) == [f"{a}:1", f"{a}:2"]
         env.tbl.checkout_latest()
         assert env.tbl.count_rows() == 1  # the table itself is unchanged
@@ -235,12 +248,22 @@ def test_plan_resumes_from_staged_batches(env: Env) -> None:
                     [it["item_id"], it["doc_id"], it["page"], it["text"]],
                 )
     env.stage({"a.pdf": 2})
-    plan = plan_embeddings(env.cat, env.tbl, Emb(), [doc_id("a.pdf"), doc_id("b.pdf")], {}, st.staged_state(env.staging.batches()))
+    plan = plan_embeddings(
+        env.cat,
+        env.tbl,
+        Emb(),
+        [doc_id("a.pdf"), doc_id("b.pdf")],
+        {},
+        st.staged_state(env.staging.batches()),
+    )
     assert plan.staged == [doc_id("a.pdf")] and list(plan.todo) == [doc_id("b.pdf")]
 
 
 def test_batch_records_are_json_with_the_fragments(env: Env) -> None:
     b = env.stage({"a.pdf": 2})
     raw = json.loads((env.staging.store.local / env.staging.dir / f"{b.id}.json").read_text())
-    assert raw["rows"] == 2 and raw["docs"][doc_id("a.pdf")]["items"] == [f"{doc_id('a.pdf')}:1", f"{doc_id('a.pdf')}:2"]
+    assert raw["rows"] == 2 and raw["docs"][doc_id("a.pdf")]["items"] == [
+        f"{doc_id('a.pdf')}:1",
+        f"{doc_id('a.pdf')}:2",
+    ]
     assert all(f.endswith(".lance") for f in b.files())

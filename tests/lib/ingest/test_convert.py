@@ -39,7 +39,14 @@ def _ingest(root: Path, source: str, storage: Path, *overrides: str) -> DocResul
     p = root / source
     s = sniff_file(p)
     assert s.kind in ("office", "text"), s
-    return ingest_document(cfg, source=source, doc_id=f"d{abs(hash(source)) % 10**12:012d}", kind=s.kind, sha256="0" * 64, size=p.stat().st_size)
+    return ingest_document(
+        cfg,
+        source=source,
+        doc_id=f"d{abs(hash(source)) % 10**12:012d}",
+        kind=s.kind,
+        sha256="0" * 64,
+        size=p.stat().st_size,
+    )
 
 
 def test_slides_keep_their_notes_and_the_text_of_their_pictures(corpus: Path, tmp_path: Path) -> None:
@@ -57,7 +64,9 @@ def test_slides_keep_their_notes_and_the_text_of_their_pictures(corpus: Path, tm
 
 def test_two_conversions_at_once_and_one_page_per_sheet(corpus: Path, tmp_path: Path) -> None:
     with ThreadPoolExecutor(2) as pool:  # each gets its own LibreOffice profile: neither fails
-        sheet, doc = pool.map(lambda s: _ingest(corpus, s, tmp_path / s, "ocr=none"), ["office/xlsx.xlsx", "office/docx.docx"])
+        sheet, doc = pool.map(
+            lambda s: _ingest(corpus, s, tmp_path / s, "ocr=none"), ["office/xlsx.xlsx", "office/docx.docx"]
+        )
     assert (sheet.status, doc.status) == ("ok", "ok"), (sheet.quarantine, doc.quarantine)
     assert [p["page"] for p in sheet.pages] == [1, 2]  # sheet number = page number
     revenue, staff = (p["text"] for p in sheet.pages)
@@ -70,7 +79,9 @@ def test_two_conversions_at_once_and_one_page_per_sheet(corpus: Path, tmp_path: 
 def test_a_hanging_conversion_is_killed_and_leaves_no_process(corpus: Path, tmp_path: Path) -> None:
     r = _ingest(corpus, "office/odp.odp", tmp_path, "convert.timeout_s=0.3")
     assert r.status == "quarantined"
-    assert "did not finish converting within convert.timeout_s=0.3 s and was killed" in r.quarantine[0]["reason"]
+    assert (
+        "did not finish converting within convert.timeout_s=0.3 s and was killed" in r.quarantine[0]["reason"]
+    )
     assert not _processes_with("mmrag-convert-")  # the whole process group went, the work folder too
 
 
@@ -89,7 +100,10 @@ def _processes_with(needle: str) -> list[str]:
 def test_without_libreoffice_the_reason_says_what_to_install(corpus: Path, tmp_path: Path) -> None:
     r = _ingest(corpus, "office/docx.docx", tmp_path, "convert.soffice=/nonexistent/soffice")
     assert r.status == "quarantined"
-    assert "apt-get install libreoffice-core libreoffice-writer libreoffice-impress libreoffice-calc" in r.quarantine[0]["reason"]
+    assert (
+        "apt-get install libreoffice-core libreoffice-writer libreoffice-impress libreoffice-calc"
+        in r.quarantine[0]["reason"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -100,7 +114,9 @@ def test_without_libreoffice_the_reason_says_what_to_install(corpus: Path, tmp_p
         ("hostile/big.xlsx", "has more than 50,000 non-empty cells (convert.max_sheet_cells)"),
     ],
 )
-def test_hostile_containers_are_refused_before_libreoffice_sees_them(corpus: Path, tmp_path: Path, source: str, reason: str) -> None:
+def test_hostile_containers_are_refused_before_libreoffice_sees_them(
+    corpus: Path, tmp_path: Path, source: str, reason: str
+) -> None:
     r = _ingest(corpus, source, tmp_path, "convert.soffice=/nonexistent/soffice")  # never reached
     assert r.status == "quarantined" and reason in r.quarantine[0]["reason"], r.quarantine
     assert r.quarantine[0]["stage"] == "convert"
@@ -140,7 +156,7 @@ def test_external_links_are_never_fetched(tmp_path: Path) -> None:
         'xmlns:draw="urn:oasis:names:tc:opendocument:xmlns:drawing:1.0" '
         'xmlns:svg="urn:oasis:names:tc:opendocument:xmlns:svg-compatible:1.0" '
         'xmlns:xlink="http://www.w3.org/1999/xlink" office:version="1.2"><office:body><office:text>'
-        "<text:p>Linked picture report kiwifruitlink<draw:frame svg:width=\"5cm\" svg:height=\"3cm\">"
+        '<text:p>Linked picture report kiwifruitlink<draw:frame svg:width="5cm" svg:height="3cm">'
         f'<draw:image xlink:href="{url}" xlink:type="simple" xlink:show="embed" xlink:actuate="onLoad"/>'
         "</draw:frame></text:p></office:text></office:body></office:document-content>"
     )
@@ -159,7 +175,9 @@ def test_external_links_are_never_fetched(tmp_path: Path) -> None:
     finally:
         server.shutdown()
     assert r.status == "partial", r.quarantine
-    assert any("refers to external content (linked image): never fetched" in q["reason"] for q in r.quarantine)
+    assert any(
+        "refers to external content (linked image): never fetched" in q["reason"] for q in r.quarantine
+    )
     assert "kiwifruitlink" in r.pages[0]["text"]
     assert _Counter.hits == []
 
@@ -192,7 +210,9 @@ def _batch_corpus(corpus: Path, root: Path) -> list[SimpleNamespace]:
             enumerate(["docx.docx", "broken.odt", "odt.odt", "pptx.pptx"])]  # fmt: skip
 
 
-def test_a_batch_with_one_bad_file_converts_the_others_and_quarantines_only_it(corpus: Path, tmp_path: Path) -> None:
+def test_a_batch_with_one_bad_file_converts_the_others_and_quarantines_only_it(
+    corpus: Path, tmp_path: Path
+) -> None:
     entries = _batch_corpus(corpus, tmp_path / "corpus")
     cfg = load_config([f"corpus.root={tmp_path / 'corpus'}", f"storage.root={tmp_path / 's'}", "ocr=none"])
     office = OfficeConversions(cfg, entries)
@@ -203,12 +223,18 @@ def test_a_batch_with_one_bad_file_converts_the_others_and_quarantines_only_it(c
                                         size=1, converted=taken[-1])  # fmt: skip
     office.close()
     assert {s: r.status for s, r in got.items()} == {
-        "docx.docx": "ok", "broken.odt": "quarantined", "odt.odt": "ok", "pptx.pptx": "ok"
+        "docx.docx": "ok",
+        "broken.odt": "quarantined",
+        "odt.odt": "ok",
+        "pptx.pptx": "ok",
     }, {s: r.quarantine for s, r in got.items()}
-    assert "LibreOffice could not convert this odt file (Error: source file could not be loaded)" in (
-        got["broken.odt"].quarantine[0]["reason"]
+    assert (
+        "LibreOffice could not convert this odt file (Error: source file could not be loaded)"
+        in (got["broken.odt"].quarantine[0]["reason"])
     )
-    assert WORDS["docx"] in got["docx.docx"].pages[0]["text"] and WORDS["odt"] in got["odt.odt"].pages[0]["text"]
+    assert (
+        WORDS["docx"] in got["docx.docx"].pages[0]["text"] and WORDS["odt"] in got["odt.odt"].pages[0]["text"]
+    )
     first, _ = (p["text"] for p in got["pptx.pptx"].pages)  # the deck alone, its notes cut off as ever
     assert NOTES_WORD in first and len(got["pptx.pptx"].pages) == 2
     # one process for the three texts, one retry for the file it could not load, one for the deck
@@ -227,7 +253,9 @@ def test_a_batch_that_times_out_falls_back_to_one_file_at_a_time(corpus: Path, t
     cfg = load_config(["convert.timeout_s=0.3"]).convert
     stats = BatchStats()
     out = convert_office_batch(jobs, cfg, stats=stats)
-    assert all(isinstance(r, CorruptInput) and "within convert.timeout_s=0.3 s and was killed" in str(r) for r in out)
+    assert all(
+        isinstance(r, CorruptInput) and "within convert.timeout_s=0.3 s and was killed" in str(r) for r in out
+    )
     assert (stats.batches, stats.retried, stats.processes) == (1, 2, 3)  # the batch, then each file alone
     assert not _processes_with("mmrag-convert-")
 
@@ -235,7 +263,9 @@ def test_a_batch_that_times_out_falls_back_to_one_file_at_a_time(corpus: Path, t
 # ---------------------------------------------------------------- text formats (PyMuPDF layout)
 
 
-def test_html_scripts_never_run_local_images_inlined_remote_never_fetched(corpus: Path, tmp_path: Path) -> None:
+def test_html_scripts_never_run_local_images_inlined_remote_never_fetched(
+    corpus: Path, tmp_path: Path
+) -> None:
     import pymupdf
 
     r = _ingest(corpus, "text/wiki.html", tmp_path, "ocr=none")
@@ -261,7 +291,9 @@ def test_html_scripts_never_run_local_images_inlined_remote_never_fetched(corpus
         ("office/epub.epub", [WORDS["epub"], "2400"], []),
     ],
 )
-def test_text_formats_are_laid_out_to_pages(corpus: Path, tmp_path: Path, source: str, want: list[str], unwanted: list[str]) -> None:
+def test_text_formats_are_laid_out_to_pages(
+    corpus: Path, tmp_path: Path, source: str, want: list[str], unwanted: list[str]
+) -> None:
     r = _ingest(corpus, source, tmp_path, "ocr=none")
     assert r.status == "ok", r.quarantine
     text = "\n".join(p["text"] for p in r.pages)

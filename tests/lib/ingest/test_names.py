@@ -14,10 +14,20 @@ from mmrag_assets.lib.ingest.names import escape_name, name_bytes, openable_path
 
 @pytest.mark.parametrize(
     ("raw", "shown"),
-    [(b"plain/na me.pdf", "plain/na me.pdf"), ("Ça va.pdf".encode(), "Ça va.pdf"), (b"bad\xffname.pdf", "bad\\xffname.pdf"),
-     (b"a\nb\tc\rd", "a\\nb\\tc\\rd"), (b"\x1b[31m\x7f", "\\x1b[31m\\x7f"), ("x\u202ey".encode(), "x\\u202ey"),
-     ("\ufeff\u200b".encode(), "\\ufeff\\u200b"), (b"back\\slash", "back\\\\slash"), ("\u0085".encode(), "\\u0085"),
-     (b"\xed\xa0\x80", "\\xed\\xa0\\x80"), ("\U000e0001".encode(), "\\U000e0001"), ("a\u2028b".encode(), "a\\u2028b")],
+    [
+        (b"plain/na me.pdf", "plain/na me.pdf"),
+        ("Ça va.pdf".encode(), "Ça va.pdf"),
+        (b"bad\xffname.pdf", "bad\\xffname.pdf"),
+        (b"a\nb\tc\rd", "a\\nb\\tc\\rd"),
+        (b"\x1b[31m\x7f", "\\x1b[31m\\x7f"),
+        ("x\u202ey".encode(), "x\\u202ey"),
+        ("\ufeff\u200b".encode(), "\\ufeff\\u200b"),
+        (b"back\\slash", "back\\\\slash"),
+        ("\u0085".encode(), "\\u0085"),
+        (b"\xed\xa0\x80", "\\xed\\xa0\\x80"),
+        ("\U000e0001".encode(), "\\U000e0001"),
+        ("a\u2028b".encode(), "a\\u2028b"),
+    ],
 )
 def test_escape_name(raw: bytes, shown: str) -> None:
     assert escape_name(raw) == shown
@@ -27,14 +37,23 @@ def test_escape_name(raw: bytes, shown: str) -> None:
 
 def test_any_bytes_round_trip_and_print_on_one_line() -> None:
     rng = random.Random(21)
-    alphabet = [bytes([b]) for b in range(1, 256) if b != ord("/")] + ["é", "\u202e", "\u200b", "\\x41", "\\u0041", "\U0001f600"]
+    alphabet = [bytes([b]) for b in range(1, 256) if b != ord("/")] + [
+        "é",
+        "\u202e",
+        "\u200b",
+        "\\x41",
+        "\\u0041",
+        "\U0001f600",
+    ]
     alphabet = [a if isinstance(a, bytes) else a.encode() for a in alphabet]
     seen: dict[str, bytes] = {}
     for _ in range(5000):
         raw = b"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12)))
         e = escape_name(raw)
         assert name_bytes(e) == raw, (raw, e)
-        assert not any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs") for c in e), e  # nothing hidden
+        assert not any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs") for c in e), (
+            e
+        )  # nothing hidden
         assert len(e.splitlines()) <= 1 and "\udcff" not in e
         assert seen.setdefault(e, raw) == raw  # injective
 

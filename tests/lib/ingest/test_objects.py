@@ -40,7 +40,9 @@ def test_corpus_root_is_a_uri_never_a_folder(tmp_path: Path) -> None:
     cfg = _cfg(tmp_path)
     assert cfg.corpus.root == f"s3://{BUCKET}/docs" and cfg.corpus_remote
     assert cfg.corpus_root == tmp_path / "cache" / "corpus" / BUCKET / "docs"
-    with pytest.raises(ConfigError, match=r"corpus.root=gs://b/x is not valid: the gs: scheme is not supported"):
+    with pytest.raises(
+        ConfigError, match=r"corpus.root=gs://b/x is not valid: the gs: scheme is not supported"
+    ):
         load_config(["corpus.root=gs://b/x"])
 
 
@@ -54,7 +56,12 @@ def test_keys_follow_the_local_name_rules(s3, tmp_path: Path) -> None:
     for k, v in put.items():
         s3.put_object(Bucket=BUCKET, Key=k, Body=v)
     entries = {e.source: e for e in scan(_cfg(tmp_path)).entries}
-    assert {s for s, e in entries.items() if e.status == "ok"} == {"a.pdf", "sub/ünï (1).pdf", "a.pdf/inner.pdf", "l" * 300 + ".pdf"}
+    assert {s for s, e in entries.items() if e.status == "ok"} == {
+        "a.pdf",
+        "sub/ünï (1).pdf",
+        "a.pdf/inner.pdf",
+        "l" * 300 + ".pdf",
+    }
     assert entries["copy.pdf"].status == "duplicate" and entries["zero.pdf"].reason == "empty file (0 bytes)"
     assert "empty, '.' or '..' path segment" in entries["x//y.pdf"].reason
     assert not any(s.startswith((".", "..")) or "/." in s for s in entries)  # hidden: skipped, as on disk

@@ -22,8 +22,14 @@ from mmrag_assets.lib.store.catalog import Catalog
 from tests.tolerance import assert_has_line, assert_most_keywords, closest, found_keywords
 
 SETTINGS = OcrSettings(
-    languages=("en",), min_confidence=0.5, max_pixels=20_000_000, max_side_px=2000, det_max_side_px=1280,
-    direction=True, threads=0, batch_size=2,
+    languages=("en",),
+    min_confidence=0.5,
+    max_pixels=20_000_000,
+    max_side_px=2000,
+    det_max_side_px=1280,
+    direction=True,
+    threads=0,
+    batch_size=2,
 )
 ZOOM = 2.0  # 144 dpi
 WORDS = ("Proxy", "proxy.example.org", "8080", "Apply", "Settings")
@@ -45,7 +51,9 @@ def _screenshot_pdf():
 
 
 @pytest.fixture(scope="module")
-def screenshot(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, tuple[float, float, float, float]]]:
+def screenshot(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, dict[str, tuple[float, float, float, float]]]:
     """The dialog as a PNG, and the pixel box of each word in WORDS (from the PDF's own layout)."""
     import pymupdf
 
@@ -127,7 +135,8 @@ def test_cache_prevents_a_second_ocr_of_the_same_pixels(screenshot, tmp_path: Pa
     assert eng.calls == calls + 1 and not first[0].cached
     again = ocr_batch(
         [OcrTask("b", path), OcrTask("c", renamed), OcrTask("d", as_bmp), OcrTask("e", rerender)],
-        SETTINGS, cache=CatalogOcrCache(Catalog(tmp_path / "catalog.duckdb")),  # a new process would reopen it
+        SETTINGS,
+        cache=CatalogOcrCache(Catalog(tmp_path / "catalog.duckdb")),  # a new process would reopen it
     )
     assert eng.calls == calls + 1, "no image was OCRed twice"
     assert all(o.cached for o in again)
@@ -164,8 +173,16 @@ def test_bad_images_become_outcomes_with_a_reason_not_exceptions(screenshot, tmp
     Image.new("L", (6000, 4000), 255).save(huge)  # 24 MP, over max_pixels=20 MP
     seen: list[OcrProgress] = []
     outs = ocr_batch(
-        [OcrTask("t", truncated), OcrTask("g", garbage), OcrTask("h", huge), OcrTask("ok", path), OcrTask("m", tmp_path / "gone.png")],
-        SETTINGS, cache=MemoryOcrCache(), progress=seen.append,
+        [
+            OcrTask("t", truncated),
+            OcrTask("g", garbage),
+            OcrTask("h", huge),
+            OcrTask("ok", path),
+            OcrTask("m", tmp_path / "gone.png"),
+        ],
+        SETTINGS,
+        cache=MemoryOcrCache(),
+        progress=seen.append,
     )
     by = {o.id: o for o in outs}
     assert "could not be decoded" in by["t"].error

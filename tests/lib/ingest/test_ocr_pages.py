@@ -16,11 +16,24 @@ from tests.tolerance import assert_has_line, assert_most_keywords, found_keyword
 
 PLAN = OcrPlan(
     settings=OcrSettings(
-        languages=("en",), min_confidence=0.5, max_pixels=50_000_000, max_side_px=2000, det_max_side_px=1280,
-        direction=True, threads=0, batch_size=4,
+        languages=("en",),
+        min_confidence=0.5,
+        max_pixels=50_000_000,
+        max_side_px=2000,
+        det_max_side_px=1280,
+        direction=True,
+        threads=0,
+        batch_size=4,
     ),
-    images=True, pdf_pages=True, pdf_images=True, keyframes=True,
-    min_layer_chars=50, min_printable_share=0.9, min_image_area=0.03, max_layer_coverage=0.02, max_known_share=0.5,
+    images=True,
+    pdf_pages=True,
+    pdf_images=True,
+    keyframes=True,
+    min_layer_chars=50,
+    min_printable_share=0.9,
+    min_image_area=0.03,
+    max_layer_coverage=0.02,
+    max_known_share=0.5,
 )
 LAYER = "Fix the stainless mounting bracket with four M8 anchor bolts and tighten them to 12 Nm. " * 3
 
@@ -44,8 +57,13 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list
 
     src = pymupdf.open()
     orig = src.new_page(width=595, height=842)
-    orig.insert_textbox(pymupdf.Rect(56, 60, 540, 400), "Error code E04: DC insulation fault. Inspect the PV cables "
-                        "for damaged insulation and measure the insulation resistance.", fontname="helv", fontsize=14)
+    orig.insert_textbox(
+        pymupdf.Rect(56, 60, 540, 400),
+        "Error code E04: DC insulation fault. Inspect the PV cables "
+        "for damaged insulation and measure the insulation resistance.",
+        fontname="helv",
+        fontsize=14,
+    )
     scan_pix = orig.get_pixmap(dpi=150, alpha=False)
     doc = pymupdf.open()
     p1 = doc.new_page(width=595, height=842)
@@ -62,11 +80,27 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list
     pdf = base / "mixed.pdf"
     doc.save(pdf)
     storage = base / "storage"
-    r = render_pdf(pdf, storage / "pages" / "d", dpi=100, max_pages=10, target_pixels=4_000_000,
-                   image_format="png", jpeg_quality=90, thumbnail_px=128)
+    r = render_pdf(
+        pdf,
+        storage / "pages" / "d",
+        dpi=100,
+        max_pages=10,
+        target_pixels=4_000_000,
+        image_format="png",
+        jpeg_quality=90,
+        thumbnail_px=128,
+    )
     rows = [
-        {"item_id": f"d:{p.page}", "page": p.page, "modality": "page", "width": p.width, "height": p.height,
-         "text": p.text, "t_s": None, "image_path": Path(p.image_path).relative_to(storage).as_posix()}
+        {
+            "item_id": f"d:{p.page}",
+            "page": p.page,
+            "modality": "page",
+            "width": p.width,
+            "height": p.height,
+            "text": p.text,
+            "t_s": None,
+            "image_path": Path(p.image_path).relative_to(storage).as_posix(),
+        }
         for p in r.pages
     ]
     return pdf, storage, rows
@@ -77,8 +111,15 @@ def _apply(rendered, plan: OcrPlan = PLAN, cache=None):
     rows = [dict(r) for r in rows]
     eng = get_engine(plan.settings)
     calls = eng.calls
-    out = apply_ocr(rows, kind="pdf", doc_id="d", source_path=pdf, storage_root=storage, plan=plan,
-                    cache=cache if cache is not None else MemoryOcrCache())
+    out = apply_ocr(
+        rows,
+        kind="pdf",
+        doc_id="d",
+        source_path=pdf,
+        storage_root=storage,
+        plan=plan,
+        cache=cache if cache is not None else MemoryOcrCache(),
+    )
     return {r["page"]: r for r in rows}, out, eng.calls - calls
 
 
@@ -95,7 +136,7 @@ def test_pages_without_a_usable_layer_are_ocred_and_good_layers_are_not(rendered
     assert pages[3]["text"].startswith("Scanned with CamScanner")  # a printable stamp is kept, OCR appended
     assert pages[4]["text_source"] == "layer+ocr"
     assert pages[4]["text"].startswith(rendered[2][3]["text"])
-    ocr_lines = pages[4]["text"][len(rendered[2][3]["text"]):].splitlines()
+    ocr_lines = pages[4]["text"][len(rendered[2][3]["text"]) :].splitlines()
     assert_has_line("Wholesale 18%", ocr_lines)
     assert_has_line("Online 47%", ocr_lines)
     rows = {r["item_id"]: r for r in out.ocr_rows}
@@ -120,7 +161,12 @@ def test_ocr_rows_hold_words_with_boxes_in_page_image_pixels(rendered) -> None:
     zoom = 100 / 72  # the chart was placed at (100, 400)-(500, 560) pt on the page
     assert (rx0, ry0) == pytest.approx((100 * zoom, 400 * zoom), abs=2)
     for ln in json.loads(chart["lines"]):  # the chart's words sit inside the chart's region
-        assert rx0 <= ln["box"][0] and ln["box"][2] <= rx1 + 1 and ry0 <= ln["box"][1] and ln["box"][3] <= ry1 + 1
+        assert (
+            rx0 <= ln["box"][0]
+            and ln["box"][2] <= rx1 + 1
+            and ry0 <= ln["box"][1]
+            and ln["box"][3] <= ry1 + 1
+        )
 
 
 def test_switching_inputs_off_runs_no_ocr(rendered) -> None:

@@ -59,7 +59,12 @@ def pdf(tmp_path_factory: pytest.TempPathFactory) -> Path:
             p.insert_image(chart, stream=_png(400, 300, "Online 42%"))
         if n == 1:  # what OCR tools leave on a scan: the words, invisible, over the picture
             for i in range(14):
-                p.insert_text((110, 320 + i * 20), "Online retail wholesale share of revenue", fontsize=12, render_mode=3)
+                p.insert_text(
+                    (110, 320 + i * 20),
+                    "Online retail wholesale share of revenue",
+                    fontsize=12,
+                    render_mode=3,
+                )
         if n == 2:
             p.insert_image(pymupdf.Rect(500, 20, 530, 50), stream=_png(30, 30))
         if n == 4:
@@ -79,7 +84,9 @@ def test_raster_regions_finds_uncovered_images_in_pixel_coordinates(pdf: Path) -
     assert box == pytest.approx((100 * zoom, 300 * zoom, 500 * zoom, 600 * zoom), abs=2)
     (rbox,) = regions[5]
     w, h = rbox[2] - rbox[0], rbox[3] - rbox[1]
-    assert w == pytest.approx(300 * zoom, abs=2) and h == pytest.approx(400 * zoom, abs=2)  # turned with the page
+    assert w == pytest.approx(300 * zoom, abs=2) and h == pytest.approx(
+        400 * zoom, abs=2
+    )  # turned with the page
     assert 0 <= rbox[0] and rbox[2] <= geo[4].width and rbox[3] <= geo[4].height
 
 
@@ -88,6 +95,10 @@ def _line(text: str) -> OcrLine:
 
 
 def test_novel_lines_keeps_only_what_the_layer_lacks() -> None:
-    res = OcrResult(100, 100, (_line("Quarterly revenue grew"), _line("Online 42%"), _line("revenue by Wholesale"), _line("--")))
+    res = OcrResult(
+        100,
+        100,
+        (_line("Quarterly revenue grew"), _line("Online 42%"), _line("revenue by Wholesale"), _line("--")),
+    )
     out = novel_lines(res, "Quarterly revenue grew in every region.", max_known_share=0.5)
     assert [ln.text for ln in out.lines] == ["Online 42%", "revenue by Wholesale"]

@@ -331,17 +331,26 @@ def test_a_big_pdf_reports_its_pages_as_it_renders(tmp_path: Path) -> None:
     src = tmp_path / "long.pdf"
     src.write_bytes(_pdf_bytes(12))
     lines: list[str] = []
-    render_pdf(src, tmp_path / "out", **PDF_KW, on_page=page_counter("rendered", lines.append, unit="pages", detail="long.pdf", every_s=0))
+    render_pdf(
+        src,
+        tmp_path / "out",
+        **PDF_KW,
+        on_page=page_counter("rendered", lines.append, unit="pages", detail="long.pdf", every_s=0),
+    )
     assert len(lines) == 12, lines
     assert all(_PROGRESS.match(ln) for ln in lines[:-1]) and _DONE.match(lines[-1])
-    assert lines[0].startswith("rendered 1/12 pages, ") and "ETA" in lines[0] and lines[0].endswith("(long.pdf)")
+    assert (
+        lines[0].startswith("rendered 1/12 pages, ") and "ETA" in lines[0] and lines[0].endswith("(long.pdf)")
+    )
     assert lines[-1].startswith("rendered 12/12 pages in ")
 
 
 def test_ligatures_are_spelled_out_unless_kept(tmp_path: Path) -> None:
     """LaTeX manuals set "ﬁ", "ﬂ" as one glyph: kept, "conﬁgure" never matches the "configure" a
     user types (BM25, the lite tier); the default (ingest.pdf_ligatures=false) spells them out."""
-    font = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")  # has the ligature glyphs (fonts-dejavu-core)
+    font = Path(
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+    )  # has the ligature glyphs (fonts-dejavu-core)
     if not font.is_file():
         pytest.skip("needs DejaVuSans.ttf (Debian fonts-dejavu-core) for a PDF with ligature glyphs")
     doc = pymupdf.open()

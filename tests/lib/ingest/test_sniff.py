@@ -79,9 +79,19 @@ OOXML = {
         ("a.docx", {**OOXML, "word/document.xml": b"<w/>"}, "office", "docx"),
         ("a.pptx", {**OOXML, "ppt/presentation.xml": b"<p/>"}, "office", "pptx"),
         ("a.xlsm", {**OOXML, "xl/workbook.xml": b"<x/>"}, "office", "xlsx"),
-        ("a.odp", {"mimetype": b"application/vnd.oasis.opendocument.presentation", "content.xml": b"<c/>"}, "office", "odp"),
+        (
+            "a.odp",
+            {"mimetype": b"application/vnd.oasis.opendocument.presentation", "content.xml": b"<c/>"},
+            "office",
+            "odp",
+        ),
         ("a.epub", {"mimetype": b"application/epub+zip", "META-INF/container.xml": b"<c/>"}, "text", "epub"),
-        ("renamed.bin", {**OOXML, "word/document.xml": b"<w/>"}, "office", "docx"),  # unknown extension: content decides
+        (
+            "renamed.bin",
+            {**OOXML, "word/document.xml": b"<w/>"},
+            "office",
+            "docx",
+        ),  # unknown extension: content decides
     ],
 )
 def test_zip_containers_by_layout(tmp_path: Path, name: str, entries: dict, kind: str, detail: str) -> None:
@@ -94,11 +104,16 @@ def test_zip_layout_that_contradicts_the_extension_is_a_mismatch(tmp_path: Path)
     assert s.kind == "unsupported"
     assert s.reason == "extension .docx says a Word document but the content is a PowerPoint deck"
     s = sniff_file(_zip(tmp_path, "x.xlsx", {"a.txt": b"hello"}))
-    assert s.reason == "extension .xlsx says an Excel workbook but the content is a zip archive (not an Office, OpenDocument or EPUB file)"
+    assert (
+        s.reason
+        == "extension .xlsx says an Excel workbook but the content is a zip archive (not an Office, OpenDocument or EPUB file)"
+    )
 
 
 def test_truncated_zip_container(tmp_path: Path) -> None:
-    full = _zip(tmp_path, "full.docx", {**OOXML, "word/document.xml": b"<w>" + b"x" * 5000 + b"</w>"}).read_bytes()
+    full = _zip(
+        tmp_path, "full.docx", {**OOXML, "word/document.xml": b"<w>" + b"x" * 5000 + b"</w>"}
+    ).read_bytes()
     (tmp_path / "cut.docx").write_bytes(full[: len(full) // 2])
     s = sniff_file(tmp_path / "cut.docx")
     assert s.kind == "unsupported" and s.reason.startswith("damaged or truncated zip container (.docx)")
@@ -126,10 +141,27 @@ def test_ole2_files_by_their_streams(tmp_path: Path) -> None:
         (b"{\\rtf1\\ansi hello}", "rtf", "office", "rtf"),
         (b"{\\rtf1\\ansi hello}", "doc", "office", "rtf"),  # Word writes RTF under .doc
         (b"<!DOCTYPE html><html><body>x</body></html>", "html", "text", "html"),
-        (b"<!-- saved --><html lang=en><p>x</p></html>", "page", "text", "html"),  # an HTML document under any name
-        (b'<?xml version="1.0"?>\n<html xmlns="http://www.w3.org/1999/xhtml"></html>', "xhtml", "text", "html"),
+        (
+            b"<!-- saved --><html lang=en><p>x</p></html>",
+            "page",
+            "text",
+            "html",
+        ),  # an HTML document under any name
+        (
+            b'<?xml version="1.0"?>\n<html xmlns="http://www.w3.org/1999/xhtml"></html>',
+            "xhtml",
+            "text",
+            "html",
+        ),
         (b"# Title\n\n<div align=center>badge</div>\n", "md", "text", "md"),
-        ("caf\u00e9 cr\u00e8me br\u00fbl\u00e9e, d\u00e9j\u00e0 vu, na\u00efve fa\u00e7ade".encode("cp1252"), "txt", "text", "txt"),
+        (
+            "caf\u00e9 cr\u00e8me br\u00fbl\u00e9e, d\u00e9j\u00e0 vu, na\u00efve fa\u00e7ade".encode(
+                "cp1252"
+            ),
+            "txt",
+            "text",
+            "txt",
+        ),
         ("\ufeffUTF-16 notes \u2013 with a BOM".encode("utf-16"), "txt", "text", "txt"),
         (b"Title\n=====\n\ntext", "rst", "text", "rst"),
     ],
@@ -144,8 +176,16 @@ def test_text_and_rtf_by_content(head: bytes, ext: str, kind: str, detail: str) 
     [
         (PNG, "md", "extension .md says Markdown but the content is PNG image data"),
         (b"%PDF-1.7\n%\xe2\xe3", "docx", "extension .docx says a Word document but the content is PDF data"),
-        (bytes(range(256)) * 4, "txt", "extension .txt says plain text but the content is unrecognised binary data"),
-        (b"just words, no tags", "html", "extension .html says HTML but the content is plain text without any markup"),
+        (
+            bytes(range(256)) * 4,
+            "txt",
+            "extension .txt says plain text but the content is unrecognised binary data",
+        ),
+        (
+            b"just words, no tags",
+            "html",
+            "extension .html says HTML but the content is plain text without any markup",
+        ),
         (b"{\\rtf1 x}", "pptx", "extension .pptx says a PowerPoint deck but the content is an RTF document"),
     ],
 )

@@ -156,7 +156,9 @@ def test_video_only_keys_leave_other_fingerprints_alone() -> None:
 
     base = ["corpus.root=unused", "storage.root=unused"]
     a, b = (load_config([*base, f"ingest.keyframe_min_change={v}"], resolve_paths=False) for v in (1.0, 5.0))
-    assert fingerprint(a, "pdf") == fingerprint(b, "pdf") and fingerprint(a, "image") == fingerprint(b, "image")
+    assert fingerprint(a, "pdf") == fingerprint(b, "pdf") and fingerprint(a, "image") == fingerprint(
+        b, "image"
+    )
     assert fingerprint(a, "video") != fingerprint(b, "video")
     c = load_config([*base, "ingest.dpi=100"], resolve_paths=False)
     assert fingerprint(a, "pdf") != fingerprint(c, "pdf")

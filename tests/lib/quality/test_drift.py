@@ -239,7 +239,9 @@ def test_mmd_permutation_matches_direct_computation() -> None:
 
 
 def test_thresholds_from_config() -> None:
-    t = DriftThresholds.from_mapping({"domain_auc": {"error": 0.9}, "gates": {"alpha": 0.05}}, base=THRESHOLDS)
+    t = DriftThresholds.from_mapping(
+        {"domain_auc": {"error": 0.9}, "gates": {"alpha": 0.05}}, base=THRESHOLDS
+    )
     assert t.domain_auc == Level(THRESHOLDS.domain_auc.warn, 0.9) and t.alpha == 0.05
     assert DriftThresholds.from_mapping(t.to_dict()) == t
     with pytest.raises(ConfigError, match="unknown drift threshold"):

@@ -26,7 +26,9 @@ def test_weighted_rrf_formula_and_weights() -> None:
 def test_fusion_keeps_the_lexical_winner_the_rerank_buried() -> None:
     # the rerank puts item 7 fourth; BM25 puts it first: fused, it beats every item only the
     # rerank likes (the old behaviour returned the rerank's order: 9, 8, 5, 7)
-    fused = weighted_rrf({"maxsim": np.array([9, 8, 5, 7]), "lexical": np.array([7, 2])}, {"maxsim": 1, "lexical": 1}, 60)
+    fused = weighted_rrf(
+        {"maxsim": np.array([9, 8, 5, 7]), "lexical": np.array([7, 2])}, {"maxsim": 1, "lexical": 1}, 60
+    )
     assert max(fused, key=fused.get) == 7
 
 
@@ -61,8 +63,13 @@ def test_idf_weighted_lite_maxsim_ranks_the_rare_word_page_first() -> None:
     from mmrag_assets.lib.index.embedding.lite import LiteEmbedder
 
     emb = LiteEmbedder(dim=256)
-    report = "What does the quarterly result mean? Revenue does grow, and the error margin is what we expected."
-    others = [f"What does the team mean by quarter {i}? The error bars show what the revenue does." for i in range(30)]
+    report = (
+        "What does the quarterly result mean? Revenue does grow, and the error margin is what we expected."
+    )
+    others = [
+        f"What does the team mean by quarter {i}? The error bars show what the revenue does."
+        for i in range(30)
+    ]
     manual = "Fault codes. E04: DC insulation fault, inspect the PV cables. E05: ground fault."
     docs = [report, manual, *others]
     ids = emb.token_ids(docs, emb.doc_max_tokens)

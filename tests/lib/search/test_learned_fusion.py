@@ -54,7 +54,9 @@ def test_features_of_every_listed_candidate() -> None:
     assert pos.tolist() == [0, 1, 2, 3]  # the maxsim list first, then what only another channel lists
     f = {n: x[:, j] for j, n in enumerate(names)}
     assert f["bm25"].tolist() == [0.5, 0.0, 0.0, 1.0]  # normalised by the query's best BM25 score
-    assert f["maxsim_rank"][3] == 0.0 and f["maxsim_rank"][0] == 1.0  # below its threshold: not ranked by MaxSim
+    assert (
+        f["maxsim_rank"][3] == 0.0 and f["maxsim_rank"][0] == 1.0
+    )  # below its threshold: not ranked by MaxSim
     assert f["dense_gap"][1] == 0.0 and f["dense_gap"][0] == pytest.approx(-0.07)
     assert f["dense_gap"][3] == pytest.approx(0.40 - 0.62 - 0.05)  # not listed: below the list's last
     assert f["is_segment"].tolist() == [0, 1, 0, 0] and f["is_image"].tolist() == [0, 0, 1, 0]
@@ -77,7 +79,9 @@ def test_score_fusion_terms_are_the_convex_combinations_parts() -> None:
     total = f["fuse_maxsim"] + f["fuse_lexical"] + f["fuse_dense"]
     fused = score.fuse(ev)
     assert total.tolist() == pytest.approx([fused.scores[i] for i in pos.tolist()])
-    assert f["fuse_lexical"].tolist() == pytest.approx([0.0, 0.0, 0.0, w["lexical"]])  # min-max: BM25's last gets 0
+    assert f["fuse_lexical"].tolist() == pytest.approx(
+        [0.0, 0.0, 0.0, w["lexical"]]
+    )  # min-max: BM25's last gets 0
     assert f["segment_x_fuse_dense"].tolist() == pytest.approx([0.0, w["dense"], 0.0, 0.0])
     assert f["fuse_dense_x_uncov"].tolist() == pytest.approx((f["fuse_dense"] * 0.1).tolist())
     # the learned fusion reports the weights its terms were made with
@@ -170,7 +174,9 @@ def test_training_learns_the_per_modality_scale_that_bm25_alone_misses() -> None
     assert before["mrr@10"] < 0.75  # spoken answers lose to pages that share words
     assert after["mrr@10"] > before["mrr@10"] + 0.15
     assert report["C"] in ft.C_GRID and str(report["C"]) in report["cv"]
-    assert model.coef[model.features.index("segment_x_fuse_lexical")] > 0  # a window's BM25 counts for more than a page's
+    assert (
+        model.coef[model.features.index("segment_x_fuse_lexical")] > 0
+    )  # a window's BM25 counts for more than a page's
 
 
 def test_reliability_per_modality() -> None:

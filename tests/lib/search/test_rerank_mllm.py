@@ -28,8 +28,13 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[Can
         p = d / f"page{i}.png"
         Image.new("RGB", (200 + 40 * i, 120), color).save(p)
         imgs.append(p)
-    cands = [Candidate(image=imgs[0]), Candidate(text="Hold the reset button for ten seconds."),
-             Candidate(image=imgs[1]), Candidate(text="The revenue grew."), Candidate(image=imgs[2])]
+    cands = [
+        Candidate(image=imgs[0]),
+        Candidate(text="Hold the reset button for ten seconds."),
+        Candidate(image=imgs[1]),
+        Candidate(text="The revenue grew."),
+        Candidate(image=imgs[2]),
+    ]
     return base, adapter, cands
 
 
@@ -83,5 +88,10 @@ def test_transformers_generator_reads_page_images_with_a_tiny_qwen2_vl(tiny) -> 
     gcfg = dataclasses.replace(section("answer").transformers, path=str(base), device="cpu", max_new_tokens=5)
     gen = TransformersGenerator(gcfg)
     assert gen.vision  # AutoModelForImageTextToText through the processor's chat template
-    text = "".join(gen.stream("Answer with citations.", [("text", "[1] a page\n"), ("image", cands[0].image), ("text", "Question: what?")]))
+    text = "".join(
+        gen.stream(
+            "Answer with citations.",
+            [("text", "[1] a page\n"), ("image", cands[0].image), ("text", "Question: what?")],
+        )
+    )
     assert isinstance(text, str)  # random weights: any text; the point is the image went through

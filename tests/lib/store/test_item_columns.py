@@ -88,4 +88,6 @@ def test_token_table_vocabulary_size_is_the_lite_vocabulary() -> None:
     sch = ic.schema(64, vocab="lite", vocab_size=ic.VOCAB_SIZES["lite"])
     assert ic.vocab_size(sch) == ic.VOCAB_SIZES["lite"]
     with pytest.raises(ic.VectorsError, match="unknown token vocabulary"):
-        ic.vocab_size(pa.schema([pa.field("tokens", pa.list_(pa.uint16()))], metadata={ic.VOCAB_KEY: b"other"}))
+        ic.vocab_size(
+            pa.schema([pa.field("tokens", pa.list_(pa.uint16()))], metadata={ic.VOCAB_KEY: b"other"})
+        )

@@ -51,6 +51,13 @@ def test_plain_http_endpoint_needs_allow_http(tmp_path: Path, monkeypatch) -> No
     from mmrag_assets.lib.store import table as lx
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-    cfg = load_config([f"corpus.root={tmp_path}", "storage.root=s3://bucket-a/x", "catalog=postgres", f"storage.cache_dir={tmp_path}"])
+    cfg = load_config(
+        [
+            f"corpus.root={tmp_path}",
+            "storage.root=s3://bucket-a/x",
+            "catalog=postgres",
+            f"storage.cache_dir={tmp_path}",
+        ]
+    )
     with pytest.raises(ConfigError, match="storage.allow_http=true"):
         lx.connect(cfg)

@@ -21,8 +21,15 @@ from mmrag_assets.lib.store.items import make_version_key, version_key_for
 if TYPE_CHECKING:
     from mmrag_assets.config import ModelConfig
 
-__all__ = ["EmbedStats", "Embedder", "load_embedder", "make_version_key", "run_batches", "tiny_model_dir", "version_key_for"]
-
+__all__ = [
+    "EmbedStats",
+    "Embedder",
+    "load_embedder",
+    "make_version_key",
+    "run_batches",
+    "tiny_model_dir",
+    "version_key_for",
+]
 
 
 def tiny_model_dir(models_dir: Path, arch: str) -> Path:
@@ -37,7 +44,9 @@ def _tiny_seed(revision: str) -> int:
 def _build(cfg: ModelConfig, models_dir: Path) -> Embedder:
     if cfg.arch == "lite":
         if cfg.name == "tiny":
-            raise ConfigError("model=tiny needs a visual model.arch: colqwen2_5, colpali, colsmol or colqwen3")
+            raise ConfigError(
+                "model=tiny needs a visual model.arch: colqwen2_5, colpali, colsmol or colqwen3"
+            )
         from mmrag_assets.lib.index.embedding.lite import LiteEmbedder
 
         return LiteEmbedder(
@@ -80,5 +89,3 @@ def load_embedder(cfg: ModelConfig, models_dir: Path) -> Embedder:
     it (a run's ``EmbedderResource``, a ``Searcher``); visual weights are shared per process by
     ``visual.load_model`` (keyed by weights source, device and dtype)."""
     return _build(cfg, Path(models_dir))
-
-

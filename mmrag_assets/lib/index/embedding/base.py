@@ -28,6 +28,7 @@ KINDS: tuple[Kind, ...] = ("query", "text", "image")
 T = TypeVar("T")
 R = TypeVar("R")
 
+
 # ---------------------------------------------------------------- statistics
 @dataclass
 class KindStats:

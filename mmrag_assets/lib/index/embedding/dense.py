@@ -31,14 +31,18 @@ from mmrag_assets.errors import ConfigError, ModelUnavailable
 DenseModel = Literal["minilm", "wordllama"]
 
 
-def windows(text: str | None, window_words: int, max_windows: int, stride_words: int | None = None) -> list[str]:
+def windows(
+    text: str | None, window_words: int, max_windows: int, stride_words: int | None = None
+) -> list[str]:
     """The text's first ``max_windows`` windows of ``window_words`` words, each starting
     ``stride_words`` (default ``window_words``: no overlap) after the one before; a window whose
     words the previous one already holds entirely is not made ([] for blank text)."""
     words = (text or "").split()
     stride = window_words if stride_words is None else stride_words
     if window_words < 1 or max_windows < 1 or not 1 <= stride <= window_words:
-        raise ConfigError("dense.window_words and dense.max_windows must be >= 1, dense.stride_words within 1..window_words")
+        raise ConfigError(
+            "dense.window_words and dense.max_windows must be >= 1, dense.stride_words within 1..window_words"
+        )
     if not words:
         return []
     starts = range(0, max(len(words) - (window_words - stride), 1), stride)
@@ -50,7 +54,9 @@ def _minilm(path: str | None) -> Any:
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError as e:  # pragma: no cover - a declared dependency
-        raise ModelUnavailable("dense=minilm needs sentence-transformers: install mmrag's dependencies") from e
+        raise ModelUnavailable(
+            "dense=minilm needs sentence-transformers: install mmrag's dependencies"
+        ) from e
     path = _minilm_folder(path)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder: nothing to fetch, and never try
     return SentenceTransformer(path, device="cpu", local_files_only=True)
@@ -114,7 +120,9 @@ class DenseEncoder:
         if self.model == "minilm" and self.onnx != "none":
             return int(self._impl.dim)
         if self.model == "minilm":
-            return int(json.loads((Path(_minilm_folder(self.path)) / "config.json").read_text())["hidden_size"])
+            return int(
+                json.loads((Path(_minilm_folder(self.path)) / "config.json").read_text())["hidden_size"]
+            )
         return int(self._impl.embedding.shape[1])
 
     def encode(self, texts: list[str]) -> np.ndarray:

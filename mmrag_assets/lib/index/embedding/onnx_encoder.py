@@ -31,7 +31,13 @@ import numpy as np
 
 from mmrag_assets.errors import ModelUnavailable
 
-FILES = ("config.json", "model.safetensors", "tokenizer.json", "1_Pooling/config.json", "sentence_bert_config.json")
+FILES = (
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "1_Pooling/config.json",
+    "sentence_bert_config.json",
+)
 
 
 def cache_root() -> Path:
@@ -110,7 +116,9 @@ def exported_graph(folder: Path, quantize: str) -> tuple[Path, float]:
             return out, time.perf_counter() - t0
         cmd = [sys.executable, "-m", "mmrag_assets.lib.index.embedding.onnx_export", str(folder), str(out),
                "--quantize", quantize]  # fmt: skip
-        r = subprocess.run(cmd, capture_output=True, text=True, check=False, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        r = subprocess.run(
+            cmd, capture_output=True, text=True, check=False, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+        )
         if r.returncode != 0 or not out.is_file():
             tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
             raise ModelUnavailable(
@@ -140,7 +148,9 @@ class OnnxSentenceEncoder:
         cfg = json.loads((folder / "config.json").read_text())
         pooling = folder / "1_Pooling" / "config.json"
         if pooling.is_file() and not json.loads(pooling.read_text()).get("pooling_mode_mean_tokens"):
-            raise ModelUnavailable(f"{folder}: pooling is not mean pooling; dense.onnx=none runs it with sentence-transformers")
+            raise ModelUnavailable(
+                f"{folder}: pooling is not mean pooling; dense.onnx=none runs it with sentence-transformers"
+            )
         st = folder / "sentence_bert_config.json"
         max_len = int(json.loads(st.read_text()).get("max_seq_length", 512)) if st.is_file() else 512
         self.dim = int(cfg["hidden_size"])
@@ -172,7 +182,9 @@ class OnnxSentenceEncoder:
 
     def _one(self, ids: list[int]) -> np.ndarray:
         x = np.asarray(ids, dtype=np.int64)[None, :]  # (1, seq)
-        hidden = self.session.run(None, {"input_ids": x, "attention_mask": np.ones_like(x)})[0]  # (1, seq, hidden)
+        hidden = self.session.run(None, {"input_ids": x, "attention_mask": np.ones_like(x)})[
+            0
+        ]  # (1, seq, hidden)
         return hidden[0].mean(0)
 
     def _rows(self, encs: list[Any]) -> np.ndarray:
@@ -191,7 +203,9 @@ class OnnxSentenceEncoder:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="onnx-encode")
             step = -(-len(encs) // n)
-            out = np.concatenate(list(self._pool.map(self._rows, [encs[s : s + step] for s in range(0, len(encs), step)])))
+            out = np.concatenate(
+                list(self._pool.map(self._rows, [encs[s : s + step] for s in range(0, len(encs), step)]))
+            )
         out = out.astype(np.float32)
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 

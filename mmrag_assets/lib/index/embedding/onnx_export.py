@@ -52,12 +52,18 @@ def export(src: Path, out: Path, quantize: str) -> None:
 
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
             tt = torch.zeros_like(input_ids)
-            return self.m(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=tt).last_hidden_state
+            return self.m(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=tt
+            ).last_hidden_state
 
     ids = torch.ones((2, 16), dtype=torch.long)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         raw, fused = Path(tmp) / "raw.onnx", Path(tmp) / "fused.onnx"
-        axes = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}, "hidden": {0: "batch", 1: "seq"}}
+        axes = {
+            "input_ids": {0: "batch", 1: "seq"},
+            "attention_mask": {0: "batch", 1: "seq"},
+            "hidden": {0: "batch", 1: "seq"},
+        }
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
             torch.onnx.export(Hidden(model), (ids, torch.ones_like(ids)), str(raw), dynamo=False, opset_version=17,

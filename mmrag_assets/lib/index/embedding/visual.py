@@ -87,7 +87,9 @@ def load_image(path: Path, max_side_px: int = 0, max_pixels: int = 0):
     if max_pixels and im.width * im.height * scale * scale > max_pixels:
         scale = (max_pixels / (im.width * im.height)) ** 0.5
     if scale < 1.0:
-        im = im.resize((max(1, int(im.width * scale)), max(1, int(im.height * scale))), Image.Resampling.LANCZOS)
+        im = im.resize(
+            (max(1, int(im.width * scale)), max(1, int(im.height * scale))), Image.Resampling.LANCZOS
+        )
     return im
 
 

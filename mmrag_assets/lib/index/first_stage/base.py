@@ -70,7 +70,9 @@ class Strategy(ABC):
             raise FirstStageError(f"{self.name}: unknown parameters {unknown}; known: {sorted(known)}")
         missing = sorted(set(known) - set(params))
         if missing:
-            raise FirstStageError(f"{self.name}: missing parameters {missing}: set index.strategies.{self.name}.* in conf/")
+            raise FirstStageError(
+                f"{self.name}: missing parameters {missing}: set index.strategies.{self.name}.* in conf/"
+            )
         self.params = dict(params)
 
     layout = 0  # bumped when a strategy stores its fields differently: older segments are re-encoded

@@ -71,7 +71,11 @@ class Dense(Strategy):
         return {"vecs": Ragged(codes, off), "scale": Ragged(scale, off.copy())}
 
     def open(self, codebook: Codebook, parts: Sequence[Part]) -> DenseReader:
-        dims = {int(p.fields["vecs"].flat.shape[1]) for p in parts if p.n_items and p.fields["vecs"].flat.ndim == 2}
+        dims = {
+            int(p.fields["vecs"].flat.shape[1])
+            for p in parts
+            if p.n_items and p.fields["vecs"].flat.ndim == 2
+        }
         return DenseReader(self, parts, dims.pop() if dims else self.encoder().dim)
 
 
@@ -95,7 +99,9 @@ class DenseReader(Searchable):
             # best window's cosine per item, in numpy: a (1, d) query needs no torch (its import
             # alone is ~3 s of a shell search). The items' windows are contiguous and an empty item
             # has none, so the rows from each non-empty item's start to the next one's are its own
-            sims = np.asarray(flat[: off[-1]], dtype=np.float32) @ np.asarray(q, dtype=np.float32).reshape(-1)  # q: (1, d)
+            sims = np.asarray(flat[: off[-1]], dtype=np.float32) @ np.asarray(q, dtype=np.float32).reshape(
+                -1
+            )  # q: (1, d)
             if "scale" in part.fields:  # int8 rows (float16 in segments written before)
                 sc = np.asarray(part.fields["scale"].flat)
                 sims *= sc[: off[-1]] if rows is None else sc[rows][: off[-1]]

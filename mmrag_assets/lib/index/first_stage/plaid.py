@@ -122,7 +122,11 @@ class PlaidReader(Searchable):
         """The ``nprobe`` best centroids of each query token, best first: ((Tq, p) ids, (Tq, p) sims).
         argpartition + a sort of p values: ~3x faster than torch.topk over K = 32,000 columns."""
         p = min(self.nprobe, sims.shape[1])
-        idx = np.argpartition(-sims, p - 1, axis=1)[:, :p] if p < sims.shape[1] else np.tile(np.arange(p), (len(sims), 1))
+        idx = (
+            np.argpartition(-sims, p - 1, axis=1)[:, :p]
+            if p < sims.shape[1]
+            else np.tile(np.arange(p), (len(sims), 1))
+        )
         vals = np.take_along_axis(sims, idx, 1)
         order = np.argsort(-vals, axis=1, kind="stable")
         return np.take_along_axis(idx, order, 1), np.take_along_axis(vals, order, 1)
