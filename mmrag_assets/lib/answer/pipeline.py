@@ -38,9 +38,8 @@ class Answer:
     sources: list[Source]
     confidence: float
     timings_ms: dict[str, float]
-    dropped_citations: list[str] = field(
-        default_factory=list
-    )  # markers removed: they named no retrieved item
+    # markers removed: they named no retrieved item
+    dropped_citations: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     evidence: list[dict[str, Any]] = field(default_factory=list)  # the best passages and their scores
     search: dict[str, Any] = field(default_factory=dict)  # the search response's index, fusion and timings
@@ -167,7 +166,7 @@ class Answerer:
             dense = extractive.DenseWindows(view, question)
         per_source = extractive.score_passages(question, sources, a.extractive, dense)
         unknown = (
-            extractive.unknown_words(question, lambda w: len(view.lexical(w, 1, None)[0]) > 0)
+            extractive.unknown_words(question, lambda word: len(view.lexical(word, 1, None)[0]) > 0)
             if w.get("unknown", 0) > 0
             else []
         )
