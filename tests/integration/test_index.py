@@ -149,7 +149,7 @@ def test_bad_token_ids_are_quarantined_not_written(
     make_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The lite tier stores token ids: ids outside the vocabulary are quarantined like NaN vectors
-    (the NaN case of the vector tiers is tests/lib/test_index_table.py)."""
+    (NaN vectors of the vector tiers fail the embeddings contract: tests/data_contracts/test_contracts.py::test_nan_vectors)."""
     from mmrag_assets.lib.index.embedding.lite import LiteEmbedder
 
     corpus = tmp_path / "corpus"
