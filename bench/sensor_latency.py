@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._report import commit, emit, table
-from bench.index_speed import OUT, build_corpus
+from bench.index_speed import OUT, archive, build_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 POLL_S = 0.2
@@ -77,6 +77,16 @@ def newest_run(home: Path, job: str, after: float):
     return None
 
 
+def step_seconds(home: Path, run_id: str) -> dict[str, float]:
+    """Each step's wall seconds in a run (Dagster's step stats), longest first."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as inst:
+        stats = inst.get_run_step_stats(run_id)
+    out = {s.step_key: (s.end_time or 0) - (s.start_time or 0) for s in stats if s.start_time}
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
 def forget_ocr(cfg, since: float) -> int:
     """Drop the OCR cache entries written after ``since`` (epoch s), so that the next repeat's add
     reads its screenshots again as a new file would (re-adding the same pixels hits the cache)."""
@@ -110,50 +120,38 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=10)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pages", type=int, default=620)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--store", type=Path, help="a store of the same corpus built earlier (copied)")
-    ap.add_argument("--port", type=int, default=3133)
-    ap.add_argument("--no-write", action="store_true")
-    args = ap.parse_args()
-
+def session(
+    label: str, pkg: Path, args: argparse.Namespace, corpus_src: Path, added: Path, store: Path, port: int
+) -> tuple[list[dict], list[float], object]:
+    """One `mmrag ui` of the package at ``pkg`` on a fresh copy of the corpus and ``store``: ``--repeats``
+    drops and deletions; (rows, removal seconds, config)."""
     from mmrag_assets.config import load_config
 
-    corpus_src, added, counts = build_corpus(args.pages)
-    load0 = os.getloadavg()
     with tempfile.TemporaryDirectory(dir=OUT) as tmp:
         tmp_p = Path(tmp)
         corpus, storage = tmp_p / "corpus", tmp_p / "storage"
         shutil.copytree(corpus_src, corpus)
+        shutil.copytree(store, storage)
+        # a copied store keeps its old paths in Dagster's instance: start a fresh instance
+        shutil.rmtree(storage / "dagster", ignore_errors=True)
         overrides = [f"corpus.root={corpus}", f"storage.root={storage}"]
-        env = {**os.environ, "MMRAG_CACHE_DIR": str(OUT / "mmrag-cache")}
+        env = {**os.environ, "MMRAG_CACHE_DIR": str(OUT / "mmrag-cache"), "PYTHONPATH": str(pkg)}
         env.pop("DAGSTER_HOME", None)
-        cli = [sys.executable, "-m", "mmrag_assets.cli"]
-        if args.store:
-            shutil.copytree(args.store, storage)
-            # a copied store keeps its old paths in Dagster's instance: start a fresh instance
-            shutil.rmtree(storage / "dagster", ignore_errors=True)
-        t = time.perf_counter()
-        subprocess.run([*cli, "index", *overrides], env=env, cwd=ROOT, check=True, capture_output=True)
-        print(f"store ready ({time.perf_counter() - t:.0f} s)", flush=True)
         cfg = load_config(overrides)
         _, n0 = served_documents(cfg)
-
         log = tmp_p / "ui.log"
         if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:  # started in the background: let ui see Ctrl-C
             signal.signal(signal.SIGINT, signal.default_int_handler)  # a handled signal is SIG_DFL after exec
         with open(log, "w") as fh:
             ui = subprocess.Popen(
-                [*cli, "ui", "--port", str(args.port), *overrides], env=env, cwd=ROOT, stdout=fh,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                [sys.executable, "-m", "mmrag_assets.cli", "ui", "--port", str(port), *overrides], env=env,
+                cwd=pkg, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         rows, removals = [], []
         try:
             t_ui = time.time()
             wait_for(lambda: up_to_date_ticks(log) >= 1, 600, "the sensor's first up-to-date tick")
-            print(f"daemon up, sensor idle after {time.time() - t_ui:.0f} s", flush=True)
+            print(f"{label}: daemon up, sensor idle after {time.time() - t_ui:.0f} s", flush=True)
             for r in range(args.repeats):
                 ticks = up_to_date_ticks(log)
                 wait_for(lambda ticks=ticks: up_to_date_ticks(log) > ticks, 120, "an idle tick")
@@ -165,35 +163,88 @@ def main() -> int:
                 started = rec.start_time if rec and rec.start_time else float("nan")
                 rows.append({"total": t1 - t0, "to_request": created - t0, "to_start": started - created,
                              "to_publish": t1 - started, "load": os.getloadavg()[0]})  # fmt: skip
-                print(f"repeat {r + 1}: served {t1 - t0:.1f} s after the drop {rows[-1]}", flush=True)
+                print(f"{label} repeat {r + 1}: served {t1 - t0:.1f} s after the drop {rows[-1]}", flush=True)
                 wait_for(lambda t0=t0: (x := newest_run(cfg.dagster_home, "index_job", t0)) is not None
                          and x.end_time is not None, 600, "the run to end")  # fmt: skip
+                if rec is not None:
+                    steps = step_seconds(cfg.dagster_home, rec.dagster_run.run_id)
+                    rows[-1]["steps"] = steps
+                    print(f"{label} repeat {r + 1}: steps " + ", ".join(f"{k} {v:.1f} s" for k, v in steps.items()),
+                          flush=True)  # fmt: skip
                 t2 = time.time()
                 (corpus / "added.pdf").unlink()
                 t3 = wait_for(lambda: served_documents(cfg)[1] == n0, 900, "the removal to be served")
                 removals.append(t3 - t2)
-                print(f"repeat {r + 1}: removal served {t3 - t2:.1f} s after the delete", flush=True)
+                print(f"{label} repeat {r + 1}: removal served {t3 - t2:.1f} s after the delete", flush=True)
                 wait_for(lambda t2=t2: (x := newest_run(cfg.dagster_home, "publish_job", t2)) is None or x.end_time is not None,
                          600, "the removal run to end")  # fmt: skip
-                print(f"repeat {r + 1}: {forget_ocr(cfg, t0)} OCR cache entries dropped", flush=True)
+                print(f"{label} repeat {r + 1}: {forget_ocr(cfg, t0)} OCR cache entries dropped", flush=True)
         finally:
             stop(ui)
-            shutil.copy(log, OUT / "sensor_latency-ui.log")  # the daemon's log of the last run, for a look
+            shutil.copy(log, OUT / f"sensor_latency-ui-{label}.log")  # the daemon's log, for a look
+    return rows, removals, cfg
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pages", type=int, default=620)
+    ap.add_argument("--repeats", type=int, default=3, help="drops per `mmrag ui` session")
+    ap.add_argument(
+        "--rounds", type=int, default=1, help="sessions per version, alternating which goes first"
+    )
+    ap.add_argument("--baseline", metavar="REV", help="also measure REV, side by side")
+    ap.add_argument("--store", type=Path, help="a store of the same corpus built earlier (copied)")
+    ap.add_argument("--port", type=int, default=3133)
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args()
+
+    corpus_src, added, counts = build_corpus(args.pages)
+    load0 = os.getloadavg()
+    versions = [(f"this checkout `{commit()}`", ROOT)]
+    with tempfile.TemporaryDirectory(dir=OUT) as tmp:
+        tmp_p = Path(tmp)
+        if args.baseline:
+            versions.insert(0, (f"baseline `{args.baseline}`", archive(args.baseline, tmp_p / "baseline")))
+        store = args.store
+        if store is None:  # built once by this checkout (the same store for every version)
+            store = tmp_p / "store"
+            t = time.perf_counter()
+            env = {**os.environ, "MMRAG_CACHE_DIR": str(OUT / "mmrag-cache")}
+            env.pop("DAGSTER_HOME", None)
+            subprocess.run([sys.executable, "-m", "mmrag_assets.cli", "index", f"corpus.root={corpus_src}",
+                            f"storage.root={store}"], env=env, cwd=ROOT, check=True, capture_output=True)  # fmt: skip
+            print(f"store ready ({time.perf_counter() - t:.0f} s)", flush=True)
+        results: dict[str, tuple[list[dict], list[float]]] = {label: ([], []) for label, _ in versions}
+        cfg = None
+        for rnd in range(args.rounds):
+            for i, (label, pkg) in enumerate(versions if rnd % 2 == 0 else versions[::-1]):
+                rows, removals, cfg = session(label, pkg, args, corpus_src, added, store, args.port + i)
+                results[label][0].extend(rows)
+                results[label][1].extend(removals)
     load1 = os.getloadavg()
 
-    def med(k: str) -> float:
+    def med(rows: list[dict], k: str) -> float:
         return statistics.median(x[k] for x in rows)
 
+    body_rows = []
+    for label, (rows, removals) in results.items():
+        body_rows += [[label, i + 1, x["total"], x["to_request"], x["to_start"], x["to_publish"], x["load"]]
+                      for i, x in enumerate(rows)]  # fmt: skip
+        body_rows.append([label, "median", med(rows, "total"), med(rows, "to_request"), med(rows, "to_start"),
+                          med(rows, "to_publish"), ""])  # fmt: skip
+    removal = "; ".join(f"{label} {statistics.median(r):.1f} s" for label, (_, r) in results.items())
     body = (
-        f"`bench/sensor_latency.py --pages {args.pages} --repeats {args.repeats}` at `{commit()}`: `mmrag ui` (Dagster\n"
-        f"webserver + daemon, default config, corpus sensor every `orchestration.sensor_interval_s` = "
-        f"{cfg.orchestration.sensor_interval_s} s) on a\nstore of the {sum(counts.values())}-page corpus of bench/index_speed.py; "
-        "a 10-page PDF (the next Doxygen pages, 9 screenshot\nregions to OCR) copied into the corpus, then deleted, each "
-        "time waited for until the live index version\nserves it (or no longer does). Phases from the run's record in "
-        f"the Dagster instance. Load average {load0[0]:.1f} at the\nstart, {load1[0]:.1f} at the end, on 2 cores shared "
-        "with other jobs.\n\n"
+        f"`bench/sensor_latency.py --pages {args.pages} --repeats {args.repeats} --rounds {args.rounds}"
+        + (f" --baseline {args.baseline}" if args.baseline else "")
+        + "`: `mmrag ui` (Dagster webserver + daemon, default config of each version) on a\nstore of the "
+        f"{sum(counts.values())}-page corpus of bench/index_speed.py (built once, copied for each session); a 10-page PDF "
+        "(the next Doxygen pages, 9 screenshot\nregions to OCR) copied into the corpus, then deleted, each "
+        "time waited for until the live index version\nserves it (or no longer does); sessions alternate between "
+        "the versions. Phases from the run's record in\nthe Dagster instance. Load average "
+        f"{load0[0]:.1f} at the start, {load1[0]:.1f} at the end, on 2 cores shared with other jobs.\n\n"
         + table(
             [
+                "version",
                 "repeat",
                 "dropped -> served s",
                 "-> run requested s",
@@ -201,14 +252,11 @@ def main() -> int:
                 "-> published s",
                 "load",
             ],
-            [
-                [i + 1, x["total"], x["to_request"], x["to_start"], x["to_publish"], x["load"]]
-                for i, x in enumerate(rows)
-            ]
-            + [["median", med("total"), med("to_request"), med("to_start"), med("to_publish"), ""]],
+            body_rows,
         )
-        + f"\n\nA deleted file stopped being served after {statistics.median(removals):.1f} s (median; a publish-only run).\n"
+        + f"\n\nA deleted file stopped being served after (median; a publish-only run): {removal}.\n"
     )
+    assert cfg is not None
     emit("Sensor latency", body, write=not args.no_write)
     return 0
 

@@ -42,6 +42,7 @@ OcrEngineName = Literal["rapidocr", "none"]
 CatalogBackend = Literal["duckdb", "postgres"]
 InstanceKind = Literal["sqlite", "postgres"]
 ExecutorName = Literal["in_process", "multiprocess", "celery"]
+RunLauncherName = Literal["warm", "dagster"]
 
 
 @dataclass
@@ -85,6 +86,7 @@ class OrchestrationConfig:
     workers: int = MISSING  # shard-range runs at once (1: one run, as on a laptop)
     celery: CeleryConfig = MISSING
     sensor_interval_s: int = MISSING  # the corpus sensor looks for new, changed and removed files this often
+    run_launcher: RunLauncherName = MISSING  # daemon runs: warm (forked from a preloaded server) | dagster
 
 
 @dataclass

@@ -25,7 +25,8 @@ def worker_flags(sp: argparse.ArgumentParser) -> None:
 def cmd_worker(args: argparse.Namespace) -> int:
     from mmrag_assets.defs.shared import EMBED_QUEUE
     from mmrag_assets.errors import MmragError
-    from mmrag_assets.orchestration.distributed import celery_yaml, preload_modules
+    from mmrag_assets.orchestration.distributed import celery_yaml
+    from mmrag_assets.orchestration.forkserver import preload_modules
     from mmrag_assets.orchestration.instance import dagster_home, open_instance
 
     cfg = config_of(args)

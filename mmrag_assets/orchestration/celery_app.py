@@ -1,7 +1,7 @@
 """The celery app ``mmrag worker`` runs: dagster-celery's tasks, with mmrag's code imported once in
 the worker's main process, before celery's prefork pool forks its processes from it. A pool process
 lives on from step to step, so no step pays an interpreter start or an import (the modules named in
-``MMRAG_PRELOAD``, which ``mmrag worker`` sets from the config: ``distributed.preload_modules``), and
+``MMRAG_PRELOAD``, which ``mmrag worker`` sets from the config: ``forkserver.preload_modules``), and
 model weights stay loaded between steps (``visual.load_model`` keeps them per process)."""
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmrag_assets.config import MmragConfig
+from mmrag_assets.orchestration.forkserver import forkserver_context, preload_modules
 from mmrag_assets.orchestration.instance import (
     HOST_TAG,
     PID_TAG,
@@ -370,51 +371,13 @@ def execute(
     return out
 
 
-# What every run process needs, imported once by the server the run processes are forked from (the
-# spawned process per run this replaces re-imported all of it: ~4 s of CPU each here, with Great
-# Expectations ~4.7 s of it on its own, docs/scaling-out.md). An import that fails is skipped.
-PRELOAD = (
-    "mmrag_assets.orchestration.preload",  # first: what forking after these imports needs (warnings, log levels)
-    "dagster._core.executor.multiprocess",
-    "mmrag_assets.definitions",
-    "data_contracts.runner",
-    "great_expectations",
-    "lancedb",
-    "lance",
-    "pymupdf",
-    "PIL.Image",
-    "psycopg",
-    "psycopg2",
-    "pandas",
-    "scipy.stats",
-)
-PRELOAD_BY_CONFIG = {  # heavier modules only the configs that use them load
-    "lite": ("wordllama",),
-    "visual": ("torch", "transformers", "colpali_engine"),
-    "ocr": ("rapidocr", "onnxruntime"),
-    "dense": ("onnxruntime", "tokenizers"),
-}
-
-
-def preload_modules(cfg: MmragConfig) -> list[str]:
-    mods = list(PRELOAD)
-    mods += PRELOAD_BY_CONFIG["lite" if cfg.model.arch == "lite" else "visual"]
-    if cfg.ocr.engine != "none":
-        mods += PRELOAD_BY_CONFIG["ocr"]
-    if cfg.dense.model != "none":
-        mods += PRELOAD_BY_CONFIG["dense"]
-    return list(dict.fromkeys(mods))
-
-
 def run_processes(cfg: MmragConfig, n: int) -> ProcessPoolExecutor:
-    """``n`` run processes forked from a server that imported :data:`PRELOAD` once (Python's
+    """``n`` run processes forked from a server that imported ``forkserver.preload_modules`` once (Python's
     forkserver: a clean process, so no thread or runtime of this one, e.g. LanceDB's, is forked). A
     process runs several runs one after the other (the manifest, a shard range, the publish): a run
     costs its own work plus milliseconds of process overhead. Forked, not threads: Dagster configures
     Python logging per run (dictConfig), which deadlocks against another run's handlers in one process."""
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(preload_modules(cfg))
-    return ProcessPoolExecutor(max_workers=n, mp_context=ctx)
+    return ProcessPoolExecutor(max_workers=n, mp_context=forkserver_context(preload_modules(cfg)))
 
 
 def launch_parallel(

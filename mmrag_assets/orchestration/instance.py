@@ -61,7 +61,7 @@ def open_instance(cfg: MmragConfig) -> Iterator[dg.DagsterInstance]:
         yield instance
 
 
-def _process_alive(pid: int, started: float | None) -> bool:
+def process_alive(pid: int, started: float | None) -> bool:
     import psutil
 
     try:
@@ -83,7 +83,7 @@ def sweep_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     for run in instance.get_runs(dg.RunsFilter(statuses=alive, tags={HOST_TAG: host})):
         pid = int(run.tags.get(PID_TAG, "0"))
         started = float(run.tags[STARTED_TAG]) if STARTED_TAG in run.tags else None
-        if pid and not _process_alive(pid, started):
+        if pid and not process_alive(pid, started):
             if run.status != dg.DagsterRunStatus.NOT_STARTED:
                 instance.report_run_failed(
                     run, f"the process that ran it (pid {pid}) is gone; marked failed by mmrag"
@@ -115,15 +115,24 @@ run_monitoring:
 
 
 def instance_yaml(cfg: MmragConfig) -> str:
-    """The instance's ``dagster.yaml``: SQLite under the storage root, or Postgres (``dagster-postgres``)."""
+    """The instance's ``dagster.yaml``: SQLite under the storage root, or Postgres (``dagster-postgres``),
+    and the daemon's run launcher (``orchestration.run_launcher``)."""
+    text = INSTANCE_BASE
+    if cfg.orchestration.run_launcher == "warm":
+        from mmrag_assets.orchestration.forkserver import preload_modules
+
+        text += (
+            "run_launcher:               # runs the daemon launches fork from a preloaded server (warm_runs.py)\n"
+            "  module: mmrag_assets.orchestration.warm_runs\n  class: WarmRunLauncher\n  config:\n    preload:\n"
+        ) + "".join(f"      - {m}\n" for m in preload_modules(cfg))
     if cfg.orchestration.instance != "postgres":
-        return INSTANCE_BASE
+        return text
     # dagster-postgres speaks psycopg2 (`NOTIFY run_events, %(id)s`); SQLAlchemy 2.1 picks psycopg 3 for a
     # bare postgresql:// URL, so the driver is named
     url = str(cfg.orchestration.postgres_url)
     if url.startswith(("postgresql://", "postgres://")):
         url = "postgresql+psycopg2://" + url.split("://", 1)[1]
-    return INSTANCE_BASE + f'storage:\n  postgres:\n    postgres_url: "{url}"\n'
+    return text + f'storage:\n  postgres:\n    postgres_url: "{url}"\n'
 
 
 def writer_slots(cfg: MmragConfig) -> int:

@@ -1,0 +1,169 @@
+"""The run launcher of the runs the daemon starts (the corpus sensor's, the schedule's, the UI's):
+each run executes in a process forked from a server that imported Dagster, the definitions and
+the heavy libraries once (``orchestration.run_launcher: warm``, the default).
+
+Dagster's default launcher asks the code location's server to start a *spawned* process per run,
+which imports Dagster, mmrag's definitions and then, step by step, Great Expectations, LanceDB,
+ONNX Runtime, RapidOCR, SciPy, scikit-learn, matplotlib: with ``mmrag ui`` on the 620-page store of
+bench/index_speed.py, 3-4 s from the run's creation to its start and as much again in imports
+inside the run, for a dropped 10-page file whose own work is a few seconds (bench/sensor_latency.py,
+BENCHMARKS 'Sensor latency'). Here Python's forkserver imports :func:`preload_modules
+<mmrag_assets.orchestration.forkserver.preload_modules>` once, started at the first launch (the same
+list as the scale-out run processes, ``preload.py`` says why forking after these imports is safe),
+and each run is a fork of it that runs exactly what ``dagster api execute_run`` runs.
+
+The run's process is a child of the forkserver, not of the daemon: it is recorded on the run by the
+same tags as the CLI's runs (pid, host, process start), so run monitoring (``check_run_worker_health``)
+and mmrag's sweep of dead runs both see a run whose process died, and ``terminate`` (the UI's
+button, from the webserver's process) interrupts it by pid, as Dagster's code server interrupts the
+run processes it started (SIGINT, after marking the run canceling).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import dagster as dg
+from dagster._core.launcher.base import (
+    CheckRunHealthResult,
+    LaunchRunContext,
+    RunLauncher,
+    WorkerStatus,
+)
+from dagster._serdes import ConfigurableClass, ConfigurableClassData
+
+from mmrag_assets.orchestration.forkserver import forkserver_context
+from mmrag_assets.orchestration.instance import HOST_TAG, PID_TAG, STARTED_TAG, process_alive
+
+
+def execute_run(run_id: str, instance_ref: Any) -> None:
+    """A forked run process: the body of ``dagster api execute_run`` (the instance from its ref, the
+    job reconstructed from the run's code origin, events to the instance's event log)."""
+    from dagster._cli.api import _execute_run_command_body
+    from dagster._utils.interrupts import capture_interrupts
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # as SIGINT: Dagster reports the interruption
+    with capture_interrupts(), dg.DagsterInstance.from_ref(instance_ref) as instance:
+        rc = _execute_run_command_body(run_id, instance, lambda _event: None, set_exit_code_on_failure=False)
+    sys.exit(rc)
+
+
+def _nothing() -> None:
+    """The first process forked from the server: its start means the server has imported everything."""
+
+
+class WarmRunLauncher(RunLauncher, ConfigurableClass):
+    """Launches each run in a process forked from a preloaded forkserver (see the module docstring).
+
+    ``preload``: the modules the forkserver imports, in order (``instance_yaml`` writes the list of
+    the config's :func:`preload_modules`); a module that fails to import is skipped by the forkserver
+    and imported by the run that needs it."""
+
+    def __init__(self, inst_data: ConfigurableClassData | None = None, preload: Sequence[str] = ()):
+        self._inst_data = inst_data
+        self._preload = list(preload)
+        self._ctx: Any = None
+        self._ready = threading.Event()
+        self._lock = threading.Lock()
+        self._children: dict[str, Any] = {}
+        super().__init__()
+
+    @property
+    def inst_data(self) -> ConfigurableClassData | None:
+        return self._inst_data
+
+    @classmethod
+    def config_type(cls) -> dict[str, Any]:
+        return {"preload": dg.Field([str], is_required=False, default_value=[])}
+
+    @classmethod
+    def from_config_value(
+        cls, inst_data: ConfigurableClassData, config_value: Mapping[str, Any]
+    ) -> WarmRunLauncher:
+        return cls(inst_data=inst_data, preload=config_value.get("preload", []))
+
+    def _context(self) -> Any:
+        """The forkserver's context, its server started and ready (the first launch after the daemon
+        starts waits for its imports, ~8-15 s here: less than a spawned run spends importing the
+        same modules, so the first run is not slower for it; bench/sensor_latency.py measured both)."""
+        self.warm_up()
+        return self._ctx
+
+    def warm_up(self, wait: bool = True, timeout_s: float | None = None) -> bool:
+        """Start the forkserver (once) in a thread; it is ready when a first, empty process has forked
+        from it, i.e. after its imports. ``wait``: block until then (or ``timeout_s``); True if ready."""
+        with self._lock:
+            if self._ctx is None:
+                self._ctx = forkserver_context(self._preload)
+
+                def start() -> None:
+                    p = self._ctx.Process(target=_nothing, name="mmrag-forkserver-ready")
+                    p.start()
+                    p.join()
+                    self._ready.set()
+
+                threading.Thread(target=start, name="mmrag-forkserver-start", daemon=True).start()
+        return self._ready.wait(timeout_s) if wait else self._ready.is_set()
+
+    def launch_run(self, context: LaunchRunContext) -> None:
+        run = context.dagster_run
+        self._reap()
+        proc = self._context().Process(
+            target=execute_run,
+            args=(run.run_id, self._instance.get_ref()),
+            name=f"dagster-run-{run.run_id[:8]}",
+        )
+        proc.start()
+        import psutil
+
+        try:
+            started = f"{psutil.Process(proc.pid).create_time():.3f}"
+        except psutil.NoSuchProcess:  # already over: the run's own events say how
+            started = "0"
+        self._children[run.run_id] = proc
+        self._instance.add_run_tags(
+            run.run_id, {PID_TAG: str(proc.pid), HOST_TAG: socket.gethostname(), STARTED_TAG: started}
+        )
+
+    def _reap(self) -> None:
+        """Forget (and join) the run processes that ended, so none stays a zombie of the forkserver."""
+        for run_id, proc in list(self._children.items()):
+            if not proc.is_alive():
+                proc.join(0)
+                del self._children[run_id]
+
+    def _pid(self, run: dg.DagsterRun) -> int | None:
+        if run.tags.get(HOST_TAG) != socket.gethostname() or not run.tags.get(PID_TAG):
+            return None
+        return int(run.tags[PID_TAG])
+
+    def terminate(self, run_id: str) -> bool:
+        run = self._instance.get_run_by_id(run_id)
+        if run is None or run.is_finished:
+            return False
+        pid = self._pid(run)
+        started = float(run.tags.get(STARTED_TAG) or 0) or None
+        if pid is None or not process_alive(pid, started):
+            return False
+        self._instance.report_run_canceling(run)
+        os.kill(pid, signal.SIGINT)
+        return True
+
+    @property
+    def supports_check_run_worker_health(self) -> bool:
+        return True
+
+    def check_run_worker_health(self, run: dg.DagsterRun) -> CheckRunHealthResult:
+        pid = self._pid(run)
+        if pid is None:
+            return CheckRunHealthResult(WorkerStatus.UNKNOWN, "no run process recorded on this host")
+        started = float(run.tags.get(STARTED_TAG) or 0) or None
+        if process_alive(pid, started):
+            return CheckRunHealthResult(WorkerStatus.RUNNING)
+        return CheckRunHealthResult(WorkerStatus.FAILED, f"the run's process (pid {pid}) is gone")
