@@ -89,9 +89,11 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         return cls(inst_data=inst_data, preload=config_value.get("preload", []))
 
     def _context(self) -> Any:
-        """The forkserver's context, its server started and ready (the first launch after the daemon
-        starts waits for its imports, ~8-15 s here: less than a spawned run spends importing the
-        same modules, so the first run is not slower for it; bench/sensor_latency.py measured both)."""
+        """The forkserver's context, its server started and ready: the first launch after the daemon
+        starts waits for its imports (~8-15 s here), about what a spawned run spends importing the same
+        modules (one trial of bench/sensor_latency.py, a file dropped as the first run: 26.9 s served
+        against 28-39 s with Dagster's launcher). Starting it in the background and spawning meanwhile
+        was slower for those runs (34-37 s): two cold imports competed for the two cores."""
         self.warm_up()
         return self._ctx
 
