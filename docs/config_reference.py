@@ -136,8 +136,8 @@ def reference() -> str:
         ),
         "",
         (
-            "The `model` group has no fixed default: `lite` without CUDA, a visual tier with it "
-            "(`mmrag_assets.config.default_model`); the values below are composed with `model=lite`."
+            "The `model` group's default depends on the machine, as `default_model` (below) says: `lite` "
+            "without CUDA, a visual tier with it; the values below are composed with `model=lite`."
         ),
         "",
         "## Groups and their options",

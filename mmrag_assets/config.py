@@ -71,6 +71,14 @@ class CatalogConfig:
 
 
 @dataclass
+class DefaultModelConfig:
+    """Which ``model`` option a config gets when no override names one (``conf/config.yaml``)."""
+
+    cuda: list[str] = MISSING  # on CUDA: the first whose weights are on this machine, else the last
+    cpu: str = MISSING  # without CUDA
+
+
+@dataclass
 class CeleryConfig:
     broker: str = MISSING  # redis://host:6379/0
     backend: str = MISSING  # result backend, redis://host:6379/1
@@ -500,6 +508,7 @@ class MmragConfig:
     answer: AnswerConfig = MISSING
     rerank: RerankConfig = MISSING
     queries: str | None = MISSING  # shorthand for eval.queries (`mmrag eval queries=PATH`)
+    default_model: DefaultModelConfig = MISSING  # the `model` option when no override names one
     # not a knob: the overrides this config was composed from (set by load_config)
     overrides: list[str] = field(default_factory=list)
 
@@ -638,18 +647,24 @@ def _weights_cached(option: str) -> bool:
 
 
 def default_model() -> str:
-    """The ``model`` option when none is given: on CUDA the newest visual tier whose weights are here
-    (colqwen3, else colqwen2_5, which then says how to get its weights); ``lite`` without CUDA."""
+    """The ``model`` option when none is given, as ``default_model`` in ``conf/config.yaml`` says: on
+    CUDA the first of its ``cuda`` tiers whose weights are on this machine, else the last of them
+    (which then says how to get its weights); ``cpu`` without CUDA. Only the device probe and the
+    weights lookup are code."""
+    from omegaconf import OmegaConf
+
+    choice = OmegaConf.load(CONF_DIR / "config.yaml").default_model
     if not _cuda_available():
-        return "lite"
-    return "colqwen3" if _weights_cached("colqwen3") else "colqwen2_5"
+        return str(choice.cpu)
+    tiers = [str(t) for t in choice.cuda]
+    return next((t for t in tiers[:-1] if _weights_cached(t)), tiers[-1])
 
 
 def load_config(overrides: list[str] | tuple[str, ...] = (), *, resolve_paths: bool = True) -> MmragConfig:
     """Compose ``conf/config.yaml`` with Hydra ``key=value`` overrides into a typed ``MmragConfig``.
 
-    ``model`` defaults to ``colqwen2_5`` on a CUDA machine (``colqwen3`` where its weights are cached,
-    ``default_model``) and ``lite`` elsewhere. Relative ``corpus.root`` / ``storage.root`` are resolved against the current directory.
+    ``model`` defaults to what ``default_model`` in ``conf/config.yaml`` names for this machine
+    (``default_model()``). Relative ``corpus.root`` / ``storage.root`` are resolved against the current directory.
     """
     overrides = [str(o) for o in overrides]
     for o in overrides:
@@ -843,6 +858,10 @@ def check_override(override: str) -> None:
         raise ConfigError(f"{override!r} is not an override: write key=value (e.g. corpus.root=docs)")
     key = _key_of(override)
     parts = key.split(".")
+    if parts[0] == "default_model":  # read from the file before composing: an override would do nothing
+        raise ConfigError(
+            f"{key} cannot be overridden: name the tier itself (model=...) or edit default_model in conf/config.yaml"
+        )
     if parts[0] in GROUPS and len(parts) == 1:
         value = override.split("=", 1)[1]
         options = group_options(parts[0])
@@ -938,6 +957,12 @@ def ocr_problems(ocr: Any) -> list[str]:
 
 def _validate(cfg: MmragConfig) -> None:
     problems = []
+    d = cfg.default_model
+    for name in [*d.cuda, d.cpu]:
+        if not (CONF_DIR / "model" / f"{name}.yaml").is_file():
+            problems.append(f"default_model names {name!r}, which is not an option of conf/model/")
+    if not d.cuda:
+        problems.append("default_model.cuda names no tier")
     if cfg.ingest.dpi < 10 or cfg.ingest.dpi > 1200:
         problems.append(f"ingest.dpi={cfg.ingest.dpi} must be within 10..1200")
     c = cfg.convert

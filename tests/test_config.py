@@ -85,6 +85,30 @@ def test_colqwen3_is_the_cuda_default_only_where_its_weights_are_cached(
     assert load_config(["model=lite"]).model.name == "lite"  # an explicit choice always wins
 
 
+def test_the_default_tier_is_what_conf_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """conf/config.yaml's default_model decides the tier: code only probes CUDA and looks for weights."""
+    import shutil
+
+    from mmrag_assets import config
+
+    conf = tmp_path / "conf"
+    shutil.copytree(config.CONF_DIR, conf)
+    monkeypatch.setattr(config, "CONF_DIR", conf)
+    text = (conf / "config.yaml").read_text()
+    (conf / "config.yaml").write_text(text.replace("cpu: lite", "cpu: tiny"))
+    assert load_config([]).model.name == "tiny"
+    monkeypatch.setattr(config, "_cuda_available", lambda: True)
+    (conf / "config.yaml").write_text(text.replace("cuda: [colqwen3, colqwen2_5]", "cuda: [colsmol]"))
+    assert load_config([]).model.name == "colsmol"  # the last (only) one, weights or not
+    (conf / "config.yaml").write_text(
+        text.replace("cuda: [colqwen3, colqwen2_5]", "cuda: [colqwen3, colsmoll]")
+    )
+    with pytest.raises(ConfigError, match="colsmoll"):
+        load_config(["model=lite"])  # a name that is no option fails even when model is given
+    with pytest.raises(ConfigError, match="cannot be overridden"):
+        load_config(["default_model.cpu=tiny"])
+
+
 def test_fingerprint_tracks_only_named_sections() -> None:
     a, b, c = load_config([]), load_config(["search.k=20"]), load_config(["ingest.dpi=100"])
     assert a.fingerprint("ingest") == b.fingerprint("ingest")
