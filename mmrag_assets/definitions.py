@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -48,5 +49,16 @@ def build_definitions(
     )
 
 
-# `mmrag ui key=value ...` passes its overrides here (a JSON list) so the UI runs the CLI's config.
-defs = build_definitions(json.loads(os.environ.get("MMRAG_OVERRIDES", "[]")))
+@functools.cache
+def loaded() -> dg.Definitions:
+    """The definitions of the code location that ``mmrag ui`` (its webserver, daemon and code server)
+    and the runs they launch load: ``mmrag ui key=value ...`` passes its overrides in
+    ``MMRAG_OVERRIDES`` (a JSON list), read when they are loaded, not at import. Built once per process
+    (a process forked after building them, ``orchestration/forkserver.py``, reuses them)."""
+    return build_definitions(json.loads(os.environ.get("MMRAG_OVERRIDES", "[]")))
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """``workspace.yaml``'s entry point (Dagster calls it when it loads the code location)."""
+    return loaded()

@@ -20,6 +20,7 @@ PRELOAD = (
     "dagster._cli.api",  # what a launched run process runs (warm_runs.execute_run) and the instance it
     "dagster._core.storage.sqlite_storage",  # opens (alembic and the storages: ~1 s of imports per run)
     "mmrag_assets.definitions",
+    "mmrag_assets.orchestration.preload_definitions",  # builds them, once
     "data_contracts.runner",
     "great_expectations",
     "lancedb",
