@@ -21,6 +21,8 @@ run processes it started (SIGINT, after marking the run canceling).
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
 import os
 import signal
 import socket
@@ -40,6 +42,9 @@ from dagster._serdes import ConfigurableClass, ConfigurableClassData
 
 from mmrag_assets.orchestration.forkserver import forkserver_context
 from mmrag_assets.orchestration.instance import HOST_TAG, PID_TAG, STARTED_TAG, process_alive
+
+log = logging.getLogger(__name__)
+START_TIMEOUT_S = 300.0  # the forkserver's imports take ~8-15 s on 2 busy cores; past this, spawn
 
 
 def execute_run(run_id: str, instance_ref: Any) -> None:
@@ -71,6 +76,8 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         self._ctx: Any = None
         self._ready = threading.Event()
         self._lock = threading.Lock()
+        self._error: BaseException | None = None
+        self._warned = False
         self._children: dict[str, Any] = {}
         super().__init__()
 
@@ -93,22 +100,42 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         starts waits for its imports (~8-15 s here), about what a spawned run spends importing the same
         modules (one trial of bench/sensor_latency.py, a file dropped as the first run: 26.9 s served
         against 28-39 s with Dagster's launcher). Starting it in the background and spawning meanwhile
-        was slower for those runs (34-37 s): two cold imports competed for the two cores."""
-        self.warm_up()
-        return self._ctx
+        was slower for those runs (34-37 s): two cold imports competed for the two cores.
+
+        A server that cannot start (a preloaded module that raises anything but ImportError kills
+        Python's forkserver) or is not ready within ``START_TIMEOUT_S``: runs start in a spawned
+        process each, as Dagster's own launcher starts them, and the daemon's log says why."""
+        if self.warm_up(timeout_s=START_TIMEOUT_S) and self._error is None:
+            return self._ctx
+        if not self._warned:
+            self._warned = True
+            why = (
+                f"it failed: {self._error!r}"
+                if self._error is not None
+                else f"not ready after {START_TIMEOUT_S} s"
+            )
+            log.warning("mmrag's run forkserver is not available (%s); each run starts in a new process", why)
+        return multiprocessing.get_context("spawn")
 
     def warm_up(self, wait: bool = True, timeout_s: float | None = None) -> bool:
         """Start the forkserver (once) in a thread; it is ready when a first, empty process has forked
-        from it, i.e. after its imports. ``wait``: block until then (or ``timeout_s``); True if ready."""
+        from it, i.e. after its imports (or when that failed: ``_error``). ``wait``: block until then
+        (or ``timeout_s``); True if ready."""
         with self._lock:
             if self._ctx is None:
                 self._ctx = forkserver_context(self._preload)
 
                 def start() -> None:
-                    p = self._ctx.Process(target=_nothing, name="mmrag-forkserver-ready")
-                    p.start()
-                    p.join()
-                    self._ready.set()
+                    try:
+                        p = self._ctx.Process(target=_nothing, name="mmrag-forkserver-ready")
+                        p.start()
+                        p.join()
+                        if p.exitcode != 0:
+                            self._error = RuntimeError(f"its first process exited with {p.exitcode}")
+                    except Exception as e:  # noqa: BLE001 - any failure means: spawn instead
+                        self._error = e
+                    finally:
+                        self._ready.set()
 
                 threading.Thread(target=start, name="mmrag-forkserver-start", daemon=True).start()
         return self._ready.wait(timeout_s) if wait else self._ready.is_set()

@@ -102,6 +102,30 @@ def test_the_first_launch_starts_the_server_and_waits_for_it(instance, tmp_path:
     assert json.loads((tmp_path / "first.json").read_text())["json_tool"]  # forked from the server
 
 
+def test_a_server_that_cannot_start_leaves_runs_to_spawned_processes(
+    instance, tmp_path: Path, caplog, request
+) -> None:
+    """A preloaded module that raises at import kills Python's forkserver: runs still run, each in a
+    spawned process (what Dagster's launcher does), and the daemon's log says why, once."""
+    from multiprocessing import forkserver
+
+    # one forkserver per Python process: stop the one earlier tests started (as CPython's own tests do),
+    # so this launcher's server preloads its list; the next test starts a good one again
+    forkserver._forkserver._stop()
+    request.addfinalizer(forkserver._forkserver._stop)
+    launcher = WarmRunLauncher(
+        preload=["mmrag_assets.orchestration.preload", "tests.orchestration.broken_preload"]
+    )
+    launcher.register_instance(instance)
+    for name in ("first.json", "second.json"):
+        _, run_id = _launch(instance, tmp_path / name, launcher=launcher)
+        _wait(lambda run_id=run_id: _finished(instance, run_id))
+        assert _status(instance, run_id) == dg.DagsterRunStatus.SUCCESS
+        assert not json.loads((tmp_path / name).read_text())["json_tool"]  # a fresh interpreter
+    warned = [r for r in caplog.records if "forkserver is not available" in r.getMessage()]
+    assert len(warned) == 1
+
+
 def test_terminate_cancels_a_running_run(instance, tmp_path: Path) -> None:
     out = tmp_path / "seen.json"
     launcher, run_id = _launch(instance, out, sleep_s=120)
