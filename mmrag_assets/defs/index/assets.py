@@ -54,13 +54,7 @@ def item_embeddings(
     killed mid-way leaves nothing visible (its rerun resumes from the batches it finished)."""
     cfg, cat = mmrag.cfg, catalog.catalog
     keys = set(context.partition_keys)
-    docs = [
-        r
-        for r in cat.query(
-            "SELECT doc_id, source FROM documents WHERE status <> 'quarantined' ORDER BY source"
-        )
-        if shard_of(r["doc_id"]) in keys
-    ]
+    docs = [r for r in cat.live_documents() if shard_of(r["doc_id"]) in keys]
     sources = {r["doc_id"]: r["source"] for r in docs}
     held = {
         r["doc_id"]: f"{r['check_name']} failed"

@@ -113,9 +113,9 @@ def document_content(context: AssetExecutionContext, mmrag: MmragConfigResource,
     cfg, cat = mmrag.cfg, catalog.catalog
     keys = list(context.partition_keys)
     plan = plan_ingest(cfg, cat, set(keys))
-    with cat.connect() as con:
-        for e in plan.renamed:  # same content, same settings: only the source changes
-            con.execute("UPDATE documents SET source = ? WHERE doc_id = ?", [e.source, e.doc_id])
+    cat.relabel(
+        [(e.doc_id, e.source) for e in plan.renamed]
+    )  # same content and settings: only the name changes
     for e in plan.changed_on_disk:
         context.log.warning(since_scan_line(e.source, e.reason))
     if plan.todo:  # the later steps' imports, while ingestion keeps the cores busy in native code

@@ -92,7 +92,7 @@ def catalog_contracts(
     shards = _shards_of(context)
     params = contract_params(cfg)
     keys = gate_keys(cfg)
-    sources = {r["doc_id"]: r["source"] for r in cat.query("SELECT doc_id, source FROM documents")}
+    sources = cat.sources()
     for table, check in CATALOG_CHECKS.items():
         todo = cat.unchecked_documents(check, "", shards, keys[0])
         outcome = validate_documents(
@@ -128,7 +128,7 @@ def embeddings_contract(
     vk = embedder.version_key
     tbl = lance.table()
     todo = cat.unchecked_documents(EMBEDDINGS_CHECK, vk, _shards_of(context), gate_keys(cfg)[1])
-    live = {r["doc_id"] for r in cat.query("SELECT doc_id FROM documents WHERE status <> 'quarantined'")}
+    live = {r["doc_id"] for r in cat.live_documents()}
     todo = {d: fp for d, fp in todo.items() if d in live}
     # rows the embedding step staged are in no table version yet: read through a detached version
     with staged_rows(tbl, staging_for(cfg, tbl), list(todo)) as (view, staged):
@@ -147,7 +147,7 @@ def embeddings_contract(
             "embeddings", EMBEDDINGS_CHECK, frame_of, list(todo), contract_params(cfg)
         )
     cat.record_checks(gate_rows(outcome, todo, vk, context.run.run_id))
-    sources = {r["doc_id"]: r["source"] for r in cat.query("SELECT doc_id, source FROM documents")}
+    sources = cat.sources()
     for d in outcome.failed:
         context.log.error(
             f"{sources.get(d, d)}: {EMBEDDINGS_CHECK} failed; the document is held back from the index"

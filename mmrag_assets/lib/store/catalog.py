@@ -440,6 +440,24 @@ class Catalog:
     def doc_ids(self) -> set[str]:
         return {r["doc_id"] for r in self.query("SELECT doc_id FROM documents")}
 
+    def sources(self) -> dict[str, str]:
+        """doc_id -> source of every document (quarantined ones too: reports name them)."""
+        return {r["doc_id"]: r["source"] for r in self.query("SELECT doc_id, source FROM documents")}
+
+    def live_documents(self) -> list[dict[str, Any]]:
+        """(doc_id, source) of the documents that were not quarantined, by source."""
+        return self.query(
+            "SELECT doc_id, source FROM documents WHERE status <> 'quarantined' ORDER BY source"
+        )
+
+    def relabel(self, renamed: Sequence[tuple[str, str]]) -> None:
+        """(doc_id, new source) pairs: the same content under another name keeps its rows."""
+        if not renamed:
+            return
+        with self.connect() as con:
+            for doc_id, source in renamed:
+                con.execute("UPDATE documents SET source = ? WHERE doc_id = ?", [source, doc_id])
+
     def record_checks(self, rows: list[dict[str, Any]]) -> None:
         """Upsert gate results (doc_id, check_name, version_key, fingerprint, passed, detail, run_id)."""
         if not rows:
