@@ -73,8 +73,9 @@ def process_alive(pid: int, started: float | None) -> bool:
 
 def sweep_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     """Mark failed the runs this machine's mmrag processes started and that died (``kill -9``, a
-    crash), and free their concurrency slots, so that nothing waits on them forever. Runs the
-    daemon launched are watched by Dagster's run monitoring (instance config)."""
+    crash), and free their concurrency slots, so that nothing waits on them forever. The runs the
+    daemon launches carry the same tags (``warm_runs.py``), so a command finds those too; the daemon's
+    run monitoring (instance config) watches them as well."""
     import dagster as dg
 
     alive = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.NOT_STARTED]
