@@ -122,9 +122,9 @@ def stop(proc: subprocess.Popen) -> None:
 
 def session(
     label: str, pkg: Path, args: argparse.Namespace, corpus_src: Path, added: Path, store: Path, port: int
-) -> tuple[list[dict], list[float], object]:
+) -> tuple[list[dict], list[float]]:
     """One `mmrag ui` of the package at ``pkg`` on a fresh copy of the corpus and ``store``: ``--repeats``
-    drops and deletions; (rows, removal seconds, config)."""
+    drops and deletions; (rows, removal seconds)."""
     from mmrag_assets.config import load_config
 
     with tempfile.TemporaryDirectory(dir=OUT) as tmp:
@@ -182,7 +182,7 @@ def session(
         finally:
             stop(ui)
             shutil.copy(log, OUT / f"sensor_latency-ui-{label}.log")  # the daemon's log, for a look
-    return rows, removals, cfg
+    return rows, removals
 
 
 def main() -> int:
@@ -215,10 +215,9 @@ def main() -> int:
                             f"storage.root={store}"], env=env, cwd=ROOT, check=True, capture_output=True)  # fmt: skip
             print(f"store ready ({time.perf_counter() - t:.0f} s)", flush=True)
         results: dict[str, tuple[list[dict], list[float]]] = {label: ([], []) for label, _ in versions}
-        cfg = None
         for rnd in range(args.rounds):
             for i, (label, pkg) in enumerate(versions if rnd % 2 == 0 else versions[::-1]):
-                rows, removals, cfg = session(label, pkg, args, corpus_src, added, store, args.port + i)
+                rows, removals = session(label, pkg, args, corpus_src, added, store, args.port + i)
                 results[label][0].extend(rows)
                 results[label][1].extend(removals)
     load1 = os.getloadavg()
@@ -256,7 +255,6 @@ def main() -> int:
         )
         + f"\n\nA deleted file stopped being served after (median; a publish-only run): {removal}.\n"
     )
-    assert cfg is not None
     emit("Sensor latency", body, write=not args.no_write)
     return 0
 

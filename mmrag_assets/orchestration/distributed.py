@@ -38,14 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from mmrag_assets.config import MmragConfig
 from mmrag_assets.orchestration.forkserver import forkserver_context, preload_modules
-from mmrag_assets.orchestration.instance import (
-    HOST_TAG,
-    PID_TAG,
-    STARTED_TAG,
-    dagster_home,
-    open_instance,
-    set_pool_limits,
-)
+from mmrag_assets.orchestration.instance import dagster_home, open_instance, process_tags, set_pool_limits
 from mmrag_assets.orchestration.runs import RunOutcome, cli_run_config, run_outcome
 
 # Dagster is imported where it is used: the launcher of a scale-out command coordinates run processes
@@ -389,13 +382,10 @@ def launch_parallel(
     verbose: bool,
 ) -> list[Any]:
     """Steps 1-3 of the module docstring; returns the outcomes of every run, in order."""
-    import psutil
-
     from mmrag_assets.lib.ingest.corpus import shard_of
 
     home = dagster_home(cfg)
-    me = psutil.Process()
-    base_tags = {PID_TAG: str(me.pid), HOST_TAG: os.uname().nodename, STARTED_TAG: f"{me.create_time():.3f}"}
+    base_tags = process_tags()
     celery = cfg.orchestration.executor == "celery"
     local_rc, rc = run_config(cfg, verbose), run_config(cfg, verbose, celery=celery)
     env = dict(os.environ)

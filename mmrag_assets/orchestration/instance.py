@@ -61,6 +61,25 @@ def open_instance(cfg: MmragConfig) -> Iterator[dg.DagsterInstance]:
         yield instance
 
 
+def process_tags(pid: int | None = None) -> dict[str, str]:
+    """The tags that name the process running a run (this process by default): its pid, this host,
+    and its start time, so that a reused pid is not taken for it (a process already gone gets none)."""
+    import psutil
+
+    tags = {PID_TAG: str(pid or os.getpid()), HOST_TAG: socket.gethostname()}
+    with contextlib.suppress(psutil.NoSuchProcess):
+        tags[STARTED_TAG] = f"{psutil.Process(pid).create_time():.3f}"
+    return tags
+
+
+def run_process(run: dg.DagsterRun) -> tuple[int, float | None] | None:
+    """(pid, start time) of the process :func:`process_tags` recorded on ``run``, if it ran on this host."""
+    if run.tags.get(HOST_TAG) != socket.gethostname() or not run.tags.get(PID_TAG):
+        return None
+    started = run.tags.get(STARTED_TAG)
+    return int(run.tags[PID_TAG]), float(started) if started else None
+
+
 def process_alive(pid: int, started: float | None) -> bool:
     import psutil
 
@@ -82,9 +101,9 @@ def sweep_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     host = socket.gethostname()
     swept = []
     for run in instance.get_runs(dg.RunsFilter(statuses=alive, tags={HOST_TAG: host})):
-        pid = int(run.tags.get(PID_TAG, "0"))
-        started = float(run.tags[STARTED_TAG]) if STARTED_TAG in run.tags else None
-        if pid and not process_alive(pid, started):
+        recorded = run_process(run)
+        if recorded is not None and not process_alive(*recorded):
+            pid = recorded[0]
             if run.status != dg.DagsterRunStatus.NOT_STARTED:
                 instance.report_run_failed(
                     run, f"the process that ran it (pid {pid}) is gone; marked failed by mmrag"

@@ -7,14 +7,13 @@ runs the daemon or the UI launch, so a second writer waits for the first instead
 from __future__ import annotations
 
 import contextlib
-import socket
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from mmrag_assets.config import MmragConfig
 from mmrag_assets.errors import MmragError
-from mmrag_assets.orchestration.instance import HOST_TAG, PID_TAG, STARTED_TAG, open_instance
+from mmrag_assets.orchestration.instance import open_instance, process_tags
 from mmrag_assets.orchestration.runs import RunOutcome, cli_run_config, run_outcome
 
 # Dagster (and the definitions) are imported where a run starts, not here: a no-op `mmrag index`
@@ -58,10 +57,7 @@ def launch(
         say(
             f"another index run is in progress (run {run_id}, started at {started}); waiting for it to finish"
         )
-    import psutil
-
-    me = psutil.Process()
-    tags = {PID_TAG: str(me.pid), HOST_TAG: socket.gethostname(), STARTED_TAG: f"{me.create_time():.3f}"}
+    tags = process_tags()
     if shards:
         tags.update(range_tags(*shards))
     job = build_definitions(cfg.overrides).resolve_job_def(job_name)

@@ -25,7 +25,6 @@ import logging
 import multiprocessing
 import os
 import signal
-import socket
 import sys
 import threading
 from collections.abc import Mapping, Sequence
@@ -41,7 +40,7 @@ from dagster._core.launcher.base import (
 from dagster._serdes import ConfigurableClass, ConfigurableClassData
 
 from mmrag_assets.orchestration.forkserver import forkserver_context
-from mmrag_assets.orchestration.instance import HOST_TAG, PID_TAG, STARTED_TAG, process_alive
+from mmrag_assets.orchestration.instance import process_alive, process_tags, run_process
 
 log = logging.getLogger(__name__)
 START_TIMEOUT_S = 300.0  # the forkserver's imports take ~8-15 s on 2 busy cores; past this, spawn
@@ -78,7 +77,6 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         self._lock = threading.Lock()
         self._error: BaseException | None = None
         self._warned = False
-        self._children: dict[str, Any] = {}
         super().__init__()
 
     @property
@@ -142,44 +140,24 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
 
     def launch_run(self, context: LaunchRunContext) -> None:
         run = context.dagster_run
-        self._reap()
+        # join the run processes that ended: their objects go, and the pipes to the forkserver with them
+        multiprocessing.active_children()
         proc = self._context().Process(
             target=execute_run,
             args=(run.run_id, self._instance.get_ref()),
             name=f"dagster-run-{run.run_id[:8]}",
         )
         proc.start()
-        import psutil
-
-        try:
-            started = f"{psutil.Process(proc.pid).create_time():.3f}"
-        except psutil.NoSuchProcess:  # already over: the run's own events say how
-            started = "0"
-        self._children[run.run_id] = proc
-        self._instance.add_run_tags(
-            run.run_id, {PID_TAG: str(proc.pid), HOST_TAG: socket.gethostname(), STARTED_TAG: started}
-        )
-
-    def _reap(self) -> None:
-        """Forget (and join) the run processes that ended, so none stays a zombie of the forkserver."""
-        for run_id, proc in list(self._children.items()):
-            if not proc.is_alive():
-                proc.join(0)
-                del self._children[run_id]
-
-    def _pid(self, run: dg.DagsterRun) -> int | None:
-        if run.tags.get(HOST_TAG) != socket.gethostname() or not run.tags.get(PID_TAG):
-            return None
-        return int(run.tags[PID_TAG])
+        self._instance.add_run_tags(run.run_id, process_tags(proc.pid))
 
     def terminate(self, run_id: str) -> bool:
         run = self._instance.get_run_by_id(run_id)
         if run is None or run.is_finished:
             return False
-        pid = self._pid(run)
-        started = float(run.tags.get(STARTED_TAG) or 0) or None
-        if pid is None or not process_alive(pid, started):
+        recorded = run_process(run)
+        if recorded is None or not process_alive(*recorded):
             return False
+        pid = recorded[0]
         self._instance.report_run_canceling(run)
         os.kill(pid, signal.SIGINT)
         return True
@@ -189,10 +167,9 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         return True
 
     def check_run_worker_health(self, run: dg.DagsterRun) -> CheckRunHealthResult:
-        pid = self._pid(run)
-        if pid is None:
+        recorded = run_process(run)
+        if recorded is None:
             return CheckRunHealthResult(WorkerStatus.UNKNOWN, "no run process recorded on this host")
-        started = float(run.tags.get(STARTED_TAG) or 0) or None
-        if process_alive(pid, started):
+        if process_alive(*recorded):
             return CheckRunHealthResult(WorkerStatus.RUNNING)
-        return CheckRunHealthResult(WorkerStatus.FAILED, f"the run's process (pid {pid}) is gone")
+        return CheckRunHealthResult(WorkerStatus.FAILED, f"the run's process (pid {recorded[0]}) is gone")
