@@ -146,8 +146,9 @@ def print_summary(cfg: MmragConfig, summary: dict[str, Any]) -> None:
 
     run = f"run {summary['run_id']}" if summary["run_id"] else "no run needed"
     say(
-        f"{run}: {summary['ingested']} documents ingested, {summary['embedded']} embedded "
-        f"of {summary['documents']} in {summary['seconds']} s"
+        f"{run}: {summary['ingested']} documents ingested, {summary['embedded']} embedded"
+        + (f", {summary['renamed']} renamed" if summary.get("renamed") else "")
+        + f" of {summary['documents']} in {summary['seconds']} s"
     )
     for f in summary.get("failed", []):
         say(f"FAILED {f['source']}: {f['error']} (details: mmrag checks)")

@@ -24,6 +24,7 @@ class RunPlan:
     new_documents: int = 0  # new or changed content, or other ingest settings
     unchecked: int = 0  # ingested but some gate has no result for the current rows (e.g. after a crash)
     unembedded: int = 0  # passed the catalog gates, no embeddings gate for this embedding version
+    renamed: int = 0  # same content and settings under another name: the catalog and index relabel it
     removed: int = 0  # in the catalog, no longer in the corpus
     documents: int = 0
     scan: ScanResult | None = field(default=None, repr=False)
@@ -39,6 +40,7 @@ class RunPlan:
             (self.new_documents, "new or changed"),
             (self.unchecked, "not yet checked"),
             (self.unembedded, "to embed"),
+            (self.renamed, "renamed"),
             (self.removed, "removed"),
         ):
             if n:
@@ -52,7 +54,8 @@ def plan_run(
     """Shards with documents to ingest or check, and, when ``version_key`` is given, to embed."""
     result = result or scan(cfg, catalog)
     docs = {
-        r["doc_id"]: r for r in catalog.query("SELECT doc_id, sha256, fingerprint, status FROM documents")
+        r["doc_id"]: r
+        for r in catalog.query("SELECT doc_id, source, sha256, fingerprint, status FROM documents")
     }
     gates = catalog.gate_results(version_key or "", gate_keys(cfg))
     plan = RunPlan([], documents=len(result.docs), scan=result)
@@ -61,6 +64,10 @@ def plan_run(
         have = docs.get(doc_id)
         if have is None or have["sha256"] != e.sha256 or have["fingerprint"] != fingerprint(cfg, e.kind):
             plan.new_documents += 1
+            todo.add(shard_of(doc_id))
+            continue
+        if have["source"] != e.source:  # its rows are kept; the catalog and the index take the new name
+            plan.renamed += 1
             todo.add(shard_of(doc_id))
             continue
         catalog_gates = [gates.get((doc_id, c)) for c in CATALOG_CHECKS.values()]

@@ -439,7 +439,7 @@ def merge(outcomes: list[Any]) -> Any:
     meta: dict[str, dict[str, Any]] = {}
     for asset, keys in (
         ("page_images", ("documents_ingested",)),
-        ("item_embeddings", ("documents_embedded",)),
+        ("item_embeddings", ("documents_embedded", "documents_relabelled")),
     ):
         rows = [o.metadata[asset] for o in outcomes if asset in o.metadata]
         if rows:

@@ -147,6 +147,7 @@ def _pipeline(
             "documents": plan.documents,
             "ingested": 0,
             "embedded": 0,
+            "renamed": 0,
             "failed": [],
             "seconds": round(time.perf_counter() - t0, 2),
             "index": {"rebuilt": False},
@@ -195,6 +196,7 @@ def _finish(
         "documents": plan.documents,
         "ingested": int(ing.get("documents_ingested", 0)),
         "embedded": int(emb.get("documents_embedded", 0)),
+        "renamed": int(emb.get("documents_relabelled", 0)),  # rows rewritten under the new name, not embedded
         "failed": failed,
         "seconds": round(time.perf_counter() - t0, 2),
         "index": out.metadata.get("search_index", {}),

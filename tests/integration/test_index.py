@@ -257,3 +257,31 @@ def test_searchers_are_keyed_on_the_whole_index_identity(indexed) -> None:
     r = search("what does inverter error code E04 mean", k=1, cfg=d64)
     assert r.index["table"].endswith("__d64") and r.results[0].page == 4
     assert get_searcher(indexed).reader is a.reader  # shared per identity, not rebuilt per call
+
+
+def test_renamed_file_is_served_under_its_new_name_without_embedding_again(make_cfg, tmp_path: Path) -> None:
+    from mmrag_assets.lib.search.searcher import search
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    _pdf(corpus / "tides.pdf", "Tidal turbines harvest energy from ocean currents")
+    _pdf(corpus / "bees.pdf", "Honey bees communicate with a waggle dance")
+    cfg = make_cfg(corpus=corpus)
+    index(cfg)
+    before = _table(cfg).to_lance().to_table(columns=["item_id", "tokens"]).to_pylist()
+    (corpus / "energy").mkdir()
+    (corpus / "tides.pdf").rename(corpus / "energy" / "tidal-power.pdf")
+    s = index(cfg)
+    assert (s["ingested"], s["embedded"], s["renamed"]) == (0, 0, 1)
+    rows = _table(cfg).to_lance().to_table(columns=["item_id", "source", "tokens"]).to_pylist()
+    assert sorted(r["source"] for r in rows) == ["bees.pdf"] * 2 + ["energy/tidal-power.pdf"] * 2
+    # the same items with the same token ids: carried over from the old rows, not embedded again
+    assert {r["item_id"]: r["tokens"] for r in rows} == {r["item_id"]: r["tokens"] for r in before}
+    hits = search("tidal turbines ocean currents", k=2, cfg=cfg).results
+    assert hits[0].source == "energy/tidal-power.pdf"
+    assert {r["source"] for r in Catalog(cfg.catalog_path).live_documents()} == {
+        "bees.pdf",
+        "energy/tidal-power.pdf",
+    }
+    again = index(cfg)  # the rename is done: nothing left to do
+    assert again["run_id"] is None

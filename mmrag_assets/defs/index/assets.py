@@ -72,7 +72,7 @@ def item_embeddings(
     store = storage_for(cfg)
     run = embed_and_write(
         tbl, model, plan.todo, cfg.storage_root, chunk_items=cfg.index.write_chunk_items, say=context.log.info,
-        store=store if store.remote else None, staging=staging, run_id=context.run.run_id,
+        store=store if store.remote else None, staging=staging, run_id=context.run.run_id, reuse=plan.relabel,
     )  # fmt: skip
     fault_point("embed.staged")
     by_doc: dict[str, list[dict]] = {}
@@ -90,7 +90,9 @@ def item_embeddings(
             "doc_id": d,
             "source": sources[d],
             "items": len(plan.todo[d]),
-            "status": "failed: " + run.failed[d] if d in run.failed else "embedded",
+            "status": "failed: " + run.failed[d]
+            if d in run.failed
+            else ("renamed: rows rewritten, not embedded again" if d in plan.relabel else "embedded"),
         }
         for d in plan.todo
     ] + [
@@ -107,7 +109,8 @@ def item_embeddings(
     n_items = sum(len(v) for v in plan.todo.values())
     return dg.MaterializeResult(
         metadata={
-            "documents_embedded": len(run.embedded_docs),
+            "documents_embedded": len(set(run.embedded_docs) - plan.relabel),
+            "documents_relabelled": len(set(run.embedded_docs) & plan.relabel),
             "documents_unchanged": len(plan.unchanged) - len(plan.staged),
             "documents_resumed": len(plan.staged),
             "documents_held_back": len(plan.held),

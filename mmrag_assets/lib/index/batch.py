@@ -27,6 +27,9 @@ class EmbedPlan:
     unchanged: list[str]  # documents whose rows (committed or staged) already match their items
     held: dict[str, str]  # doc_id -> why it is not embedded (a failed blocking check upstream)
     staged: list[str] = field(default_factory=list)  # of ``unchanged``: staged rows, not committed yet
+    # of ``todo``: documents whose rows match their items but carry another source name (the file
+    # was renamed or moved): rewritten with the vectors the table holds, nothing is embedded again
+    relabel: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -65,10 +68,13 @@ def plan_embeddings(
                 plan.staged.append(doc_id)
             else:
                 plan.todo[doc_id] = its  # a newer batch supersedes the staged one
-        elif state.get(doc_id, {}) == want:
-            plan.unchanged.append(doc_id)
-        else:
+        elif state.fps.get(doc_id, {}) != want:
             plan.todo[doc_id] = its
+        elif its and state.sources.get(doc_id) != {its[0]["source"]}:
+            plan.todo[doc_id] = its
+            plan.relabel.add(doc_id)
+        else:
+            plan.unchanged.append(doc_id)
     return plan
 
 
@@ -83,10 +89,12 @@ def embed_and_write(
     store: Any = None,
     staging: Any = None,
     run_id: str = "",
+    reuse: set[str] | frozenset[str] = frozenset(),
 ) -> EmbedRun:
     """Embed the planned documents in chunks of about ``chunk_items`` items and stage each chunk
     (``staging``: a :class:`staging.Staging`; None writes the table directly, one merge-insert commit
-    per chunk: benchmarks that measure the embedding alone)."""
+    per chunk: benchmarks that measure the embedding alone). Documents in ``reuse`` (a plan's
+    ``relabel``) are written with the vectors the table already holds for their items."""
     out = EmbedRun()
     t0 = time.perf_counter()
     docs = sorted(todo)
@@ -101,12 +109,12 @@ def embed_and_write(
     progress = Progress("embedded", sum(len(v) for v in todo.values()), say, unit="items")
     for chunk in [c for c in chunks if c]:
         try:
-            _write(tbl, embedder, chunk, todo, storage_root, out, store, staging, run_id)
+            _write(tbl, embedder, chunk, todo, storage_root, out, store, staging, run_id, reuse)
         except Exception as e:  # noqa: BLE001 - isolate the failing document, keep the others
             log.warning("embedding a chunk of %d documents failed (%s): retrying one by one", len(chunk), e)
             for d in chunk:
                 try:
-                    _write(tbl, embedder, [d], todo, storage_root, out, store, staging, run_id)
+                    _write(tbl, embedder, [d], todo, storage_root, out, store, staging, run_id, reuse)
                 except Exception as e1:  # noqa: BLE001
                     out.failed[d] = f"{type(e1).__name__}: {e1}"
         progress.step(sum(len(todo[d]) for d in chunk))
@@ -126,9 +134,19 @@ def _write(
     store: Any = None,
     staging: Any = None,
     run_id: str = "",
+    reuse: set[str] | frozenset[str] = frozenset(),
 ) -> None:
     items = [it for d in doc_ids for it in todo[d]]
-    vecs: list[np.ndarray | None] = lx.embed_items(embedder, items, storage_root, store) if items else []
+    fresh = [it for it in items if it["doc_id"] not in reuse]
+    got = dict(
+        zip(
+            [it["item_id"] for it in fresh],
+            lx.embed_items(embedder, fresh, storage_root, store) if fresh else [],
+            strict=True,
+        )
+    )
+    got |= lx.stored_payloads(tbl, [it["item_id"] for it in items if it["doc_id"] in reuse])
+    vecs: list[np.ndarray | None] = [got.get(it["item_id"]) for it in items]
     if staging is None:
         res = lx.upsert_documents(tbl, doc_ids, items, vecs, embedder.dim)
     else:

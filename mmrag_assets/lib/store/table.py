@@ -150,20 +150,44 @@ def documents_items(catalog, doc_ids: list[str]) -> dict[str, list[dict[str, Any
     return out
 
 
-def table_state(tbl, shards: set[str] | None = None) -> dict[str, dict[str, str]]:
-    """doc_id -> {item_id: ingest fingerprint} of the rows in the table (of some shards), one scan."""
-    q = tbl.search().select(["doc_id", "item_id", "ingest_fp"]).limit(None)
+@dataclass
+class TableState:
+    """What the table holds per document (of some shards): one scan, see :func:`table_state`."""
+
+    fps: dict[str, dict[str, str]]  # doc_id -> {item_id: ingest fingerprint}
+    sources: dict[str, set[str]]  # doc_id -> the source names its rows carry (one, unless mid-rename)
+
+
+def table_state(tbl, shards: set[str] | None = None) -> TableState:
+    """The rows' ingest fingerprints and source names by document (of some shards), one scan."""
+    q = tbl.search().select(["doc_id", "item_id", "ingest_fp", "source"]).limit(None)
     if shards is not None:
         q = q.where(" OR ".join(f"doc_id LIKE '{_hex(s)}%'" for s in sorted(shards)) or "false")
     t = q.to_arrow()
-    out: dict[str, dict[str, str]] = {}
-    for d, i, f in zip(
+    out = TableState({}, {})
+    for d, i, f, src in zip(
         t.column("doc_id").to_pylist(),
         t.column("item_id").to_pylist(),
         t.column("ingest_fp").to_pylist(),
+        t.column("source").to_pylist(),
         strict=True,
     ):
-        out.setdefault(d, {})[i] = f
+        out.fps.setdefault(d, {})[i] = f
+        out.sources.setdefault(d, set()).add(src)
+    return out
+
+
+def stored_payloads(tbl, item_ids: list[str]) -> dict[str, np.ndarray]:
+    """item_id -> the multi-vector (n_tokens, dim) or token ids the table holds for it: what a
+    relabelled document's new rows carry over instead of being embedded again."""
+    if not item_ids:
+        return {}
+    col = "tokens" if storage_of(tbl.schema) == "tokens" else "vector"
+    ids = ", ".join("'" + i.replace("'", "''") + "'" for i in item_ids)  # SQL string literals
+    t = tbl.search().where(f"item_id IN ({ids})").select(["item_id", col]).limit(None).to_arrow()
+    out: dict[str, np.ndarray] = {}
+    for item_id, payload in zip(t.column("item_id").to_pylist(), t.column(col).to_numpy(), strict=True):
+        out[item_id] = np.stack(payload) if col == "vector" else np.asarray(payload)
     return out
 
 

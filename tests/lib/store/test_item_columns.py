@@ -91,3 +91,24 @@ def test_token_table_vocabulary_size_is_the_lite_vocabulary() -> None:
         ic.vocab_size(
             pa.schema([pa.field("tokens", pa.list_(pa.uint16()))], metadata={ic.VOCAB_KEY: b"other"})
         )
+
+
+@pytest.mark.parametrize("storage", ["vectors", "tokens"])
+def test_stored_payloads_give_back_what_was_written(tmp_path, storage: str) -> None:
+    """A renamed document's rows are rewritten from the table's own payloads (lib/index/batch.py):
+    they must come back as written, and rows rebuilt from them keep their fingerprints but the name."""
+    tbl = _table(tmp_path, storage)
+    col = "vector" if storage == "vectors" else "tokens"
+    stored = tbl.to_lance().to_table(columns=["item_id", col, "item_fp"]).to_pylist()
+    got = lx.stored_payloads(tbl, [it["item_id"] for it in ITEMS] + ["missing:1"])
+    assert sorted(got) == sorted(it["item_id"] for it in ITEMS)  # an id the table lacks is left out
+    for row in stored:
+        want = np.asarray(row[col])
+        assert got[row["item_id"]].shape == want.shape and np.array_equal(got[row["item_id"]], want)
+    moved = [{**it, "source": "b/a.pdf"} for it in ITEMS]
+    data, out = lx.prepare_rows(moved, [got[it["item_id"]] for it in moved], tbl.schema, DIM)
+    assert out.written == 2 and set(data.column("source").to_pylist()) == {"b/a.pdf"}
+    # the payload is unchanged, the shown name is not: every item's content fingerprint changes
+    assert not set(data.column("item_fp").to_pylist()) & {r["item_fp"] for r in stored}
+    state = lx.table_state(tbl)
+    assert state.sources == {DOC: {"a.pdf"}} and state.fps == {DOC: {it["item_id"]: "fp" for it in ITEMS}}
