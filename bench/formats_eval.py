@@ -334,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--no-write", action="store_true", help="print only; BENCHMARKS.md and REPORT.md untouched"
     )
+    ap.add_argument("--per-query", type=Path, help="also write each query's scores under both systems (JSON)")
     args = ap.parse_args(argv)
     out: Path = args.out
     if not (out / "queries" / "all.jsonl").exists():
@@ -354,6 +355,10 @@ def main(argv: list[str] | None = None) -> int:
     base = run_baseline(items, out / "user", qs)
     md = report(prod, base, conv, user, args.split, len(files))
     print(md)
+    if args.per_query:
+        args.per_query.write_text(
+            json.dumps({"product": prod["per_query"], "baseline": base["per_query"]}, indent=1)
+        )
     if not args.no_write:
         REPORT.write_text("# Every-format evaluation (issue 24)\n\n" + md)
         write_section("Office and text formats", md)

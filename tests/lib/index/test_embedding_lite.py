@@ -70,12 +70,36 @@ def test_unsupported_dim() -> None:
 
 def test_truncation() -> None:
     e = LiteEmbedder(dim=64, query_max_tokens=5, doc_max_tokens=40)
-    long = "the quick brown fox jumps over the lazy dog " * 200
+    long = " ".join(
+        f"row {i} holds the value {i * 7919 % 1000} of sensor {chr(65 + i % 26)}" for i in range(200)
+    )
     (d,), (q,) = e.embed_texts([long]), e.embed_queries([long])
     assert d.shape == (40, 64) and q.shape == (5, 64)
     assert e.token_counts([long, "a b"])[0] > 1000
     (short,) = e.embed_texts(["lazy dog"])
     assert 0 < short.shape[0] < 40
+
+
+def test_long_text_keeps_its_distinct_tokens_and_scores_as_the_whole_text() -> None:
+    """A page longer than doc_max_tokens (a one-page sheet) is no longer cut at its start: its
+    distinct token ids are kept, which MaxSim scores exactly as the whole text."""
+    e = LiteEmbedder(dim=256, doc_max_tokens=300)
+    rows = [f"{c} zone {i % 10} offset plus {i % 5} hours" for i, c in enumerate(["Andorra", "Dubai"] * 150)]
+    sheet = "\n".join([*rows, "Liechtenstein Vaduz capital timezone"])  # the last row, past 2,000 tokens
+    (whole,) = e.token_ids([sheet], 100_000)
+    assert len(whole) > 2000
+    (ids,) = e.embed_text_tokens([sheet])
+    assert len(ids) <= 300 and set(ids.tolist()) == set(whole.tolist())
+    assert list(ids) == list(dict.fromkeys(whole.tolist()))  # first-occurrence order
+    (q,) = e.embed_queries(["Vaduz Liechtenstein timezone"])
+    vocab = e.vocabulary()
+    kept = maxsim_many([q], [vocab[ids]])[0, 0]
+    assert kept == pytest.approx(maxsim_many([q], [vocab[whole]])[0, 0], abs=1e-6)
+    assert kept > maxsim_many([q], [vocab[whole[:300]]])[0, 0] + 0.1  # the old cut missed the last row
+    (short,) = e.embed_text_tokens(["the cat and the dog and the cat"])  # under the cap: stored as before
+    assert (
+        len(short) == len(e.token_ids(["the cat and the dog and the cat"], 300)[0]) > len(set(short.tolist()))
+    )
 
 
 def test_blank_texts_give_empty_arrays(lite: LiteEmbedder) -> None:

@@ -27,6 +27,10 @@ LITE_DIMS = (64, 128, 256)
 _MAX_CHARS_PER_TOKEN = (
     32  # Llama-2 pieces are <= 16 chars: cutting at 32 x max_tokens never loses a kept token
 )
+# A document text longer than doc_max_tokens keeps its distinct token ids (see doc_token_ids), read
+# from at most this many times the usual characters: a one-page sheet of 2,000 rows is ~11,000
+# tokens but ~1,100 distinct ones.
+_LONG_TEXT_FACTOR = 8
 
 
 @functools.lru_cache(maxsize=1)
@@ -124,11 +128,21 @@ class LiteEmbedder(Embedder):
         self._emb = _table(dim)  # (vocab, dim)
         self.stats.load_seconds = time.perf_counter() - t0
 
-    def token_ids(self, texts: list[str], max_tokens: int) -> list[np.ndarray]:
-        """Llama-2 token ids per text (no BOS/EOS), at most ``max_tokens``; [] for blank texts."""
+    def token_ids(
+        self, texts: list[str], max_tokens: int, *, long_distinct: bool = False
+    ) -> list[np.ndarray]:
+        """Llama-2 token ids per text (no BOS/EOS), at most ``max_tokens``; [] for blank texts.
+
+        ``long_distinct`` (document texts): a text of more than ``max_tokens`` tokens keeps its
+        distinct ids in order of first occurrence (then at most ``max_tokens``) instead of its first
+        ``max_tokens`` ids. A lite vector is a lookup of the id alone, so MaxSim (each query token's
+        best match), the first stages' posting lists and idf (each item's unique ids) score the
+        distinct ids exactly as the whole text: a long page is no longer cut at its first ~2,000
+        tokens (a sheet's later rows, a long web page's end). Shorter texts are stored as before,
+        repeats included, so existing rows, fingerprints and drift baselines do not change."""
         out: list[np.ndarray] = [np.zeros(0, dtype=np.int64) for _ in texts]
         live = [i for i, t in enumerate(texts) if t and t.strip()]
-        cap = max(1, max_tokens) * _MAX_CHARS_PER_TOKEN
+        cap = max(1, max_tokens) * _MAX_CHARS_PER_TOKEN * (_LONG_TEXT_FACTOR if long_distinct else 1)
         for start in range(0, len(live), max(1, self.batch_size)):
             chunk = live[start : start + self.batch_size]
             # the tokenizer pads a batch to its longest text (right side): keep masked-in ids only
@@ -136,8 +150,11 @@ class LiteEmbedder(Embedder):
             for i, enc in zip(chunk, encs, strict=True):
                 ids = np.asarray(enc.ids, dtype=np.int64)
                 keep = np.asarray(enc.attention_mask, dtype=bool)
-                ids = ids[keep][:max_tokens]
-                out[i] = np.clip(ids, 0, self._emb.shape[0] - 1)
+                ids = ids[keep]
+                if long_distinct and len(ids) > max_tokens:
+                    _, first = np.unique(ids, return_index=True)
+                    ids = ids[np.sort(first)]
+                out[i] = np.clip(ids[:max_tokens], 0, self._emb.shape[0] - 1)
         return out
 
     def token_counts(self, texts: list[str]) -> list[int]:
@@ -149,16 +166,19 @@ class LiteEmbedder(Embedder):
 
     def embed_text_tokens(self, texts: list[str]) -> list[np.ndarray]:
         """Token ids of document texts (what the index stores): vectors are ``vocabulary()[ids]``."""
-        return self._timed_tokens(lambda: self.token_ids(list(texts), self.doc_max_tokens))
+        return self._timed_tokens(
+            lambda: self.token_ids(list(texts), self.doc_max_tokens, long_distinct=True)
+        )
 
-    def _embed(self, texts: list[str], max_tokens: int) -> list[np.ndarray]:
+    def _embed(self, texts: list[str], max_tokens: int, *, long_distinct: bool = False) -> list[np.ndarray]:
         vocab = vocabulary(self.dim)
         return [
-            vocab[ids] if ids.size else self.empty() for ids in self.token_ids(texts, max_tokens)
+            vocab[ids] if ids.size else self.empty()
+            for ids in self.token_ids(texts, max_tokens, long_distinct=long_distinct)
         ]  # (n, dim)
 
     def _embed_queries(self, texts: list[str]) -> list[np.ndarray]:
         return self._embed(texts, self.query_max_tokens)
 
     def _embed_texts(self, texts: list[str]) -> list[np.ndarray]:
-        return self._embed(texts, self.doc_max_tokens)
+        return self._embed(texts, self.doc_max_tokens, long_distinct=True)
