@@ -53,10 +53,7 @@ def plan_run(
 ) -> RunPlan:
     """Shards with documents to ingest or check, and, when ``version_key`` is given, to embed."""
     result = result or scan(cfg, catalog)
-    docs = {
-        r["doc_id"]: r
-        for r in catalog.query("SELECT doc_id, source, sha256, fingerprint, status FROM documents")
-    }
+    docs = catalog.document_states()
     gates = catalog.gate_results(version_key or "", gate_keys(cfg))
     plan = RunPlan([], documents=len(result.docs), scan=result)
     todo: set[str] = set()

@@ -24,17 +24,12 @@ def catalog_status(cfg: MmragConfig) -> dict[str, Any]:
             "changed_after_scan": [],
         }
     cat = Catalog(cfg.catalog_url)
-    by_kind = {
-        r["kind"]: r["n"]
-        for r in cat.query(
-            "SELECT kind, count(*) AS n FROM documents WHERE status <> 'quarantined' GROUP BY kind"
-        )
-    }
-    quarantined = cat.query("SELECT DISTINCT source, reason FROM quarantine ORDER BY source, reason")
+    by_kind = cat.live_kind_counts()
+    quarantined = cat.quarantine_reasons()
     return {
         "documents": {k: int(by_kind.get(k, 0)) for k in KINDS},
-        "pages": int(cat.scalar("SELECT count(*) FROM pages")),
-        "segments": int(cat.scalar("SELECT count(*) FROM segments")),
+        "pages": cat.count_rows("pages"),
+        "segments": cat.count_rows("segments"),
         "quarantined": [{"source": q["source"], "reason": q["reason"]} for q in quarantined],
         "held_back": held_back(cfg, cat),
         "index": index_status(cfg, cat),
@@ -162,15 +157,4 @@ def embeddable_items(cfg: MmragConfig, cat: Catalog) -> int:
         {r["doc_id"] for r in cat.failing_checks(version_key_for(cfg.model), gate_keys(cfg))
          if r["check_name"] in CATALOG_CHECKS.values()}
     )  # fmt: skip
-    images = "" if cfg.model.arch == "lite" else " OR p.image_path IS NOT NULL"
-    return int(
-        cat.scalar(
-            "SELECT (SELECT count(*) FROM pages p JOIN documents d USING (doc_id) "
-            f"  WHERE d.status <> 'quarantined' AND (trim(coalesce(p.text, '')) <> ''{images}) "
-            "    AND p.doc_id NOT IN (SELECT unnest(?)))"
-            " + (SELECT count(*) FROM segments s JOIN documents d USING (doc_id) "
-            "  WHERE d.status <> 'quarantined' AND trim(coalesce(s.text, '')) <> '' "
-            "    AND s.doc_id NOT IN (SELECT unnest(?)))",
-            [held, held],
-        )
-    )
+    return cat.embeddable_items(held, images=cfg.model.arch != "lite")

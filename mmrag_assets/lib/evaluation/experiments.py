@@ -17,18 +17,6 @@ from mmrag_assets.errors import ConfigError, NotFound
 from mmrag_assets.lib.store.catalog import Catalog
 
 METRIC_SECTIONS = ("by_channel", "by_tag", "latency_ms", "first_stage_latency_ms")
-_COLUMNS = (
-    "run_id",
-    "created_at",
-    "sweep_id",
-    "origin",
-    "queries",
-    "queries_sha256",
-    "overrides",
-    "config",
-    "metrics",
-    "per_query",
-)
 
 
 def _dumps(v: Any) -> str:
@@ -62,11 +50,7 @@ def store_experiment(
 ) -> str:
     """Insert one run (``lib.evaluation.evaluate``'s record); returns its run id."""
     row = row_of(record, sweep_id=sweep_id, origin=origin)
-    with Catalog(catalog_path).connect() as con:
-        con.execute(
-            f"INSERT INTO experiments ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
-            [row[c] for c in _COLUMNS],
-        )
+    Catalog(catalog_path).add_experiment(row)
     return row["run_id"]
 
 
@@ -78,20 +62,7 @@ def load_experiments(
     limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """Rows as dicts with the JSON columns decoded, newest first."""
-    where, params = [], []
-    if run_ids is not None:
-        where.append("run_id IN (SELECT unnest(?))")
-        params.append(list(run_ids))
-    if sweep_id is not None:
-        where.append("sweep_id = ?")
-        params.append(sweep_id)
-    sql = f"SELECT {', '.join(_COLUMNS)} FROM experiments"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY created_at DESC, run_id DESC"
-    if limit is not None:
-        sql += f" LIMIT {int(limit)}"
-    rows = Catalog(catalog_path).query(sql, params)
+    rows = Catalog(catalog_path).experiments(run_ids=run_ids, sweep_id=sweep_id, limit=limit)
     for r in rows:
         for c in ("overrides", "config", "metrics", "per_query"):
             r[c] = json.loads(r[c]) if isinstance(r[c], str) else r[c]
@@ -129,8 +100,7 @@ def source_kinds(cfg: MmragConfig) -> dict[str, str]:
     """source -> kind (pdf, image, audio, video) of every supported file in the corpus manifest."""
     if not Catalog.exists(cfg.catalog_url):
         return {}
-    rows = Catalog(cfg.catalog_url).query("SELECT source, kind FROM manifest WHERE kind <> 'unsupported'")
-    return {r["source"]: r["kind"] for r in rows}
+    return Catalog(cfg.catalog_url).source_kinds()
 
 
 def open_searcher(

@@ -197,7 +197,7 @@ def commit_staged(tbl: Any, staging: Staging, catalog: Any, *, version_key: str 
     for b in superseded:
         out.dropped.append({"batch": b.id, "reason": "a newer batch holds some of its documents"})
         staging.discard(tbl, b)
-    fps = _fingerprints(catalog, sorted({d for b in keep for d in b.docs}))
+    fps = catalog.live_fingerprints(sorted({d for b in keep for d in b.docs}))
     todo: list[StagedBatch] = []
     lost: set[str] = set()
     for b in keep:
@@ -262,16 +262,6 @@ def _invalid(b: StagedBatch, fps: dict[str, str], store: Storage, data_dir: str)
         if not _exists(store, data_dir, f):
             return f"data file {f} is missing"
     return None
-
-
-def _fingerprints(catalog: Any, doc_ids: list[str]) -> dict[str, str]:
-    if not doc_ids:
-        return {}
-    rows = catalog.query(
-        "SELECT doc_id, fingerprint FROM documents WHERE status <> 'quarantined' AND doc_id IN (SELECT unnest(?))",
-        [doc_ids],
-    )
-    return {r["doc_id"]: r["fingerprint"] for r in rows}
 
 
 def _delete_rows(ds: Any, doc_ids: list[str]) -> tuple[list[int], list[Any], int]:

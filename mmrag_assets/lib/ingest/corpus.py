@@ -28,9 +28,7 @@ def scan(cfg: MmragConfig, catalog: Catalog | None = None, cache: dict | None = 
     if cache is None and catalog is not None:
         cache = {
             r["source"]: (r["size"], r["mtime_ns"], r["sha256"], r["kind"], r["etag"])
-            for r in catalog.query(
-                "SELECT source, size, mtime_ns, sha256, kind, etag FROM manifest WHERE status <> 'quarantined'"
-            )
+            for r in catalog.scan_cache_rows()
         }
     if cfg.corpus_remote:
         from mmrag_assets.lib.ingest.objects import corpus_objects
@@ -81,12 +79,8 @@ def plan_ingest(cfg: MmragConfig, catalog: Catalog, shards: set[str] | None = No
     """Split the manifest's documents in ``shards`` (all when None) by what ingestion must do."""
     from mmrag_assets.lib.ingest.document import fingerprint
 
-    rows = catalog.query(
-        "SELECT source, size, mtime_ns, kind, sha256, doc_id FROM manifest WHERE status = 'ok' ORDER BY source"
-    )
-    have = {
-        r["doc_id"]: r for r in catalog.query("SELECT doc_id, source, sha256, fingerprint FROM documents")
-    }
+    rows = catalog.manifest_ok()
+    have = catalog.document_states()
     plan = IngestPlan([], [], 0, [])
     for r in rows:
         if shards is not None and shard_of(r["doc_id"]) not in shards:
@@ -135,7 +129,7 @@ def changed_since_scan(cfg: MmragConfig, catalog: Catalog) -> list[dict[str, str
     """Every file of the last manifest (status ok) that vanished or changed since that scan: what
     ``mmrag status`` lists. One ``stat`` per file (a local corpus), one listing (an object store)."""
     out = []
-    rows = catalog.query("SELECT source, size, mtime_ns FROM manifest WHERE status = 'ok' ORDER BY source")
+    rows = catalog.manifest_files()
     if cfg.corpus_remote:
         from mmrag_assets.lib.ingest.objects import corpus_objects
 
@@ -176,8 +170,8 @@ def gc_pages(cfg: MmragConfig, catalog: Catalog, referenced: set[str], grace_s: 
     if not store.remote and not cfg.pages_dir.is_dir():
         return []
     keep = set(referenced)
-    for r in catalog.query("SELECT DISTINCT image_path FROM pages"):
-        keep.add(Path(r["image_path"]).parent.as_posix())
+    for image_path in catalog.page_image_paths():
+        keep.add(Path(image_path).parent.as_posix())
     if store.remote:
         return _gc_remote_pages(store, keep, grace_s, time.time())
     removed = []

@@ -40,12 +40,7 @@ def catalog_frame(catalog: Catalog, table: str, doc_ids: Sequence[str] | None = 
     """Rows of a catalog table as its suite expects them (``SOURCE_SQL`` joins), of some documents or all."""
     from data_contracts.runner import suite_module
 
-    sql = f"SELECT * FROM ({suite_module(table).SOURCE_SQL}) AS t"
-    params: list[Any] = []
-    if doc_ids is not None:
-        sql, params = sql + " WHERE doc_id IN (SELECT unnest(?))", [list(doc_ids)]
-    with catalog.connect(read_only=True) as con:
-        return con.execute(sql + " ORDER BY 1", params).df()
+    return catalog.contract_frame(suite_module(table).SOURCE_SQL, doc_ids)
 
 
 def embeddings_frame(tbl, doc_ids: Sequence[str] | None = None) -> pd.DataFrame:

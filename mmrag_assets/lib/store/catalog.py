@@ -211,6 +211,18 @@ CREATE TABLE IF NOT EXISTS modality_gap_history (
 """
 
 DOC_TABLES = ("pages", "page_ocr", "segments", "documents")
+EXPERIMENT_COLUMNS = (
+    "run_id",
+    "created_at",
+    "sweep_id",
+    "origin",
+    "queries",
+    "queries_sha256",
+    "overrides",
+    "config",
+    "metrics",
+    "per_query",
+)
 
 
 def catalog_damaged(path: Path, e: BaseException) -> CatalogDamaged:
@@ -400,6 +412,15 @@ class Catalog:
                 [[r[c] for c in cols] for r in rows],
             )
 
+    def add_experiment(self, row: dict[str, Any]) -> None:
+        """One evaluation run, a value for each of ``EXPERIMENT_COLUMNS``."""
+        cols = EXPERIMENT_COLUMNS
+        with self.connect() as con:
+            con.execute(
+                f"INSERT INTO experiments ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                [row[c] for c in cols],
+            )
+
     # ---- reads ----
     def ocr_boxes(self, item_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """item_id -> ``{"image_width", "image_height", "boxes": [{x0, y0, x1, y1, text}]}``: the OCR
@@ -551,6 +572,109 @@ class Catalog:
             "SELECT * FROM manifest WHERE doc_id = ? AND status = 'ok' ORDER BY source LIMIT 1", [doc_id]
         )
         return rows[0] if rows else None
+
+    def scan_cache_rows(self) -> list[dict[str, Any]]:
+        """(source, size, mtime_ns, sha256, kind, etag) of the manifest files not quarantined: what a
+        rescan need not hash again."""
+        return self.query(
+            "SELECT source, size, mtime_ns, sha256, kind, etag FROM manifest WHERE status <> 'quarantined'"
+        )
+
+    def manifest_ok(self) -> list[dict[str, Any]]:
+        """(source, size, mtime_ns, kind, sha256, doc_id) of the manifest's files of status ok, by source."""
+        return self.query(
+            "SELECT source, size, mtime_ns, kind, sha256, doc_id FROM manifest WHERE status = 'ok' ORDER BY source"
+        )
+
+    def manifest_files(self) -> list[dict[str, Any]]:
+        """(source, size, mtime_ns) of the manifest's files of status ok, by source."""
+        return self.query("SELECT source, size, mtime_ns FROM manifest WHERE status = 'ok' ORDER BY source")
+
+    def source_kinds(self) -> dict[str, str]:
+        """source -> kind of every manifest file of a supported kind."""
+        rows = self.query("SELECT source, kind FROM manifest WHERE kind <> 'unsupported'")
+        return {r["source"]: r["kind"] for r in rows}
+
+    def document_states(self) -> dict[str, dict[str, Any]]:
+        """doc_id -> (doc_id, source, sha256, fingerprint, status) of every document: what decides
+        whether its rows are current."""
+        return {
+            r["doc_id"]: r
+            for r in self.query("SELECT doc_id, source, sha256, fingerprint, status FROM documents")
+        }
+
+    def live_fingerprints(self, doc_ids: Sequence[str]) -> dict[str, str]:
+        """doc_id -> ingest fingerprint of those of ``doc_ids`` not quarantined."""
+        if not doc_ids:
+            return {}
+        rows = self.query(
+            "SELECT doc_id, fingerprint FROM documents WHERE status <> 'quarantined' AND doc_id IN (SELECT unnest(?))",
+            [list(doc_ids)],
+        )
+        return {r["doc_id"]: r["fingerprint"] for r in rows}
+
+    def live_kind_counts(self) -> dict[str, int]:
+        """kind -> number of documents not quarantined."""
+        rows = self.query(
+            "SELECT kind, count(*) AS n FROM documents WHERE status <> 'quarantined' GROUP BY kind"
+        )
+        return {r["kind"]: r["n"] for r in rows}
+
+    def count_rows(self, table: str) -> int:
+        return int(self.scalar(f"SELECT count(*) FROM {table}"))
+
+    def quarantine_reasons(self) -> list[dict[str, Any]]:
+        """Distinct (source, reason) of the quarantine records, by source and reason."""
+        return self.query("SELECT DISTINCT source, reason FROM quarantine ORDER BY source, reason")
+
+    def page_image_paths(self) -> set[str]:
+        """Every page image path (relative to storage.root) a pages row names."""
+        return {r["image_path"] for r in self.query("SELECT DISTINCT image_path FROM pages")}
+
+    def embeddable_items(self, held: Sequence[str], *, images: bool) -> int:
+        """Pages and segments with text (``images``: pages with an image too) of the documents that
+        are neither quarantined nor in ``held``."""
+        with_image = " OR p.image_path IS NOT NULL" if images else ""
+        return int(
+            self.scalar(
+                "SELECT (SELECT count(*) FROM pages p JOIN documents d USING (doc_id) "
+                f"  WHERE d.status <> 'quarantined' AND (trim(coalesce(p.text, '')) <> ''{with_image}) "
+                "    AND p.doc_id NOT IN (SELECT unnest(?)))"
+                " + (SELECT count(*) FROM segments s JOIN documents d USING (doc_id) "
+                "  WHERE d.status <> 'quarantined' AND trim(coalesce(s.text, '')) <> '' "
+                "    AND s.doc_id NOT IN (SELECT unnest(?)))",
+                [list(held), list(held)],
+            )
+        )
+
+    def contract_frame(self, source_sql: str, doc_ids: Sequence[str] | None = None) -> Any:
+        """The rows of a data-contract suite's ``SOURCE_SQL`` as a pandas DataFrame, ordered by the
+        first column, of ``doc_ids`` or of every document."""
+        sql = f"SELECT * FROM ({source_sql}) AS t"
+        params: list[Any] = []
+        if doc_ids is not None:
+            sql, params = sql + " WHERE doc_id IN (SELECT unnest(?))", [list(doc_ids)]
+        with self.connect(read_only=True) as con:
+            return con.execute(sql + " ORDER BY 1", params).df()
+
+    def experiments(
+        self, *, run_ids: Sequence[str] | None = None, sweep_id: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Rows of the experiments table (JSON columns as text), newest first."""
+        where, params = [], []
+        if run_ids is not None:
+            where.append("run_id IN (SELECT unnest(?))")
+            params.append(list(run_ids))
+        if sweep_id is not None:
+            where.append("sweep_id = ?")
+            params.append(sweep_id)
+        sql = f"SELECT {', '.join(EXPERIMENT_COLUMNS)} FROM experiments"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, run_id DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return self.query(sql, params)
 
 
 def _insert(
