@@ -205,16 +205,23 @@ def _rescore(per_source: list[list[Passage]], dense: DenseWindows, cfg: Extracti
         p.scores["unranked"] = 1.0
 
 
-def _extend(ps: list[Passage], i: int, q: set[str], max_words: int, min_words: int) -> Passage:
+def _extend(
+    ps: list[Passage], i: int, q: set[str], max_words: int, min_words: int, taken: Sequence[Passage] = ()
+) -> Passage:
     """Passage ``i`` plus the neighbours that hold question words it lacks, and the passages after it
-    while it is shorter than ``min_words`` (a table cell takes in the rest of its row), within ``max_words``."""
+    while it is shorter than ``min_words`` (a table cell takes in the rest of its row; a sentence, what
+    follows it), within ``max_words``; never a passage that ``taken`` (the quotes already chosen) holds."""
     lo = hi = i
     have = set(terms(ps[i].text)) & q
     grew = True
     while grew:
         grew = False
         for j in (lo - 1, hi + 1):
-            if 0 <= j < len(ps) and ps[max(hi, j)].w1 - ps[min(lo, j)].w0 <= max_words:
+            if (
+                0 <= j < len(ps)
+                and ps[max(hi, j)].w1 - ps[min(lo, j)].w0 <= max_words
+                and not any(x.source is ps[j].source and x.w0 < ps[j].w1 and ps[j].w0 < x.w1 for x in taken)
+            ):
                 new = (set(terms(ps[j].text)) & q) - have
                 short = j == hi + 1 and ps[hi].w1 - ps[lo].w0 < min_words
                 if new or short:
@@ -244,9 +251,8 @@ def select(
         if any(x.source is p.source and x.w0 < p.w1 and p.w0 < x.w1 for x in quotes):
             continue  # already quoted (a neighbour took it in)
         ps = per_source[p.source.n - 1]
-        quote = _extend(
-            ps, next(i for i, x in enumerate(ps) if x is p), q, cfg.max_quote_words, cfg.min_quote_words
-        )
+        i = next(i for i, x in enumerate(ps) if x is p)
+        quote = _extend(ps, i, q, cfg.max_quote_words, cfg.min_quote_words, quotes)
         key = " ".join(terms(quote.text))
         if any(key in " ".join(terms(x.text)) for x in quotes):
             continue  # the same words from another source (a recording's audio and its video)

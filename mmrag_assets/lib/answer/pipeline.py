@@ -200,8 +200,8 @@ class Answerer:
 
         text, cited, dropped = citations.check(text, sources, retrieved)
         if gen_name == "extractive" and not abstained:
-            for c in cited:  # the words each extractive citation quotes
-                c.quote = next((q.text for q in evidence.quotes if q.source.n == c.n), None)
+            for c in cited:  # the words each extractive citation quotes (every quote of its source)
+                c.quote = " … ".join(q.text for q in evidence.quotes if q.source.n == c.n) or None
         if dropped:
             warnings.append(
                 f"removed {len(dropped)} citation(s) that named no retrieved source: {', '.join(dropped)}"
