@@ -402,7 +402,7 @@ class ExtractiveConfig:
 
     max_quotes: int = MISSING  # quoted passages in an answer
     max_quote_words: int = MISSING  # a quote grows to a neighbouring passage only up to this many words
-    min_quote_words: int = MISSING  # a shorter quote takes in the passages after it (a table cell: its row)
+    min_quote_words: int = MISSING  # a shorter quote takes in the passages after it (a table cell: its row; a sentence: what follows)
     min_passage_words: int = MISSING  # shorter fragments join their neighbour
     max_passage_words: int = MISSING  # longer sentences are cut into pieces of this many words
     weights: dict[str, float] = (

@@ -4,6 +4,7 @@ generator (the offline default), the CLI."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -23,6 +24,10 @@ def test_answer_quotes_the_page_that_holds_it_and_every_citation_was_retrieved(i
     assert ans.citations and {c.item_id for c in ans.citations} <= retrieved
     first = ans.citations[0]
     assert first.source.startswith("manuals/") and first.page == 1 and "12 Nm" in (first.quote or "")
+    quote = {c.n: c.quote or "" for c in ans.citations}
+    for line in ans.text.splitlines():  # each citation carries every quote of its source
+        m = re.fullmatch(r"\u201c(.*)\u201d(?: \(.*\))? \[(\d+)\]", line)
+        assert m and m.group(1) in quote[int(m.group(2))]
     assert set(ans.timings_ms) >= {"retrieve_ms", "evidence_ms", "generate_ms", "total_ms"}
     assert [s.n for s in ans.sources] == list(range(1, len(ans.sources) + 1))
 

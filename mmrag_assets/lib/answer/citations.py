@@ -27,7 +27,7 @@ class Citation:
     page: int | None
     start_s: float | None
     end_s: float | None
-    quote: str | None = None  # extractive answers: the quoted words
+    quote: str | None = None  # extractive answers: every quote of this source, joined by ' … '
 
     def public(self) -> dict[str, Any]:
         return asdict(self)

@@ -22,8 +22,14 @@ The best passage's score, less ``weights.unknown`` when the question names somet
 never mentions (a word that is neither common English nor in any item's text: ``unknown_words``),
 is the answer's **confidence**: below ``min_confidence`` the answer is
 "not in the corpus" (also the gate the LLM generators pass before they are called). A quote takes
-in a neighbouring passage of its source while that adds question words it lacks, up to
-``max_quote_words``; further quotes (up to ``max_quotes``) must score ``min_relative`` of the best.
+in a neighbouring passage of its source while that adds question words it lacks, and the passages
+after it while it is shorter than ``min_quote_words``, up to ``max_quote_words``, never words an
+earlier quote holds; further quotes (up to ``max_quotes``) must score ``min_relative`` of the best.
+What follows the best sentence is quoted because that is where a paraphrase's answer often is: on the
+real-document dev split, the sentence that holds a paraphrase's anchor ranked a median 7th of the
+~130 passages of five sources, often right after a better-scoring one that states the topic
+("Type (1 + x)^(-3) ..." before "we don't get a power series but a rational function"); scoring a
+sentence with its neighbours' text (MiniLM) did not rank it higher.
 """
 
 from __future__ import annotations

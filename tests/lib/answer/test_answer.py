@@ -127,6 +127,36 @@ def test_a_paraphrase_is_quoted_from_the_sentence_that_means_it_not_the_one_that
     assert len(ev.ranked) == 3  # only the re-scored passages are ranked: the fourth was not encoded
 
 
+PARI = (  # scanned/pari-tutorial.pdf p.8, the real-document evaluation's dev split (a paraphrase's page)
+    "Let's try something else: type (1 + x)^3. No O(x) here, since the result is a polynomial.\n"
+    "Haha, but I have learnt that if you do not take exponents which are integers greater or equal to 0,\n"
+    "you obtain a power series with an infinite number of nonzero terms. Let's try. Type (1 + x)^(-3)\n"
+    "(the parentheses around -3 are not necessary but make things easier to read). Surprise! Contrary\n"
+    "to what we expected, we don't get a power series but a rational function. Again this is for the same\n"
+    "reason that 1 / 7 just gave you 1/7: the result being exact, PARI doesn't see any reason to make\n"
+    "it inexact.\n"
+)
+
+
+def test_a_quote_takes_in_what_follows_its_sentence_where_the_answer_often_is() -> None:
+    q = "raising 1+x to a negative exponent returns a fraction, not an expansion in x; how do I get the series"
+    answer = "we don't get a power series but a rational function"
+    cfg = section("answer").extractive
+    assert cfg.min_quote_words >= 40
+    ev = extractive.select(q, extractive.score_passages(q, [src(1, PARI)], cfg, SentencesOnly(q)), cfg)
+    best = ev.ranked[0]
+    assert "Type (1 + x)^(-3)" in best.text and answer not in best.text  # the answer shares few words
+    assert answer not in " ".join(p.text for p in ev.ranked[:3])  # and ranks below three others
+    assert answer in ev.quotes[0].text and best.text in ev.quotes[0].text  # quoted: it follows the best
+    short = section("answer", "answer.extractive.min_quote_words=12").extractive
+    sentence_only = extractive.select(
+        q, extractive.score_passages(q, [src(1, PARI)], short, SentencesOnly(q)), short
+    )
+    assert not any(answer in x.text for x in sentence_only.quotes)
+    for i, a in enumerate(ev.quotes):  # a later quote never takes in words an earlier one quoted
+        assert all(not (a.w0 < b.w1 and b.w0 < a.w1) for b in ev.quotes[i + 1 :])
+
+
 def test_a_quote_takes_in_the_sentence_that_holds_the_rest_of_the_question() -> None:
     s = src(
         1,
