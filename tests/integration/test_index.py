@@ -115,11 +115,17 @@ def _pdf(path: Path, text: str, pages: int = 2) -> None:
     doc.save(path)
 
 
-def test_change_reembeds_only_that_document_and_delete_removes_rows(make_cfg, tmp_path: Path) -> None:
+def _tides_and_bees(tmp_path: Path) -> Path:
+    """A corpus of two 2-page PDFs."""
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     _pdf(corpus / "tides.pdf", "Tidal turbines harvest energy from ocean currents")
     _pdf(corpus / "bees.pdf", "Honey bees communicate with a waggle dance")
+    return corpus
+
+
+def test_change_reembeds_only_that_document_and_delete_removes_rows(make_cfg, tmp_path: Path) -> None:
+    corpus = _tides_and_bees(tmp_path)
     cfg = make_cfg(corpus=corpus)
     assert index(cfg)["embedded"] == 2
     _pdf(corpus / "tides.pdf", "Tidal turbines harvest energy from ocean currents, revised", pages=3)
@@ -207,10 +213,7 @@ def test_documents_outside_the_allowed_set_are_not_searchable(make_cfg, tmp_path
     from mmrag_assets.lib.index.publish import location_for, params_from_config, publish
     from mmrag_assets.lib.search.searcher import search
 
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    _pdf(corpus / "tides.pdf", "Tidal turbines harvest energy from ocean currents")
-    _pdf(corpus / "bees.pdf", "Honey bees communicate with a waggle dance")
+    corpus = _tides_and_bees(tmp_path)
     cfg = make_cfg(corpus=corpus)
     index(cfg)
     emb = load_embedder(cfg.model, cfg.models_dir)
@@ -262,10 +265,7 @@ def test_searchers_are_keyed_on_the_whole_index_identity(indexed) -> None:
 def test_renamed_file_is_served_under_its_new_name_without_embedding_again(make_cfg, tmp_path: Path) -> None:
     from mmrag_assets.lib.search.searcher import search
 
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    _pdf(corpus / "tides.pdf", "Tidal turbines harvest energy from ocean currents")
-    _pdf(corpus / "bees.pdf", "Honey bees communicate with a waggle dance")
+    corpus = _tides_and_bees(tmp_path)
     cfg = make_cfg(corpus=corpus)
     index(cfg)
     before = _table(cfg).to_lance().to_table(columns=["item_id", "tokens"]).to_pylist()

@@ -125,23 +125,24 @@ def baseline_log(catalog: Catalog, version_key: str | None = None) -> list[dict[
 
 def append_drift(catalog: Catalog, checked_at: datetime, rows: Sequence[Mapping[str, Any]]) -> None:
     """Drift results (``DRIFT_COLUMNS``, a missing one NULL), all checked at ``checked_at``."""
-    if not rows:
-        return
-    with catalog.connect() as con:
-        con.executemany(
-            f"INSERT INTO drift_history (checked_at, {', '.join(DRIFT_COLUMNS)}) VALUES (?, {_values(DRIFT_COLUMNS)})",
-            [[checked_at, *[r.get(c) for c in DRIFT_COLUMNS]] for r in rows],
-        )
+    _append(catalog, "drift_history", "checked_at", checked_at, DRIFT_COLUMNS, rows)
 
 
 def append_gaps(catalog: Catalog, measured_at: datetime, rows: Sequence[Mapping[str, Any]]) -> None:
     """Modality-gap measurements (``GAP_COLUMNS``, a missing one NULL), all taken at ``measured_at``."""
+    _append(catalog, "modality_gap_history", "measured_at", measured_at, GAP_COLUMNS, rows)
+
+
+def _append(
+    catalog: Catalog, table: str, time_column: str, at: datetime, columns: Sequence[str],
+    rows: Sequence[Mapping[str, Any]],
+) -> None:  # fmt: skip
     if not rows:
         return
     with catalog.connect() as con:
         con.executemany(
-            f"INSERT INTO modality_gap_history (measured_at, {', '.join(GAP_COLUMNS)}) VALUES (?, {_values(GAP_COLUMNS)})",
-            [[measured_at, *[r.get(c) for c in GAP_COLUMNS]] for r in rows],
+            f"INSERT INTO {table} ({time_column}, {', '.join(columns)}) VALUES (?, {_values(columns)})",
+            [[at, *[r.get(c) for c in columns]] for r in rows],
         )
 
 
