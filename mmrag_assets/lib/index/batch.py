@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from mmrag_assets.lib.faults import fault_point
+from mmrag_assets.lib.index.vectors import stored_payloads
 from mmrag_assets.lib.progress import Progress
 from mmrag_assets.lib.store import table as lx
 
@@ -145,7 +146,7 @@ def _write(
             strict=True,
         )
     )
-    got |= lx.stored_payloads(tbl, [it["item_id"] for it in items if it["doc_id"] in reuse])
+    got |= stored_payloads(tbl, [d for d in doc_ids if d in reuse])
     vecs: list[np.ndarray | None] = [got.get(it["item_id"]) for it in items]
     if staging is None:
         res = lx.upsert_documents(tbl, doc_ids, items, vecs, embedder.dim)

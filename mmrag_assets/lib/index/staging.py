@@ -267,11 +267,11 @@ def _invalid(b: StagedBatch, fps: dict[str, str], store: Storage, data_dir: str)
 def _delete_rows(ds: Any, doc_ids: list[str]) -> tuple[list[int], list[Any], int]:
     """(fragments left empty, fragments with new deletion vectors, rows deleted): the rows of
     ``doc_ids`` in ``ds``, found through the ``doc_id`` index where there is one."""
-    from mmrag_assets.lib.store.table import _hex
+    from mmrag_assets.lib.store.table import doc_filter
 
     if not doc_ids:
         return [], [], 0
-    pred = f"doc_id IN ({', '.join(repr(_hex(d)) for d in doc_ids)})"
+    pred = doc_filter(doc_ids)
     hit = ds.to_table(columns=[], filter=pred, with_row_address=True).column("_rowaddr").to_numpy()
     frag_ids = sorted({int(a) >> 32 for a in hit})  # a row address is (fragment id << 32) | offset
     removed, updated = [], []

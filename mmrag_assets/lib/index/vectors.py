@@ -189,6 +189,20 @@ def iter_item_vectors(
         yield batch.select(cols), dec.vectors(batch.column(dec.column))
 
 
+def stored_payloads(tbl: Any, doc_ids: Sequence[str]) -> dict[str, np.ndarray]:
+    """item_id -> the stored form (``Decoder.raw``: float16 (n_tokens, dim) vectors or token ids) of
+    every row of ``doc_ids``: what a renamed document's rewritten rows carry over (``batch.py``)."""
+    from mmrag_assets.lib.store.table import doc_filter
+
+    if not doc_ids:
+        return {}
+    ds = _dataset(tbl)
+    dec = Decoder(ds.schema)
+    t = ds.to_table(columns=["item_id", dec.column], filter=doc_filter(doc_ids))
+    raw = dec.raw(t.column(dec.column))
+    return {item_id: raw.item(k) for k, item_id in enumerate(t.column("item_id").to_pylist())}
+
+
 def _dataset(tbl: Any, version: int | None = None) -> Any:
     import lance
 

@@ -51,10 +51,10 @@ def embeddings_frame(tbl, doc_ids: Sequence[str] | None = None) -> pd.DataFrame:
     from data_contracts.embeddings import STATS_COLUMNS, vector_stats
     from mmrag_assets.lib.index.vectors import iter_item_vectors
     from mmrag_assets.lib.store.items import CONTRACT_COLUMNS
-    from mmrag_assets.lib.store.table import _hex
+    from mmrag_assets.lib.store.table import doc_filter
 
     cols = list(CONTRACT_COLUMNS)
-    filt = f"doc_id IN ({', '.join(repr(_hex(d)) for d in doc_ids)})" if doc_ids else None
+    filt = doc_filter(doc_ids) if doc_ids else None
     if doc_ids is not None and not doc_ids:
         filt = "false"
     frames = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,20 +178,6 @@ def table_state(tbl, shards: set[str] | None = None) -> TableState:
     return out
 
 
-def stored_payloads(tbl, item_ids: list[str]) -> dict[str, np.ndarray]:
-    """item_id -> the multi-vector (n_tokens, dim) or token ids the table holds for it: what a
-    relabelled document's new rows carry over instead of being embedded again."""
-    if not item_ids:
-        return {}
-    col = "tokens" if storage_of(tbl.schema) == "tokens" else "vector"
-    ids = ", ".join("'" + i.replace("'", "''") + "'" for i in item_ids)  # SQL string literals
-    t = tbl.search().where(f"item_id IN ({ids})").select(["item_id", col]).limit(None).to_arrow()
-    out: dict[str, np.ndarray] = {}
-    for item_id, payload in zip(t.column("item_id").to_pylist(), t.column(col).to_numpy(), strict=True):
-        out[item_id] = np.stack(payload) if col == "vector" else np.asarray(payload)
-    return out
-
-
 def duplicate_rows(tbl):
     """(item_id, _rowaddr) of every row but the newest of each repeated item id (a DataFrame)."""
     t = tbl.to_lance().to_table(
@@ -310,7 +297,7 @@ def upsert_documents(
     data, out = prepare_rows(items, vecs, tbl.schema, dim)
     if not doc_ids:
         return out
-    where = f"doc_id IN ({', '.join(repr(_hex(d)) for d in doc_ids)})"
+    where = doc_filter(doc_ids)
     before = tbl.count_rows(where)
     if data is not None:
         (
@@ -379,15 +366,20 @@ def delete_documents(cfg: MmragConfig, doc_ids: list[str]) -> int:
     if not doc_ids or not has_tables(cfg):
         return 0
     db = connect(cfg)
-    ids = ", ".join(f"'{_hex(d)}'" for d in doc_ids)
+    where = doc_filter(doc_ids)
     n = 0
     for name in list_item_tables(db):
         tbl = db.open_table(name)
-        k = tbl.count_rows(f"doc_id IN ({ids})")
+        k = tbl.count_rows(where)
         if k:
-            tbl.delete(f"doc_id IN ({ids})")
+            tbl.delete(where)
             n += k
     return n
+
+
+def doc_filter(doc_ids: Sequence[str]) -> str:
+    """The LanceDB filter that selects the rows of ``doc_ids``."""
+    return f"doc_id IN ({', '.join(repr(_hex(d)) for d in doc_ids)})"
 
 
 def _hex(s: str) -> str:

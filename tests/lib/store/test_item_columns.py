@@ -11,6 +11,7 @@ import pytest
 
 from data_contracts import embeddings as contract
 from mmrag_assets.lib.index.segment import ITEM_SCHEMA, TABLE_COLUMNS, items_from_table
+from mmrag_assets.lib.index.vectors import stored_payloads
 from mmrag_assets.lib.quality.frames import embeddings_frame
 from mmrag_assets.lib.search import index_reader
 from mmrag_assets.lib.store import items as ic
@@ -100,8 +101,8 @@ def test_stored_payloads_give_back_what_was_written(tmp_path, storage: str) -> N
     tbl = _table(tmp_path, storage)
     col = "vector" if storage == "vectors" else "tokens"
     stored = tbl.to_lance().to_table(columns=["item_id", col, "item_fp"]).to_pylist()
-    got = lx.stored_payloads(tbl, [it["item_id"] for it in ITEMS] + ["missing:1"])
-    assert sorted(got) == sorted(it["item_id"] for it in ITEMS)  # an id the table lacks is left out
+    got = stored_payloads(tbl, [DOC, "fedcba9876543210"])
+    assert sorted(got) == sorted(it["item_id"] for it in ITEMS)  # a document the table lacks adds nothing
     for row in stored:
         want = np.asarray(row[col])
         assert got[row["item_id"]].shape == want.shape and np.array_equal(got[row["item_id"]], want)

@@ -27,7 +27,7 @@ LITE_DIMS = (64, 128, 256)
 _MAX_CHARS_PER_TOKEN = (
     32  # Llama-2 pieces are <= 16 chars: cutting at 32 x max_tokens never loses a kept token
 )
-# A document text longer than doc_max_tokens keeps its distinct token ids (see doc_token_ids), read
+# A document text longer than doc_max_tokens keeps its distinct token ids (token_ids' long_distinct), read
 # from at most this many times the usual characters: a one-page sheet of 2,000 rows is ~11,000
 # tokens but ~1,100 distinct ones.
 _LONG_TEXT_FACTOR = 8
