@@ -3,24 +3,30 @@
     uv run python bench/formats/build.py [--out DIR]
 
 Sources (nothing here is written by hand except the flat-ODF wrapper of the decks; the Debian
-packages python3-pip, libffi8, tzdata, espeak-ng, mosquitto, base-passwd and LibreOffice must be
-installed, and README files of a few others are used when present):
+packages python3-pip, libffi8, valgrind, tzdata, iso-codes, espeak-ng, mosquitto, base-passwd and
+LibreOffice must be installed, and README files of a few others are used when present):
 - Debian documentation installed on the machine (``/usr/share/doc``): pip's Markdown and
-  reStructuredText docs (python3-pip), libffi's HTML manual (libffi8), espeak-ng's Markdown guides,
-  mosquitto's and git's READMEs, plain-text READMEs (libmpfr6, libgmp-dev, base-passwd),
-  setuptools' and jansson's reStructuredText, base-passwd's HTML, tzdata's tables;
-- Office files written by LibreOffice from those sources: libffi HTML pages to docx, odt, doc,
-  rtf and EPUB; tzdata's tab-separated tables to xlsx, ods and xls (one sheet each); pip's topic
-  guides to decks (pptx, odp, ppt), one slide per section: the section title and first sentence
-  on the slide, its second sentence only as a picture (a diagram's text), the rest of the
-  section in the speaker notes;
+  reStructuredText docs (python3-pip), libffi's and valgrind's HTML manuals, espeak-ng's Markdown
+  guides, mosquitto's and git's READMEs, plain-text READMEs (libmpfr6, libgmp-dev, base-passwd),
+  setuptools' and jansson's reStructuredText, base-passwd's HTML; tzdata's and iso-codes' tables;
+- Office files written by LibreOffice from those sources: libffi and valgrind HTML pages to docx,
+  odt, doc, rtf and EPUB (valgrind's navigation icons dropped: LibreOffice would keep them as
+  links to files that are not copied); tzdata's tab-separated tables and iso-codes' JSON tables
+  (as tab-separated rows) to xlsx, ods and xls (one sheet each); pip's topic guides to decks
+  (pptx, odp, ppt), one slide per section: the section title and first sentence on the slide,
+  its second sentence only as a picture (a diagram's text), the rest of the section in the
+  speaker notes;
 - python-pptx and python-docx test files (their sdists on PyPI), which must ingest without error
   (they hold almost no words: no queries).
 
 Units (what a judgement names): a slide (source + page) for decks, whose numbering the product and
 a plain LibreOffice export share; a whole file otherwise (the product lays sheets and text formats
-out into its own pages, a user's LibreOffice export into others). Literal queries are phrases of
-one unit's ground-truth text that no other unit holds (``bench/realdocs/labels.py``); paraphrases
+out into its own pages, a user's LibreOffice export into others). A file's text is held by several
+units, one per paragraph (documents, web and text formats) or per ``ROWS_PER_UNIT`` rows (sheets),
+all judged by the file, so that one file can give several literal queries. Literal queries are
+phrases of one unit's ground-truth text that no other unit holds (``bench/realdocs/labels.py``), up
+to ``LITERAL_PER_FORMAT`` per format, spread over its files and (decks) over slide, picture and
+notes; navigation lines of the HTML manuals ("Next: ..., Up: ...") are never picked. Paraphrases
 are hand-written against an anchor phrase (``bench/formats/paraphrases.jsonl``).
 """
 
@@ -40,6 +46,8 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections import Counter
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +55,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench._paths import DATA
 from bench.realdocs import labels
-from bench.realdocs.build import passages, write_jsonl
+from bench.realdocs.build import write_jsonl
 from bench.realdocs.labels import Unit
 
 DOC = Path("/usr/share/doc")
 SEED = 24
-N_LITERAL = 6  # per (format, evidence) stratum at most
+# per format at most, shared among its evidence strata (decks: slide, diagram, notes); with
+# labels.DEV_SHARE 0.4, 18 literal queries leave 11 for the test split
+LITERAL_PER_FORMAT = 18
+ROWS_PER_UNIT = 20  # a sheet unit: this many rows of the table
 PARAPHRASES = Path(__file__).resolve().parent / "paraphrases.jsonl"
 SDISTS = ("python-pptx==1.0.2", "python-docx==1.2.0")
 LIBRARY_FILES_PER_SDIST = 12  # in archive order: each costs a LibreOffice start (~4 s)
@@ -80,10 +91,6 @@ def soffice(sources: list[Path], target: str, out: Path, infilter: str | None = 
             capture_output=True,
             timeout=600,
         )
-
-
-def plain(text_html: str) -> str:
-    return " ".join(passages(text_html, lo=5, hi=10_000))
 
 
 # ---------------------------------------------------------------- decks (pptx, odp, ppt)
@@ -162,11 +169,17 @@ def fodp(sections: list[tuple[str, list[str]]]) -> tuple[str, list[dict[str, str
     return doc, truth
 
 
-DECKS = [  # (pip topic guide, target format)
+DECKS = [  # (pip topic guide, target format): 10-11 slides per format
     ("python3-pip/html/topics/authentication.md", "pptx"),
     ("python3-pip/html/topics/local-project-installs.md", "pptx"),
+    ("python3-pip/html/topics/caching.md.gz", "pptx"),
+    ("python3-pip/html/topics/vcs-support.md.gz", "pptx"),
     ("python3-pip/html/topics/repeatable-installs.md", "odp"),
+    ("python3-pip/html/topics/secure-installs.md.gz", "odp"),
+    ("python3-pip/html/topics/configuration.md.gz", "odp"),
     ("python3-pip/html/topics/https-certificates.md", "ppt"),
+    ("python3-pip/html/topics/more-dependency-resolution.md.gz", "ppt"),
+    ("python3-pip/html/topics/python-option.md", "ppt"),
 ]
 
 
@@ -175,7 +188,7 @@ def build_decks(corpus: Path, work: Path) -> list[Unit]:
     by_target: dict[str, list[Path]] = {}
     for rel, fmt in DECKS:
         sections = md_sections(read_doc(rel))[:6]
-        name = Path(rel).stem
+        name = Path(rel).name.split(".")[0]
         doc, truth = fodp(sections)
         (work / f"{name}.fodp").write_text(doc, encoding="utf-8")
         by_target.setdefault(fmt, []).append(work / f"{name}.fodp")
@@ -199,16 +212,24 @@ def build_decks(corpus: Path, work: Path) -> list[Unit]:
 # ---------------------------------------------------------------- documents and text formats
 
 LIBFFI = DOC / "libffi8" / "html"
-DOCS_FROM_HTML = {  # libffi manual pages -> Office documents written by LibreOffice
-    "Using-libffi.html": "docx",
-    "The-Basics.html": "docx",
-    "Closure-Example.html": "odt",
-    "Types.html": "odt",
-    "Structures.html": "doc",
-    "Memory-Usage.html": "rtf",
-    "Size-and-Alignment.html": "epub",
-    "Thread-Safety.html": "docx",
-}
+VALGRIND = DOC / "valgrind" / "html"
+DOCS_FROM_HTML = [  # manual pages -> Office documents written by LibreOffice (25-80 paragraphs per format)
+    (LIBFFI / "Using-libffi.html", "docx"),
+    (LIBFFI / "The-Basics.html", "docx"),
+    (LIBFFI / "Thread-Safety.html", "docx"),
+    (LIBFFI / "Closure-Example.html", "odt"),
+    (LIBFFI / "Types.html", "odt"),
+    (VALGRIND / "manual-intro.html", "odt"),
+    (VALGRIND / "lk-manual.html", "odt"),
+    (LIBFFI / "Structures.html", "doc"),
+    (VALGRIND / "bbv-manual.html", "doc"),
+    (LIBFFI / "Memory-Usage.html", "rtf"),
+    (VALGRIND / "design-impl.html", "rtf"),
+    (VALGRIND / "quick-start.html", "rtf"),
+    (LIBFFI / "Size-and-Alignment.html", "epub"),
+    (LIBFFI / "Complex.html", "epub"),
+    (VALGRIND / "faq.html", "epub"),
+]
 HTML_AS_IS = [
     "Introduction.html",
     "Simple-Example.html",
@@ -227,7 +248,9 @@ TEXT_FILES = [  # (path under /usr/share/doc, corpus name, format)
     ("mosquitto/README.md", "mosquitto-readme.md", "md"),
     ("procps/bugs.md", "procps-bugs.markdown", "markdown"),
     ("git/README.md", "git-readme.markdown", "markdown"),
+    ("python3-pip/html/reference/requirement-specifiers.md", "pip-req-specifiers.markdown", "markdown"),
     ("python3-pip/html/quickstart.rst", "pip-quickstart.rst", "rst"),
+    ("python3-pip/html/development/conventions.rst", "pip-conventions.rst", "rst"),
     ("python3-pip/html/ux_research_design.rst", "pip-ux-research.rst", "rst"),
     ("python3-setuptools/roadmap.rst", "setuptools-roadmap.rst", "rst"),
     ("libjansson4/README.rst", "jansson-readme.rst", "rst"),
@@ -236,82 +259,169 @@ TEXT_FILES = [  # (path under /usr/share/doc, corpus name, format)
     ("base-passwd/README", "base-passwd-readme.txt", "txt"),
     ("dictionaries-common/README.problems", "dictionaries-problems.txt", "txt"),
     ("base-passwd/users-and-groups.html", "users-and-groups.htm", "htm"),
+    ("valgrind/html/cl-format.html", "valgrind-cl-format.htm", "htm"),
     ("espeak-ng/README.html", "espeak-readme.xhtml.html", "html"),
 ]
 
 
-def strip_markup(text: str, fmt: str) -> str:
-    if fmt in ("html", "htm"):
-        return plain(text)
-    return " ".join(re.sub(r"[`*_#|=~^\-]{2,}|[`*_]", " ", text).split())
+_NAV = re.compile(r"^(Next|Previous|Up): ")
+_BLOCK_TAGS = frozenset(
+    ("address", "article", "aside", "blockquote", "body", "br", "caption", "dd", "div", "dl", "dt",
+     "figcaption", "footer", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav",
+     "ol", "p", "pre", "section", "table", "td", "th", "tr", "ul")
+)  # fmt: skip
+
+
+class _Blocks(HTMLParser):
+    """The visible text of an HTML document, one string per block (paragraph, heading, list item,
+    table cell, ``<pre>`` with its line breaks); nothing of ``head``, ``script``, ``style``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out: list[str] = []
+        self._buf: list[str] = []
+        self._hidden = self._pre = 0
+
+    def _flush(self) -> None:
+        text = "".join(self._buf)
+        self._buf = []
+        if self._pre:
+            lines = [" ".join(ln.split()) for ln in text.splitlines()]
+            text = "\n".join(ln for ln in lines if ln)
+        else:
+            text = " ".join(text.split())
+        if text:
+            self.out.append(text)
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        if tag in ("head", "script", "style", "title"):
+            self._hidden += 1
+        elif tag in _BLOCK_TAGS:
+            self._flush()
+            self._pre += tag == "pre"
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("head", "script", "style", "title"):
+            self._hidden = max(self._hidden - 1, 0)
+        elif tag in _BLOCK_TAGS:
+            self._flush()
+            self._pre = max(self._pre - (tag == "pre"), 0)
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden:
+            self._buf.append(data)
+
+
+def rendered(text: str, fmt: str) -> str:
+    """The HTML a reader of the file sees: Markdown by markdown-it-py (CommonMark + tables +
+    strikethrough), reStructuredText by docutils (no file insertion, no raw HTML), HTML as is."""
+    if fmt in ("md", "markdown"):
+        from markdown_it import MarkdownIt
+
+        return MarkdownIt("commonmark", {"html": True}).enable("table").enable("strikethrough").render(text)
+    if fmt == "rst":
+        from docutils.core import publish_parts
+
+        settings = {"file_insertion_enabled": False, "raw_enabled": False, "report_level": 5}
+        parts = publish_parts(text, writer="html5", settings_overrides=settings)
+        return f"<h1>{parts['title']}</h1>{parts['body']}"
+    return text
+
+
+def paragraphs(text: str, fmt: str) -> list[str]:
+    """The ground-truth text of a document, web or text file as a reader sees it, one string per
+    block: HTML, Markdown and reStructuredText by their rendered HTML (:class:`_Blocks`: link
+    targets, image addresses and directives are not text), plain text by blank-line blocks."""
+    if fmt == "txt":
+        return [b.strip() for b in re.split(r"\n\s*\n", text) if b.strip()]
+    p = _Blocks()
+    p.feed(rendered(text, fmt))
+    p.close()
+    p._flush()
+    return p.out
+
+
+def file_units(source: str, fmt: str, paras: list[str], evidence: str) -> list[Unit]:
+    """One unit per paragraph of a file, each judged by the whole file; navigation lines are units
+    (no other unit may hold a query's phrase) that no query is picked from."""
+    return [
+        Unit(
+            f"{source}#s{n}",
+            fmt,
+            source,
+            text,
+            meta={"evidence": evidence, "pick": not _NAV.match(text)},
+        )
+        for n, text in enumerate(paras, 1)
+    ]
+
+
+def without_images(html_text: str) -> str:
+    return re.sub(r"<img\b[^>]*>", "", html_text, flags=re.IGNORECASE)
 
 
 def build_documents(corpus: Path, work: Path) -> list[Unit]:
     units: list[Unit] = []
     by_target: dict[str, list[Path]] = {}
-    for name, fmt in DOCS_FROM_HTML.items():
-        stem = Path(name).stem
-        shutil.copyfile(LIBFFI / name, work / name)
-        by_target.setdefault(fmt, []).append(work / name)
-        units.append(
-            Unit(
-                f"docs/{stem}.{fmt}",
-                fmt,
-                f"docs/{stem}.{fmt}",
-                plain((LIBFFI / name).read_text(errors="replace")),
-                meta={"evidence": "document"},
-            )
-        )
+    for src, fmt in DOCS_FROM_HTML:
+        text = src.read_text(encoding="utf-8", errors="replace")
+        (work / src.name).write_text(without_images(text), encoding="utf-8")
+        by_target.setdefault(fmt, []).append(work / src.name)
+        units += file_units(f"docs/{src.stem}.{fmt}", fmt, paragraphs(text, "html"), "document")
     for fmt, srcs in by_target.items():
         # opened as a Writer document: Writer/Web (HTML's default) has no docx/doc/rtf/EPUB export
         soffice(srcs, fmt, corpus / "docs", infilter="HTML (StarWriter)")
     (corpus / "web").mkdir(parents=True, exist_ok=True)
     for name in HTML_AS_IS:
         shutil.copyfile(LIBFFI / name, corpus / "web" / name)
-        units.append(
-            Unit(
-                f"web/{name}",
-                "html",
-                f"web/{name}",
-                plain((LIBFFI / name).read_text(errors="replace")),
-                meta={"evidence": "html-section"},
-            )
-        )
+        text = (LIBFFI / name).read_text(errors="replace")
+        units += file_units(f"web/{name}", "html", paragraphs(text, "html"), "html-section")
     for rel, name, fmt in TEXT_FILES:
         if not (DOC / rel).exists():
             continue
         dest = corpus / "web" / (name.replace(".xhtml.html", ".html"))
         shutil.copyfile(DOC / rel, dest)
-        text = read_doc(rel)
-        units.append(
-            Unit(
-                f"web/{dest.name}",
-                fmt,
-                f"web/{dest.name}",
-                strip_markup(text, fmt),
-                meta={"evidence": "html-section" if fmt in ("html", "htm") else "text"},
-            )
-        )
+        evidence = "html-section" if fmt in ("html", "htm") else "text"
+        units += file_units(f"web/{dest.name}", fmt, paragraphs(read_doc(rel), fmt), evidence)
     return units
 
 
-TABLES = [("zone1970.tab", "xlsx"), ("iso3166.tab", "ods"), ("zone.tab", "xls")]
+ZONEINFO = Path("/usr/share/zoneinfo")
+ISO_CODES = Path("/usr/share/iso-codes/json")
+TABLES = [  # (tzdata tab-separated table or iso-codes JSON table, target format)
+    (ZONEINFO / "zone1970.tab", "xlsx"),
+    (ISO_CODES / "iso_639-5.json", "xlsx"),
+    (ZONEINFO / "iso3166.tab", "ods"),
+    (ISO_CODES / "iso_15924.json", "ods"),
+    (ZONEINFO / "zone.tab", "xls"),
+    (ISO_CODES / "iso_4217.json", "xls"),
+]
+
+
+def table_rows(src: Path) -> list[str]:
+    """Tab-separated rows of a tzdata table (comments dropped) or of an iso-codes JSON table (its
+    entries' fields in the order of their first appearance)."""
+    if src.suffix == ".json":
+        (entries,) = json.loads(src.read_text(encoding="utf-8")).values()
+        cols = list(dict.fromkeys(k for e in entries for k in e))
+        return ["\t".join(str(e.get(c, "")) for c in cols) for e in entries]
+    return [ln for ln in src.read_text(encoding="utf-8").splitlines() if ln and not ln.startswith("#")]
 
 
 def build_sheets(corpus: Path, work: Path) -> list[Unit]:
     units = []
-    for name, fmt in TABLES:
-        src = Path("/usr/share/zoneinfo") / name
-        rows = [ln for ln in src.read_text(encoding="utf-8").splitlines() if ln and not ln.startswith("#")]
-        (work / f"{Path(name).stem}.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
-        soffice([work / f"{Path(name).stem}.csv"], fmt, corpus / "sheets", infilter="CSV:9,34,76")
-        for i in range(0, len(rows), 40):  # units of 40 rows, each judged by the whole sheet (file)
+    for src, fmt in TABLES:
+        stem = src.stem.replace(".", "-")
+        rows = table_rows(src)
+        (work / f"{stem}.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+        soffice([work / f"{stem}.csv"], fmt, corpus / "sheets", infilter="CSV:9,34,76")
+        for i in range(0, len(rows), ROWS_PER_UNIT):  # each judged by the whole sheet (file)
             units.append(
                 Unit(
-                    f"sheets/{Path(name).stem}.{fmt}#r{i}",
+                    f"sheets/{stem}.{fmt}#r{i}",
                     fmt,
-                    f"sheets/{Path(name).stem}.{fmt}",
-                    "\n".join(r.replace("\t", " ") for r in rows[i : i + 40]),
+                    f"sheets/{stem}.{fmt}",
+                    "\n".join(" ".join(r.split("\t")).strip() for r in rows[i : i + ROWS_PER_UNIT]),
                     meta={"evidence": "sheet"},
                 )
             )
@@ -369,17 +479,35 @@ def query_line(qid: str, query: str, u: Unit, kind: str) -> dict[str, Any]:
     }
 
 
-def literal_queries(units: list[Unit]) -> list[dict[str, Any]]:
+def spread(pool: list[Unit], rng: random.Random) -> list[Unit]:
+    """``pool`` in the order a round robin over its files takes it (files and each file's units
+    shuffled): the picks of a stratum spread over its files instead of exhausting the first."""
+    by_file: dict[str, list[Unit]] = {}
+    for u in pool:
+        by_file.setdefault(u.source, []).append(u)
+    files = sorted(by_file)
+    rng.shuffle(files)
+    for f in files:
+        rng.shuffle(by_file[f])
+    out: list[Unit] = []
+    for i in range(max((len(v) for v in by_file.values()), default=0)):
+        out += [by_file[f][i] for f in files if i < len(by_file[f])]
+    return out
+
+
+def literal_queries(units: list[Unit], per_format: int = LITERAL_PER_FORMAT) -> list[dict[str, Any]]:
     df = labels.document_frequency(units)
     normalised = {u.uid: labels.normalise(u.text) for u in units}
     out = []
     strata: dict[tuple[str, str], list[Unit]] = {}
     for u in units:
-        strata.setdefault((u.channel, u.meta["evidence"]), []).append(u)
+        if u.meta.get("pick", True):
+            strata.setdefault((u.channel, u.meta["evidence"]), []).append(u)
+    n_strata = Counter(fmt for fmt, _ in strata)
     for (fmt, evidence), pool in sorted(strata.items()):
-        random.Random(f"{SEED}:{fmt}:{evidence}").shuffle(pool)
+        cap = -(-per_format // n_strata[fmt])
         picked = 0
-        for u in pool:
+        for u in spread(pool, random.Random(f"{SEED}:{fmt}:{evidence}")):
             # a slide's units share a page: a phrase must be unique among all units, and its
             # judgement (the slide) is what any of the slide's units would be judged by
             phrase = labels.pick_literal(u, units, df, SEED, normalised)
@@ -388,7 +516,7 @@ def literal_queries(units: list[Unit]) -> list[dict[str, Any]]:
             qid = f"lit-{fmt}-{evidence}-{hashlib.sha256(u.uid.encode()).hexdigest()[:6]}"
             out.append(query_line(qid, phrase, u, "literal"))
             picked += 1
-            if picked == N_LITERAL:
+            if picked == cap:
                 break
     return out
 
@@ -414,12 +542,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=default_out())
     args = ap.parse_args(argv)
-    need = [DOC / rel for rel, _ in DECKS] + [LIBFFI / n for n in (*DOCS_FROM_HTML, *HTML_AS_IS)]
-    need += [Path("/usr/share/zoneinfo") / n for n, _ in TABLES]
+    need = [DOC / rel for rel, _ in DECKS] + [p for p, _ in DOCS_FROM_HTML] + [LIBFFI / n for n in HTML_AS_IS]
+    need += [p for p, _ in TABLES]
     if missing := [str(p) for p in need if not p.exists()]:
         raise SystemExit(
             f"error: {len(missing)} source files are missing (first: {missing[0]}): `apt-get install python3-pip "
-            "libffi8 tzdata espeak-ng mosquitto base-passwd libreoffice-writer libreoffice-impress libreoffice-calc`"
+            "libffi8 valgrind tzdata iso-codes espeak-ng mosquitto base-passwd libreoffice-writer libreoffice-impress libreoffice-calc`"
         )
     out: Path = args.out
     corpus = out / "corpus"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from bench.formats import build
 from bench.realdocs.labels import Unit
 
@@ -55,3 +57,36 @@ def test_literal_queries_are_unique_to_their_unit() -> None:
         (j,) = q["relevant"]
         others = [u for u in units if u.source != j["source"]]
         assert all(q["query"] not in u.text for u in others)
+
+
+def test_a_file_gives_one_unit_per_paragraph_judged_by_the_file_and_navigation_gives_no_query() -> None:
+    page = (
+        "<html><head><title>Nav title words here</title></head><body>"
+        "<p>Next: Zebrafish Heaters, Previous: Aquarium Filters, Up: Fishkeeping [Index]</p>"
+        "<h2>Gravel</h2><p>The zebrafish gravel bed should be rinsed before the first filling.</p>"
+        "<ul><li>Driftwood must soak for several weeks before it sinks.</li></ul></body></html>"
+    )
+    paras = build.paragraphs(page, "html")
+    assert paras[0].startswith("Next:") and "Nav title" not in " ".join(paras)
+    units = build.file_units("docs/fish.docx", "docx", paras, "document")
+    assert {u.source for u in units} == {"docs/fish.docx"} and not units[0].meta["pick"]
+    qs = build.literal_queries(units)
+    assert len(qs) == 2 and all(q["relevant"] == [{"source": "docs/fish.docx"}] for q in qs)
+    assert not any("previous" in q["query"] for q in qs)
+
+
+def test_markdown_and_rst_ground_truth_is_the_text_a_reader_sees() -> None:
+    md = "# Title\n\nSee [the zebrafish guide](https://example.org/hidden-address) for more.\n\n![badge](https://ci.example/badge.svg)\n"
+    assert build.paragraphs(md, "md") == ["Title", "See the zebrafish guide for more."]
+    rst = "Heading\n=======\n\n.. image:: https://ci.example/badge.svg\n   :target: https://ci.example\n\nVisible words only.\n"
+    assert build.paragraphs(rst, "rst") == ["Heading", "Visible words only."]
+
+
+def test_literal_picks_spread_over_a_formats_files() -> None:
+    units = [
+        Unit(f"web/{f}.md#s{n}", "md", f"web/{f}.md", "", meta={"evidence": "text"})
+        for f in ("a", "b")
+        for n in range(4)
+    ]
+    order = [u.source for u in build.spread(units, random.Random(1))]
+    assert sorted(order[:2]) == ["web/a.md", "web/b.md"] and sorted(order[2:4]) == ["web/a.md", "web/b.md"]
