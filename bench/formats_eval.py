@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--per-query", type=Path, help="also write each query's scores under both systems (JSON)")
     args = ap.parse_args(argv)
-    out: Path = args.out
+    out: Path = args.out.resolve()  # the baseline's page images are read by absolute path
     if not (out / "queries" / "all.jsonl").exists():
         build.main(["--out", str(out)])
     corpus = out / "corpus"
