@@ -46,6 +46,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import unicodedata
 from collections import Counter
 from html.parser import HTMLParser
 from pathlib import Path
@@ -495,9 +496,32 @@ def spread(pool: list[Unit], rng: random.Random) -> list[Unit]:
     return out
 
 
+def fold(text: str) -> str:
+    """``text`` without diacritics ("Pará" -> "Para"): what search engines match alike."""
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
+def pick_literal(
+    u: Unit, units: list[Unit], df: Counter[str], normalised: dict[str, str], folded: dict[str, str]
+) -> str | None:
+    """``labels.pick_literal`` (same candidates, same seeded order), and the phrase must also be
+    unique with diacritics folded: tzdata's zone.tab spells "Para (east), Amapa" where
+    zone1970.tab has "Pará (east), Amapá", so such a row is in both files as a search engine sees it."""
+    cands = labels.literal_candidates(u, df)
+    random.Random(f"{SEED}:{u.uid}").shuffle(cands)
+    for c in cands[:50]:
+        if [h.uid for h in labels.containing(c, units, normalised)] != [u.uid]:
+            continue
+        f = f" {labels.normalise(fold(c))} "
+        if [uid for uid, t in folded.items() if f in f" {t} "] == [u.uid]:
+            return c
+    return None
+
+
 def literal_queries(units: list[Unit], per_format: int = LITERAL_PER_FORMAT) -> list[dict[str, Any]]:
     df = labels.document_frequency(units)
     normalised = {u.uid: labels.normalise(u.text) for u in units}
+    folded = {u.uid: labels.normalise(fold(u.text)) for u in units}  # before normalise drops "á"
     out = []
     strata: dict[tuple[str, str], list[Unit]] = {}
     for u in units:
@@ -510,7 +534,7 @@ def literal_queries(units: list[Unit], per_format: int = LITERAL_PER_FORMAT) -> 
         for u in spread(pool, random.Random(f"{SEED}:{fmt}:{evidence}")):
             # a slide's units share a page: a phrase must be unique among all units, and its
             # judgement (the slide) is what any of the slide's units would be judged by
-            phrase = labels.pick_literal(u, units, df, SEED, normalised)
+            phrase = pick_literal(u, units, df, normalised, folded)
             if phrase is None:
                 continue
             qid = f"lit-{fmt}-{evidence}-{hashlib.sha256(u.uid.encode()).hexdigest()[:6]}"

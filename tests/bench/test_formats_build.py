@@ -90,3 +90,20 @@ def test_literal_picks_spread_over_a_formats_files() -> None:
     ]
     order = [u.source for u in build.spread(units, random.Random(1))]
     assert sorted(order[:2]) == ["web/a.md", "web/b.md"] and sorted(order[2:4]) == ["web/a.md", "web/b.md"]
+
+
+def test_a_literal_phrase_is_unique_with_diacritics_folded() -> None:
+    row = "BR -0127-04829 America/Belem {} (east), {}"
+    units = [
+        Unit(
+            "sheets/z.xls#r0", "xls", "sheets/z.xls", row.format("Para", "Amapa"), meta={"evidence": "sheet"}
+        ),
+        Unit(
+            "sheets/y.xlsx#r0",
+            "xlsx",
+            "sheets/y.xlsx",
+            row.format("Pará", "Amapá"),
+            meta={"evidence": "sheet"},
+        ),
+    ]
+    assert build.literal_queries(units) == []
