@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._paths import DATA
 from bench._report import commit, table, write_section
 from bench.realdocs import labels
+from mmrag_assets.lib.store.runtime import Runtime
 
 HERE = Path(__file__).resolve().parent / "realdocs"
 UNANSWERABLE = HERE / "unanswerable.jsonl"
@@ -275,8 +276,8 @@ def llm_backends(
             "answer.transformers.max_new_tokens=64",
         ]
     )
-    rec = RecordingSearcher(get_searcher(tcfg))
-    ans = Answerer(tcfg, searcher=rec)
+    rec = RecordingSearcher(get_searcher(Runtime(tcfg)))
+    ans = Answerer(Runtime(tcfg), searcher=rec)
     ans.answer(questions[0]["query"])  # load the model and warm up
     out["transformers (SmolLM2-135M GGUF, CPU)"] = stage_p50(
         answer_all(ans, rec, questions, anchor, "transformers")
@@ -294,8 +295,8 @@ def llm_backends(
                     "answer.openai.max_tokens=64",
                 ]
             )
-            rec = RecordingSearcher(get_searcher(ocfg))
-            ans = Answerer(ocfg, searcher=rec)
+            rec = RecordingSearcher(get_searcher(Runtime(ocfg)))
+            ans = Answerer(Runtime(ocfg), searcher=rec)
             ans.answer(questions[0]["query"])
             out["openai (transformers serve, SmolLM2-135M, CPU)"] = stage_p50(
                 answer_all(ans, rec, questions, anchor, "openai")
@@ -327,8 +328,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if missing:
         raise SystemExit(f"error: no anchor for paraphrases {missing[:5]} in {HERE}/paraphrases*.jsonl")
 
-    rec = RecordingSearcher(get_searcher(cfg), cache=True)  # what the Answerer calls: responses recorded
-    answerer = Answerer(cfg, searcher=rec)
+    rec = RecordingSearcher(
+        get_searcher(Runtime(cfg)), cache=True
+    )  # what the Answerer calls: responses recorded
+    answerer = Answerer(Runtime(cfg), searcher=rec)
     for q in (dev_q + test_q)[:3]:  # warm-up (index files, encoders): not timed
         answerer.answer(q["query"])
     t0 = time.perf_counter()
@@ -406,7 +409,7 @@ def weight_grid(
         w = [f"answer.extractive.weights.{k}={v}" for k, v in zip(KEYS, ws, strict=True)]
         cfg = load_config([*base, "answer.extractive.min_confidence=-1e9", *w])
         label = "/".join(f"{v:g}" for v in ws)
-        records = answer_all(Answerer(cfg, searcher=rec), rec, questions, anchor, f"grid {label}")
+        records = answer_all(Answerer(Runtime(cfg), searcher=rec), rec, questions, anchor, f"grid {label}")
         t, _ = choose_threshold(records, TARGETS["unanswerable"])
         r = rates(records, t)
         out.append(

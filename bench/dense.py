@@ -24,6 +24,7 @@ from bench.embed import paragraphs
 from mmrag_assets.config import load_config
 from mmrag_assets.lib.index.embedding.dense import DenseEncoder, windows
 from mmrag_assets.lib.index.embedding.lite import LiteEmbedder
+from mmrag_assets.lib.store.runtime import Runtime
 
 
 def main() -> None:
@@ -106,7 +107,7 @@ def channel_alone(root: Path, dcfg) -> str:
     from mmrag_assets.lib.search.searcher import get_searcher
 
     cfg = load_config([f"corpus.root={root / 'corpus'}", f"storage.root={root / 'storage'}"])
-    view = get_searcher(cfg).view
+    view = get_searcher(Runtime(cfg)).view
     qs = load_query_set(root / "queries" / "dev.jsonl")
     texts = dict(zip(*view.table.to_arrow().select(["item_id", "text"]).to_pydict().values(), strict=True))
     ids = view.items["item_id"]

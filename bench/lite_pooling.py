@@ -30,6 +30,7 @@ from mmrag_assets.lib.index.publish import IndexLocation, params_from_config, pu
 from mmrag_assets.lib.scoring.maxsim import topk
 from mmrag_assets.lib.search.index_reader import IndexReader
 from mmrag_assets.lib.store import table as lx
+from mmrag_assets.lib.store.runtime import Runtime
 
 SHORT = 38  # pooled's n_vectors: an item of at most this many tokens is not pooled at all
 
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"{indexed.num_rows:,} chunks, {len(queries)} queries; publish {time.perf_counter() - t0:.0f}s; load {load_avg()}"
     )
-    view = IndexReader(loc, emb, lx.connect(cfg), follow=False).view()
+    view = IndexReader(loc, emb, lx.connect(Runtime(cfg)), follow=False).view()
     qv = emb.embed_queries([q for _, q in queries])
     every = np.flatnonzero(view.alive)
     t = tbl.to_lance().to_table(columns=["item_id", "n_tokens"]).to_pydict()

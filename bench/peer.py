@@ -34,6 +34,7 @@ from mmrag_assets.lib.index.publish import IndexLocation, params_from_config, pu
 from mmrag_assets.lib.search.index_reader import IndexReader
 from mmrag_assets.lib.search.rerank import rerank_maxsim
 from mmrag_assets.lib.store import table as lx
+from mmrag_assets.lib.store.runtime import Runtime
 
 CACHE = synth.CACHE
 SETTINGS = [{"n_ivf_probe": p, "n_full_scores": f} for p in (4, 8, 16, 32) for f in (1024, 4096)]
@@ -173,7 +174,7 @@ def realtext(args: argparse.Namespace) -> dict[str, Any]:
     )  # each at its own length (a padded query would weigh its pad)
     loc = IndexLocation.of(storage, emb.version_key)
     publish(loc, tbl, emb, params_from_config(cfg), allowed_doc_ids=None)
-    view = IndexReader(loc, emb, lx.connect(cfg), follow=False).view()
+    view = IndexReader(loc, emb, lx.connect(Runtime(cfg)), follow=False).view()
     every = np.flatnonzero(view.alive)
     truth = [
         [view.items["item_id"][every[i]] for i in np.argsort(-view.vectors.exact_scores(q, every))[:K]]

@@ -35,6 +35,7 @@ from mmrag_assets.lib.evaluation.evaluate import percentiles, restricted, score_
 from mmrag_assets.lib.evaluation.experiments import load_experiments
 from mmrag_assets.lib.evaluation.metrics import aggregate
 from mmrag_assets.lib.evaluation.query_set import load_query_set
+from mmrag_assets.lib.store.runtime import Runtime
 
 CHANNELS = ("page", "scanned", "image", "audio", "video")
 KINDS = ("literal", "paraphrase")
@@ -270,7 +271,7 @@ def calibration(out: Path, split: str, base: list[str]) -> str:
     from mmrag_assets.lib.search.learned import load_model
 
     cfg = load_config([*base, "search.fusion=score"])
-    searcher = open_searcher(cfg)
+    searcher = open_searcher(Runtime(cfg))
     dev = ft.collect(searcher, load_query_set(out / "queries" / "dev.jsonl"))
     ev = dev if split == "dev" else ft.collect(searcher, load_query_set(out / "queries" / f"{split}.jsonl"))
     model = load_model(load_config(base).search.fusion_model)

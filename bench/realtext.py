@@ -44,6 +44,7 @@ from mmrag_assets.lib.search.rerank import rerank_maxsim
 from mmrag_assets.lib.search.searcher import Searcher
 from mmrag_assets.lib.store import manifest as mf
 from mmrag_assets.lib.store import table as lx
+from mmrag_assets.lib.store.runtime import Runtime
 
 DATA = BENCH_DATA / "realtext"
 STRATEGIES = ["plaid", "binary", "pooled", "muvera"]
@@ -182,7 +183,7 @@ def make_queries(held: list[str], rng: np.random.Generator) -> list[tuple[str, s
 def build_table(cfg: Any, chunks: pa.Table, say_every: int = 20000):
     """The lite tier's LanceDB token table of ``chunks``, written in bulk through the product schema."""
     emb = load_embedder(cfg.model, cfg.models_dir)
-    db = lx.connect(cfg)
+    db = lx.connect(Runtime(cfg))
     name = lx.table_name(emb.version_key)
     marker = cfg.lancedb_dir / f"{name}.{chunks.num_rows}.done"
     if marker.exists():
@@ -246,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     res = publish(loc, tbl, emb, params_from_config(cfg), allowed_doc_ids=None, progress=say)
     say(f"publish: {res.action} in {time.perf_counter() - t0:.0f}s {res.timings}")
-    reader = IndexReader(loc, emb, lx.connect(cfg), follow=False)
+    reader = IndexReader(loc, emb, lx.connect(Runtime(cfg)), follow=False)
     view = reader.view()
     qv = emb.embed_queries([q for _, q in queries])  # (Tq, 256) each
     ids = view.items["item_id"]
@@ -281,7 +282,9 @@ def main(argv: list[str] | None = None) -> None:
     # calibration + the final score fusion), then with its ranking changes turned off one by one: the
     # default ranks by fused BM25 and idf-weighted MaxSim, not by the plain MaxSim of the ground truth
     for label, extra in SEARCH_ROWS:
-        searcher = Searcher(load_config([*cfg.overrides, "search.thresholds.text_page=-1e9", *extra]), reader)
+        searcher = Searcher(
+            Runtime(load_config([*cfg.overrides, "search.thresholds.text_page=-1e9", *extra])), reader
+        )
         lat, rec = [], []
         for j, (_, q) in enumerate(queries):
             t = time.perf_counter()

@@ -571,6 +571,21 @@ class MmragConfig:
         300-document no-op ``mmrag index``)."""
         return json.loads(json.dumps(asdict(self), default=str))
 
+    def to_json(self) -> str:
+        """The resolved config as JSON: what a step process or a worker receives (``from_json``)
+        instead of override strings to compose again."""
+        return json.dumps(asdict(self), default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> MmragConfig:
+        """The config ``to_json`` wrote, validated as ``load_config`` validates a composition."""
+        try:
+            obj = _from_plain(cls, json.loads(text))
+        except (ValueError, TypeError, KeyError) as e:
+            raise ConfigError(f"not a resolved mmrag config ({type(e).__name__}: {e})") from e
+        _validate(obj)
+        return obj
+
     def fingerprint(self, *sections: str, leave_out: tuple[str, ...] = ()) -> str:
         """Stable short hash of some config sections: decides whether derived data is stale.
         ``leave_out``: dotted keys (``ingest.keyframe_min_change``) the hash does not see."""

@@ -33,6 +33,7 @@ from mmrag_assets.lib.evaluation.evaluate import grade_of
 from mmrag_assets.lib.evaluation.query_set import load_query_set
 from mmrag_assets.lib.search import fusion
 from mmrag_assets.lib.search.searcher import get_searcher
+from mmrag_assets.lib.store.runtime import Runtime
 
 TAGS = (("channel", ("page", "scanned", "image", "audio", "video")), ("kind", ("literal", "paraphrase")))
 
@@ -58,7 +59,7 @@ class Recorder(fusion.Fusion):
 
 def capture(cfg, qs) -> list[dict[str, Any]]:
     """Per query: tags and, per channel, ``[[position, score, grade, modality], ...]`` best first."""
-    searcher = get_searcher(cfg)
+    searcher = get_searcher(Runtime(cfg))
     recorder = Recorder(searcher.fusion(searcher.view))
     searcher.fusion = lambda _view: recorder  # type: ignore[method-assign]
     out = []

@@ -26,6 +26,7 @@ from bench._report import commit, emit
 from bench.realdocs import build
 from mmrag_assets.lib.evaluation import fusion_train as ft
 from mmrag_assets.lib.search.learned import FEATURES
+from mmrag_assets.lib.store.runtime import Runtime
 
 TAGS = ("channel", "kind", "recording")
 
@@ -60,7 +61,9 @@ def collect(out: Path, dump: Path | None) -> ft.Dataset:
 
     cfg = load_config([*overrides(out), "search.fusion=score"])
     ds = ft.collect(
-        open_searcher(cfg), load_query_set(out / "queries" / "dev.jsonl"), lambda m: print(m, file=sys.stderr)
+        open_searcher(Runtime(cfg)),
+        load_query_set(out / "queries" / "dev.jsonl"),
+        lambda m: print(m, file=sys.stderr),
     )
     if dump is not None:
         meta = {"qids": ds.qids, "tags": ds.tags, "baseline_name": ds.baseline_name}

@@ -22,6 +22,7 @@ from mmrag_assets.lib.evaluation.evaluate import evaluate
 from mmrag_assets.lib.evaluation.experiments import source_kinds
 from mmrag_assets.lib.evaluation.query_set import load_query_set
 from mmrag_assets.lib.search.searcher import get_searcher
+from mmrag_assets.lib.store.runtime import Runtime
 
 COLUMNS = [("channel", c) for c in ("page", "scanned", "image", "audio", "video")] + [
     ("kind", k) for k in ("literal", "paraphrase")
@@ -49,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     for combo in itertools.product(*axes):
         ov = [o for o in combo if o]
         cfg = load_config([*base, *ov, "eval.warmup=1"])
-        rec = evaluate(cfg, get_searcher(cfg), qs, kinds=source_kinds(cfg), by=["channel", "kind"])
+        rec = evaluate(
+            cfg, get_searcher(Runtime(cfg)), qs, kinds=source_kinds(Runtime(cfg)), by=["channel", "kind"]
+        )
         bt = rec["by_tag"]
         cells = [cell(rec["metrics"]["reranked"])]
         cells += [cell(bt.get(t, {}).get(v, {}).get("mixed", {}).get("reranked", {})) for t, v in COLUMNS]

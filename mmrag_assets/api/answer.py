@@ -19,8 +19,8 @@ from fastapi.responses import StreamingResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
 from mmrag_assets.api.guard import clean_text
-from mmrag_assets.config import MmragConfig
 from mmrag_assets.errors import MmragError
+from mmrag_assets.lib.store.runtime import Runtime
 
 
 class AnswerFilters(BaseModel):
@@ -29,13 +29,14 @@ class AnswerFilters(BaseModel):
     source_prefix: list[str] | None = Field(None, max_length=64)
 
 
-def add_answer_routes(app: FastAPI, cfg: MmragConfig, warm: Any, auth: Callable[..., None],
-                      searcher_of: Callable[[MmragConfig], Any], links: Callable[[Any, dict[str, Any]], dict[str, Any]],
+def add_answer_routes(app: FastAPI, rt: Runtime, warm: Any, auth: Callable[..., None],
+                      searcher_of: Callable[[Runtime], Any], links: Callable[[Any, dict[str, Any]], dict[str, Any]],
                       describe: Callable[[Exception], str]) -> None:  # fmt: skip
     """Register ``POST /answer`` on ``app`` (the generator and reranker load once, on first use)."""
     from mmrag_assets.lib.answer.pipeline import Answerer, make_generator, make_reranker
     from mmrag_assets.lib.search.searcher import validate_filters
 
+    cfg = rt.cfg
     max_chars = cfg.answer.max_question_chars
     lock = threading.Lock()
     held: dict[str, Any] = {}
@@ -57,7 +58,7 @@ def add_answer_routes(app: FastAPI, cfg: MmragConfig, warm: Any, auth: Callable[
         with lock:  # the LLM and the reranker load once per server
             if "gen" not in held:
                 held["gen"], held["rr"] = make_generator(cfg), make_reranker(cfg)
-        return Answerer(cfg, searcher=searcher_of(cfg), generator=held["gen"], reranker=held["rr"])
+        return Answerer(rt, searcher=searcher_of(rt), generator=held["gen"], reranker=held["rr"])
 
     def source_json(searcher: Any, s: Any) -> dict[str, Any]:
         d = s.public()

@@ -47,7 +47,7 @@ from mmrag_assets.config import MmragConfig
 from mmrag_assets.errors import MmragError, NotFound, QueryError
 from mmrag_assets.lib.ingest.sniff import converted_original
 from mmrag_assets.lib.store.ocr_boxes import boxes_path, read_boxes
-from mmrag_assets.lib.store.storage import storage_for
+from mmrag_assets.lib.store.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,7 @@ def create_app(cfg: MmragConfig) -> FastAPI:
     from mmrag_assets.lib.search.searcher import get_searcher
 
     sv = cfg.serve
+    rt = Runtime(cfg)  # the server's stores, index reader and models: opened once, shared by every request
     roots = [(cfg.storage_root.as_posix(), "storage.root"), (cfg.corpus_root.as_posix(), "corpus.root")]
     # the first stages this configuration builds (plaid always): the schema offers only what will answer
     first_stages = tuple(sorted(n for n in STRATEGIES if n == "plaid" or n in cfg.search.prebuild))
@@ -149,7 +150,7 @@ def create_app(cfg: MmragConfig) -> FastAPI:
         return safe(str(e) if isinstance(e, MmragError) else f"{type(e).__name__}: {e}")
 
     def load() -> None:
-        searcher = get_searcher(cfg)
+        searcher = get_searcher(rt)
         if sv.warm_up:
             searcher.search("warm up", k=1)  # loads the first stage, the reranker and the torch kernels
 
@@ -310,7 +311,7 @@ def create_app(cfg: MmragConfig) -> FastAPI:
         }
         if warm.status == "ready":
             try:
-                s = get_searcher(cfg)
+                s = get_searcher(rt)
                 body["index"] = {
                     "table": s.meta["table"],
                     "version": s.meta["table_version"],
@@ -356,7 +357,7 @@ def create_app(cfg: MmragConfig) -> FastAPI:
     # ---------------------------------------------------------------- search
     def run_search(req: BaseModel) -> dict[str, Any]:
         warm.check()
-        searcher = get_searcher(cfg)
+        searcher = get_searcher(rt)
         filters = req.filters.model_dump(exclude_none=True) if req.filters else None
         resp = searcher.search(
             req.query, k=req.k, filters=filters or None, first_stage=req.first_stage, reranker=req.reranker
@@ -437,7 +438,7 @@ def create_app(cfg: MmragConfig) -> FastAPI:
     # ---------------------------------------------------------------- answers (api/answer.py)
     from mmrag_assets.api.answer import add_answer_routes
 
-    add_answer_routes(app, cfg, warm, auth, get_searcher, _links, describe)
+    add_answer_routes(app, rt, warm, auth, get_searcher, _links, describe)
 
     # ---------------------------------------------------------------- files
     item_path = Annotated[str, PathParam(json_schema_extra=text_schema(MAX_PATH_CHARS, visible=True))]
@@ -457,7 +458,7 @@ def create_app(cfg: MmragConfig) -> FastAPI:
         """The page image (or its thumbnail) of a result."""
         warm.check()
         item_id = _path_text(item_id, "item id")
-        p = _existing(get_searcher(cfg).image_path(item_id, thumb=thumbnail), item_id)
+        p = _existing(get_searcher(rt).image_path(item_id, thumb=thumbnail), item_id)
         return file_response(p, _served(p, ("image",), f"the image of item {item_id!r}"))
 
     @app.head("/items/{item_id}/boxes", dependencies=guarded, include_in_schema=False)
@@ -472,7 +473,7 @@ def create_app(cfg: MmragConfig) -> FastAPI:
         """The OCR word boxes of a result's page image (what the search page draws on it)."""
         warm.check()
         item_id = _path_text(item_id, "item id")
-        boxes = read_boxes(get_searcher(cfg).image_path(item_id))
+        boxes = read_boxes(get_searcher(rt).image_path(item_id))
         if boxes is None:
             raise NotFound(
                 f"item {item_id!r} has no OCR boxes (its text came from a text layer, or OCR is off)"
@@ -502,10 +503,10 @@ def create_app(cfg: MmragConfig) -> FastAPI:
         if cfg.corpus_remote:  # the object itself, through this machine's cache (api/corpus_objects.py)
             from mmrag_assets.api import corpus_objects
 
-            source = corpus_objects.source_of(get_searcher(cfg), item_id, recording=True)
-            p = corpus_objects.local_copy(cfg, source, item_id)
+            source = corpus_objects.source_of(get_searcher(rt), item_id, recording=True)
+            p = corpus_objects.local_copy(rt, source, item_id)
         else:
-            p = _existing(get_searcher(cfg).media_path(item_id), item_id)
+            p = _existing(get_searcher(rt).media_path(item_id), item_id)
         return file_response(p, _served(p, ("audio", "video"), f"the recording of item {item_id!r}"))
 
     @app.head("/items/{item_id}/original", dependencies=guarded, include_in_schema=False)
@@ -527,7 +528,7 @@ def create_app(cfg: MmragConfig) -> FastAPI:
         page), always as an attachment: never rendered in this origin (an HTML file's scripts never run here)."""
         warm.check()
         item_id = _path_text(item_id, "item id")
-        p = _original(get_searcher(cfg), item_id, cfg)
+        p = _original(get_searcher(rt), item_id)
         if p is None:
             raise NotFound(
                 f"item {item_id!r} is not a page of a converted file (its page image is at /items/{{id}}/image)"
@@ -559,7 +560,7 @@ def create_app(cfg: MmragConfig) -> FastAPI:
             root = cfg.pages_dir.resolve()
             p = (root / path).resolve()
             if root in p.parents and p.suffix.lower() in IMAGE_SUFFIXES:
-                p = storage_for(cfg).fetch(p.relative_to(cfg.storage_root.resolve()).as_posix())
+                p = rt.storage.fetch(p.relative_to(cfg.storage_root.resolve()).as_posix())
         except (OSError, ValueError):
             raise missing from None
         if root not in p.parents or p.suffix.lower() not in IMAGE_SUFFIXES or not is_file(p):
@@ -618,16 +619,17 @@ def _links(searcher: Any, r: dict[str, Any]) -> dict[str, Any]:
                     out["boxes_url"] = f"/items/{iid}/boxes"
         except NotFound:
             pass
-    cfg = searcher.cfg
+    rt = searcher.rt
+    cfg = rt.cfg
     if cfg.corpus_remote:  # an object store: decided from the object's first bytes (api/corpus_objects.py)
         from mmrag_assets.api import corpus_objects
 
         source = str(r.get("source") or "")
         try:
-            if r.get("modality") == "page" and source and corpus_objects.is_converted(cfg, source):
+            if r.get("modality") == "page" and source and corpus_objects.is_converted(rt, source):
                 out["original_url"] = f"/items/{iid}/original"
             if r.get("start_s") is not None and source:
-                served = corpus_objects.served_type(cfg, source, ("audio", "video"))
+                served = corpus_objects.served_type(rt, source, ("audio", "video"))
                 if served is not None:
                     out["media_url"], out["media_type"] = f"/items/{iid}/media", served[0]
         except OSError:
@@ -646,20 +648,22 @@ def _links(searcher: Any, r: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _original(searcher: Any, item_id: str, cfg: MmragConfig) -> tuple[Path, str] | None:
+def _original(searcher: Any, item_id: str) -> tuple[Path, str] | None:
     """The corpus file of a converted item (issue 24), from the served version's item table, and
     the name to download it as (an object store's: the object through this machine's cache)."""
     view = searcher.view
     if item_id not in view.index_of:
         raise NotFound(f"unknown item id {item_id!r}")
     source = str(view.items["source"][view.index_of[item_id]])
+    rt = searcher.rt
+    cfg = rt.cfg
     if cfg.corpus_remote:
         from mmrag_assets.api import corpus_objects
         from mmrag_assets.lib.ingest.objects import key_of
 
-        if not corpus_objects.is_converted(cfg, source):
+        if not corpus_objects.is_converted(rt, source):
             return None
-        return corpus_objects.local_copy(cfg, source, item_id), PurePosixPath(key_of(source)).name
+        return corpus_objects.local_copy(rt, source, item_id), PurePosixPath(key_of(source)).name
     p = converted_original(cfg.corpus_root, source)
     return None if p is None else (p, p.name)
 

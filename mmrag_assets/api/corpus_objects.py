@@ -22,7 +22,6 @@ from mmrag_assets.errors import NotFound
 from mmrag_assets.lib.ingest.objects import SourceChanged, corpus_objects, key_of
 from mmrag_assets.lib.ingest.sniff import HEAD_BYTES, sniff_bytes
 
-_HEADS: dict[tuple[str, str], tuple[float, bytes | None]] = {}
 _LOCK = threading.Lock()
 
 
@@ -38,41 +37,42 @@ def source_of(searcher: Any, item_id: str, *, recording: bool) -> str:
     return str(view.items["source"][i])
 
 
-def _head(cfg: Any, source: str) -> bytes | None:
+def _head(rt: Any, source: str) -> bytes | None:
+    """The object's first bytes, remembered by the runtime (``lib/store/runtime.Runtime``)."""
+    heads: dict[str, tuple[float, bytes | None]] = rt.handles.get("api_object_heads", dict)
     now = time.monotonic()
-    k = (cfg.corpus.root, source)
     with _LOCK:
-        hit = _HEADS.get(k)
-    if hit is not None and now - hit[0] < max(60.0, float(cfg.storage.refresh_s)):
+        hit = heads.get(source)
+    if hit is not None and now - hit[0] < max(60.0, float(rt.cfg.storage.refresh_s)):
         return hit[1]
-    head = corpus_objects(cfg).read_head(source, HEAD_BYTES)
+    head = corpus_objects(rt).read_head(source, HEAD_BYTES)
     with _LOCK:
-        if len(_HEADS) > 4096:
-            _HEADS.clear()
-        _HEADS[k] = (now, head)
+        if len(heads) > 4096:
+            heads.clear()
+        heads[source] = (now, head)
     return head
 
 
-def served_type(cfg: Any, source: str, kinds: tuple[str, ...]) -> tuple[str, bool] | None:
+def served_type(rt: Any, source: str, kinds: tuple[str, ...]) -> tuple[str, bool] | None:
     """(Content-Type, inline?) of the object from its first bytes, or None (gone, another kind)."""
-    head = _head(cfg, source)
+    head = _head(rt, source)
     return None if head is None else type_of_head(head, posixpath.splitext(key_of(source))[1], kinds)
 
 
-def is_converted(cfg: Any, source: str) -> bool:
+def is_converted(rt: Any, source: str) -> bool:
     """The object is an Office, OpenDocument or text file (``sniff.converted_original``'s rule, from
     its first bytes and its name)."""
-    head = _head(cfg, source)
+    head = _head(rt, source)
     return head is not None and sniff_bytes(head, posixpath.splitext(key_of(source))[1]).kind in (
         "office",
         "text",
     )
 
 
-def local_copy(cfg: Any, source: str, item_id: str) -> Path:
+def local_copy(rt: Any, source: str, item_id: str) -> Path:
     """The object's copy in this machine's cache (downloaded when missing)."""
     try:
-        with corpus_objects(cfg).local_copy(source) as got:
+        with corpus_objects(rt).local_copy(source) as got:
             return got.path
     except SourceChanged:
         raise NotFound(f"the file of item {item_id!r} is no longer in the corpus") from None

@@ -23,6 +23,7 @@ def ask_flags(sp: argparse.ArgumentParser) -> None:
 )
 def cmd_ask(args: argparse.Namespace) -> int:
     from mmrag_assets.lib.answer.pipeline import Answerer
+    from mmrag_assets.lib.store.runtime import Runtime
 
     cfg = config_of(args)
     filters: dict[str, Any] = {}
@@ -30,7 +31,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
         filters["modality"] = args.modality
     if args.source:
         filters["source_prefix"] = args.source
-    answerer = Answerer(cfg)
+    rt = Runtime(cfg)  # the process ends with the command: nothing to close before it
+    answerer = Answerer(rt)
     final = None
     streamed = False
     for ev in answerer.stream(args.question, filters or None):

@@ -129,6 +129,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     from mmrag_assets.lib.evaluation import calibrate as ct
     from mmrag_assets.lib.evaluation.experiments import open_searcher
     from mmrag_assets.lib.evaluation.query_set import load_query_set
+    from mmrag_assets.lib.store.runtime import Runtime
 
     cfg = load_config(args.overrides)
     keep = cfg.eval.calibration_keep if args.keep is None else args.keep
@@ -150,7 +151,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     if do_fusion:
         out["fusion"] = _train_fusion(args, cfg, query_set)
     if do_thresholds:
-        searcher = open_searcher(cfg, _index, say)
+        searcher = open_searcher(Runtime(cfg), _index, say)
         scores = ct.collect_scores(cfg, searcher, query_set, progress=say)
         proposal = ct.propose(scores, keep, cfg.search.thresholds)
         path = ct.write_threshold_option(
@@ -196,12 +197,13 @@ def _train_fusion(args: argparse.Namespace, cfg: MmragConfig, query_set: Any) ->
     from mmrag_assets.lib.evaluation import fusion_train as ft
     from mmrag_assets.lib.evaluation.experiments import open_searcher
     from mmrag_assets.lib.search.learned import check_writable, model_path
+    from mmrag_assets.lib.store.runtime import Runtime
 
     path = check_writable(model_path(args.calibrate, _conf_dir()))
     # the evidence does not depend on the fusion; the fusion that ranks while collecting is the
     # baseline the report compares with: the configured one, or score fusion when that is learned
     ccfg = load_config([*args.overrides, "search.fusion=score"]) if cfg.search.fusion == "learned" else cfg
-    searcher = open_searcher(ccfg, _index, say)
+    searcher = open_searcher(Runtime(ccfg), _index, say)
     say(f"training the learned fusion on {query_set.path.name} ({len(query_set)} queries)")
     # the model file is shared (conf/ is committed): no path of this machine goes into it
     command = "mmrag eval --calibrate " + shlex.join(

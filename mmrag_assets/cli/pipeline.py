@@ -64,8 +64,10 @@ def cmd_index(args: argparse.Namespace) -> int:
 )
 def cmd_status(args: argparse.Namespace) -> int:
     from mmrag_assets.lib.status import catalog_status
+    from mmrag_assets.lib.store.runtime import Runtime
 
-    st = catalog_status(config_of(args))
+    with Runtime(config_of(args)) as rt:
+        st = catalog_status(rt)
     if args.json:
         emit(st)
     else:
@@ -78,6 +80,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from mmrag_assets.cli.search import print_results
     from mmrag_assets.fixtures.sample_corpus import DEMO_QUERIES, build_sample_corpus
     from mmrag_assets.lib.search.searcher import Searcher
+    from mmrag_assets.lib.store.runtime import Runtime
     from mmrag_assets.orchestration.launch import index
 
     base = Path(args.dir).resolve()
@@ -86,10 +89,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     say(f"sample corpus: {len(files)} files in {cfg.corpus_root}")
     summary = index(cfg, say, verbose=args.verbose)
     print_summary(cfg, summary)
-    searcher = Searcher(cfg)
-    for q in DEMO_QUERIES:
-        print()
-        print_results(searcher.search(q, k=3).to_json())
+    with Runtime(cfg) as rt:
+        searcher = Searcher(rt)
+        for q in DEMO_QUERIES:
+            print()
+            print_results(searcher.search(q, k=3).to_json())
     print(
         f'\nnext: mmrag search "your question" corpus.root={cfg.corpus.root} storage.root={cfg.storage.root}'
     )
@@ -143,6 +147,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 def print_summary(cfg: MmragConfig, summary: dict[str, Any]) -> None:
     from mmrag_assets.lib.status import catalog_status
+    from mmrag_assets.lib.store.runtime import Runtime
 
     run = f"run {summary['run_id']}" if summary["run_id"] else "no run needed"
     say(
@@ -152,7 +157,8 @@ def print_summary(cfg: MmragConfig, summary: dict[str, Any]) -> None:
     )
     for f in summary.get("failed", []):
         say(f"FAILED {f['source']}: {f['error']} (details: mmrag checks)")
-    print_status(catalog_status(cfg))
+    with Runtime(cfg) as rt:
+        print_status(catalog_status(rt))
 
 
 def print_status(st: dict[str, Any]) -> None:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mmrag_assets.config import MmragConfig
 from mmrag_assets.lib.ingest.corpus import SHARD_KEYS, ScanResult, scan, shard_of
 from mmrag_assets.lib.ingest.document import fingerprint
 from mmrag_assets.lib.quality.gates import CATALOG_CHECKS, EMBEDDINGS_CHECK, gate_keys
 from mmrag_assets.lib.store.catalog import Catalog
+from mmrag_assets.lib.store.runtime import Runtime
 
 
 @dataclass
@@ -49,10 +49,11 @@ class RunPlan:
 
 
 def plan_run(
-    cfg: MmragConfig, catalog: Catalog, *, version_key: str | None = None, result: ScanResult | None = None
+    rt: Runtime, catalog: Catalog, *, version_key: str | None = None, result: ScanResult | None = None
 ) -> RunPlan:
     """Shards with documents to ingest or check, and, when ``version_key`` is given, to embed."""
-    result = result or scan(cfg, catalog)
+    cfg = rt.cfg
+    result = result or scan(rt, catalog)
     docs = catalog.document_states()
     gates = catalog.gate_results(version_key or "", gate_keys(cfg))
     plan = RunPlan([], documents=len(result.docs), scan=result)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmrag_assets.config import MmragConfig
 from mmrag_assets.lib.ingest.corpus import changed_since_scan
 from mmrag_assets.lib.store.catalog import Catalog
+from mmrag_assets.lib.store.runtime import Runtime
 
 KINDS = ("pdf", "image", "audio", "video", "office", "text")
 
 
-def catalog_status(cfg: MmragConfig) -> dict[str, Any]:
-    if not Catalog.exists(cfg.catalog_url):
+def catalog_status(rt: Runtime) -> dict[str, Any]:
+    if not Catalog.exists(rt.catalog_url):
         return {
             "documents": dict.fromkeys(KINDS, 0),
             "pages": 0,
@@ -23,7 +23,7 @@ def catalog_status(cfg: MmragConfig) -> dict[str, Any]:
             "problems": [],
             "changed_after_scan": [],
         }
-    cat = Catalog(cfg.catalog_url)
+    cat = rt.catalog
     by_kind = cat.live_kind_counts()
     quarantined = cat.quarantine_reasons()
     return {
@@ -31,23 +31,23 @@ def catalog_status(cfg: MmragConfig) -> dict[str, Any]:
         "pages": cat.count_rows("pages"),
         "segments": cat.count_rows("segments"),
         "quarantined": [{"source": q["source"], "reason": q["reason"]} for q in quarantined],
-        "held_back": held_back(cfg, cat),
-        "index": index_status(cfg, cat),
-        "problems": store_problems(cfg, cat),
+        "held_back": held_back(rt, cat),
+        "index": index_status(rt, cat),
+        "problems": store_problems(rt, cat),
         # files of the last scan that vanished or changed since: the index does not reflect them
-        "changed_after_scan": changed_since_scan(cfg, cat)
-        if cfg.corpus_remote or not cfg.storage_remote
+        "changed_after_scan": changed_since_scan(rt, cat)
+        if rt.cfg.corpus_remote or not rt.storage_remote
         else [],
     }
 
 
-def store_problems(cfg: MmragConfig, cat: Catalog) -> list[str]:
+def store_problems(rt: Runtime, cat: Catalog) -> list[str]:
     """Damage outside the index: rendered page files the catalog lists that are gone."""
     from mmrag_assets.lib.store.verify import REPAIR, missing_pages
 
-    if cfg.storage_remote:
+    if rt.storage_remote:
         return []
-    gone = missing_pages(cfg, cat)
+    gone = missing_pages(rt, cat)
     if not gone:
         return []
     return [
@@ -55,41 +55,39 @@ def store_problems(cfg: MmragConfig, cat: Catalog) -> list[str]:
     ]
 
 
-def held_back(cfg: MmragConfig, cat: Catalog) -> list[dict[str, Any]]:
+def held_back(rt: Runtime, cat: Catalog) -> list[dict[str, Any]]:
     """Documents a failed blocking check keeps out of the served index."""
-    from mmrag_assets.lib.index.embedding import version_key_for
     from mmrag_assets.lib.quality.gates import gate_keys
 
     return [
         {"source": r["source"], "check": r["check_name"]}
-        for r in cat.failing_checks(version_key_for(cfg.model), gate_keys(cfg))
+        for r in cat.failing_checks(rt.version_key, gate_keys(rt.cfg))
     ]
 
 
-def index_status(cfg: MmragConfig, cat: Catalog | None = None) -> dict[str, Any] | None:
+def index_status(rt: Runtime, cat: Catalog | None = None) -> dict[str, Any] | None:
     """The LanceDB table of the configured embedding version and its published search version, or
     None before `mmrag index`. ``problems`` lists, one line each, what is incomplete (a killed
     embedding run: "49 of 129 items embedded") or damaged, with the command that repairs it."""
-    from mmrag_assets.lib.index.embedding import version_key_for
     from mmrag_assets.lib.store import manifest as mf
     from mmrag_assets.lib.store import table as lx
     from mmrag_assets.lib.store.manifest import location_for
     from mmrag_assets.lib.store.verify import lance_problems
 
-    if not lx.has_tables(cfg):
+    if not lx.has_tables(rt):
         return None
-    vk = version_key_for(cfg.model)
+    vk = rt.version_key
     name = lx.table_name(vk)
-    if cfg.storage_remote:  # an object store: what the table says (the checks below read local files)
-        db = lx.connect(cfg)
+    if rt.storage_remote:  # an object store: what the table says (the checks below read local files)
+        db = lx.connect(rt)
         if name not in lx.list_item_tables(db):
             return None
         return {**lx.table_stats(db.open_table(name)), "published": None, "problems": []}
-    uri = cfg.lancedb_dir / f"{name}.lance"
+    uri = rt.lancedb_dir / f"{name}.lance"
     if not uri.exists():
         return None
     out: dict[str, Any] = {"table": name, "version": None, "rows": 0, "bytes_per_item": 0, "published": None}
-    problems = lance_problems(cfg, vk)
+    problems = lance_problems(rt, vk)
     tbl = None
     if not problems:
         tbl = _LocalTable(uri, name)
@@ -99,16 +97,16 @@ def index_status(cfg: MmragConfig, cat: Catalog | None = None) -> dict[str, Any]
             problems.append(
                 f"LanceDB table {name}: {dups['item_id'].nunique()} item ids held more than once: run `mmrag index`"
             )
-        expected = embeddable_items(cfg, cat) if cat is not None else None
+        expected = embeddable_items(rt, cat) if cat is not None else None
         if expected is not None and out["rows"] < expected:
             from mmrag_assets.lib.index.staging import staging_for
 
-            n = sum(b.rows for b in staging_for(cfg, tbl).batches())  # committed by the next publish
+            n = sum(b.rows for b in staging_for(rt, tbl).batches())  # committed by the next publish
             staged = f" ({n} more staged, not committed)" if n else ""
             problems.append(
                 f"incomplete: {out['rows']} of {expected} items embedded{staged}: run `mmrag index`"
             )
-    loc = location_for(cfg, vk)
+    loc = location_for(rt, vk)
     try:
         live = mf.current_version(loc)
     except mf.IndexDamaged as e:
@@ -147,14 +145,13 @@ class _LocalTable:
         return self._ds
 
 
-def embeddable_items(cfg: MmragConfig, cat: Catalog) -> int:
+def embeddable_items(rt: Runtime, cat: Catalog) -> int:
     """Items the configured tier embeds (the lite tier: items with text) of the documents no catalog
     check holds back."""
-    from mmrag_assets.lib.index.embedding import version_key_for
     from mmrag_assets.lib.quality.gates import CATALOG_CHECKS, gate_keys
 
     held = sorted(
-        {r["doc_id"] for r in cat.failing_checks(version_key_for(cfg.model), gate_keys(cfg))
+        {r["doc_id"] for r in cat.failing_checks(rt.version_key, gate_keys(rt.cfg))
          if r["check_name"] in CATALOG_CHECKS.values()}
     )  # fmt: skip
-    return cat.embeddable_items(held, images=cfg.model.arch != "lite")
+    return cat.embeddable_items(held, images=rt.cfg.model.arch != "lite")

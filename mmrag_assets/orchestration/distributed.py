@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from mmrag_assets.config import MmragConfig
 from mmrag_assets.orchestration.forkserver import forkserver_context, preload_modules
 from mmrag_assets.orchestration.instance import dagster_home, open_instance, process_tags, set_pool_limits
-from mmrag_assets.orchestration.runs import RunOutcome, cli_run_config, run_outcome
+from mmrag_assets.orchestration.runs import RunOutcome, cli_run_config, resolved_config, run_outcome
 
 # Dagster is imported where it is used: the launcher of a scale-out command coordinates run processes
 # that have it preloaded, and imports none of it itself (~1 s of CPU)
@@ -69,13 +69,16 @@ def split_ranges(shards: list[str], weights: Counter, k: int) -> list[tuple[str,
 
 
 def run_config(cfg: MmragConfig, verbose: bool, *, celery: bool = False) -> dict[str, Any]:
-    """Run config for runs outside this process: the CLI's overrides with the roots resolved (so a
-    worker in another directory composes the same config) and, for a run whose steps go to celery
-    workers, the executor's settings (other runs execute their steps in the run's own process)."""
+    """Run config for runs outside this process. A run executed in a run process of this machine gets
+    the resolved config (``config_json``: it composes nothing); a run whose steps go to celery workers
+    gets the CLI's overrides with the roots resolved, so that a worker on another machine composes the
+    same config with its own local folders (``storage.cache_dir``), and the executor's settings."""
     overrides = [x for x in cfg.overrides if not x.startswith(("corpus.root=", "storage.root="))]
     overrides += [f"corpus.root={cfg.corpus.root}", f"storage.root={cfg.storage.root}"]
+    if not celery:
+        return {**cli_run_config(verbose), **resolved_config(cfg, overrides)}
     rc = {**cli_run_config(verbose), "resources": {"mmrag": {"config": {"overrides": overrides}}}}
-    return {**rc, "execution": {"config": celery_config(cfg)}} if celery else rc
+    return {**rc, "execution": {"config": celery_config(cfg)}}
 
 
 def celery_config(cfg: MmragConfig) -> dict[str, Any]:

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from mmrag_assets.config import MmragConfig
 from mmrag_assets.errors import MmragError
+from mmrag_assets.lib.store.runtime import Runtime
 from mmrag_assets.orchestration.instance import open_instance, process_tags
-from mmrag_assets.orchestration.runs import RunOutcome, cli_run_config, run_outcome
+from mmrag_assets.orchestration.runs import RunOutcome, cli_run_config, resolved_config, run_outcome
 
 # Dagster (and the definitions) are imported where a run starts, not here: a no-op `mmrag index`
 # decides from the catalog and the index files alone (importing dagster costs ~3-6 s here)
@@ -68,24 +69,24 @@ def launch(
     result = job.execute_in_process(
         instance=instance,
         tags=tags,
-        run_config={**cli_run_config(verbose), **(run_config or {})},
+        run_config={**cli_run_config(verbose), **resolved_config(cfg), **(run_config or {})},
         raise_on_error=False,
     )
     return run_outcome(result, t0)
 
 
-def _published(cfg: MmragConfig, catalog: Any, version_key: str) -> bool:
+def _published(rt: Runtime, version_key: str) -> bool:
     """The live index version already serves exactly the documents that may be served."""
     from mmrag_assets.lib.quality.gates import CATALOG_CHECKS, EMBEDDINGS_CHECK, gate_keys
     from mmrag_assets.lib.store.manifest import is_published, location_for
-    from mmrag_assets.lib.store.storage import pull_index, storage_for
+    from mmrag_assets.lib.store.storage import pull_index
 
-    pull_index(storage_for(cfg), version_key)  # an object-store root: its live version decides
+    pull_index(rt.storage, version_key)  # an object-store root: its live version decides
 
-    allowed = catalog.publishable_documents(
-        list(CATALOG_CHECKS.values()), EMBEDDINGS_CHECK, version_key, gate_keys(cfg)
+    allowed = rt.catalog.publishable_documents(
+        list(CATALOG_CHECKS.values()), EMBEDDINGS_CHECK, version_key, gate_keys(rt.cfg)
     )
-    return is_published(location_for(cfg, version_key), allowed)
+    return is_published(location_for(rt, version_key), allowed)
 
 
 # ---------------------------------------------------------------- the commands
@@ -111,22 +112,29 @@ def index(
 def _pipeline(
     cfg: MmragConfig, job: str, version_key: str | None, say, verbose: bool, verify: bool = False
 ) -> dict[str, Any]:
+    with Runtime(cfg) as rt:
+        return _pipeline_in(rt, job, version_key, say, verbose, verify)
+
+
+def _pipeline_in(
+    rt: Runtime, job: str, version_key: str | None, say, verbose: bool, verify: bool
+) -> dict[str, Any]:
     from mmrag_assets.lib.ingest.corpus import SHARD_KEYS
     from mmrag_assets.lib.plan import plan_run
-    from mmrag_assets.lib.store.catalog import Catalog
     from mmrag_assets.lib.store.verify import check_and_repair
 
+    cfg = rt.cfg
     say = say or (lambda _m: None)
     t0 = time.perf_counter()
-    check = check_and_repair(cfg, version_key, deep=verify) if version_key or verify else None
+    check = check_and_repair(rt, version_key, deep=verify) if version_key or verify else None
     for p in check.problems if check else []:
         say(f"damaged: {p}")
     for r in check.repaired if check else []:
         say(f"repair: {r}")
     if verify and check and not check.problems:
         say(f"verified in {check.seconds:.1f} s: nothing damaged")
-    catalog = Catalog(cfg.catalog_url)
-    plan = plan_run(cfg, catalog, version_key=version_key)
+    catalog = rt.catalog
+    plan = plan_run(rt, catalog, version_key=version_key)
     if cfg.corpus_remote and plan.scan is not None:
         from mmrag_assets.lib.ingest.corpus import record_scan
 
@@ -136,11 +144,7 @@ def _pipeline(
     if check and check.rerun_all:
         plan.shards = list(SHARD_KEYS)  # the assets redo exactly what is missing, per document
     say(f"{plan.describe()}; shards with work: {' '.join(plan.shards) or 'none'}")
-    if (
-        plan.range is None
-        and not plan.removed
-        and (version_key is None or _published(cfg, catalog, version_key))
-    ):
+    if plan.range is None and not plan.removed and (version_key is None or _published(rt, version_key)):
         say("up to date: nothing to ingest, embed or publish")
         return {
             "run_id": None,

@@ -59,3 +59,14 @@ def failure_message(result: Any) -> str:
 
 def cli_run_config(verbose: bool) -> dict[str, Any]:
     return {"loggers": {"mmrag_cli": {"config": {"log_level": "DEBUG" if verbose else "INFO"}}}}
+
+
+def resolved_config(cfg: Any, overrides: list[str] | None = None) -> dict[str, Any]:
+    """The run config that hands a run the config its launcher composed (``MmragConfig.to_json``):
+    the ``mmrag`` resource of each step rebuilds the dataclasses instead of composing the overrides
+    again; the overrides stay for the record (the run's config in the UI, ``config_metadata``)."""
+    mmrag = {
+        "overrides": list(cfg.overrides if overrides is None else overrides),
+        "config_json": cfg.to_json(),
+    }
+    return {"resources": {"mmrag": {"config": mmrag}}}

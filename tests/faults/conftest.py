@@ -13,6 +13,7 @@ import pymupdf
 import pytest
 
 from mmrag_assets.config import MmragConfig, load_config
+from mmrag_assets.lib.store.runtime import Runtime
 
 FAST = [
     "model=lite",
@@ -81,13 +82,13 @@ def snapshot(cfg: MmragConfig) -> dict[str, Any]:
     from mmrag_assets.lib.store import table as lx
 
     vk = version_key_for(cfg.model)
-    tbl = lx.open_table(cfg, vk, lx.model_schema(cfg.model), create=False)
+    tbl = lx.open_table(Runtime(cfg), vk, lx.model_schema(cfg.model), create=False)
     t = tbl.to_arrow().select(["item_id", "doc_id", "item_fp"]).to_pylist()
     loc = location_for(cfg, vk)
     served = sorted(mf.read_state(loc, mf.current_version(loc))["docs"].astype(str).tolist())
-    searcher = Searcher(cfg)
+    searcher = Searcher(Runtime(cfg))
     results = {q: [(r.item_id, round(r.score, 4)) for r in searcher.search(q, k=5).results] for q in QUERIES}
-    st = catalog_status(cfg)
+    st = catalog_status(Runtime(cfg))
     ix = st.pop("index")
     return {
         "item_ids": sorted(r["item_id"] for r in t),

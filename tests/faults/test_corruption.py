@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from mmrag_assets.cli import main
+from mmrag_assets.lib.store.runtime import Runtime
 from tests.faults.conftest import cfg_for, make_corpus, snapshot
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
@@ -81,9 +82,7 @@ CASES: dict[str, Callable[[Path], str]] = {
 
 
 def _cli(capsys, *argv: str) -> tuple[int, list[str]]:
-    from mmrag_assets.lib.search.index_reader import IndexReader
 
-    IndexReader.forget()  # a fresh process would not have the index in memory
     capsys.readouterr()
     rc = main(list(argv))
     err = capsys.readouterr().err
@@ -94,7 +93,6 @@ def _cli(capsys, *argv: str) -> tuple[int, list[str]]:
 def test_damage_is_one_error_line_and_verify_repairs_it(
     case: str, tmp_path: Path, pristine: Path, capsys
 ) -> None:
-    from mmrag_assets.lib.search.index_reader import IndexReader
     from mmrag_assets.lib.status import catalog_status
     from mmrag_assets.orchestration.launch import index
 
@@ -105,7 +103,7 @@ def test_damage_is_one_error_line_and_verify_repairs_it(
     what = CASES[case](base / "storage")
 
     if case == "delete_pages":  # search still answers from text; status names the missing files
-        st = catalog_status(cfg)
+        st = catalog_status(Runtime(cfg))
         assert any("18 rendered page file" in p or "missing under pages/" in p for p in st["problems"]), st[
             "problems"
         ]
@@ -123,18 +121,16 @@ def test_damage_is_one_error_line_and_verify_repairs_it(
                 assert what in errors[0] and "mmrag index --verify" in errors[0], errors[0]
                 assert "Traceback" not in errors[0] and "unexpected" not in errors[0]
             else:  # status reports the damage and the repair, without failing itself
-                st = catalog_status(cfg)
+                st = catalog_status(Runtime(cfg))
                 assert any(what in p and "mmrag index --verify" in p for p in st["index"]["problems"]), st[
                     "index"
                 ]
 
-    IndexReader.forget()
     index(cfg, verify=True)
-    IndexReader.forget()
     after = snapshot(cfg)
     for key in ("item_ids", "rows", "served_documents", "results", "status", "index_items"):
         assert after[key] == clean[key], key
-    st = catalog_status(cfg)
+    st = catalog_status(Runtime(cfg))
     assert not st["problems"] and not st["index"]["problems"]
     assert index(cfg, verify=True)["run_id"] is None  # verified clean: nothing left to do
 
@@ -150,10 +146,12 @@ def test_duplicated_item_ids_are_repaired_not_fatal(tmp_path: Path, pristine: Pa
     shutil.copytree(pristine, tmp_path / "s", symlinks=True)
     cfg = cfg_for(tmp_path / "s")
     clean = snapshot(cfg)
-    tbl = lx.open_table(cfg, version_key_for(cfg.model), lx.model_schema(cfg.model), create=False)
+    tbl = lx.open_table(Runtime(cfg), version_key_for(cfg.model), lx.model_schema(cfg.model), create=False)
     tbl.add(tbl.to_arrow().slice(0, 7))  # 7 item ids now held twice
     assert tbl.count_rows() == 25
-    assert any("7 item ids held more than once" in p for p in catalog_status(cfg)["index"]["problems"])
+    assert any(
+        "7 item ids held more than once" in p for p in catalog_status(Runtime(cfg))["index"]["problems"]
+    )
     index(cfg)
     after = snapshot(cfg)
     tbl.checkout_latest()
@@ -162,4 +160,4 @@ def test_duplicated_item_ids_are_repaired_not_fatal(tmp_path: Path, pristine: Pa
         and after["item_ids"] == clean["item_ids"]
         and after["results"] == clean["results"]
     )
-    assert not catalog_status(cfg)["index"]["problems"]
+    assert not catalog_status(Runtime(cfg))["index"]["problems"]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mmrag_assets.lib.faults import POINTS
+from mmrag_assets.lib.store.runtime import Runtime
 from tests.faults.conftest import cfg_for, make_corpus, mmrag, snapshot
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
@@ -47,7 +48,7 @@ def test_kill9_then_rerun_equals_a_clean_run(fault: str, tmp_path: Path, clean_r
     assert killed.returncode == -9, killed.stderr[-2000:]  # SIGKILL, not a clean exit
 
     loc = location_for(cfg, version_key_for(cfg.model))
-    st = catalog_status(cfg)
+    st = catalog_status(Runtime(cfg))
     ix = st["index"]
     point = fault.split(":")[0]
     if point == "ingest.document":
@@ -56,8 +57,10 @@ def test_kill9_then_rerun_equals_a_clean_run(fault: str, tmp_path: Path, clean_r
         from mmrag_assets.lib.index.staging import staging_for
         from mmrag_assets.lib.store import table as lx
 
-        tbl = lx.open_table(cfg, version_key_for(cfg.model), lx.model_schema(cfg.model), create=False)
-        staged = sum(b.rows for b in staging_for(cfg, tbl).batches())
+        tbl = lx.open_table(
+            Runtime(cfg), version_key_for(cfg.model), lx.model_schema(cfg.model), create=False
+        )
+        staged = sum(b.rows for b in staging_for(Runtime(cfg), tbl).batches())
         assert ix["rows"] == 0 and ix["published"] is None  # a killed embedding step leaves no row visible
         assert (
             staged == {"embed.written": 3, "embed.chunk": 6, "embed.staged": 18}[point]

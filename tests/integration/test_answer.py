@@ -11,16 +11,17 @@ import pytest
 from mmrag_assets.config import MmragConfig
 from mmrag_assets.lib.answer.pipeline import Answerer
 from mmrag_assets.lib.search.searcher import get_searcher
+from mmrag_assets.lib.store.runtime import Runtime
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # the sample index (`indexed`): 27-45 s to build
 
 
 def test_answer_quotes_the_page_that_holds_it_and_every_citation_was_retrieved(indexed: MmragConfig) -> None:
     q = "what torque should the anchor bolts of the mounting bracket be tightened to"
-    ans = Answerer(indexed).answer(q)
+    ans = Answerer(Runtime(indexed)).answer(q)
     assert not ans.abstained and ans.generator == "extractive"
     assert "12 Nm" in ans.text
-    retrieved = {r.item_id for r in get_searcher(indexed).search(q, k=indexed.answer.k).results}
+    retrieved = {r.item_id for r in get_searcher(Runtime(indexed)).search(q, k=indexed.answer.k).results}
     assert ans.citations and {c.item_id for c in ans.citations} <= retrieved
     first = ans.citations[0]
     assert first.source.startswith("manuals/") and first.page == 1 and "12 Nm" in (first.quote or "")
@@ -33,20 +34,20 @@ def test_answer_quotes_the_page_that_holds_it_and_every_citation_was_retrieved(i
 
 
 def test_a_question_the_corpus_cannot_answer_gets_not_found(indexed: MmragConfig) -> None:
-    ans = Answerer(indexed).answer("who won the football world cup in 1998")
+    ans = Answerer(Runtime(indexed)).answer("who won the football world cup in 1998")
     assert ans.abstained and ans.text == indexed.answer.not_found and ans.citations == []
     assert ans.sources  # the closest results are still listed
 
 
 def test_a_question_about_a_tool_the_corpus_never_mentions_says_so(indexed: MmragConfig) -> None:
-    ans = Answerer(indexed).answer("how do I set up a Kubernetes ingress for the inverter dashboard")
+    ans = Answerer(Runtime(indexed)).answer("how do I set up a Kubernetes ingress for the inverter dashboard")
     assert ans.abstained and ans.text.startswith(indexed.answer.not_found) and "kubernetes" in ans.text
     assert ans.citations == []
 
 
 def test_spoken_answers_cite_the_moment(indexed: MmragConfig) -> None:
     ans = Answerer(
-        indexed,
+        Runtime(indexed),
     ).answer("how do I reset my wireless router", filters={"modality": "segment"})
     assert not ans.abstained
     assert all(
@@ -88,11 +89,11 @@ def test_answers_through_the_mllm_reranker(indexed: MmragConfig, tmp_path) -> No
         ]
     )
     q = "what torque should the anchor bolts of the mounting bracket be tightened to"
-    ans = Answerer(cfg).answer(q)
+    ans = Answerer(Runtime(cfg)).answer(q)
     assert "rerank_ms" in ans.timings_ms
     scored = [s for s in ans.sources if s.rerank_score is not None]
     assert 1 <= len(scored) <= 4 and all(0 < s.rerank_score < 1 for s in scored)
-    retrieved = {r.item_id for r in get_searcher(indexed).search(q, k=indexed.answer.k).results}
+    retrieved = {r.item_id for r in get_searcher(Runtime(indexed)).search(q, k=indexed.answer.k).results}
     assert {c.item_id for c in ans.citations} <= retrieved
 
 

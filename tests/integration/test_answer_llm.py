@@ -14,6 +14,7 @@ from mmrag_assets.config import MmragConfig, load_config
 from mmrag_assets.fixtures.llm import bundled_gguf, materialise, serve
 from mmrag_assets.lib.answer.pipeline import Answerer
 from mmrag_assets.lib.search.searcher import get_searcher
+from mmrag_assets.lib.store.runtime import Runtime
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 QUESTION = "what torque should the anchor bolts of the mounting bracket be tightened to"
@@ -43,7 +44,9 @@ def _cfg(indexed: MmragConfig, *overrides: str) -> MmragConfig:
 
 
 def _check(ans, indexed: MmragConfig) -> None:
-    retrieved = {r.item_id for r in get_searcher(indexed).search(QUESTION, k=indexed.answer.k).results}
+    retrieved = {
+        r.item_id for r in get_searcher(Runtime(indexed)).search(QUESTION, k=indexed.answer.k).results
+    }
     assert ans.text and not ans.abstained
     assert {c.item_id for c in ans.citations} <= retrieved  # checked, whatever the model wrote
     from mmrag_assets.lib.answer.citations import markers
@@ -61,7 +64,7 @@ def test_openai_generator_against_a_real_server_on_loopback(indexed: MmragConfig
         "answer.openai.max_tokens=24",
         "answer.context_tokens=400",
     )
-    events = list(Answerer(cfg).stream(QUESTION))
+    events = list(Answerer(Runtime(cfg)).stream(QUESTION))
     kinds = [e["event"] for e in events]
     assert kinds[0] == "sources" and kinds[-1] == "answer" and kinds.count("delta") >= 2  # streamed
     ans = events[-1]["answer"]
@@ -81,7 +84,7 @@ def test_openai_generator_reports_an_unreachable_server(indexed: MmragConfig) ->
         "answer.openai.timeout_s=5",
     )
     with pytest.raises(GeneratorError, match="did not answer"):
-        Answerer(cfg).answer(QUESTION)
+        Answerer(Runtime(cfg)).answer(QUESTION)
 
 
 def test_transformers_generator_loads_the_gguf(indexed: MmragConfig) -> None:
@@ -95,6 +98,6 @@ def test_transformers_generator_loads_the_gguf(indexed: MmragConfig) -> None:
         "answer.transformers.device=cpu",
         "answer.context_tokens=400",
     )
-    ans = Answerer(cfg).answer(QUESTION)
+    ans = Answerer(Runtime(cfg)).answer(QUESTION)
     assert ans.generator == "transformers"
     _check(ans, indexed)

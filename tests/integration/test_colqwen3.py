@@ -15,6 +15,7 @@ from mmrag_assets.config import load_config
 from mmrag_assets.lib.index.embedding import version_key_for
 from mmrag_assets.lib.store import table as lx
 from mmrag_assets.lib.store.catalog import Catalog
+from mmrag_assets.lib.store.runtime import Runtime
 from mmrag_assets.orchestration.instance import open_instance
 from mmrag_assets.orchestration.launch import index
 
@@ -63,7 +64,7 @@ def test_tiny_colqwen3_indexes_searches_and_evaluates(indexed, capsys) -> None:
 
     summary = index(cfg)
     assert summary["ingested"] == 0 and summary["embedded"] > 0  # same storage: only the embedding is new
-    tbl = lx.connect(cfg).open_table(lx.table_name(vk))
+    tbl = lx.connect(Runtime(cfg)).open_table(lx.table_name(vk))
     cat = Catalog(cfg.catalog_path)
     assert tbl.count_rows() == cat.scalar(
         "SELECT (SELECT count(*) FROM pages) + (SELECT count(*) FROM segments)"

@@ -9,6 +9,7 @@ import pytest
 
 from mmrag_assets.config import MmragConfig, load_config
 from mmrag_assets.lib.status import catalog_status
+from mmrag_assets.lib.store.runtime import Runtime
 from tests.formats_corpus import DIAGRAM_WORD, NOTES_WORD, WORDS, formats_corpus
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -27,7 +28,7 @@ def indexed_formats(tmp_path_factory: pytest.TempPathFactory) -> tuple[MmragConf
 
 def _reasons(cfg: MmragConfig) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
-    for q in catalog_status(cfg)["quarantined"]:
+    for q in catalog_status(Runtime(cfg))["quarantined"]:
         out.setdefault(q["source"], []).append(q["reason"])
     return out
 
@@ -37,7 +38,7 @@ def test_every_file_is_searchable_or_quarantined_with_its_reason(indexed_formats
 
     cfg, expected, _ = indexed_formats
     reasons = _reasons(cfg)
-    status = catalog_status(cfg)
+    status = catalog_status(Runtime(cfg))
     assert status["documents"].get("office", 0) >= 10 and status["documents"].get("text", 0) >= 8, status[
         "documents"
     ]

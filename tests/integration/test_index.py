@@ -16,13 +16,14 @@ from mmrag_assets.lib.index.embedding import version_key_for
 from mmrag_assets.lib.index.vectors import iter_item_vectors
 from mmrag_assets.lib.store import table as lx
 from mmrag_assets.lib.store.catalog import Catalog
+from mmrag_assets.lib.store.runtime import Runtime
 from mmrag_assets.orchestration.launch import index
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _table(cfg):
-    return lx.connect(cfg).open_table(lx.table_name(version_key_for(cfg.model)))
+    return lx.connect(Runtime(cfg)).open_table(lx.table_name(version_key_for(cfg.model)))
 
 
 def test_lite_index_holds_every_text_item(indexed) -> None:
@@ -95,7 +96,7 @@ def test_tiny_visual_tiers_index_every_page_and_image(indexed, arch: str) -> Non
     assert summary["ingested"] == 0  # same storage: only the embedding version differs
     tbl = _table(cfg)
     assert tbl.name != _table(indexed).name  # a separate table per embedding version
-    names = lx.list_item_tables(lx.connect(cfg))
+    names = lx.list_item_tables(lx.connect(Runtime(cfg)))
     assert _table(indexed).name in names and tbl.name in names
     cat = Catalog(cfg.catalog_path)
     n_items = cat.scalar("SELECT (SELECT count(*) FROM pages) + (SELECT count(*) FROM segments)")
@@ -217,7 +218,7 @@ def test_documents_outside_the_allowed_set_are_not_searchable(make_cfg, tmp_path
     cfg = make_cfg(corpus=corpus)
     index(cfg)
     emb = load_embedder(cfg.model, cfg.models_dir)
-    tbl = lx.open_embedder_table(cfg, emb)
+    tbl = lx.open_embedder_table(Runtime(cfg), emb)
     docs = {
         r["source"]: r["doc_id"]
         for r in Catalog(cfg.catalog_path).query("SELECT source, doc_id FROM documents")
@@ -255,11 +256,14 @@ def test_searchers_are_keyed_on_the_whole_index_identity(indexed) -> None:
 
     d64 = load_config([*indexed.overrides, "model.dim=64"])
     index(d64)
-    a, b = get_searcher(indexed), get_searcher(d64)
+    rt = Runtime(indexed)
+    a, b = get_searcher(rt), get_searcher(Runtime(d64))
     assert a.reader is not b.reader and a.meta["table"] != b.meta["table"] and "d64" in b.meta["table"]
     r = search("what does inverter error code E04 mean", k=1, cfg=d64)
     assert r.index["table"].endswith("__d64") and r.results[0].page == 4
-    assert get_searcher(indexed).reader is a.reader  # shared per identity, not rebuilt per call
+    assert get_searcher(rt).reader is a.reader  # shared by the runtime's searchers, not rebuilt per call
+    rt.close()
+    assert get_searcher(rt).reader is not a.reader  # a closed runtime's next searcher opens the index again
 
 
 def test_renamed_file_is_served_under_its_new_name_without_embedding_again(make_cfg, tmp_path: Path) -> None:

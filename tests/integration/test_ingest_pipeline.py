@@ -16,6 +16,7 @@ import pytest
 
 from mmrag_assets.lib.status import catalog_status
 from mmrag_assets.lib.store.catalog import Catalog
+from mmrag_assets.lib.store.runtime import Runtime
 from mmrag_assets.orchestration.instance import open_instance
 from mmrag_assets.orchestration.launch import ingest
 
@@ -51,7 +52,7 @@ HOSTILE = [
 
 def _reasons(cfg) -> dict[str, list[str]]:
     reasons: dict[str, list[str]] = {}
-    for q in catalog_status(cfg)["quarantined"]:
+    for q in catalog_status(Runtime(cfg))["quarantined"]:
         reasons.setdefault(q["source"], []).append(q["reason"])
     return reasons
 
@@ -74,7 +75,7 @@ def test_each_hostile_input_gets_its_specific_outcome(ingested, hostile_corpus, 
 def test_every_good_file_is_processed_and_every_bad_one_quarantined(ingested, hostile_corpus) -> None:
     cfg, _summary = ingested
     assert sorted(hostile_corpus[2]) == sorted(f"hostile/{n}" for n in HOSTILE)
-    st = catalog_status(cfg)
+    st = catalog_status(Runtime(cfg))
     cat = Catalog(cfg.catalog_path)
     # every good PDF page was rendered, with its text layer and an image on disk
     assert max(len(p["text"]) for p in cat.query("SELECT text FROM pages")) > 300

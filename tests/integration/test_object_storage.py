@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from mmrag_assets.config import load_config
-from mmrag_assets.lib.search.index_reader import IndexReader
 from mmrag_assets.lib.search.searcher import get_searcher
 from mmrag_assets.lib.status import catalog_status
+from mmrag_assets.lib.store.runtime import Runtime
 from mmrag_assets.orchestration.launch import index
 from tests.integration.test_orchestration import FAST, _pdf
 from tests.scale.services import fresh_database, postgres_available, s3_emulator
@@ -26,7 +26,7 @@ pytestmark = [
 
 
 def _hits(cfg, q: str) -> list[tuple]:
-    return [(r.item_id, r.source, r.page, r.score) for r in get_searcher(cfg).search(q).results]
+    return [(r.item_id, r.source, r.page, r.score) for r in get_searcher(Runtime(cfg)).search(q).results]
 
 
 def _keys(prefix: str) -> set[str]:
@@ -82,9 +82,8 @@ def test_s3_root_collects_the_buckets_old_index_versions(tmp_path: Path, monkeyp
         assert not any("/v1.state" in k for k in now)  # folder markers included
         folders = {k.split("/")[4] for k in now if "/segments/" in k} - {""}  # "": the segments/ marker
         assert folders == {r.split("/")[1] for r in live["files"] if r.startswith("segments/")}
-        IndexReader.forget()
         replica = load_config([*remote, f"storage.cache_dir={tmp_path / 'replica-cache'}"])
-        hits = get_searcher(replica).search("what does error E04 mean").results
+        hits = get_searcher(Runtime(replica)).search("what does error E04 mean").results
         assert hits and hits[0].source == "b.pdf" and all(r.source != "a.pdf" for r in hits)
 
 
@@ -122,23 +121,22 @@ def test_s3_root_indexes_and_serves_like_local_disk(tmp_path: Path, monkeypatch)
         assert any(k.startswith("store/index/") and k.endswith("/CURRENT") for k in keys)
         assert not (Path.cwd() / "s3:").exists()
         # a replica on another machine: an empty mirror, everything from the object store
-        IndexReader.forget()
         replica = load_config([*remote, f"storage.cache_dir={tmp_path / 'replica-cache'}"])
         q = "what does error E04 mean"
         assert _hits(replica, q) == _hits(local, q) != []
-        top = get_searcher(replica).search(q).results[0]
-        img = get_searcher(replica).image_path(top.item_id)
+        top = get_searcher(Runtime(replica)).search(q).results[0]
+        img = get_searcher(Runtime(replica)).image_path(top.item_id)
         assert img.is_file() and str(tmp_path / "replica-cache") in str(img)
         # a running replica follows what a worker publishes later (it reads CURRENT every storage.refresh_s)
         live = load_config(
             [*remote, f"storage.cache_dir={tmp_path / 'replica-cache'}", "storage.refresh_s=0"]
         )
-        IndexReader.forget()
-        before = get_searcher(live).search("tidal turbines ocean currents").results
+        replica_rt = Runtime(live)  # one running replica
+        before = get_searcher(replica_rt).search("tidal turbines ocean currents").results
         assert all(r.source != "c.pdf" for r in before)
         _pdf(corpus / "c.pdf", "tidal turbines harvest energy from ocean currents", pages=1)
         assert index(worker)["ingested"] == 1
-        after = get_searcher(live).search("tidal turbines ocean currents").results
+        after = get_searcher(replica_rt).search("tidal turbines ocean currents").results
         assert after and after[0].source == "c.pdf"
         # within index.gc_grace_s (600 s by default) the replaced version stays in the bucket too
         manifests = {
@@ -150,7 +148,7 @@ def test_s3_root_indexes_and_serves_like_local_disk(tmp_path: Path, monkeypatch)
         index(local)
         # the local default: a second index is a no-op on both
         assert index(worker)["run_id"] is None and index(local)["run_id"] is None
-        st_local, st_remote = catalog_status(local), catalog_status(worker)
+        st_local, st_remote = catalog_status(Runtime(local)), catalog_status(Runtime(worker))
         for k in ("documents", "pages", "segments", "quarantined", "held_back"):
             assert st_remote[k] == st_local[k]
         assert st_remote["index"]["rows"] == st_local["index"]["rows"] > 0

@@ -14,6 +14,7 @@ import pytest
 from mmrag_assets.config import load_config
 from mmrag_assets.lib.index.embedding import version_key_for
 from mmrag_assets.lib.store import table as lx
+from mmrag_assets.lib.store.runtime import Runtime
 from mmrag_assets.orchestration.instance import open_instance
 from mmrag_assets.orchestration.launch import index
 
@@ -126,7 +127,7 @@ def test_two_writers_at_once_wait_for_each_other_and_leave_no_duplicates(tmp_pat
     (_, err_a), (_, err_b) = a.communicate(timeout=900), b.communicate(timeout=900)
     assert (a.returncode, b.returncode) == (0, 0), err_a + err_b
     cfg = load_config(overrides)
-    tbl = lx.open_table(cfg, version_key_for(cfg.model), cfg.model.dim, create=False)
+    tbl = lx.open_table(Runtime(cfg), version_key_for(cfg.model), cfg.model.dim, create=False)
     ids = tbl.to_lance().to_table(columns=["item_id"]).column("item_id").to_pylist()
     assert len(ids) == len(set(ids)) == 24
     with open_instance(cfg) as instance:

@@ -18,6 +18,7 @@ import pytest
 
 from mmrag_assets.config import MmragConfig, load_config
 from mmrag_assets.lib.store.catalog import Catalog
+from mmrag_assets.lib.store.runtime import Runtime
 from mmrag_assets.orchestration.instance import open_instance
 from mmrag_assets.orchestration.launch import index
 
@@ -375,7 +376,7 @@ def rotate_vectors_in_place(cfg: MmragConfig) -> None:
     from mmrag_assets.lib.store import table as lx
 
     d = cfg.model.dim
-    tbl = lx.open_table(cfg, version_key_for(cfg.model), d, create=False)
+    tbl = lx.open_table(Runtime(cfg), version_key_for(cfg.model), d, create=False)
     t = tbl.to_arrow().combine_chunks()
     if "tokens" in t.schema.names:
         tok = t.column("tokens").chunk(0)

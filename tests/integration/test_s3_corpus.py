@@ -15,9 +15,9 @@ import pytest
 
 from mmrag_assets.config import load_config
 from mmrag_assets.fixtures.sample_corpus import DIAGRAM, REPORT, build_sample_corpus
-from mmrag_assets.lib.search.index_reader import IndexReader
 from mmrag_assets.lib.search.searcher import get_searcher
 from mmrag_assets.lib.store.catalog import Catalog
+from mmrag_assets.lib.store.runtime import Runtime
 from mmrag_assets.orchestration.launch import index
 from tests.hostile_corpus import _pdf
 from tests.scale.services import counting_gets, s3_emulator
@@ -44,8 +44,7 @@ def _rows(cfg) -> dict[str, list[tuple]]:
 
 
 def _hits(cfg) -> dict[str, list[tuple]]:
-    IndexReader.forget()
-    s = get_searcher(cfg)
+    s = get_searcher(Runtime(cfg))
     return {
         q: [(r.item_id, r.source, r.page, r.start_s, r.score) for r in s.search(q, k=10).results]
         for q in QUERIES

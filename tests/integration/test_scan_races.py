@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from mmrag_assets.config import load_config
+from mmrag_assets.lib.store.runtime import Runtime
 from tests.hostile_corpus import _pdf
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -52,7 +53,7 @@ def test_a_file_that_moves_after_the_scan_gets_a_line(
         "kept.pdf"
     }
 
-    st = catalog_status(cfg)
+    st = catalog_status(Runtime(cfg))
     assert {(m["source"], m["what"]) for m in st["changed_after_scan"]} == {
         ("gone.pdf", "vanished"),
         ("grown.pdf", "changed"),
@@ -63,7 +64,7 @@ def test_a_file_that_moves_after_the_scan_gets_a_line(
     assert "  gone.pdf vanished after the scan" in out and "  grown.pdf changed after the scan" in out
 
     ingest(cfg)  # the next run catches up: nothing left to report
-    assert catalog_status(cfg)["changed_after_scan"] == []
+    assert catalog_status(Runtime(cfg))["changed_after_scan"] == []
     assert {r["source"] for r in Catalog(cfg.catalog_url).query("SELECT source FROM documents")} == {
         "kept.pdf",
         "grown.pdf",

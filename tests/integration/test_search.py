@@ -15,6 +15,7 @@ from mmrag_assets.errors import QueryError
 from mmrag_assets.lib.search.results import SearchResult
 from mmrag_assets.lib.search.searcher import search
 from mmrag_assets.lib.store.catalog import Catalog
+from mmrag_assets.lib.store.runtime import Runtime
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # the sample index (`indexed`): 27-45 s to build
 
@@ -132,7 +133,7 @@ def test_first_stage_names_outside_the_built_set_are_refused(indexed, name: str)
     from mmrag_assets.lib.search.searcher import get_searcher
 
     with pytest.raises(QueryError, match="was not built"):
-        get_searcher(indexed).search("inverter", k=1, first_stage=name)
+        get_searcher(Runtime(indexed)).search("inverter", k=1, first_stage=name)
 
 
 def test_long_query_is_truncated_with_a_warning(indexed) -> None:

@@ -36,9 +36,9 @@ import pytest
 from mmrag_assets.config import load_config
 from mmrag_assets.errors import MmragError
 from mmrag_assets.fixtures.sample_corpus import build_sample_corpus
-from mmrag_assets.lib.search.index_reader import IndexReader
 from mmrag_assets.lib.search.searcher import get_searcher
 from mmrag_assets.lib.store.catalog import Catalog
+from mmrag_assets.lib.store.runtime import Runtime
 from mmrag_assets.orchestration.instance import dagster_home
 from mmrag_assets.orchestration.launch import index
 from tests.hostile_corpus import _pdf
@@ -90,8 +90,7 @@ def _status(cfg_overrides: list[str]) -> dict:
 
 
 def _hits(cfg) -> dict[str, list[tuple]]:
-    IndexReader.forget()
-    s = get_searcher(cfg)
+    s = get_searcher(Runtime(cfg))
     return {q: [(r.item_id, r.rank, r.score) for r in s.search(q).results] for q in QUERIES}
 
 
@@ -378,16 +377,14 @@ def _scenario(tmp_path: Path, monkeypatch, boto3) -> None:
             assert max(s["start"] for s in steps) < min(s["end"] for s in steps), steps  # they overlapped
             # nothing of the new documents is visible: the killed range wrote data files no version names,
             # the other range's batch waits for the publisher, which a failed shard run does not start
-            from mmrag_assets.lib.store.storage import storage_for
 
-            store = storage_for(cfg)
+            store = Runtime(cfg).storage
             table = _status(remote_ovr)["index"]["table"]
             url, opts = store.url(f"lancedb/{table}.lance"), store.lance_options()
             assert not {r["doc_id"] for r in _table(url, opts)} & new_docs
-            IndexReader.forget()
             assert not [
                 r
-                for r in get_searcher(cfg).search("tidal turbine blade pitch", k=10).results
+                for r in get_searcher(Runtime(cfg)).search("tidal turbine blade pitch", k=10).results
                 if r.source.startswith("tidal/")
             ]
             rerun = index(cfg)
@@ -464,9 +461,8 @@ def _same_as_local(cfg, local, remote_ovr: list[str], local_ovr: list[str]) -> N
     )  # the table version counts commits, not rows
 
     # the LanceDB table in the object store holds each item once
-    from mmrag_assets.lib.store.storage import storage_for
 
-    store = storage_for(cfg)
+    store = Runtime(cfg).storage
     ids = [r["item_id"] for r in _table(store.url(f"lancedb/{ri['table']}.lance"), store.lance_options())]
     assert len(ids) == len(set(ids)) == li["rows"]
     keys = {

@@ -27,7 +27,7 @@ def answers(
         raise dg.Failure("answer.questions_file is not set: pass answer.questions_file=PATH as an override")
     questions = read_queries(cfg.answer.questions_file)
     t0 = time.perf_counter()
-    out = answer_all(Answerer(cfg, searcher=searcher.searcher), questions, context.run.run_id)
+    out = answer_all(Answerer(mmrag.runtime, searcher=searcher.searcher), questions, context.run.run_id)
     catalog.catalog.replace_answers(out.rows)
     for e in out.errors:
         context.log.warning(f"question {e['qid']} failed: {e['error']}")

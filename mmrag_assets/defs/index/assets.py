@@ -26,7 +26,7 @@ from mmrag_assets.lib.index.staging import commit_staged, staged_state, staging_
 from mmrag_assets.lib.ingest.corpus import shard_of
 from mmrag_assets.lib.quality.gates import CATALOG_CHECKS, EMBEDDINGS_CHECK, gate_keys
 from mmrag_assets.lib.store import table as lx
-from mmrag_assets.lib.store.storage import gc_remote_index, pull_index, push_index, storage_for
+from mmrag_assets.lib.store.storage import gc_remote_index, pull_index, push_index
 from mmrag_assets.resources import CatalogResource, EmbedderResource, LanceStoreResource, MmragConfigResource
 
 
@@ -62,14 +62,14 @@ def item_embeddings(
         if r["check_name"] in CATALOG_CHECKS.values() and r["doc_id"] in sources
     }
     tbl = lance.table()
-    staging = staging_for(cfg, tbl)
+    staging = staging_for(mmrag.runtime, tbl)
     model = embedder.embedder
     plan = plan_embeddings(cat, tbl, model, list(sources), held, staged_state(staging.batches()))
     for d, why in plan.held.items():
         context.log.warning(f"{sources[d]}: not embedded, {why}")
     if plan.staged:
         context.log.info(f"{len(plan.staged)} documents already staged by an earlier run: not embedded again")
-    store = storage_for(cfg)
+    store = mmrag.runtime.storage
     run = embed_and_write(
         tbl, model, plan.todo, cfg.storage_root, chunk_items=cfg.index.write_chunk_items, say=context.log.info,
         store=store if store.remote else None, staging=staging, run_id=context.run.run_id, reuse=plan.relabel,
@@ -171,7 +171,8 @@ def search_index(
         context.log.warning(
             f"repaired {len(repaired)} duplicated item ids in {tbl.name} (kept the newest row of each)"
         )
-    committed = commit_staged(tbl, staging_for(cfg, tbl), cat, version_key=vk)
+    rt = mmrag.runtime
+    committed = commit_staged(tbl, staging_for(rt, tbl), cat, version_key=vk)
     if committed.batches:
         context.log.info(
             f"committed {committed.batches} staged batches ({committed.rows_added} rows of {committed.documents} "
@@ -181,7 +182,7 @@ def search_index(
         context.log.warning(f"staged batch {d['batch']} not committed: {d['reason']}")
     allowed = cat.publishable_documents(list(CATALOG_CHECKS.values()), EMBEDDINGS_CHECK, vk, keys)
     held = cat.failing_checks(vk, keys)
-    store = storage_for(cfg)
+    store = rt.storage
     pull_index(store, vk)  # an object-store root: continue from its live version, whoever published it
     res = publish(location_for(cfg, vk), tbl, embedder.embedder, params_from_config(cfg), allowed_doc_ids=allowed,
                   progress=context.log.info)  # fmt: skip
@@ -189,7 +190,7 @@ def search_index(
     bucket_gc = gc_remote_index(
         store, vk, grace_s=cfg.index.gc_grace_s
     )  # the bucket's old versions, same rule
-    removed = gc_pages(cfg, cat, referenced=set(), grace_s=cfg.storage.gc_grace_s)
+    removed = gc_pages(rt, cat, referenced=set(), grace_s=cfg.storage.gc_grace_s)
     stats = lx.table_stats(tbl)
     for r in held:
         context.log.warning(f"{r['source']}: held back from the index ({r['check_name']} failed)")

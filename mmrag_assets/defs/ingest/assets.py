@@ -31,12 +31,12 @@ def corpus_manifest(
 ) -> dg.MaterializeResult:
     """Every file under ``corpus.root``: size, mtime, sha256, sniffed kind and status (ok, duplicate,
     quarantined with a reason). Purges the catalog and index rows of documents that left the corpus."""
-    cfg, cat = mmrag.cfg, catalog.catalog
-    before = _object_stats(cfg)
-    result = scan(cfg, cat)
+    rt, cfg, cat = mmrag.runtime, mmrag.cfg, catalog.catalog
+    before = _object_stats(rt)
+    result = scan(rt, cat)
     record_scan(cat, result)
     gone = cat.doc_ids() - set(result.docs)
-    purged = purge_documents(cfg, cat, gone)
+    purged = purge_documents(rt, cat, gone)
     kinds = Counter(e.kind for e in result.docs.values())
     quarantined = [{"source": e.source, "kind": e.kind, "reason": e.reason} for e in result.quarantined]
     for q in quarantined:
@@ -53,28 +53,28 @@ def corpus_manifest(
             "quarantined_files": md_table(quarantined, ["source", "kind", "reason"]),
             "duplicates": sum(e.status == "duplicate" for e in result.entries),
             "documents_purged": purged,
-            **_object_metadata(cfg, before),
+            **_object_metadata(rt, before),
             **config_metadata(cfg),
         }
     )
 
 
-def _object_stats(cfg) -> dict[str, int]:
-    if not cfg.corpus_remote:
+def _object_stats(rt) -> dict[str, int]:
+    if not rt.cfg.corpus_remote:
         return {}
     from mmrag_assets.lib.ingest.objects import corpus_objects
 
-    return dict(corpus_objects(cfg).stats)
+    return dict(corpus_objects(rt).stats)
 
 
-def _object_metadata(cfg, before: dict[str, int]) -> dict[str, int]:
+def _object_metadata(rt, before: dict[str, int]) -> dict[str, int]:
     """An object-store corpus: this step's requests (GETs: objects downloaded; HEADs: ETags read)
     and cache hits on this machine."""
-    if not cfg.corpus_remote:
+    if not rt.cfg.corpus_remote:
         return {}
     from mmrag_assets.lib.ingest.objects import corpus_objects, stats_delta
 
-    d = stats_delta(before, dict(corpus_objects(cfg).stats))
+    d = stats_delta(before, dict(corpus_objects(rt).stats))
     return {
         "objects_downloaded": d.get("get", 0),
         "objects_bytes_downloaded": d.get("get_bytes", 0),
@@ -110,7 +110,7 @@ def document_content(context: AssetExecutionContext, mmrag: MmragConfigResource,
     """The documents of the run's shards: pages/images (PyMuPDF, Pillow, PyAV) and transcript
     windows (faster-whisper). New or changed documents are ingested, unchanged ones skipped, renamed
     ones relabelled; bad input becomes a quarantine row, and one document's failure never stops the others."""
-    cfg, cat = mmrag.cfg, catalog.catalog
+    rt, cfg, cat = mmrag.runtime, mmrag.cfg, catalog.catalog
     keys = list(context.partition_keys)
     plan = plan_ingest(cfg, cat, set(keys))
     cat.relabel(
@@ -122,13 +122,13 @@ def document_content(context: AssetExecutionContext, mmrag: MmragConfigResource,
         warm_imports(for_job(context.run.job_name))
     done: list[dict] = []
     t_all = time.perf_counter()
-    before = _object_stats(cfg)
+    before = _object_stats(rt)
     progress = Progress("ingested", len(plan.todo), context.log.info, unit="documents")
     office = OfficeConversions(cfg, plan.todo)  # Office files converted a batch at a time, as they come up
     for e in plan.todo:
         try:
             res = ingest_document(
-                cfg,
+                rt,
                 source=e.source,
                 doc_id=e.doc_id,
                 kind=e.kind,
@@ -194,7 +194,7 @@ def document_content(context: AssetExecutionContext, mmrag: MmragConfigResource,
             context.add_asset_metadata(meta, asset_key=asset, partition_key=key)
     pages = sum(d["pages"] for d in done)
     common = {
-        **_object_metadata(cfg, before),
+        **_object_metadata(rt, before),
         "documents_ingested": len(done),
         "documents_unchanged": plan.unchanged,
         "documents_renamed": len(plan.renamed),

@@ -8,10 +8,8 @@ from dagster import SensorEvaluationContext
 
 from mmrag_assets.defs.jobs import index_job, publish_job
 from mmrag_assets.errors import ConfigError
-from mmrag_assets.lib.index.embedding import version_key_for
 from mmrag_assets.lib.ingest.corpus import SHARD_KEYS, scan, scan_cache
 from mmrag_assets.lib.plan import plan_run
-from mmrag_assets.lib.store.catalog import Catalog
 from mmrag_assets.resources import MmragConfigResource
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
@@ -26,14 +24,14 @@ def corpus_tick(
 ) -> dg.SensorResult | dg.SkipReason:
     """Notices new, changed and deleted files and requests one run that ingests, embeds and
     publishes the shards they fall in (or only publishes, for deletions)."""
-    cfg = mmrag.cfg
+    rt = mmrag.runtime
     state = json.loads(context.cursor) if context.cursor else {}
     cache = {k: tuple(v) for k, v in state.get("cache", {}).items()}
     try:
-        result = scan(cfg, cache=cache)
+        result = scan(rt, cache=cache)
     except ConfigError as e:  # no corpus yet: say so on every tick instead of erroring
         return dg.SkipReason(str(e))
-    plan = plan_run(cfg, Catalog(cfg.catalog_url), version_key=version_key_for(cfg.model), result=result)
+    plan = plan_run(rt, rt.catalog, version_key=rt.version_key, result=result)
     signature = hashlib.sha256(
         json.dumps(
             [sorted(result.docs), sorted((e.source, e.status, e.reason) for e in result.entries)]

@@ -131,7 +131,7 @@ def embeddings_contract(
     live = {r["doc_id"] for r in cat.live_documents()}
     todo = {d: fp for d, fp in todo.items() if d in live}
     # rows the embedding step staged are in no table version yet: read through a detached version
-    with staged_rows(tbl, staging_for(cfg, tbl), list(todo)) as (view, staged):
+    with staged_rows(tbl, staging_for(mmrag.runtime, tbl), list(todo)) as (view, staged):
 
         def frame_of(ids):
             import pandas as pd

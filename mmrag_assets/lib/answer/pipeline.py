@@ -26,6 +26,7 @@ from mmrag_assets.config import MmragConfig
 from mmrag_assets.errors import QueryError
 from mmrag_assets.lib.answer import citations, extractive, prompt
 from mmrag_assets.lib.answer.evidence import Source, sources_from
+from mmrag_assets.lib.store.runtime import Runtime
 
 
 @dataclass
@@ -81,13 +82,14 @@ def _ms(t0: float) -> float:
 
 
 class Answerer:
-    """Answers questions from one config's index. ``searcher``, ``generator`` and ``reranker`` may
-    be given (a server holds them); otherwise they are made from ``cfg`` on first use."""
+    """Answers questions from one runtime's index. ``searcher``, ``generator`` and ``reranker`` may
+    be given (a server holds them); otherwise they are made from the runtime's config on first use."""
 
     def __init__(
-        self, cfg: MmragConfig, searcher: Any = None, generator: Any = None, reranker: Any = None
+        self, rt: Runtime, searcher: Any = None, generator: Any = None, reranker: Any = None
     ) -> None:
-        self.cfg = cfg
+        self.rt = rt
+        self.cfg = rt.cfg
         self._searcher = searcher
         self._generator = generator
         self._reranker = reranker
@@ -98,7 +100,7 @@ class Answerer:
         if self._searcher is None:
             from mmrag_assets.lib.search.searcher import get_searcher
 
-            self._searcher = get_searcher(self.cfg)
+            self._searcher = get_searcher(self.rt)
         return self._searcher
 
     @property
@@ -224,12 +226,16 @@ class Answerer:
 def answer(
     question: str,
     *,
+    runtime: Runtime | None = None,
     cfg: MmragConfig | None = None,
     overrides: list[str] | None = None,
     filters: dict[str, Any] | None = None,
 ) -> Answer:
-    """Python entry point: ``answer("what does error E04 mean", overrides=["answer=openai", ...])``."""
+    """Python entry point: ``answer("what does error E04 mean", overrides=["answer=openai", ...])``.
+    Pass ``runtime`` to keep the index and the models loaded between calls."""
     from mmrag_assets.config import load_config
 
-    cfg = cfg or load_config(overrides or [])
-    return Answerer(cfg).answer(question, filters)
+    if runtime is not None:
+        return Answerer(runtime).answer(question, filters)
+    with Runtime(cfg or load_config(overrides or [])) as rt:
+        return Answerer(rt).answer(question, filters)

@@ -15,6 +15,7 @@ from typing import Any
 from mmrag_assets.config import MmragConfig
 from mmrag_assets.errors import ConfigError, NotFound
 from mmrag_assets.lib.store.catalog import Catalog
+from mmrag_assets.lib.store.runtime import Runtime
 
 METRIC_SECTIONS = ("by_channel", "by_tag", "latency_ms", "first_stage_latency_ms")
 
@@ -72,17 +73,16 @@ def load_experiments(
 # ---------------------------------------------------------------- running
 
 
-def index_status(cfg: MmragConfig) -> str | None:
-    """None when ``cfg`` can be searched as configured, else what is missing. Looks only at the
-    live manifest of the config's embedding version (no model load); a corpus that changed since
-    the last ``mmrag index`` is not detected here."""
-    from mmrag_assets.lib.index.embedding import version_key_for
+def index_status(rt: Runtime) -> str | None:
+    """None when the runtime's config can be searched as configured, else what is missing. Looks
+    only at the live manifest of the config's embedding version (no model load); a corpus that
+    changed since the last ``mmrag index`` is not detected here."""
     from mmrag_assets.lib.store import manifest as mf
-    from mmrag_assets.lib.store.storage import pull_index, storage_for
+    from mmrag_assets.lib.store.storage import pull_index
 
-    vk = version_key_for(cfg.model)
-    pull_index(storage_for(cfg), vk)  # an object-store root: mirror its live version first
-    loc = mf.IndexLocation.of(cfg.storage_root, vk)
+    cfg, vk = rt.cfg, rt.version_key
+    pull_index(rt.storage, vk)  # an object-store root: mirror its live version first
+    loc = mf.IndexLocation.of(rt.storage_root, vk)
     if mf.current_version(loc) is None:
         return f"no index for model={cfg.model.name} ({vk}) under {cfg.storage.root}"
     fs = cfg.search.first_stage
@@ -96,30 +96,31 @@ def index_status(cfg: MmragConfig) -> str | None:
     return None
 
 
-def source_kinds(cfg: MmragConfig) -> dict[str, str]:
+def source_kinds(rt: Runtime) -> dict[str, str]:
     """source -> kind (pdf, image, audio, video) of every supported file in the corpus manifest."""
-    if not Catalog.exists(cfg.catalog_url):
+    if not Catalog.exists(rt.catalog_url):
         return {}
-    return Catalog(cfg.catalog_url).source_kinds()
+    return rt.catalog.source_kinds()
 
 
 def open_searcher(
-    cfg: MmragConfig,
+    rt: Runtime,
     ensure_index: Callable[[MmragConfig], Any] | None = None,
     progress: Callable[[str], None] | None = None,
 ):
-    """The config's ``Searcher``; a missing index is built by ``ensure_index`` (when given and
+    """The runtime's ``Searcher``; a missing index is built by ``ensure_index`` (when given and
     ``eval.index_missing``) or reported with the command that builds it."""
     from mmrag_assets.lib.search.searcher import get_searcher
 
-    missing = index_status(cfg)
+    cfg = rt.cfg
+    missing = index_status(rt)
     if missing:
         if ensure_index is None or not cfg.eval.index_missing:
             raise NotFound(f"{missing}: run `mmrag index {' '.join(cfg.overrides)}` first")
         if progress:
             progress(f"{missing}: indexing first")
         ensure_index(cfg)
-    return get_searcher(cfg)
+    return get_searcher(rt)
 
 
 def run_experiment(
@@ -133,14 +134,17 @@ def run_experiment(
     by: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Evaluate ``cfg`` on ``eval.queries`` (metrics broken down by ``eval.by`` and the tags in ``by``) and
-    store the run in the ``experiments`` table."""
+    store the run in the ``experiments`` table. Each config is opened in its own runtime, closed after."""
     from mmrag_assets.lib.evaluation.evaluate import evaluate
     from mmrag_assets.lib.evaluation.query_set import load_query_set
 
     query_set = load_query_set(cfg.eval.queries)
-    searcher = open_searcher(cfg, ensure_index, progress)
-    tags = list(dict.fromkeys([*cfg.eval.by, *by]))  # configured tags first, then the command's, once each
-    record = evaluate(cfg, searcher, query_set, kinds=source_kinds(cfg), progress=progress, by=tags)
+    with Runtime(cfg) as rt:
+        searcher = open_searcher(rt, ensure_index, progress)
+        tags = list(
+            dict.fromkeys([*cfg.eval.by, *by])
+        )  # configured tags first, then the command's, once each
+        record = evaluate(cfg, searcher, query_set, kinds=source_kinds(rt), progress=progress, by=tags)
     record["label"] = label or " ".join(cfg.overrides) or "(defaults)"
     meta = getattr(searcher, "meta", {})
     record["index"] = {

@@ -145,10 +145,9 @@ class Staging:
         self.remove(batch)
 
 
-def staging_for(cfg: Any, tbl: Any) -> Staging:
-    from mmrag_assets.lib.store.storage import storage_for
-
-    return Staging(storage_for(cfg), tbl.name)
+def staging_for(rt: Any, tbl: Any) -> Staging:
+    """The staged batches of ``tbl`` in the runtime's store (``lib/store/runtime.Runtime``)."""
+    return Staging(rt.storage, tbl.name)
 
 
 # ---------------------------------------------------------------- selection

@@ -10,6 +10,7 @@ from mmrag_assets.config import MmragConfig
 from mmrag_assets.lib.ingest.manifest import FileEntry, cache_of, documents, scan_corpus
 from mmrag_assets.lib.ingest.names import source_path
 from mmrag_assets.lib.store.catalog import Catalog
+from mmrag_assets.lib.store.runtime import Runtime
 
 
 @dataclass
@@ -22,9 +23,10 @@ class ScanResult:
         return [e for e in self.entries if e.status == "quarantined"]
 
 
-def scan(cfg: MmragConfig, catalog: Catalog | None = None, cache: dict | None = None) -> ScanResult:
+def scan(rt: Runtime, catalog: Catalog | None = None, cache: dict | None = None) -> ScanResult:
     """Scan the corpus, re-hashing only files whose size or mtime changed since the last manifest
     (an object store's corpus: whose size and mtime, then ETag, changed; ``lib/ingest/objects.py``)."""
+    cfg = rt.cfg
     if cache is None and catalog is not None:
         cache = {
             r["source"]: (r["size"], r["mtime_ns"], r["sha256"], r["kind"], r["etag"])
@@ -33,7 +35,7 @@ def scan(cfg: MmragConfig, catalog: Catalog | None = None, cache: dict | None = 
     if cfg.corpus_remote:
         from mmrag_assets.lib.ingest.objects import corpus_objects
 
-        entries = corpus_objects(cfg).scan(
+        entries = corpus_objects(rt).scan(
             max_file_bytes=cfg.corpus.max_file_bytes, ignore_hidden=cfg.corpus.ignore_hidden, cache=cache
         )
     else:
@@ -125,9 +127,10 @@ def since_scan_line(source: str, what: str) -> str:
     return f"{source} changed after the scan: not ingested this run (its previous rows, if any, stay); the next run ingests it"
 
 
-def changed_since_scan(cfg: MmragConfig, catalog: Catalog) -> list[dict[str, str]]:
+def changed_since_scan(rt: Runtime, catalog: Catalog) -> list[dict[str, str]]:
     """Every file of the last manifest (status ok) that vanished or changed since that scan: what
     ``mmrag status`` lists. One ``stat`` per file (a local corpus), one listing (an object store)."""
+    cfg = rt.cfg
     out = []
     rows = catalog.manifest_files()
     if cfg.corpus_remote:
@@ -135,7 +138,7 @@ def changed_since_scan(cfg: MmragConfig, catalog: Catalog) -> list[dict[str, str
 
         return [
             {"source": s, "what": w, "line": since_scan_line(s, w)}
-            for s, w in corpus_objects(cfg).changed(rows)
+            for s, w in corpus_objects(rt).changed(rows)
         ]
     for r in rows:
         what = since_scan(cfg, r)
@@ -144,7 +147,7 @@ def changed_since_scan(cfg: MmragConfig, catalog: Catalog) -> list[dict[str, str
     return out
 
 
-def purge_documents(cfg: MmragConfig, catalog: Catalog, doc_ids: set[str] | list[str]) -> int:
+def purge_documents(rt: Runtime, catalog: Catalog, doc_ids: set[str] | list[str]) -> int:
     """Remove the catalog and index rows of documents that left the corpus. Their page images stay
     until the next published version no longer references them (``gc_pages``)."""
     doc_ids = sorted(doc_ids)
@@ -153,21 +156,19 @@ def purge_documents(cfg: MmragConfig, catalog: Catalog, doc_ids: set[str] | list
     n = catalog.delete_documents(doc_ids)
     from mmrag_assets.lib.store.table import delete_documents
 
-    delete_documents(cfg, doc_ids)
+    delete_documents(rt, doc_ids)
     return n
 
 
-def gc_pages(cfg: MmragConfig, catalog: Catalog, referenced: set[str], grace_s: float) -> list[str]:
+def gc_pages(rt: Runtime, catalog: Catalog, referenced: set[str], grace_s: float) -> list[str]:
     """Delete rendered page folders (``pages/<doc>/<fingerprint>/``) that neither a catalog row nor a
     live index version references, ``grace_s`` after they were first found unreferenced (a marker
     file records when), so a reader still on the previous version keeps its images; returns what
     was removed."""
     import time
 
-    from mmrag_assets.lib.store.storage import storage_for
-
-    store = storage_for(cfg)
-    if not store.remote and not cfg.pages_dir.is_dir():
+    store = rt.storage
+    if not store.remote and not rt.pages_dir.is_dir():
         return []
     keep = set(referenced)
     for image_path in catalog.page_image_paths():
@@ -176,9 +177,9 @@ def gc_pages(cfg: MmragConfig, catalog: Catalog, referenced: set[str], grace_s: 
         return _gc_remote_pages(store, keep, grace_s, time.time())
     removed = []
     now = time.time()
-    for doc_dir in [d for d in cfg.pages_dir.iterdir() if d.is_dir()]:
+    for doc_dir in [d for d in rt.pages_dir.iterdir() if d.is_dir()]:
         for d in [x for x in doc_dir.iterdir() if x.is_dir()]:
-            rel = d.relative_to(cfg.storage_root).as_posix()
+            rel = d.relative_to(rt.storage_root).as_posix()
             marker = d / UNREFERENCED_MARKER
             if rel in keep:
                 marker.unlink(missing_ok=True)

@@ -24,6 +24,7 @@ from mmrag_assets.lib.ingest.names import openable_path, source_path
 
 if TYPE_CHECKING:
     from mmrag_assets.lib.ingest.ocr_batch import OcrProgress
+    from mmrag_assets.lib.store.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def segment_id(doc_id: str, start_s: float, end_s: float) -> str:
 
 
 def ingest_document(
-    cfg: MmragConfig,
+    rt: Runtime,
     *,
     source: str,
     doc_id: str,
@@ -115,6 +116,7 @@ def ingest_document(
     ``ocr`` config asks for (``lib/ingest/ocr_pages.py``), reporting each OCR batch to ``progress``
     and a big PDF's pages (rate, ETA, every few seconds) to ``say``. ``converted``: an Office file's
     conversion done ahead in a batch (:class:`OfficeConversions`), taken instead of converting it here."""
+    cfg = rt.cfg
     if cfg.corpus_remote:
         # an object store: the object, checked against the scan's hash, from this machine's bounded
         # cache (downloaded when missing) and pinned there while it is read; an HTML file's images
@@ -124,20 +126,20 @@ def ingest_document(
 
         from mmrag_assets.lib.ingest.objects import corpus_objects
 
-        objects = corpus_objects(cfg)
+        objects = corpus_objects(rt)
         with contextlib.ExitStack() as stack:
             got = stack.enter_context(objects.local_copy(source, sha256))
             resolve = objects.resolver(source, stack, cfg.convert.max_image_bytes)
-            return _ingest_document(cfg, got.path, source, doc_id, kind, sha256, size, progress, say, resolve)
+            return _ingest_document(rt, got.path, source, doc_id, kind, sha256, size, progress, say, resolve)
     # sources are escaped names; a name that is not UTF-8 is read through a UTF-8 symlink (lib/ingest/names.py)
     with openable_path(source_path(cfg.corpus_root, source)) as path:
         return _ingest_document(
-            cfg, path, source, doc_id, kind, sha256, size, progress, say, converted=converted
+            rt, path, source, doc_id, kind, sha256, size, progress, say, converted=converted
         )
 
 
 def _ingest_document(
-    cfg: MmragConfig,
+    rt: Runtime,
     path: Path,
     source: str,
     doc_id: str,
@@ -151,6 +153,7 @@ def _ingest_document(
     converted: Preconverted | None = None,
 ) -> DocResult:
     t0 = time.perf_counter()
+    cfg = rt.cfg
     # one folder per (content, settings): a re-render never overwrites images a live version serves
     out_dir = cfg.pages_dir / doc_id / fingerprint(cfg, kind)
     shutil.rmtree(out_dir, ignore_errors=True)  # leftovers of an interrupted attempt
@@ -200,7 +203,7 @@ def _ingest_document(
         _quarantine(res, source, stage, f"unexpected {type(e).__name__} while decoding: {e}")
     try:
         if res.status != "quarantined" and res.pages:
-            _ocr(cfg, res, ocr_path, ocr_kind, progress)
+            _ocr(rt, res, ocr_path, ocr_kind, progress)
     finally:
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)
@@ -210,17 +213,15 @@ def _ingest_document(
     res.doc["n_pages"] = len(res.pages)
     res.doc["n_segments"] = len(res.segments)
     if res.pages and out_dir.is_dir():
-        from mmrag_assets.lib.store.storage import storage_for
-
         # an object-store root: the images are there before any catalog row names them (a storage
         # outage fails the step, to be retried, rather than quarantining a good document)
-        storage_for(cfg).put(out_dir.relative_to(cfg.storage_root).as_posix())
+        rt.storage.put(out_dir.relative_to(rt.storage_root).as_posix())
     res.seconds = time.perf_counter() - t0
     return res
 
 
 def _ocr(
-    cfg: MmragConfig,
+    rt: Runtime,
     res: DocResult,
     path: Path,
     kind: str,
@@ -229,13 +230,12 @@ def _ocr(
     """Fold OCR text into the page rows; a failure costs the OCR text, never the rendered pages."""
     from mmrag_assets.lib.ingest.ocr_pages import plan_from_config, set_text_sources
 
-    plan = plan_from_config(cfg.ocr)
+    plan = plan_from_config(rt.cfg.ocr)
     if plan is None:
         set_text_sources(res.pages)
         return
     from mmrag_assets.lib.ingest.ocr_batch import CatalogOcrCache
     from mmrag_assets.lib.ingest.ocr_pages import apply_ocr
-    from mmrag_assets.lib.store.catalog import Catalog
 
     source = res.doc["source"]
     try:
@@ -244,9 +244,9 @@ def _ocr(
             kind=kind,
             doc_id=res.doc["doc_id"],
             source_path=path,
-            storage_root=cfg.storage_root,
+            storage_root=rt.storage_root,
             plan=plan,
-            cache=CatalogOcrCache(Catalog(cfg.catalog_url)),
+            cache=CatalogOcrCache(rt.catalog),
             progress=progress,
         )
     except MmragError as e:  # the engine cannot start (models missing, bad settings)
@@ -259,7 +259,7 @@ def _ocr(
         _quarantine(res, source, "ocr", f"unexpected {type(e).__name__} during OCR: {e}", whole=False)
         return
     res.ocr = applied.ocr_rows
-    _write_boxes(cfg, res)
+    _write_boxes(rt.cfg, res)
     s = applied.stats
     res.ocr_stats = {
         "images": s.images,

@@ -492,28 +492,19 @@ def _mtime_ns(md: Any) -> int:
         return 0
 
 
-_CORPORA: dict[tuple, ObjectCorpus] = {}
-_CORPORA_LOCK = threading.Lock()
+def corpus_objects(rt: Any) -> ObjectCorpus:
+    """The object corpus of the runtime's ``corpus.root`` (``lib/store/runtime.Runtime``; one per
+    runtime: its cache accounting and pins are shared by the runtime's users)."""
+    cfg = rt.cfg
 
+    def build() -> ObjectCorpus:
+        uri = parse_root(cfg.corpus.root, key="corpus.root")
+        cache = cache_dir_of(uri, cfg.storage.cache_dir)
+        return ObjectCorpus(
+            uri, cache, cache_bytes=cfg.corpus.cache_bytes, allow_http=bool(cfg.storage.allow_http)
+        )
 
-def corpus_objects(cfg: Any) -> ObjectCorpus:
-    """The object corpus of ``cfg.corpus`` (one per root, cache and process)."""
-    uri = parse_root(cfg.corpus.root, key="corpus.root")
-    cache = cache_dir_of(uri, cfg.storage.cache_dir)
-    key = (
-        os.getpid(),
-        cfg.corpus.root,
-        str(cache),
-        int(cfg.corpus.cache_bytes),
-        bool(cfg.storage.allow_http),
-    )
-    with _CORPORA_LOCK:
-        c = _CORPORA.get(key)
-        if c is None:
-            c = _CORPORA[key] = ObjectCorpus(
-                uri, cache, cache_bytes=cfg.corpus.cache_bytes, allow_http=bool(cfg.storage.allow_http)
-            )
-        return c
+    return rt.handles.get(("corpus_objects", os.getpid()), build)
 
 
 def stats_delta(before: Mapping[str, int], after: Mapping[str, int]) -> dict[str, int]:

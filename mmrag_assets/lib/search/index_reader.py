@@ -14,18 +14,16 @@ path, pooling, dim...), never a subset of it.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
 import threading
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
-from mmrag_assets.config import MmragConfig
 from mmrag_assets.errors import MmragError, NotFound, QueryError
 from mmrag_assets.lib.index.codebook import Codebook
 from mmrag_assets.lib.index.first_stage import Part, Searchable, get_strategy
@@ -39,6 +37,7 @@ from mmrag_assets.lib.search.term_weights import idf
 from mmrag_assets.lib.store import manifest as mf
 from mmrag_assets.lib.store.items import SEGMENT_ORDER
 from mmrag_assets.lib.store.manifest import IndexLocation
+from mmrag_assets.lib.store.runtime import Runtime
 
 log = logging.getLogger(__name__)
 # the segments' item columns a search reads (item_fp is for publishes): lib/store/items.py
@@ -306,9 +305,6 @@ def _opt_float(x: Any) -> float | None:
 class IndexReader:
     """The live version of one index; ``follow=False`` (or ``version=N``) pins one version."""
 
-    _shared: ClassVar[dict[tuple[Any, ...], IndexReader]] = {}
-    _shared_lock = threading.Lock()
-
     def __init__(
         self, loc: IndexLocation, embedder: Any, db: Any, *, version: int | None = None, follow: bool = True
     ) -> None:
@@ -333,49 +329,41 @@ class IndexReader:
         self._checked = time.monotonic()
 
     @classmethod
-    def for_config(cls, cfg: MmragConfig) -> IndexReader:
-        """The shared reader of ``cfg``'s index: keyed on the storage root and the whole model config."""
-        from mmrag_assets.lib.index.embedding import load_embedder
-
-        key = (str(cfg.storage_root.resolve()), dataclasses.astuple(cfg.model), str(cfg.models_dir.resolve()))
-        with cls._shared_lock:
-            r = cls._shared.get(key)
-            if r is None:
-                from mmrag_assets.lib.store.storage import pull_index, storage_for
-
-                embedder = load_embedder(cfg.model, cfg.models_dir)
-                store = storage_for(cfg)
-                if not (store.exists("lancedb") if store.remote else cfg.lancedb_dir.exists()):
-                    raise NotFound(f"no index under {cfg.storage.root}: run `mmrag index` first")
-                pull_index(store, embedder.version_key)  # an object-store root: mirror the live version
-                loc = IndexLocation.of(cfg.storage_root, embedder.version_key)
-                db = store.tables() if store.remote else cfg.lancedb_dir
-                if not store.remote:
-                    from mmrag_assets.lib.store.verify import diagnose
-
-                    found = diagnose(cfg, embedder.version_key)  # cheap: stats, no checksums
-                    if found:
-                        raise mf.IndexDamaged(found)
-                try:
-                    r = cls(loc, embedder, db)
-                except MmragError:
-                    raise
-                except Exception as e:  # a damaged store: one line saying what and how to repair it
-                    from mmrag_assets.lib.store.verify import diagnose
-
-                    found = None if store.remote else diagnose(cfg, embedder.version_key)
-                    if found:
-                        raise mf.IndexDamaged(found) from e
-                    raise
-                if store.remote:
-                    r.store, r.refresh_s = store, float(cfg.storage.refresh_s)
-                cls._shared[key] = r
-            return r
+    def for_runtime(cls, rt: Runtime) -> IndexReader:
+        """The runtime's reader of its index (``lib/store/runtime.Runtime``): opened on first use and
+        kept by the runtime, so every searcher built from it shares the loaded segments."""
+        return rt.handles.get("index_reader", lambda: cls._open(rt))
 
     @classmethod
-    def forget(cls) -> None:
-        with cls._shared_lock:
-            cls._shared.clear()
+    def _open(cls, rt: Runtime) -> IndexReader:
+        from mmrag_assets.lib.index.embedding import embedder_of
+        from mmrag_assets.lib.store.storage import pull_index
+        from mmrag_assets.lib.store.verify import diagnose
+
+        cfg = rt.cfg
+        embedder = embedder_of(rt)
+        store = rt.storage
+        if not (store.exists("lancedb") if store.remote else rt.lancedb_dir.exists()):
+            raise NotFound(f"no index under {cfg.storage.root}: run `mmrag index` first")
+        pull_index(store, embedder.version_key)  # an object-store root: mirror the live version
+        loc = IndexLocation.of(rt.storage_root, embedder.version_key)
+        db = store.tables() if store.remote else rt.lancedb_dir
+        if not store.remote:
+            found = diagnose(rt, embedder.version_key)  # cheap: stats, no checksums
+            if found:
+                raise mf.IndexDamaged(found)
+        try:
+            r = cls(loc, embedder, db)
+        except MmragError:
+            raise
+        except Exception as e:  # a damaged store: one line saying what and how to repair it
+            found = None if store.remote else diagnose(rt, embedder.version_key)
+            if found:
+                raise mf.IndexDamaged(found) from e
+            raise
+        if store.remote:
+            r.store, r.refresh_s = store, float(cfg.storage.refresh_s)
+        return r
 
     def view(self) -> IndexView:
         """The current view; with ``follow``, a newer published version is loaded first."""

@@ -36,6 +36,7 @@ from mmrag_assets.lib.search.index_reader import IndexReader, IndexView
 from mmrag_assets.lib.search.learned import LearnedFusion
 from mmrag_assets.lib.search.results import SearchResponse
 from mmrag_assets.lib.search.term_weights import weight_query
+from mmrag_assets.lib.store.runtime import Runtime
 
 MODALITIES = ("page", "image", "segment")
 FILTER_KEYS = ("modality", "source_prefix", "doc_id")
@@ -76,9 +77,10 @@ class Searcher:
     shared :class:`~mmrag_assets.lib.search.index_reader.IndexReader`), bound to one config's
     search knobs. ``search`` is thread-safe; each query uses one version from start to end."""
 
-    def __init__(self, cfg: MmragConfig, reader: IndexReader | None = None) -> None:
-        self.cfg = cfg
-        self.reader = reader or IndexReader.for_config(cfg)
+    def __init__(self, rt: Runtime, reader: IndexReader | None = None) -> None:
+        self.rt = rt
+        self.cfg = rt.cfg
+        self.reader = reader or IndexReader.for_runtime(rt)
 
     # ---- what callers read ----
     @property
@@ -123,7 +125,7 @@ class Searcher:
             from mmrag_assets.lib.store.manifest import IndexDamaged
             from mmrag_assets.lib.store.verify import diagnose
 
-            found = diagnose(self.cfg, self.embedder.version_key)
+            found = diagnose(self.rt, self.embedder.version_key)
             if found:
                 raise IndexDamaged(found) from e
             raise
@@ -159,7 +161,7 @@ class Searcher:
         dense_job = None
         if view.has_dense and float(s.weights.get("dense", 0.0)) > 0:
             stack.enter_context(_one_blas_thread())
-            dense_job = Dense().submit(_pool(), q)
+            dense_job = Dense().submit(self.pool(), q)
 
         t = time.perf_counter()
         vec = self.embedder.embed_queries([query])[0]  # (Tq, dim)
@@ -249,14 +251,23 @@ class Searcher:
 
     def mllm(self) -> Any:
         """The multimodal LLM reranker of the ``rerank`` group (``lib/search/rerank_mllm.py``): its
-        weights load once per process, from local directories only."""
+        weights load once per runtime, from local directories only."""
         from mmrag_assets.lib.search.rerank_mllm import MllmReranker
 
-        key = dataclasses.astuple(self.cfg.rerank)
-        with _MLLM_LOCK:
-            if key not in _MLLM:
-                _MLLM[key] = MllmReranker.from_config(self.cfg.rerank)
-            return _MLLM[key]
+        rerank = self.cfg.rerank
+        return self.rt.handles.get(
+            ("mllm", dataclasses.astuple(rerank)), lambda: MllmReranker.from_config(rerank)
+        )
+
+    def pool(self) -> ThreadPoolExecutor:
+        """Worker threads for channels that run beside the token-level ones (shared by every searcher
+        of the runtime: an HTTP server's concurrent queries queue here instead of adding threads). A
+        forked child (a run worker) makes its own: the parent's threads do not exist there."""
+        workers = max(2, min(8, os.cpu_count() or 2))
+        return self.rt.handles.get(
+            ("dense-pool", os.getpid()),
+            lambda: ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmrag-dense"),
+        )
 
     def fusion(self, view: IndexView) -> Fusion:
         """The configured fusion (``search.fusion``) for ``view``."""
@@ -264,8 +275,6 @@ class Searcher:
 
     def image_path(self, item_id: str, thumb: bool = False) -> Path:
         """The stored page image (or thumbnail) of an item; never a path outside the storage root."""
-        from mmrag_assets.lib.store.storage import storage_for
-
         view = self.view
         try:
             p = view.image_path(item_id, self.cfg.storage_root, thumb=thumb)
@@ -276,7 +285,7 @@ class Searcher:
             if prev is None or prev is view:
                 raise
             p = prev.image_path(item_id, self.cfg.storage_root, thumb=thumb)
-        store = storage_for(self.cfg)  # an object-store root: downloaded into the mirror once
+        store = self.rt.storage  # an object-store root: downloaded into the mirror once
         if not store.remote:
             return p
         from mmrag_assets.lib.store.ocr_boxes import boxes_path
@@ -319,28 +328,6 @@ def read_queries(path: str | Path) -> list[tuple[str, str]]:
     return out
 
 
-_MLLM: dict[tuple[Any, ...], Any] = {}  # rerank config -> loaded reranker (a process keeps its models)
-_MLLM_LOCK = threading.Lock()
-_POOL: tuple[int, ThreadPoolExecutor] | None = None  # (the pid that made it, the pool)
-_POOL_LOCK = threading.Lock()
-
-
-def _pool() -> ThreadPoolExecutor:
-    """Worker threads for channels that run beside the token-level ones (shared by every searcher
-    of the process: an HTTP server's concurrent queries queue here instead of adding threads). A
-    forked child (a run worker) makes its own: the parent's threads do not exist there."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None or _POOL[0] != os.getpid():
-            _POOL = (
-                os.getpid(),
-                ThreadPoolExecutor(
-                    max_workers=max(2, min(8, os.cpu_count() or 2)), thread_name_prefix="mmrag-dense"
-                ),
-            )
-        return _POOL[1]
-
-
 _BLAS_LOCK = threading.Lock()
 _BLAS_USERS = 0
 _BLAS_LIMIT: Any = None
@@ -376,10 +363,10 @@ def _ms(t0: float) -> float:
     return round((time.perf_counter() - t0) * 1000, 2)
 
 
-def get_searcher(cfg: MmragConfig) -> Searcher:
-    """A searcher for ``cfg``: its index reader is shared per index identity (storage root and the
-    full model config, so ``model.dim=64`` never reads the d256 index); its knobs are ``cfg``'s."""
-    return Searcher(cfg, IndexReader.for_config(cfg))
+def get_searcher(rt: Runtime) -> Searcher:
+    """A searcher over ``rt``'s index: the index reader is the runtime's (loaded once, shared by every
+    searcher of the runtime); its knobs are the runtime's config."""
+    return Searcher(rt)
 
 
 def search(
@@ -387,12 +374,19 @@ def search(
     k: int | None = None,
     filters: dict[str, Any] | None = None,
     *,
+    runtime: Runtime | None = None,
     cfg: MmragConfig | None = None,
     overrides: list[str] | None = None,
 ) -> SearchResponse:
-    """Python entry point: ``search("how do I reset the router", k=5, filters={"modality": "segment"})``."""
+    """Python entry point: ``search("how do I reset the router", k=5, filters={"modality": "segment"})``.
+    Pass ``runtime`` (``Runtime(load_config([...]))``) to keep the index loaded between calls; without
+    one, the index is opened for this query and released after it."""
     from mmrag_assets.config import load_config
 
+    if runtime is not None:
+        check_query(query, runtime.cfg.search.max_query_chars)
+        return get_searcher(runtime).search(query, k=k, filters=filters)
     cfg = cfg or load_config(overrides or [])
     check_query(query, cfg.search.max_query_chars)  # before the index and the encoder load
-    return get_searcher(cfg).search(query, k=k, filters=filters)
+    with Runtime(cfg) as rt:
+        return get_searcher(rt).search(query, k=k, filters=filters)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from mmrag_assets.errors import ConfigError, MmragError
-from mmrag_assets.roots import RootUri, parse_root
+from mmrag_assets.roots import RootUri
 
 
 class StorageError(MmragError, OSError):
@@ -246,21 +246,6 @@ def aws_settings(allow_http: bool) -> dict[str, str]:
         "secret": os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
         "region": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
     }
-
-
-_STORES: dict[tuple[str, str, bool], Storage] = {}
-_STORES_LOCK = threading.Lock()
-
-
-def storage_for(cfg: Any) -> Storage:
-    """The store of ``cfg.storage`` (one per root and mirror, shared by the process)."""
-    uri = parse_root(cfg.storage.root)
-    key = (cfg.storage.root, str(cfg.storage_root), bool(cfg.storage.allow_http))
-    with _STORES_LOCK:
-        st = _STORES.get(key)
-        if st is None:
-            st = _STORES[key] = Storage(uri, cfg.storage_root, allow_http=bool(cfg.storage.allow_http))
-        return st
 
 
 # ---------------------------------------------------------------- the search index's files

@@ -15,13 +15,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
-from mmrag_assets.config import MmragConfig
-from mmrag_assets.lib.store.items import DIM_KEY, VOCAB_SIZES, schema, storage_of, version_key_for, vocab_size
+from mmrag_assets.lib.store.items import DIM_KEY, VOCAB_SIZES, schema, storage_of, vocab_size
+
+if TYPE_CHECKING:
+    from mmrag_assets.lib.store.runtime import Runtime
 
 TABLE_PREFIX = "items__"
 FP_CHARS = 16  # hex digits of an item's content fingerprint
@@ -38,26 +40,24 @@ def embedder_schema(embedder) -> pa.Schema:
     return schema(embedder.dim, vocab=embedder.arch, vocab_size=len(vocab))
 
 
-def connect(cfg: MmragConfig):
+def connect(rt: Runtime):
     """The LanceDB database of ``storage.root``: a local folder, or the object store itself (every
     worker and search replica opens the same tables)."""
     import lancedb
 
-    from mmrag_assets.lib.store.storage import storage_for
-
-    store = storage_for(cfg)
+    store = rt.storage
     if not store.remote:
-        cfg.lancedb_dir.mkdir(parents=True, exist_ok=True)
-        return lancedb.connect(str(cfg.lancedb_dir))
+        rt.lancedb_dir.mkdir(parents=True, exist_ok=True)
+        return lancedb.connect(str(rt.lancedb_dir))
     store.ensure_bucket()
     return lancedb.connect(store.url("lancedb"), storage_options=store.lance_options())
 
 
-def has_tables(cfg: MmragConfig) -> bool:
+def has_tables(rt: Runtime) -> bool:
     """Any LanceDB table exists under ``storage.root`` (without creating the local folder)."""
-    if not cfg.storage_remote:
-        return cfg.lancedb_dir.exists()
-    return bool(list_item_tables(connect(cfg)))
+    if not rt.storage_remote:
+        return rt.lancedb_dir.exists()
+    return bool(list_item_tables(connect(rt)))
 
 
 def list_item_tables(db) -> list[str]:
@@ -66,9 +66,9 @@ def list_item_tables(db) -> list[str]:
     return sorted(n for n in names if n.startswith(TABLE_PREFIX))
 
 
-def open_table(cfg: MmragConfig, version_key: str, dim: int | pa.Schema, *, create: bool = True):
+def open_table(rt: Runtime, version_key: str, dim: int | pa.Schema, *, create: bool = True):
     """The table of ``version_key``; created with ``dim`` (a vector table) or a given schema."""
-    db = connect(cfg)
+    db = connect(rt)
     name = table_name(version_key)
     if name in list_item_tables(db):
         return db.open_table(name)
@@ -89,14 +89,14 @@ def model_schema(model_cfg: Any) -> pa.Schema:
     return schema(model_cfg.dim)
 
 
-def open_config_table(cfg: MmragConfig, *, create: bool = True):
-    """The table of ``cfg``'s embedding version, created with the right storage form if missing."""
-    return open_table(cfg, version_key_for(cfg.model), model_schema(cfg.model), create=create)
+def open_config_table(rt: Runtime, *, create: bool = True):
+    """The table of the runtime's embedding version, created with the right storage form if missing."""
+    return open_table(rt, rt.version_key, model_schema(rt.cfg.model), create=create)
 
 
-def open_embedder_table(cfg: MmragConfig, embedder, *, create: bool = True):
+def open_embedder_table(rt: Runtime, embedder, *, create: bool = True):
     """The table of ``embedder``'s embedding version (a token table for the lite tier)."""
-    return open_table(cfg, embedder.version_key, embedder_schema(embedder), create=create)
+    return open_table(rt, embedder.version_key, embedder_schema(embedder), create=create)
 
 
 @dataclass
@@ -361,11 +361,11 @@ def _to_arrow(rows: list[dict[str, Any]], sch: pa.Schema) -> pa.Table:
     return pa.table(cols, schema=sch)
 
 
-def delete_documents(cfg: MmragConfig, doc_ids: list[str]) -> int:
+def delete_documents(rt: Runtime, doc_ids: list[str]) -> int:
     """Remove the rows of documents that left the corpus from every embedding-version table."""
-    if not doc_ids or not has_tables(cfg):
+    if not doc_ids or not has_tables(rt):
         return 0
-    db = connect(cfg)
+    db = connect(rt)
     where = doc_filter(doc_ids)
     n = 0
     for name in list_item_tables(db):

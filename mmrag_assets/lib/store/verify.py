@@ -25,10 +25,12 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mmrag_assets.config import MmragConfig
 from mmrag_assets.errors import CatalogDamaged
+
+if TYPE_CHECKING:
+    from mmrag_assets.lib.store.runtime import Runtime
 
 REPAIR = "mmrag index --verify"
 U64 = (1 << 64) - 1  # LanceDB's v2 manifest names: u64::MAX - version, so the newest sorts first
@@ -46,24 +48,24 @@ def _short(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
 
 
-def damaged_dir(cfg: MmragConfig) -> Path:
-    return cfg.storage_root / "damaged" / time.strftime("%Y%m%dT%H%M%S")
+def damaged_dir(rt: Runtime) -> Path:
+    return rt.storage_root / "damaged" / time.strftime("%Y%m%dT%H%M%S")
 
 
 # ---------------------------------------------------------------- catalog
-def repair_catalog(cfg: MmragConfig, out: StoreCheck) -> None:
+def repair_catalog(rt: Runtime, out: StoreCheck) -> None:
     from mmrag_assets.lib.store.catalog import Catalog
 
     try:
-        Catalog(cfg.catalog_path).scalar("SELECT count(*) FROM documents")
+        Catalog(rt.catalog_path).scalar("SELECT count(*) FROM documents")
         return
     except CatalogDamaged as e:
         out.problems.append(str(e))
-    dest = damaged_dir(cfg)
+    dest = damaged_dir(rt)
     dest.mkdir(parents=True, exist_ok=True)
-    for p in cfg.catalog_path.parent.glob(cfg.catalog_path.name + "*"):  # the file and its .wal
+    for p in rt.catalog_path.parent.glob(rt.catalog_path.name + "*"):  # the file and its .wal
         shutil.move(str(p), dest / p.name)
-    Catalog(cfg.catalog_path)
+    Catalog(rt.catalog_path)
     out.repaired.append(
         f"moved the damaged catalog to {dest} and started a new one: every document is re-ingested"
     )
@@ -71,23 +73,23 @@ def repair_catalog(cfg: MmragConfig, out: StoreCheck) -> None:
 
 
 # ---------------------------------------------------------------- LanceDB table
-def lance_uri(cfg: MmragConfig, version_key: str) -> Path:
+def lance_uri(rt: Runtime, version_key: str) -> Path:
     from mmrag_assets.lib.store.table import table_name
 
-    return cfg.lancedb_dir / f"{table_name(version_key)}.lance"
+    return rt.lancedb_dir / f"{table_name(version_key)}.lance"
 
 
-def lance_problems(cfg: MmragConfig, version_key: str, *, deep: bool = False) -> list[str]:
+def lance_problems(rt: Runtime, version_key: str, *, deep: bool = False) -> list[str]:
     """What is wrong with the table's latest version: its manifest, its data files (``deep``: and
     a full scan of every column)."""
-    problems, _ = _lance_findings(cfg, version_key, deep=deep)
+    problems, _ = _lance_findings(rt, version_key, deep=deep)
     return problems
 
 
-def _lance_findings(cfg: MmragConfig, version_key: str, *, deep: bool) -> tuple[list[str], list[int]]:
+def _lance_findings(rt: Runtime, version_key: str, *, deep: bool) -> tuple[list[str], list[int]]:
     import lance
 
-    uri = lance_uri(cfg, version_key)
+    uri = lance_uri(rt, version_key)
     name = uri.stem
     if not uri.exists():
         return [], []
@@ -121,17 +123,17 @@ def _lance_findings(cfg: MmragConfig, version_key: str, *, deep: bool) -> tuple[
     return problems, sorted(set(bad))
 
 
-def repair_lance(cfg: MmragConfig, version_key: str, out: StoreCheck, *, deep: bool = False) -> None:
+def repair_lance(rt: Runtime, version_key: str, out: StoreCheck, *, deep: bool = False) -> None:
     import lance
 
-    uri = lance_uri(cfg, version_key)
-    problems, bad = _lance_findings(cfg, version_key, deep=deep)
+    uri = lance_uri(rt, version_key)
+    problems, bad = _lance_findings(rt, version_key, deep=deep)
     if not problems:
         return
     out.problems += problems
     out.rerun_all = True
-    mark_rebuild(cfg, version_key)
-    dest = damaged_dir(cfg) / uri.name
+    mark_rebuild(rt, version_key)
+    dest = damaged_dir(rt) / uri.name
     versions = uri / "_versions"
     while not _opens(uri) and versions.exists():
         manifests = sorted(versions.glob("*.manifest"), key=lambda p: p.name)
@@ -153,7 +155,7 @@ def repair_lance(cfg: MmragConfig, version_key: str, out: StoreCheck, *, deep: b
             f"LanceDB table {uri.stem}: no readable version left; moved aside, every item is re-embedded"
         )
         return
-    _, bad = _lance_findings(cfg, version_key, deep=deep)
+    _, bad = _lance_findings(rt, version_key, deep=deep)
     if bad:
         ds = lance.dataset(str(uri))
         op = lance.LanceOperation.Delete([], bad, "mmrag repair: fragments with damaged data files")
@@ -165,18 +167,18 @@ def repair_lance(cfg: MmragConfig, version_key: str, out: StoreCheck, *, deep: b
         # differ from a clean build's): dropped here, the publish recreates them over the whole table
         from mmrag_assets.lib.store import table as lx
 
-        tbl = lx.connect(cfg).open_table(lx.table_name(version_key))
+        tbl = lx.connect(rt).open_table(lx.table_name(version_key))
         for ix in tbl.list_indices():
             tbl.drop_index(ix.name)
 
 
-def repair_duplicate_rows(cfg: MmragConfig, version_key: str, out: StoreCheck) -> None:
+def repair_duplicate_rows(rt: Runtime, version_key: str, out: StoreCheck) -> None:
     import lance
     import pyarrow.compute as pc
 
     from mmrag_assets.lib.store import table as lx
 
-    uri = lance_uri(cfg, version_key)
+    uri = lance_uri(rt, version_key)
     if not uri.exists():
         return
     # the check reads one column with pylance (already imported above); lancedb, whose import alone
@@ -184,7 +186,7 @@ def repair_duplicate_rows(cfg: MmragConfig, version_key: str, out: StoreCheck) -
     ids = lance.dataset(str(uri)).to_table(columns=["item_id"])["item_id"]
     if pc.count_distinct(ids).as_py() == len(ids):
         return
-    tbl = lx.connect(cfg).open_table(lx.table_name(version_key))
+    tbl = lx.connect(rt).open_table(lx.table_name(version_key))
     ids = lx.repair_duplicates(tbl)
     if ids:
         out.problems.append(f"LanceDB table {tbl.name}: {len(ids)} item ids held more than once")
@@ -205,10 +207,10 @@ def _opens(uri: Path) -> bool:
 
 
 # ---------------------------------------------------------------- rendered pages
-def missing_pages(cfg: MmragConfig, cat: Any) -> dict[str, int]:
+def missing_pages(rt: Runtime, cat: Any) -> dict[str, int]:
     """doc_id -> how many of its page images or thumbnails are missing on disk."""
     out: dict[str, int] = {}
-    root = cfg.storage_root
+    root = rt.storage_root
     for r in cat.query("SELECT doc_id, image_path, thumb_path FROM pages"):
         for rel in (r["image_path"], r["thumb_path"]):
             if rel and not (root / rel).is_file():
@@ -216,8 +218,8 @@ def missing_pages(cfg: MmragConfig, cat: Any) -> dict[str, int]:
     return out
 
 
-def repair_pages(cfg: MmragConfig, cat: Any, out: StoreCheck) -> None:
-    gone = missing_pages(cfg, cat)
+def repair_pages(rt: Runtime, cat: Any, out: StoreCheck) -> None:
+    gone = missing_pages(rt, cat)
     if not gone:
         return
     srcs = {r["doc_id"]: r["source"] for r in cat.query("SELECT doc_id, source FROM documents")}
@@ -232,19 +234,19 @@ def repair_pages(cfg: MmragConfig, cat: Any, out: StoreCheck) -> None:
 
 
 # ---------------------------------------------------------------- the search index
-def mark_rebuild(cfg: MmragConfig, version_key: str) -> None:
+def mark_rebuild(rt: Runtime, version_key: str) -> None:
     from mmrag_assets.lib.store.files import atomic_write_text
     from mmrag_assets.lib.store.manifest import REBUILD, location_for
 
-    loc = location_for(cfg, version_key)
+    loc = location_for(rt, version_key)
     atomic_write_text(loc.root / REBUILD, f"requested {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
 
 
-def repair_index(cfg: MmragConfig, version_key: str, out: StoreCheck, *, deep: bool) -> None:
+def repair_index(rt: Runtime, version_key: str, out: StoreCheck, *, deep: bool) -> None:
     from mmrag_assets.lib.store import manifest as mf
     from mmrag_assets.lib.store.manifest import location_for
 
-    loc = location_for(cfg, version_key)
+    loc = location_for(rt, version_key)
     try:
         live = mf.current_version(loc)
     except mf.IndexDamaged as e:
@@ -252,52 +254,50 @@ def repair_index(cfg: MmragConfig, version_key: str, out: StoreCheck, *, deep: b
         loc.current_file.unlink(missing_ok=True)
         live = None
         out.rerun_all = True
-        mark_rebuild(cfg, version_key)
+        mark_rebuild(rt, version_key)
     if live is None:
         return
     rep = mf.verify(loc, deep=deep)
     if rep.ok:
         return
     out.problems += [f"index version v{live}: {p}" for p in rep.problems]
-    mark_rebuild(cfg, version_key)
+    mark_rebuild(rt, version_key)
     out.repaired.append(f"index version v{live} is rebuilt from the table by this run's publish")
     out.rerun_all = True
 
 
-def check_and_repair(cfg: MmragConfig, version_key: str | None, *, deep: bool) -> StoreCheck:
+def check_and_repair(rt: Runtime, version_key: str | None, *, deep: bool) -> StoreCheck:
     """Everything above, in order (the catalog only with ``deep``; otherwise a damaged catalog
     raises :class:`CatalogDamaged` naming the command that repairs it). A local storage root only."""
-    from mmrag_assets.lib.store.catalog import Catalog
-
     t0 = time.perf_counter()
     out = StoreCheck()
-    if cfg.storage_remote:  # an object store keeps its own checksums; these checks read local files
+    if rt.storage_remote:  # an object store keeps its own checksums; these checks read local files
         return out
-    if deep and cfg.catalog.backend == "duckdb":
-        repair_catalog(cfg, out)
-    cat = Catalog(cfg.catalog_url)
+    if deep and rt.cfg.catalog.backend == "duckdb":
+        repair_catalog(rt, out)
+    cat = rt.catalog
     cat.scalar("SELECT count(*) FROM documents")
-    repair_pages(cfg, cat, out)
+    repair_pages(rt, cat, out)
     if version_key is not None:
-        repair_lance(cfg, version_key, out, deep=deep)
-        repair_duplicate_rows(cfg, version_key, out)
-        repair_index(cfg, version_key, out, deep=deep)
+        repair_lance(rt, version_key, out, deep=deep)
+        repair_duplicate_rows(rt, version_key, out)
+        repair_index(rt, version_key, out, deep=deep)
     out.seconds = time.perf_counter() - t0
     return out
 
 
-def diagnose(cfg: MmragConfig, version_key: str) -> str | None:
+def diagnose(rt: Runtime, version_key: str) -> str | None:
     """The first thing wrong with the store that serves ``version_key`` (cheap checks), or None:
     what a reader reports instead of a traceback."""
     from mmrag_assets.lib.store import manifest as mf
     from mmrag_assets.lib.store.manifest import location_for
 
-    if cfg.storage_remote:
+    if rt.storage_remote:
         return None
-    problems = lance_problems(cfg, version_key)
+    problems = lance_problems(rt, version_key)
     if problems:
         return problems[0]
-    loc = location_for(cfg, version_key)
+    loc = location_for(rt, version_key)
     try:
         live = mf.current_version(loc)
     except mf.IndexDamaged as e:

@@ -24,6 +24,7 @@ from mmrag_assets.lib.ingest.convert_checks import check_container
 from mmrag_assets.lib.ingest.convert_office import BatchStats, OfficeJob, convert_office_batch
 from mmrag_assets.lib.ingest.document import DocResult, OfficeConversions, ingest_document
 from mmrag_assets.lib.ingest.sniff import sniff_file
+from mmrag_assets.lib.store.runtime import Runtime
 from tests.formats_corpus import DIAGRAM_WORD, NOTES_WORD, WORDS, formats_corpus
 
 pytestmark = pytest.mark.slow
@@ -40,7 +41,7 @@ def _ingest(root: Path, source: str, storage: Path, *overrides: str) -> DocResul
     s = sniff_file(p)
     assert s.kind in ("office", "text"), s
     return ingest_document(
-        cfg,
+        Runtime(cfg),
         source=source,
         doc_id=f"d{abs(hash(source)) % 10**12:012d}",
         kind=s.kind,
@@ -219,7 +220,7 @@ def test_a_batch_with_one_bad_file_converts_the_others_and_quarantines_only_it(
     got, taken = {}, []
     for e in entries:
         taken.append(office.take(e.doc_id))
-        got[e.source] = ingest_document(cfg, source=e.source, doc_id=e.doc_id, kind="office", sha256="0" * 64,
+        got[e.source] = ingest_document(Runtime(cfg), source=e.source, doc_id=e.doc_id, kind="office", sha256="0" * 64,
                                         size=1, converted=taken[-1])  # fmt: skip
     office.close()
     assert {s: r.status for s, r in got.items()} == {

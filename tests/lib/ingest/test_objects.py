@@ -13,6 +13,7 @@ import pytest
 from mmrag_assets.config import load_config
 from mmrag_assets.lib.ingest.corpus import scan, scan_cache
 from mmrag_assets.lib.ingest.objects import ObjectCorpus, SourceChanged, corpus_objects
+from mmrag_assets.lib.store.runtime import Runtime
 from tests.hostile_corpus import _pdf
 from tests.scale.services import s3_emulator
 
@@ -55,7 +56,7 @@ def test_keys_follow_the_local_name_rules(s3, tmp_path: Path) -> None:
     }  # fmt: skip
     for k, v in put.items():
         s3.put_object(Bucket=BUCKET, Key=k, Body=v)
-    entries = {e.source: e for e in scan(_cfg(tmp_path)).entries}
+    entries = {e.source: e for e in scan(Runtime(_cfg(tmp_path))).entries}
     assert {s for s, e in entries.items() if e.status == "ok"} == {
         "a.pdf",
         "sub/ünï (1).pdf",
@@ -65,7 +66,7 @@ def test_keys_follow_the_local_name_rules(s3, tmp_path: Path) -> None:
     assert entries["copy.pdf"].status == "duplicate" and entries["zero.pdf"].reason == "empty file (0 bytes)"
     assert "empty, '.' or '..' path segment" in entries["x//y.pdf"].reason
     assert not any(s.startswith((".", "..")) or "/." in s for s in entries)  # hidden: skipped, as on disk
-    shown = {e.source: e for e in scan(_cfg(tmp_path, "corpus.ignore_hidden=false")).entries}
+    shown = {e.source: e for e in scan(Runtime(_cfg(tmp_path, "corpus.ignore_hidden=false"))).entries}
     assert shown[".hidden/h.pdf"].status == "ok" and "'..' path segment" in shown["../up.pdf"].reason
     # every cached copy is inside the cache, named by a hash of its key (never by the key)
     cache = _cfg(tmp_path).corpus_root
@@ -77,8 +78,9 @@ def test_change_detection_size_mtime_then_etag_then_hash(s3, tmp_path: Path) -> 
     s3.put_object(Bucket=BUCKET, Key="docs/a.pdf", Body=_pdf("first version"))
     s3.put_object(Bucket=BUCKET, Key="docs/b.pdf", Body=_pdf("stays the same"))
     cfg = _cfg(tmp_path)
-    objects = corpus_objects(cfg)
-    first = scan(cfg)
+    rt = Runtime(cfg)
+    objects = corpus_objects(rt)
+    first = scan(rt)
     assert objects.stats["get"] == 2
     cache = scan_cache(first)
     assert all(len(v) == 5 and v[4] for v in cache.values())  # the ETag is kept for the next scan
@@ -112,7 +114,7 @@ def test_cache_is_bounded_and_never_evicts_what_is_in_use(s3, tmp_path: Path) ->
     for k, v in bodies.items():
         s3.put_object(Bucket=BUCKET, Key=f"docs/{k}", Body=v)
     size = max(len(v) for v in bodies.values())
-    objects = corpus_objects(_cfg(tmp_path, f"corpus.cache_bytes={2 * size}"))
+    objects = corpus_objects(Runtime(_cfg(tmp_path, f"corpus.cache_bytes={2 * size}")))
 
     def cached() -> set[str]:
         return {k for k in bodies if objects.cached_meta(k) is not None}

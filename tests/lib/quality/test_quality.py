@@ -18,6 +18,7 @@ from mmrag_assets.lib.quality.frames import embeddings_frame, pool_multivectors,
 from mmrag_assets.lib.quality.monitor import AUTO_USER, evaluate_drift, set_baselines, thresholds_for
 from mmrag_assets.lib.store import table as lx
 from mmrag_assets.lib.store.catalog import Catalog
+from mmrag_assets.lib.store.runtime import Runtime
 
 DIM, LATENT = 64, 12
 VK = "synthetic__v1__p1__d64"
@@ -72,7 +73,7 @@ def write_doc(tbl, name: str, vecs: list[np.ndarray], modality: str = "page") ->
 @pytest.fixture
 def env(make_cfg):
     cfg = make_cfg("checks.permutations=100")
-    tbl = lx.open_table(cfg, VK, DIM)
+    tbl = lx.open_table(Runtime(cfg), VK, DIM)
     return cfg, Catalog(cfg.catalog_path), tbl
 
 
@@ -177,7 +178,7 @@ def test_a_switched_model_is_compared_with_the_previous_versions_baseline(env, m
     write_doc(tbl, "a.pdf", population(60, seed=1))
     set_baselines(cfg, cat, tbl, VK, user="alice", reason="initial")
     other_vk = "synthetic__v2__p1__d64"
-    other = lx.open_table(cfg, other_vk, DIM)
+    other = lx.open_table(Runtime(cfg), other_vk, DIM)
     write_doc(other, "a.pdf", population(60, seed=1, model_seed=11))  # same documents, another model
     out = evaluate_drift(cfg, cat, other, other_vk, run_id="switch", plot_dir=tmp_path)
     md = out.modalities["page"]

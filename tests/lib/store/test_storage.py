@@ -8,6 +8,7 @@ import pytest
 
 from mmrag_assets.config import load_config
 from mmrag_assets.errors import ConfigError
+from mmrag_assets.lib.store.runtime import Runtime
 from mmrag_assets.roots import mirror_dir, parse_root
 
 
@@ -60,4 +61,4 @@ def test_plain_http_endpoint_needs_allow_http(tmp_path: Path, monkeypatch) -> No
         ]
     )
     with pytest.raises(ConfigError, match="storage.allow_http=true"):
-        lx.connect(cfg)
+        lx.connect(Runtime(cfg))

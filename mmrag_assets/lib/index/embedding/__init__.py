@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mmrag_assets.errors import ConfigError
 from mmrag_assets.lib.index.embedding.base import Embedder, EmbedStats, run_batches
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EmbedStats",
     "Embedder",
+    "embedder_of",
     "load_embedder",
     "make_version_key",
     "run_batches",
@@ -89,3 +90,8 @@ def load_embedder(cfg: ModelConfig, models_dir: Path) -> Embedder:
     it (a run's ``EmbedderResource``, a ``Searcher``); visual weights are shared per process by
     ``visual.load_model`` (keyed by weights source, device and dtype)."""
     return _build(cfg, Path(models_dir))
+
+
+def embedder_of(rt: Any) -> Embedder:
+    """The embedder of a runtime's model (``lib/store/runtime.Runtime``), loaded once and kept by it."""
+    return rt.handles.get("embedder", lambda: load_embedder(rt.cfg.model, rt.models_dir))
