@@ -20,12 +20,12 @@ def reason_flag(sp: argparse.ArgumentParser) -> None:
 def cmd_checks(args: argparse.Namespace) -> int:
     from mmrag_assets.definitions import build_definitions
     from mmrag_assets.defs.quality.results import latest_check_results
-    from mmrag_assets.lib.index.embedding import version_key_for
     from mmrag_assets.lib.quality.gates import gate_keys
-    from mmrag_assets.lib.store.catalog import Catalog
+    from mmrag_assets.lib.store.runtime import Runtime
     from mmrag_assets.orchestration.instance import open_instance
 
     cfg = config_of(args)
+    rt = Runtime(cfg)
     with open_instance(cfg) as instance:
         checks = latest_check_results(instance, build_definitions(cfg.overrides))
     held = [
@@ -36,7 +36,7 @@ def cmd_checks(args: argparse.Namespace) -> int:
             "detail": r["detail"],
             "run_id": r["run_id"],
         }
-        for r in Catalog(cfg.catalog_url).failing_checks(version_key_for(cfg.model), gate_keys(cfg))
+        for r in rt.catalog.failing_checks(rt.version_key, gate_keys(cfg))
     ]
     if args.json:
         emit({"checks": checks, "held_back": held})
@@ -54,9 +54,8 @@ def cmd_checks(args: argparse.Namespace) -> int:
 )
 def cmd_baseline(args: argparse.Namespace) -> int:
     from mmrag_assets.errors import MmragError
-    from mmrag_assets.lib.index.embedding import version_key_for
     from mmrag_assets.lib.quality.baselines import baseline_log
-    from mmrag_assets.lib.store.catalog import Catalog
+    from mmrag_assets.lib.store.runtime import Runtime
     from mmrag_assets.orchestration.instance import open_instance
     from mmrag_assets.orchestration.launch import launch
 
@@ -67,8 +66,9 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     if not out.success:
         raise MmragError(f"run {out.run_id} failed: {out.error}")
     result_run_id = out.run_id
-    vk = version_key_for(cfg.model)
-    rows = [r for r in baseline_log(Catalog(cfg.catalog_url), vk) if r["run_id"] == result_run_id]
+    rt = Runtime(cfg)
+    vk = rt.version_key
+    rows = [r for r in baseline_log(rt.catalog, vk) if r["run_id"] == result_run_id]
     out = [_jsonable(r) for r in rows]
     if args.json:
         emit({"version_key": vk, "run_id": result_run_id, "baselines": out})

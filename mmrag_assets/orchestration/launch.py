@@ -94,7 +94,7 @@ def ingest(
     cfg: MmragConfig, say: Callable[[str], None] | None = None, *, verbose: bool = False
 ) -> dict[str, Any]:
     """``mmrag ingest``: one ``ingest_job`` run over the shards with new or changed documents."""
-    return _pipeline(cfg, "ingest_job", None, say, verbose)
+    return _pipeline(cfg, "ingest_job", False, say, verbose)
 
 
 def index(
@@ -104,16 +104,16 @@ def index(
     ``publish_job`` run when only removals or held-back documents changed what is served. First the
     store is verified and what is damaged repaired (``lib/store/verify.py``; ``verify``: checksums, a full
     table scan and a damaged catalog too)."""
-    from mmrag_assets.lib.index.embedding import version_key_for
-
-    return _pipeline(cfg, "index_job", version_key_for(cfg.model), say, verbose, verify)
+    return _pipeline(cfg, "index_job", True, say, verbose, verify)
 
 
 def _pipeline(
-    cfg: MmragConfig, job: str, version_key: str | None, say, verbose: bool, verify: bool = False
+    cfg: MmragConfig, job: str, embeds: bool, say, verbose: bool, verify: bool = False
 ) -> dict[str, Any]:
+    """The command's plan and run in one runtime (``embeds``: the job embeds and publishes the
+    runtime's embedding version)."""
     with Runtime(cfg) as rt:
-        return _pipeline_in(rt, job, version_key, say, verbose, verify)
+        return _pipeline_in(rt, job, rt.version_key if embeds else None, say, verbose, verify)
 
 
 def _pipeline_in(
