@@ -276,8 +276,9 @@ def llm_backends(
             "answer.transformers.max_new_tokens=64",
         ]
     )
-    rec = RecordingSearcher(get_searcher(Runtime(tcfg)))
-    ans = Answerer(Runtime(tcfg), searcher=rec)
+    rt = Runtime(tcfg)
+    rec = RecordingSearcher(get_searcher(rt))
+    ans = Answerer(rt, searcher=rec)
     ans.answer(questions[0]["query"])  # load the model and warm up
     out["transformers (SmolLM2-135M GGUF, CPU)"] = stage_p50(
         answer_all(ans, rec, questions, anchor, "transformers")
@@ -295,8 +296,9 @@ def llm_backends(
                     "answer.openai.max_tokens=64",
                 ]
             )
-            rec = RecordingSearcher(get_searcher(Runtime(ocfg)))
-            ans = Answerer(Runtime(ocfg), searcher=rec)
+            rt = Runtime(ocfg)
+            rec = RecordingSearcher(get_searcher(rt))
+            ans = Answerer(rt, searcher=rec)
             ans.answer(questions[0]["query"])
             out["openai (transformers serve, SmolLM2-135M, CPU)"] = stage_p50(
                 answer_all(ans, rec, questions, anchor, "openai")
@@ -328,10 +330,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if missing:
         raise SystemExit(f"error: no anchor for paraphrases {missing[:5]} in {HERE}/paraphrases*.jsonl")
 
-    rec = RecordingSearcher(
-        get_searcher(Runtime(cfg)), cache=True
-    )  # what the Answerer calls: responses recorded
-    answerer = Answerer(Runtime(cfg), searcher=rec)
+    rt = Runtime(cfg)
+    rec = RecordingSearcher(get_searcher(rt), cache=True)  # what the Answerer calls: responses recorded
+    answerer = Answerer(rt, searcher=rec)
     for q in (dev_q + test_q)[:3]:  # warm-up (index files, encoders): not timed
         answerer.answer(q["query"])
     t0 = time.perf_counter()

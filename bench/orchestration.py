@@ -50,13 +50,14 @@ PLAIN = textwrap.dedent(
     from mmrag_assets.lib.quality.gates import CATALOG_CHECKS, EMBEDDINGS_CHECK, gate_keys, gate_rows, validate_documents
 
     cfg = load_config(sys.argv[1:])
-    cat = Catalog(cfg.catalog_url)
-    result = scan(Runtime(cfg), cat)                                   # corpus_manifest
+    rt = Runtime(cfg)
+    cat = rt.catalog
+    result = scan(rt, cat)                                    # corpus_manifest
     record_scan(cat, result)
-    purge_documents(Runtime(cfg), cat, cat.doc_ids() - set(result.docs))
+    purge_documents(rt, cat, cat.doc_ids() - set(result.docs))
     plan = plan_ingest(cfg, cat, set(SHARD_KEYS))             # document_content
     for e in plan.todo:
-        res = ingest_document(Runtime(cfg), source=e.source, doc_id=e.doc_id, kind=e.kind, sha256=e.sha256, size=e.size)
+        res = ingest_document(rt, source=e.source, doc_id=e.doc_id, kind=e.kind, sha256=e.sha256, size=e.size)
         cat.write_document({**res.doc, "run_id": "plain"}, res.pages, res.segments, res.quarantine)
     params, keys = contract_params(cfg), gate_keys(cfg)       # catalog_contracts
     for t, check in CATALOG_CHECKS.items():
@@ -64,7 +65,7 @@ PLAIN = textwrap.dedent(
         out = validate_documents(t, check, lambda ids, t=t: catalog_frame(cat, t, ids), list(todo), params)
         cat.record_checks(gate_rows(out, todo, "", "plain"))
     emb = load_embedder(cfg.model, cfg.models_dir)            # item_embeddings
-    tbl = lx.open_embedder_table(Runtime(cfg), emb)
+    tbl = lx.open_embedder_table(rt, emb)
     docs = [r["doc_id"] for r in cat.query("SELECT doc_id FROM documents WHERE status <> 'quarantined'")]
     held = {r["doc_id"]: r["check_name"] for r in cat.failing_checks(emb.version_key, keys)}
     p = plan_embeddings(cat, tbl, emb, docs, held)

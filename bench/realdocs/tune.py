@@ -50,9 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     for combo in itertools.product(*axes):
         ov = [o for o in combo if o]
         cfg = load_config([*base, *ov, "eval.warmup=1"])
-        rec = evaluate(
-            cfg, get_searcher(Runtime(cfg)), qs, kinds=source_kinds(Runtime(cfg)), by=["channel", "kind"]
-        )
+        rt = Runtime(cfg)
+        rec = evaluate(cfg, get_searcher(rt), qs, kinds=source_kinds(rt), by=["channel", "kind"])
         bt = rec["by_tag"]
         cells = [cell(rec["metrics"]["reranked"])]
         cells += [cell(bt.get(t, {}).get(v, {}).get("mixed", {}).get("reranked", {})) for t, v in COLUMNS]
