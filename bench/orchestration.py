@@ -39,7 +39,6 @@ PLAIN = textwrap.dedent(
     """
     import sys, time
     from mmrag_assets.config import load_config
-    from mmrag_assets.lib.store.catalog import Catalog
     from mmrag_assets.lib.store import table as lx
     from mmrag_assets.lib.index.batch import embed_and_write, plan_embeddings
     from mmrag_assets.lib.index.embedding import load_embedder
