@@ -191,9 +191,9 @@ def test_sensor_requests_one_run_over_the_shards_with_work(make_cfg, tmp_path: P
     defs = build_definitions(cfg.overrides)
 
     def tick(instance, cursor=None):
-        return corpus_sensor(
-            dg.build_sensor_context(instance=instance, resources={"mmrag": res}, cursor=cursor)
-        )
+        # a context manager: the mmrag resource tears its runtime down (as the daemon's tick does)
+        with dg.build_sensor_context(instance=instance, resources={"mmrag": res}, cursor=cursor) as ctx:
+            return corpus_sensor(ctx)
 
     def run(instance, request) -> None:
         result = defs.resolve_job_def(request.job_name).execute_in_process(
@@ -246,7 +246,8 @@ def test_sensor_skips_with_a_reason_when_the_corpus_is_missing(make_cfg, tmp_pat
         overrides=[f"corpus.root={tmp_path / 'nowhere'}", f"storage.root={cfg.storage.root}"]
     )
     with open_instance(cfg) as instance:
-        out = corpus_sensor(dg.build_sensor_context(instance=instance, resources={"mmrag": res}))
+        with dg.build_sensor_context(instance=instance, resources={"mmrag": res}) as ctx:
+            out = corpus_sensor(ctx)
     assert isinstance(out, dg.SkipReason) and "is not a directory" in out.skip_message
 
 

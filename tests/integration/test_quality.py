@@ -426,7 +426,8 @@ def test_new_corpus_file_becomes_searchable_through_sensor_and_automation(tmp_pa
             lines=["The zeppelin hangar at Friedrichshafen", "airship mooring mast"],
         )
         make_pdf(corpus / "overlong.pdf", 1, seed=0, lines=LONG)
-        sensed = corpus_sensor(dg.build_sensor_context(instance=instance, resources=res))
+        with dg.build_sensor_context(instance=instance, resources=res) as ctx:
+            sensed = corpus_sensor(ctx)
         assert [rr.job_name for rr in sensed.run_requests] == ["index_job"]  # one run for both documents
         rr = sensed.run_requests[0]
         assert defs.resolve_job_def(rr.job_name).execute_in_process(instance=instance, tags=rr.tags).success
@@ -438,7 +439,8 @@ def test_new_corpus_file_becomes_searchable_through_sensor_and_automation(tmp_pa
         bad = Catalog(cfg.catalog_path).query("SELECT doc_id FROM documents WHERE source = 'overlong.pdf'")[
             0
         ]["doc_id"]
-        again = corpus_sensor(dg.build_sensor_context(instance=instance, resources=res, cursor=sensed.cursor))
+        with dg.build_sensor_context(instance=instance, resources=res, cursor=sensed.cursor) as ctx:
+            again = corpus_sensor(ctx)
         assert not again.run_requests  # the held-back document is not retried on every tick
     resp = search("zeppelin hangar", k=3, cfg=cfg)
     assert resp.results and resp.results[0].source == "airships.pdf"

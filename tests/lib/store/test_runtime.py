@@ -49,9 +49,7 @@ def test_handles_build_once_per_key_under_concurrency() -> None:
         return build
 
     got: dict[str, list[object]] = {"a": [], "b": []}
-    threads = [
-        threading.Thread(target=lambda k=k: got[k].append(h.get(k, slow(k)))) for k in ("a", "b") * 4
-    ]
+    threads = [threading.Thread(target=lambda k=k: got[k].append(h.get(k, slow(k)))) for k in ("a", "b") * 4]
     for t in threads:
         t.start()
     for t in threads:
