@@ -245,9 +245,11 @@ def test_sensor_skips_with_a_reason_when_the_corpus_is_missing(make_cfg, tmp_pat
     res = MmragConfigResource(
         overrides=[f"corpus.root={tmp_path / 'nowhere'}", f"storage.root={cfg.storage.root}"]
     )
-    with open_instance(cfg) as instance:
-        with dg.build_sensor_context(instance=instance, resources={"mmrag": res}) as ctx:
-            out = corpus_sensor(ctx)
+    with (
+        open_instance(cfg) as instance,
+        dg.build_sensor_context(instance=instance, resources={"mmrag": res}) as ctx,
+    ):
+        out = corpus_sensor(ctx)
     assert isinstance(out, dg.SkipReason) and "is not a directory" in out.skip_message
 
 
