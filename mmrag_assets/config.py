@@ -152,6 +152,8 @@ class AsrConfig:
     overlap_s: float = MISSING  # overlap between consecutive windows
     cpu_threads: int = MISSING  # 0: let CTranslate2 decide
     max_duration_s: float = MISSING  # longer recordings are quarantined
+    reproducible: bool = MISSING  # the same recording always gives the same transcript (lib/ingest/asr.py)
+    seed: int = MISSING  # where the temperature fallback's sampling starts when reproducible
 
 
 @dataclass

@@ -44,6 +44,7 @@ class Transcript:
     words: list[Word]
     duration_s: float
     language: str | None
+    sampled_segments: int = 0  # decoded by the temperature fallback's sampling (not greedy / beam)
 
 
 # ---------------------------------------------------------------- model loading
@@ -100,20 +101,31 @@ def load_whisper(cfg: AsrConfig) -> WhisperModel:
     with _MODELS_LOCK:
         model = _MODELS.get(key)
         if model is None:
-            from faster_whisper import WhisperModel
-
-            path = _model_dir(cfg)
-            try:
-                # ctranslate2 wants a str: a Path fails with "incompatible constructor arguments".
-                model = WhisperModel(
-                    path, device=device, compute_type=compute_type, cpu_threads=cfg.cpu_threads
-                )
-            except (RuntimeError, ValueError) as e:
-                raise ModelUnavailable(
-                    f"could not load the ASR model from {path} on {device}/{compute_type}: {e}"
-                ) from e
-            _MODELS[key] = model
+            model = _MODELS[key] = new_whisper(cfg)
     return model
+
+
+def new_whisper(cfg: AsrConfig) -> WhisperModel:
+    """A newly loaded WhisperModel for this config (its own CTranslate2 worker threads)."""
+    from faster_whisper import WhisperModel
+
+    device = resolve_device(cfg.device)
+    compute_type = resolve_compute_type(cfg.compute_type, device)
+    path = _model_dir(cfg)
+    try:
+        # ctranslate2 wants a str: a Path fails with "incompatible constructor arguments".
+        return WhisperModel(path, device=device, compute_type=compute_type, cpu_threads=cfg.cpu_threads)
+    except (RuntimeError, ValueError) as e:
+        raise ModelUnavailable(
+            f"could not load the ASR model from {path} on {device}/{compute_type}: {e}"
+        ) from e
+
+
+# CTranslate2 samples (the temperature fallback) with a random generator per worker thread, seeded
+# from the global seed when the thread first samples: re-seeding does not reach the threads of a
+# model that already decoded, so a reproducible transcript needs a model whose threads are new.
+# One at a time per process: the global seed is shared.
+_SAMPLING_LOCK = threading.Lock()
 
 
 # ---------------------------------------------------------------- transcription
@@ -147,7 +159,16 @@ def transcribe(path: Path, cfg: AsrConfig) -> Transcript:
     if audio.size == 0:
         return Transcript(words=[], duration_s=0.0, language=None)
 
-    model = load_whisper(cfg)
+    if not cfg.reproducible:
+        return _decode(load_whisper(cfg), audio, duration, cfg)
+    import ctranslate2
+
+    with _SAMPLING_LOCK:
+        ctranslate2.set_random_seed(int(cfg.seed))
+        return _decode(new_whisper(cfg), audio, duration, cfg)
+
+
+def _decode(model: WhisperModel, audio: Any, duration: float, cfg: AsrConfig) -> Transcript:
     segments, tinfo = model.transcribe(
         audio,
         language=cfg.language,
@@ -156,12 +177,14 @@ def transcribe(path: Path, cfg: AsrConfig) -> Transcript:
         word_timestamps=True,
     )
     words: list[Word] = []
-    for seg in segments:  # a generator: decoding happens here
+    sampled = 0
+    for seg in segments:  # a generator: decoding (and any sampling) happens here
+        sampled += float(getattr(seg, "temperature", 0.0) or 0.0) > 0
         for w in seg.words or ():
             text = w.word.strip()
             if text:
                 words.append(Word(start=float(w.start), end=max(float(w.end), float(w.start)), text=text))
-    return Transcript(words=words, duration_s=duration, language=tinfo.language)
+    return Transcript(words=words, duration_s=duration, language=tinfo.language, sampled_segments=sampled)
 
 
 def _check_duration(duration_s: float, cfg: AsrConfig) -> None:
