@@ -165,7 +165,9 @@ def answer_all(
     out = []
     for i, q in enumerate(questions, 1):
         a = answerer.answer(q["query"])
-        quotes = [labels.normalise(c.quote or "") for c in a.citations]
+        # each quote on its own: a citation's quotes of one source are joined by ' … ', which
+        # normalising would erase, and a phrase must not be found across that gap
+        quotes = [labels.normalise(x) for c in a.citations for x in (c.quote or "").split(" … ")]
         phrase = q["query"] if q["kind"] == "literal" else anchor.get(q["qid"], "")
         target = labels.normalise(phrase) if q["kind"] != "unanswerable" else ""
         retrieved = set(rec.last)
@@ -181,6 +183,7 @@ def answer_all(
                 if a.sources
                 else None,  # the search's own score of its first result
                 "best_scores": a.evidence[0]["scores"] if a.evidence else {},
+                "features": dict(a.features),
                 "has_quotes": bool(quotes),
                 "holds": holds,
                 "near_holds": holds or (bool(target) and near_match(target, quotes)),

@@ -408,10 +408,12 @@ class ExtractiveConfig:
     min_passage_words: int = MISSING  # shorter fragments join their neighbour
     max_passage_words: int = MISSING  # longer sentences are cut into pieces of this many words
     weights: dict[str, float] = (
-        MISSING  # passage score: lexical (query words held), dense (MiniLM window cosine), rank (retrieval order), search (the search's score of the source), sentence (MiniLM cosine of the passage itself), unknown (subtracted from the confidence when the question names what the corpus never mentions)
+        MISSING  # passage score: lexical (query words held), dense (MiniLM window cosine), rank (retrieval order), search (the search's score of the source), sentence (MiniLM cosine of the passage itself)
     )
+    gate: dict[str, float] = MISSING  # the confidence: bias + sum of weight x evidence feature (lib/answer/extractive.GATE_FEATURES)
     rescore: int = MISSING  # this many best passages are encoded one by one for the sentence score (0: off)
-    min_confidence: float = MISSING  # the best passage's score below this: "not in the corpus"
+    spoken_quote_words: int = MISSING  # a transcript quote: its whole window up to this many words, centred on the best passage (0: quoted like text)
+    min_confidence: float = MISSING  # the confidence (gate) below this: "not in the corpus"
     min_relative: float = MISSING  # a further quote must score at least this share of the best one
 
 
@@ -1088,17 +1090,13 @@ def _answer_problems(cfg: MmragConfig) -> list[str]:
         )
     if not 0 <= e.min_quote_words <= e.max_quote_words:
         out.append("answer.extractive.min_quote_words must be within 0..max_quote_words")
-    if any(v < 0 for v in e.weights.values()) or set(e.weights) - {
-        "lexical",
-        "dense",
-        "rank",
-        "search",
-        "sentence",
-        "unknown",
-    }:
-        out.append("answer.extractive.weights: lexical, dense, rank, search, sentence and unknown, each >= 0")
-    if e.rescore < 0:
-        out.append(f"answer.extractive.rescore={e.rescore} must be >= 0")
+    if any(v < 0 for v in e.weights.values()) or set(e.weights) - {"lexical", "dense", "rank", "search", "sentence"}:
+        out.append("answer.extractive.weights: lexical, dense, rank, search and sentence, each >= 0")
+    gate_terms = {"bias", "score", "unknown", "n_terms", "coverage", "source_coverage", "sources_coverage", "search"}
+    if bad := sorted(set(e.gate) - gate_terms - {f"best_{k}" for k in ("lexical", "dense", "rank", "search", "sentence")}):
+        out.append(f"answer.extractive.gate: unknown term(s) {bad} (see lib/answer/extractive.GATE_FEATURES)")
+    if e.rescore < 0 or e.spoken_quote_words < 0:
+        out.append("answer.extractive: rescore and spoken_quote_words must be >= 0")
     if a.generator == "transformers" and not a.transformers.path:
         out.append("answer=transformers needs answer.transformers.path=<a local model directory>")
     if a.openai.timeout_s <= 0 or a.openai.max_retries < 0:

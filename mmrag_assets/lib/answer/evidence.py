@@ -165,3 +165,13 @@ def quote_of(ps: list[Passage]) -> Passage:
     words = first.source.text.split()[first.w0 : last.w1]
     return Passage(first.source, first.w0, last.w1, _mend(words), first.start_s, last.end_s,
                    dict(first.scores), max(p.score for p in ps))  # fmt: skip
+
+
+def joined(a: Passage, b: Passage) -> Passage:
+    """Two passages of one source that overlap or touch as one (their words, their time span), with
+    ``a``'s scores and the better score."""
+    lo, hi = (a, b) if a.w0 <= b.w0 else (b, a)
+    last = hi if hi.w1 >= lo.w1 else lo
+    words = a.source.text.split()[lo.w0 : last.w1]
+    return Passage(a.source, lo.w0, last.w1, _mend(words), lo.start_s, last.end_s, dict(a.scores),
+                   max(a.score, b.score))  # fmt: skip

@@ -18,10 +18,14 @@ Each passage (a sentence, ``evidence.passages``) gets
   only those passages are ranked. On the ONNX encoder, 8 passages add ~60 ms p50 on the shared CPU
   (16: ~100 ms, for no more answers held on the real-document dev split).
 
-The best passage's score, less ``weights.unknown`` when the question names something the corpus
-never mentions (a word that is neither common English nor in any item's text: ``unknown_words``),
-is the answer's **confidence**: below ``min_confidence`` the answer is
-"not in the corpus" (also the gate the LLM generators pass before they are called). A quote takes
+The answer's **confidence** is a linear gate over the evidence (``gate``: a logistic model's
+log-odds that the sources answer the question, fit on the real-document dev split by
+``bench/answers_eval.py --fit-gate``) of :func:`gate_features`: the best passage's score, whether the
+question names something the corpus never mentions (a word that is neither common English nor in
+any item's text: ``unknown_words``) and how much of the question the quotes hold. Below
+``min_confidence`` the answer is "not in the corpus" (also the gate the LLM generators pass before
+they are called). A transcript's quote is its whole window (``spoken_quote_words``): the
+recogniser's sentence ends cut a spoken phrase as often as not. A quote takes
 in a neighbouring passage of its source while that adds question words it lacks, and the passages
 after it while it is shorter than ``min_quote_words``, up to ``max_quote_words``, never words an
 earlier quote holds; further quotes (up to ``max_quotes``) must score ``min_relative`` of the best.
@@ -46,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from mmrag_assets.config import ExtractiveConfig
-from mmrag_assets.lib.answer.evidence import Passage, Source, passages, quote_of
+from mmrag_assets.lib.answer.evidence import Passage, Source, joined, passages, quote_of
 
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP = (
@@ -93,7 +97,7 @@ def unknown_words(question: str, corpus_has: Callable[[str], bool]) -> list[str]
     corpus (``corpus_has``: a full-text lookup): names the corpus never mentions. Measured on the
     real-document dev split: 20 of 24 unanswerable questions hold one (``bazel``, ``tmux``,
     ``rustdoc``), 5 of 62 paraphrases and 5 of 49 literal phrases (transcription slips such as
-    ``bisecting``), so it lowers the confidence (``weights.unknown``) rather than deciding alone."""
+    ``bisecting``), so it is one term of the confidence (``gate.unknown``) rather than deciding alone."""
     common = common_words()
     out = []
     for w in dict.fromkeys(_WORD.findall(question.lower())):
@@ -110,8 +114,9 @@ class Evidence:
 
     ranked: list[Passage]
     quotes: list[Passage]
-    confidence: float  # the best passage's score, less weights.unknown if the question names what the corpus never mentions
+    confidence: float  # the gate over ``features`` (:func:`confidence`)
     unknown: list[str] = field(default_factory=list)  # those names
+    features: dict[str, float] = field(default_factory=dict)  # what the confidence may weigh (:func:`gate_features`)
 
     def public(self, n: int = 5) -> list[dict[str, Any]]:
         return [{"source": p.source.n, "text": p.text, "score": round(p.score, 4),
@@ -212,11 +217,18 @@ def _rescore(per_source: list[list[Passage]], dense: DenseWindows, cfg: Extracti
 
 
 def _extend(
-    ps: list[Passage], i: int, q: set[str], max_words: int, min_words: int, taken: Sequence[Passage] = ()
+    ps: list[Passage],
+    i: int,
+    q: set[str],
+    max_words: int,
+    min_words: int,
+    taken: Sequence[Passage] = (),
+    both: bool = False,
 ) -> Passage:
     """Passage ``i`` plus the neighbours that hold question words it lacks, and the passages after it
-    while it is shorter than ``min_words`` (a table cell takes in the rest of its row; a sentence, what
-    follows it), within ``max_words``; never a passage that ``taken`` (the quotes already chosen) holds."""
+    (``both``: before and after it) while it is shorter than ``min_words`` (a table cell takes in the
+    rest of its row; a sentence, what follows it), within ``max_words``; never a passage that ``taken``
+    (the quotes already chosen) holds."""
     lo = hi = i
     have = set(terms(ps[i].text)) & q
     grew = True
@@ -229,7 +241,7 @@ def _extend(
                 and not any(x.source is ps[j].source and x.w0 < ps[j].w1 and ps[j].w0 < x.w1 for x in taken)
             ):
                 new = (set(terms(ps[j].text)) & q) - have
-                short = j == hi + 1 and ps[hi].w1 - ps[lo].w0 < min_words
+                short = (both or j == hi + 1) and ps[hi].w1 - ps[lo].w0 < min_words
                 if new or short:
                     have |= new
                     lo, hi = min(lo, j), max(hi, j)
@@ -241,13 +253,13 @@ def select(
     question: str, per_source: list[list[Passage]], cfg: ExtractiveConfig, unknown: Sequence[str] = ()
 ) -> Evidence:
     """The ranked passages and the quotes an answer shows (see the module docstring); ``unknown``:
-    the question's names the corpus never mentions (:func:`unknown_words`), which lower the confidence."""
+    the question's names the corpus never mentions (:func:`unknown_words`), a term of the confidence."""
     ranked = sorted(
         (p for ps in per_source for p in ps if "unranked" not in p.scores),
         key=lambda p: (-p.score, p.source.n, p.w0),
     )
     if not ranked:
-        return Evidence([], [], 0.0, list(unknown))
+        return Evidence([], [], -math.inf, list(unknown))
     best = ranked[0].score
     q = set(terms(question))
     quotes: list[Passage] = []
@@ -258,13 +270,84 @@ def select(
             continue  # already quoted (a neighbour took it in)
         ps = per_source[p.source.n - 1]
         i = next(i for i, x in enumerate(ps) if x is p)
-        quote = _extend(ps, i, q, cfg.max_quote_words, cfg.min_quote_words, quotes)
+        if p.source.modality == "segment" and cfg.spoken_quote_words > 0:
+            # a transcript's sentence ends are the recogniser's guesses: its window (a few seconds of
+            # speech) is quoted whole, or as many words around the best sentence
+            n = cfg.spoken_quote_words
+            quote = _extend(ps, i, q, n, n, quotes, both=True)
+        else:
+            quote = _extend(ps, i, q, cfg.max_quote_words, cfg.min_quote_words, quotes)
         key = " ".join(terms(quote.text))
         if any(key in " ".join(terms(x.text)) for x in quotes):
             continue  # the same words from another source (a recording's audio and its video)
         quotes.append(quote)
-    penalty = cfg.weights.get("unknown", 0.0) if unknown else 0.0
-    return Evidence(ranked, quotes, best - penalty, list(unknown))
+    quotes = _join_adjacent(quotes)
+    feats = gate_features(question, per_source, ranked[0], quotes, unknown)
+    return Evidence(ranked, quotes, confidence(feats, cfg.gate), list(unknown), feats)
+
+
+GATE_FEATURES = (
+    "score", "unknown", "n_terms", "coverage", "source_coverage", "sources_coverage", "search",
+    "best_lexical", "best_dense", "best_rank", "best_search", "best_sentence",
+)  # fmt: skip
+
+
+def confidence(features: dict[str, float], gate: dict[str, float]) -> float:
+    """``gate["bias"] + sum(gate[f] * features[f])``: with the shipped gate, the log-odds that the
+    sources answer the question (a feature the evidence lacks counts 0)."""
+    return gate.get("bias", 0.0) + sum(w * features.get(k, 0.0) for k, w in gate.items() if k != "bias")
+
+
+def _join_adjacent(quotes: Sequence[Passage]) -> list[Passage]:
+    """Quotes of one source that touch (one ends where the other starts: a sentence cut at
+    ``max_passage_words``, or the rest of a paragraph quoted for another reason) as one quote, at the
+    place of the better one: the reader sees the text as it stands, not two pieces joined by '…'."""
+    out: list[Passage] = []
+    for p in quotes:
+        j = next((j for j, x in enumerate(out) if x.source is p.source and p.w0 <= x.w1 and x.w0 <= p.w1), None)
+        if j is None:
+            out.append(p)
+            continue
+        out[j] = joined(out[j], p)
+    return _join_adjacent(out) if len(out) < len(quotes) else out  # a joined quote may touch another
+
+
+def _idf(q: Sequence[str], per_source: Sequence[Sequence[Passage]]) -> dict[str, float]:
+    """idf of the question's terms over the passages of its sources (a term no passage holds: the highest)."""
+    n = sum(len(ps) for ps in per_source)
+    df = Counter(t for ps in per_source for p in ps for t in set(terms(p.text)) & set(q))
+    return {t: math.log(1 + (n + 1) / (df[t] + 0.5)) for t in q}
+
+
+def gate_features(
+    question: str, per_source: Sequence[Sequence[Passage]], best: Passage, quotes: Sequence[Passage],
+    unknown: Sequence[str] = (),
+) -> dict[str, float]:
+    """What an answer's confidence may weigh (``GATE_FEATURES``): the best passage's score and its
+    terms (``best_*``), whether the question names something the corpus never mentions, and how much
+    of the question (idf-weighted content words) the quotes, the best passage's source and all the
+    sources hold. On the real-document dev split the quotes' coverage told a near-topic question
+    apart where the score alone could not (an unanswerable question's best passage scores like a
+    paraphrase's, but it holds fewer of the question's words)."""
+    q = list(dict.fromkeys(terms(question)))
+    idf = _idf(q, per_source)
+    total = sum(idf.values()) or 1.0
+
+    def cover(texts: Sequence[str]) -> float:
+        have = set().union(*(set(terms(t)) for t in texts)) if texts else set()
+        return sum(idf[t] for t in q if t in have) / total
+
+    out = {
+        "score": best.score,
+        "unknown": float(bool(unknown)),
+        "n_terms": float(len(q)),
+        "coverage": cover([x.text for x in quotes]),
+        "source_coverage": cover([best.source.text]),
+        "sources_coverage": cover([p.text for ps in per_source for p in ps]),
+        "search": max((ps[0].source.score for ps in per_source if ps), default=0.0),
+    }
+    out.update({f"best_{k}": v for k, v in best.scores.items() if k != "unranked"})
+    return out
 
 
 def compose(quotes: Sequence[Passage]) -> str:

@@ -44,6 +44,7 @@ class Answer:
     warnings: list[str] = field(default_factory=list)
     evidence: list[dict[str, Any]] = field(default_factory=list)  # the best passages and their scores
     search: dict[str, Any] = field(default_factory=dict)  # the search response's index, fusion and timings
+    features: dict[str, float] = field(default_factory=dict)  # what the confidence weighs (extractive.gate_features)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -51,7 +52,7 @@ class Answer:
             "citations": [c.public() for c in self.citations], "sources": [s.public() for s in self.sources],
             "confidence": round(self.confidence, 4), "timings_ms": self.timings_ms,
             "dropped_citations": self.dropped_citations, "warnings": self.warnings, "evidence": self.evidence,
-            "search": self.search,
+            "search": self.search, "features": {k: round(v, 4) for k, v in self.features.items()},
         }  # fmt: skip
 
 
@@ -169,7 +170,7 @@ class Answerer:
         per_source = extractive.score_passages(question, sources, a.extractive, dense)
         unknown = (
             extractive.unknown_words(question, lambda word: len(view.lexical(word, 1, None)[0]) > 0)
-            if w.get("unknown", 0) > 0
+            if a.extractive.gate.get("unknown", 0) != 0
             else []
         )
         evidence = extractive.select(question, per_source, a.extractive, unknown)
@@ -203,7 +204,8 @@ class Answerer:
         text, cited, dropped = citations.check(text, sources, retrieved)
         if gen_name == "extractive" and not abstained:
             for c in cited:  # the words each extractive citation quotes (every quote of its source)
-                c.quote = " … ".join(q.text for q in evidence.quotes if q.source.n == c.n) or None
+                mine = sorted((q for q in evidence.quotes if q.source.n == c.n), key=lambda q: q.w0)
+                c.quote = " … ".join(q.text for q in mine) or None
         if dropped:
             warnings.append(
                 f"removed {len(dropped)} citation(s) that named no retrieved source: {', '.join(dropped)}"
@@ -217,7 +219,7 @@ class Answerer:
         answer = Answer(
             question=question, text=text, abstained=abstained, generator=gen_name, citations=[] if abstained and gen_name == "extractive" else cited,
             sources=sources, confidence=evidence.confidence, timings_ms=timings, dropped_citations=dropped,
-            warnings=warnings, evidence=evidence.public(),
+            warnings=warnings, evidence=evidence.public(), features=evidence.features,
             search={"index": resp.index, "fusion": resp.fusion, "timings_ms": resp.timings_ms, "results": len(resp.results)},
         )  # fmt: skip
         yield {"event": "answer", "answer": answer}

@@ -229,9 +229,54 @@ def test_a_name_the_corpus_never_mentions_lowers_the_confidence_and_is_said() ->
     sources = [
         src(1, "SCons can cache derived files. Set CacheDir to a shared folder to share the build cache.")
     ]
-    cfg = section("answer", "answer.extractive.weights.unknown=1").extractive
+    cfg = section("answer", "answer.extractive.gate.unknown=-1.5").extractive
     per = extractive.score_passages("how do I set up the Bazel remote cache", sources, cfg)
     plain = extractive.select("how do I set up the Bazel remote cache", per, cfg)
     named = extractive.select("how do I set up the Bazel remote cache", per, cfg, unknown)
-    assert named.confidence == pytest.approx(plain.confidence - 1.0) and named.unknown == ["bazel"]
+    assert named.confidence == pytest.approx(plain.confidence - 1.5) and named.unknown == ["bazel"]
+    assert named.features["unknown"] == 1.0 and plain.features["unknown"] == 0.0
     assert named.quotes == plain.quotes  # what would be quoted does not change, only how sure it is
+
+
+def test_the_confidence_is_the_gate_over_the_evidence_features() -> None:
+    q = "what torque should the anchor bolts be tightened to"
+    sources = [src(1, "Fix the bracket with four anchor bolts. Tighten them to a torque of 12 Nm.")]
+    cfg = section("answer").extractive
+    ev = extractive.select(q, extractive.score_passages(q, sources, cfg), cfg)
+    f = ev.features
+    assert set(f) <= set(extractive.GATE_FEATURES) and f["score"] == ev.ranked[0].score
+    assert f["coverage"] == pytest.approx(1.0)  # the quote holds every content word of the question
+    assert ev.confidence == pytest.approx(extractive.confidence(f, cfg.gate))
+    gate = {"bias": -2.0, "score": 0.5, "coverage": 3.0}
+    assert extractive.confidence(f, gate) == pytest.approx(-2.0 + 0.5 * f["score"] + 3.0 * f["coverage"])
+    off = extractive.select("who won the football world cup", extractive.score_passages(
+        "who won the football world cup", sources, cfg), cfg)  # fmt: skip
+    assert off.features["coverage"] == 0.0 and off.confidence < ev.confidence
+
+
+def test_a_transcript_is_quoted_whole_around_its_best_sentence() -> None:
+    # the recogniser's sentence end falls inside the phrase: "... checked out a branch. Head is now detached ..."
+    text = ("You checked out a branch. Head is now detached from any branch and points at a commit. "
+            "Compile and test it. Tell good or bad at each stage.")  # fmt: skip
+    s = src(1, text, modality="segment", page=None, start_s=30.0, end_s=55.0)
+    q = "head is now detached"
+    spoken = section("answer", "answer.extractive.min_quote_words=0").extractive
+    assert spoken.spoken_quote_words >= 30
+    ev = extractive.select(q, extractive.score_passages(q, [s], spoken), spoken)
+    assert ev.quotes[0].text == text and (ev.quotes[0].start_s, ev.quotes[0].end_s) == (30.0, 55.0)
+    like_text = section(
+        "answer", "answer.extractive.min_quote_words=0", "answer.extractive.spoken_quote_words=0"
+    ).extractive
+    ev = extractive.select(q, extractive.score_passages(q, [s], like_text), like_text)
+    assert ev.quotes[0].text.startswith("Head is now detached")  # the sentence alone
+
+
+def test_quotes_of_one_source_that_touch_are_joined() -> None:
+    from mmrag_assets.lib.answer.evidence import passages as cut
+
+    s = src(1, " ".join(f"w{i}" for i in range(95)))
+    a, b, c = cut(s, min_words=4, max_words=40)
+    out = extractive._join_adjacent([b, c, a])  # b touches c, then a touches b
+    assert len(out) == 1 and (out[0].w0, out[0].w1) == (0, 95) and out[0].text == s.text
+    other = extractive._join_adjacent([a, c])  # a gap between them: two quotes
+    assert [(x.w0, x.w1) for x in other] == [(0, 40), (80, 95)]
