@@ -410,7 +410,9 @@ class ExtractiveConfig:
     weights: dict[str, float] = (
         MISSING  # passage score: lexical (query words held), dense (MiniLM window cosine), rank (retrieval order), search (the search's score of the source), sentence (MiniLM cosine of the passage itself)
     )
-    gate: dict[str, float] = MISSING  # the confidence: bias + sum of weight x evidence feature (lib/answer/extractive.GATE_FEATURES)
+    gate: dict[str, float] = (
+        MISSING  # the confidence: bias + sum of weight x evidence feature (lib/answer/extractive.GATE_FEATURES)
+    )
     rescore: int = MISSING  # this many best passages are encoded one by one for the sentence score (0: off)
     spoken_quote_words: int = MISSING  # a transcript quote: its whole window up to this many words, centred on the best passage (0: quoted like text)
     min_confidence: float = MISSING  # the confidence (gate) below this: "not in the corpus"
@@ -1075,6 +1077,14 @@ def _validate(cfg: MmragConfig) -> None:
         raise ConfigError("; ".join(problems))
 
 
+_PASSAGE_WEIGHTS = frozenset({"lexical", "dense", "rank", "search", "sentence"})
+# lib/answer/extractive.GATE_FEATURES and the gate's bias
+_GATE_TERMS = frozenset(
+    {"bias", "score", "unknown", "n_terms", "coverage", "source_coverage", "sources_coverage", "search"}
+    | {f"best_{k}" for k in _PASSAGE_WEIGHTS}
+)
+
+
 def _answer_problems(cfg: MmragConfig) -> list[str]:
     a, r, out = cfg.answer, cfg.rerank, []
     if not 1 <= a.max_sources <= a.k:
@@ -1090,10 +1100,9 @@ def _answer_problems(cfg: MmragConfig) -> list[str]:
         )
     if not 0 <= e.min_quote_words <= e.max_quote_words:
         out.append("answer.extractive.min_quote_words must be within 0..max_quote_words")
-    if any(v < 0 for v in e.weights.values()) or set(e.weights) - {"lexical", "dense", "rank", "search", "sentence"}:
+    if any(v < 0 for v in e.weights.values()) or set(e.weights) - _PASSAGE_WEIGHTS:
         out.append("answer.extractive.weights: lexical, dense, rank, search and sentence, each >= 0")
-    gate_terms = {"bias", "score", "unknown", "n_terms", "coverage", "source_coverage", "sources_coverage", "search"}
-    if bad := sorted(set(e.gate) - gate_terms - {f"best_{k}" for k in ("lexical", "dense", "rank", "search", "sentence")}):
+    if bad := sorted(set(e.gate) - _GATE_TERMS):
         out.append(f"answer.extractive.gate: unknown term(s) {bad} (see lib/answer/extractive.GATE_FEATURES)")
     if e.rescore < 0 or e.spoken_quote_words < 0:
         out.append("answer.extractive: rescore and spoken_quote_words must be >= 0")

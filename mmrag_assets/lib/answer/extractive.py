@@ -116,7 +116,9 @@ class Evidence:
     quotes: list[Passage]
     confidence: float  # the gate over ``features`` (:func:`confidence`)
     unknown: list[str] = field(default_factory=list)  # those names
-    features: dict[str, float] = field(default_factory=dict)  # what the confidence may weigh (:func:`gate_features`)
+    features: dict[str, float] = field(
+        default_factory=dict
+    )  # what the confidence may weigh (:func:`gate_features`)
 
     def public(self, n: int = 5) -> list[dict[str, Any]]:
         return [{"source": p.source.n, "text": p.text, "score": round(p.score, 4),
@@ -304,7 +306,9 @@ def _join_adjacent(quotes: Sequence[Passage]) -> list[Passage]:
     place of the better one: the reader sees the text as it stands, not two pieces joined by '…'."""
     out: list[Passage] = []
     for p in quotes:
-        j = next((j for j, x in enumerate(out) if x.source is p.source and p.w0 <= x.w1 and x.w0 <= p.w1), None)
+        j = next(
+            (j for j, x in enumerate(out) if x.source is p.source and p.w0 <= x.w1 and x.w0 <= p.w1), None
+        )
         if j is None:
             out.append(p)
             continue
@@ -320,7 +324,10 @@ def _idf(q: Sequence[str], per_source: Sequence[Sequence[Passage]]) -> dict[str,
 
 
 def gate_features(
-    question: str, per_source: Sequence[Sequence[Passage]], best: Passage, quotes: Sequence[Passage],
+    question: str,
+    per_source: Sequence[Sequence[Passage]],
+    best: Passage,
+    quotes: Sequence[Passage],
     unknown: Sequence[str] = (),
 ) -> dict[str, float]:
     """What an answer's confidence may weigh (``GATE_FEATURES``): the best passage's score and its
