@@ -304,10 +304,7 @@ def regated(records: Sequence[Mapping[str, Any]], gate: Mapping[str, float]) -> 
     """The records with the confidence ``gate`` gives their evidence features."""
     from mmrag_assets.lib.answer.extractive import confidence
 
-    return [
-        {**r, "confidence": confidence(dict(r["features"]), dict(gate)) if r["features"] else -math.inf}
-        for r in records
-    ]
+    return [{**r, "confidence": confidence(dict(r["features"]), dict(gate))} for r in records]
 
 
 def gate_candidates() -> list[tuple[str, Any, str]]:

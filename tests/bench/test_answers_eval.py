@@ -118,7 +118,9 @@ def test_the_gate_is_fit_as_log_odds_in_raw_feature_units() -> None:
     assert min(r["confidence"] for r in conf if r["kind"] == "literal") > max(
         r["confidence"] for r in conf if r["kind"] == "unanswerable"
     )
-    assert regated([rec("literal", 0.0)], gate)[0]["confidence"] == float("-inf")  # no evidence at all
+    assert (
+        regated([rec("literal", 0.0)], gate)[0]["confidence"] == gate["bias"]
+    )  # no evidence: as the product
 
 
 def test_cross_validation_judges_the_gate_on_held_out_folds() -> None:

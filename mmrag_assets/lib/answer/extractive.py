@@ -116,9 +116,8 @@ class Evidence:
     quotes: list[Passage]
     confidence: float  # the gate over ``features`` (:func:`confidence`)
     unknown: list[str] = field(default_factory=list)  # those names
-    features: dict[str, float] = field(
-        default_factory=dict
-    )  # what the confidence may weigh (:func:`gate_features`)
+    # what the confidence weighs (:func:`gate_features`)
+    features: dict[str, float] = field(default_factory=dict)
 
     def public(self, n: int = 5) -> list[dict[str, Any]]:
         return [{"source": p.source.n, "text": p.text, "score": round(p.score, 4),
@@ -261,7 +260,7 @@ def select(
         key=lambda p: (-p.score, p.source.n, p.w0),
     )
     if not ranked:
-        return Evidence([], [], -math.inf, list(unknown))
+        return Evidence([], [], confidence({}, cfg.gate), list(unknown))  # no quote: not in the corpus
     best = ranked[0].score
     q = set(terms(question))
     quotes: list[Passage] = []

@@ -44,9 +44,8 @@ class Answer:
     warnings: list[str] = field(default_factory=list)
     evidence: list[dict[str, Any]] = field(default_factory=list)  # the best passages and their scores
     search: dict[str, Any] = field(default_factory=dict)  # the search response's index, fusion and timings
-    features: dict[str, float] = field(
-        default_factory=dict
-    )  # what the confidence weighs (extractive.gate_features)
+    # what the confidence weighs (extractive.gate_features)
+    features: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
