@@ -71,6 +71,7 @@ class Passage:
     end_s: float | None = None
     scores: dict[str, float] = field(default_factory=dict)
     score: float = 0.0
+    terms: frozenset[str] = frozenset()  # its content-word stems (set when it is scored: extractive.terms)
 
 
 def sources_from(view: Any, results: list[Any], storage_root: Path, max_sources: int) -> list[Source]:

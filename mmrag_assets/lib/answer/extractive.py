@@ -178,7 +178,10 @@ def score_passages(
     """Every source's passages with ``scores`` (lexical, dense, rank) and ``score`` set, in text order."""
     per_source = [passages(s, cfg.min_passage_words, cfg.max_passage_words) for s in sources]
     q = list(dict.fromkeys(terms(question)))
-    p_terms = [[set(terms(p.text)) for p in ps] for ps in per_source]
+    for ps in per_source:
+        for p in ps:
+            p.terms = frozenset(terms(p.text))
+    p_terms = [[p.terms for p in ps] for ps in per_source]
     n = sum(len(ps) for ps in per_source)
     df = Counter(t for ts in p_terms for s in ts for t in s & set(q))
     idf = {t: math.log(1 + (n + 1) / (df[t] + 0.5)) for t in q}
@@ -318,8 +321,12 @@ def _join_adjacent(quotes: Sequence[Passage]) -> list[Passage]:
 def _idf(q: Sequence[str], per_source: Sequence[Sequence[Passage]]) -> dict[str, float]:
     """idf of the question's terms over the passages of its sources (a term no passage holds: the highest)."""
     n = sum(len(ps) for ps in per_source)
-    df = Counter(t for ps in per_source for p in ps for t in set(terms(p.text)) & set(q))
+    df = Counter(t for ps in per_source for p in ps for t in _terms(p) & set(q))
     return {t: math.log(1 + (n + 1) / (df[t] + 0.5)) for t in q}
+
+
+def _terms(p: Passage) -> frozenset[str]:
+    return p.terms or frozenset(terms(p.text))
 
 
 def gate_features(
@@ -339,17 +346,18 @@ def gate_features(
     idf = _idf(q, per_source)
     total = sum(idf.values()) or 1.0
 
-    def cover(texts: Sequence[str]) -> float:
-        have = set().union(*(set(terms(t)) for t in texts)) if texts else set()
+    def cover(sets: Sequence[frozenset[str]]) -> float:
+        have = frozenset().union(*sets)
         return sum(idf[t] for t in q if t in have) / total
 
+    own = next((ps for ps in per_source if ps and ps[0].source is best.source), [best])
     out = {
         "score": best.score,
         "unknown": float(bool(unknown)),
         "n_terms": float(len(q)),
-        "coverage": cover([x.text for x in quotes]),
-        "source_coverage": cover([best.source.text]),
-        "sources_coverage": cover([p.text for ps in per_source for p in ps]),
+        "coverage": cover([frozenset(terms(x.text)) for x in quotes]),
+        "source_coverage": cover([_terms(p) for p in own]),
+        "sources_coverage": cover([_terms(p) for ps in per_source for p in ps]),
         "search": max((ps[0].source.score for ps in per_source if ps), default=0.0),
     }
     out.update({f"best_{k}": v for k, v in best.scores.items() if k != "unranked"})
