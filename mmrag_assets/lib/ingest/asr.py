@@ -95,22 +95,25 @@ def _model_dir(cfg: AsrConfig) -> str:
 
 def load_whisper(cfg: AsrConfig) -> WhisperModel:
     """The WhisperModel for this config, loaded once per process and shared."""
-    device = resolve_device(cfg.device)
-    compute_type = resolve_compute_type(cfg.compute_type, device)
+    device, compute_type = _placement(cfg)
     key = (cfg.tier, cfg.model_path, device, compute_type, cfg.cpu_threads)
     with _MODELS_LOCK:
         model = _MODELS.get(key)
         if model is None:
-            model = _MODELS[key] = new_whisper(cfg)
+            model = _MODELS[key] = new_whisper(cfg, device, compute_type)
     return model
 
 
-def new_whisper(cfg: AsrConfig) -> WhisperModel:
+def _placement(cfg: AsrConfig) -> tuple[str, str]:
+    """(device, compute type) the config resolves to on this machine."""
+    device = resolve_device(cfg.device)
+    return device, resolve_compute_type(cfg.compute_type, device)
+
+
+def new_whisper(cfg: AsrConfig, device: str, compute_type: str) -> WhisperModel:
     """A newly loaded WhisperModel for this config (its own CTranslate2 worker threads)."""
     from faster_whisper import WhisperModel
 
-    device = resolve_device(cfg.device)
-    compute_type = resolve_compute_type(cfg.compute_type, device)
     path = _model_dir(cfg)
     try:
         # ctranslate2 wants a str: a Path fails with "incompatible constructor arguments".
@@ -165,7 +168,7 @@ def transcribe(path: Path, cfg: AsrConfig) -> Transcript:
 
     with _SAMPLING_LOCK:
         ctranslate2.set_random_seed(int(cfg.seed))
-        return _decode(new_whisper(cfg), audio, duration, cfg)
+        return _decode(new_whisper(cfg, *_placement(cfg)), audio, duration, cfg)
 
 
 def _decode(model: WhisperModel, audio: Any, duration: float, cfg: AsrConfig) -> Transcript:
