@@ -3,22 +3,36 @@
 ``mmrag`` (``MmragConfigResource``) composes the Hydra config once per run from its ``overrides``
 (set in the launchpad as ``resources: {mmrag: {config: {overrides: [...]}}}``); ``catalog``,
 ``lance``, ``embedder`` and ``searcher`` are built from that same config, so a config swap
-reaches every one of them.
+reaches every one of them. The assets declare the abstract bases (``base.py``: what they call);
+``resources_for`` gives them the real implementations (``stores.py``); ``fakes.py`` holds the
+stand-ins that unit tests pass instead.
 """
 
-from mmrag_assets.resources.config import MmragConfigResource
-from mmrag_assets.resources.stores import (
+from mmrag_assets.resources.base import (
     CatalogResource,
     EmbedderResource,
+    IndexVersion,
     LanceStoreResource,
     SearcherResource,
+)
+from mmrag_assets.resources.config import MmragConfigResource
+from mmrag_assets.resources.stores import (
+    RuntimeCatalogResource,
+    RuntimeEmbedderResource,
+    RuntimeLanceStoreResource,
+    RuntimeSearcherResource,
 )
 
 __all__ = [
     "CatalogResource",
     "EmbedderResource",
+    "IndexVersion",
     "LanceStoreResource",
     "MmragConfigResource",
+    "RuntimeCatalogResource",
+    "RuntimeEmbedderResource",
+    "RuntimeLanceStoreResource",
+    "RuntimeSearcherResource",
     "SearcherResource",
     "resources_for",
 ]
@@ -29,8 +43,8 @@ def resources_for(overrides: list[str]) -> dict[str, object]:
     mmrag = MmragConfigResource.configure_at_launch(overrides=list(overrides))
     return {
         "mmrag": mmrag,
-        "catalog": CatalogResource(mmrag=mmrag),
-        "lance": LanceStoreResource(mmrag=mmrag),
-        "embedder": EmbedderResource(mmrag=mmrag),
-        "searcher": SearcherResource(mmrag=mmrag),
+        "catalog": RuntimeCatalogResource(mmrag=mmrag),
+        "lance": RuntimeLanceStoreResource(mmrag=mmrag),
+        "embedder": RuntimeEmbedderResource(mmrag=mmrag),
+        "searcher": RuntimeSearcherResource(mmrag=mmrag),
     }

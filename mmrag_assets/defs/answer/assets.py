@@ -9,7 +9,7 @@ from mmrag_assets.defs.shared import EMBED_TAGS, WRITER, config_metadata, text
 from mmrag_assets.lib.answer.batch import answer_all, preview_md
 from mmrag_assets.lib.answer.pipeline import Answerer
 from mmrag_assets.lib.search.searcher import read_queries
-from mmrag_assets.resources import CatalogResource, MmragConfigResource, SearcherResource
+from mmrag_assets.resources import CatalogResource, MmragConfigResource, RuntimeSearcherResource
 
 
 @dg.asset(deps=["search_index"], group_name="search", kinds={"duckdb"}, pool=WRITER, op_tags=EMBED_TAGS)
@@ -17,7 +17,7 @@ def answers(
     context: AssetExecutionContext,
     mmrag: MmragConfigResource,
     catalog: CatalogResource,
-    searcher: SearcherResource,
+    searcher: RuntimeSearcherResource,  # the answerer reads the items' text from its index view
 ) -> dg.MaterializeResult:
     """Cited answers to every question in ``answer.questions_file`` (one question a line, or JSON
     Lines with a ``query`` field) from the configured generator, replaced in the catalog table
@@ -31,7 +31,7 @@ def answers(
     catalog.catalog.replace_answers(out.rows)
     for e in out.errors:
         context.log.warning(f"question {e['qid']} failed: {e['error']}")
-    s = searcher.searcher
+    index = searcher.index_version()
     return dg.MaterializeResult(
         metadata={
             **out.summary(),
@@ -39,8 +39,8 @@ def answers(
             "rerank": cfg.rerank.kind,
             "seconds": round(time.perf_counter() - t0, 2),
             "preview": dg.MetadataValue.md(preview_md(out.rows)),
-            "index_table": s.meta["table"],
-            "index_version": text(s.meta["table_version"]),
+            "index_table": index.table,
+            "index_version": text(index.table_version),
             **config_metadata(cfg),
         }
     )

@@ -23,7 +23,7 @@ def search_results(
     if not cfg.search.queries_file:
         raise dg.Failure("search.queries_file is not set: pass search.queries_file=PATH as an override")
     queries = read_queries(cfg.search.queries_file)
-    searcher = searcher.searcher
+    searcher.index_version()  # no published index: fail here, before the catalog's results are replaced
     rows, errors, latencies = [], [], []
     run_id = context.run.run_id
     for qid, q in queries:
@@ -36,6 +36,7 @@ def search_results(
         latencies.append((time.perf_counter() - t) * 1000)
         rows += [{"run_id": run_id, "qid": qid, "query": q, **r.public()} for r in resp.results]
     catalog.catalog.replace_search_results(rows)
+    index = searcher.index_version()
     for e in errors:
         context.log.warning(f"query {e['qid']} failed: {e['error']}")
     latencies.sort()
@@ -45,8 +46,8 @@ def search_results(
             "failed_queries": len(errors),
             "results": len(rows),
             "p50_ms": round(latencies[len(latencies) // 2], 2) if latencies else 0.0,
-            "index_table": searcher.meta["table"],
-            "index_version": text(searcher.meta["table_version"]),
+            "index_table": index.table,
+            "index_version": text(index.table_version),
             **config_metadata(cfg),
         }
     )
