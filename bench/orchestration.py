@@ -54,11 +54,11 @@ PLAIN = textwrap.dedent(
     result = scan(rt, cat)                                    # corpus_manifest
     record_scan(cat, result)
     purge_documents(rt, cat, cat.doc_ids() - set(result.docs))
-    plan = plan_ingest(cfg, cat, set(SHARD_KEYS))             # document_content
+    plan = plan_ingest(rt, cat, set(SHARD_KEYS))             # document_content
     for e in plan.todo:
         res = ingest_document(rt, source=e.source, doc_id=e.doc_id, kind=e.kind, sha256=e.sha256, size=e.size)
         cat.write_document({**res.doc, "run_id": "plain"}, res.pages, res.segments, res.quarantine)
-    params, keys = contract_params(cfg), gate_keys(cfg)       # catalog_contracts
+    params, keys = contract_params(cfg.checks.contracts, cfg.model.dim), gate_keys(cfg.checks.contracts, cfg.model.dim)       # catalog_contracts
     for t, check in CATALOG_CHECKS.items():
         todo = cat.unchecked_documents(check, "", SHARD_KEYS, keys[0])
         out = validate_documents(t, check, lambda ids, t=t: catalog_frame(cat, t, ids), list(todo), params)
@@ -78,7 +78,7 @@ PLAIN = textwrap.dedent(
     from mmrag_assets.lib.quality.frames import measure_gap, summarize_table
     from mmrag_assets.lib.quality.monitor import evaluate_drift
     items = summarize_table(tbl)
-    evaluate_drift(cfg, cat, tbl, emb.version_key, run_id="plain", plot_dir=cfg.storage_root / "reports", summaries=items)
+    evaluate_drift(cfg.checks, cat, tbl, emb.version_key, run_id="plain", plot_dir=cfg.storage_root / "reports", summaries=items)
     gap = measure_gap(emb, list(cfg.checks.probe_queries), items.by_modality())
     bs.record_gap(cat, [{**g, "run_id": "plain", "version_key": emb.version_key, "table_version": int(tbl.version)} for g in gap])
     print(info.items)

@@ -57,7 +57,7 @@ def add_answer_routes(app: FastAPI, rt: Runtime, warm: Any, auth: Callable[..., 
     def answerer() -> Answerer:
         with lock:  # the LLM and the reranker load once per server
             if "gen" not in held:
-                held["gen"], held["rr"] = make_generator(cfg), make_reranker(cfg)
+                held["gen"], held["rr"] = make_generator(cfg.answer), make_reranker(cfg.rerank)
         return Answerer(rt, searcher=searcher_of(rt), generator=held["gen"], reranker=held["rr"])
 
     def source_json(searcher: Any, s: Any) -> dict[str, Any]:

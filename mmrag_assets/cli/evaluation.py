@@ -152,7 +152,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         out["fusion"] = _train_fusion(args, cfg, query_set)
     if do_thresholds:
         searcher = open_searcher(Runtime(cfg), _index, say)
-        scores = ct.collect_scores(cfg, searcher, query_set, progress=say)
+        scores = ct.collect_scores(cfg.search, searcher, query_set, progress=say)
         proposal = ct.propose(scores, keep, cfg.search.thresholds)
         path = ct.write_threshold_option(
             cfg,

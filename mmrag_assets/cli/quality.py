@@ -36,7 +36,7 @@ def cmd_checks(args: argparse.Namespace) -> int:
             "detail": r["detail"],
             "run_id": r["run_id"],
         }
-        for r in rt.catalog.failing_checks(rt.version_key, gate_keys(cfg))
+        for r in rt.catalog.failing_checks(rt.version_key, gate_keys(cfg.checks.contracts, cfg.model.dim))
     ]
     if args.json:
         emit({"checks": checks, "held_back": held})

@@ -55,7 +55,7 @@ def plan_run(
     cfg = rt.cfg
     result = result or scan(rt, catalog)
     docs = catalog.document_states()
-    gates = catalog.gate_results(version_key or "", gate_keys(cfg))
+    gates = catalog.gate_results(version_key or "", gate_keys(cfg.checks.contracts, cfg.model.dim))
     plan = RunPlan([], documents=len(result.docs), scan=result)
     todo: set[str] = set()
     for doc_id, e in result.docs.items():

@@ -36,7 +36,7 @@ def catalog_status(rt: Runtime) -> dict[str, Any]:
         "problems": store_problems(rt, cat),
         # files of the last scan that vanished or changed since: the index does not reflect them
         "changed_after_scan": changed_since_scan(rt, cat)
-        if rt.cfg.corpus_remote or not rt.storage_remote
+        if rt.corpus_remote or not rt.storage_remote
         else [],
     }
 
@@ -61,7 +61,7 @@ def held_back(rt: Runtime, cat: Catalog) -> list[dict[str, Any]]:
 
     return [
         {"source": r["source"], "check": r["check_name"]}
-        for r in cat.failing_checks(rt.version_key, gate_keys(rt.cfg))
+        for r in cat.failing_checks(rt.version_key, gate_keys(rt.cfg.checks.contracts, rt.cfg.model.dim))
     ]
 
 
@@ -151,7 +151,7 @@ def embeddable_items(rt: Runtime, cat: Catalog) -> int:
     from mmrag_assets.lib.quality.gates import CATALOG_CHECKS, gate_keys
 
     held = sorted(
-        {r["doc_id"] for r in cat.failing_checks(rt.version_key, gate_keys(rt.cfg))
+        {r["doc_id"] for r in cat.failing_checks(rt.version_key, gate_keys(rt.cfg.checks.contracts, rt.cfg.model.dim))
          if r["check_name"] in CATALOG_CHECKS.values()}
     )  # fmt: skip
     return cat.embeddable_items(held, images=rt.cfg.model.arch != "lite")

@@ -84,7 +84,10 @@ def _published(rt: Runtime, version_key: str) -> bool:
     pull_index(rt.storage, version_key)  # an object-store root: its live version decides
 
     allowed = rt.catalog.publishable_documents(
-        list(CATALOG_CHECKS.values()), EMBEDDINGS_CHECK, version_key, gate_keys(rt.cfg)
+        list(CATALOG_CHECKS.values()),
+        EMBEDDINGS_CHECK,
+        version_key,
+        gate_keys(rt.cfg.checks.contracts, rt.cfg.model.dim),
     )
     return is_published(location_for(rt, version_key), allowed)
 
@@ -188,7 +191,7 @@ def _finish(
         raise MmragError(f"run {out.run_id} failed: {out.error}")
     failed = [
         {"source": r["source"], "error": f"{r['check_name']} failed (held back from the index)"}
-        for r in catalog.failing_checks(version_key or "", gate_keys(cfg))
+        for r in catalog.failing_checks(version_key or "", gate_keys(cfg.checks.contracts, cfg.model.dim))
         if r["run_id"] in (out.run_ids or [out.run_id])
     ]
     ing = out.metadata.get("page_images", {})

@@ -252,7 +252,12 @@ def test_a_document_that_fails_a_blocking_contract_is_not_searchable_through_a_d
     assert resp.results and all(x.source == "manual.pdf" for x in resp.results)
     from mmrag_assets.lib.quality.gates import gate_keys
 
-    assert Catalog(cfg.catalog_path).failing_checks("", gate_keys(cfg))[0]["source"] == "zeppelins.pdf"
+    assert (
+        Catalog(cfg.catalog_path).failing_checks("", gate_keys(cfg.checks.contracts, cfg.model.dim))[0][
+            "source"
+        ]
+        == "zeppelins.pdf"
+    )
 
 
 def test_an_embeddings_contract_failing_for_every_document_blocks_the_publish(tmp_path: Path) -> None:

@@ -58,7 +58,7 @@ def item_embeddings(
     sources = {r["doc_id"]: r["source"] for r in docs}
     held = {
         r["doc_id"]: f"{r['check_name']} failed"
-        for r in cat.failing_checks(embedder.version_key, gate_keys(cfg))
+        for r in cat.failing_checks(embedder.version_key, gate_keys(cfg.checks.contracts, cfg.model.dim))
         if r["check_name"] in CATALOG_CHECKS.values() and r["doc_id"] in sources
     }
     tbl = lance.table()
@@ -163,7 +163,7 @@ def search_index(
 
     cfg, cat = mmrag.cfg, catalog.catalog
     vk = embedder.version_key
-    keys = gate_keys(cfg)
+    keys = gate_keys(cfg.checks.contracts, cfg.model.dim)
     tbl = lance.table()
     t0 = time.perf_counter()
     repaired = lx.repair_duplicates(tbl)

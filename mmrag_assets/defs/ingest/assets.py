@@ -60,7 +60,7 @@ def corpus_manifest(
 
 
 def _object_stats(rt) -> dict[str, int]:
-    if not rt.cfg.corpus_remote:
+    if not rt.corpus_remote:
         return {}
     from mmrag_assets.lib.ingest.objects import corpus_objects
 
@@ -70,7 +70,7 @@ def _object_stats(rt) -> dict[str, int]:
 def _object_metadata(rt, before: dict[str, int]) -> dict[str, int]:
     """An object-store corpus: this step's requests (GETs: objects downloaded; HEADs: ETags read)
     and cache hits on this machine."""
-    if not rt.cfg.corpus_remote:
+    if not rt.corpus_remote:
         return {}
     from mmrag_assets.lib.ingest.objects import corpus_objects, stats_delta
 
@@ -112,7 +112,7 @@ def document_content(context: AssetExecutionContext, mmrag: MmragConfigResource,
     ones relabelled; bad input becomes a quarantine row, and one document's failure never stops the others."""
     rt, cfg, cat = mmrag.runtime, mmrag.cfg, catalog.catalog
     keys = list(context.partition_keys)
-    plan = plan_ingest(cfg, cat, set(keys))
+    plan = plan_ingest(rt, cat, set(keys))
     cat.relabel(
         [(e.doc_id, e.source) for e in plan.renamed]
     )  # same content and settings: only the name changes
@@ -124,7 +124,9 @@ def document_content(context: AssetExecutionContext, mmrag: MmragConfigResource,
     t_all = time.perf_counter()
     before = _object_stats(rt)
     progress = Progress("ingested", len(plan.todo), context.log.info, unit="documents")
-    office = OfficeConversions(cfg, plan.todo)  # Office files converted a batch at a time, as they come up
+    office = OfficeConversions(
+        cfg.convert, None if rt.corpus_remote else rt.corpus_root, plan.todo
+    )  # Office files converted a batch at a time, as they come up
     for e in plan.todo:
         try:
             res = ingest_document(
@@ -142,7 +144,7 @@ def document_content(context: AssetExecutionContext, mmrag: MmragConfigResource,
             context.log.warning(since_scan_line(e.source, moved.what))
             progress.step(detail=f"last: {e.source}, {moved.what} after the scan, not ingested")
             continue
-        if (moved := since_scan(cfg, e)) is not None:  # while it was read: its rows may mix two versions
+        if (moved := since_scan(rt, e)) is not None:  # while it was read: its rows may mix two versions
             context.log.warning(since_scan_line(e.source, moved))
             progress.step(detail=f"last: {e.source}, {moved} while it was read, not written")
             continue

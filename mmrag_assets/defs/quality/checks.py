@@ -90,8 +90,8 @@ def catalog_contracts(
 
     cfg, cat = mmrag.cfg, catalog.catalog
     shards = _shards_of(context)
-    params = contract_params(cfg)
-    keys = gate_keys(cfg)
+    params = contract_params(cfg.checks.contracts, cfg.model.dim)
+    keys = gate_keys(cfg.checks.contracts, cfg.model.dim)
     sources = cat.sources()
     for table, check in CATALOG_CHECKS.items():
         todo = cat.unchecked_documents(check, "", shards, keys[0])
@@ -127,7 +127,9 @@ def embeddings_contract(
     cfg, cat = mmrag.cfg, catalog.catalog
     vk = embedder.version_key
     tbl = lance.table()
-    todo = cat.unchecked_documents(EMBEDDINGS_CHECK, vk, _shards_of(context), gate_keys(cfg)[1])
+    todo = cat.unchecked_documents(
+        EMBEDDINGS_CHECK, vk, _shards_of(context), gate_keys(cfg.checks.contracts, cfg.model.dim)[1]
+    )
     live = {r["doc_id"] for r in cat.live_documents()}
     todo = {d: fp for d, fp in todo.items() if d in live}
     # rows the embedding step staged are in no table version yet: read through a detached version
@@ -144,7 +146,11 @@ def embeddings_contract(
             return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
         outcome = validate_documents(
-            "embeddings", EMBEDDINGS_CHECK, frame_of, list(todo), contract_params(cfg)
+            "embeddings",
+            EMBEDDINGS_CHECK,
+            frame_of,
+            list(todo),
+            contract_params(cfg.checks.contracts, cfg.model.dim),
         )
     cat.record_checks(gate_rows(outcome, todo, vk, context.run.run_id))
     sources = cat.sources()

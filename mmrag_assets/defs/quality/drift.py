@@ -53,12 +53,13 @@ def index_quality(
 
     # ---- drift
     out = evaluate_drift(
-        cfg,
+        cfg.checks,
         catalog,
         tbl,
         vk,
         run_id=run_id,
         plot_dir=cfg.storage_root / "reports" / "drift" / vk,
+        storage_root=cfg.storage_root,
         summaries=items,
     )
     meta: dict = {
@@ -177,7 +178,7 @@ def drift_baselines(
     user = config.requested_by.strip() or getpass.getuser()
     reason = config.reason.strip() or "(no reason given)"
     rows = set_baselines(
-        cfg,
+        cfg.checks,
         catalog.catalog,
         tbl,
         vk,

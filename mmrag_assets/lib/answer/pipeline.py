@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from mmrag_assets.config import MmragConfig
+from mmrag_assets.config import AnswerConfig, MmragConfig, RerankConfig
 from mmrag_assets.errors import QueryError
 from mmrag_assets.lib.answer import citations, extractive, prompt
 from mmrag_assets.lib.answer.evidence import Source, sources_from
@@ -57,9 +57,8 @@ class Answer:
         }  # fmt: skip
 
 
-def make_generator(cfg: MmragConfig) -> Any:
+def make_generator(a: AnswerConfig) -> Any:
     """The configured LLM generator (None for ``extractive``); loads its model once."""
-    a = cfg.answer
     if a.generator == "openai":
         from mmrag_assets.lib.answer.llm_openai import OpenAIGenerator
 
@@ -71,12 +70,13 @@ def make_generator(cfg: MmragConfig) -> Any:
     return None
 
 
-def make_reranker(cfg: MmragConfig) -> Any:
-    if cfg.rerank.kind != "mllm":
+def make_reranker(r: RerankConfig) -> Any:
+    """The multimodal LLM reranker of ``rerank.kind=mllm`` (None otherwise)."""
+    if r.kind != "mllm":
         return None
     from mmrag_assets.lib.search.rerank_mllm import MllmReranker
 
-    return MllmReranker.from_config(cfg.rerank)
+    return MllmReranker.from_config(r)
 
 
 def _ms(t0: float) -> float:
@@ -108,14 +108,14 @@ class Answerer:
     @property
     def generator(self) -> Any:
         if self._generator is None and not self._made[0]:
-            self._generator = make_generator(self.cfg)
+            self._generator = make_generator(self.cfg.answer)
             self._made = True, self._made[1]
         return self._generator
 
     @property
     def reranker(self) -> Any:
         if self._reranker is None and not self._made[1]:
-            self._reranker = make_reranker(self.cfg)
+            self._reranker = make_reranker(self.cfg.rerank)
             self._made = self._made[0], True
         return self._reranker
 
@@ -152,7 +152,7 @@ class Answerer:
         if self.reranker is not None and results:
             t = time.perf_counter()
             results, rerank_scores, info = self.reranker.rerank_results(
-                question, results, view, self.cfg.storage_root
+                question, results, view, self.rt.storage_root
             )
             timings["rerank_ms"] = _ms(t)
             if info.get("skipped"):
@@ -161,7 +161,7 @@ class Answerer:
                 )
 
         t = time.perf_counter()
-        sources = sources_from(view, results, self.cfg.storage_root, a.max_sources)
+        sources = sources_from(view, results, self.rt.storage_root, a.max_sources)
         for s in sources:
             s.rerank_score = rerank_scores.get(s.item_id)
         dense = None

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mmrag_assets.config import MmragConfig
+from mmrag_assets.config import MmragConfig, SearchConfig
 from mmrag_assets.errors import ConfigError, MmragError
 from mmrag_assets.lib.evaluation.evaluate import SearcherLike, grade_of
 from mmrag_assets.lib.evaluation.query_set import QuerySet
@@ -29,13 +29,14 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
 def collect_scores(
-    cfg: MmragConfig,
+    search: SearchConfig,
     searcher: SearcherLike,
     query_set: QuerySet,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, dict[str, list[float]]]:
-    """``{pair: {"relevant": [...], "other": [...]}}`` calibrated scores of every result."""
-    k = min(max(cfg.search.candidates, cfg.search.k), cfg.search.max_k)
+    """``{pair: {"relevant": [...], "other": [...]}}`` calibrated scores of every result (the
+    ``search.candidates`` deepest results of each query, at least ``search.k``)."""
+    k = min(max(search.candidates, search.k), search.max_k)
     out: dict[str, dict[str, list[float]]] = {p: {"relevant": [], "other": []} for p in PAIRS.values()}
     for i, q in enumerate(query_set.queries, 1):
         resp = searcher.search(q.query, k=k, apply_thresholds=False)

@@ -200,11 +200,11 @@ def evaluate(
     say = progress or (lambda _m: None)
     run_id, started = new_run_id(), datetime.now(UTC)
     for q in query_set.queries[: max(0, cfg.eval.warmup)]:  # load lazy structures, fill caches
-        _search(searcher, q.query, k, cfg, rerank=True)
+        _search(searcher, q.query, k, cfg.eval.apply_thresholds, rerank=True)
     per_query: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     for i, q in enumerate(query_set.queries, 1):
-        per_query.append(_evaluate_one(q, searcher, k, ks, cfg))
+        per_query.append(_evaluate_one(q, searcher, k, ks, cfg.eval.apply_thresholds))
         if i % 10 == 0 or i == len(query_set):
             say(f"  {i}/{len(query_set)} queries ({time.perf_counter() - t0:.1f} s)")
     metrics = {s: aggregate([q[s] for q in per_query]) for s in ("first_stage", "reranked")}
@@ -234,21 +234,22 @@ def evaluate(
     return record
 
 
-def _search(searcher: SearcherLike, query: str, k: int, cfg: MmragConfig, *, rerank: bool) -> Any:
+def _search(searcher: SearcherLike, query: str, k: int, apply_thresholds: bool, *, rerank: bool) -> Any:
+    """The search as served (``rerank``: ``apply_thresholds`` as ``eval.apply_thresholds`` says) or its first stage."""
     if rerank:
-        return searcher.search(query, k=k, apply_thresholds=cfg.eval.apply_thresholds)
+        return searcher.search(query, k=k, apply_thresholds=apply_thresholds)
     return searcher.search(query, k=k, reranker="none", apply_thresholds=False)
 
 
 def _evaluate_one(
-    q: LabelledQuery, searcher: SearcherLike, k: int, ks: Sequence[int], cfg: MmragConfig
+    q: LabelledQuery, searcher: SearcherLike, k: int, ks: Sequence[int], apply_thresholds: bool
 ) -> dict[str, Any]:
     rankings: dict[str, list[dict[str, Any]]] = {"first_stage": [], "reranked": []}
     timings: dict[str, dict[str, float]] = {"first_stage": {}, "reranked": {}}
     error, dropped = None, 0
     try:
         for stage in ("first_stage", "reranked"):
-            resp = _search(searcher, q.query, k, cfg, rerank=stage == "reranked")
+            resp = _search(searcher, q.query, k, apply_thresholds, rerank=stage == "reranked")
             rankings[stage] = [r.public() if hasattr(r, "public") else dict(r) for r in resp.results]
             timings[stage] = dict(resp.timings_ms)
             dropped = int(getattr(resp, "dropped_below_threshold", 0))

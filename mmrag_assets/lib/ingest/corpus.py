@@ -6,7 +6,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmrag_assets.config import MmragConfig
 from mmrag_assets.lib.ingest.manifest import FileEntry, cache_of, documents, scan_corpus
 from mmrag_assets.lib.ingest.names import source_path
 from mmrag_assets.lib.store.catalog import Catalog
@@ -26,23 +25,23 @@ class ScanResult:
 def scan(rt: Runtime, catalog: Catalog | None = None, cache: dict | None = None) -> ScanResult:
     """Scan the corpus, re-hashing only files whose size or mtime changed since the last manifest
     (an object store's corpus: whose size and mtime, then ETag, changed; ``lib/ingest/objects.py``)."""
-    cfg = rt.cfg
+    c = rt.cfg.corpus
     if cache is None and catalog is not None:
         cache = {
             r["source"]: (r["size"], r["mtime_ns"], r["sha256"], r["kind"], r["etag"])
             for r in catalog.scan_cache_rows()
         }
-    if cfg.corpus_remote:
+    if rt.corpus_remote:
         from mmrag_assets.lib.ingest.objects import corpus_objects
 
         entries = corpus_objects(rt).scan(
-            max_file_bytes=cfg.corpus.max_file_bytes, ignore_hidden=cfg.corpus.ignore_hidden, cache=cache
+            max_file_bytes=c.max_file_bytes, ignore_hidden=c.ignore_hidden, cache=cache
         )
     else:
         entries = scan_corpus(
-            cfg.corpus_root,
-            max_file_bytes=cfg.corpus.max_file_bytes,
-            ignore_hidden=cfg.corpus.ignore_hidden,
+            rt.corpus_root,
+            max_file_bytes=c.max_file_bytes,
+            ignore_hidden=c.ignore_hidden,
             cache=cache,
         )
     return ScanResult(entries, documents(entries))
@@ -77,23 +76,26 @@ class IngestPlan:
     changed_on_disk: list[FileEntry]  # vanished or changed since the manifest (``reason`` says which)
 
 
-def plan_ingest(cfg: MmragConfig, catalog: Catalog, shards: set[str] | None = None) -> IngestPlan:
+def plan_ingest(rt: Runtime, catalog: Catalog, shards: set[str] | None = None) -> IngestPlan:
     """Split the manifest's documents in ``shards`` (all when None) by what ingestion must do."""
     from mmrag_assets.lib.ingest.document import fingerprint
 
     rows = catalog.manifest_ok()
     have = catalog.document_states()
     plan = IngestPlan([], [], 0, [])
+    fingerprints: dict[str, str] = {}  # per kind: the config is the same for every row
     for r in rows:
         if shards is not None and shard_of(r["doc_id"]) not in shards:
             continue
         e = FileEntry(r["source"], r["size"], r["mtime_ns"], r["kind"], "ok", None, r["sha256"])
-        if (what := since_scan(cfg, e)) is not None:
+        if (what := since_scan(rt, e)) is not None:
             e.reason = what
             plan.changed_on_disk.append(e)
             continue
         old = have.get(r["doc_id"])
-        if old is None or old["sha256"] != e.sha256 or old["fingerprint"] != fingerprint(cfg, e.kind):
+        if e.kind not in fingerprints:
+            fingerprints[e.kind] = fingerprint(rt.cfg, e.kind)
+        if old is None or old["sha256"] != e.sha256 or old["fingerprint"] != fingerprints[e.kind]:
             plan.todo.append(e)
         elif old["source"] != e.source:
             plan.renamed.append(e)
@@ -102,19 +104,19 @@ def plan_ingest(cfg: MmragConfig, catalog: Catalog, shards: set[str] | None = No
     return plan
 
 
-def since_scan(cfg: MmragConfig, e: FileEntry | dict) -> str | None:
+def since_scan(rt: Runtime, e: FileEntry | dict) -> str | None:
     """What happened to a manifest file since its scan: ``"vanished"`` (gone or unreadable),
     ``"changed"`` (another size or mtime), or None. Always None for an object-store corpus: there
     the download itself checks the content against the scan's hash (``objects.SourceChanged``),
     and a stat per object would be a request per object."""
-    if cfg.corpus_remote:
+    if rt.corpus_remote:
         return None
     if isinstance(e, FileEntry):
         size, mtime_ns, source = e.size, e.mtime_ns, e.source
     else:
         size, mtime_ns, source = e["size"], e["mtime_ns"], e["source"]
     try:
-        st = source_path(cfg.corpus_root, source).stat()
+        st = source_path(rt.corpus_root, source).stat()
     except OSError:
         return "vanished"
     return "changed" if st.st_size != size or st.st_mtime_ns != mtime_ns else None
@@ -130,10 +132,9 @@ def since_scan_line(source: str, what: str) -> str:
 def changed_since_scan(rt: Runtime, catalog: Catalog) -> list[dict[str, str]]:
     """Every file of the last manifest (status ok) that vanished or changed since that scan: what
     ``mmrag status`` lists. One ``stat`` per file (a local corpus), one listing (an object store)."""
-    cfg = rt.cfg
     out = []
     rows = catalog.manifest_files()
-    if cfg.corpus_remote:
+    if rt.corpus_remote:
         from mmrag_assets.lib.ingest.objects import corpus_objects
 
         return [
@@ -141,7 +142,7 @@ def changed_since_scan(rt: Runtime, catalog: Catalog) -> list[dict[str, str]]:
             for s, w in corpus_objects(rt).changed(rows)
         ]
     for r in rows:
-        what = since_scan(cfg, r)
+        what = since_scan(rt, r)
         if what is not None:
             out.append({"source": r["source"], "what": what, "line": since_scan_line(r["source"], what)})
     return out

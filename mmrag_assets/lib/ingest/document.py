@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mmrag_assets.config import MmragConfig
+from mmrag_assets.config import AsrConfig, ConvertConfig, IngestConfig, MmragConfig
 from mmrag_assets.errors import MmragError
 from mmrag_assets.lib.ingest.names import openable_path, source_path
 
@@ -117,7 +117,7 @@ def ingest_document(
     and a big PDF's pages (rate, ETA, every few seconds) to ``say``. ``converted``: an Office file's
     conversion done ahead in a batch (:class:`OfficeConversions`), taken instead of converting it here."""
     cfg = rt.cfg
-    if cfg.corpus_remote:
+    if rt.corpus_remote:
         # an object store: the object, checked against the scan's hash, from this machine's bounded
         # cache (downloaded when missing) and pinned there while it is read; an HTML file's images
         # are fetched the same way (lib/ingest/objects.py). A changed or vanished object raises
@@ -132,7 +132,7 @@ def ingest_document(
             resolve = objects.resolver(source, stack, cfg.convert.max_image_bytes)
             return _ingest_document(rt, got.path, source, doc_id, kind, sha256, size, progress, say, resolve)
     # sources are escaped names; a name that is not UTF-8 is read through a UTF-8 symlink (lib/ingest/names.py)
-    with openable_path(source_path(cfg.corpus_root, source)) as path:
+    with openable_path(source_path(rt.corpus_root, source)) as path:
         return _ingest_document(
             rt, path, source, doc_id, kind, sha256, size, progress, say, converted=converted
         )
@@ -155,7 +155,8 @@ def _ingest_document(
     t0 = time.perf_counter()
     cfg = rt.cfg
     # one folder per (content, settings): a re-render never overwrites images a live version serves
-    out_dir = cfg.pages_dir / doc_id / fingerprint(cfg, kind)
+    fp = fingerprint(cfg, kind)
+    out_dir = rt.pages_dir / doc_id / fp
     shutil.rmtree(out_dir, ignore_errors=True)  # leftovers of an interrupted attempt
     res = DocResult(
         doc={
@@ -168,7 +169,7 @@ def _ingest_document(
             "n_segments": 0,
             "duration_s": None,
             "status": "ok",
-            "fingerprint": fingerprint(cfg, kind),
+            "fingerprint": fp,
         }
     )
     stage = {
@@ -183,17 +184,17 @@ def _ingest_document(
     ocr_path, ocr_kind = path, kind
     try:
         if kind == "pdf":
-            _pdf(cfg, path, out_dir, res, say)
+            _pdf(rt, path, out_dir, res, say)
         elif kind in CONVERTED_KINDS:
             pre = converted if kind == "office" else None
             work = pre.work if pre is not None else Path(tempfile.mkdtemp(prefix="mmrag-convert-"))
-            ocr_path, ocr_kind = _converted(cfg, path, kind, out_dir, work, res, say, resolve, pre), "pdf"
+            ocr_path, ocr_kind = _converted(rt, path, kind, out_dir, work, res, say, resolve, pre), "pdf"
         elif kind == "image":
-            _image(cfg, path, out_dir, res)
+            _image(rt, path, out_dir, res)
         elif kind == "audio":
-            _transcribe(cfg, path, res)
+            _transcribe(cfg.asr, path, res)
         elif kind == "video":
-            _video(cfg, path, out_dir, res)
+            _video(rt, path, out_dir, res)
         else:
             raise MmragError(f"kind {kind!r} is not ingestible")
     except MmragError as e:
@@ -259,7 +260,7 @@ def _ocr(
         _quarantine(res, source, "ocr", f"unexpected {type(e).__name__} during OCR: {e}", whole=False)
         return
     res.ocr = applied.ocr_rows
-    _write_boxes(rt.cfg, res)
+    _write_boxes(rt.storage_root, res)
     s = applied.stats
     res.ocr_stats = {
         "images": s.images,
@@ -271,7 +272,7 @@ def _ocr(
         _quarantine(res, source, "ocr", reason, whole=False)
 
 
-def _write_boxes(cfg: MmragConfig, res: DocResult) -> None:
+def _write_boxes(storage_root: Path, res: DocResult) -> None:
     """Each OCRed page's word boxes beside its image, for the search page (``ocr_boxes.py``)."""
     from mmrag_assets.lib.store.ocr_boxes import write_boxes
 
@@ -279,7 +280,7 @@ def _write_boxes(cfg: MmragConfig, res: DocResult) -> None:
     for o in res.ocr:
         if image_of.get(o["item_id"]):
             write_boxes(
-                cfg.storage_root / image_of[o["item_id"]], o["width"], o["height"], json.loads(o["lines"])
+                storage_root / image_of[o["item_id"]], o["width"], o["height"], json.loads(o["lines"])
             )
 
 
@@ -291,8 +292,7 @@ def _quarantine(res: DocResult, source: str, stage: str, reason: str, *, whole: 
         res.doc["status"] = "partial"
 
 
-def _page_row(cfg: MmragConfig, doc_id: str, rp: Any, modality: str, item_id: str) -> dict[str, Any]:
-    root = cfg.storage_root
+def _page_row(root: Path, doc_id: str, rp: Any, modality: str, item_id: str) -> dict[str, Any]:
     return {
         "item_id": item_id,
         "doc_id": doc_id,
@@ -307,13 +307,12 @@ def _page_row(cfg: MmragConfig, doc_id: str, rp: Any, modality: str, item_id: st
     }
 
 
-def _image_kwargs(cfg: MmragConfig) -> dict[str, Any]:
-    i = cfg.ingest
+def _image_kwargs(i: IngestConfig) -> dict[str, Any]:
     return {"image_format": i.image_format, "jpeg_quality": i.jpeg_quality, "thumbnail_px": i.thumbnail_px}
 
 
 def _pdf(
-    cfg: MmragConfig,
+    rt: Runtime,
     path: Path,
     out_dir: Path,
     res: DocResult,
@@ -325,24 +324,25 @@ def _pdf(
     from mmrag_assets.lib.ingest.render import render_pdf
     from mmrag_assets.lib.progress import page_counter
 
+    i = rt.cfg.ingest
     r = render_pdf(
         path,
         out_dir,
-        dpi=cfg.ingest.dpi,
-        max_pages=cfg.ingest.max_pages,
-        target_pixels=cfg.ingest.image_target_pixels,
-        **_image_kwargs(cfg),
+        dpi=i.dpi,
+        max_pages=i.max_pages,
+        target_pixels=i.image_target_pixels,
+        **_image_kwargs(i),
         on_page=page_counter("rendered", say, unit="pages", detail=res.doc["source"]) if say else None,
-        ligatures=cfg.ingest.pdf_ligatures if ligatures is None else ligatures,
+        ligatures=i.pdf_ligatures if ligatures is None else ligatures,
     )
     doc_id = res.doc["doc_id"]
-    res.pages = [_page_row(cfg, doc_id, p, "page", f"{doc_id}:{p.page}") for p in r.pages]
+    res.pages = [_page_row(rt.storage_root, doc_id, p, "page", f"{doc_id}:{p.page}") for p in r.pages]
     for w in r.warnings:
         _quarantine(res, res.doc["source"], "render", w, whole=False)
 
 
 def _converted(
-    cfg: MmragConfig,
+    rt: Runtime,
     path: Path,
     kind: str,
     out_dir: Path,
@@ -363,10 +363,11 @@ def _converted(
             raise pre.result
         conv = pre.result
         res.convert_stats = {"format": pre.fmt, "seconds": round(conv.seconds, 3), "batched": True}
-        return _ingest_pdf(cfg, conv.pdf, out_dir, res, say, conv.extra_text, conv.notes)
+        return _ingest_pdf(rt, conv.pdf, out_dir, res, say, conv.extra_text, conv.notes)
     sniffed = sniff_file(path)  # the manifest stores the kind; the exact format is read again here
     if sniffed.kind != kind:
         raise MmragError(sniffed.reason or f"the file is now {sniffed.kind}, not {kind}: run the scan again")
+    cfg = rt.cfg
     fmt, c = sniffed.detail, cfg.convert
     extra: dict[int, str] = {}
     t0 = time.perf_counter()
@@ -392,17 +393,17 @@ def _converted(
             fmt,
             work / "document.pdf",
             c,
-            corpus_root=cfg.corpus_root,
+            corpus_root=rt.corpus_root,
             max_pages=cfg.ingest.max_pages,
             resolve=resolve,
         )
         pdf, notes = laid.pdf, (notes if fmt == "epub" else []) + laid.notes
     res.convert_stats = {"format": fmt, "seconds": round(time.perf_counter() - t0, 3)}
-    return _ingest_pdf(cfg, pdf, out_dir, res, say, extra, notes)
+    return _ingest_pdf(rt, pdf, out_dir, res, say, extra, notes)
 
 
 def _ingest_pdf(
-    cfg: MmragConfig,
+    rt: Runtime,
     pdf: Path,
     out_dir: Path,
     res: DocResult,
@@ -411,7 +412,7 @@ def _ingest_pdf(
     notes: list[str],
 ) -> Path:
     """A converted document's PDF ingested as one; slide notes and clipped sheet cells join their page's text."""
-    _pdf(cfg, pdf, out_dir, res, say, ligatures=False)
+    _pdf(rt, pdf, out_dir, res, say, ligatures=False)
     for row in res.pages:
         if more := extra.get(row["page"]):
             row["text"] = f"{row['text']}\n\n{more}".strip()
@@ -437,11 +438,12 @@ class OfficeConversions:
     corpora only (an object store's files are downloaded one at a time); files whose sniff or container
     check fails are left to :func:`ingest_document`, which quarantines them with the reason."""
 
-    def __init__(self, cfg: MmragConfig, entries: list[Any]) -> None:
+    def __init__(self, convert: ConvertConfig, corpus_root: Path | None, entries: list[Any]) -> None:
+        """``corpus_root``: the local corpus folder (None: an object store's corpus, not batched)."""
         from mmrag_assets.lib.ingest.convert_office import BatchStats
 
-        self.cfg = cfg
-        on = int(cfg.convert.batch_files) > 1 and not cfg.corpus_remote
+        self.convert, self.corpus_root = convert, corpus_root
+        on = int(convert.batch_files) > 1 and corpus_root is not None
         self.queue = [e for e in entries if e.kind == "office"] if on else []
         self.ready: dict[str, Preconverted] = {}
         self.stats = BatchStats()
@@ -467,13 +469,13 @@ class OfficeConversions:
         pos = next((i for i, e in enumerate(self.queue) if e.doc_id == doc_id), None)
         if pos is None:
             return
-        c, family, picked, jobs, keep = self.cfg.convert, None, [], [], []
+        c, family, picked, jobs, keep = self.convert, None, [], [], []
         with contextlib.ExitStack() as stack:
             for e in self.queue[pos:]:
                 if len(jobs) >= int(c.batch_files):
                     break
                 try:
-                    path = stack.enter_context(openable_path(source_path(self.cfg.corpus_root, e.source)))
+                    path = stack.enter_context(openable_path(source_path(self.corpus_root, e.source)))
                     sniffed = sniff_file(path)
                     kind_of = _FILTERS.get(sniffed.detail) if sniffed.kind == "office" else None
                     if kind_of is None or family not in (None, kind_of):
@@ -497,24 +499,25 @@ class OfficeConversions:
         self.queue = [e for e in self.queue if e.doc_id not in done]
 
 
-def _image(cfg: MmragConfig, path: Path, out_dir: Path, res: DocResult) -> None:
+def _image(rt: Runtime, path: Path, out_dir: Path, res: DocResult) -> None:
     from mmrag_assets.lib.ingest.render import normalise_image
 
+    i = rt.cfg.ingest
     p = normalise_image(
         path,
         out_dir,
-        max_source_pixels=cfg.ingest.max_image_pixels,
-        target_pixels=cfg.ingest.image_target_pixels,
-        **_image_kwargs(cfg),
+        max_source_pixels=i.max_image_pixels,
+        target_pixels=i.image_target_pixels,
+        **_image_kwargs(i),
     )
     doc_id = res.doc["doc_id"]
-    res.pages = [_page_row(cfg, doc_id, p, "image", f"{doc_id}:1")]
+    res.pages = [_page_row(rt.storage_root, doc_id, p, "image", f"{doc_id}:1")]
 
 
-def _transcribe(cfg: MmragConfig, path: Path, res: DocResult) -> None:
+def _transcribe(asr: AsrConfig, path: Path, res: DocResult) -> None:
     from mmrag_assets.lib.ingest.asr import transcribe, window_words
 
-    tr = transcribe(path, cfg.asr)
+    tr = transcribe(path, asr)
     res.doc["duration_s"] = tr.duration_s
     doc_id = res.doc["doc_id"]
     res.segments = [
@@ -526,29 +529,31 @@ def _transcribe(cfg: MmragConfig, path: Path, res: DocResult) -> None:
             "text": s.text,
             "n_words": s.n_words,
         }
-        for s in window_words(tr.words, cfg.asr.window_s, cfg.asr.overlap_s)
+        for s in window_words(tr.words, asr.window_s, asr.overlap_s)
     ]
 
 
-def _video(cfg: MmragConfig, path: Path, out_dir: Path, res: DocResult) -> None:
+def _video(rt: Runtime, path: Path, out_dir: Path, res: DocResult) -> None:
     from mmrag_assets.lib.ingest.video import probe_media, sample_keyframes
 
     info = probe_media(path)
     res.doc["duration_s"] = info.duration_s
     doc_id = res.doc["doc_id"]
+    i = rt.cfg.ingest
     if info.has_video:
         frames = sample_keyframes(
             path,
             out_dir,
-            interval_s=cfg.ingest.keyframe_interval_s,
-            max_keyframes=cfg.ingest.max_keyframes,
-            min_change=cfg.ingest.keyframe_min_change,
-            target_pixels=cfg.ingest.image_target_pixels,
-            **_image_kwargs(cfg),
+            interval_s=i.keyframe_interval_s,
+            max_keyframes=i.max_keyframes,
+            min_change=i.keyframe_min_change,
+            target_pixels=i.image_target_pixels,
+            **_image_kwargs(i),
         )
         res.pages = [
-            _page_row(cfg, doc_id, f, "image", f"{doc_id}:k{round((f.t_s or 0) * 1000)}") for f in frames
+            _page_row(rt.storage_root, doc_id, f, "image", f"{doc_id}:k{round((f.t_s or 0) * 1000)}")
+            for f in frames
         ]
     if info.has_audio:
-        _transcribe(cfg, path, res)
+        _transcribe(rt.cfg.asr, path, res)
         res.doc["duration_s"] = info.duration_s

@@ -22,18 +22,18 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from data_contracts.params import ContractParams
-    from mmrag_assets.config import MmragConfig
+    from mmrag_assets.config import ContractsConfig
     from mmrag_assets.lib.store.catalog import Catalog
 
 SUMMARY_COLUMNS = ["item_id", "doc_id", "modality"]
 
 
 # ---------------------------------------------------------------- contracts
-def contract_params(cfg: MmragConfig) -> ContractParams:
-    """``checks.contracts`` plus the model tier's dim."""
+def contract_params(contracts: ContractsConfig, dim: int) -> ContractParams:
+    """``checks.contracts`` plus the model tier's ``dim``."""
     from data_contracts.params import ContractParams
 
-    return ContractParams.from_mapping(dataclasses.asdict(cfg.checks.contracts), dim=cfg.model.dim)
+    return ContractParams.from_mapping(dataclasses.asdict(contracts), dim=dim)
 
 
 def catalog_frame(catalog: Catalog, table: str, doc_ids: Sequence[str] | None = None) -> pd.DataFrame:

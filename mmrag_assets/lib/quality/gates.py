@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from data_contracts.params import ContractParams
     from data_contracts.runner import ContractResult
-    from mmrag_assets.config import MmragConfig
+    from mmrag_assets.config import ContractsConfig
 
 CATALOG_CHECKS = {
     "documents": "documents_contract",
@@ -58,11 +58,11 @@ def contract_key(params: ContractParams, tables: Sequence[str]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def gate_keys(cfg: MmragConfig) -> tuple[str, str]:
-    """(catalog contracts key, embeddings contract key) of a config."""
+def gate_keys(contracts: ContractsConfig, dim: int) -> tuple[str, str]:
+    """(catalog contracts key, embeddings contract key) of ``checks.contracts`` and the tier's ``dim``."""
     from mmrag_assets.lib.quality.frames import contract_params
 
-    params = contract_params(cfg)
+    params = contract_params(contracts, dim)
     return contract_key(params, list(CATALOG_CHECKS)), contract_key(params, ["embeddings"])
 
 

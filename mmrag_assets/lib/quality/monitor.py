@@ -39,7 +39,7 @@ from mmrag_assets.lib.quality.drift import (
 from mmrag_assets.lib.quality.frames import ItemSummaries, measure_gap, summarize_table
 
 if TYPE_CHECKING:
-    from mmrag_assets.config import MmragConfig
+    from mmrag_assets.config import ChecksConfig
     from mmrag_assets.lib.store.catalog import Catalog
 
 AUTO_USER = "mmrag (automatic)"
@@ -48,7 +48,7 @@ RANK = {"OK": 0, "WARN": 1, "ERROR": 2}
 
 # ---------------------------------------------------------------- baselines
 def set_baselines(
-    cfg: MmragConfig,
+    checks: ChecksConfig,
     catalog: Catalog,
     tbl,
     version_key: str,
@@ -74,7 +74,7 @@ def set_baselines(
     parts = s.by_modality()
     for m, items in parts.items():
         b = Baseline.from_items(
-            items.pooled, items.norms, items.tokens, sample_size=cfg.checks.sample_size, seed=cfg.checks.seed
+            items.pooled, items.norms, items.tokens, sample_size=checks.sample_size, seed=checks.seed
         )
         bid = bs.save_baseline(
             catalog,
@@ -88,9 +88,9 @@ def set_baselines(
             run_id=run_id,
         )
         out.append({"modality": m, "baseline_id": bid, "n_items": b.n_items, "sample": len(b.sample)})
-    if embedder is not None and cfg.checks.probe_queries:
+    if embedder is not None and checks.probe_queries:
         ids = {r["modality"]: r["baseline_id"] for r in out}
-        gap = measure_gap(embedder, cfg.checks.probe_queries, parts)
+        gap = measure_gap(embedder, checks.probe_queries, parts)
         bs.record_gap(
             catalog,
             [
@@ -158,17 +158,19 @@ class DriftOutcome:
 
 
 def evaluate_drift(
-    cfg: MmragConfig,
+    checks: ChecksConfig,
     catalog: Catalog,
     tbl,
     version_key: str,
     *,
     run_id: str | None = None,
     plot_dir: Path | None = None,
+    storage_root: Path | None = None,
     summaries: ItemSummaries | None = None,
 ) -> DriftOutcome:
-    """Compare the table with the live baselines, per modality; record the results and write plots."""
-    c = cfg.checks
+    """Compare the table with the live baselines, per modality; record the results and write plots
+    (under ``plot_dir``; recorded relative to ``storage_root`` when they are inside it)."""
+    c = checks
     s = summaries if summaries is not None else summarize_table(tbl)
     version = int(tbl.version)
     out = DriftOutcome(version_key, version, "OK", {})
@@ -196,7 +198,7 @@ def evaluate_drift(
                 )
                 continue
             set_baselines(
-                cfg,
+                checks,
                 catalog,
                 tbl,
                 version_key,
@@ -250,7 +252,7 @@ def evaluate_drift(
                         for k, v in r.report.metrics.items()
                     },
                     "notes": "; ".join(md.notes + r.report.notes),
-                    "plot_path": _rel(md.plot_path, cfg.storage_root) if r is worst else None,
+                    "plot_path": _rel(md.plot_path, storage_root) if r is worst else None,
                 }
             )
     bs.record_drift(catalog, history)
@@ -299,9 +301,9 @@ def _num(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(float(x)) else round(float(x), 6)
 
 
-def _rel(p: Path | None, root: Path) -> str | None:
-    if p is None:
-        return None
+def _rel(p: Path | None, root: Path | None) -> str | None:
+    if p is None or root is None:
+        return None if p is None else str(p)
     try:
         return Path(p).resolve().relative_to(Path(root).resolve()).as_posix()
     except ValueError:

@@ -235,7 +235,7 @@ class Searcher:
         for rank, r in enumerate(results, 1):
             r.rank = rank
         if rr_name == "mllm":  # a vision-language model's P(relevant) for the top (rerank config group)
-            results, probs, info = self.mllm().rerank_results(query, results, view, self.cfg.storage_root)
+            results, probs, info = self.mllm().rerank_results(query, results, view, self.rt.storage_root)
             timings["mllm_ms"] = info["ms"]
             for r in results:
                 if r.item_id in probs:
@@ -277,20 +277,20 @@ class Searcher:
         """The stored page image (or thumbnail) of an item; never a path outside the storage root."""
         view = self.view
         try:
-            p = view.image_path(item_id, self.cfg.storage_root, thumb=thumb)
+            p = view.image_path(item_id, self.rt.storage_root, thumb=thumb)
         except NotFound:
             # a result of the version just replaced (the client searched a moment before the
             # switch): its files outlive it by storage.gc_grace_s, so its links keep working
             prev = self.reader.previous
             if prev is None or prev is view:
                 raise
-            p = prev.image_path(item_id, self.cfg.storage_root, thumb=thumb)
+            p = prev.image_path(item_id, self.rt.storage_root, thumb=thumb)
         store = self.rt.storage  # an object-store root: downloaded into the mirror once
         if not store.remote:
             return p
         from mmrag_assets.lib.store.ocr_boxes import boxes_path
 
-        root = self.cfg.storage_root.resolve()
+        root = self.rt.storage_root.resolve()
         if not thumb:  # the OCR word boxes stored beside the page image, when it has them
             store.fetch(boxes_path(p).relative_to(root).as_posix())
         return store.fetch(p.relative_to(root).as_posix())
@@ -298,7 +298,7 @@ class Searcher:
     def media_path(self, item_id: str) -> Path:
         """The source recording (audio or video) of a time-based item, for the HTTP media
         endpoint; never a path outside the corpus root."""
-        return self.view.media_path(item_id, self.cfg.corpus_root)
+        return self.view.media_path(item_id, self.rt.corpus_root)
 
 
 def check_query(query: Any, max_chars: int) -> None:

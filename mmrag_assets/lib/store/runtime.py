@@ -94,6 +94,8 @@ class Runtime:
         root = parse_root(cfg.storage.root)
         self.storage_remote = root.remote
         self.storage_root: Path = cfg.storage_root
+        self.corpus_remote = cfg.corpus_remote  # ``corpus.root`` is an object store
+        self.corpus_root: Path = cfg.corpus_root  # the folder, or an object store's local cache
         self.catalog_url = cfg.catalog_url
         self.catalog_path = (
             cfg.catalog_path

@@ -60,7 +60,7 @@ def test_collect_scores_splits_relevant_hits_by_modality_pair(make_cfg, tmp_path
             )
 
     cfg = make_cfg(f"queries={q}")
-    got = ct.collect_scores(cfg, Searcher(), load_query_set(q))
+    got = ct.collect_scores(cfg.search, Searcher(), load_query_set(q))
     assert got["text_page"] == {"relevant": [1.5], "other": [0.2]}
     assert got["text_image"] == {"relevant": [], "other": [-0.3]}
 

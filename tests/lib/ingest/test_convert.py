@@ -216,7 +216,7 @@ def test_a_batch_with_one_bad_file_converts_the_others_and_quarantines_only_it(
 ) -> None:
     entries = _batch_corpus(corpus, tmp_path / "corpus")
     cfg = load_config([f"corpus.root={tmp_path / 'corpus'}", f"storage.root={tmp_path / 's'}", "ocr=none"])
-    office = OfficeConversions(cfg, entries)
+    office = OfficeConversions(cfg.convert, cfg.corpus_root, entries)
     got, taken = {}, []
     for e in entries:
         taken.append(office.take(e.doc_id))

@@ -115,8 +115,8 @@ def test_thresholds_merge_default_then_modality(make_cfg) -> None:
 def test_baseline_store_logs_who_when_why_and_the_newest_is_live(env) -> None:
     cfg, cat, tbl = env
     write_doc(tbl, "a.pdf", population(30, seed=1))
-    first = set_baselines(cfg, cat, tbl, VK, user="alice", reason="initial corpus", run_id="r1")
-    second = set_baselines(cfg, cat, tbl, VK, user="bob", reason="new scanner", run_id="r2")
+    first = set_baselines(cfg.checks, cat, tbl, VK, user="alice", reason="initial corpus", run_id="r1")
+    second = set_baselines(cfg.checks, cat, tbl, VK, user="bob", reason="new scanner", run_id="r2")
     log = bs.baseline_log(cat, VK)
     assert [(r["action"], r["user_name"], r["reason"], r["run_id"]) for r in log] == [
         ("rotate", "bob", "new scanner", "r2"),
@@ -132,10 +132,10 @@ def test_baseline_store_logs_who_when_why_and_the_newest_is_live(env) -> None:
 def test_first_check_creates_the_baseline_then_an_unchanged_table_passes(env, tmp_path) -> None:
     cfg, cat, tbl = env
     write_doc(tbl, "a.pdf", population(60, seed=1))
-    first = evaluate_drift(cfg, cat, tbl, VK, run_id="run1", plot_dir=tmp_path / "plots")
+    first = evaluate_drift(cfg.checks, cat, tbl, VK, run_id="run1", plot_dir=tmp_path / "plots")
     assert first.passed and "first baseline" in " ".join(first.modalities["page"].notes)
     assert bs.baseline_log(cat, VK)[0]["user_name"] == AUTO_USER
-    again = evaluate_drift(cfg, cat, tbl, VK, run_id="run2", plot_dir=tmp_path / "plots")
+    again = evaluate_drift(cfg.checks, cat, tbl, VK, run_id="run2", plot_dir=tmp_path / "plots")
     assert again.passed, again.modalities["page"].scopes[0].report.summary()
     assert [r.scope for r in again.modalities["page"].scopes] == ["all"]  # nothing new since the baseline
     md = again.modalities["page"]
@@ -149,10 +149,10 @@ def test_first_check_creates_the_baseline_then_an_unchanged_table_passes(env, tm
 def test_a_rotated_space_under_the_same_version_is_an_error(env, tmp_path) -> None:
     cfg, cat, tbl = env
     write_doc(tbl, "a.pdf", population(60, seed=1))
-    set_baselines(cfg, cat, tbl, VK, user="alice", reason="initial")
+    set_baselines(cfg.checks, cat, tbl, VK, user="alice", reason="initial")
     q, _ = np.linalg.qr(np.random.default_rng(5).normal(size=(DIM, DIM)))  # a random rotation of the space
     write_doc(tbl, "a.pdf", population(60, seed=1, rotate=q))  # same items, re-embedded in place
-    out = evaluate_drift(cfg, cat, tbl, VK, run_id="rot", plot_dir=tmp_path)
+    out = evaluate_drift(cfg.checks, cat, tbl, VK, run_id="rot", plot_dir=tmp_path)
     assert out.severity == "ERROR" and not out.passed
     assert out.modalities["page"].scopes[0].report.alarms.get("centroid_shift") == "ERROR"
 
@@ -160,13 +160,13 @@ def test_a_rotated_space_under_the_same_version_is_an_error(env, tmp_path) -> No
 def test_a_bad_new_batch_is_caught_even_when_the_whole_table_dilutes_it(env, tmp_path) -> None:
     cfg, cat, tbl = env
     write_doc(tbl, "a.pdf", population(300, seed=1))
-    set_baselines(cfg, cat, tbl, VK, user="alice", reason="initial")
+    set_baselines(cfg.checks, cat, tbl, VK, user="alice", reason="initial")
     noise = [
         (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
         for v in np.random.default_rng(7).normal(size=(30, 40, DIM))
     ]  # scans of noise: 30 items
     write_doc(tbl, "noise.pdf", noise)
-    out = evaluate_drift(cfg, cat, tbl, VK, run_id="noise", plot_dir=tmp_path)
+    out = evaluate_drift(cfg.checks, cat, tbl, VK, run_id="noise", plot_dir=tmp_path)
     scopes = {r.scope: r.report for r in out.modalities["page"].scopes}
     assert set(scopes) == {"all", "new"} and scopes["new"].n_batch == 30
     assert scopes["new"].severity == "ERROR", scopes["new"].summary()
@@ -176,16 +176,16 @@ def test_a_bad_new_batch_is_caught_even_when_the_whole_table_dilutes_it(env, tmp
 def test_a_switched_model_is_compared_with_the_previous_versions_baseline(env, make_cfg, tmp_path) -> None:
     cfg, cat, tbl = env
     write_doc(tbl, "a.pdf", population(60, seed=1))
-    set_baselines(cfg, cat, tbl, VK, user="alice", reason="initial")
+    set_baselines(cfg.checks, cat, tbl, VK, user="alice", reason="initial")
     other_vk = "synthetic__v2__p1__d64"
     other = lx.open_table(Runtime(cfg), other_vk, DIM)
     write_doc(other, "a.pdf", population(60, seed=1, model_seed=11))  # same documents, another model
-    out = evaluate_drift(cfg, cat, other, other_vk, run_id="switch", plot_dir=tmp_path)
+    out = evaluate_drift(cfg.checks, cat, other, other_vk, run_id="switch", plot_dir=tmp_path)
     md = out.modalities["page"]
     assert md.baseline.version_key == VK and "mmrag baseline" in " ".join(md.notes)
     assert out.severity == "ERROR"
-    set_baselines(cfg, cat, other, other_vk, user="alice", reason="switched to v2 on purpose")
-    assert evaluate_drift(cfg, cat, other, other_vk, run_id="accepted", plot_dir=tmp_path).passed
+    set_baselines(cfg.checks, cat, other, other_vk, user="alice", reason="switched to v2 on purpose")
+    assert evaluate_drift(cfg.checks, cat, other, other_vk, run_id="accepted", plot_dir=tmp_path).passed
 
 
 def test_embeddings_frame_measures_each_multivector(env) -> None:
