@@ -25,7 +25,7 @@ MISSING: Any = "???"  # omegaconf.MISSING (omegaconf itself is imported when Hyd
 from mmrag_assets.errors import ConfigError
 from mmrag_assets.roots import cache_dir_of, mirror_dir, parse_root
 
-CONF_DIR = Path(os.environ.get("MMRAG_CONF_DIR", Path(__file__).resolve().parents[1] / "conf"))
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # the package's own (tests point it at a copy)
 
 Device = Literal["auto", "cpu", "cuda"]
 Arch = Literal["lite", "colqwen2_5", "colpali", "colsmol", "colqwen3"]

@@ -27,3 +27,20 @@ def test_modules_are_imported_once_in_a_daemon_thread_and_failures_are_left_to_t
     assert "mmrag_no_such_module_x" not in warm.last  # skipped, no exception in the thread
     assert warm.warm_imports(("mmrag_no_such_module_x", name)) is None  # once per process and list
     assert warm.warm_imports(("json",)) is None  # nothing left to import
+
+
+def test_the_packages_both_threads_reach_are_imported_before_the_background_thread_starts() -> None:
+    """A fresh process: the caller has ``sqlalchemy.orm`` as soon as ``warm_imports`` returns, so a step's
+    own imports never meet the background thread inside its circular package imports."""
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from mmrag_assets.lib import warm\n"
+        "assert 'sqlalchemy.orm' not in sys.modules\n"
+        "t = warm.warm_imports(('mmrag_no_such_module_x',))\n"  # a thread that imports nothing
+        "assert 'sqlalchemy.orm' in sys.modules, 'imported by the background thread only'\n"
+        "t.join(timeout=60)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
