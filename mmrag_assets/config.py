@@ -27,6 +27,14 @@ from mmrag_assets.roots import cache_dir_of, mirror_dir, parse_root
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # the package's own (tests point it at a copy)
 
+
+def conf_dir() -> Path:
+    """The config folder: ``MMRAG_CONF_DIR`` when set (read on each call, never at import, so a
+    process that imported mmrag earlier, such as a ``mmrag warm`` server, sees the caller's), else
+    :data:`CONF_DIR`."""
+    env = os.environ.get("MMRAG_CONF_DIR")
+    return Path(env) if env else CONF_DIR
+
 Device = Literal["auto", "cpu", "cuda"]
 Arch = Literal["lite", "colqwen2_5", "colpali", "colsmol", "colqwen3"]
 DType = Literal["auto", "float32", "bfloat16", "float16"]
@@ -656,7 +664,7 @@ def _weights_cached(option: str) -> bool:
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        m = OmegaConf.load(CONF_DIR / "model" / f"{option}.yaml")
+        m = OmegaConf.load(conf_dir() / "model" / f"{option}.yaml")
         if m.get("path"):
             return Path(str(m.path)).expanduser().is_dir()
         from huggingface_hub import try_to_load_from_cache
@@ -674,7 +682,7 @@ def default_model() -> str:
     weights lookup are code."""
     from omegaconf import OmegaConf
 
-    choice = OmegaConf.load(CONF_DIR / "config.yaml").default_model
+    choice = OmegaConf.load(conf_dir() / "config.yaml").default_model
     if not _cuda_available():
         return str(choice.cpu)
     tiers = [str(t) for t in choice.cuda]
@@ -727,7 +735,7 @@ def _compose(ovr: list[str]) -> MmragConfig:
         _register()
         GlobalHydra.instance().clear()
         try:
-            with initialize_config_dir(config_dir=str(CONF_DIR)):
+            with initialize_config_dir(config_dir=str(conf_dir())):
                 node = compose(config_name="config", overrides=ovr)
             obj = OmegaConf.to_object(node)
         except (HydraException, OmegaConfBaseException) as e:
@@ -764,16 +772,17 @@ def _composition_key(ovr: list[str]) -> str | None:
         return None
     import importlib.util
 
-    h = hashlib.sha256(json.dumps([_CACHE_FORMAT, ovr, str(CONF_DIR)]).encode())
+    conf = conf_dir()
+    h = hashlib.sha256(json.dumps([_CACHE_FORMAT, ovr, str(conf)]).encode())
     h.update(Path(__file__).read_bytes())  # the schema and this code
     envs: set[bytes] = set()
     try:
-        for p in sorted(CONF_DIR.rglob("*.yaml")):
+        for p in sorted(conf.rglob("*.yaml")):
             b = p.read_bytes()
             if any(r != b"oc.env" for r in _RESOLVER.findall(b)):
                 return None
             envs.update(_ENV_REF.findall(b))
-            h.update(p.relative_to(CONF_DIR).as_posix().encode() + b"\0" + b + b"\0")
+            h.update(p.relative_to(conf).as_posix().encode() + b"\0" + b + b"\0")
     except OSError:
         return None
     for name in sorted(envs):
@@ -835,7 +844,7 @@ def _key_of(override: str) -> str:
 
 
 def group_options(group: str) -> list[str]:
-    d = CONF_DIR / group
+    d = conf_dir() / group
     return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
 
 
@@ -980,7 +989,7 @@ def _validate(cfg: MmragConfig) -> None:
     problems = []
     d = cfg.default_model
     for name in [*d.cuda, d.cpu]:
-        if not (CONF_DIR / "model" / f"{name}.yaml").is_file():
+        if not (conf_dir() / "model" / f"{name}.yaml").is_file():
             problems.append(f"default_model names {name!r}, which is not an option of conf/model/")
     if not d.cuda:
         problems.append("default_model.cuda names no tier")

@@ -234,3 +234,22 @@ def test_the_cache_follows_the_yaml_files_and_the_environment(
         load_config(["ingest.dpii=3"])
     with pytest.raises(ConfigError, match="ingest.dpii"):
         load_config(["ingest.dpii=3"])
+
+
+def test_mmrag_conf_dir_is_read_at_each_composition(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A copy of conf/ named by MMRAG_CONF_DIR after mmrag was imported (a warm server's commands, a
+    long-lived process) is what composes; without it, the package's own."""
+    import shutil
+
+    from mmrag_assets import config
+
+    conf = tmp_path / "conf"
+    shutil.copytree(config.CONF_DIR, conf)
+    search = conf / "search" / "default.yaml"
+    search.write_text(search.read_text().replace("k: 10\n", "k: 7\n", 1))
+    monkeypatch.setenv("MMRAG_CONFIG_CACHE", "0")
+    assert load_config([]).search.k == 10
+    monkeypatch.setenv("MMRAG_CONF_DIR", str(conf))
+    assert config.conf_dir() == conf and load_config([]).search.k == 7
+    monkeypatch.delenv("MMRAG_CONF_DIR")
+    assert load_config([]).search.k == 10

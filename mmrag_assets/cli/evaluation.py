@@ -235,4 +235,4 @@ def _short(override: str) -> str:
 def _conf_dir():
     from mmrag_assets import config
 
-    return config.CONF_DIR
+    return config.conf_dir()

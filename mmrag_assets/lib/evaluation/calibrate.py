@@ -173,7 +173,7 @@ def write_threshold_option(
     exactly the proposed thresholds (a file that does not compose is put back as it was)."""
     from mmrag_assets import config
 
-    conf_dir = Path(config.CONF_DIR)  # read at call time: tests point it at a copy
+    conf_dir = config.conf_dir()  # read at call time: tests point it at a copy
     path = check_name(name, conf_dir)
     base = base_option(cfg, name, conf_dir)
     if not (conf_dir / "search" / f"{base}.yaml").exists():

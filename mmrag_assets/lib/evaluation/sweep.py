@@ -21,7 +21,7 @@ def _parser():
     from mmrag_assets import config
 
     # A config loader lets glob() list the options of a config group (conf/<group>/*.yaml).
-    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(config.CONF_DIR)))
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(config.conf_dir())))
     return OverridesParser.create(config_loader=loader)
 
 

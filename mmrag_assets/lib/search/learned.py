@@ -279,7 +279,9 @@ def model_path(name: str, conf_dir: Path | None = None) -> Path:
     if p.suffix == ".json" or len(p.parts) > 1:
         return p
     if conf_dir is None:
-        from mmrag_assets.config import CONF_DIR as conf_dir
+        from mmrag_assets.config import conf_dir as _conf_dir
+
+        conf_dir = _conf_dir()
     return conf_dir / "fusion" / f"{name}.json"
 
 
