@@ -35,6 +35,7 @@ def conf_dir() -> Path:
     env = os.environ.get("MMRAG_CONF_DIR")
     return Path(env) if env else CONF_DIR
 
+
 Device = Literal["auto", "cpu", "cuda"]
 Arch = Literal["lite", "colqwen2_5", "colpali", "colsmol", "colqwen3"]
 DType = Literal["auto", "float32", "bfloat16", "float16"]
