@@ -13,7 +13,7 @@ import sys
 import threading
 import traceback
 
-from mmrag_assets.cli import answer, evaluation, pipeline, quality, scale, search  # noqa: F401 - register the commands
+from mmrag_assets.cli import answer, evaluation, pipeline, quality, scale, search, warm  # noqa: F401 - register the commands
 from mmrag_assets.cli._app import COMMANDS, EXTRA_ARGS, HELP, say
 from mmrag_assets.errors import MmragError
 
@@ -64,13 +64,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    """The ``mmrag`` console script: :func:`main`, then a quick exit. Tearing down the interpreter
+    """The ``mmrag`` console script: the command in a fork of a running ``mmrag warm`` server when one
+    matches (decided before anything heavy is imported: ``orchestration/warm_client.py``), else
+    :func:`main`; then a quick exit. Tearing down the interpreter
     (every module of Dagster, Great Expectations, LanceDB... freed one by one) cost 2-3 s after the
     last line was printed (py-spy, a one-file ``mmrag index``); nothing is left to do by then: every
     catalog connection and file is closed, so the process waits for its own non-daemon threads,
     runs the exit handlers (logging, multiprocessing, LanceDB's runtime) and exits."""
-    code = main()
-    exit_now(code)
+    from mmrag_assets.orchestration.warm_client import run_served
+
+    code = run_served(sys.argv, warm.SERVED)
+    exit_now(main() if code is None else code)
 
 
 def exit_now(code: int) -> None:
