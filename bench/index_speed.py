@@ -26,7 +26,10 @@ process) and prints the share of samples per stage. Writes the section "Indexing
 is built by this checkout (not reported), and each of ``--rounds`` rounds gives both versions, in
 turn, a fresh copy of it (same path) for a no-op ``mmrag index``, an add of the 10-page PDF above
 (9 screenshot regions to OCR), an add of 10 text-only Doxygen pages (no image: the add without OCR)
-and ``mmrag search`` (3 queries); medians. Writes "Indexing speed: small changes".
+and ``mmrag search`` (3 queries); medians. Writes "Indexing speed: small changes". ``--served`` adds
+this checkout through a running ``mmrag warm`` server (started once before the rounds, on its own
+runtime folder; not timed) as a third version: the same commands, handed to the server's forks; its
+CPU is the client's plus what the server's reaped children used (``/proc/<pid>/stat`` cutime+cstime).
 """
 
 from __future__ import annotations
@@ -176,8 +179,9 @@ print(json.dumps(out))
 class Version:
     def __init__(self, label: str, pkg: Path, storage: Path, corpus: Path, env: dict[str, str]) -> None:
         self.label, self.pkg, self.storage, self.corpus = label, pkg, storage, corpus
-        self.env = {**os.environ, **env, "PYTHONPATH": str(pkg)}
+        self.env = {**os.environ, "MMRAG_WARM": "0", **env, "PYTHONPATH": str(pkg)}
         self.results: dict[str, dict[str, float]] = {}
+        self.server_pid: int | None = None  # Served: whose children's CPU counts too
 
     def overrides(self) -> list[str]:
         return [f"corpus.root={self.corpus}", f"storage.root={self.storage}"]
@@ -202,6 +206,7 @@ class Version:
                 *cmd,
             ]
         load = os.getloadavg()[0]
+        children0 = self.children_cpu()
         t = time.perf_counter()
         r = subprocess.run(["/usr/bin/time", "-f", "TIME %U %S %M", *cmd], env=self.env, cwd=self.pkg,
                            capture_output=True, text=True, check=False)  # fmt: skip
@@ -211,11 +216,57 @@ class Version:
                 f"{self.label} {step} failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
             )
         u, s_, m = r.stderr.strip().splitlines()[-1].split()[1:]
-        out = {"wall": wall, "cpu": float(u) + float(s_), "rss_mib": int(m) / 1024, "load": load}
+        out = {
+            "wall": wall,
+            "cpu": float(u) + float(s_) + self.children_cpu() - children0,
+            "rss_mib": int(m) / 1024,
+            "load": load,
+        }
         self.results[step] = out
         print(f"{self.label:>9} {step:<8} wall {wall:7.1f} s  cpu {out['cpu']:7.1f} s  rss {out['rss_mib']:6.0f} MiB  load {load:.1f}",
               flush=True)  # fmt: skip
         return out
+
+    def children_cpu(self) -> float:
+        return 0.0
+
+
+class Served(Version):
+    """This checkout through a ``mmrag warm`` server of its own (``--served``)."""
+
+    def __init__(self, label: str, pkg: Path, storage: Path, corpus: Path, env: dict[str, str]) -> None:
+        self.runtime = Path(tempfile.mkdtemp(prefix="mmrag-warm-"))  # short: a socket path is <108 bytes
+        super().__init__(label, pkg, storage, corpus, {**env, "XDG_RUNTIME_DIR": str(self.runtime)})
+        self.env["MMRAG_WARM"] = "1"
+
+    def start(self) -> None:
+        t = time.perf_counter()
+        cmd = [sys.executable, "-m", "mmrag_assets.cli", "warm", "start", *self.overrides()]
+        subprocess.run(cmd, env=self.env, cwd=self.pkg, check=True)
+        st = json.loads(
+            sh([sys.executable, "-m", "mmrag_assets.cli", "warm", "status", "--json"], env=self.env).stdout
+        )
+        self.server_pid = st["pid"]
+        print(f"warm server {self.server_pid} ready in {time.perf_counter() - t:.1f} s", flush=True)
+
+    def stop(self) -> None:
+        sh([sys.executable, "-m", "mmrag_assets.cli", "warm", "stop"], env=self.env)
+        shutil.rmtree(self.runtime, ignore_errors=True)
+
+    def children_cpu(self) -> float:
+        """CPU s of the server's reaped children (each command's supervisor, which reaped the command):
+        asked for after the server said none is running, so the last command is counted."""
+        if self.server_pid is None:
+            return 0.0
+        for _ in range(50):
+            st = sh(
+                [sys.executable, "-m", "mmrag_assets.cli", "warm", "status", "--json"], env=self.env
+            ).stdout
+            if json.loads(st).get("running", 0) == 0:
+                break
+            time.sleep(0.1)
+        fields = Path(f"/proc/{self.server_pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")  # cutime, cstime
 
 
 def summarize_profile(path: Path) -> list[tuple[str, float]]:
@@ -295,11 +346,16 @@ def warm_main(args: argparse.Namespace) -> int:
         env = {"MMRAG_CACHE_DIR": str(OUT / "mmrag-cache")}
         new = Version("this", ROOT, store, corpus, env)
         old = Version(args.warm, archive(args.warm, tmp_p / "baseline"), store, corpus, env)
+        served = Served("served", ROOT, store, corpus, env) if args.served else None
         shutil.copytree(corpus_src, corpus)
         t = time.perf_counter()
         new.run("build", ["index"])
         print(f"store built in {time.perf_counter() - t:.0f} s", flush=True)
         shutil.copytree(store, built)
+        versions = [("old", old), ("new", new)]
+        if served is not None:
+            served.start()
+            versions.append(("served", served))
 
         def fresh() -> None:
             shutil.rmtree(store)
@@ -307,9 +363,9 @@ def warm_main(args: argparse.Namespace) -> int:
             for extra in ("added.pdf", "text.pdf"):
                 (corpus / extra).unlink(missing_ok=True)
 
-        res: dict[str, dict[str, list[dict[str, float]]]] = {"old": {}, "new": {}}
+        res: dict[str, dict[str, list[dict[str, float]]]] = {key: {} for key, _v in versions}
         for r in range(args.rounds):
-            for key, v in (("old", old), ("new", new)) if r % 2 == 0 else (("new", new), ("old", old)):
+            for key, v in versions if r % 2 == 0 else versions[::-1]:
                 got = res[key]
                 fresh()
                 got.setdefault("noop", []).append(v.run("noop", ["index"]))
@@ -320,16 +376,19 @@ def warm_main(args: argparse.Namespace) -> int:
                 got.setdefault("add_text", []).append(v.run("add_text", ["index"]))
                 for i, q in enumerate(QUERIES):
                     got.setdefault("search", []).append(v.run(f"q{i}", ["search", q, "--k", "5"]))
+        if served is not None:
+            served.stop()
     load1 = os.getloadavg()
+    names = {"old": f"baseline `{args.warm}`", "new": f"this checkout `{commit()}`"}
+    names["served"] = f"this checkout, `mmrag warm` server running `{commit()}`"
 
     def med(key: str, step: str, what: str) -> float:
         return statistics.median(x[what] for x in res[key][step])
 
     steps = ("noop", "add", "add_text", "search")
     rows = [
-        [f"baseline `{args.warm}`" if key == "old" else f"this checkout `{commit()}`"]
-        + [f"{med(key, st, 'wall'):.2f} ({med(key, st, 'cpu'):.2f})" for st in steps]
-        for key in ("old", "new")
+        [names[key]] + [f"{med(key, st, 'wall'):.2f} ({med(key, st, 'cpu'):.2f})" for st in steps]
+        for key in res
     ]
     body = (
         f"`bench/index_speed.py --warm {args.warm} --rounds {args.rounds}`: small changes to the {n_pages}-page store of the\n"
@@ -350,6 +409,7 @@ def main() -> int:
     ap.add_argument("--baseline", default=DEFAULT_BASELINE)
     ap.add_argument("--warm", metavar="REV", help="only the small changes, this checkout against REV")
     ap.add_argument("--rounds", type=int, default=3, help="--warm: rounds (medians)")
+    ap.add_argument("--served", action="store_true", help="--warm: also through a `mmrag warm` server")
     ap.add_argument("--pages", type=int, default=620)
     ap.add_argument("--only", choices=["new", "both"], default="both")
     ap.add_argument("--profile", action="store_true")
