@@ -89,7 +89,7 @@ def _start(args: argparse.Namespace) -> int:
     if args.idle_minutes is not None:
         argv += ["--idle-minutes", str(args.idle_minutes)]
     t0 = time.monotonic()
-    with open(log, "w") as out:
+    with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,

@@ -284,10 +284,12 @@ def _served(s: socket.socket, argv: list[str], verbose: bool) -> int | None:
             _say(f"mmrag warm: the server did not take the command ({e}); running it in this process")
         return None
     if "stale" in first:
+        code_changed = any(not d.startswith("env") for d in first["stale"])
         _say(
             "mmrag warm: the server was started before "
             + "; ".join(first["stale"])
-            + " changed; it stops now and this command runs in this process (`mmrag warm start` for a new one)"
+            + " changed; this command runs in this process"
+            + (" and the server stops (`mmrag warm start` for a new one)" if code_changed else "")
         )
         return None
     if "refused" in first:

@@ -225,7 +225,8 @@ class Server:
             elif op == "run" and stale:
                 send_msg(conn, {"stale": stale})
                 log(f"a client differs ({'; '.join(stale)})")
-                self.stopping = bool(req.get("stop_if_stale"))
+                # new code: no client will match again; another environment: other clients may
+                self.stopping = bool(req.get("stop_if_stale")) and any(not d.startswith("env") for d in stale)
             elif op == "run":
                 self._fork(conn, req, fds)
             else:

@@ -295,6 +295,7 @@ def test_a_code_change_makes_the_server_stale(env, corpus) -> None:
         [*MMRAG, "status", *corpus], check=False, env=e2, capture_output=True, text=True, timeout=300
     )
     assert r.returncode == 0 and "env: OMP_NUM_THREADS" in r.stderr
+    assert status(env)["running"]  # another environment: in-process, but the server serves on
 
 
 @pytest.mark.slow
