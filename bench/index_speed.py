@@ -262,7 +262,7 @@ class Served(Version):
             st = sh(
                 [sys.executable, "-m", "mmrag_assets.cli", "warm", "status", "--json"], env=self.env
             ).stdout
-            if json.loads(st).get("running", 0) == 0:
+            if json.loads(st).get("active", 0) == 0:
                 break
             time.sleep(0.1)
         fields = Path(f"/proc/{self.server_pid}/stat").read_text().rsplit(")", 1)[1].split()

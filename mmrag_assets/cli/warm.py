@@ -153,7 +153,7 @@ def _status(args: argparse.Namespace) -> int:
 def _describe(st: dict[str, Any]) -> str:
     since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st["started"]))
     lines = [
-        f"warm server: pid {st['pid']}, since {since}, {st['served']} commands served, {st['running']} running",
+        f"warm server: pid {st['pid']}, since {since}, {st['served']} commands served, {st['active']} running",
         (
             f"  {st['modules']} modules imported in {st['import_s']} s; exits after {st['idle_minutes']} min idle "
             f"(idle {st['idle_s']:.0f} s)"

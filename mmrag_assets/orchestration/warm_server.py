@@ -245,7 +245,7 @@ class Server:
             "idle_minutes": round(self.idle_s / 60, 2),
             "idle_s": round(time.monotonic() - self.last_active, 1),
             "served": self.served,
-            "running": len(self.children),
+            "active": len(self.children),
             "socket": str(self.sock_path),
             "log": str(self.log_path),
             "stale": stale,
