@@ -12,6 +12,9 @@ from mmrag_assets.config import MmragConfig, load_config
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MMRAG_FORCE_CPU", "1")
+os.environ["MMRAG_WARM"] = (
+    "0"  # a developer's `mmrag warm` server never runs the tests' commands (test_warm_cli sets 1)
+)
 os.environ.pop("DAGSTER_HOME", None)  # each test gets its own instance under its storage root
 
 

@@ -13,7 +13,7 @@ its modules: the Python (executable, version, ``sys.path`` past its first entry,
 installed packages' folders), mmrag's own files (every file of ``mmrag_assets``, ``data_contracts``
 and the config folder, by path, mtime and size) and the environment (every variable but the ones a
 terminal or shell sets per window: :data:`ENV_IGNORED`), since libraries read some variables once
-at import (thread counts, backends, ``MMRAG_CONF_DIR``, the locale). The command process gets this
+at import (thread counts, backends, the locale). The command process gets this
 process's whole environment, working folder, umask and standard streams.
 """
 

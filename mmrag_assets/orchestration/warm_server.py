@@ -143,6 +143,7 @@ class Server:
         if changed or (expect and digest(self.fp) != expect):
             return f"mmrag's files or environment changed while it started ({'; '.join(changed) or 'before'})"
         self._listen()
+        self.last_active = time.monotonic()  # idle from now: the imports above may take a while
         log(f"serving on {self.sock_path}: {len(done)} modules in {self.info['import_s']} s")
         return None
 
@@ -188,8 +189,7 @@ class Server:
                     break
                 ready, _, _ = select.select([self._listener], [], [], min(1.0, max(0.05, self.idle_s - idle)))
                 if ready:
-                    conn, _ = self._listener.accept()
-                    self.last_active = time.monotonic()
+                    conn, _ = self._listener.accept()  # idle until a command: `warm status` is no use
                     with conn:
                         self._handle(conn)
         finally:
@@ -264,6 +264,7 @@ class Server:
                 os._exit(70)
         self.children.add(pid)
         self.served += 1
+        self.last_active = time.monotonic()
 
 
 # ---------------------------------------------------------------- in the forked processes

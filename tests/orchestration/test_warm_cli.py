@@ -302,8 +302,8 @@ def test_a_code_change_makes_the_server_stale(env, corpus) -> None:
 def test_the_server_exits_when_idle(env) -> None:
     if status(env)["running"]:
         mmrag(env, "warm", "stop")
-    st = start(env, "--idle-minutes", "0.05")  # 3 s
-    for _ in range(100):
+    st = start(env, "--idle-minutes", "0.2")  # 12 s after it listens; `warm status` does not count as use
+    for _ in range(200):
         if not status(env)["running"]:
             break
         time.sleep(0.2)
