@@ -59,6 +59,7 @@ def test_runtime_dir_is_private(monkeypatch, tmp_path: Path) -> None:
 
 def test_no_server_stale_socket_and_bypass_run_in_process(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.setenv("MMRAG_WARM", "1")  # conftest turns it off for every other test
     argv = ["mmrag", "status"]
     assert warm_client.run_served(argv, frozenset({"status"})) is None  # no server
     sock, _lock, _log = warm_client.paths()
