@@ -14,6 +14,13 @@ deletes the file and waits until the removal is served too; the OCR cache entrie
 are dropped between repeats (the same screenshots would be cache hits). The phases come from the Dagster
 instance's run record: dropped -> run created (sensor tick), -> run started (queue + run process
 start), -> published (ingest, contracts, embed, publish). Writes the section "Sensor latency".
+
+``--landing``: when, within the sensor's loop, the file lands. ``after-tick`` (default) copies it the
+moment an idle tick is logged, so it waits a whole sensor interval before any tick sees it: the slowest
+case. ``random`` waits a uniformly random share of the loop after that tick first (seeded): of
+``orchestration.sensor_interval_s`` or of the daemon's own sensor loop (5 s, Dagster's
+``MIN_INTERVAL_LOOP_TIME``), whichever is longer, as a file a person or a sync tool drops lands at any
+moment of it.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import random
 import shutil
 import signal
 import statistics
@@ -120,6 +128,15 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=10)
 
 
+def daemon_loop_s() -> float:
+    """How often Dagster's daemon evaluates sensors at most (a constant of its sensor loop; 5 s in 1.13)."""
+    try:
+        from dagster._daemon.sensor import MIN_INTERVAL_LOOP_TIME
+    except ImportError:  # moved in another Dagster version
+        return 5.0
+    return float(MIN_INTERVAL_LOOP_TIME)
+
+
 def session(
     label: str, pkg: Path, args: argparse.Namespace, corpus_src: Path, added: Path, store: Path, port: int
 ) -> tuple[list[dict], list[float]]:
@@ -148,6 +165,8 @@ def session(
                 cwd=pkg, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         rows, removals = [], []
+        rng = random.Random(args.seed)
+        loop_s = max(float(cfg.orchestration.sensor_interval_s), daemon_loop_s())
         try:
             t_ui = time.time()
             wait_for(lambda: up_to_date_ticks(log) >= 1, 600, "the sensor's first up-to-date tick")
@@ -155,6 +174,8 @@ def session(
             for r in range(args.repeats):
                 ticks = up_to_date_ticks(log)
                 wait_for(lambda ticks=ticks: up_to_date_ticks(log) > ticks, 120, "an idle tick")
+                offset = rng.uniform(0, loop_s) if args.landing == "random" else 0.0
+                time.sleep(offset)
                 t0 = time.time()
                 shutil.copy(added, corpus / "added.pdf")
                 t1 = wait_for(lambda: served_documents(cfg)[1] == n0 + 1, 900, "the added file to be served")
@@ -162,7 +183,7 @@ def session(
                 created = rec.create_timestamp.timestamp() if rec else float("nan")
                 started = rec.start_time if rec and rec.start_time else float("nan")
                 rows.append({"total": t1 - t0, "to_request": created - t0, "to_start": started - created,
-                             "to_publish": t1 - started, "load": os.getloadavg()[0]})  # fmt: skip
+                             "to_publish": t1 - started, "load": os.getloadavg()[0], "offset": offset})  # fmt: skip
                 print(f"{label} repeat {r + 1}: served {t1 - t0:.1f} s after the drop {rows[-1]}", flush=True)
                 wait_for(lambda t0=t0: (x := newest_run(cfg.dagster_home, "index_job", t0)) is not None
                          and x.end_time is not None, 600, "the run to end")  # fmt: skip
@@ -195,6 +216,9 @@ def main() -> int:
     ap.add_argument("--baseline", metavar="REV", help="also measure REV, side by side")
     ap.add_argument("--store", type=Path, help="a store of the same corpus built earlier (copied)")
     ap.add_argument("--port", type=int, default=3133)
+    ap.add_argument("--landing", choices=("after-tick", "random"), default="after-tick",
+                    help="when the file lands in the sensor's loop (see the module docstring)")  # fmt: skip
+    ap.add_argument("--seed", type=int, default=0, help="--landing random: the offsets' seed")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
 
@@ -227,24 +251,33 @@ def main() -> int:
 
     body_rows = []
     for label, (rows, removals) in results.items():
-        body_rows += [[label, i + 1, x["total"], x["to_request"], x["to_start"], x["to_publish"], x["load"]]
-                      for i, x in enumerate(rows)]  # fmt: skip
-        body_rows.append([label, "median", med(rows, "total"), med(rows, "to_request"), med(rows, "to_start"),
+        body_rows += [[label, i + 1, x["offset"], x["total"], x["to_request"], x["to_start"], x["to_publish"],
+                       x["load"]] for i, x in enumerate(rows)]  # fmt: skip
+        body_rows.append([label, "median", "", med(rows, "total"), med(rows, "to_request"), med(rows, "to_start"),
                           med(rows, "to_publish"), ""])  # fmt: skip
     removal = "; ".join(f"{label} {statistics.median(r):.1f} s" for label, (_, r) in results.items())
     body = (
         f"`bench/sensor_latency.py --pages {args.pages} --repeats {args.repeats} --rounds {args.rounds}"
         + (f" --baseline {args.baseline}" if args.baseline else "")
+        + (f" --landing random --seed {args.seed}" if args.landing == "random" else "")
         + "`: `mmrag ui` (Dagster webserver + daemon, default config of each version) on a\nstore of the "
         f"{sum(counts.values())}-page corpus of bench/index_speed.py (built once, copied for each session); a 10-page PDF "
         "(the next Doxygen pages, 9 screenshot\nregions to OCR) copied into the corpus, then deleted, each "
-        "time waited for until the live index version\nserves it (or no longer does); sessions alternate between "
+        "time waited for until the live index version\nserves it (or no longer does); "
+        + (
+            "each file lands a random share of the sensor loop after an idle tick (the offset column), as a "
+            "file dropped at any moment does; "
+            if args.landing == "random"
+            else "each file lands the moment an idle tick is logged, so it waits a whole sensor interval (the slowest case); "
+        )
+        + "sessions alternate between "
         "the versions. Phases from the run's record in\nthe Dagster instance. Load average "
         f"{load0[0]:.1f} at the start, {load1[0]:.1f} at the end, on 2 cores shared with other jobs.\n\n"
         + table(
             [
                 "version",
                 "repeat",
+                "landed after the idle tick s",
                 "dropped -> served s",
                 "-> run requested s",
                 "-> run started s",
