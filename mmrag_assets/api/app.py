@@ -122,7 +122,7 @@ def create_app(cfg: MmragConfig) -> FastAPI:
 
     sv = cfg.serve
     rt = Runtime(cfg)  # the server's stores, index reader and models: opened once, shared by every request
-    roots = [(cfg.storage_root.as_posix(), "storage.root"), (cfg.corpus_root.as_posix(), "corpus.root")]
+    roots = [(rt.storage_root.as_posix(), "storage.root"), (rt.corpus_root.as_posix(), "corpus.root")]
     # the first stages this configuration builds (plaid always): the schema offers only what will answer
     first_stages = tuple(sorted(n for n in STRATEGIES if n == "plaid" or n in cfg.search.prebuild))
     # mllm (MaxSim, then the rerank group's multimodal LLM on the top) only where its weights are configured
@@ -500,7 +500,7 @@ def create_app(cfg: MmragConfig) -> FastAPI:
         (206 / Content-Range, suffix ranges, 416 when unsatisfiable); play it from ``start_s``."""
         warm.check()
         item_id = _path_text(item_id, "item id")
-        if cfg.corpus_remote:  # the object itself, through this machine's cache (api/corpus_objects.py)
+        if rt.corpus_remote:  # the object itself, through this machine's cache (api/corpus_objects.py)
             from mmrag_assets.api import corpus_objects
 
             source = corpus_objects.source_of(get_searcher(rt), item_id, recording=True)
@@ -557,10 +557,10 @@ def create_app(cfg: MmragConfig) -> FastAPI:
         if not parts or any(len(os.fsencode(x)) > MAX_NAME_BYTES for x in parts):
             raise missing  # no file can have that name (resolving it raised ENAMETOOLONG: a 500)
         try:
-            root = cfg.pages_dir.resolve()
+            root = rt.pages_dir.resolve()
             p = (root / path).resolve()
             if root in p.parents and p.suffix.lower() in IMAGE_SUFFIXES:
-                p = rt.storage.fetch(p.relative_to(cfg.storage_root.resolve()).as_posix())
+                p = rt.storage.fetch(p.relative_to(rt.storage_root.resolve()).as_posix())
         except (OSError, ValueError):
             raise missing from None
         if root not in p.parents or p.suffix.lower() not in IMAGE_SUFFIXES or not is_file(p):
@@ -620,8 +620,7 @@ def _links(searcher: Any, r: dict[str, Any]) -> dict[str, Any]:
         except NotFound:
             pass
     rt = searcher.rt
-    cfg = rt.cfg
-    if cfg.corpus_remote:  # an object store: decided from the object's first bytes (api/corpus_objects.py)
+    if rt.corpus_remote:  # an object store: decided from the object's first bytes (api/corpus_objects.py)
         from mmrag_assets.api import corpus_objects
 
         source = str(r.get("source") or "")
@@ -635,7 +634,7 @@ def _links(searcher: Any, r: dict[str, Any]) -> dict[str, Any]:
         except OSError:
             pass  # the store is unreachable: no link rather than a failed search
         return out
-    if r.get("modality") == "page" and converted_original(cfg.corpus_root, str(r.get("source") or "")):
+    if r.get("modality") == "page" and converted_original(rt.corpus_root, str(r.get("source") or "")):
         out["original_url"] = f"/items/{iid}/original"
     if r.get("start_s") is not None:
         try:
@@ -656,15 +655,14 @@ def _original(searcher: Any, item_id: str) -> tuple[Path, str] | None:
         raise NotFound(f"unknown item id {item_id!r}")
     source = str(view.items["source"][view.index_of[item_id]])
     rt = searcher.rt
-    cfg = rt.cfg
-    if cfg.corpus_remote:
+    if rt.corpus_remote:
         from mmrag_assets.api import corpus_objects
         from mmrag_assets.lib.ingest.objects import key_of
 
         if not corpus_objects.is_converted(rt, source):
             return None
         return corpus_objects.local_copy(rt, source, item_id), PurePosixPath(key_of(source)).name
-    p = converted_original(cfg.corpus_root, source)
+    p = converted_original(rt.corpus_root, source)
     return None if p is None else (p, p.name)
 
 

@@ -159,7 +159,7 @@ def document_content(context: AssetExecutionContext, mmrag: MmragConfigResource,
         for q in res.quarantine:
             context.log.warning(f"quarantined {q['source']} ({q['stage']}): {q['reason']}")
         thumbs = [
-            (f"{e.source} p.{pg['page']}", cfg.storage_root / (pg["thumb_path"] or pg["image_path"]))
+            (f"{e.source} p.{pg['page']}", rt.storage_root / (pg["thumb_path"] or pg["image_path"]))
             for pg in res.pages[:1]
         ]
         done.append(
