@@ -1,5 +1,5 @@
 """The client side of ``mmrag warm``: run a command in a fork of a warm server when one is running
-and matches this process, before anything heavy is imported (standard library only: the console
+and matches this process, before anything heavy is imported (the standard library and mmrag's config module: the console
 script imports this, then either hands its command over or goes on in-process).
 
 A command is handed over when ``MMRAG_WARM`` is not ``0``, the command is one the CLI lets a server
@@ -118,7 +118,9 @@ def _tree(root: Path, into: dict[str, str]) -> None:
 def fingerprint() -> dict[str, Any]:
     """What the server's imports depend on (see the module docstring); ~2 ms for mmrag's ~220 files."""
     pkg = Path(__file__).resolve().parents[1]
-    conf = Path(os.environ.get("MMRAG_CONF_DIR") or pkg.parent / "conf")
+    from mmrag_assets.config import conf_dir  # imported by the CLI already; the rule the commands compose by
+
+    conf = conf_dir()
     files: dict[str, str] = {}
     for root in (pkg, pkg.parent / "data_contracts", conf):
         if root.is_dir():
