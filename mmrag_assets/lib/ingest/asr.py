@@ -217,7 +217,11 @@ def window_words(words: Sequence[Word], window_s: float, overlap_s: float) -> li
     windows, and a word longer than a window still lands somewhere. Empty windows are dropped,
     and so is a window that adds no word beyond the previous one (identical windows, or the
     overlap tail before a long pause). A segment spans its first word's start to its last
-    word's end, which may reach past the window's nominal edges.
+    word's end, which may reach past the window's nominal edges. Two windows whose spans round to
+    the same milliseconds (the segment's key, ``document.segment_id``) are one segment holding the
+    words of both: Whisper's word times can be degenerate (several words given one start, a word
+    stretched over a pause), and one such recording once failed a whole `mmrag index` run on a
+    duplicate key.
     """
     if window_s <= 0:
         raise ValueError(f"window_s must be > 0, got {window_s}")
@@ -229,6 +233,8 @@ def window_words(words: Sequence[Word], window_s: float, overlap_s: float) -> li
     ordered = sorted(words, key=lambda w: (w.start + w.end) / 2)  # stable: ties keep input order
     mids = [(w.start + w.end) / 2 for w in ordered]
     segments: list[Segment] = []
+    chunks: list[list[Word]] = []
+    by_span: dict[tuple[int, int], int] = {}  # span in ms -> index in segments
     prev_hi = 0
     # Start at the first window that can hold the first word: a recording whose words begin
     # late (or carry an absolute offset) would otherwise loop over empty windows.
@@ -242,12 +248,26 @@ def window_words(words: Sequence[Word], window_s: float, overlap_s: float) -> li
             continue  # empty, or every word already in the previous window
         prev_hi = hi
         chunk = ordered[lo:hi]
-        segments.append(
-            Segment(
-                start_s=chunk[0].start,
-                end_s=max(w.end for w in chunk),
-                text=join_words([w.text for w in chunk]),
-                n_words=len(chunk),
+        seg = _segment(chunk)
+        span = (round(seg.start_s * 1000), round(seg.end_s * 1000))
+        if span in by_span:  # the same key as an earlier window: one segment with the words of both
+            i = by_span[span]
+            held = {id(w) for w in chunks[i]}
+            chunks[i] = sorted([*chunks[i], *(w for w in chunk if id(w) not in held)], key=ordered.index)
+            segments[i] = Segment(
+                seg.start_s, seg.end_s, join_words([w.text for w in chunks[i]]), len(chunks[i])
             )
-        )
+            continue
+        by_span[span] = len(segments)
+        segments.append(seg)
+        chunks.append(chunk)
     return segments
+
+
+def _segment(chunk: Sequence[Word]) -> Segment:
+    return Segment(
+        start_s=chunk[0].start,
+        end_s=max(w.end for w in chunk),
+        text=join_words([w.text for w in chunk]),
+        n_words=len(chunk),
+    )

@@ -202,6 +202,14 @@ def _ingest_document(
     except Exception as e:  # noqa: BLE001 - a decoder bug must not fail the whole run
         log.error("unexpected error ingesting %s:\n%s", source, traceback.format_exc())
         _quarantine(res, source, stage, f"unexpected {type(e).__name__} while decoding: {e}")
+    if res.status != "quarantined" and (dup := _shared_key(res)):
+        # the catalog's key: rows of one key would fail the shard's whole catalog write, not this file
+        _quarantine(
+            res,
+            source,
+            stage,
+            f"two items of this file share the key {dup} (a bug of mmrag: please report it)",
+        )
     try:
         if res.status != "quarantined" and res.pages:
             _ocr(rt, res, ocr_path, ocr_kind, progress)
@@ -282,6 +290,16 @@ def _write_boxes(storage_root: Path, res: DocResult) -> None:
             write_boxes(
                 storage_root / image_of[o["item_id"]], o["width"], o["height"], json.loads(o["lines"])
             )
+
+
+def _shared_key(res: DocResult) -> str | None:
+    """An ``item_id`` that two of the document's pages or segments share, or None."""
+    seen: set[str] = set()
+    for row in (*res.pages, *res.segments):
+        if row["item_id"] in seen:
+            return row["item_id"]
+        seen.add(row["item_id"])
+    return None
 
 
 def _quarantine(res: DocResult, source: str, stage: str, reason: str, *, whole: bool = True) -> None:

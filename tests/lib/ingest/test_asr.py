@@ -85,6 +85,18 @@ def test_word_longer_than_window_is_kept_once() -> None:
     assert [s.text for s in segs][-1] == "next"
 
 
+def test_windows_with_one_span_are_one_segment() -> None:
+    """Degenerate word times (two words given one start, a word stretched over the next ones): windows
+    [6,16) and [12,22) hold different words but span the same 11.0-25.0 s, the segment's key."""
+    words = [w(11.0, 11.4, "y"), w(11.0, 13.2, "x"), w(3.0, 25.0, "long"), w(16.5, 17.0, "z")]
+    segs = window_words(words, 10, 4)
+    spans = [(round(s.start_s * 1000), round(s.end_s * 1000)) for s in segs]
+    assert len(spans) == len(set(spans))  # unique keys: the run cannot fail on a duplicate
+    merged = next(s for s in segs if (s.start_s, s.end_s) == (11.0, 25.0))
+    assert merged.text == "y x long z" and merged.n_words == 4  # every word of both, by midpoint, once
+    assert {t for s in segs for t in s.text.split()} == {"y", "x", "long", "z"}
+
+
 def test_identical_and_contained_windows_are_deduplicated() -> None:
     # Two words, then a long pause: windows [0,10) [2,12) [4,14) ... all hold the same 2 words.
     segs = window_words([w(8.0, 8.4, "a"), w(9.0, 9.4, "b"), w(40, 40.5, "c")], 10, 8)
@@ -307,3 +319,22 @@ def test_a_noisy_call_gives_the_same_transcript_every_time(tmp_path: Path) -> No
     transcribe(SPEECH_AUDIO, cfg)  # another recording in between
     again = transcribe(call, cfg)
     assert again.words == first.words and again.sampled_segments == first.sampled_segments
+
+
+def test_a_file_whose_items_share_a_key_is_quarantined_not_the_run(
+    make_cfg, monkeypatch, tmp_path: Path
+) -> None:
+    """Defence in depth behind ``window_words``' own rule: rows of one key would fail the catalog write
+    of the whole shard (it once failed a whole `mmrag index`); the file alone is quarantined instead."""
+    import shutil
+
+    from mmrag_assets.lib.ingest.document import ingest_document
+    from mmrag_assets.lib.store.runtime import Runtime
+
+    cfg = make_cfg()
+    shutil.copy(SPEECH_AUDIO, cfg.corpus.root + "/talk.wav")
+    twice = [Segment(1.0, 4.0, "one", 1), Segment(1.0, 4.0, "two", 1)]
+    monkeypatch.setattr(asr, "window_words", lambda *a, **k: twice)
+    res = ingest_document(Runtime(cfg), source="talk.wav", doc_id="d1", kind="audio", sha256="0" * 64, size=1)
+    assert res.status == "quarantined" and res.segments == []
+    assert "share the key d1:t1000-4000" in res.quarantine[0]["reason"]
