@@ -9,6 +9,12 @@ extracted with `git archive` into a temp dir and put first on ``PYTHONPATH``, sa
 environment, same index), alternating, so both see the same machine load. It records the wall
 time and peak RSS of each, plus an empty query (rejected) and the heavy modules each process
 imported; the section "CLI search (shell wall time)" of BENCHMARKS.md gets the figures.
+
+Then the default user path (``MMRAG_WARM`` unset, a private runtime folder, this checkout only): the
+first command runs in its own process and starts a warm server as it exits; the second is issued at
+once (the server still importing: in its own process, beside the import); the third and later ones once
+the server listens (forked from it). ``--auto-runs`` of those served ones; ``--auto-only`` measures
+only this sequence, beside fresh processes of this checkout (no baseline).
 """
 
 from __future__ import annotations
@@ -83,10 +89,61 @@ def imported(argv: list[str], env: dict[str, str]) -> list[str]:
     return [m for m in HEAVY if m in names]
 
 
+def auto_sequence(cmd: list[str], overrides: list[str], runs: int) -> dict[str, object]:
+    """Walls of the default path (see the module docstring) and how long the server took to listen."""
+    import json
+    import shutil
+
+    runtime = Path(tempfile.mkdtemp(prefix="mmw-"))  # short: a socket path is < 108 bytes
+    env = {k: v for k, v in os.environ.items() if k not in ("MMRAG_WARM", "CI")}
+    env.update(XDG_RUNTIME_DIR=str(runtime), PYTHONPATH=str(ROOT))
+    warm = [sys.executable, "-m", "mmrag_assets.cli", "warm"]
+
+    def st() -> dict:
+        out = subprocess.run([*warm, "status", "--json"], env=env, capture_output=True, text=True, check=True)
+        return json.loads(out.stdout)
+
+    try:
+        t0 = time.perf_counter()
+        first = once([*cmd, QUERIES[0], "--k", "5", *overrides], env)[0]
+        spawned = time.perf_counter()
+        second = once([*cmd, QUERIES[1], "--k", "5", *overrides], env)[0]
+        while not st()["running"]:
+            if not st()["starting"] or time.perf_counter() - spawned > 300:
+                logs = "".join(p.read_text(errors="replace") for p in (runtime / "mmrag").glob("*.log"))
+                raise SystemExit(
+                    f"the warm server the first command started never listened; its log:\n{logs}"
+                )
+            time.sleep(0.2)
+        ready = time.perf_counter() - spawned
+        served = [
+            once([*cmd, QUERIES[i % len(QUERIES)], "--k", "5", *overrides], env)[0] for i in range(runs)
+        ]
+        assert st()["served"] == runs, "a command meant to be served ran in its own process"
+        return {
+            "first": first,
+            "second": second,
+            "ready_s": ready,
+            "served": served,
+            "total": time.perf_counter() - t0,
+        }
+    finally:
+        subprocess.run([*warm, "stop"], env=env, capture_output=True, check=False)
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
 def main() -> int:
+    # every `mmrag` process of this run a fresh one (MMRAG_WARM=auto would start a server), none left behind
+    os.environ.setdefault("MMRAG_WARM", "0")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--baseline", default=DEFAULT_BASELINE, help="git revision to compare against")
     ap.add_argument("--runs", type=int, default=7, help="rounds (each runs both versions once per query)")
+    ap.add_argument("--auto-runs", type=int, default=9, help="served commands of the default-path sequence")
+    ap.add_argument(
+        "--auto-only",
+        action="store_true",
+        help="only the default path, against fresh processes of this checkout",
+    )
     ap.add_argument(
         "--dir",
         type=Path,
@@ -115,18 +172,45 @@ def main() -> int:
         walls: dict[str, list[float]] = {"new": [], "old": []}
         cpus: dict[str, list[float]] = {"new": [], "old": []}
         empty: dict[str, list[float]] = {"new": [], "old": []}
+        versions = (("new", env_new),) if args.auto_only else (("old", env_old), ("new", env_new))
         for _ in range(args.runs):
             for q in QUERIES:
-                for name, env in (("old", env_old), ("new", env_new)):
+                for name, env in versions:
                     wall, cpu = once([*cmd, q, "--k", "5", *overrides], env)
                     walls[name].append(wall)
                     cpus[name].append(cpu)
-            for name, env in (("old", env_old), ("new", env_new)):
+            for name, env in versions:
                 empty[name].append(once([*cmd, "", *overrides], env)[0])
-        versions = (("old", env_old), ("new", env_new))
         rss = {name: peak_rss_mib([*cmd, QUERIES[0], *overrides], env) for name, env in versions}
         heavy = {name: imported([*cmd, QUERIES[0], *overrides], env) for name, env in versions}
+        auto = auto_sequence(cmd, overrides, args.auto_runs)
     load = os.getloadavg()
+    fresh, served = statistics.median(walls["new"]), statistics.median(auto["served"])
+    auto_body = (
+        "`bench/cli_search.py`, the default path (`MMRAG_WARM` unset; this checkout, the sample corpus, lite tier): the\n"
+        "first `mmrag search` runs in its own process and starts a warm server as it exits; the second, issued at once,\n"
+        "runs in its own process while that server imports; later ones are forked from the server. Beside them, "
+        f"{len(walls['new'])} fresh\nprocesses of the same command (`MMRAG_WARM=0`) in the same run. The server listened "
+        f"{auto['ready_s']:.1f} s after the first command\nended.\n\n"
+        + table(
+            ["command", "wall (s)", "/ fresh process p50"],
+            [
+                ["fresh process (p50)", fresh, 1.0],
+                ["1st (own process; starts the server)", auto["first"], auto["first"] / fresh],
+                [
+                    "2nd, at once (own process, beside the server's import)",
+                    auto["second"],
+                    auto["second"] / fresh,
+                ],
+                [f"3rd and later, served (p50 of {len(auto['served'])})", served, served / fresh],
+            ],
+        )
+        + f"\n\nLoad average at the end: {load[0]:.1f} (1 min) on 2 cores shared with other jobs.\n"
+    )
+    print(auto_body)
+    write_section("CLI search: the default path (warm server)", auto_body)
+    if args.auto_only:
+        return 0
 
     def row(label: str, name: str) -> list[object]:
         w = sorted(walls[name])

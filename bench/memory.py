@@ -64,6 +64,8 @@ def peak_rss_of(argv: list[str], env: dict[str, str]) -> tuple[int, float, int]:
 
 
 def main() -> None:
+    # every `mmrag` process of this run a fresh one (MMRAG_WARM=auto would start a server), none left behind
+    os.environ.setdefault("MMRAG_WARM", "0")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pages", type=int, nargs="+", default=[30, 100, 300])
     ap.add_argument("--tier", default="lite")

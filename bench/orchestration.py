@@ -120,6 +120,8 @@ def timed(argv: list[str]) -> tuple[float, float, str]:
 
 
 def main() -> None:
+    # every `mmrag` process of this run a fresh one (MMRAG_WARM=auto would start a server), none left behind
+    os.environ.setdefault("MMRAG_WARM", "0")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--docs", type=int, default=1000)
     ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import time
@@ -192,6 +193,8 @@ def realtext(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # every `mmrag` process of this run a fresh one (MMRAG_WARM=auto would start a server), none left behind
+    os.environ.setdefault("MMRAG_WARM", "0")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--venv", type=Path, default=DATA / "fastplaid-venv")
     ap.add_argument("--pages", type=int, default=10_000)

@@ -376,6 +376,8 @@ def report(
 
 
 def main(argv: list[str] | None = None) -> int:
+    # every `mmrag` process of this run a fresh one (MMRAG_WARM=auto would start a server), none left behind
+    os.environ.setdefault("MMRAG_WARM", "0")
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=build.default_out())
     ap.add_argument("--split", choices=("test", "dev", "all"), default="test")

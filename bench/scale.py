@@ -119,6 +119,8 @@ def paper_figures() -> dict[str, float]:
 
 
 def main() -> None:
+    # every `mmrag` process of this run a fresh one (MMRAG_WARM=auto would start a server), none left behind
+    os.environ.setdefault("MMRAG_WARM", "0")
     from tests.scale.services import fresh_database, s3_emulator
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

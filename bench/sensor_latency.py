@@ -207,6 +207,8 @@ def session(
 
 
 def main() -> int:
+    # every `mmrag` process of this run a fresh one (MMRAG_WARM=auto would start a server), none left behind
+    os.environ.setdefault("MMRAG_WARM", "0")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pages", type=int, default=620)
     ap.add_argument("--repeats", type=int, default=3, help="drops per `mmrag ui` session")

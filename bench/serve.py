@@ -90,6 +90,8 @@ def run(overrides: list[str], warm: bool, n: int) -> dict[str, float]:
 
 
 def main() -> int:
+    # every `mmrag` process of this run a fresh one (MMRAG_WARM=auto would start a server), none left behind
+    os.environ.setdefault("MMRAG_WARM", "0")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
         "--dir",

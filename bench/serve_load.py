@@ -209,6 +209,8 @@ def _pct(xs: list[float], q: float) -> float:
 
 
 def main() -> None:
+    # every `mmrag` process of this run a fresh one (MMRAG_WARM=auto would start a server), none left behind
+    os.environ.setdefault("MMRAG_WARM", "0")
     from bench._report import table, write_section
     from tests.faults.conftest import FAST
 

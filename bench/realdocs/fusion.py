@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from collections import defaultdict
@@ -126,6 +127,8 @@ def study(ds: ft.Dataset) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # every `mmrag` process of this run a fresh one (MMRAG_WARM=auto would start a server), none left behind
+    os.environ.setdefault("MMRAG_WARM", "0")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("what", choices=("train", "study"))
     ap.add_argument("--out", type=Path, default=build.default_out())

@@ -66,15 +66,19 @@ def main(argv: list[str] | None = None) -> int:
 def run() -> None:
     """The ``mmrag`` console script: the command in a fork of a running ``mmrag warm`` server when one
     matches (decided before anything heavy is imported: ``orchestration/warm_client.py``), else
-    :func:`main`; then a quick exit. Tearing down the interpreter
+    :func:`main` and, unless ``MMRAG_WARM`` says otherwise, a server started in the background for the
+    next command; then a quick exit. Tearing down the interpreter
     (every module of Dagster, Great Expectations, LanceDB... freed one by one) cost 2-3 s after the
     last line was printed (py-spy, a one-file ``mmrag index``); nothing is left to do by then: every
     catalog connection and file is closed, so the process waits for its own non-daemon threads,
     runs the exit handlers (logging, multiprocessing, LanceDB's runtime) and exits."""
-    from mmrag_assets.orchestration.warm_client import run_served
+    from mmrag_assets.orchestration.warm_client import run_served, start_after
 
     code = run_served(sys.argv, warm.SERVED)
-    exit_now(main() if code is None else code)
+    if code is None:
+        code = main()
+        start_after(sys.argv, warm.SERVED)  # MMRAG_WARM=auto: a server for the next command
+    exit_now(code)
 
 
 def exit_now(code: int) -> None:

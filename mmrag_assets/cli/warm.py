@@ -6,9 +6,6 @@ is imported: ``orchestration/warm_client.py``)."""
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -38,6 +35,7 @@ def warm_flags(sp: argparse.ArgumentParser) -> None:
         help="exit after this long without a command (default: 15)",
     )  # fmt: skip
     sp.add_argument("--expect", default=None, help=argparse.SUPPRESS)  # start's fingerprint, for serve
+    sp.add_argument("--lock-fd", type=int, default=None, help=argparse.SUPPRESS)  # the lock spawn() took
     sp.add_argument("--json", action="store_true", help="status: print one JSON object")
 
 
@@ -66,39 +64,48 @@ def run_command(argv: list[str]) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from mmrag_assets.orchestration.forkserver import preload_modules
-    from mmrag_assets.orchestration.warm_server import IDLE_MINUTES, serve_forever
+    from mmrag_assets.orchestration.warm_server import serve_forever
 
     cfg = config_of(args)
     modules = list(dict.fromkeys([*preload_modules(cfg), *CLI_PRELOAD]))
-    minutes = IDLE_MINUTES if args.idle_minutes is None else args.idle_minutes
+    minutes = warm_client.IDLE_MINUTES if args.idle_minutes is None else args.idle_minutes
     info = {"overrides": list(args.overrides)}
-    return serve_forever(run_command, modules, minutes * 60, args.expect, info)
+    return serve_forever(run_command, modules, minutes * 60, args.expect, info, args.lock_fd)
+
+
+def _starting() -> bool:
+    """A server holds the lock but does not answer yet: it is importing (one a command started in the
+    background, MMRAG_WARM=auto, or another `warm start`)."""
+    _sock, lock, _log = warm_client.paths()
+    return warm_client.server_holds_lock(lock)
+
+
+def _status_once_started() -> dict[str, Any] | None:
+    """The server's status, after waiting for one that is still importing (None: none runs, or it
+    exited while starting)."""
+    t0 = time.monotonic()
+    while True:
+        st = warm_client.request("status")
+        if st is not None or not _starting() or time.monotonic() - t0 > START_TIMEOUT_S:
+            return st
+        time.sleep(0.2)
 
 
 def _start(args: argparse.Namespace) -> int:
-    st = warm_client.request("status")
+    if warm_client.request("status") is None and _starting():
+        say("a warm server is starting; waiting for it")
+    st = _status_once_started()
     if st is not None and not st["stale"]:
         say(f"a warm server is running (pid {st['pid']}); `mmrag warm stop` first to change its settings")
         return 0
     if st is not None:
         say(f"stopping the warm server {st['pid']}: started before {'; '.join(st['stale'])} changed")
         _stop_and_wait()
-    sock, _lock, log = warm_client.paths()
-    argv = [sys.executable, "-m", "mmrag_assets.cli", "warm", "serve", *args.overrides]
-    argv += ["--expect", warm_client.digest(warm_client.fingerprint())]
-    if args.idle_minutes is not None:
-        argv += ["--idle-minutes", str(args.idle_minutes)]
     t0 = time.monotonic()
-    with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=sock.parent,  # not the caller's folder: `python -m` puts it first on sys.path
-            start_new_session=True,  # no terminal: Ctrl-C and a closed window leave it running
-            env={**os.environ, "MMRAG_WARM": "0"},  # the server never hands its own commands over
-        )
+    started = warm_client.spawn(list(args.overrides), args.idle_minutes)
+    if started is None:  # another one took the lock in between
+        return _start(args)
+    proc, log = started
     while time.monotonic() - t0 < START_TIMEOUT_S:
         if proc.poll() is not None:
             tail = log.read_text(errors="replace").strip().splitlines()[-5:]
@@ -128,6 +135,9 @@ def _stop_and_wait(timeout_s: float = 30.0) -> bool:
 
 def _stop(args: argparse.Namespace) -> int:
     st = warm_client.request("status")
+    if st is None and _starting():
+        say("a warm server is starting; it stops once it listens")
+        st = _status_once_started()
     if st is None:
         say("no warm server is running")
         return 0
@@ -140,8 +150,12 @@ def _stop(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     st = warm_client.request("status")
+    starting = st is None and _starting()
     if args.json:
-        emit({"running": st is not None, **(st or {})})
+        emit({"running": st is not None, "starting": starting, **(st or {})})
+        return 0
+    if starting:
+        print("a warm server is starting (importing); commands run in their own process until it listens")
         return 0
     if st is None:
         print("no warm server is running (`mmrag warm start`)")

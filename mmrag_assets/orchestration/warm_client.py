@@ -8,6 +8,11 @@ process's. Anything else, and every failure to reach the server, runs the comman
 as if no server existed; only a command the server has started is the server's to finish (its exit
 code, or the signal that ended it, becomes this process's).
 
+``MMRAG_WARM`` (see :func:`mode`): unset or ``auto``, a command that ran in this process because no
+server runs starts one in the background as it exits (:func:`start_after`), as Gradle's and Bazel's
+clients start their daemons, so that the next command forks from it; ``1`` uses a running server and
+never starts one; ``0`` never uses one. A server exits after 15 minutes without a command.
+
 What the server and this process must agree on, because it is fixed once the server has imported
 its modules: the Python (executable, version, ``sys.path`` past its first entry, the mtimes of the
 installed packages' folders), mmrag's own files (every file of ``mmrag_assets``, ``data_contracts``
@@ -26,6 +31,7 @@ import os
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -41,6 +47,8 @@ ENV_IGNORED = frozenset(
 )
 ENV_IGNORED_PREFIXES = ("TMUX", "TERM_", "VSCODE_", "ITERM_", "KONSOLE_", "VTE_")
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+IDLE_MINUTES = 15.0  # a server's default life without a command (`mmrag warm start --idle-minutes`)
+MODES = {"auto": "auto", "": "auto", "1": "use", "on": "use", "0": "off", "off": "off"}
 REPLY_TIMEOUT_S = 30.0  # a server that accepted but does not answer: the command runs here instead
 _HEADER = struct.Struct("!I")
 MAX_FRAME = 16 << 20
@@ -89,6 +97,19 @@ def server_holds_lock(lock: Path) -> bool:
     finally:
         os.close(fd)  # closing releases a lock we took
     return False
+
+
+def mode(environ: dict[str, str] | None = None) -> str:
+    """``MMRAG_WARM``: ``auto`` (unset, ``auto``): use a running server, start one after a command that
+    ran here; ``use`` (``1``, ``on``): use a running server only; ``off`` (``0``, ``off``). Another
+    value is an error (a typo must not silently start or skip a server)."""
+    env = os.environ if environ is None else environ
+    raw = env.get("MMRAG_WARM", "auto").strip().lower()
+    if raw not in MODES:
+        raise ValueError(
+            f"MMRAG_WARM={raw!r}: use auto (the default), 1 (use a running server only) or 0 (off)"
+        )
+    return MODES[raw]
 
 
 # ---------------------------------------------------------------- what must match
@@ -236,7 +257,8 @@ def run_served(argv: list[str], served: frozenset[str]) -> int | None:
     """Run ``argv`` (``sys.argv``: the program, then the command's arguments) in a fork of the warm
     server: its exit code, or None when the command is to run in this process."""
     args = argv[1:]
-    if os.environ.get("MMRAG_WARM", "1") == "0" or not args or args[0] not in served:
+    how = _mode_or_off()
+    if how == "off" or not args or args[0] not in served:
         return None
     verbose = "-v" in args or "--verbose" in args
     try:
@@ -249,7 +271,83 @@ def run_served(argv: list[str], served: frozenset[str]) -> int | None:
     if s is None:
         return None
     with s:
-        return _served(s, argv, verbose)
+        return _served(s, argv, verbose=verbose, quiet_env=how == "auto")
+
+
+def _mode_or_off() -> str:
+    try:
+        return mode()
+    except ValueError as e:
+        _say(f"mmrag warm: {e}; running the command in this process")
+        return "off"
+
+
+# ---------------------------------------------------------------- starting a server
+def spawn(overrides: list[str], idle_minutes: float | None = None) -> tuple[subprocess.Popen, Path] | None:
+    """``mmrag warm serve`` detached from this process (its own session: Ctrl-C and a closed terminal
+    leave it running), told this process's fingerprint so that a file changed while it imports is
+    caught; its output goes to the log, truncated. The process and the log path, or None when a
+    server holds the lock. The lock is taken here and handed to the server (the same open file), so
+    that from this call's return a starting server is seen as one: no second is started, and `mmrag
+    warm stop` waits for it instead of finding nothing."""
+    sock, lock, log = paths()
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None
+        argv = [sys.executable, "-m", "mmrag_assets.cli", "warm", "serve", *overrides]
+        argv += ["--expect", digest(fingerprint()), "--lock-fd", str(fd)]
+        if idle_minutes is not None:
+            argv += ["--idle-minutes", str(idle_minutes)]
+        with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                pass_fds=(fd,),
+                cwd=sock.parent,  # not the caller's folder: `python -m` puts it first on sys.path
+                start_new_session=True,
+                env={**os.environ, "MMRAG_WARM": "0"},  # the server never hands its own commands over
+            )
+    finally:
+        os.close(fd)  # the server's copy holds the lock on
+    return proc, log
+
+
+def _ci(environ: dict[str, str]) -> bool:
+    """The ``CI`` variable that GitHub Actions, GitLab CI, CircleCI, Travis, Buildkite... set."""
+    return environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def start_after(argv: list[str], served: frozenset[str]) -> int | None:
+    """After a command that :func:`run_served` left to this process: start a server in the background
+    (``MMRAG_WARM`` auto, a served command, no ``CI``, no server running or starting); its pid or None.
+    Said on stderr only when that is a terminal (scripts parse nothing new). Never fails the command:
+    any error starting it is swallowed (the next command simply runs in its own process again)."""
+    args = argv[1:]
+    env = dict(os.environ)
+    try:
+        if not args or args[0] not in served or mode(env) != "auto" or _ci(env):
+            return None
+        sock, _lock, _log = paths()
+        # one runs (or was killed: its socket is removed by the next client that finds it dead)
+        if sock.exists():
+            return None
+        started = spawn([])  # None: one is starting
+        if started is None:
+            return None
+        proc, log = started
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+    if sys.stderr.isatty():
+        _say(
+            f"mmrag: started a warm server (pid {proc.pid}; log {log}) so that the next commands skip the ~2 s of "
+            f"imports; it exits after {IDLE_MINUTES:g} min without one (`mmrag warm stop`; MMRAG_WARM=0 turns this off)"
+        )
+    return proc.pid
 
 
 def _open_stdio() -> list[int]:
@@ -263,7 +361,9 @@ def _open_stdio() -> list[int]:
     return fds
 
 
-def _served(s: socket.socket, argv: list[str], verbose: bool) -> int | None:
+def _served(s: socket.socket, argv: list[str], verbose: bool, quiet_env: bool = False) -> int | None:
+    """``quiet_env``: a server that differs from this process only in its environment (another shell's
+    server) is not worth a line on every command unless asked for (``-v``, or ``MMRAG_WARM=1``)."""
     stdio = _open_stdio()
     umask = os.umask(0)
     os.umask(umask)
@@ -287,6 +387,8 @@ def _served(s: socket.socket, argv: list[str], verbose: bool) -> int | None:
         return None
     if "stale" in first:
         code_changed = any(not d.startswith("env") for d in first["stale"])
+        if not (code_changed or verbose or not quiet_env):
+            return None
         _say(
             "mmrag warm: the server was started before "
             + "; ".join(first["stale"])

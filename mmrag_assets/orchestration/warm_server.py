@@ -44,7 +44,6 @@ from mmrag_assets.orchestration.warm_client import (
     send_msg,
 )
 
-IDLE_MINUTES = 15.0  # the default of `mmrag warm start --idle-minutes`
 ABANDONED_GRACE_S = 30.0  # a command whose client went away: SIGINT, then SIGKILL this much later
 REQUEST_TIMEOUT_S = 5.0  # a client sends its whole request at once
 _PR_SET_PDEATHSIG = 1
@@ -106,8 +105,12 @@ class Server:
         self._listener: socket.socket | None = None
 
     # ------------------------------------------------------------ start and stop
-    def lock(self) -> bool:
-        """Take the lock file (held until this process ends): False when another server holds it."""
+    def lock(self, held_fd: int | None = None) -> bool:
+        """Take the lock file (held until this process ends): False when another server holds it.
+        ``held_fd``: the lock, already taken by the process that started this one (:func:`spawn`)."""
+        if held_fd is not None:
+            self._lock_fd = held_fd
+            return True
         self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -382,12 +385,17 @@ def _reopen_stdio() -> None:
 
 
 def serve_forever(
-    run_command: RunCommand, modules: list[str], idle_s: float, expect: str | None, info: dict[str, Any]
+    run_command: RunCommand,
+    modules: list[str],
+    idle_s: float,
+    expect: str | None,
+    info: dict[str, Any],
+    lock_fd: int | None = None,
 ) -> int:
     """``mmrag warm serve``: lock, import, listen, serve; 0 after an idle timeout or a stop, 1 when
     another server holds the lock, 2 when this one may not serve (see :meth:`Server.start`)."""
     server = Server(run_command, idle_s, info)
-    if not server.lock():
+    if not server.lock(lock_fd):
         log(f"another server holds {server.lock_path}")
         return 1
     try:

@@ -73,6 +73,71 @@ def test_no_server_stale_socket_and_bypass_run_in_process(monkeypatch, tmp_path:
     assert warm_client.run_served(argv, frozenset({"status"})) is None
 
 
+def test_mode_reads_mmrag_warm_and_refuses_a_typo(monkeypatch, tmp_path: Path, capsys) -> None:
+    assert warm_client.mode({}) == warm_client.mode({"MMRAG_WARM": "auto"}) == "auto"
+    assert warm_client.mode({"MMRAG_WARM": "1"}) == warm_client.mode({"MMRAG_WARM": "ON "}) == "use"
+    assert warm_client.mode({"MMRAG_WARM": "0"}) == warm_client.mode({"MMRAG_WARM": "off"}) == "off"
+    with pytest.raises(ValueError, match="MMRAG_WARM='yes please'"):
+        warm_client.mode({"MMRAG_WARM": "yes please"})
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.setenv("MMRAG_WARM", "sometimes")
+    sock, _lock, _log = warm_client.paths()
+    sock.touch()  # a server's socket would be tried next: the typo must stop it before
+    assert warm_client.run_served(["mmrag", "status"], frozenset({"status"})) is None
+    assert "MMRAG_WARM='sometimes'" in capsys.readouterr().err
+    assert warm_client.start_after(["mmrag", "status"], frozenset({"status"})) is None
+
+
+def test_no_server_is_started_unless_auto_served_outside_ci_and_none_runs(
+    monkeypatch, tmp_path: Path
+) -> None:
+    """Every case where :func:`start_after` must not start a server (the one where it does is the slow
+    test below): it returns before spawning anything, so no process is left behind here."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.delenv("CI", raising=False)
+    served = frozenset({"status"})
+    spawned = []
+    monkeypatch.setattr(
+        warm_client, "spawn", lambda *a, **k: spawned.append(a) or (_Proc(), tmp_path / "log")
+    )
+    for value in ("0", "1"):
+        monkeypatch.setenv("MMRAG_WARM", value)
+        assert warm_client.start_after(["mmrag", "status"], served) is None
+    monkeypatch.setenv("MMRAG_WARM", "auto")
+    assert warm_client.start_after(["mmrag", "ui"], served) is None  # not a served command
+    assert warm_client.start_after(["mmrag"], served) is None
+    for ci in ("true", "1"):
+        monkeypatch.setenv("CI", ci)
+        assert warm_client.start_after(["mmrag", "status"], served) is None
+    monkeypatch.setenv("CI", "false")
+    sock, _lock, _log = warm_client.paths()
+    sock.touch()  # a server listens (or was killed: the next client that finds it dead removes it)
+    assert warm_client.start_after(["mmrag", "status"], served) is None
+    assert spawned == []
+    sock.unlink()
+    assert warm_client.start_after(["mmrag", "status"], served) == 4321  # all clear: it would start one
+    assert spawned == [([],)]
+
+
+def test_spawn_starts_nothing_while_a_server_holds_the_lock(monkeypatch, tmp_path: Path) -> None:
+    import fcntl
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail("a second server was started"))
+    _sock, lock, _log = warm_client.paths()
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # a server is starting (it holds the lock while it imports)
+    try:
+        assert warm_client.spawn([]) is None
+        assert warm_client.server_holds_lock(lock)  # still ours
+    finally:
+        os.close(fd)
+
+
+class _Proc:
+    pid = 4321
+
+
 # ---------------------------------------------------------------- slow: a real server
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
@@ -315,6 +380,47 @@ def test_a_code_change_makes_the_server_stale(env, corpus) -> None:
     )
     assert r.returncode == 0 and "env: OMP_NUM_THREADS" in r.stderr
     assert status(env)["running"]  # another environment: in-process, but the server serves on
+
+
+@pytest.mark.slow
+def test_auto_mode_starts_a_server_after_a_command_and_the_next_one_is_served(env, corpus) -> None:
+    """``MMRAG_WARM`` unset (auto), no ``CI``: the first command runs in its own process and leaves a
+    server starting in the background; once it listens, the same command is served with the same
+    output. ``CI=true`` starts none."""
+    if status(env)["running"]:
+        mmrag(env, "warm", "stop")
+    # the server and its clients share one environment: CI set to a value that starts a server
+    auto = {**{k: v for k, v in env.items() if k != "MMRAG_WARM"}, "CI": "false"}
+
+    def run(e: dict[str, str]) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*MMRAG, "status", *corpus], env=e, capture_output=True, text=True, timeout=300, check=False
+        )
+
+    first = run({**auto, "CI": "true"})
+    assert first.returncode == 0, first.stderr
+    time.sleep(1)
+    assert not status(auto)["running"]
+    first = run(auto)
+    assert first.returncode == 0, first.stderr
+    assert "warm server" not in first.stderr  # stderr is not a terminal: nothing new to parse
+    # it holds the lock from the moment the command spawned it: `warm stop` waits for it, then stops it
+    assert status(auto)["starting"] or status(auto)["running"]
+    r = mmrag(auto, "warm", "stop")
+    assert r.returncode == 0 and "stopped the warm server" in r.stderr, r.stderr
+    assert not status(auto)["running"] and not status(auto)["starting"]
+    assert run(auto).stdout == first.stdout  # in its own process again, and a server starts after it
+    for _ in range(600):  # it imports for ~8-15 s, then listens
+        st = status(auto)
+        if st["running"]:
+            break
+        time.sleep(0.2)
+    assert st["running"] and not st["stale"] and st["served"] == 0, st
+    second = run(auto)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout == first.stdout
+    assert status(auto)["served"] == 1
+    mmrag(auto, "warm", "stop")
 
 
 @pytest.mark.slow
