@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import shutil
 import tempfile
 import time
@@ -219,6 +220,8 @@ def _ingest_document(
     if res.status == "quarantined":
         shutil.rmtree(out_dir, ignore_errors=True)
         res.pages, res.segments, res.ocr = [], [], []
+    for row in (*res.pages, *res.segments):
+        row["text"] = catalog_text(row["text"])
     res.doc["n_pages"] = len(res.pages)
     res.doc["n_segments"] = len(res.segments)
     if res.pages and out_dir.is_dir():
@@ -290,6 +293,22 @@ def _write_boxes(storage_root: Path, res: DocResult) -> None:
             write_boxes(
                 storage_root / image_of[o["item_id"]], o["width"], o["height"], json.loads(o["lines"])
             )
+
+
+# C0 controls but tab, newline and carriage return, DEL, and lone UTF-16 surrogates
+_NOT_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def catalog_text(text: str) -> str:
+    """A page's or segment's text as the catalog and the index keep it: control characters (a PDF
+    whose font maps glyphs to U+0000 gives a text layer with NULs) become spaces, and a lone
+    surrogate (a broken ToUnicode map) becomes U+FFFD. PostgreSQL refuses a NUL in a text column and
+    no UTF-8 encoder takes a lone surrogate: either failed the catalog write of the whole shard, every
+    other file of it included (``catalog=postgres``)."""
+    if text.isprintable() or not (_NOT_TEXT.search(text) or _SURROGATE.search(text)):
+        return text
+    return _SURROGATE.sub("\ufffd", _NOT_TEXT.sub(" ", text))
 
 
 def _shared_key(res: DocResult) -> str | None:
