@@ -103,8 +103,13 @@ def _start(args: argparse.Namespace) -> int:
         _stop_and_wait()
     t0 = time.monotonic()
     started = warm_client.spawn(list(args.overrides), args.idle_minutes)
-    if started is None:  # another one took the lock in between
-        return _start(args)
+    if started is None:  # another one took the lock in between: that one is the server
+        st = _status_once_started()
+        if st is None:
+            say(f"error: a warm server holds the lock but is not listening after {START_TIMEOUT_S:.0f} s")
+            return 2
+        say(f"warm server ready: pid {st['pid']} (started by another command)")
+        return 0
     proc, log = started
     while time.monotonic() - t0 < START_TIMEOUT_S:
         if proc.poll() is not None:

@@ -109,6 +109,7 @@ class Server:
         """Take the lock file (held until this process ends): False when another server holds it.
         ``held_fd``: the lock, already taken by the process that started this one (:func:`spawn`)."""
         if held_fd is not None:
+            os.set_inheritable(held_fd, False)  # as os.open makes it: no program this one runs gets it
             self._lock_fd = held_fd
             return True
         self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -262,6 +263,8 @@ class Server:
             try:
                 assert self._listener is not None
                 self._listener.close()
+                os.close(self._lock_fd)  # the lock is the server's life, not its commands': one that
+                # outlives a stopped server must not keep a new one from starting
                 supervise(conn, {**req, "env_delta": self.env_delta}, fds, self.run_command)
             finally:
                 os._exit(70)

@@ -435,3 +435,33 @@ def test_the_server_exits_when_idle(env) -> None:
     assert not status(env)["running"]
     assert not Path(st["socket"]).exists()
     assert "idle for" in Path(st["log"]).read_text()
+
+
+@pytest.mark.slow
+def test_a_command_that_outlives_its_stopped_server_holds_no_lock(env, tmp_path: Path) -> None:
+    """`warm stop` while a served command runs: the server leaves, the command finishes on its own, and
+    the lock (a server's life) is free at once: a new server may start (the command's process held
+    the server's lock file open before, so `stop` failed after 30 s and `status` said `starting`)."""
+    if not status(env)["running"]:
+        start(env)
+    hold = Path(env["MMRAG_FAULT_WAIT"].split(":", 1)[1])
+    for f in hold.glob("*"):
+        f.unlink()
+    (hold / "armed").touch()
+    try:
+        p, _before = _index_in_background(env, tmp_path)
+        for _ in range(600):
+            if any(hold.glob("*.arrived")):
+                break
+            time.sleep(0.1)
+        assert any(hold.glob("*.arrived")), "the command never reached its ingest step"
+        r = mmrag(env, "warm", "stop")
+        assert r.returncode == 0 and "stopped the warm server" in r.stderr, r.stderr
+        st = status(env)
+        assert not st["running"] and not st["starting"], st
+        assert p.poll() is None  # still held: it outlived its server
+    finally:
+        (hold / "armed").unlink()
+        (hold / "go").touch()
+    _out, err = p.communicate(timeout=600)
+    assert p.returncode == 0, err
