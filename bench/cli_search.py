@@ -108,8 +108,8 @@ def auto_sequence(cmd: list[str], overrides: list[str], runs: int) -> dict[str, 
         first = once([*cmd, QUERIES[0], "--k", "5", *overrides], env)[0]
         spawned = time.perf_counter()
         second = once([*cmd, QUERIES[1], "--k", "5", *overrides], env)[0]
-        while not st()["running"]:
-            if not st()["starting"] or time.perf_counter() - spawned > 300:
+        while not (now := st())["running"]:  # one answer per look: it may listen between two
+            if not now["starting"] or time.perf_counter() - spawned > 300:
                 logs = "".join(p.read_text(errors="replace") for p in (runtime / "mmrag").glob("*.log"))
                 raise SystemExit(
                     f"the warm server the first command started never listened; its log:\n{logs}"

@@ -92,9 +92,10 @@ def _status_once_started() -> dict[str, Any] | None:
 
 
 def _start(args: argparse.Namespace) -> int:
-    if warm_client.request("status") is None and _starting():
+    st = warm_client.request("status")
+    if st is None and _starting():
         say("a warm server is starting; waiting for it")
-    st = _status_once_started()
+        st = _status_once_started()
     if st is not None and not st["stale"]:
         say(f"a warm server is running (pid {st['pid']}); `mmrag warm stop` first to change its settings")
         return 0

@@ -34,6 +34,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -317,7 +318,7 @@ def spawn(overrides: list[str], idle_minutes: float | None = None) -> tuple[subp
     return proc, log
 
 
-def _ci(environ: dict[str, str]) -> bool:
+def _ci(environ: Mapping[str, str]) -> bool:
     """The ``CI`` variable that GitHub Actions, GitLab CI, CircleCI, Travis, Buildkite... set."""
     return environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
@@ -328,9 +329,8 @@ def start_after(argv: list[str], served: frozenset[str]) -> int | None:
     Said on stderr only when that is a terminal (scripts parse nothing new). Never fails the command:
     any error starting it is swallowed (the next command simply runs in its own process again)."""
     args = argv[1:]
-    env = dict(os.environ)
     try:
-        if not args or args[0] not in served or mode(env) != "auto" or _ci(env):
+        if not args or args[0] not in served or mode() != "auto" or _ci(os.environ):
             return None
         sock, _lock, _log = paths()
         # one runs (or was killed: its socket is removed by the next client that finds it dead)
@@ -387,7 +387,7 @@ def _served(s: socket.socket, argv: list[str], verbose: bool, quiet_env: bool = 
         return None
     if "stale" in first:
         code_changed = any(not d.startswith("env") for d in first["stale"])
-        if not (code_changed or verbose or not quiet_env):
+        if quiet_env and not code_changed and not verbose:
             return None
         _say(
             "mmrag warm: the server was started before "

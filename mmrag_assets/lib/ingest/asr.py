@@ -233,7 +233,7 @@ def window_words(words: Sequence[Word], window_s: float, overlap_s: float) -> li
     ordered = sorted(words, key=lambda w: (w.start + w.end) / 2)  # stable: ties keep input order
     mids = [(w.start + w.end) / 2 for w in ordered]
     segments: list[Segment] = []
-    chunks: list[list[Word]] = []
+    held: list[set[int]] = []  # per segment: the indices in ``ordered`` of its words
     by_span: dict[tuple[int, int], int] = {}  # span in ms -> index in segments
     prev_hi = 0
     # Start at the first window that can hold the first word: a recording whose words begin
@@ -247,20 +247,16 @@ def window_words(words: Sequence[Word], window_s: float, overlap_s: float) -> li
         if hi <= lo or hi <= prev_hi:
             continue  # empty, or every word already in the previous window
         prev_hi = hi
-        chunk = ordered[lo:hi]
-        seg = _segment(chunk)
+        seg = _segment(ordered[lo:hi])
         span = (round(seg.start_s * 1000), round(seg.end_s * 1000))
         if span in by_span:  # the same key as an earlier window: one segment with the words of both
             i = by_span[span]
-            held = {id(w) for w in chunks[i]}
-            chunks[i] = sorted([*chunks[i], *(w for w in chunk if id(w) not in held)], key=ordered.index)
-            segments[i] = Segment(
-                seg.start_s, seg.end_s, join_words([w.text for w in chunks[i]]), len(chunks[i])
-            )
+            held[i] |= set(range(lo, hi))
+            segments[i] = _segment([ordered[j] for j in sorted(held[i])])  # the same first word and end
             continue
         by_span[span] = len(segments)
         segments.append(seg)
-        chunks.append(chunk)
+        held.append(set(range(lo, hi)))
     return segments
 
 

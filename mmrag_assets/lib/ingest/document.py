@@ -306,8 +306,6 @@ def catalog_text(text: str) -> str:
     surrogate (a broken ToUnicode map) becomes U+FFFD. PostgreSQL refuses a NUL in a text column and
     no UTF-8 encoder takes a lone surrogate: either failed the catalog write of the whole shard, every
     other file of it included (``catalog=postgres``)."""
-    if text.isprintable() or not (_NOT_TEXT.search(text) or _SURROGATE.search(text)):
-        return text
     return _SURROGATE.sub("\ufffd", _NOT_TEXT.sub(" ", text))
 
 
